@@ -1,0 +1,100 @@
+"""sm-imgclf: from a folder of labelled images to a tuned, checked, deployed classifier.
+
+Everything runs on this machine by default (:class:`LocalSession`) and the
+same code scales out to Amazon SageMaker (:class:`SageMakerSession`).
+
+Importing the package is cheap: the names below are loaded on first use, and
+nothing imports torch, boto3 or sagemaker until a feature needs them.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from sm_imgclf._version import __version__
+from sm_imgclf.errors import (
+    BackendError,
+    BucketNotFoundError,
+    ConfigurationError,
+    DatasetError,
+    DatasetNotFoundError,
+    DatasetValidationError,
+    MissingDependencyError,
+    ObjectNotFoundError,
+    SmImgclfError,
+    StorageAccessDeniedError,
+    StorageError,
+    TransferError,
+)
+
+if TYPE_CHECKING:
+    from sm_imgclf.backends.fake import FakeBackend
+    from sm_imgclf.data.cifar10 import cifar10_to_folder
+    from sm_imgclf.data.dataset import ImageFolderDataset
+    from sm_imgclf.data.digits import digits_to_folder
+    from sm_imgclf.data.manifest import DatasetManifest, ManifestEntry
+    from sm_imgclf.data.report import Finding, Severity, ValidationReport
+    from sm_imgclf.data.upload import Channels
+    from sm_imgclf.session import LocalSession, SageMakerSession, Session
+    from sm_imgclf.storage.base import TransferSummary
+
+_LAZY = {
+    "Channels": "sm_imgclf.data.upload",
+    "DatasetManifest": "sm_imgclf.data.manifest",
+    "FakeBackend": "sm_imgclf.backends.fake",
+    "Finding": "sm_imgclf.data.report",
+    "ImageFolderDataset": "sm_imgclf.data.dataset",
+    "LocalSession": "sm_imgclf.session",
+    "ManifestEntry": "sm_imgclf.data.manifest",
+    "SageMakerSession": "sm_imgclf.session",
+    "Session": "sm_imgclf.session",
+    "Severity": "sm_imgclf.data.report",
+    "TransferSummary": "sm_imgclf.storage.base",
+    "ValidationReport": "sm_imgclf.data.report",
+    "cifar10_to_folder": "sm_imgclf.data.cifar10",
+    "digits_to_folder": "sm_imgclf.data.digits",
+}
+
+__all__ = [
+    "BackendError",
+    "BucketNotFoundError",
+    "Channels",
+    "ConfigurationError",
+    "DatasetError",
+    "DatasetManifest",
+    "DatasetNotFoundError",
+    "DatasetValidationError",
+    "FakeBackend",
+    "Finding",
+    "ImageFolderDataset",
+    "LocalSession",
+    "ManifestEntry",
+    "MissingDependencyError",
+    "ObjectNotFoundError",
+    "SageMakerSession",
+    "Session",
+    "Severity",
+    "SmImgclfError",
+    "StorageAccessDeniedError",
+    "StorageError",
+    "TransferError",
+    "TransferSummary",
+    "ValidationReport",
+    "__version__",
+    "cifar10_to_folder",
+    "digits_to_folder",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'sm_imgclf' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

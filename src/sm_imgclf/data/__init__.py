@@ -1,0 +1,1 @@
+"""Datasets: folder layouts, validation, manifests, splitting and imports."""

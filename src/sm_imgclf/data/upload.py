@@ -1,0 +1,109 @@
+"""Copying a validated dataset into a store, with its manifests."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from sm_imgclf.data.layout import ImageFile, display_name
+from sm_imgclf.data.manifest import MANIFEST_NAME, DatasetManifest, ManifestEntry
+from sm_imgclf.data.report import Finding, Severity, ValidationReport
+from sm_imgclf.errors import DatasetValidationError, TransferError
+from sm_imgclf.storage.base import TransferSummary, UploadItem
+from sm_imgclf.storage.sync import sync_files
+
+if TYPE_CHECKING:
+    from sm_imgclf.data.dataset import ImageFolderDataset
+    from sm_imgclf.data.inspect import Inspection
+    from sm_imgclf.session import Session
+
+logger = logging.getLogger(__name__)
+# Errors about a class as a whole: leaving files out cannot fix them.
+_DATASET_LEVEL = frozenset({"empty_class", "class_missing_from_split"})
+REPORT_NAME = "validation.json"
+
+
+class Channels(dict[str, str]):
+    """The channel URIs of an uploaded dataset, by split; a plain ``dict`` to pass on.
+
+    Attributes:
+        summary: What the transfer did (uploaded, skipped unchanged, failed).
+        skipped: Dataset files left out, relative to the dataset root, each
+            listed with its reason in the validation report.
+        manifests: The URI of each split's ``manifest.json``.
+    """
+
+    def __init__(self, uris: dict[str, str], *, summary: TransferSummary,
+                 skipped: list[str], manifests: dict[str, str]) -> None:
+        super().__init__(uris)
+        self.summary = summary
+        self.skipped = skipped
+        self.manifests = manifests
+
+
+def upload_dataset(dataset: ImageFolderDataset, session: Session, prefix: str,
+                   report: ValidationReport, inspections: dict[str, Inspection], *,
+                   skip_invalid: bool, progress: bool | None) -> Channels:
+    """Upload the usable files of ``dataset`` and one manifest per split; see ``upload()``."""
+    refused = _refused(report, skip_invalid)
+    layout = dataset.layout
+    chosen = [f for f in layout.files if inspections[f.rel].usable and f.rel not in refused]
+    skipped = sorted({f.rel for f in layout.files} - {f.rel for f in chosen} | set(report.skipped))
+    for path in skipped:
+        logger.warning("left out of the upload: %s (see the validation report)", path)
+    store = session.store
+    store.check_access()
+    items = [UploadItem(f.path, _key(prefix, f), inspections[f.rel].size, inspections[f.rel].md5)
+             for f in chosen]
+    summary = sync_files(store, items, progress=progress, description=f"upload {prefix}")
+    if not summary.ok:
+        raise TransferError(
+            f"{len(summary.failed)} of {len(items)} files failed to upload to "
+            f"{store.uri(prefix)}; the rest are stored. Run upload() again to resume.\n{summary}",
+            summary=summary,
+        )
+    manifests = {}
+    for split in layout.splits:
+        manifest = _manifest(split, layout.classes, chosen, inspections)
+        key = f"{prefix}/{split}/{MANIFEST_NAME}"
+        store.put_bytes(key, manifest.to_json().encode())
+        manifests[split] = store.uri(key)
+    store.put_bytes(f"{prefix}/{REPORT_NAME}", report.to_json().encode())
+    uris = {split: store.uri(f"{prefix}/{split}") for split in layout.splits}
+    return Channels(uris, summary=summary, skipped=skipped, manifests=manifests)
+
+
+def _refused(report: ValidationReport, skip_invalid: bool) -> set[str]:
+    errors = report.errors
+    if not errors:
+        return set()
+    if not skip_invalid:
+        report.raise_for_errors()
+    structural = [f for f in errors if f.code in _DATASET_LEVEL]
+    if structural:
+        raise DatasetValidationError(
+            "These errors concern whole classes, so skip_invalid cannot leave them out:\n"
+            + "\n".join(f"  {f}" for f in structural)
+            + "\nAdd images to those classes or remove their folders.",
+            report=report,
+        )
+    return {f.path for f in errors if _is_file_finding(f)}
+
+
+def _is_file_finding(finding: Finding) -> bool:
+    return finding.path is not None and finding.severity is Severity.ERROR
+
+
+def _key(prefix: str, image: ImageFile) -> str:
+    return f"{prefix}/{image.split}/{image.class_id}/{image.name}"
+
+
+def _manifest(split: str, classes: list[str], chosen: list[ImageFile],
+              inspections: dict[str, Inspection]) -> DatasetManifest:
+    index = {class_id: i for i, class_id in enumerate(classes)}
+    entries = tuple(
+        ManifestEntry(f"{f.class_id}/{f.name}", index[f.class_id], inspections[f.rel].size,
+                      inspections[f.rel].md5, inspections[f.rel].width, inspections[f.rel].height)
+        for f in chosen if f.split == split
+    )
+    return DatasetManifest(split, tuple(classes), tuple(display_name(c) for c in classes), entries)

@@ -1,0 +1,117 @@
+"""Sessions: which backend runs the work, and with what settings."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from sm_imgclf._params import bad_value, check_number
+from sm_imgclf.backends.base import Backend
+
+if TYPE_CHECKING:
+    import boto3
+
+    from sm_imgclf.storage.base import Store
+
+__all__ = ["LocalSession", "SageMakerSession", "Session"]
+
+
+class Session:
+    """Hands the library's work to one backend.
+
+    Most code uses :class:`LocalSession` or :class:`SageMakerSession`; pass any
+    object implementing :class:`~sm_imgclf.backends.Backend` here, for
+    example ``Session(FakeBackend())`` in tests.
+
+    Args:
+        backend: The backend that stores data and runs jobs.
+    """
+
+    def __init__(self, backend: Backend) -> None:
+        if not isinstance(backend, Backend):
+            raise bad_value("backend", "an object implementing the Backend protocol", backend)
+        self.backend = backend
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.backend!r})"
+
+    @property
+    def store(self) -> Store:
+        """The backend's store."""
+        return self.backend.store
+
+
+def default_root() -> Path:
+    """Return ``$SM_IMGCLF_HOME``, or ``~/.sm-imgclf`` when it is unset."""
+    return Path(os.environ.get("SM_IMGCLF_HOME") or Path.home() / ".sm-imgclf")
+
+
+class LocalSession(Session):
+    """Runs everything on this machine, under one directory, with no AWS account.
+
+    Nothing is created until the first write.
+
+    Args:
+        root: The session directory; defaults to ``$SM_IMGCLF_HOME`` or ``~/.sm-imgclf``.
+        max_concurrency: Files copied at once when uploading.
+    """
+
+    def __init__(
+        self, root: str | os.PathLike[str] | None = None, *, max_concurrency: int = 4
+    ) -> None:
+        from sm_imgclf.backends.local import LocalBackend
+
+        check_number("max_concurrency", max_concurrency, low=1, integer=True)
+        self.root = Path(root).expanduser().absolute() if root is not None else default_root()
+        super().__init__(LocalBackend(self.root, max_concurrency=max_concurrency))
+
+
+class SageMakerSession(Session):
+    """Runs on Amazon SageMaker, keeping data in an S3 bucket.
+
+    No AWS call is made until the first piece of work needs one.
+
+    Args:
+        bucket: The S3 bucket for datasets, job outputs and models.
+        role: The IAM role ARN SageMaker jobs run as.
+        region: The AWS region; defaults to the boto3 session's.
+        boto_session: A ready ``boto3.Session``; made from the environment when omitted.
+        s3_endpoint_url: An S3-compatible endpoint to use instead of AWS S3.
+        expected_bucket_owner: The account id the bucket must belong to; S3
+            refuses every call otherwise.
+        max_concurrency: Files sent at once when uploading.
+    """
+
+    def __init__(
+        self,
+        bucket: str,
+        *,
+        role: str | None = None,
+        region: str | None = None,
+        boto_session: boto3.Session | None = None,
+        s3_endpoint_url: str | None = None,
+        expected_bucket_owner: str | None = None,
+        max_concurrency: int = 16,
+    ) -> None:
+        from sm_imgclf.backends.sagemaker import SageMakerBackend
+
+        _check_bucket(bucket)
+        if role is not None and not (isinstance(role, str) and role.startswith("arn:")):
+            raise bad_value("role", "an IAM role ARN such as 'arn:aws:iam::123456789012:role/X'",
+                            role)
+        check_number("max_concurrency", max_concurrency, low=1, high=256, integer=True)
+        self.role = role
+        super().__init__(SageMakerBackend(
+            bucket, region=region, boto_session=boto_session, s3_endpoint_url=s3_endpoint_url,
+            expected_bucket_owner=expected_bucket_owner, max_concurrency=max_concurrency,
+        ))
+
+
+def _check_bucket(bucket: object) -> None:
+    import re
+
+    expected = "an S3 bucket name: 3-63 lowercase letters, digits, '.' and '-'"
+    if not isinstance(bucket, str) or not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", bucket):
+        hint = "Pass the bucket name alone, without 's3://'." if str(bucket).startswith("s3://") else ""
+        raise bad_value("bucket", expected, bucket, hint)
