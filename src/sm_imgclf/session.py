@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -29,7 +30,8 @@ class Session:
     """
 
     def __init__(self, backend: Backend) -> None:
-        if not isinstance(backend, Backend):
+        # A static look: isinstance() on the protocol would evaluate lazy properties.
+        if any(inspect.getattr_static(backend, name, None) is None for name in ("name", "store")):
             raise bad_value("backend", "an object implementing the Backend protocol", backend)
         self.backend = backend
 

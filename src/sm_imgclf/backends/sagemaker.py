@@ -58,11 +58,11 @@ class SageMakerBackend:
         return boto3.Session(region_name=self.region)
 
     def client_config(self, pool: int) -> Any:
-        """Return the botocore config shared by our clients: adaptive retries, a pool size."""
+        """Return the botocore config shared by our clients: standard retries, a pool size."""
         from botocore.config import Config
 
         return Config(
-            retries={"mode": "adaptive", "max_attempts": 10},
+            retries={"mode": "standard", "total_max_attempts": 10},
             max_pool_connections=pool,
             user_agent_extra=f"sm-imgclf/{__version__}",
         )

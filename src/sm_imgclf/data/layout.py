@@ -123,7 +123,7 @@ class _Scanner:
             elif entry.is_dir(follow_symlinks=False):
                 self.class_folders.setdefault(entry.name, set()).add(split)
                 self.scan_class(Path(entry.path), split, entry.name, "")
-            elif entry.is_symlink() and entry.is_dir():
+            elif entry.is_symlink() and os.path.isdir(entry.path):
                 self.note(entry, "directory_symlink", Severity.WARNING,
                           "linked folder not followed; copy it in place to use it.", split)
             else:
@@ -141,7 +141,7 @@ class _Scanner:
                 self.note(entry, "symlink_outside_root", Severity.ERROR,
                           "a link to a file outside the dataset root; refused. Copy the file in.",
                           split, class_id)
-            elif entry.is_symlink() and entry.is_dir():
+            elif entry.is_symlink() and os.path.isdir(entry.path):
                 self.note(entry, "directory_symlink", Severity.WARNING,
                           "linked folder not followed; copy it in place to use it.",
                           split, class_id)

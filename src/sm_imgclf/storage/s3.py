@@ -29,7 +29,8 @@ class S3Store:
     Transfers go through s3transfer: files above ``multipart_threshold`` are
     sent in parallel parts, and many files are sent at once by
     :func:`~sm_imgclf.storage.sync_files`. Retries on throttling and 5xx use
-    botocore's adaptive mode, set on the client by the session.
+    botocore's standard mode (exponential backoff with jitter, 10 attempts),
+    set on the client by the session.
 
     Args:
         client: A boto3 S3 client (any ``endpoint_url`` works).

@@ -1,0 +1,96 @@
+from __future__ import annotations
+
+import os
+import zlib
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import sm_imgclf as smi
+
+os.environ.setdefault("CI", "1")  # no progress bars in test output
+# Never let a test reach real AWS credentials or config.
+for _name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
+    os.environ.pop(_name, None)
+os.environ["AWS_ACCESS_KEY_ID"] = "testing"
+os.environ["AWS_SECRET_ACCESS_KEY"] = "testing"
+os.environ["AWS_DEFAULT_REGION"] = "us-east-1"
+os.environ["AWS_EC2_METADATA_DISABLED"] = "true"  # never ask 169.254.169.254 for credentials
+os.environ["AWS_CONFIG_FILE"] = os.devnull
+os.environ["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
+
+
+def write_image(path: Path, *, size: tuple[int, int] = (48, 40), mode: str = "RGB",
+                seed: int | None = None, fmt: str | None = None, **save: object) -> Path:
+    """Write a random (hence unique) image; ``seed`` makes the same pixels twice."""
+    rng = np.random.default_rng(seed if seed is not None else zlib.crc32(str(path).encode()))
+    pixels = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+    image = Image.fromarray(pixels).convert(mode) if mode != "RGB" else Image.fromarray(pixels)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path, format=fmt, **save)
+    return path
+
+
+def make_dataset(root: Path, classes: tuple[str, ...] = ("001.cat", "002.dog", "003.bird"),
+                 counts: dict[str, int] | None = None) -> Path:
+    """A clean split dataset: train/valid/test with distinct images in every class."""
+    counts = counts or {"train": 4, "valid": 2, "test": 2}
+    for split, n in counts.items():
+        for class_id in classes:
+            for i in range(n):
+                write_image(root / split / class_id / f"img_{i}.jpg")
+    return root
+
+
+@pytest.fixture
+def dataset_root(tmp_path: Path) -> Path:
+    return make_dataset(tmp_path / "data")
+
+
+@pytest.fixture
+def local_session(tmp_path: Path) -> smi.LocalSession:
+    return smi.LocalSession(tmp_path / "session")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def moto_url() -> Iterator[str]:
+    """A moto S3 server over real HTTP on 127.0.0.1."""
+    from moto.server import ThreadedMotoServer
+
+    port = _free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def boto_session():  # type: ignore[no-untyped-def]
+    import boto3
+
+    return boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing",
+                         region_name="us-east-1")
+
+
+@pytest.fixture
+def bucket(moto_url: str, boto_session, request: pytest.FixtureRequest) -> str:  # type: ignore[no-untyped-def]
+    name = f"test-{abs(hash(request.node.nodeid)) % 10**10}"
+    client = boto_session.client("s3", endpoint_url=moto_url)
+    client.create_bucket(Bucket=name)
+    return name
+
+
+@pytest.fixture
+def s3_session(moto_url: str, bucket: str, boto_session) -> smi.SageMakerSession:  # type: ignore[no-untyped-def]
+    return smi.SageMakerSession(bucket, boto_session=boto_session, s3_endpoint_url=moto_url,
+                                max_concurrency=8)

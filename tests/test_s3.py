@@ -1,0 +1,173 @@
+"""The S3 store and SageMakerSession uploads, against moto's server over real HTTP."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from botocore.config import Config
+from botocore.stub import Stubber
+
+import sm_imgclf as smi
+from helpers.s3proxy import S3Proxy
+from sm_imgclf.data.manifest import DatasetManifest
+from sm_imgclf.storage import UploadItem, sync_files
+from sm_imgclf.storage.s3 import S3Store
+
+
+def listing(session: smi.SageMakerSession, prefix: str = "") -> dict[str, str]:
+    client = session.backend.s3_client  # type: ignore[attr-defined]
+    pages = client.get_paginator("list_objects_v2").paginate(Bucket=session.backend.bucket,  # type: ignore[attr-defined]
+                                                             Prefix=prefix)
+    return {o["Key"]: o["ETag"].strip('"') for p in pages for o in p.get("Contents", [])}
+
+
+def test_upload_to_s3(dataset_root: Path, s3_session: smi.SageMakerSession, bucket: str) -> None:
+    channels = smi.ImageFolderDataset(dataset_root).upload(s3_session, "datasets/pets")
+    assert channels == {s: f"s3://{bucket}/datasets/pets/{s}" for s in ("train", "valid", "test")}
+    objects = listing(s3_session, "datasets/pets/")
+    source = dataset_root / "valid/003.bird/img_1.jpg"
+    assert objects["datasets/pets/valid/003.bird/img_1.jpg"] == hashlib.md5(
+        source.read_bytes()).hexdigest()
+    manifest = DatasetManifest.from_json(s3_session.store.get_bytes("datasets/pets/test/manifest.json"))
+    assert {e.path for e in manifest.entries} == {f"{c}/img_{i}.jpg" for i in range(2)
+                                                  for c in ("001.cat", "002.dog", "003.bird")}
+    assert len(objects) == 24 + 3 + 1  # images, a manifest per split, the report
+
+
+def test_second_s3_upload_skips_everything(dataset_root: Path,
+                                           s3_session: smi.SageMakerSession) -> None:
+    smi.ImageFolderDataset(dataset_root).upload(s3_session, "pets")
+    client = s3_session.backend.s3_client  # type: ignore[attr-defined]
+    client.delete_object(Bucket=s3_session.backend.bucket, Key="pets/train/002.dog/img_3.jpg")  # type: ignore[attr-defined]
+    again = smi.ImageFolderDataset(dataset_root).upload(s3_session, "pets")
+    assert again.summary.uploaded == ["pets/train/002.dog/img_3.jpg"]
+    assert len(again.summary.skipped) == 23
+
+
+def test_multipart_objects_are_recognised_as_unchanged(tmp_path: Path, moto_url: str,
+                                                       bucket: str, boto_session) -> None:  # type: ignore[no-untyped-def]
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(11 * 2**20))
+    client = boto_session.client("s3", endpoint_url=moto_url)
+    store = S3Store(client, bucket, multipart_threshold=5 * 2**20, multipart_chunksize=5 * 2**20)
+    item = UploadItem(big, "blobs/big.bin", big.stat().st_size)
+    first = sync_files(store, [item])
+    assert first.uploaded == ["blobs/big.bin"]
+    assert store.list_objects("blobs/")["blobs/big.bin"].etag.endswith("-3")
+    second = sync_files(store, [item])
+    assert second.skipped == ["blobs/big.bin"] and second.bytes_uploaded == 0
+    assert store.get_bytes("blobs/big.bin") == big.read_bytes()
+
+
+def test_missing_bucket_is_named(dataset_root: Path, moto_url: str, boto_session) -> None:  # type: ignore[no-untyped-def]
+    session = smi.SageMakerSession("no-such-bucket-here", boto_session=boto_session,
+                                   s3_endpoint_url=moto_url)
+    with pytest.raises(smi.BucketNotFoundError, match="'no-such-bucket-here' does not exist"):
+        smi.ImageFolderDataset(dataset_root).upload(session, "pets")
+
+
+def test_access_denied_is_explained(dataset_root: Path, moto_url: str, boto_session) -> None:  # type: ignore[no-untyped-def]
+    session = smi.SageMakerSession("locked", boto_session=boto_session, s3_endpoint_url=moto_url)
+    with Stubber(session.backend.s3_client) as stub:  # type: ignore[attr-defined]
+        stub.add_client_error("head_bucket", service_error_code="403", http_status_code=403,
+                              expected_params={"Bucket": "locked"})
+        with pytest.raises(smi.StorageAccessDeniedError, match="Access denied: HeadBucket on s3://locked"):
+            smi.ImageFolderDataset(dataset_root).upload(session, "pets")
+
+
+def test_expected_bucket_owner_is_sent_on_every_call(tmp_path: Path, boto_session) -> None:  # type: ignore[no-untyped-def]
+    client = boto_session.client("s3")
+    store = S3Store(client, "b", expected_bucket_owner="111122223333")
+    owner = {"ExpectedBucketOwner": "111122223333"}
+    with Stubber(client) as stub:
+        stub.add_response("head_bucket", {}, {"Bucket": "b", **owner})
+        stub.add_response("list_objects_v2", {"KeyCount": 0},
+                          {"Bucket": "b", "Prefix": "p/", **owner})
+        stub.add_response("put_object", {"ETag": '"x"'}, {"Bucket": "b", "Key": "p/m", "Body": b"{}",
+                                                          **owner})
+        store.check_access()
+        assert store.list_objects("p/") == {}
+        store.put_bytes("p/m", b"{}")
+        stub.assert_no_pending_responses()
+
+
+def test_missing_credentials(dataset_root: Path, moto_url: str,
+                             monkeypatch: pytest.MonkeyPatch) -> None:
+    import boto3
+
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    session = smi.SageMakerSession("whatever", boto_session=boto3.Session(region_name="us-east-1"),
+                                   s3_endpoint_url=moto_url)
+    with pytest.raises(smi.StorageAccessDeniedError, match="needs AWS credentials"):
+        smi.ImageFolderDataset(dataset_root).upload(session, "pets")
+
+
+def test_throttling_is_retried(dataset_root: Path, moto_url: str, bucket: str,
+                               boto_session) -> None:  # type: ignore[no-untyped-def]
+    seen: Counter[str] = Counter()
+    lock = threading.Lock()
+
+    def throttle_first_two_puts(method: str, path: str) -> int | str | None:
+        with lock:
+            seen[path] += method == "PUT"
+            return 503 if method == "PUT" and seen[path] <= 2 else None
+
+    with S3Proxy(moto_url, fault=throttle_first_two_puts) as proxy:
+        session = smi.SageMakerSession(bucket, boto_session=boto_session,
+                                       s3_endpoint_url=proxy.url)
+        channels = smi.ImageFolderDataset(dataset_root).upload(session, "pets")
+    assert channels.summary.ok and len(channels.summary.uploaded) == 24
+    assert all(count == 3 for path, count in seen.items() if path.endswith(".jpg"))
+
+
+def test_persistent_failures_raise_after_the_rest_is_stored(
+        dataset_root: Path, moto_url: str, bucket: str, boto_session) -> None:  # type: ignore[no-untyped-def]
+    def refuse_cats(method: str, path: str) -> int | str | None:
+        return 503 if method == "PUT" and "001.cat" in path else None
+
+    with S3Proxy(moto_url, fault=refuse_cats) as proxy:
+        session = smi.SageMakerSession(bucket, boto_session=boto_session,
+                                       s3_endpoint_url=proxy.url)
+        session.backend.s3_client = boto_session.client(  # type: ignore[attr-defined]
+            "s3", endpoint_url=proxy.url, config=Config(retries={"max_attempts": 2}))
+        with pytest.raises(smi.TransferError, match="8 of 24 files failed") as caught:
+            smi.ImageFolderDataset(dataset_root).upload(session, "pets")
+    summary = caught.value.summary
+    assert sorted(summary.failed) == sorted(f"pets/{s}/001.cat/img_{i}.jpg"
+                                            for s, n in (("train", 4), ("valid", 2), ("test", 2))
+                                            for i in range(n))
+    assert len(summary.uploaded) == 16
+    direct = smi.SageMakerSession(bucket, boto_session=boto_session, s3_endpoint_url=moto_url)
+    resumed = smi.ImageFolderDataset(dataset_root).upload(direct, "pets")
+    assert sorted(resumed.summary.uploaded) == sorted(summary.failed)
+
+
+def test_dropped_connections_are_retried(dataset_root: Path, moto_url: str, bucket: str,
+                                         boto_session) -> None:  # type: ignore[no-untyped-def]
+    dropped: set[str] = set()
+    lock = threading.Lock()
+
+    def drop_once(method: str, path: str) -> int | str | None:
+        with lock:
+            if method == "PUT" and path not in dropped:
+                dropped.add(path)
+                return "drop"
+        return None
+
+    with S3Proxy(moto_url, fault=drop_once) as proxy:
+        session = smi.SageMakerSession(bucket, boto_session=boto_session,
+                                       s3_endpoint_url=proxy.url)
+        channels = smi.ImageFolderDataset(dataset_root).upload(session, "pets")
+    assert channels.summary.ok and len(dropped) >= 24
+
+
+def test_client_retries_with_backoff(s3_session: smi.SageMakerSession) -> None:
+    config = s3_session.backend.s3_client.meta.config  # type: ignore[attr-defined]
+    assert config.retries == {"mode": "standard", "total_max_attempts": 10}
+    assert "sm-imgclf/" in config.user_agent_extra
