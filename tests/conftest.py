@@ -1,8 +1,8 @@
 from __future__ import annotations
 
 import os
-import zlib
 import socket
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 

@@ -48,7 +48,7 @@ def test_batches_become_a_split_image_folder(tmp_path: Path) -> None:
 def test_missing_batch_says_where_to_get_it(tmp_path: Path) -> None:
     source = write_batches(tmp_path / "b")
     (source / "data_batch_3").unlink()
-    with pytest.raises(smi.DatasetNotFoundError, match="data_batch_3 is missing.*cifar-10-python"):
+    with pytest.raises(smi.DatasetNotFoundError, match=r"data_batch_3 is missing.*cifar-10-python"):
         smi.cifar10_to_folder(source, tmp_path / "out")
 
 

@@ -24,7 +24,7 @@ def test_missing_root_names_the_path(tmp_path: Path) -> None:
 def test_root_that_is_a_file(tmp_path: Path) -> None:
     (tmp_path / "x.zip").write_bytes(b"PK")
     with pytest.raises(smi.DatasetNotFoundError, match="is a file"):
-        smi.ImageFolderDataset(tmp_path / "x.zip").class_ids
+        _ = smi.ImageFolderDataset(tmp_path / "x.zip").class_ids
 
 
 def test_root_without_class_folders(tmp_path: Path) -> None:

@@ -89,6 +89,7 @@ def test_missing_extra_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
     from sm_imgclf._lazy import require
 
     monkeypatch.setitem(sys.modules, "sklearn", None)
+    monkeypatch.setitem(sys.modules, "sklearn.datasets", None)
     with pytest.raises(smi.MissingDependencyError, match=r'pip install "sm-imgclf\[demo\]"') as e:
         require("sklearn.datasets", extra="demo")
     assert e.value.extra == "demo"

@@ -21,8 +21,8 @@ from sm_imgclf.storage.s3 import S3Store
 
 def listing(session: smi.SageMakerSession, prefix: str = "") -> dict[str, str]:
     client = session.backend.s3_client  # type: ignore[attr-defined]
-    pages = client.get_paginator("list_objects_v2").paginate(Bucket=session.backend.bucket,  # type: ignore[attr-defined]
-                                                             Prefix=prefix)
+    bucket = session.backend.bucket  # type: ignore[attr-defined]
+    pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
     return {o["Key"]: o["ETag"].strip('"') for p in pages for o in p.get("Contents", [])}
 
 
@@ -33,7 +33,8 @@ def test_upload_to_s3(dataset_root: Path, s3_session: smi.SageMakerSession, buck
     source = dataset_root / "valid/003.bird/img_1.jpg"
     assert objects["datasets/pets/valid/003.bird/img_1.jpg"] == hashlib.md5(
         source.read_bytes()).hexdigest()
-    manifest = DatasetManifest.from_json(s3_session.store.get_bytes("datasets/pets/test/manifest.json"))
+    stored = s3_session.store.get_bytes("datasets/pets/test/manifest.json")
+    manifest = DatasetManifest.from_json(stored)
     assert {e.path for e in manifest.entries} == {f"{c}/img_{i}.jpg" for i in range(2)
                                                   for c in ("001.cat", "002.dog", "003.bird")}
     assert len(objects) == 24 + 3 + 1  # images, a manifest per split, the report
@@ -88,8 +89,8 @@ def test_expected_bucket_owner_is_sent_on_every_call(tmp_path: Path, boto_sessio
         stub.add_response("head_bucket", {}, {"Bucket": "b", **owner})
         stub.add_response("list_objects_v2", {"KeyCount": 0},
                           {"Bucket": "b", "Prefix": "p/", **owner})
-        stub.add_response("put_object", {"ETag": '"x"'}, {"Bucket": "b", "Key": "p/m", "Body": b"{}",
-                                                          **owner})
+        stub.add_response("put_object", {"ETag": '"x"'},
+                          {"Bucket": "b", "Key": "p/m", "Body": b"{}", **owner})
         store.check_access()
         assert store.list_objects("p/") == {}
         store.put_bytes("p/m", b"{}")

@@ -64,7 +64,7 @@ def test_interrupted_upload_resumes(dataset_root: Path, local_session: smi.Local
 def test_upload_refuses_errors_and_loses_nothing(dataset_root: Path,
                                                  local_session: smi.LocalSession) -> None:
     (dataset_root / "train/001.cat/broken.jpg").write_bytes(b"\xff\xd8garbage")
-    with pytest.raises(smi.DatasetValidationError, match="(?s)broken.jpg.*skip_invalid=True"):
+    with pytest.raises(smi.DatasetValidationError, match=r"(?s)broken\.jpg.*skip_invalid=True"):
         smi.ImageFolderDataset(dataset_root).upload(local_session, "pets")
     assert not (local_session.root / "store").exists()
 

@@ -223,7 +223,7 @@ def test_report_text_json_and_raise(dataset_root: Path) -> None:
     data = json.loads(report.to_json())
     assert data["summary"]["error"] == 1
     assert data["findings"][0]["severity"] == "error"
-    with pytest.raises(smi.DatasetValidationError, match="empty.jpg") as caught:
+    with pytest.raises(smi.DatasetValidationError, match=r"empty\.jpg") as caught:
         report.raise_for_errors()
     assert caught.value.report is report
 

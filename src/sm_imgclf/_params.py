@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Collection, Iterable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from sm_imgclf.errors import ConfigurationError
 
@@ -36,8 +36,9 @@ def check_number(
     kinds: tuple[type, ...] = (int,) if integer else (int, float)
     if isinstance(value, bool) or not isinstance(value, kinds):
         raise bad_value(name, "an integer" if integer else "a number", value)
-    too_low = low is not None and (value <= low if low_open else value < low)
-    if too_low or (high is not None and value > high):
+    number = float(cast(float, value))
+    too_low = low is not None and (number <= low if low_open else number < low)
+    if too_low or (high is not None and number > high):
         raise bad_value(name, _describe_range(low, high, low_open), value)
     return value
 

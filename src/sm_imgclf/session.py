@@ -114,6 +114,8 @@ def _check_bucket(bucket: object) -> None:
     import re
 
     expected = "an S3 bucket name: 3-63 lowercase letters, digits, '.' and '-'"
-    if not isinstance(bucket, str) or not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", bucket):
-        hint = "Pass the bucket name alone, without 's3://'." if str(bucket).startswith("s3://") else ""
+    valid = r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]"
+    if not isinstance(bucket, str) or not re.fullmatch(valid, bucket):
+        scheme = str(bucket).startswith("s3://")
+        hint = "Pass the bucket name alone, without 's3://'." if scheme else ""
         raise bad_value("bucket", expected, bucket, hint)

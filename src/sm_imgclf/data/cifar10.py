@@ -66,7 +66,7 @@ def _load(path: Path) -> dict[bytes, Any]:
         )
     try:
         with path.open("rb") as handle:
-            data = pickle.load(handle, encoding="bytes")  # noqa: S301 - the user's own file
+            data = pickle.load(handle, encoding="bytes")
     except (pickle.UnpicklingError, EOFError, ValueError) as error:
         raise DatasetError(f"{path} is not a CIFAR-10 pickle batch ({error}).") from error
     if not isinstance(data, dict):

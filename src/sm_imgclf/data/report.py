@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from enum import Enum
+from enum import Enum, StrEnum
 from typing import Any
 
 from sm_imgclf.errors import DatasetValidationError
 
 
-class Severity(str, Enum):
+class Severity(StrEnum):
     """How much a finding matters.
 
     ``ERROR`` blocks an upload (the file would break or mislead training),

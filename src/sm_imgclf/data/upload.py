@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from sm_imgclf.data.layout import ImageFile, display_name
 from sm_imgclf.data.manifest import MANIFEST_NAME, DatasetManifest, ManifestEntry
-from sm_imgclf.data.report import Finding, Severity, ValidationReport
+from sm_imgclf.data.report import ValidationReport
 from sm_imgclf.errors import DatasetValidationError, TransferError
 from sm_imgclf.storage.base import TransferSummary, UploadItem
 from sm_imgclf.storage.sync import sync_files
@@ -49,8 +49,10 @@ def upload_dataset(dataset: ImageFolderDataset, session: Session, prefix: str,
     layout = dataset.layout
     chosen = [f for f in layout.files if inspections[f.rel].usable and f.rel not in refused]
     skipped = sorted({f.rel for f in layout.files} - {f.rel for f in chosen} | set(report.skipped))
-    for path in skipped:
-        logger.warning("left out of the upload: %s (see the validation report)", path)
+    if skipped:
+        log = logger.warning if refused else logger.info
+        log("%d file(s) left out of the upload, listed in .skipped and the validation report",
+            len(skipped))
     store = session.store
     store.check_access()
     items = [UploadItem(f.path, _key(prefix, f), inspections[f.rel].size, inspections[f.rel].md5)
@@ -87,11 +89,7 @@ def _refused(report: ValidationReport, skip_invalid: bool) -> set[str]:
             + "\nAdd images to those classes or remove their folders.",
             report=report,
         )
-    return {f.path for f in errors if _is_file_finding(f)}
-
-
-def _is_file_finding(finding: Finding) -> bool:
-    return finding.path is not None and finding.severity is Severity.ERROR
+    return {f.path for f in errors if f.path is not None}
 
 
 def _key(prefix: str, image: ImageFile) -> str:

@@ -110,7 +110,7 @@ class _AtomicWriter:
         self.target = target
 
     def __enter__(self) -> tempfile._TemporaryFileWrapper[bytes]:
-        self.handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed in __exit__
+        self.handle = tempfile.NamedTemporaryFile(
             dir=self.target.parent, prefix=".sm-imgclf-tmp", delete=False
         )
         return self.handle

@@ -9,7 +9,7 @@ sync again after an interruption resumes where it stopped.
 from __future__ import annotations
 
 import logging
-import os
+import posixpath
 import threading
 import time
 from collections.abc import Sequence
@@ -103,5 +103,5 @@ def _upload_all(
 def _common_prefix(keys: Sequence[str]) -> str:
     if not keys:
         return ""
-    prefix = os.path.commonprefix(list(keys))
-    return prefix[: prefix.rfind("/") + 1] if "/" in prefix else ""
+    folder = posixpath.commonpath([posixpath.dirname(key) for key in keys])
+    return f"{folder}/" if folder else ""

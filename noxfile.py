@@ -1,0 +1,54 @@
+"""Developer tasks: nox -s tests, lint, typecheck, docs, demo and benchmarks."""
+
+from __future__ import annotations
+
+import os
+
+import nox
+
+nox.options.sessions = ["tests", "lint", "typecheck", "docs"]
+nox.options.reuse_existing_virtualenvs = True
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """Run the test suite."""
+    session.install("-e", ".[dev]")
+    session.run("pytest", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """Check style and common mistakes with ruff."""
+    session.install("ruff>=0.5")
+    session.run("ruff", "check", "src", "tests", "benchmarks", "examples", "noxfile.py",
+                "docs/conf.py")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """Type-check the package with mypy --strict."""
+    session.install("-e", ".[dev]")
+    session.run("mypy", "--strict", "src")
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """Build the documentation, treating every warning as an error."""
+    session.install("-e", ".[docs]")
+    session.run("sphinx-build", "-W", "--keep-going", "-b", "html", "docs", "docs/_build/html",
+                env={"SM_IMGCLF_DOCS_OFFLINE": os.environ.get("SM_IMGCLF_DOCS_OFFLINE", "")})
+
+
+@nox.session
+def demo(session: nox.Session) -> None:
+    """Run the end-to-end demo on this machine."""
+    session.install("-e", ".[demo]")
+    session.run("python", "-m", "sm_imgclf", "demo", *session.posargs)
+
+
+@nox.session
+def benchmarks(session: nox.Session) -> None:
+    """Run the benchmarks and print their figures."""
+    session.install("-e", ".[dev]")
+    session.run("python", "benchmarks/upload.py", *session.posargs)

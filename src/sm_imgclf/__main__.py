@@ -1,0 +1,7 @@
+"""``python -m sm_imgclf`` runs the ``sm-imgclf`` command."""
+
+import sys
+
+from sm_imgclf.cli import main
+
+sys.exit(main())

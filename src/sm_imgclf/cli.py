@@ -1,0 +1,103 @@
+"""The ``sm-imgclf`` command.
+
+Exit codes: 0 success, 1 the data failed validation, 2 bad usage,
+3 a storage or backend error, 4 any other library error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+EXIT_INVALID, EXIT_USAGE, EXIT_STORAGE, EXIT_ERROR = 1, 2, 3, 4
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser (cheap: imports nothing heavy)."""
+    parser = argparse.ArgumentParser(
+        prog="sm-imgclf",
+        description="From a folder of labelled images to a tuned, checked, deployed classifier.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    demo = commands.add_parser("demo", help="run the end-to-end demo on this machine")
+    demo.add_argument("--workdir", default="sm-imgclf-demo", help="folder for the demo's files")
+    validate = commands.add_parser("validate", help="check every image of a dataset")
+    validate.add_argument("root", help="dataset folder")
+    validate.add_argument("--json", action="store_true", help="print the report as JSON")
+    upload = commands.add_parser("upload", help="validate and upload a dataset")
+    upload.add_argument("root", help="dataset folder")
+    upload.add_argument("prefix", help="key prefix in the store, e.g. datasets/dogs")
+    upload.add_argument("--backend", choices=("local", "sagemaker"), default="local")
+    upload.add_argument("--session-root", help="local session folder (local backend)")
+    upload.add_argument("--bucket", help="S3 bucket (sagemaker backend)")
+    upload.add_argument("--region", help="AWS region (sagemaker backend)")
+    upload.add_argument("--skip-invalid", action="store_true",
+                        help="leave out files with errors instead of refusing")
+    upload.add_argument("--json", action="store_true", help="print the channels as JSON")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    from sm_imgclf.errors import DatasetError, SmImgclfError, StorageError
+
+    try:
+        return int(_COMMANDS[args.command](args))
+    except DatasetError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_INVALID
+    except StorageError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_STORAGE
+    except SmImgclfError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE if isinstance(error, ValueError) else EXIT_ERROR
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from sm_imgclf.demo import run_demo
+
+    run_demo(args.workdir)
+    return 0
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from sm_imgclf.data.dataset import ImageFolderDataset
+
+    report = ImageFolderDataset(args.root).validate()
+    print(report.to_json() if args.json else report)
+    return 0 if report.ok else EXIT_INVALID
+
+
+def _upload(args: argparse.Namespace) -> int:
+    from sm_imgclf._params import bad_value
+    from sm_imgclf.data.dataset import ImageFolderDataset
+    from sm_imgclf.session import LocalSession, SageMakerSession, Session
+
+    session: Session
+    if args.backend == "sagemaker":
+        if not args.bucket:
+            raise bad_value("--bucket", "given with --backend sagemaker", None)
+        session = SageMakerSession(args.bucket, region=args.region)
+    else:
+        session = LocalSession(args.session_root)
+    channels = ImageFolderDataset(args.root).upload(session, args.prefix,
+                                                    skip_invalid=args.skip_invalid)
+    if args.json:
+        print(json.dumps({"channels": dict(channels), "skipped": channels.skipped,
+                          "uploaded": len(channels.summary.uploaded),
+                          "unchanged": len(channels.summary.skipped)}, indent=2))
+    else:
+        print(channels.summary)
+        for split, uri in channels.items():
+            print(f"{split}\t{uri}")
+    return 0
+
+
+_COMMANDS = {"demo": _demo, "validate": _validate, "upload": _upload}
+
+if __name__ == "__main__":
+    sys.exit(main())
