@@ -119,6 +119,18 @@ def test_fake_backend_keeps_everything_in_memory(dataset_root: Path) -> None:
         backend.store.get_bytes("no-such")
 
 
+def test_unchanged_upload_writes_nothing(dataset_root: Path) -> None:
+    backend = smi.FakeBackend()
+    smi.ImageFolderDataset(dataset_root).upload(smi.Session(backend), "pets")
+    writes = len(backend.store.puts)
+    assert writes == 24 + 3 + 1
+    smi.ImageFolderDataset(dataset_root).upload(smi.Session(backend), "pets")
+    assert len(backend.store.puts) == writes
+    (dataset_root / "test/002.dog/img_0.jpg").unlink()
+    smi.ImageFolderDataset(dataset_root).upload(smi.Session(backend), "pets")
+    assert backend.store.puts[writes:] == ["pets/test/manifest.json", "pets/validation.json"]
+
+
 def test_unwritable_store_root(dataset_root: Path, tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("x")

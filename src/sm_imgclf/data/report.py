@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from enum import Enum, StrEnum
+from enum import StrEnum
 from typing import Any
 
 from sm_imgclf.errors import DatasetValidationError
@@ -114,7 +114,7 @@ class ValidationReport:
 
     def to_json(self, indent: int | None = 2) -> str:
         """Return the report as JSON."""
-        return json.dumps(self.to_dict(), indent=indent, default=_plain)
+        return json.dumps(self.to_dict(), indent=indent)
 
     def __str__(self) -> str:
         lines = [f"Dataset {self.root}: {len(self.classes)} classes, "
@@ -142,8 +142,3 @@ def _grouped(findings: list[Finding], shown: int = 5) -> list[str]:
             lines.append(f"      ... and {len(group) - shown} more (see to_json())")
     return lines
 
-
-def _plain(value: object) -> object:
-    if isinstance(value, Enum):
-        return value.value
-    raise TypeError(f"not JSON serialisable: {value!r}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from typing import TYPE_CHECKING
 
@@ -9,7 +11,7 @@ from sm_imgclf.data.layout import ImageFile, display_name
 from sm_imgclf.data.manifest import MANIFEST_NAME, DatasetManifest, ManifestEntry
 from sm_imgclf.data.report import ValidationReport
 from sm_imgclf.errors import DatasetValidationError, TransferError
-from sm_imgclf.storage.base import TransferSummary, UploadItem
+from sm_imgclf.storage.base import ObjectInfo, Store, TransferSummary, UploadItem
 from sm_imgclf.storage.sync import sync_files
 
 if TYPE_CHECKING:
@@ -57,20 +59,26 @@ def upload_dataset(dataset: ImageFolderDataset, session: Session, prefix: str,
     store.check_access()
     items = [UploadItem(f.path, _key(prefix, f), inspections[f.rel].size, inspections[f.rel].md5)
              for f in chosen]
-    summary = sync_files(store, items, progress=progress, description=f"upload {prefix}")
+    existing = store.list_objects(f"{prefix}/")
+    summary = sync_files(store, items, progress=progress, description=f"upload {prefix}",
+                         existing=existing)
     if not summary.ok:
         raise TransferError(
             f"{len(summary.failed)} of {len(items)} files failed to upload to "
             f"{store.uri(prefix)}; the rest are stored. Run upload() again to resume.\n{summary}",
             summary=summary,
         )
+    # Written after the images, so a manifest never lists a file that is not stored.
     manifests = {}
     for split in layout.splits:
         manifest = _manifest(split, layout.classes, chosen, inspections)
         key = f"{prefix}/{split}/{MANIFEST_NAME}"
-        store.put_bytes(key, manifest.to_json().encode())
+        _put_if_changed(store, key, manifest.to_json().encode(), existing)
         manifests[split] = store.uri(key)
-    store.put_bytes(f"{prefix}/{REPORT_NAME}", report.to_json().encode())
+    stored_report = report.to_dict()
+    del stored_report["seconds"]  # varies run to run; would force a rewrite every time
+    _put_if_changed(store, f"{prefix}/{REPORT_NAME}",
+                    json.dumps(stored_report, indent=2).encode(), existing)
     uris = {split: store.uri(f"{prefix}/{split}") for split in layout.splits}
     return Channels(uris, summary=summary, skipped=skipped, manifests=manifests)
 
@@ -90,6 +98,13 @@ def _refused(report: ValidationReport, skip_invalid: bool) -> set[str]:
             report=report,
         )
     return {f.path for f in errors if f.path is not None}
+
+
+def _put_if_changed(store: Store, key: str, data: bytes,
+                    existing: dict[str, ObjectInfo]) -> None:
+    stored = existing.get(key)
+    if stored is None or stored.etag != hashlib.md5(data, usedforsecurity=False).hexdigest():
+        store.put_bytes(key, data)
 
 
 def _key(prefix: str, image: ImageFile) -> str:

@@ -94,7 +94,17 @@ class S3Store:
         return multipart_etag(item.path, self.multipart_chunksize)
 
     def put_file(self, item: UploadItem, progress: ProgressCallback) -> None:
-        """Upload one file through s3transfer (multipart above the threshold)."""
+        """Upload one file: one PutObject when small, parallel parts through s3transfer when large.
+
+        Small files skip s3transfer, whose per-call thread pool would cost more
+        than the request itself; the outer sync already runs files in parallel.
+        """
+        if item.size < self.multipart_threshold:
+            with self._translate(action="PutObject", key=item.key), item.path.open("rb") as body:
+                self.client.put_object(Bucket=self.bucket, Key=item.key, Body=body,
+                                       **self._owner())
+            progress(item.size)
+            return
         from boto3.s3.transfer import TransferConfig
 
         config = TransferConfig(

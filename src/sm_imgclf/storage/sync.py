@@ -27,6 +27,7 @@ def sync_files(
     *,
     progress: bool | None = None,
     description: str = "upload",
+    existing: dict[str, ObjectInfo] | None = None,
 ) -> TransferSummary:
     """Upload ``items`` to ``store``, skipping those already stored unchanged.
 
@@ -36,6 +37,8 @@ def sync_files(
         progress: Show a progress bar with files and bytes; ``None`` shows it
             only when standard error is a terminal.
         description: The label of the progress bar.
+        existing: The store's listing under the items' common prefix, when the
+            caller already has it; listed here otherwise.
 
     Returns:
         A summary listing every key as uploaded, skipped or failed. Failures do
@@ -43,7 +46,8 @@ def sync_files(
     """
     started = time.perf_counter()
     summary = TransferSummary()
-    existing = store.list_objects(_common_prefix([item.key for item in items]))
+    if existing is None:
+        existing = store.list_objects(_common_prefix([item.key for item in items]))
     pending: list[UploadItem] = []
     for item in items:
         if _unchanged(store, item, existing.get(item.key)):
