@@ -1,0 +1,76 @@
+"""The SageMaker training contract: where inputs, outputs and checkpoints live.
+
+SageMaker sets ``SM_CHANNEL_<NAME>``, ``SM_MODEL_DIR``, ``SM_OUTPUT_DATA_DIR``,
+``SM_NUM_GPUS``, ``SM_HOSTS`` and ``SM_CURRENT_HOST``; the local backend sets
+the same variables, so the job cannot tell them apart.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from sm_imgclf.errors import ConfigurationError
+from sm_imgclf.training.schema import Param
+
+DEFAULT_CHECKPOINTS = "/opt/ml/checkpoints"
+
+JOB_PARAMS: tuple[Param, ...] = (
+    Param("model", str, "resnet50", help="torchvision classifier name"),
+    Param("weights", str, "none", help="'none', 'DEFAULT', a weights enum name, or a file"),
+    Param("trainable", list, ("head",), help="'head', 'all', or block names"),
+)
+
+
+@dataclass(frozen=True)
+class JobEnvironment:
+    """Paths and cluster layout read from the environment."""
+
+    channels: dict[str, Path]
+    model_dir: Path
+    output_dir: Path
+    checkpoint_dir: Path
+    num_gpus: int
+    hosts: tuple[str, ...]
+    current_host: str
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> JobEnvironment:
+        """Read the contract from ``env`` (``os.environ`` by default)."""
+        env = os.environ if env is None else env
+        names = json.loads(env.get("SM_CHANNELS", "[]")) or [
+            key[len("SM_CHANNEL_"):].lower() for key in env if key.startswith("SM_CHANNEL_")
+        ]
+        channels = {}
+        for name in names:
+            value = env.get(f"SM_CHANNEL_{name.upper()}")
+            if value:
+                channels[name] = Path(value)
+        hosts = tuple(json.loads(env.get("SM_HOSTS", '["localhost"]')))
+        return cls(
+            channels=channels,
+            model_dir=Path(env.get("SM_MODEL_DIR", "/opt/ml/model")),
+            output_dir=Path(env.get("SM_OUTPUT_DATA_DIR", "/opt/ml/output/data")),
+            checkpoint_dir=Path(env.get("SM_IMGCLF_CHECKPOINT_DIR", DEFAULT_CHECKPOINTS)),
+            num_gpus=int(env.get("SM_NUM_GPUS", "0")),
+            hosts=hosts,
+            current_host=env.get("SM_CURRENT_HOST", hosts[0]),
+        )
+
+    def channel(self, name: str, *, required: bool) -> Path | None:
+        """Return a channel's folder; a required one that is missing raises."""
+        path = self.channels.get(name)
+        if path is None:
+            if required:
+                raise ConfigurationError(
+                    f"The {name!r} channel is missing: SM_CHANNEL_{name.upper()} is not set. "
+                    f"Pass it to fit(), e.g. fit({{'{name}': uri, ...}}). "
+                    f"Channels given: {sorted(self.channels) or 'none'}."
+                )
+            return None
+        if not path.is_dir():
+            raise ConfigurationError(f"The {name!r} channel folder {path} does not exist.")
+        return path

@@ -1,0 +1,34 @@
+"""Data-parallel training across hosts (or processes) with torch.distributed."""
+
+from __future__ import annotations
+
+import os
+
+from sm_imgclf.job.contract import JobEnvironment
+
+PORT = "29500"
+
+
+def setup(env: JobEnvironment) -> tuple[int, int] | None:
+    """Join the process group when there are several hosts or torchrun processes.
+
+    Returns ``(rank, world_size)``, or ``None`` for a single process. Gloo is
+    used on CPU, NCCL on GPU; the first host is the rendezvous point.
+    """
+    import torch
+    import torch.distributed as dist
+
+    world = int(os.environ.get("WORLD_SIZE", "0"))
+    if world > 1:  # started by torchrun, which sets RANK and MASTER_ADDR
+        rank = int(os.environ["RANK"])
+    elif len(env.hosts) > 1:
+        world, rank = len(env.hosts), env.hosts.index(env.current_host)
+        os.environ.setdefault("MASTER_ADDR", env.hosts[0])
+        os.environ.setdefault("MASTER_PORT", PORT)
+    else:
+        return None
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    if not dist.is_initialized():
+        dist.init_process_group(backend, rank=rank, world_size=world)
+    print(f"distributed: rank {rank} of {world} ({backend})", flush=True)
+    return rank, world

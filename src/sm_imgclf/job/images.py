@@ -1,0 +1,66 @@
+"""Decoding and resizing images into uint8 tensors, the same way in training and serving."""
+
+from __future__ import annotations
+
+import io
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
+    from PIL import Image
+
+# Evaluation resizes the shorter side to image_size / CROP_RATIO, then crops the
+# centre square: the torchvision recipe (256 then 224).
+CROP_RATIO = 0.875
+
+
+def resize_size(image_size: int) -> int:
+    """Return the shorter-side size used before the centre crop."""
+    return round(image_size / CROP_RATIO)
+
+
+def open_rgb(data: bytes) -> Image.Image:
+    """Decode image bytes upright (EXIF applied) and in RGB, whatever the mode."""
+    from PIL import Image, ImageOps
+
+    with Image.open(io.BytesIO(data)) as image:
+        image = ImageOps.exif_transpose(image)
+        if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+            image = image.point(lambda v: v / 256).convert("L")
+        if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in
+                                                  image.info):
+            image = image.convert("RGBA")
+            background = Image.new("RGBA", image.size, (255, 255, 255, 255))
+            image = Image.alpha_composite(background, image)
+        return image.convert("RGB")
+
+
+def square_tensor(image: Image.Image, side: int, *, shorter: int | None = None) -> torch.Tensor:
+    """Resize the shorter side to ``shorter`` (default ``side``) and crop the centre square."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    shorter = shorter or side
+    width, height = image.size
+    scale = shorter / min(width, height)
+    size = (max(side, round(width * scale)), max(side, round(height * scale)))
+    image = image.resize(size, Image.Resampling.BILINEAR, reducing_gap=3.0)
+    left, top = (size[0] - side) // 2, (size[1] - side) // 2
+    image = image.crop((left, top, left + side, top + side))
+    return torch.from_numpy(np.asarray(image, dtype=np.uint8).copy()).permute(2, 0, 1)
+
+
+def eval_tensor(data: bytes, image_size: int) -> torch.Tensor:
+    """Decode bytes into the uint8 CHW tensor evaluation and serving feed the model."""
+    return square_tensor(open_rgb(data), image_size, shorter=resize_size(image_size))
+
+
+def normalise(batch: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]
+              ) -> torch.Tensor:
+    """Turn a uint8 NCHW batch into normalised float32."""
+    import torch
+
+    m = torch.tensor(mean, device=batch.device).view(1, -1, 1, 1)
+    s = torch.tensor(std, device=batch.device).view(1, -1, 1, 1)
+    return (batch.float().div_(255.0) - m) / s

@@ -1,0 +1,214 @@
+"""The training loop: epochs, metrics, the best weights, early stopping and resumption."""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sm_imgclf.job import checkpoint
+from sm_imgclf.job.augment import augment, center_crop
+from sm_imgclf.job.images import normalise
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from sm_imgclf.job.data import SplitData
+    from sm_imgclf.training.hyperparameters import Hyperparameters
+
+
+@dataclass
+class Trainer:
+    """Trains ``model`` on uint8 image tensors (or on cached features, see ``features``)."""
+
+    model: nn.Module
+    hp: Hyperparameters
+    device: torch.device
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    checkpoint_dir: Path
+    log: Callable[[str], None] = print
+    features: bool = False
+    frozen: list[nn.Module] = field(default_factory=list)
+    distributed: Any = None
+
+    def fit(self, train: SplitData, valid: SplitData | None) -> dict[str, Any]:
+        """Train for ``hp.epochs`` (resuming a checkpoint if one exists); return the history."""
+        import torch
+
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        optimizer = make_optimizer(params, self.hp)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(self.hp))
+        weights = class_weights(train, self.hp.class_weighting)
+        loss_fn = torch.nn.CrossEntropyLoss(
+            weight=None if weights is None else weights.to(self.device),
+            label_smoothing=self.hp.label_smoothing)
+        state = self._resume(optimizer, scheduler)
+        scaler = torch.amp.GradScaler("cuda", enabled=self.device.type == "cuda")
+        for epoch in range(state["epoch"] + 1, self.hp.epochs + 1):
+            started = time.perf_counter()
+            torch.manual_seed(self.hp.seed * 100_003 + epoch)  # dropout, reproducible on resume
+            train_metrics = self._train_epoch(train, epoch, optimizer, loss_fn, scaler)
+            scheduler.step()
+            metrics = {f"train:{k}": v for k, v in train_metrics.items()}
+            if valid is not None:
+                metrics |= {f"valid:{k}": v for k, v in self.evaluate(valid, loss_fn).items()}
+            metrics["epoch_seconds"] = time.perf_counter() - started
+            self._record(state, epoch, metrics)
+            self._save(state, optimizer, scheduler, epoch)
+            if self._should_stop(state):
+                self.log(f"early stopping: no valid improvement in "
+                         f"{self.hp.early_stopping_patience} epochs")
+                break
+        if state["best_state"] is not None:
+            self.model.load_state_dict(state["best_state"])
+        return state
+
+    def _train_epoch(self, data: SplitData, epoch: int, optimizer: Any, loss_fn: Any,
+                     scaler: Any) -> dict[str, float]:
+        import torch
+
+        self.model.train()
+        for module in self.frozen:
+            module.eval()  # frozen batch norms keep their pretrained statistics
+        generator = torch.Generator().manual_seed(self.hp.seed * 1_000_003 + epoch)
+        order = self._order(len(data), generator, epoch)
+        total_loss, correct, seen = 0.0, 0, 0
+        for start in range(0, len(order), self.hp.batch_size):
+            index = order[start:start + self.hp.batch_size]
+            inputs = self._inputs(data.images[index], generator, train=True)
+            labels = data.labels[index].to(self.device, non_blocking=True)
+            with torch.autocast(self.device.type, enabled=self.device.type == "cuda"):
+                logits = self.model(inputs)
+                loss = loss_fn(logits, labels)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            total_loss += float(loss.detach()) * len(index)
+            correct += int((logits.argmax(1) == labels).sum())
+            seen += len(index)
+        return self._reduce(total_loss, correct, seen)
+
+    def evaluate(self, data: SplitData, loss_fn: Any = None) -> dict[str, float]:
+        """Return loss and accuracy on ``data`` (unaugmented)."""
+        import torch
+
+        loss_fn = loss_fn or torch.nn.CrossEntropyLoss()
+        self.model.eval()
+        total_loss, correct = 0.0, 0
+        with torch.inference_mode():
+            for start in range(0, len(data), max(self.hp.batch_size, 64)):
+                inputs = self._inputs(data.images[start:start + max(self.hp.batch_size, 64)],
+                                      None, train=False)
+                labels = data.labels[start:start + inputs.shape[0]].to(self.device)
+                with torch.autocast(self.device.type, enabled=self.device.type == "cuda"):
+                    logits = self.model(inputs)
+                total_loss += float(torch.nn.functional.cross_entropy(
+                    logits.float(), labels, reduction="sum"))
+                correct += int((logits.argmax(1) == labels).sum())
+        return {"loss": total_loss / len(data), "accuracy": correct / len(data)}
+
+    def _inputs(self, batch: torch.Tensor, generator: torch.Generator | None,
+                train: bool) -> torch.Tensor:
+        if self.features:
+            return batch.to(self.device, non_blocking=True)
+        size = self.hp.image_size
+        if train and generator is not None:
+            batch = augment(batch, self.hp.augmentation, size, generator)
+        elif batch.shape[-1] != size:
+            batch = center_crop(batch, size)
+        return normalise(batch.to(self.device, non_blocking=True), self.mean, self.std)
+
+    def _order(self, n: int, generator: torch.Generator, epoch: int) -> torch.Tensor:
+        import torch
+
+        order = torch.randperm(n, generator=generator)
+        if self.distributed is not None:
+            rank, world = self.distributed
+            order = order[rank::world]
+        return order
+
+    def _reduce(self, total_loss: float, correct: int, seen: int) -> dict[str, float]:
+        if self.distributed is not None:
+            import torch
+            import torch.distributed as dist
+
+            sums = torch.tensor([total_loss, float(correct), float(seen)])
+            dist.all_reduce(sums)
+            total_loss, correct, seen = float(sums[0]), int(sums[1]), int(sums[2])
+        return {"loss": total_loss / seen, "accuracy": correct / seen}
+
+    def _resume(self, optimizer: Any, scheduler: Any) -> dict[str, Any]:
+        state = checkpoint.load(self.checkpoint_dir)
+        if state is None:
+            return {"epoch": 0, "history": [], "best_state": None, "best": None,
+                    "best_epoch": 0, "since_best": 0}
+        self.model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        self.log(f"resumed from checkpoint at epoch {state['epoch']}")
+        return state
+
+    def _record(self, state: dict[str, Any], epoch: int, metrics: dict[str, float]) -> None:
+        state["history"].append({"epoch": epoch, **metrics})
+        shown = " ".join(f"{k}={v:.4f}" for k, v in metrics.items() if ":" in k)
+        self.log(f"epoch={epoch} {shown}")
+        score = (metrics.get("valid:accuracy", metrics["train:accuracy"]),
+                 -metrics.get("valid:loss", metrics["train:loss"]))
+        if state["best"] is None or score > tuple(state["best"]):
+            state["best"], state["best_epoch"], state["since_best"] = list(score), epoch, 0
+            state["best_state"] = copy.deepcopy(self.model.state_dict())
+        else:
+            state["since_best"] += 1
+
+    def _save(self, state: dict[str, Any], optimizer: Any, scheduler: Any, epoch: int) -> None:
+        state.update(epoch=epoch, model=self.model.state_dict(),
+                     optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict())
+        if self.distributed is None or self.distributed[0] == 0:
+            checkpoint.save(self.checkpoint_dir, state)
+
+    def _should_stop(self, state: dict[str, Any]) -> bool:
+        patience = self.hp.early_stopping_patience
+        return bool(patience) and state["since_best"] >= patience
+
+
+def make_optimizer(params: list[Any], hp: Hyperparameters) -> Any:
+    """Return the optimizer ``hp.optimizer`` names."""
+    import torch
+
+    if hp.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=hp.lr, momentum=hp.momentum,
+                               weight_decay=hp.weight_decay)
+    kind = torch.optim.Adam if hp.optimizer == "adam" else torch.optim.AdamW
+    return kind(params, lr=hp.lr, eps=hp.eps, weight_decay=hp.weight_decay)
+
+
+def lr_factor(hp: Hyperparameters) -> Callable[[int], float]:
+    """Return the learning-rate multiplier per epoch: warm-up, then step or cosine decay."""
+    def factor(epoch: int) -> float:
+        if epoch < hp.warmup_epochs:
+            return (epoch + 1) / (hp.warmup_epochs + 1)
+        done = epoch - hp.warmup_epochs
+        if hp.lr_schedule == "step":
+            return float(hp.lr_gamma ** (done // hp.lr_step_epochs))
+        if hp.lr_schedule == "cosine":
+            span = max(1, hp.epochs - hp.warmup_epochs)
+            return 0.5 * (1 + math.cos(math.pi * min(done, span) / span))
+        return 1.0
+    return factor
+
+
+def class_weights(train: SplitData, weighting: str) -> torch.Tensor | None:
+    """Return loss weights inverse to class frequency for ``balanced``, else ``None``."""
+    import torch
+
+    if weighting != "balanced":
+        return None
+    counts = torch.bincount(train.labels, minlength=len(train.class_ids)).float()
+    return counts.sum() / (len(counts) * counts.clamp(min=1))

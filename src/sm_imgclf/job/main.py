@@ -1,0 +1,115 @@
+"""The training job program: arguments and environment in, a model package out."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from sm_imgclf.errors import ConfigurationError, SmImgclfError
+from sm_imgclf.job.contract import JOB_PARAMS, JobEnvironment
+from sm_imgclf.training.hyperparameters import BY_NAME, Hyperparameters
+
+logger = logging.getLogger("sm_imgclf.job")
+
+
+def parse_args(argv: Sequence[str]) -> tuple[dict[str, Any], Hyperparameters]:
+    """Split ``--name value`` pairs into job settings and typed hyperparameters."""
+    if len(argv) % 2:
+        raise ConfigurationError(f"Arguments must come as '--name value' pairs; got {argv!r}.")
+    pairs = {}
+    for flag, value in zip(argv[::2], argv[1::2], strict=True):
+        if not flag.startswith("--"):
+            raise ConfigurationError(f"Expected an argument name such as --lr; got {flag!r}.")
+        pairs[flag[2:].replace("-", "_")] = value
+    job_params = {p.name: p for p in JOB_PARAMS}
+    settings = {p.name: p.default for p in JOB_PARAMS}
+    settings |= {k: job_params[k].parse(v) for k, v in pairs.items() if k in job_params}
+    hp = Hyperparameters.from_strings({k: v for k, v in pairs.items() if k not in job_params})
+    return settings, hp
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the job; on failure print the reason and write it to ``output/failure``."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
+    env = JobEnvironment.from_env()
+    try:
+        settings, hp = parse_args(sys.argv[1:] if argv is None else argv)
+        run(env, settings, hp)
+    except KeyboardInterrupt:
+        print("job interrupted; its last checkpoint is kept", flush=True)
+        return 130
+    except Exception as error:  # noqa: BLE001 - the reason must reach the failure file
+        reason = (f"{type(error).__name__}: {error}" if isinstance(error, SmImgclfError)
+                  else traceback.format_exc(limit=-8))
+        print(reason, file=sys.stderr, flush=True)
+        _write_failure(env, reason)
+        return 1
+    return 0
+
+
+def run(env: JobEnvironment, settings: dict[str, Any], hp: Hyperparameters) -> dict[str, Any]:
+    """Train, evaluate and package; return the metrics written to ``metrics.json``."""
+    import torch
+
+    from sm_imgclf.job.data import load_splits
+    from sm_imgclf.job.distributed import setup
+    from sm_imgclf.job.setup import prepare
+
+    distributed = setup(env)
+    torch.manual_seed(hp.seed)
+    channels = {"train": env.channel("train", required=True)}
+    for name in ("valid", "test"):
+        if (path := env.channel(name, required=False)) is not None:
+            channels[name] = path
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    print(f"job: {settings['model']} on {device}, channels {sorted(channels)}, "
+          f"hyperparameters {json.dumps(hp.to_dict())}", flush=True)
+    splits = load_splits({k: v for k, v in channels.items() if v is not None}, hp.image_size,
+                         hp.augmentation, hp.num_workers)
+    trainer, head, model = prepare(settings, hp, splits, device, env, distributed)
+    state = trainer.fit(splits["train"], splits.get("valid"))
+    metrics: dict[str, Any] = {"history": state["history"], "best_epoch": state["best_epoch"]}
+    if "test" in splits:
+        metrics["test"] = trainer.evaluate(splits["test"])
+        print("test " + " ".join(f"test:{k}={v:.4f}" for k, v in metrics["test"].items()),
+              flush=True)
+    if distributed is None or distributed[0] == 0:
+        _write_outputs(env, settings, hp, splits["train"], model, head, metrics)
+    return metrics
+
+
+def _write_outputs(env: JobEnvironment, settings: dict[str, Any], hp: Hyperparameters,
+                   train: Any, model: Any, head: Any, metrics: dict[str, Any]) -> None:
+    from sm_imgclf.job.images import resize_size
+    from sm_imgclf.job.package import write_package
+    from sm_imgclf.models.registry import normalisation
+
+    mean, std = normalisation(settings["model"], settings["weights"])
+    env.output_dir.mkdir(parents=True, exist_ok=True)
+    (env.output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    best = next((h for h in metrics["history"] if h["epoch"] == metrics["best_epoch"]), {})
+    write_package(env.model_dir, model.state_dict(), {
+        "architecture": settings["model"], "head": head.to_dict(),
+        "class_ids": list(train.class_ids), "class_names": list(train.class_names),
+        "image_size": hp.image_size, "resize_size": resize_size(hp.image_size),
+        "mean": list(mean), "std": list(std), "weights": settings["weights"],
+        "trainable": list(settings["trainable"]), "hyperparameters": hp.to_dict(),
+        "metrics": {"best_epoch": metrics["best_epoch"], **{k: v for k, v in best.items()
+                                                             if ":" in k},
+                    **{f"test:{k}": v for k, v in metrics.get("test", {}).items()}},
+    })
+    print(f"model package written to {env.model_dir}", flush=True)
+
+
+def _write_failure(env: JobEnvironment, reason: str) -> None:
+    failure = env.output_dir.parent / "failure"
+    try:
+        failure.parent.mkdir(parents=True, exist_ok=True)
+        failure.write_text(reason)
+    except OSError:
+        pass  # the reason is already on stderr

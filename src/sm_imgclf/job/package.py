@@ -1,0 +1,51 @@
+"""The model package: weights, a manifest that describes them, and the code that serves them."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from sm_imgclf._version import __version__
+
+WEIGHTS_NAME = "model.pth"
+MANIFEST_NAME = "manifest.json"
+PACKAGE_FORMAT = 1
+INFERENCE_SCRIPT = '''"""SageMaker inference entry point of an sm-imgclf model package.
+
+The SageMaker PyTorch serving container imports this module and calls
+model_fn, input_fn, predict_fn and output_fn; the handler rebuilds the model
+from ../manifest.json, so nothing here depends on the model.
+"""
+
+from sm_imgclf.serving.handler import input_fn, model_fn, output_fn, predict_fn
+
+__all__ = ["input_fn", "model_fn", "output_fn", "predict_fn"]
+'''
+
+
+def write_package(model_dir: Path, state_dict: dict[str, Any], manifest: dict[str, Any]) -> None:
+    """Write ``model.pth``, ``manifest.json`` and ``code/`` into ``model_dir``."""
+    import torch
+
+    model_dir.mkdir(parents=True, exist_ok=True)
+    torch.save(state_dict, model_dir / WEIGHTS_NAME)
+    manifest = {"format_version": PACKAGE_FORMAT, "library_version": __version__, **manifest}
+    (model_dir / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2, ensure_ascii=False))
+    code = model_dir / "code"
+    if code.exists():
+        shutil.rmtree(code)
+    code.mkdir()
+    (code / "inference.py").write_text(INFERENCE_SCRIPT)
+    shutil.copytree(Path(__file__).resolve().parents[1], code / "sm_imgclf",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+
+
+def read_manifest(model_dir: Path) -> dict[str, Any]:
+    """Read a package's manifest, refusing formats this version does not know."""
+    data: dict[str, Any] = json.loads((model_dir / MANIFEST_NAME).read_text())
+    if data.get("format_version") != PACKAGE_FORMAT:
+        raise ValueError(f"{model_dir / MANIFEST_NAME} has format_version "
+                         f"{data.get('format_version')!r}; this library reads {PACKAGE_FORMAT}.")
+    return data

@@ -1,0 +1,79 @@
+"""Building the model and the trainer for a job, including the cached-features shortcut."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from sm_imgclf.job.contract import JobEnvironment
+from sm_imgclf.job.loop import Trainer
+from sm_imgclf.models.registry import (
+    HeadSpec,
+    build_model,
+    head_module,
+    normalisation,
+    set_trainable,
+)
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from sm_imgclf.job.data import SplitData
+    from sm_imgclf.training.hyperparameters import Hyperparameters
+
+
+def prepare(settings: dict[str, Any], hp: Hyperparameters, splits: dict[str, SplitData],
+            device: torch.device, env: JobEnvironment,
+            distributed: tuple[int, int] | None) -> tuple[Trainer, HeadSpec, nn.Module]:
+    """Return the trainer, the head spec, and the full model the package will hold."""
+    from torch import nn
+
+    weights = None if settings["weights"].lower() == "none" else settings["weights"]
+    model, head = build_model(settings["model"], len(splits["train"].class_ids), weights=weights,
+                              hidden=hp.head_hidden, dropout=hp.head_dropout)
+    trainable = settings["trainable"]
+    trainable = trainable[0] if list(trainable) in (["head"], ["all"]) else trainable
+    set_trainable(model, head, trainable)
+    mean, std = normalisation(settings["model"], weights)
+    frozen = [m for name, m in model.named_children()
+              if not any(p.requires_grad for p in m.parameters())]
+    model.to(device)
+    common = {"hp": hp, "device": device, "mean": mean, "std": std,
+              "checkpoint_dir": env.checkpoint_dir, "distributed": distributed}
+    head_layer = head_module(model, head)
+    if trainable == "head" and hp.augmentation == "none" and not isinstance(head_layer, nn.Conv2d):
+        _to_features(model, head, splits, device, mean, std, hp.batch_size)
+        return Trainer(head_layer, features=True, **common), head, model
+    trainee: nn.Module = model
+    if distributed is not None:
+        trainee = nn.parallel.DistributedDataParallel(model)
+    return Trainer(trainee, frozen=frozen, **common), head, model
+
+
+def _to_features(model: nn.Module, head: HeadSpec, splits: dict[str, SplitData],
+                 device: torch.device, mean: tuple[float, ...], std: tuple[float, ...],
+                 batch_size: int) -> None:
+    """Replace every split's images by backbone features, computed once."""
+    import torch
+    from torch import nn
+
+    from sm_imgclf.job.images import normalise
+    from sm_imgclf.models.registry import _set_module
+
+    layer = head_module(model, head)
+    _set_module(model, head.path, nn.Identity())
+    model.eval()
+    started = time.perf_counter()
+    with torch.inference_mode():
+        for split in splits.values():
+            chunks = []
+            for start in range(0, len(split), max(batch_size, 64)):
+                batch = split.images[start:start + max(batch_size, 64)].to(device)
+                with torch.autocast(device.type, enabled=device.type == "cuda"):
+                    chunks.append(model(normalise(batch, mean, std)).float().cpu())
+            split.images = torch.cat(chunks)
+    _set_module(model, head.path, layer)
+    print(f"features: backbone run once over {sum(len(s) for s in splits.values())} images "
+          f"in {time.perf_counter() - started:.1f}s; the head trains on cached features",
+          flush=True)

@@ -1,0 +1,1 @@
+"""Serving: the inference handler inside every model package."""

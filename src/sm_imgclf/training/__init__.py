@@ -1,0 +1,1 @@
+"""Training: the estimator, its frozen spec, hyperparameters, and training jobs."""
