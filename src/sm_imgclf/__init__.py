@@ -25,6 +25,7 @@ from sm_imgclf.errors import (
     SmImgclfError,
     StorageAccessDeniedError,
     StorageError,
+    TrainingJobFailedError,
     TransferError,
 )
 
@@ -38,6 +39,10 @@ if TYPE_CHECKING:
     from sm_imgclf.data.upload import Channels
     from sm_imgclf.session import LocalSession, SageMakerSession, Session
     from sm_imgclf.storage.base import TransferSummary
+    from sm_imgclf.training.estimator import TransferLearningEstimator
+    from sm_imgclf.training.hyperparameters import Hyperparameters
+    from sm_imgclf.training.job import JobStatus, TrainingJob
+    from sm_imgclf.training.spec import TrainingSpec
 
 _LAZY = {
     "Channels": "sm_imgclf.data.upload",
@@ -51,6 +56,11 @@ _LAZY = {
     "Session": "sm_imgclf.session",
     "Severity": "sm_imgclf.data.report",
     "TransferSummary": "sm_imgclf.storage.base",
+    "TransferLearningEstimator": "sm_imgclf.training.estimator",
+    "Hyperparameters": "sm_imgclf.training.hyperparameters",
+    "JobStatus": "sm_imgclf.training.job",
+    "TrainingJob": "sm_imgclf.training.job",
+    "TrainingSpec": "sm_imgclf.training.spec",
     "ValidationReport": "sm_imgclf.data.report",
     "cifar10_to_folder": "sm_imgclf.data.cifar10",
     "digits_to_folder": "sm_imgclf.data.digits",
@@ -67,7 +77,9 @@ __all__ = [
     "DatasetValidationError",
     "FakeBackend",
     "Finding",
+    "Hyperparameters",
     "ImageFolderDataset",
+    "JobStatus",
     "LocalSession",
     "ManifestEntry",
     "MissingDependencyError",
@@ -78,7 +90,11 @@ __all__ = [
     "SmImgclfError",
     "StorageAccessDeniedError",
     "StorageError",
+    "TrainingJob",
+    "TrainingJobFailedError",
+    "TrainingSpec",
     "TransferError",
+    "TransferLearningEstimator",
     "TransferSummary",
     "ValidationReport",
     "__version__",

@@ -15,6 +15,7 @@ so ``except sm_imgclf.SmImgclfError`` catches them all. The tree::
     │   ├── ObjectNotFoundError                 a key that is not in the store
     │   └── TransferError                       some files failed to transfer; carries the summary
     └── BackendError                            a backend could not do what it was asked
+        └── TrainingJobFailedError              a training job ended in Failed; carries the reason
 
 Each message names the thing at fault, what was expected and what to do.
 """
@@ -39,6 +40,7 @@ __all__ = [
     "SmImgclfError",
     "StorageAccessDeniedError",
     "StorageError",
+    "TrainingJobFailedError",
     "TransferError",
 ]
 
@@ -121,3 +123,16 @@ class BackendError(SmImgclfError):
     def __init__(self, message: str, **context: Any) -> None:
         super().__init__(message)
         self.context = context
+
+
+class TrainingJobFailedError(BackendError):
+    """A training job ended in ``Failed``.
+
+    Attributes:
+        reason: The job's failure reason (the end of its traceback).
+    """
+
+    def __init__(self, name: str, reason: str | None) -> None:
+        super().__init__(f"Training job {name!r} failed: {reason or 'no reason given'}",
+                         name=name)
+        self.reason = reason

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from sm_imgclf.storage.base import Store
+
+if TYPE_CHECKING:
+    from sm_imgclf.training.job import JobStatus
+    from sm_imgclf.training.spec import TrainingSpec
 
 
 @runtime_checkable
 class Backend(Protocol):
     """Where a session's work is stored and executed.
 
-    This release covers storage; training, tuning and serving join the
-    protocol as they are built, each as one method taking a frozen spec.
+    Every method takes or names plain data (a frozen spec, a job name), so the
+    public classes stay the same whichever backend runs the work. Tuning and
+    serving join the protocol as they are built.
 
     Attributes:
         name: A short name for messages and logs (``"local"``, ``"sagemaker"``, ``"fake"``).
@@ -23,4 +28,24 @@ class Backend(Protocol):
     @property
     def store(self) -> Store:
         """The store that holds datasets, job outputs and model packages."""
+        ...
+
+    def training_request(self, spec: TrainingSpec) -> dict[str, Any]:
+        """Return what :meth:`start_training` would send or run, without doing it."""
+        ...
+
+    def start_training(self, spec: TrainingSpec) -> None:
+        """Start the job described by ``spec``; return without waiting."""
+        ...
+
+    def describe_training(self, name: str) -> JobStatus:
+        """Return a job's status; raise :class:`~sm_imgclf.BackendError` if unknown."""
+        ...
+
+    def training_log(self, name: str, cursor: Any) -> tuple[list[str], Any]:
+        """Return log lines after ``cursor`` (``None``: from the start) and the new cursor."""
+        ...
+
+    def stop_training(self, name: str) -> None:
+        """Stop a running job; its checkpoints are kept."""
         ...

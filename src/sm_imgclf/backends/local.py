@@ -2,14 +2,31 @@
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import subprocess
+import sys
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+from urllib.request import url2pathname
 
+from sm_imgclf._params import bad_value
+from sm_imgclf.backends import local_runner
+from sm_imgclf.errors import BackendError
 from sm_imgclf.storage.local import LocalDirStore
+
+if TYPE_CHECKING:
+    from sm_imgclf.training.job import JobStatus
+    from sm_imgclf.training.spec import TrainingSpec
+
+_RESTARTABLE = frozenset({"Failed", "Stopped"})
 
 
 class LocalBackend:
-    """Stores data under ``root/store`` with ``file://`` URIs.
+    """Stores data under ``root/store`` and runs jobs under ``root/jobs/<name>``.
 
     Args:
         root: The session directory.
@@ -29,3 +46,110 @@ class LocalBackend:
     def store(self) -> LocalDirStore:
         """The directory store under ``root/store``."""
         return LocalDirStore(self.root / "store", max_concurrency=self.max_concurrency)
+
+    def job_dir(self, name: str) -> Path:
+        """The folder of job ``name``."""
+        return self.root / "jobs" / name
+
+    def training_request(self, spec: TrainingSpec) -> dict[str, Any]:
+        """The command, channel folders and arguments the job will run with."""
+        return {
+            "job_name": spec.job_name,
+            "command": [sys.executable, "-m", "sm_imgclf.job", *spec.argv()],
+            "channels": {name: str(_local_path(name, uri)) for name, uri in spec.channels},
+            "hyperparameters": spec.job_arguments(),
+        }
+
+    def start_training(self, spec: TrainingSpec) -> None:
+        """Start the job in its own process session; a failed or stopped one resumes."""
+        request = self.training_request(spec)
+        for name, path in request["channels"].items():
+            if not Path(path).is_dir():
+                raise bad_value(f"channel {name!r}", "an existing folder", path)
+        folder = self.job_dir(spec.job_name)
+        if (folder / local_runner.STATUS).exists():
+            status = self.describe_training(spec.job_name).status
+            if status not in _RESTARTABLE:
+                raise BackendError(f"A job named {spec.job_name!r} is already {status}. "
+                                   "Choose another job_name.", name=spec.job_name)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / local_runner.SPEC).write_text(json.dumps(request, indent=2))
+        (folder / "runner.pid").unlink(missing_ok=True)
+        (folder / local_runner.STATUS).unlink(missing_ok=True)
+        local_runner.write_status(folder, status="InProgress")
+        runner = [sys.executable, "-m", "sm_imgclf.backends.local_runner", str(folder)]
+        with (folder / "runner.log").open("ab") as log:
+            process = subprocess.Popen(runner, stdout=log, stderr=subprocess.STDOUT,
+                                       start_new_session=True)
+        # A file of its own: status.json belongs to the runner from now on.
+        (folder / "runner.pid").write_text(str(process.pid))
+
+    def describe_training(self, name: str) -> JobStatus:
+        """Read ``status.json``; a runner that vanished without a verdict means Failed."""
+        from sm_imgclf.training.job import JobStatus
+
+        folder = self.job_dir(name)
+        try:
+            status = json.loads((folder / local_runner.STATUS).read_text())
+        except FileNotFoundError:
+            raise BackendError(f"No local training job named {name!r} under "
+                               f"{self.root / 'jobs'}.", name=name) from None
+        pid = _runner_pid(folder)
+        if status["status"] in ("InProgress", "Stopping") and pid and not _alive(pid):
+            status = {"status": "Failed",
+                      "failure_reason": "The local job runner ended without a result "
+                                        "(killed?). Run fit() again with this job_name to resume."}
+        model = folder / "output" / "model.tar.gz"
+        return JobStatus(status["status"], status.get("failure_reason"),
+                         model.as_uri() if status["status"] == "Completed" else None)
+
+    def training_log(self, name: str, cursor: Any) -> tuple[list[str], Any]:
+        """Return complete lines appended to the job's log since ``cursor`` (a byte offset)."""
+        path = self.job_dir(name) / local_runner.LOG
+        offset = int(cursor or 0)
+        if not path.exists():
+            return [], offset
+        with path.open("rb") as log:
+            log.seek(offset)
+            data = log.read()
+        complete = data[: data.rfind(b"\n") + 1]
+        return complete.decode(errors="replace").splitlines(), offset + len(complete)
+
+    def stop_training(self, name: str) -> None:
+        """Send the runner SIGTERM; it interrupts the job, which keeps its checkpoint."""
+        folder = self.job_dir(name)
+        status = json.loads((folder / local_runner.STATUS).read_text())
+        pid = _runner_pid(folder)
+        if status["status"] == "InProgress" and pid and _alive(pid):
+            os.kill(pid, signal.SIGTERM)
+
+
+def _runner_pid(folder: Path) -> int | None:
+    try:
+        return int((folder / "runner.pid").read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a finished child of ours lingers as a zombie until reaped
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        return done == 0
+    except ChildProcessError:
+        return True
+
+
+def _local_path(name: str, uri: str) -> Path:
+    parts = urlsplit(uri)
+    if parts.scheme == "file":
+        return Path(url2pathname(parts.path))
+    if parts.scheme == "":
+        return Path(uri).absolute()
+    raise bad_value(f"channel {name!r}", "a file:// URI or a folder for the local backend", uri,
+                    "Upload the dataset with a LocalSession first.")

@@ -1,0 +1,161 @@
+"""TransferLearningEstimator: fine-tune a torchvision classifier on your channels."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from sm_imgclf._params import bad_value, check_number
+from sm_imgclf.training.hyperparameters import Hyperparameters
+from sm_imgclf.training.spec import TrainingSpec, new_job_name
+
+if TYPE_CHECKING:
+    from sm_imgclf.session import Session
+    from sm_imgclf.training.job import TrainingJob
+
+
+class TransferLearningEstimator:
+    """Fine-tunes a pretrained torchvision classifier, locally or on SageMaker.
+
+    The constructor only checks and stores; :meth:`plan` builds the frozen
+    :class:`~sm_imgclf.training.spec.TrainingSpec`, :meth:`fit` runs it.
+
+    Args:
+        model: A torchvision classifier name (``"resnet50"``, ``"efficientnet_b0"`` ...).
+        session: Where to train; a :class:`~sm_imgclf.LocalSession` by default.
+        weights: ``"DEFAULT"`` (the best ImageNet weights), a weights enum name,
+            a path to a state dict file inside the job, or ``None`` (from scratch).
+        hyperparameters: Values for :class:`~sm_imgclf.Hyperparameters` fields.
+        trainable: ``"head"``, ``"all"``, or block names such as ``["layer4"]``.
+        instance_type: SageMaker instance type.
+        instance_count: Hosts; more than one trains data-parallel.
+        use_spot: Use managed spot training (resumes from checkpoints).
+        max_run: Maximum training time in seconds.
+        max_wait: Maximum time including spot waits (defaults to ``2 * max_run`` with spot).
+        volume_size_gb: Disk per host on SageMaker.
+        image_uri: The training container image (looked up when omitted).
+        role: IAM role ARN (defaults to the session's).
+        tags: Tags for the job.
+        base_job_name: Prefix of generated job names (defaults to the model name).
+    """
+
+    def __init__(
+        self,
+        model: str = "resnet50",
+        *,
+        session: Session | None = None,
+        weights: str | None = "DEFAULT",
+        hyperparameters: Mapping[str, Any] | Hyperparameters | None = None,
+        trainable: str | Sequence[str] = "head",
+        instance_type: str = "ml.g4dn.xlarge",
+        instance_count: int = 1,
+        use_spot: bool = False,
+        max_run: int = 86_400,
+        max_wait: int | None = None,
+        volume_size_gb: int = 30,
+        image_uri: str | None = None,
+        role: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        base_job_name: str | None = None,
+    ) -> None:
+        from sm_imgclf.models.registry import check_model_name
+
+        self.model = check_model_name(model)
+        self.session = session if session is not None else _default_session()
+        self.weights = "none" if weights is None else _check_weights(weights)
+        self.hyperparameters = (hyperparameters if isinstance(hyperparameters, Hyperparameters)
+                                else Hyperparameters.from_dict(hyperparameters))
+        self.trainable = _check_trainable(trainable)
+        check_number("instance_count", instance_count, low=1, high=100, integer=True)
+        check_number("max_run", max_run, low=1, integer=True)
+        if not isinstance(instance_type, str) or not instance_type.startswith(("ml.", "local")):
+            raise bad_value("instance_type", "a SageMaker instance type such as 'ml.g4dn.xlarge'",
+                            instance_type)
+        self.resources = {
+            "instance_type": instance_type, "instance_count": instance_count,
+            "volume_size_gb": check_number("volume_size_gb", volume_size_gb, low=1, integer=True),
+            "use_spot": bool(use_spot), "max_run": max_run,
+            "max_wait": max_wait if max_wait is not None or not use_spot else 2 * max_run,
+            "image_uri": image_uri,
+            "role": role if role is not None else getattr(self.session, "role", None),
+            "tags": tuple(sorted((tags or {}).items())),
+        }
+        self.base_job_name = base_job_name or self.model.replace("_", "-")
+
+    def __repr__(self) -> str:
+        return (f"TransferLearningEstimator({self.model!r}, weights={self.weights!r}, "
+                f"trainable={self.trainable!r}, session={self.session!r})")
+
+    def with_hyperparameters(self, values: Mapping[str, Any]) -> TransferLearningEstimator:
+        """Return a copy whose hyperparameters are updated with ``values``."""
+        clone = object.__new__(TransferLearningEstimator)
+        clone.__dict__.update(self.__dict__)
+        clone.hyperparameters = self.hyperparameters.updated(**dict(values))
+        return clone
+
+    def plan(self, channels: Mapping[str, str], *, job_name: str | None = None) -> TrainingSpec:
+        """Return the frozen spec of the job :meth:`fit` would run (no I/O)."""
+        if not isinstance(channels, Mapping) or "train" not in channels:
+            raise bad_value("channels", "a mapping with at least a 'train' channel URI",
+                            channels, "Pass what ImageFolderDataset.upload() returned.")
+        for name, uri in channels.items():
+            if not isinstance(uri, str) or not uri:
+                raise bad_value(f"channel {name!r}", "a URI string", uri)
+        return TrainingSpec(
+            job_name=job_name or new_job_name(self.base_job_name), model=self.model,
+            weights=self.weights, trainable=self.trainable,
+            hyperparameters=self.hyperparameters,
+            channels=tuple(sorted((str(k), str(v)) for k, v in channels.items())),
+            **self.resources,
+        )
+
+    def dry_run(self, channels: Mapping[str, str], *, job_name: str | None = None
+                ) -> dict[str, Any]:
+        """Return exactly what :meth:`fit` would send to the backend, without sending it."""
+        return self.session.backend.training_request(self.plan(channels, job_name=job_name))
+
+    def fit(self, channels: Mapping[str, str], *, wait: bool = True, logs: bool = True,
+            job_name: str | None = None) -> TrainingJob:
+        """Start a training job and, by default, wait for it while streaming its log.
+
+        Args:
+            channels: Channel URIs by name; ``train`` is required, ``valid`` and
+                ``test`` are used when present (pass what ``upload()`` returned).
+            wait: Block until the job ends.
+            logs: Stream the job's log while waiting.
+            job_name: Name the job; reusing the name of a failed or stopped local
+                job resumes it from its last checkpoint.
+
+        Raises:
+            TrainingJobFailedError: The job failed (with ``wait=True``).
+        """
+        from sm_imgclf.training.job import TrainingJob
+
+        spec = self.plan(channels, job_name=job_name)
+        self.session.backend.start_training(spec)
+        job = TrainingJob(spec.job_name, self.session)
+        if wait:
+            job.wait(logs=logs)
+        return job
+
+
+def _default_session() -> Session:
+    from sm_imgclf.session import LocalSession
+
+    return LocalSession()
+
+
+def _check_weights(weights: object) -> str:
+    if not isinstance(weights, str) or not weights:
+        raise bad_value("weights", "None, 'DEFAULT', a weights enum name or a file path", weights)
+    return weights
+
+
+def _check_trainable(trainable: object) -> tuple[str, ...]:
+    if isinstance(trainable, str):
+        return (trainable,)
+    if isinstance(trainable, Sequence) and trainable and all(
+            isinstance(t, str) and t for t in trainable):
+        return tuple(trainable)
+    raise bad_value("trainable", "'head', 'all', or a list of block names such as ['layer4']",
+                    trainable)

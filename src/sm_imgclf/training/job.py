@@ -1,0 +1,129 @@
+"""TrainingJob: a handle on a running or finished training job, whatever the backend."""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TextIO
+
+from sm_imgclf.errors import TrainingJobFailedError
+from sm_imgclf.training.spec import parse_metrics
+
+if TYPE_CHECKING:
+    from sm_imgclf.session import Session
+
+TERMINAL = frozenset({"Completed", "Failed", "Stopped"})
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    """What a backend reports about a job.
+
+    Attributes:
+        status: ``InProgress``, ``Stopping``, ``Completed``, ``Failed`` or ``Stopped``.
+        failure_reason: Why it failed (the end of the traceback), if it did.
+        model_uri: The model package (``model.tar.gz``) once it completed.
+        detail: Backend-specific extras (SageMaker's secondary status ...).
+    """
+
+    status: str
+    failure_reason: str | None = None
+    model_uri: str | None = None
+    detail: str | None = None
+
+
+class TrainingJob:
+    """A training job; get one from ``estimator.fit()`` or :meth:`attach`.
+
+    Args:
+        name: The job name.
+        session: The session whose backend runs it.
+    """
+
+    def __init__(self, name: str, session: Session) -> None:
+        self.name = name
+        self.session = session
+        self._log: list[str] = []
+        self._cursor: Any = None
+
+    def __repr__(self) -> str:
+        return f"TrainingJob({self.name!r}, backend={self.session.backend.name!r})"
+
+    @classmethod
+    def attach(cls, name: str, session: Session) -> TrainingJob:
+        """Return a handle on an existing job (raises if the backend does not know it)."""
+        job = cls(name, session)
+        job.describe()
+        return job
+
+    def describe(self) -> JobStatus:
+        """Ask the backend for the job's current status."""
+        return self.session.backend.describe_training(self.name)
+
+    @property
+    def status(self) -> str:
+        """The current status."""
+        return self.describe().status
+
+    @property
+    def failure_reason(self) -> str | None:
+        """Why the job failed, if it did."""
+        return self.describe().failure_reason
+
+    @property
+    def model_uri(self) -> str | None:
+        """The model package URI once the job completed."""
+        return self.describe().model_uri
+
+    def logs(self) -> list[str]:
+        """Return every log line so far."""
+        self._pull()
+        return list(self._log)
+
+    @property
+    def metrics(self) -> list[dict[str, Any]]:
+        """Per-epoch metrics parsed from the log (the last report of each epoch wins)."""
+        rows = parse_metrics(self.logs())
+        by_epoch: dict[Any, dict[str, Any]] = {}
+        for row in rows:
+            key = row["epoch"] if row["epoch"] is not None else "final"
+            by_epoch[key] = row
+        return list(by_epoch.values())
+
+    def wait(self, *, logs: bool = True, poll: float = 1.0, out: TextIO | None = None
+             ) -> JobStatus:
+        """Block until the job ends, streaming its log; Ctrl-C stops the job cleanly.
+
+        Raises:
+            TrainingJobFailedError: The job failed.
+        """
+        out = out or sys.stdout
+        try:
+            while True:
+                status = self.describe()
+                for line in self._pull() if logs else []:
+                    print(line, file=out, flush=True)
+                if status.status in TERMINAL:
+                    break
+                time.sleep(poll)
+        except KeyboardInterrupt:
+            print(f"stopping {self.name} ...", file=out, flush=True)
+            self.stop()
+            raise
+        if logs:
+            for line in self._pull():
+                print(line, file=out, flush=True)
+        if status.status == "Failed":
+            raise TrainingJobFailedError(self.name, status.failure_reason)
+        return status
+
+    def stop(self) -> None:
+        """Ask the backend to stop the job (checkpoints are kept)."""
+        self.session.backend.stop_training(self.name)
+
+    def _pull(self) -> list[str]:
+        lines, self._cursor = self.session.backend.training_log(
+            self.name, self._cursor)
+        self._log.extend(lines)
+        return list(lines)

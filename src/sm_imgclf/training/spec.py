@@ -1,0 +1,94 @@
+"""The frozen plan of a training job: what to run, on what, with which data."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from sm_imgclf.training.hyperparameters import Hyperparameters
+
+# One line per epoch, e.g. "epoch=3 train:loss=0.4100 train:accuracy=0.8800 valid:...";
+# SageMaker extracts metrics from the log with these regexes, and so do we.
+METRIC_NAMES = ("train:loss", "train:accuracy", "valid:loss", "valid:accuracy",
+                "test:loss", "test:accuracy")
+METRIC_DEFINITIONS = tuple(
+    {"Name": name, "Regex": rf"{re.escape(name)}=([-+0-9.eE]+|nan|inf)"} for name in METRIC_NAMES
+)
+_EPOCH = re.compile(r"^epoch=(\d+) ")
+
+
+@dataclass(frozen=True)
+class TrainingSpec:
+    """Everything a backend needs to run one training job; built without any I/O.
+
+    Attributes:
+        job_name: Unique name of the job.
+        model: The torchvision architecture.
+        weights: ``"none"``, ``"DEFAULT"``, a weights enum name, or a file path in the job.
+        trainable: ``("head",)``, ``("all",)`` or block names.
+        hyperparameters: Typed hyperparameters.
+        channels: Channel name to URI (``file://`` or ``s3://``).
+        instance_type: SageMaker instance type (ignored by the local backend).
+        instance_count: Hosts; more than one trains data-parallel.
+        volume_size_gb: Disk per host on SageMaker.
+        use_spot: Use managed spot capacity (checkpoints make interruptions harmless).
+        max_run: Maximum training seconds.
+        max_wait: Maximum seconds including waiting for spot capacity.
+        image_uri: Training container image; looked up when ``None``.
+        role: IAM role ARN for SageMaker.
+        tags: Tags for the job.
+    """
+
+    job_name: str
+    model: str
+    weights: str
+    trainable: tuple[str, ...]
+    hyperparameters: Hyperparameters
+    channels: tuple[tuple[str, str], ...]
+    instance_type: str = "ml.g4dn.xlarge"
+    instance_count: int = 1
+    volume_size_gb: int = 30
+    use_spot: bool = False
+    max_run: int = 86_400
+    max_wait: int | None = None
+    image_uri: str | None = None
+    role: str | None = None
+    tags: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+
+    @property
+    def channel_map(self) -> dict[str, str]:
+        """The channels as a dictionary."""
+        return dict(self.channels)
+
+    def job_arguments(self) -> dict[str, str]:
+        """Every job argument as a string: the SageMaker hyperparameter map."""
+        return {"model": self.model, "weights": self.weights,
+                "trainable": ",".join(self.trainable), **self.hyperparameters.to_strings()}
+
+    def argv(self) -> list[str]:
+        """The job's command-line arguments, ``--name value`` pairs with sorted names."""
+        args = self.job_arguments()
+        return [part for name in sorted(args) for part in (f"--{name}", args[name])]
+
+
+def new_job_name(base: str) -> str:
+    """Return ``<base>-<timestamp>-<random>``, within SageMaker's 63 characters."""
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    base = re.sub(r"[^a-zA-Z0-9-]", "-", base).strip("-")[:35] or "job"
+    return f"{base}-{stamp}-{uuid.uuid4().hex[:4]}"
+
+
+def parse_metrics(lines: list[str]) -> list[dict[str, Any]]:
+    """Return one dictionary per epoch line (and a final one for test metrics)."""
+    rows: list[dict[str, Any]] = []
+    for line in lines:
+        found = {d["Name"]: float(m.group(1)) for d in METRIC_DEFINITIONS
+                 if (m := re.search(d["Regex"], line))}
+        if not found:
+            continue
+        epoch = _EPOCH.match(line)
+        rows.append({"epoch": int(epoch.group(1)) if epoch else None, **found})
+    return rows
