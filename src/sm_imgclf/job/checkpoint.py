@@ -41,7 +41,7 @@ def load(folder: Path) -> dict[str, Any] | None:
             state: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)
             if not isinstance(state, dict) or "epoch" not in state:
                 raise ValueError("not an sm-imgclf checkpoint")
-        except Exception as error:  # noqa: BLE001 - any unreadable file is reported the same way
+        except Exception as error:
             problems.append(f"{path}: {type(error).__name__}: {error}")
             logger.error("checkpoint %s is unreadable (%s); trying an older one", path, error)
             continue

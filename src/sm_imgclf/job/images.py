@@ -23,8 +23,8 @@ def open_rgb(data: bytes) -> Image.Image:
     """Decode image bytes upright (EXIF applied) and in RGB, whatever the mode."""
     from PIL import Image, ImageOps
 
-    with Image.open(io.BytesIO(data)) as image:
-        image = ImageOps.exif_transpose(image)
+    with Image.open(io.BytesIO(data)) as opened:
+        image: Image.Image = ImageOps.exif_transpose(opened)
         if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
             image = image.point(lambda v: v / 256).convert("L")
         if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in

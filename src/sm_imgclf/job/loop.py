@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sm_imgclf.errors import ConfigurationError
 from sm_imgclf.job import checkpoint
 from sm_imgclf.job.augment import augment, center_crop
 from sm_imgclf.job.images import normalise
@@ -53,7 +55,8 @@ class Trainer:
         for epoch in range(state["epoch"] + 1, self.hp.epochs + 1):
             started = time.perf_counter()
             torch.manual_seed(self.hp.seed * 100_003 + epoch)  # dropout, reproducible on resume
-            train_metrics = self._train_epoch(train, epoch, optimizer, loss_fn, scaler)
+            with oom_guard(self.hp.batch_size, self.device):
+                train_metrics = self._train_epoch(train, epoch, optimizer, loss_fn, scaler)
             scheduler.step()
             metrics = {f"train:{k}": v for k, v in train_metrics.items()}
             if valid is not None:
@@ -176,6 +179,22 @@ class Trainer:
     def _should_stop(self, state: dict[str, Any]) -> bool:
         patience = self.hp.early_stopping_patience
         return bool(patience) and state["since_best"] >= patience
+
+
+@contextlib.contextmanager
+def oom_guard(batch_size: int, device: torch.device) -> Iterator[None]:
+    """Turn an out-of-memory error into advice on the batch size."""
+    try:
+        yield
+    except RuntimeError as error:  # torch.OutOfMemoryError is a RuntimeError
+        text = str(error)
+        if "out of memory" not in text.lower() and "can't allocate memory" not in text:
+            raise
+        raise ConfigurationError(
+            f"batch_size={batch_size} does not fit in {device.type} memory "
+            f"({text.splitlines()[0][:200]}). Try batch_size={max(1, batch_size // 2)} "
+            "or a smaller image_size."
+        ) from error
 
 
 def make_optimizer(params: list[Any], hp: Hyperparameters) -> Any:

@@ -7,12 +7,11 @@ import logging
 import sys
 import traceback
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from sm_imgclf.errors import ConfigurationError, SmImgclfError
 from sm_imgclf.job.contract import JOB_PARAMS, JobEnvironment
-from sm_imgclf.training.hyperparameters import BY_NAME, Hyperparameters
+from sm_imgclf.training.hyperparameters import Hyperparameters
 
 logger = logging.getLogger("sm_imgclf.job")
 
@@ -43,7 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("job interrupted; its last checkpoint is kept", flush=True)
         return 130
-    except Exception as error:  # noqa: BLE001 - the reason must reach the failure file
+    except Exception as error:
         reason = (f"{type(error).__name__}: {error}" if isinstance(error, SmImgclfError)
                   else traceback.format_exc(limit=-8))
         print(reason, file=sys.stderr, flush=True)
@@ -92,7 +91,8 @@ def _write_outputs(env: JobEnvironment, settings: dict[str, Any], hp: Hyperparam
     mean, std = normalisation(settings["model"], settings["weights"])
     env.output_dir.mkdir(parents=True, exist_ok=True)
     (env.output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    best = next((h for h in metrics["history"] if h["epoch"] == metrics["best_epoch"]), {})
+    best: dict[str, Any] = next(
+        (h for h in metrics["history"] if h["epoch"] == metrics["best_epoch"]), {})
     write_package(env.model_dir, model.state_dict(), {
         "architecture": settings["model"], "head": head.to_dict(),
         "class_ids": list(train.class_ids), "class_names": list(train.class_names),

@@ -39,7 +39,7 @@ def prepare(settings: dict[str, Any], hp: Hyperparameters, splits: dict[str, Spl
     frozen = [m for name, m in model.named_children()
               if not any(p.requires_grad for p in m.parameters())]
     model.to(device)
-    common = {"hp": hp, "device": device, "mean": mean, "std": std,
+    common: dict[str, Any] = {"hp": hp, "device": device, "mean": mean, "std": std,
               "checkpoint_dir": env.checkpoint_dir, "distributed": distributed}
     head_layer = head_module(model, head)
     if trainable == "head" and hp.augmentation == "none" and not isinstance(head_layer, nn.Conv2d):

@@ -92,7 +92,7 @@ def rebuild_model(name: str, head: HeadSpec) -> nn.Module:
     """Rebuild an architecture with the head described by ``head``, without weights."""
     import torchvision
 
-    model = torchvision.models.get_model(name, weights=None)
+    model: nn.Module = torchvision.models.get_model(name, weights=None)
     _drop_auxiliary_heads(model)
     replace_head(model, head.num_classes, hidden=head.hidden, dropout=head.dropout)
     return model
@@ -155,9 +155,9 @@ def _find_head(model: nn.Module) -> tuple[str, Any]:
 
     found = None
     for name, module in model.named_modules():
-        if isinstance(module, nn.Linear) and module.out_features == _IMAGENET_CLASSES:
-            found = (name, module)
-        elif isinstance(module, nn.Conv2d) and module.out_channels == _IMAGENET_CLASSES:
+        linear = isinstance(module, nn.Linear) and module.out_features == _IMAGENET_CLASSES
+        conv = isinstance(module, nn.Conv2d) and module.out_channels == _IMAGENET_CLASSES
+        if linear or conv:
             found = (name, module)
     if found is None:
         raise ConfigurationError(f"Cannot find the classifier head of {type(model).__name__}.")
@@ -170,7 +170,7 @@ def _drop_auxiliary_heads(model: nn.Module) -> None:
         if getattr(model, attribute, None) is not None:
             setattr(model, attribute, None)
     if hasattr(model, "aux_logits"):
-        model.aux_logits = False
+        model.__dict__["aux_logits"] = False  # a plain flag, not a submodule
 
 
 def _set_module(model: nn.Module, path: str, module: nn.Module) -> None:
@@ -187,7 +187,9 @@ def _load_weights(name: str, weights: str) -> dict[str, Any]:
         if not path.is_file():
             raise bad_value("weights", "an existing state dict file", weights)
         state = torch.load(path, map_location="cpu", weights_only=True)
-        return state.get("state_dict", state) if isinstance(state, dict) else state
+        if not isinstance(state, dict):
+            raise bad_value("weights", "a file holding a state dict", weights)
+        return dict(state.get("state_dict", state))
     enum = _weights_enum(name, weights)
     try:
         return dict(enum.get_state_dict(progress=False, check_hash=False))

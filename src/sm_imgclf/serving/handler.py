@@ -117,7 +117,7 @@ def output_fn(prediction: list[dict[str, Any]], accept: str = "application/json"
 def _decode(data: bytes, size: int) -> torch.Tensor:
     try:
         return eval_tensor(data, size)
-    except Exception as error:  # noqa: BLE001 - any undecodable payload is the client's
+    except Exception as error:
         raise RequestError(f"Cannot decode the image: {type(error).__name__}: {error}") from None
 
 

@@ -12,7 +12,7 @@ import json
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from sm_imgclf._params import bad_value, suggest
 
@@ -65,11 +65,11 @@ class Param:
             value = list(value)
         if not isinstance(value, self.kind) or (self.kind is int and isinstance(value, bool)):
             raise bad_value(self.name, self.expected(), value)
-        if self.kind in (int, float) and not self._in_range(value):
+        if self.kind in (int, float) and not self._in_range(cast(float, value)):
             raise bad_value(self.name, self.expected(), value)
         if self.choices and value not in self.choices:
             raise bad_value(self.name, self.expected(), value, suggest(value, self.choices))
-        return tuple(value) if self.kind is list else value
+        return tuple(cast(list[str], value)) if self.kind is list else value
 
     def _in_range(self, value: float) -> bool:
         if isinstance(value, float) and not math.isfinite(value):

@@ -1,0 +1,222 @@
+"""Local training end to end: the job program, the estimator, resumption and failures."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+import sm_imgclf as smi
+from conftest import write_image
+from sm_imgclf._archive import safe_extract
+from sm_imgclf.job.contract import JobEnvironment
+from sm_imgclf.job.loop import oom_guard
+from sm_imgclf.job.main import parse_args, run
+from sm_imgclf.serving.handler import input_fn, model_fn, output_fn, predict_fn
+
+SMALL = {"image_size": 32, "lr": 0.003, "batch_size": 32, "augmentation": "none"}
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory: pytest.TempPathFactory) -> tuple[smi.LocalSession, smi.Channels]:
+    root = tmp_path_factory.mktemp("digits")
+    smi.digits_to_folder(root / "images", limit_per_class=60)
+    session = smi.LocalSession(root / "session")
+    data = smi.ImageFolderDataset(root / "images").split(valid=0.2, test=0.2, seed=0)
+    return session, data.upload(session, "digits")
+
+
+def estimator(session: smi.Session, **hp: object) -> smi.TransferLearningEstimator:
+    return smi.TransferLearningEstimator(
+        "resnet18", session=session, weights=None, trainable="all",
+        hyperparameters={**SMALL, **hp})
+
+
+def test_digits_from_scratch_reach_90_percent(digits: tuple, tmp_path: Path) -> None:
+    session, channels = digits
+    job = estimator(session, epochs=6).fit(channels, logs=False)
+    assert job.status == "Completed"
+    epochs = [m for m in job.metrics if m["epoch"] is not None]
+    assert [m["epoch"] for m in epochs] == [1, 2, 3, 4, 5, 6]
+    assert max(m["valid:accuracy"] for m in epochs) >= 0.9
+    package = safe_extract(job.model_uri.removeprefix("file://"), tmp_path / "package")
+    manifest = json.loads((package / "manifest.json").read_text())
+    assert manifest["architecture"] == "resnet18" and manifest["image_size"] == 32
+    assert manifest["class_names"] == [str(d) for d in range(10)]
+    assert manifest["metrics"]["valid:accuracy"] >= 0.9 and "test:accuracy" in manifest["metrics"]
+    assert (package / "code/inference.py").is_file()
+    assert (package / "code/sm_imgclf/serving/handler.py").is_file()
+    state = torch.load(package / "model.pth", weights_only=True)
+    assert state["fc.weight"].shape == (10, 512)
+    loaded = model_fn(str(package))
+    seven = next((Path(channels["test"].removeprefix("file://")) / "7").glob("*.png"))
+    answer = json.loads(output_fn(predict_fn(input_fn(seven.read_bytes(), "image/png", loaded),
+                                             loaded)))
+    top = answer["predictions"][0]["predictions"]
+    assert len(top) == 5 and top[0]["label"] in manifest["class_names"]
+    assert abs(sum(p["probability"] for p in top) - 1) < 0.5
+
+
+def test_generated_colours_with_cached_features(tmp_path: Path) -> None:
+    colours = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220)}
+    for split, count in (("train", 12), ("valid", 4)):
+        for name, rgb in colours.items():
+            for i in range(count):
+                noise = write_image(tmp_path / "noise.png", size=(40, 40),
+                                    seed=hash((split, name, i)) % 2**31)
+                image = Image.blend(Image.new("RGB", (40, 40), rgb), Image.open(noise), 0.25)
+                (tmp_path / "data" / split / name).mkdir(parents=True, exist_ok=True)
+                image.save(tmp_path / "data" / split / name / f"{i}.png")
+    session = smi.LocalSession(tmp_path / "s")
+    channels = smi.ImageFolderDataset(tmp_path / "data").upload(session, "colours")
+    est = smi.TransferLearningEstimator(
+        "resnet18", session=session, weights=None, trainable="head",
+        hyperparameters={**SMALL, "epochs": 15, "lr": 0.01})
+    job = est.fit(channels, logs=False)
+    assert any("features: backbone run once" in line for line in job.logs())
+    assert job.metrics[-1]["valid:accuracy"] >= 0.9
+
+
+def test_killed_job_resumes_from_its_checkpoint(digits: tuple) -> None:
+    session, channels = digits
+    est = estimator(session, epochs=5, lr_schedule="none")
+    job = est.fit(channels, wait=False)
+    folder = session.backend.job_dir(job.name)  # type: ignore[attr-defined]
+    deadline = time.time() + 240
+    while not any(line.startswith("epoch=2 ") for line in job.logs()):
+        assert time.time() < deadline and job.status == "InProgress", job.logs()
+        time.sleep(0.2)
+    os.kill(json.loads((folder / "status.json").read_text())["job_pid"], signal.SIGKILL)
+    while job.status == "InProgress":
+        time.sleep(0.2)
+    assert job.status == "Failed" and "signal 9" in (job.failure_reason or "")
+    resumed = est.fit(channels, job_name=job.name, logs=False)
+    log = resumed.logs()
+    assert any(line.startswith("resumed from checkpoint at epoch") for line in log)
+    assert resumed.status == "Completed"
+    assert sorted({m["epoch"] for m in resumed.metrics if m["epoch"]}) == [1, 2, 3, 4, 5]
+
+
+def test_stop_keeps_the_checkpoint(digits: tuple) -> None:
+    session, channels = digits
+    job = estimator(session, epochs=50).fit(channels, wait=False)
+    folder = session.backend.job_dir(job.name)  # type: ignore[attr-defined]
+    while not (folder / "checkpoints/checkpoint.pth").exists():
+        assert job.status == "InProgress", job.logs()
+        time.sleep(0.2)
+    job.stop()
+    assert job.wait(logs=False).status == "Stopped"
+    assert (folder / "checkpoints/checkpoint.pth").exists()
+
+
+def test_failure_reason_reaches_the_caller(digits: tuple) -> None:
+    session, channels = digits
+    est = smi.TransferLearningEstimator("resnet18", session=session, weights=None,
+                                        trainable=["layer9"], hyperparameters={**SMALL,
+                                                                               "epochs": 1})
+    with pytest.raises(smi.TrainingJobFailedError, match="trainable must be") as caught:
+        est.fit(channels, logs=False)
+    assert "layer4" in (caught.value.reason or "")
+
+
+def in_process_env(tmp_path: Path, channels: dict[str, str]) -> JobEnvironment:
+    return JobEnvironment(
+        channels={k: Path(v.removeprefix("file://")) for k, v in channels.items()},
+        model_dir=tmp_path / "model", output_dir=tmp_path / "output/data",
+        checkpoint_dir=tmp_path / "checkpoints", num_gpus=0, hosts=("localhost",),
+        current_host="localhost")
+
+
+def job_args(epochs: int) -> tuple[dict, smi.Hyperparameters]:
+    argv = ["--model", "resnet18", "--trainable", "all"]
+    for key, value in {**SMALL, "epochs": epochs}.items():
+        argv += [f"--{key}", str(value)]
+    return parse_args(argv)
+
+
+def test_corrupt_checkpoint_falls_back_to_the_older_one(digits: tuple, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    _, channels = digits
+    env = in_process_env(tmp_path, dict(channels))
+    run(env, *job_args(2))
+    (env.checkpoint_dir / "checkpoint.pth").write_bytes(b"torn write")
+    metrics = run(env, *job_args(3))
+    out = capsys.readouterr().out
+    assert "resumed from the older checkpoint.prev.pth" in out
+    assert "resumed from checkpoint at epoch 1" in out
+    assert [h["epoch"] for h in metrics["history"]] == [1, 2, 3]
+    for name in ("checkpoint.pth", "checkpoint.prev.pth"):
+        (env.checkpoint_dir / name).write_bytes(b"garbage")
+    with pytest.raises(smi.BackendError, match="Every checkpoint is unreadable"):
+        run(env, *job_args(4))
+    assert (env.checkpoint_dir / "checkpoint.prev.pth").read_bytes() == b"garbage"
+
+
+def test_missing_and_empty_channels(digits: tuple, tmp_path: Path) -> None:
+    session, channels = digits
+    with pytest.raises(smi.ConfigurationError, match="'train' channel"):
+        estimator(session).plan({"valid": channels["valid"]})
+    with pytest.raises(smi.ConfigurationError, match="an existing folder"):
+        estimator(session).fit({"train": (tmp_path / "nope").as_uri()})
+    (tmp_path / "empty/a").mkdir(parents=True)
+    env = in_process_env(tmp_path, {"train": (tmp_path / "empty").as_uri()})
+    with pytest.raises(smi.DatasetError, match="holds no images"):
+        run(env, *job_args(1))
+    env = in_process_env(tmp_path, {"valid": channels["valid"]})
+    with pytest.raises(smi.ConfigurationError, match="SM_CHANNEL_TRAIN is not set"):
+        run(env, *job_args(1))
+
+
+def test_class_count_mismatch_between_channels(digits: tuple, tmp_path: Path) -> None:
+    _, channels = digits
+    for digit in range(3):
+        write_image(tmp_path / "other" / f"x{digit}" / "a.png")
+    env = in_process_env(tmp_path, {"train": channels["train"],
+                                    "valid": (tmp_path / "other").as_uri()})
+    with pytest.raises(smi.ConfigurationError, match="'valid' channel has 3 classes but "
+                                                     "'train' has 10"):
+        run(env, *job_args(1))
+
+
+def test_out_of_memory_names_the_batch_size() -> None:
+    refused = pytest.raises(smi.ConfigurationError,
+                            match=r"batch_size=64 does not fit.*batch_size=32")
+    with refused, oom_guard(64, torch.device("cpu")):
+        torch.empty(2**50, dtype=torch.uint8)  # a real allocator refusal
+
+
+def test_bad_job_arguments() -> None:
+    with pytest.raises(smi.ConfigurationError, match="'--name value' pairs"):
+        parse_args(["--lr"])
+    with pytest.raises(smi.ConfigurationError, match="Did you mean 'epochs'"):
+        parse_args(["--epoch", "3"])
+
+
+def test_unsafe_archives_write_nothing(tmp_path: Path) -> None:
+    import io
+    import tarfile
+
+    from sm_imgclf._archive import UnsafeArchiveError
+
+    for name, kind in (("../evil.txt", tarfile.REGTYPE), ("/abs.txt", tarfile.REGTYPE),
+                       ("link", tarfile.SYMTYPE)):
+        archive = tmp_path / f"{abs(hash(name))}.tar.gz"
+        with tarfile.open(archive, "w:gz") as tar:
+            good = tarfile.TarInfo("fine.txt")
+            good.size = 2
+            tar.addfile(good, io.BytesIO(b"ok"))
+            bad = tarfile.TarInfo(name)
+            bad.type = kind
+            bad.linkname = "/etc/passwd" if kind == tarfile.SYMTYPE else ""
+            bad.size = 0
+            tar.addfile(bad, io.BytesIO(b""))
+        target = tmp_path / f"out-{abs(hash(name))}"
+        with pytest.raises(UnsafeArchiveError, match="Refusing archive member"):
+            safe_extract(archive, target)
+        assert not (target / "fine.txt").exists()
