@@ -81,7 +81,7 @@ class Bench:
     def ours(self, url: str, dataset: smi.ImageFolderDataset,
              bucket: str | None = None) -> tuple[float, smi.Channels, str]:
         bucket = bucket or self.bucket()
-        session = smi.SageMakerSession(bucket, boto_session=self.boto, s3_endpoint_url=url,
+        session = smi.SageMakerSession(bucket, boto_session=self.boto, endpoint_urls={"s3": url},
                                        max_concurrency=self.concurrency)
         started = time.perf_counter()
         channels = dataset.upload(session, "ours", progress=False)

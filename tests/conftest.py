@@ -92,5 +92,5 @@ def bucket(moto_url: str, boto_session, request: pytest.FixtureRequest) -> str: 
 
 @pytest.fixture
 def s3_session(moto_url: str, bucket: str, boto_session) -> smi.SageMakerSession:  # type: ignore[no-untyped-def]
-    return smi.SageMakerSession(bucket, boto_session=boto_session, s3_endpoint_url=moto_url,
+    return smi.SageMakerSession(bucket, boto_session=boto_session, endpoint_urls={"s3": moto_url},
                                 max_concurrency=8)

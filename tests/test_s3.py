@@ -67,13 +67,14 @@ def test_multipart_objects_are_recognised_as_unchanged(tmp_path: Path, moto_url:
 
 def test_missing_bucket_is_named(dataset_root: Path, moto_url: str, boto_session) -> None:  # type: ignore[no-untyped-def]
     session = smi.SageMakerSession("no-such-bucket-here", boto_session=boto_session,
-                                   s3_endpoint_url=moto_url)
+                                   endpoint_urls={"s3": moto_url})
     with pytest.raises(smi.BucketNotFoundError, match="'no-such-bucket-here' does not exist"):
         smi.ImageFolderDataset(dataset_root).upload(session, "pets")
 
 
 def test_access_denied_is_explained(dataset_root: Path, moto_url: str, boto_session) -> None:  # type: ignore[no-untyped-def]
-    session = smi.SageMakerSession("locked", boto_session=boto_session, s3_endpoint_url=moto_url)
+    session = smi.SageMakerSession("locked", boto_session=boto_session,
+                                   endpoint_urls={"s3": moto_url})
     with Stubber(session.backend.s3_client) as stub:  # type: ignore[attr-defined]
         stub.add_client_error("head_bucket", service_error_code="403", http_status_code=403,
                               expected_params={"Bucket": "locked"})
@@ -104,7 +105,7 @@ def test_missing_credentials(dataset_root: Path, moto_url: str,
     monkeypatch.delenv("AWS_ACCESS_KEY_ID")
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
     session = smi.SageMakerSession("whatever", boto_session=boto3.Session(region_name="us-east-1"),
-                                   s3_endpoint_url=moto_url)
+                                   endpoint_urls={"s3": moto_url})
     with pytest.raises(smi.StorageAccessDeniedError, match="needs AWS credentials"):
         smi.ImageFolderDataset(dataset_root).upload(session, "pets")
 
@@ -121,7 +122,7 @@ def test_throttling_is_retried(dataset_root: Path, moto_url: str, bucket: str,
 
     with S3Proxy(moto_url, fault=throttle_first_two_puts) as proxy:
         session = smi.SageMakerSession(bucket, boto_session=boto_session,
-                                       s3_endpoint_url=proxy.url)
+                                       endpoint_urls={"s3": proxy.url})
         channels = smi.ImageFolderDataset(dataset_root).upload(session, "pets")
     assert channels.summary.ok and len(channels.summary.uploaded) == 24
     assert all(count == 3 for path, count in seen.items() if path.endswith(".jpg"))
@@ -134,7 +135,7 @@ def test_persistent_failures_raise_after_the_rest_is_stored(
 
     with S3Proxy(moto_url, fault=refuse_cats) as proxy:
         session = smi.SageMakerSession(bucket, boto_session=boto_session,
-                                       s3_endpoint_url=proxy.url)
+                                       endpoint_urls={"s3": proxy.url})
         session.backend.s3_client = boto_session.client(  # type: ignore[attr-defined]
             "s3", endpoint_url=proxy.url, config=Config(retries={"max_attempts": 2}))
         with pytest.raises(smi.TransferError, match="8 of 24 files failed") as caught:
@@ -144,7 +145,7 @@ def test_persistent_failures_raise_after_the_rest_is_stored(
                                             for s, n in (("train", 4), ("valid", 2), ("test", 2))
                                             for i in range(n))
     assert len(summary.uploaded) == 16
-    direct = smi.SageMakerSession(bucket, boto_session=boto_session, s3_endpoint_url=moto_url)
+    direct = smi.SageMakerSession(bucket, boto_session=boto_session, endpoint_urls={"s3": moto_url})
     resumed = smi.ImageFolderDataset(dataset_root).upload(direct, "pets")
     assert sorted(resumed.summary.uploaded) == sorted(summary.failed)
 
@@ -163,7 +164,7 @@ def test_dropped_connections_are_retried(dataset_root: Path, moto_url: str, buck
 
     with S3Proxy(moto_url, fault=drop_once) as proxy:
         session = smi.SageMakerSession(bucket, boto_session=boto_session,
-                                       s3_endpoint_url=proxy.url)
+                                       endpoint_urls={"s3": proxy.url})
         channels = smi.ImageFolderDataset(dataset_root).upload(session, "pets")
     assert channels.summary.ok and len(dropped) >= 24
 

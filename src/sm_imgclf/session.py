@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -79,7 +80,8 @@ class SageMakerSession(Session):
         role: The IAM role ARN SageMaker jobs run as.
         region: The AWS region; defaults to the boto3 session's.
         boto_session: A ready ``boto3.Session``; made from the environment when omitted.
-        s3_endpoint_url: An S3-compatible endpoint to use instead of AWS S3.
+        endpoint_urls: Endpoint URL by service name (``"s3"``, ``"sagemaker"``,
+            ``"logs"``): an S3-compatible store, VPC endpoints, or a test server.
         expected_bucket_owner: The account id the bucket must belong to; S3
             refuses every call otherwise.
         max_concurrency: Files sent at once when uploading.
@@ -92,7 +94,7 @@ class SageMakerSession(Session):
         role: str | None = None,
         region: str | None = None,
         boto_session: boto3.Session | None = None,
-        s3_endpoint_url: str | None = None,
+        endpoint_urls: Mapping[str, str] | None = None,
         expected_bucket_owner: str | None = None,
         max_concurrency: int = 16,
     ) -> None:
@@ -105,7 +107,7 @@ class SageMakerSession(Session):
         check_number("max_concurrency", max_concurrency, low=1, high=256, integer=True)
         self.role = role
         super().__init__(SageMakerBackend(
-            bucket, region=region, boto_session=boto_session, s3_endpoint_url=s3_endpoint_url,
+            bucket, region=region, boto_session=boto_session, endpoint_urls=endpoint_urls,
             expected_bucket_owner=expected_bucket_owner, max_concurrency=max_concurrency,
         ))
 

@@ -2,15 +2,35 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from sm_imgclf.errors import BackendError
 from sm_imgclf.storage.memory import MemoryStore
+
+if TYPE_CHECKING:
+    from sm_imgclf.training.job import JobStatus
+    from sm_imgclf.training.spec import TrainingSpec
+
+
+@dataclass
+class FakeJob:
+    """A job the fake backend was asked to run, and the outcome a test scripted for it."""
+
+    spec: TrainingSpec
+    status: str = "InProgress"
+    log: list[str] = field(default_factory=list)
+    failure_reason: str | None = None
+    model_uri: str | None = None
 
 
 class FakeBackend:
-    """Stores objects in a :class:`~sm_imgclf.storage.memory.MemoryStore`.
+    """Records what it is asked to do; a test then scripts each job's outcome.
 
     Use it with ``sm_imgclf.Session(FakeBackend())`` to exercise a workflow
-    without touching the disk or the network, then assert on
-    ``backend.store.objects``.
+    without touching the disk, the network or a GPU, then assert on
+    ``backend.store.objects`` and ``backend.jobs``, and end jobs with
+    :meth:`complete` or :meth:`fail`.
 
     Args:
         name: The name of the in-memory store, shown in its ``memory://`` URIs.
@@ -20,8 +40,53 @@ class FakeBackend:
 
     def __init__(self, name: str = "fake") -> None:
         self._store = MemoryStore(name)
+        self.jobs: dict[str, FakeJob] = {}
 
     @property
     def store(self) -> MemoryStore:
         """The in-memory store."""
         return self._store
+
+    def training_request(self, spec: TrainingSpec) -> dict[str, Any]:
+        """The spec's job arguments and channels."""
+        return {"job_name": spec.job_name, "arguments": spec.job_arguments(),
+                "channels": spec.channel_map}
+
+    def start_training(self, spec: TrainingSpec) -> None:
+        """Record the job as in progress."""
+        if spec.job_name in self.jobs:
+            raise BackendError(f"A job named {spec.job_name!r} exists.", name=spec.job_name)
+        self.jobs[spec.job_name] = FakeJob(spec)
+
+    def complete(self, name: str, log: list[str] | None = None) -> None:
+        """End a job successfully, with ``log`` as its output."""
+        job = self._job(name)
+        job.status, job.model_uri = "Completed", self.store.uri(f"jobs/{name}/model.tar.gz")
+        job.log += log or []
+
+    def fail(self, name: str, reason: str) -> None:
+        """End a job as failed with ``reason``."""
+        job = self._job(name)
+        job.status, job.failure_reason = "Failed", reason
+
+    def describe_training(self, name: str) -> JobStatus:
+        """The scripted status."""
+        from sm_imgclf.training.job import JobStatus
+
+        job = self._job(name)
+        return JobStatus(job.status, job.failure_reason, job.model_uri)
+
+    def training_log(self, name: str, cursor: Any) -> tuple[list[str], Any]:
+        """Lines after ``cursor`` (an index)."""
+        start = int(cursor or 0)
+        lines = self._job(name).log[start:]
+        return lines, start + len(lines)
+
+    def stop_training(self, name: str) -> None:
+        """Mark the job stopped."""
+        self._job(name).status = "Stopped"
+
+    def _job(self, name: str) -> FakeJob:
+        if name not in self.jobs:
+            raise BackendError(f"No fake training job named {name!r}.", name=name)
+        return self.jobs[name]

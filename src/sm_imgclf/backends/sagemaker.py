@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from sm_imgclf._version import __version__
+from sm_imgclf.backends import sagemaker_training as requests
+from sm_imgclf.errors import BackendError
 from sm_imgclf.storage.s3 import S3Store
 
 if TYPE_CHECKING:
     import boto3
     from mypy_boto3_s3 import S3Client
+
+    from sm_imgclf.training.job import JobStatus
+    from sm_imgclf.training.spec import TrainingSpec
+
+LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 
 
 class SageMakerBackend:
@@ -21,7 +29,8 @@ class SageMakerBackend:
         region: AWS region; defaults to the boto3 session's.
         boto_session: A ready ``boto3.Session`` (credentials, profile); one is
             made from the environment when omitted.
-        s3_endpoint_url: Another S3-compatible endpoint (MinIO, a VPC endpoint).
+        endpoint_urls: Endpoint URL by service name (``s3``, ``sagemaker``, ``logs``),
+            for S3-compatible stores, VPC endpoints or test servers.
         expected_bucket_owner: Account id the bucket must belong to.
         max_concurrency: Files sent at once.
     """
@@ -34,14 +43,14 @@ class SageMakerBackend:
         *,
         region: str | None = None,
         boto_session: boto3.Session | None = None,
-        s3_endpoint_url: str | None = None,
+        endpoint_urls: Mapping[str, str] | None = None,
         expected_bucket_owner: str | None = None,
         max_concurrency: int = 16,
     ) -> None:
         self.bucket = bucket
         self.region = region
         self._boto_session = boto_session
-        self.s3_endpoint_url = s3_endpoint_url
+        self.endpoint_urls = dict(endpoint_urls or {})
         self.expected_bucket_owner = expected_bucket_owner
         self.max_concurrency = max_concurrency
 
@@ -73,7 +82,7 @@ class SageMakerBackend:
         return self.boto_session.client(
             "s3",
             region_name=self.region or self.boto_session.region_name,
-            endpoint_url=self.s3_endpoint_url,
+            endpoint_url=self.endpoint_urls.get("s3"),
             config=self.client_config(pool=self.max_concurrency * 4),
         )
 
@@ -86,3 +95,105 @@ class SageMakerBackend:
             expected_bucket_owner=self.expected_bucket_owner,
             max_concurrency=self.max_concurrency,
         )
+
+    @property
+    def region_name(self) -> str:
+        """The region of the clients."""
+        region = self.region or self.boto_session.region_name
+        if not region:
+            from sm_imgclf._params import bad_value
+
+            raise bad_value("region", "an AWS region such as 'us-east-1'", region,
+                            "Pass region= to SageMakerSession or set AWS_DEFAULT_REGION.")
+        return str(region)
+
+    def client(self, service: str) -> Any:
+        """Return a client for ``service`` with the shared retry configuration."""
+        session: Any = self.boto_session  # boto3's stubs overload client() per service name
+        return session.client(
+            service, region_name=self.region_name, endpoint_url=self.endpoint_urls.get(service),
+            config=self.client_config(pool=10))
+
+    @cached_property
+    def sagemaker_client(self) -> Any:
+        """The SageMaker client."""
+        return self.client("sagemaker")
+
+    def training_request(self, spec: TrainingSpec) -> dict[str, Any]:
+        """The validated ``CreateTrainingJob`` request for ``spec`` (nothing is sent)."""
+        return self._request(spec, requests.source_key(requests.source_tarball()))
+
+    def _request(self, spec: TrainingSpec, source_key: str) -> dict[str, Any]:
+        request = requests.training_request(
+            spec, bucket=self.bucket, region=self.region_name,
+            image_uri=requests.image_uri_for(spec, self.region_name),
+            source_uri=self.store.uri(source_key))
+        requests.validate_request(self.sagemaker_client, "CreateTrainingJob", request)
+        return request
+
+    def start_training(self, spec: TrainingSpec) -> None:
+        """Upload the source tarball if it is not there yet, then create the job."""
+        source = requests.source_tarball()
+        key = requests.source_key(source)
+        request = self._request(spec, key)
+        self.store.check_access()
+        if key not in self.store.list_objects(key):
+            self.store.put_bytes(key, source)
+        with _translate("CreateTrainingJob", spec.job_name):
+            self.sagemaker_client.create_training_job(**request)
+
+    def describe_training(self, name: str) -> JobStatus:
+        """Map ``DescribeTrainingJob`` onto :class:`~sm_imgclf.JobStatus`."""
+        from sm_imgclf.training.job import JobStatus
+
+        with _translate("DescribeTrainingJob", name):
+            answer = self.sagemaker_client.describe_training_job(TrainingJobName=name)
+        return JobStatus(answer["TrainingJobStatus"], answer.get("FailureReason"),
+                         answer.get("ModelArtifacts", {}).get("S3ModelArtifacts"),
+                         answer.get("SecondaryStatus"))
+
+    def training_log(self, name: str, cursor: Any) -> tuple[list[str], Any]:
+        """Read new CloudWatch log events of every host's stream."""
+        logs = self.logs_client
+        tokens: dict[str, str | None] = dict(cursor or {})
+        lines: list[str] = []
+        try:
+            streams = logs.describe_log_streams(logGroupName=LOG_GROUP,
+                                                logStreamNamePrefix=f"{name}/")["logStreams"]
+        except logs.exceptions.ResourceNotFoundException:
+            return [], tokens  # no log group until the first job writes to it
+        for stream in sorted(s["logStreamName"] for s in streams):
+            args = {"logGroupName": LOG_GROUP, "logStreamName": stream, "startFromHead": True}
+            if tokens.get(stream):
+                args["nextToken"] = tokens[stream]
+            page = logs.get_log_events(**args)
+            lines += [event["message"] for event in page["events"]]
+            tokens[stream] = page["nextForwardToken"]
+        return lines, tokens
+
+    @cached_property
+    def logs_client(self) -> Any:
+        """The CloudWatch Logs client."""
+        return self.client("logs")
+
+    def stop_training(self, name: str) -> None:
+        """Call ``StopTrainingJob``; SageMaker keeps the checkpoints in S3."""
+        with _translate("StopTrainingJob", name):
+            self.sagemaker_client.stop_training_job(TrainingJobName=name)
+
+
+class _translate:
+    """Turn botocore errors of a SageMaker call into :class:`~sm_imgclf.BackendError`."""
+
+    def __init__(self, action: str, name: str) -> None:
+        self.action, self.name = action, name
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: object, error: BaseException | None, trace: object) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        if isinstance(error, ClientError | BotoCoreError):
+            raise BackendError(f"{self.action} for {self.name!r} failed: {error}",
+                               name=self.name) from error

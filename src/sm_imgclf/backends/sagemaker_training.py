@@ -1,0 +1,132 @@
+"""Building SageMaker training requests: pure functions, no network.
+
+The request is a plain dictionary that botocore validates against the
+SageMaker service model before anything is sent, so ``dry_run`` shows exactly
+what ``fit`` would send.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import tarfile
+from pathlib import Path
+from typing import Any
+
+from sm_imgclf._lazy import require
+from sm_imgclf._params import bad_value
+from sm_imgclf.errors import ConfigurationError, MissingDependencyError
+from sm_imgclf.training.spec import METRIC_DEFINITIONS, TrainingSpec
+
+ENTRY_POINT = "train.py"
+FRAMEWORK_VERSION = "2.5"
+PY_VERSION = "py311"
+CHECKPOINT_PATH = "/opt/ml/checkpoints"
+_ENTRY_SCRIPT = b'''"""The SageMaker PyTorch container runs this: the sm-imgclf job program."""
+
+import sys
+
+from sm_imgclf.job.main import main
+
+sys.exit(main())
+'''
+
+
+def source_tarball() -> bytes:
+    """Return ``sourcedir.tar.gz``: the sm_imgclf package and ``train.py``, reproducibly.
+
+    Members are sorted and carry no timestamps or owners, so the same library
+    version always gives the same bytes (and the same MD5).
+    """
+    package = Path(__file__).resolve().parents[1]
+    buffer = io.BytesIO()
+    with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as zipped, \
+            tarfile.open(fileobj=zipped, mode="w") as tar:
+        _add(tar, ENTRY_POINT, _ENTRY_SCRIPT)
+        for path in [*sorted(package.rglob("*.py")), package / "py.typed"]:
+            if "__pycache__" not in path.parts:
+                _add(tar, f"sm_imgclf/{path.relative_to(package).as_posix()}", path.read_bytes())
+    return buffer.getvalue()
+
+
+def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size, info.mode, info.mtime = len(data), 0o644, 0
+    tar.addfile(info, io.BytesIO(data))
+
+
+def source_key(data: bytes) -> str:
+    """The bucket key of a source tarball, named by its content."""
+    return f"sm-imgclf/source/sourcedir-{hashlib.sha256(data).hexdigest()[:16]}.tar.gz"
+
+
+def image_uri_for(spec: TrainingSpec, region: str) -> str:
+    """Return the training image: ``spec.image_uri``, else the SageMaker SDK's lookup."""
+    if spec.image_uri:
+        return spec.image_uri
+    try:
+        image_uris = require("sagemaker.image_uris", extra="sagemaker")
+    except MissingDependencyError as error:
+        raise MissingDependencyError(
+            f"{error} It looks up the PyTorch training image for {region}; or pass "
+            "image_uri='<account>.dkr.ecr.<region>.amazonaws.com/pytorch-training:<tag>' "
+            "to the estimator.", extra="sagemaker") from None
+    return str(image_uris.retrieve(
+        framework="pytorch", region=region, version=FRAMEWORK_VERSION, py_version=PY_VERSION,
+        instance_type=spec.instance_type, image_scope="training"))
+
+
+def training_request(spec: TrainingSpec, *, bucket: str, region: str, image_uri: str,
+                     source_uri: str) -> dict[str, Any]:
+    """Return the ``CreateTrainingJob`` request for ``spec``."""
+    if not spec.role:
+        raise ConfigurationError(
+            "SageMaker training needs an IAM role: pass role='arn:aws:iam::<account>:role/<name>' "
+            "to SageMakerSession or to the estimator.")
+    name = spec.job_name
+    request: dict[str, Any] = {
+        "TrainingJobName": name,
+        "AlgorithmSpecification": {
+            "TrainingImage": image_uri, "TrainingInputMode": "File",
+            "MetricDefinitions": [dict(d) for d in METRIC_DEFINITIONS],
+        },
+        "RoleArn": spec.role,
+        "HyperParameters": {
+            **spec.job_arguments(), "sagemaker_program": ENTRY_POINT,
+            "sagemaker_submit_directory": source_uri, "sagemaker_region": region,
+        },
+        "InputDataConfig": [_channel(n, uri) for n, uri in spec.channels],
+        "OutputDataConfig": {"S3OutputPath": f"s3://{bucket}/jobs"},
+        "ResourceConfig": {"InstanceType": spec.instance_type,
+                           "InstanceCount": spec.instance_count,
+                           "VolumeSizeInGB": spec.volume_size_gb},
+        "StoppingCondition": {"MaxRuntimeInSeconds": spec.max_run},
+        "EnableManagedSpotTraining": spec.use_spot,
+        "CheckpointConfig": {"S3Uri": f"s3://{bucket}/jobs/{name}/checkpoints",
+                             "LocalPath": CHECKPOINT_PATH},
+        "Tags": [{"Key": k, "Value": v} for k, v in spec.tags],
+    }
+    if spec.max_wait is not None:
+        request["StoppingCondition"]["MaxWaitTimeInSeconds"] = spec.max_wait
+    return request
+
+
+def _channel(name: str, uri: str) -> dict[str, Any]:
+    if not uri.startswith("s3://"):
+        raise bad_value(f"channel {name!r}", "an s3:// URI for SageMaker training", uri,
+                        "Upload the dataset with a SageMakerSession first.")
+    return {"ChannelName": name, "InputMode": "File", "DataSource": {"S3DataSource": {
+        "S3DataType": "S3Prefix", "S3Uri": uri, "S3DataDistributionType": "FullyReplicated"}}}
+
+
+def validate_request(client: Any, operation: str, request: dict[str, Any]) -> None:
+    """Check ``request`` against the service model, as botocore does before sending."""
+    from botocore.exceptions import ParamValidationError
+    from botocore.validate import validate_parameters
+
+    shape = client.meta.service_model.operation_model(operation).input_shape
+    try:
+        validate_parameters(request, shape)
+    except ParamValidationError as error:
+        raise ConfigurationError(f"The {operation} request is invalid: {error}") from error

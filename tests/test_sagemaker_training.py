@@ -1,0 +1,167 @@
+"""SageMaker training: requests botocore validates, moto over HTTP, and Stubber for status."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+from botocore.stub import Stubber
+
+import sm_imgclf as smi
+from sm_imgclf.backends.sagemaker_training import source_key, source_tarball
+
+ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
+IMAGE = "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.5.1-gpu-py311"
+CHANNELS = {"train": "s3://b/data/train", "valid": "s3://b/data/valid"}
+
+
+@pytest.fixture
+def sm_session(moto_url: str, bucket: str, boto_session) -> smi.SageMakerSession:  # type: ignore[no-untyped-def]
+    urls = {"s3": moto_url, "sagemaker": moto_url, "logs": moto_url}
+    return smi.SageMakerSession(bucket, role=ROLE, boto_session=boto_session, endpoint_urls=urls)
+
+
+def estimator(session: smi.Session, **options: object) -> smi.TransferLearningEstimator:
+    return smi.TransferLearningEstimator(
+        "resnet50", session=session, image_uri=IMAGE,
+        hyperparameters={"lr": 0.01, "batch_size": 64, "epochs": 3}, **options)  # type: ignore[arg-type]
+
+
+def test_dry_run_is_the_validated_request(sm_session: smi.SageMakerSession, bucket: str) -> None:
+    request = estimator(sm_session, use_spot=True, instance_count=2,
+                        tags={"team": "vision"}).dry_run(CHANNELS, job_name="dogs-1")
+    hp = request["HyperParameters"]
+    assert hp["batch_size"] == "64" and hp["lr"] == "0.01" and hp["model"] == "resnet50"
+    assert hp["sagemaker_program"] == "train.py" and hp["sagemaker_region"] == "us-east-1"
+    assert hp["sagemaker_submit_directory"].startswith(f"s3://{bucket}/sm-imgclf/source/")
+    assert request["RoleArn"] == ROLE and request["EnableManagedSpotTraining"] is True
+    assert request["StoppingCondition"] == {"MaxRuntimeInSeconds": 86400,
+                                            "MaxWaitTimeInSeconds": 172800}
+    assert request["CheckpointConfig"]["S3Uri"] == f"s3://{bucket}/jobs/dogs-1/checkpoints"
+    assert request["ResourceConfig"]["InstanceCount"] == 2
+    assert [c["ChannelName"] for c in request["InputDataConfig"]] == ["train", "valid"]
+    names = [d["Name"] for d in request["AlgorithmSpecification"]["MetricDefinitions"]]
+    assert "valid:accuracy" in names and request["Tags"] == [{"Key": "team", "Value": "vision"}]
+
+
+def test_fit_uploads_the_source_and_creates_the_job(  # type: ignore[no-untyped-def]
+        sm_session: smi.SageMakerSession, bucket: str, boto_session, moto_url: str) -> None:
+    job = estimator(sm_session).fit(CHANNELS, wait=False, job_name="dogs-2")
+    source = source_tarball()
+    assert sm_session.store.get_bytes(source_key(source)) == source
+    client = boto_session.client("sagemaker", endpoint_url=moto_url)
+    described = client.describe_training_job(TrainingJobName="dogs-2")
+    assert described["HyperParameters"]["epochs"] == "3"
+    assert described["AlgorithmSpecification"]["TrainingImage"] == IMAGE
+    assert job.name == "dogs-2" and job.status in {"InProgress", "Completed"}
+
+
+def test_source_tarball_is_reproducible_and_holds_the_job() -> None:
+    first, second = source_tarball(), source_tarball()
+    assert first == second
+    with tarfile.open(fileobj=io.BytesIO(first)) as tar:
+        names = set(tar.getnames())
+    assert {"train.py", "sm_imgclf/job/main.py", "sm_imgclf/serving/handler.py"} <= names
+
+
+def test_job_half_imports_no_boto3_or_sagemaker() -> None:
+    code = ("import sys, sm_imgclf.job.main, sm_imgclf.job.setup, sm_imgclf.job.data, "
+            "sm_imgclf.job.loop, sm_imgclf.serving.handler\n"
+            "print([m for m in ('boto3', 'botocore', 'sagemaker') if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_missing_role(moto_url: str, bucket: str, boto_session) -> None:  # type: ignore[no-untyped-def]
+    session = smi.SageMakerSession(bucket, boto_session=boto_session)
+    with pytest.raises(smi.ConfigurationError, match="needs an IAM role"):
+        estimator(session).dry_run(CHANNELS)
+
+
+def test_image_lookup_needs_the_extra_or_an_image_uri(sm_session: smi.SageMakerSession,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "sagemaker", None)
+    monkeypatch.setitem(sys.modules, "sagemaker.image_uris", None)
+    est = smi.TransferLearningEstimator("resnet50", session=sm_session)
+    with pytest.raises(smi.MissingDependencyError, match=r"sm-imgclf\[sagemaker\].*image_uri="):
+        est.dry_run(CHANNELS)
+
+
+def test_local_channels_are_refused(sm_session: smi.SageMakerSession, tmp_path: Path) -> None:
+    with pytest.raises(smi.ConfigurationError, match="an s3:// URI"):
+        estimator(sm_session).dry_run({"train": tmp_path.as_uri()})
+
+
+def test_botocore_validation_catches_bad_values(sm_session: smi.SageMakerSession) -> None:
+    with pytest.raises(smi.ConfigurationError, match="CreateTrainingJob request is invalid"):
+        estimator(sm_session, tags={"": "v"}).dry_run(CHANNELS)
+
+
+def stub_job(session: smi.SageMakerSession, statuses: list[dict[str, object]],
+             log: list[str], extra_pulls: int) -> tuple[Stubber, Stubber]:
+    backend = session.backend
+    sagemaker = Stubber(backend.sagemaker_client)  # type: ignore[attr-defined]
+    logs = Stubber(backend.logs_client)  # type: ignore[attr-defined]
+    stream = "job-1/algo-1-1700000000"
+    for status in statuses:
+        sagemaker.add_response("describe_training_job", {
+            "TrainingJobName": "job-1",
+            "TrainingJobArn": "arn:aws:sagemaker:us-east-1:1:training-job/job-1",
+            "ModelArtifacts": {"S3ModelArtifacts": "s3://b/jobs/job-1/output/model.tar.gz"},
+            "TrainingJobStatus": status["status"], "SecondaryStatus": "Training",
+            "AlgorithmSpecification": {"TrainingInputMode": "File"},
+            "ResourceConfig": {"InstanceCount": 1, "VolumeSizeInGB": 30},
+            "StoppingCondition": {}, "CreationTime": 0,
+            **({"FailureReason": status["reason"]} if "reason" in status else {}),
+        }, {"TrainingJobName": "job-1"})
+    for i in range(len(statuses) + extra_pulls):
+        logs.add_response("describe_log_streams", {"logStreams": [{"logStreamName": stream}]},
+                          {"logGroupName": "/aws/sagemaker/TrainingJobs",
+                           "logStreamNamePrefix": "job-1/"})
+        expected = {"logGroupName": "/aws/sagemaker/TrainingJobs", "logStreamName": stream,
+                    "startFromHead": True}
+        if i:
+            expected["nextToken"] = f"f/{i}"
+        logs.add_response("get_log_events", {
+            "events": [{"timestamp": 0, "message": line, "ingestionTime": 0}
+                       for line in ([log[i]] if i < len(log) else [])],
+            "nextForwardToken": f"f/{i + 1}"}, expected)
+    return sagemaker, logs
+
+
+def test_status_progression_and_logs(sm_session: smi.SageMakerSession) -> None:
+    lines = ["epoch=1 train:loss=0.9 train:accuracy=0.6 valid:loss=0.8 valid:accuracy=0.7",
+             "epoch=2 train:loss=0.5 train:accuracy=0.8 valid:loss=0.6 valid:accuracy=0.85"]
+    sagemaker, logs = stub_job(sm_session, [{"status": "InProgress"}, {"status": "InProgress"},
+                                            {"status": "Completed"}], lines, extra_pulls=2)
+    out = io.StringIO()
+    with sagemaker, logs:
+        job = smi.TrainingJob("job-1", sm_session)
+        status = job.wait(poll=0, out=out)
+    assert status.status == "Completed"
+    assert status.model_uri == "s3://b/jobs/job-1/output/model.tar.gz"
+    assert out.getvalue().splitlines() == lines
+    assert [m["valid:accuracy"] for m in job.metrics] == [0.7, 0.85]
+
+
+def test_failure_reason_is_raised(sm_session: smi.SageMakerSession) -> None:
+    reason = "AlgorithmError: ExecuteUserScriptError: CUDA out of memory"
+    sagemaker, logs = stub_job(sm_session, [{"status": "InProgress"},
+                                            {"status": "Failed", "reason": reason}], [],
+                                  extra_pulls=1)
+    with sagemaker, logs, pytest.raises(smi.TrainingJobFailedError, match="CUDA out of memory"):
+        smi.TrainingJob("job-1", sm_session).wait(poll=0, out=io.StringIO())
+
+
+def test_fake_backend_scripts_outcomes() -> None:
+    backend = smi.FakeBackend()
+    session = smi.Session(backend)
+    job = estimator(session).fit({"train": "memory://fake/t"}, wait=False, job_name="j")
+    assert backend.jobs["j"].spec.hyperparameters.batch_size == 64
+    backend.complete("j", ["epoch=1 train:loss=1.0 train:accuracy=0.5"])
+    assert job.wait(out=io.StringIO()).status == "Completed"
+    assert job.metrics == [{"epoch": 1, "train:loss": 1.0, "train:accuracy": 0.5}]
