@@ -60,10 +60,17 @@ def test_upload_sagemaker_needs_a_bucket(dataset_root: Path,
 
 
 def test_demo(tmp_path: Path) -> None:
-    result = run_demo(tmp_path / "demo", per_class=12, echo=False)
+    result = run_demo(tmp_path / "demo", per_class=12, epochs=0, echo=False)
     assert result.report.ok
     assert set(result.channels) == {"train", "valid", "test"}
     assert result.channels.skipped == ["3/.DS_Store"]
     assert len(result.channels.summary.uploaded) == 120
     assert result.second_upload_bytes == 0
     assert (tmp_path / "demo" / "validation.json").is_file()
+    assert result.job is None
+
+
+def test_demo_trains(tmp_path: Path) -> None:
+    result = run_demo(tmp_path / "demo", per_class=30, epochs=2, echo=False)
+    assert result.job is not None and result.job.status == "Completed"
+    assert len([m for m in result.job.metrics if m["epoch"]]) == 2

@@ -220,3 +220,35 @@ def test_unsafe_archives_write_nothing(tmp_path: Path) -> None:
         with pytest.raises(UnsafeArchiveError, match="Refusing archive member"):
             safe_extract(archive, target)
         assert not (target / "fine.txt").exists()
+
+
+def test_two_hosts_train_data_parallel(digits: tuple, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    import socket
+
+    _, channels = digits
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    args = ["--model", "resnet18", "--weights", "none", "--trainable", "all", "--epochs", "2",
+            "--image_size", "32", "--augmentation", "light"]
+    hosts = ["algo-1", "algo-2"]
+    processes = []
+    for host in hosts:
+        env = dict(os.environ, SM_HOSTS=json.dumps(hosts), SM_CURRENT_HOST=host,
+                   MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), OMP_NUM_THREADS="1",
+                   SM_CHANNEL_TRAIN=channels["train"].removeprefix("file://"),
+                   SM_CHANNEL_VALID=channels["valid"].removeprefix("file://"),
+                   SM_MODEL_DIR=str(tmp_path / host / "model"),
+                   SM_OUTPUT_DATA_DIR=str(tmp_path / host / "output/data"),
+                   SM_IMGCLF_CHECKPOINT_DIR=str(tmp_path / host / "checkpoints"))
+        processes.append(subprocess.Popen([sys.executable, "-m", "sm_imgclf.job", *args],
+                                          env=env, stdout=subprocess.PIPE, text=True))
+    outputs = [p.communicate(timeout=300)[0] for p in processes]
+    assert [p.returncode for p in processes] == [0, 0], outputs
+    assert "distributed: rank 0 of 2 (gloo)" in outputs[0]
+    assert "distributed: rank 1 of 2 (gloo)" in outputs[1]
+    assert outputs[0].count("epoch=") == 2 and "epoch=" not in outputs[1]
+    assert (tmp_path / "algo-1/model/manifest.json").is_file()
+    assert not (tmp_path / "algo-2/model").exists()

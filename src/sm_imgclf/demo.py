@@ -1,12 +1,14 @@
 """The end-to-end demo on this machine: real handwritten digits, no AWS account needed.
 
-It grows with the library; today it shows the data half of the path:
-writing the images, validating them, and uploading them to a local session.
+It grows with the library; today it writes the images, validates them,
+uploads them to a local session, and trains a classifier in a local training
+job whose model package is ready to serve.
 """
 
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +17,7 @@ from sm_imgclf.data.digits import digits_to_folder
 from sm_imgclf.data.report import ValidationReport
 from sm_imgclf.data.upload import Channels
 from sm_imgclf.session import LocalSession
+from sm_imgclf.training.job import TrainingJob
 
 
 @dataclass
@@ -26,21 +29,24 @@ class DemoResult:
         report: The validation report of the digits.
         channels: The uploaded channels, after the first upload.
         second_upload_bytes: Bytes sent by the repeated upload (0: nothing had changed).
+        job: The training job, when training ran.
     """
 
     workdir: Path
     report: ValidationReport
     channels: Channels
     second_upload_bytes: int
+    job: TrainingJob | None = None
 
 
 def run_demo(workdir: str | Path = "sm-imgclf-demo", *, per_class: int | None = 60,
-             progress: bool | None = None, echo: bool = True) -> DemoResult:
+             epochs: int = 6, progress: bool | None = None, echo: bool = True) -> DemoResult:
     """Run the demo in ``workdir`` (replaced if it exists) and print what happens.
 
     Args:
         workdir: Where to write images, the session and the report.
         per_class: Digits per class to use (``None`` for all 1,797 images).
+        epochs: Training epochs (0 skips training).
         progress: Show progress bars; ``None`` shows them on a terminal only.
         echo: Print the steps.
 
@@ -66,8 +72,28 @@ def run_demo(workdir: str | Path = "sm-imgclf-demo", *, per_class: int | None = 
         say(f"     {split:<6} {uri}")
     again = dataset.upload(session, "datasets/digits", progress=progress)
     say(f"4. Uploaded again, nothing changed: {again.summary}")
+    result = DemoResult(workdir, report, channels, again.summary.bytes_uploaded)
+    if epochs:
+        result.job = _train(session, channels, epochs, say)
     say(f"Everything is in {workdir} (validation report: {workdir / 'validation.json'}).")
-    return DemoResult(workdir, report, channels, again.summary.bytes_uploaded)
+    return result
+
+
+def _train(session: LocalSession, channels: Channels, epochs: int,
+           say: Callable[..., None]) -> TrainingJob:
+    from sm_imgclf.training.estimator import TransferLearningEstimator
+
+    # No pretrained weights offline: a small resnet18 learns 32-pixel digits from scratch.
+    estimator = TransferLearningEstimator(
+        "resnet18", session=session, weights=None, trainable="all",
+        hyperparameters={"image_size": 32, "epochs": epochs, "lr": 0.003,
+                         "augmentation": "none", "batch_size": 32})
+    say(f"5. Training resnet18 from scratch for {epochs} epochs in a local training job ...")
+    job = estimator.fit(channels, logs=False)
+    for row in job.metrics:
+        say("     " + "  ".join(f"{k}={v}" for k, v in row.items() if v is not None))
+    say(f"   {job.status}; model package: {job.model_uri}")
+    return job
 
 
 def _indent(text: str) -> str:

@@ -133,8 +133,9 @@ class Trainer:
 
         order = torch.randperm(n, generator=generator)
         if self.distributed is not None:
+            # Every rank must take the same number of steps, or all-reduce waits forever.
             rank, world = self.distributed
-            order = order[rank::world]
+            order = order[: n - n % world][rank::world]
         return order
 
     def _reduce(self, total_loss: float, correct: int, seen: int) -> dict[str, float]:

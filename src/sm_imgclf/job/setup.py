@@ -39,8 +39,10 @@ def prepare(settings: dict[str, Any], hp: Hyperparameters, splits: dict[str, Spl
     frozen = [m for name, m in model.named_children()
               if not any(p.requires_grad for p in m.parameters())]
     model.to(device)
+    leader = distributed is None or distributed[0] == 0
     common: dict[str, Any] = {"hp": hp, "device": device, "mean": mean, "std": std,
-              "checkpoint_dir": env.checkpoint_dir, "distributed": distributed}
+                              "checkpoint_dir": env.checkpoint_dir, "distributed": distributed,
+                              "log": print if leader else _quiet}
     head_layer = head_module(model, head)
     if trainable == "head" and hp.augmentation == "none" and not isinstance(head_layer, nn.Conv2d):
         _to_features(model, head, splits, device, mean, std, hp.batch_size)
@@ -49,6 +51,10 @@ def prepare(settings: dict[str, Any], hp: Hyperparameters, splits: dict[str, Spl
     if distributed is not None:
         trainee = nn.parallel.DistributedDataParallel(model)
     return Trainer(trainee, frozen=frozen, **common), head, model
+
+
+def _quiet(line: str) -> None:
+    """Other ranks stay silent, so metrics are reported once."""
 
 
 def _to_features(model: nn.Module, head: HeadSpec, splits: dict[str, SplitData],
