@@ -223,9 +223,9 @@ def test_unsafe_archives_write_nothing(tmp_path: Path) -> None:
 
 
 def test_two_hosts_train_data_parallel(digits: tuple, tmp_path: Path) -> None:
+    import socket
     import subprocess
     import sys
-    import socket
 
     _, channels = digits
     with socket.socket() as sock:

@@ -57,7 +57,7 @@ def load_split(name: str, folder: Path, side: int, *, shorter: int, workers: int
 
     def decode(path: Path) -> torch.Tensor:
         try:
-            return square_tensor(open_rgb(path.read_bytes()), side, shorter=shorter)
+            return square_tensor(open_rgb(path.read_bytes(), shorter), side, shorter=shorter)
         except (OSError, ValueError, SyntaxError) as error:
             raise DatasetError(f"Cannot decode {path} in the {name!r} channel: {error}. "
                                "Validate the dataset and upload it again.") from error

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -19,11 +20,21 @@ def resize_size(image_size: int) -> int:
     return round(image_size / CROP_RATIO)
 
 
-def open_rgb(data: bytes) -> Image.Image:
-    """Decode image bytes upright (EXIF applied) and in RGB, whatever the mode."""
+def open_rgb(data: bytes, shorter: int | None = None) -> Image.Image:
+    """Decode image bytes upright (EXIF applied) and in RGB, whatever the mode.
+
+    With ``shorter``, a JPEG is decoded directly at the smallest DCT scale
+    (1/2, 1/4, 1/8) whose shorter side still reaches ``shorter``: much less
+    work, and the resize that follows gives the same kind of image. Training
+    and serving both decode this way, so they see identical pixels.
+    """
     from PIL import Image, ImageOps
 
     with Image.open(io.BytesIO(data)) as opened:
+        if shorter and opened.format == "JPEG":
+            scale = shorter / min(opened.size)
+            opened.draft("RGB", (math.ceil(opened.size[0] * scale),
+                                 math.ceil(opened.size[1] * scale)))
         image: Image.Image = ImageOps.exif_transpose(opened)
         if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
             image = image.point(lambda v: v / 256).convert("L")
@@ -53,7 +64,8 @@ def square_tensor(image: Image.Image, side: int, *, shorter: int | None = None) 
 
 def eval_tensor(data: bytes, image_size: int) -> torch.Tensor:
     """Decode bytes into the uint8 CHW tensor evaluation and serving feed the model."""
-    return square_tensor(open_rgb(data), image_size, shorter=resize_size(image_size))
+    shorter = resize_size(image_size)
+    return square_tensor(open_rgb(data, shorter), image_size, shorter=shorter)
 
 
 def normalise(batch: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]
