@@ -252,3 +252,37 @@ def test_two_hosts_train_data_parallel(digits: tuple, tmp_path: Path) -> None:
     assert outputs[0].count("epoch=") == 2 and "epoch=" not in outputs[1]
     assert (tmp_path / "algo-1/model/manifest.json").is_file()
     assert not (tmp_path / "algo-2/model").exists()
+
+
+class CtrlCOnFirstEpoch:
+    """An output stream that raises KeyboardInterrupt when the first epoch is printed."""
+
+    def write(self, text: str) -> int:
+        if text.startswith("epoch=1 "):
+            raise KeyboardInterrupt
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+def test_ctrl_c_while_waiting_stops_the_job(digits: tuple) -> None:
+    session, channels = digits
+    job = estimator(session, epochs=50).fit(channels, wait=False)
+    with pytest.raises(KeyboardInterrupt):
+        job.wait(poll=0.1, out=CtrlCOnFirstEpoch())  # type: ignore[arg-type]
+    deadline = time.time() + 60
+    while job.status != "Stopped":
+        assert time.time() < deadline and job.status in {"InProgress", "Stopping"}
+        time.sleep(0.2)
+    assert any("job interrupted; its last checkpoint is kept" in line for line in job.logs())
+
+
+def test_attach(digits: tuple) -> None:
+    session, channels = digits
+    job = estimator(session, epochs=1).fit(channels, logs=False)
+    again = smi.TrainingJob.attach(job.name, session)
+    assert again.status == "Completed" and again.model_uri == job.model_uri
+    assert again.metrics == job.metrics
+    with pytest.raises(smi.BackendError, match="No local training job named 'nope'"):
+        smi.TrainingJob.attach("nope", session)
