@@ -70,3 +70,12 @@ def test_bad_strings() -> None:
         smi.Hyperparameters.from_strings({"epochs": "ten"})
     with pytest.raises(smi.ConfigurationError, match=r"epochs must be an integer.*2\.5"):
         smi.Hyperparameters.from_strings({"epochs": "2.5"})
+
+
+def test_dataclass_and_schema_declare_the_same_defaults() -> None:
+    from dataclasses import fields
+
+    declared = {f.name: f.default for f in fields(smi.Hyperparameters)}
+    assert declared == {p.name: p.default for p in PARAMS}
+    assert {f.name: f.type for f in fields(smi.Hyperparameters)} == {
+        p.name: p.kind.__name__ for p in PARAMS}

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import logging
 import os
 from pathlib import Path
 from typing import Any
 
 from sm_imgclf.errors import BackendError
 
-logger = logging.getLogger(__name__)
 LATEST, PREVIOUS = "checkpoint.pth", "checkpoint.prev.pth"
 
 
@@ -43,7 +41,6 @@ def load(folder: Path) -> dict[str, Any] | None:
                 raise ValueError("not an sm-imgclf checkpoint")
         except Exception as error:
             problems.append(f"{path}: {type(error).__name__}: {error}")
-            logger.error("checkpoint %s is unreadable (%s); trying an older one", path, error)
             continue
         if problems:
             print(f"checkpoint: {problems[0]}; resumed from the older {path.name}", flush=True)
