@@ -58,7 +58,7 @@ def test_digits_from_scratch_reach_90_percent(digits: tuple, tmp_path: Path) -> 
     seven = next((Path(channels["test"].removeprefix("file://")) / "7").glob("*.png"))
     answer = json.loads(output_fn(predict_fn(input_fn(seven.read_bytes(), "image/png", loaded),
                                              loaded)))
-    top = answer["predictions"][0]["predictions"]
+    top = answer["predictions"][0]["top_k"]
     assert len(top) == 5 and top[0]["label"] in manifest["class_names"]
     assert abs(sum(p["probability"] for p in top) - 1) < 0.5
 

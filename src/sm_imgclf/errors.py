@@ -15,7 +15,8 @@ so ``except sm_imgclf.SmImgclfError`` catches them all. The tree::
     │   ├── ObjectNotFoundError                 a key that is not in the store
     │   └── TransferError                       some files failed to transfer; carries the summary
     └── BackendError                            a backend could not do what it was asked
-        └── TrainingJobFailedError              a training job ended in Failed; carries the reason
+        ├── TrainingJobFailedError              a training job ended in Failed; carries the reason
+        └── EndpointError                       an endpoint refused a request; carries the status
 
 Each message names the thing at fault, what was expected and what to do.
 """
@@ -35,6 +36,7 @@ __all__ = [
     "DatasetError",
     "DatasetNotFoundError",
     "DatasetValidationError",
+    "EndpointError",
     "MissingDependencyError",
     "ObjectNotFoundError",
     "SmImgclfError",
@@ -136,3 +138,15 @@ class TrainingJobFailedError(BackendError):
         super().__init__(f"Training job {name!r} failed: {reason or 'no reason given'}",
                          name=name)
         self.reason = reason
+
+
+class EndpointError(BackendError):
+    """An endpoint refused a request or could not be reached.
+
+    Attributes:
+        status: The HTTP status it answered with (0 when it did not answer).
+    """
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message, status=status)
+        self.status = status

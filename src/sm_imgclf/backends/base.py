@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from sm_imgclf.storage.base import Store
 
 if TYPE_CHECKING:
+    from sm_imgclf.serving.spec import DeploySpec
     from sm_imgclf.training.job import JobStatus
     from sm_imgclf.training.spec import TrainingSpec
 
@@ -16,8 +17,8 @@ class Backend(Protocol):
     """Where a session's work is stored and executed.
 
     Every method takes or names plain data (a frozen spec, a job name), so the
-    public classes stay the same whichever backend runs the work. Tuning and
-    serving join the protocol as they are built.
+    public classes stay the same whichever backend runs the work. Tuning joins
+    the protocol when it is built.
 
     Attributes:
         name: A short name for messages and logs (``"local"``, ``"sagemaker"``, ``"fake"``).
@@ -48,4 +49,20 @@ class Backend(Protocol):
 
     def stop_training(self, name: str) -> None:
         """Stop a running job; its checkpoints are kept."""
+        ...
+
+    def deploy(self, spec: DeploySpec) -> None:
+        """Create the endpoint ``spec`` describes and wait until it serves."""
+        ...
+
+    def describe_endpoint(self, name: str) -> dict[str, Any]:
+        """Return an endpoint's state (``status`` at least); raise if unknown."""
+        ...
+
+    def invoke(self, name: str, body: bytes, content_type: str, accept: str) -> bytes:
+        """Send one request; raise :class:`~sm_imgclf.EndpointError` on a refusal."""
+        ...
+
+    def delete_endpoint(self, name: str) -> None:
+        """Delete the endpoint and what was created for it."""
         ...

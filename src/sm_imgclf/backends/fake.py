@@ -9,6 +9,7 @@ from sm_imgclf.errors import BackendError
 from sm_imgclf.storage.memory import MemoryStore
 
 if TYPE_CHECKING:
+    from sm_imgclf.serving.spec import DeploySpec
     from sm_imgclf.training.job import JobStatus
     from sm_imgclf.training.spec import TrainingSpec
 
@@ -41,6 +42,9 @@ class FakeBackend:
     def __init__(self, name: str = "fake") -> None:
         self._store = MemoryStore(name)
         self.jobs: dict[str, FakeJob] = {}
+        self.endpoints: dict[str, DeploySpec] = {}
+        self.requests: list[tuple[str, bytes, str, str]] = []
+        self.answers: list[bytes] = []
 
     @property
     def store(self) -> MemoryStore:
@@ -85,6 +89,28 @@ class FakeBackend:
     def stop_training(self, name: str) -> None:
         """Mark the job stopped."""
         self._job(name).status = "Stopped"
+
+    def deploy(self, spec: DeploySpec) -> None:
+        """Record the endpoint; :attr:`answers` scripts what it returns."""
+        self.endpoints[spec.endpoint_name] = spec
+
+    def describe_endpoint(self, name: str) -> dict[str, Any]:
+        """``InService`` for a recorded endpoint."""
+        if name not in self.endpoints:
+            raise BackendError(f"No fake endpoint named {name!r}.", name=name)
+        return {"status": "InService", "model_uri": self.endpoints[name].model_uri}
+
+    def invoke(self, name: str, body: bytes, content_type: str, accept: str) -> bytes:
+        """Record the request and return the next scripted answer."""
+        self.describe_endpoint(name)
+        self.requests.append((name, body, content_type, accept))
+        if not self.answers:
+            raise BackendError("No scripted answer left; append bytes to FakeBackend.answers.")
+        return self.answers.pop(0)
+
+    def delete_endpoint(self, name: str) -> None:
+        """Forget the endpoint."""
+        self.endpoints.pop(name, None)
 
     def _job(self, name: str) -> FakeJob:
         if name not in self.jobs:

@@ -14,11 +14,12 @@ from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
 from sm_imgclf._params import bad_value
-from sm_imgclf.backends import local_runner
+from sm_imgclf.backends import local_runner, local_serving
 from sm_imgclf.errors import BackendError
 from sm_imgclf.storage.local import LocalDirStore
 
 if TYPE_CHECKING:
+    from sm_imgclf.serving.spec import DeploySpec
     from sm_imgclf.training.job import JobStatus
     from sm_imgclf.training.spec import TrainingSpec
 
@@ -123,6 +124,28 @@ class LocalBackend:
         if status["status"] == "InProgress" and pid and _alive(pid):
             os.kill(pid, signal.SIGTERM)
 
+    def endpoint_dir(self, name: str) -> Path:
+        """The folder of endpoint ``name``."""
+        return self.root / "endpoints" / name
+
+    def deploy(self, spec: DeploySpec) -> None:
+        """Start a local server for ``spec.model_uri`` and wait until it is ready."""
+        folder = self.endpoint_dir(spec.endpoint_name)
+        folder.mkdir(parents=True, exist_ok=True)
+        local_serving.deploy(folder, spec)
+
+    def describe_endpoint(self, name: str) -> dict[str, Any]:
+        """The endpoint's status, port and model."""
+        return local_serving.describe(self.endpoint_dir(name))
+
+    def invoke(self, name: str, body: bytes, content_type: str, accept: str) -> bytes:
+        """Send one request to the endpoint."""
+        return local_serving.invoke(self.endpoint_dir(name), body, content_type, accept)
+
+    def delete_endpoint(self, name: str) -> None:
+        """Stop the server and remove its files."""
+        local_serving.delete(self.endpoint_dir(name))
+
 
 def _runner_pid(folder: Path) -> int | None:
     try:
@@ -153,3 +176,4 @@ def _local_path(name: str, uri: str) -> Path:
         return Path(uri).absolute()
     raise bad_value(f"channel {name!r}", "a file:// URI or a folder for the local backend", uri,
                     "Upload the dataset with a LocalSession first.")
+

@@ -7,14 +7,16 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from sm_imgclf._version import __version__
+from sm_imgclf.backends import sagemaker_serving as serving
 from sm_imgclf.backends import sagemaker_training as requests
-from sm_imgclf.errors import BackendError
+from sm_imgclf.errors import BackendError, EndpointError
 from sm_imgclf.storage.s3 import S3Store
 
 if TYPE_CHECKING:
     import boto3
     from mypy_boto3_s3 import S3Client
 
+    from sm_imgclf.serving.spec import DeploySpec
     from sm_imgclf.training.job import JobStatus
     from sm_imgclf.training.spec import TrainingSpec
 
@@ -180,6 +182,72 @@ class SageMakerBackend:
         """Call ``StopTrainingJob``; SageMaker keeps the checkpoints in S3."""
         with _translate("StopTrainingJob", name):
             self.sagemaker_client.stop_training_job(TrainingJobName=name)
+
+
+    def deploy_requests(self, spec: DeploySpec) -> dict[str, dict[str, Any]]:
+        """The validated CreateModel, CreateEndpointConfig and CreateEndpoint requests."""
+        built = serving.deploy_requests(
+            spec, image_uri=serving.inference_image(spec, self.region_name),
+            region=self.region_name)
+        for operation, request in built.items():
+            requests.validate_request(self.sagemaker_client, operation, request)
+        return built
+
+    def deploy(self, spec: DeploySpec, *, poll: float = 15.0) -> None:
+        """Create the model, config and endpoint, then wait for ``InService``."""
+        import time
+
+        client = self.sagemaker_client
+        calls = {"CreateModel": client.create_model,
+                 "CreateEndpointConfig": client.create_endpoint_config,
+                 "CreateEndpoint": client.create_endpoint}
+        for operation, request in self.deploy_requests(spec).items():
+            with _translate(operation, spec.endpoint_name):
+                calls[operation](**request)
+        while (state := self.describe_endpoint(spec.endpoint_name))["status"] not in (
+                "InService", "Failed", "OutOfService"):
+            time.sleep(poll)
+        if state["status"] != "InService":
+            raise BackendError(f"Endpoint {spec.endpoint_name!r} is {state['status']}: "
+                               f"{state.get('failure_reason') or 'no reason given'}",
+                               name=spec.endpoint_name)
+
+    def describe_endpoint(self, name: str) -> dict[str, Any]:
+        """``DescribeEndpoint``: status and failure reason."""
+        with _translate("DescribeEndpoint", name):
+            answer = self.sagemaker_client.describe_endpoint(EndpointName=name)
+        return {"status": answer["EndpointStatus"], "failure_reason": answer.get("FailureReason")}
+
+    def invoke(self, name: str, body: bytes, content_type: str, accept: str) -> bytes:
+        """``InvokeEndpoint`` through the SageMaker runtime."""
+        from botocore.exceptions import ClientError
+
+        try:
+            answer = self.runtime_client.invoke_endpoint(
+                EndpointName=name, Body=body, ContentType=content_type, Accept=accept)
+        except ClientError as error:
+            status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
+            raise EndpointError(f"InvokeEndpoint {name!r} failed: {error}", status) from error
+        return bytes(answer["Body"].read())
+
+    @cached_property
+    def runtime_client(self) -> Any:
+        """The SageMaker runtime client."""
+        return self.client("sagemaker-runtime")
+
+    def delete_endpoint(self, name: str) -> None:
+        """Delete the endpoint, its config and its model; missing pieces are skipped."""
+        from botocore.exceptions import ClientError
+
+        client = self.sagemaker_client
+        for delete, key in ((client.delete_endpoint, "EndpointName"),
+                            (client.delete_endpoint_config, "EndpointConfigName"),
+                            (client.delete_model, "ModelName")):
+            try:
+                delete(**{key: name})
+            except ClientError as error:
+                if "Could not find" not in str(error) and "does not exist" not in str(error):
+                    raise BackendError(f"Deleting {name!r} failed: {error}", name=name) from error
 
 
 class _translate:

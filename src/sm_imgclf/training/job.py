@@ -7,10 +7,11 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TextIO
 
-from sm_imgclf.errors import TrainingJobFailedError
+from sm_imgclf.errors import BackendError, TrainingJobFailedError
 from sm_imgclf.training.spec import parse_metrics
 
 if TYPE_CHECKING:
+    from sm_imgclf.serving.client import EndpointClient
     from sm_imgclf.session import Session
 
 TERMINAL = frozenset({"Completed", "Failed", "Stopped"})
@@ -117,6 +118,29 @@ class TrainingJob:
         if status.status == "Failed":
             raise TrainingJobFailedError(self.name, status.failure_reason)
         return status
+
+    def deploy(self, endpoint_name: str | None = None, **options: Any) -> EndpointClient:
+        """Serve this job's model package and return a client for it.
+
+        Args:
+            endpoint_name: Name of the endpoint (defaults to the job name).
+            **options: Fields of :class:`~sm_imgclf.serving.spec.DeploySpec`
+                (``instance_type``, ``serverless_memory_mb``, ``max_batch`` ...).
+
+        Returns:
+            A client that deletes the endpoint when used as a context manager.
+        """
+        from sm_imgclf.serving.client import EndpointClient
+        from sm_imgclf.serving.spec import DeploySpec
+
+        model_uri = self.model_uri
+        if model_uri is None:
+            raise BackendError(f"Job {self.name!r} has no model package (status {self.status}).",
+                               name=self.name)
+        options.setdefault("role", getattr(self.session, "role", None))
+        spec = DeploySpec(endpoint_name or self.name, model_uri, **options)
+        self.session.backend.deploy(spec)
+        return EndpointClient(spec.endpoint_name, self.session, owned=True)
 
     def stop(self) -> None:
         """Ask the backend to stop the job (checkpoints are kept)."""

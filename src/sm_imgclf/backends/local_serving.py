@@ -1,0 +1,135 @@
+"""Local endpoints: the serving program in a process of its own, one per endpoint."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+from urllib.request import url2pathname
+
+from sm_imgclf._archive import safe_extract
+from sm_imgclf._params import bad_value
+from sm_imgclf.errors import BackendError, EndpointError
+from sm_imgclf.serving.spec import DeploySpec
+
+STATE = "endpoint.json"
+
+
+def deploy(folder: Path, spec: DeploySpec, *, timeout: float = 120.0) -> dict[str, Any]:
+    """Extract the package, start the server, and wait until ``/ping`` answers 200."""
+    if (folder / STATE).exists() and _alive(json.loads((folder / STATE).read_text())["pid"]):
+        raise BackendError(f"A local endpoint named {spec.endpoint_name!r} is running. Delete it "
+                           "or choose another name.", name=spec.endpoint_name)
+    package = _package_path(spec.model_uri)
+    safe_extract(package, folder / "model")
+    port = _free_port()
+    command = [sys.executable, "-m", "sm_imgclf.serving.server", "--model-dir",
+               str(folder / "model"), "--port", str(port), "--max-batch", str(spec.max_batch),
+               "--max-wait-ms", str(spec.max_wait_ms)]
+    with (folder / "server.log").open("ab") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+    state = {"pid": process.pid, "port": port, "model_uri": spec.model_uri}
+    (folder / STATE).write_text(json.dumps(state))
+    _wait_ready(folder, process, port, timeout)
+    return state
+
+
+def _wait_ready(folder: Path, process: subprocess.Popen[bytes], port: int,
+                timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            tail = (folder / "server.log").read_text(errors="replace").splitlines()[-10:]
+            raise BackendError("The local endpoint stopped before it was ready:\n"
+                               + "\n".join(tail))
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2) as answer:
+                if answer.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.1)
+    process.terminate()
+    raise BackendError(f"The local endpoint did not answer /ping within {timeout:.0f}s.")
+
+
+def invoke(folder: Path, body: bytes, content_type: str, accept: str) -> bytes:
+    """POST ``body`` to the endpoint's ``/invocations``."""
+    state = describe(folder)
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{state['port']}/invocations", data=body, method="POST",
+        headers={"Content-Type": content_type, "Accept": accept})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as answer:
+            return bytes(answer.read())
+    except urllib.error.HTTPError as error:
+        detail = error.read().decode(errors="replace")
+        message = json.loads(detail).get("error", detail) if detail.startswith("{") else detail
+        raise EndpointError(f"The endpoint answered {error.code}: {message}",
+                            error.code) from None
+    except (urllib.error.URLError, ConnectionError) as error:
+        raise EndpointError(f"The local endpoint did not answer: {error}", 0) from None
+
+
+def describe(folder: Path) -> dict[str, Any]:
+    """Return the endpoint's state; raise if there is no running endpoint."""
+    try:
+        state: dict[str, Any] = json.loads((folder / STATE).read_text())
+    except FileNotFoundError:
+        raise BackendError(f"No local endpoint named {folder.name!r}.") from None
+    state["status"] = "InService" if _alive(int(str(state["pid"]))) else "Failed"
+    return state
+
+
+def delete(folder: Path) -> None:
+    """Stop the server process and remove the endpoint's files."""
+    import shutil
+
+    if not (folder / STATE).exists():
+        return
+    pid = int(json.loads((folder / STATE).read_text())["pid"])
+    if _alive(pid):
+        os.kill(pid, signal.SIGTERM)
+        for _ in range(50):
+            if not _alive(pid):
+                break
+            time.sleep(0.1)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def _package_path(uri: str) -> Path:
+    parts = urlsplit(uri)
+    path = Path(url2pathname(parts.path)) if parts.scheme == "file" else Path(uri)
+    if parts.scheme not in ("", "file") or not path.is_file():
+        raise bad_value("model_uri", "a local model.tar.gz (file:// URI or path)", uri)
+    return path
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        return done == 0
+    except ChildProcessError:
+        return True

@@ -1,0 +1,57 @@
+"""SageMaker endpoints: CreateModel, CreateEndpointConfig, CreateEndpoint, and their undoing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sm_imgclf._lazy import require
+from sm_imgclf.errors import ConfigurationError, MissingDependencyError
+from sm_imgclf.serving.spec import DeploySpec
+
+FRAMEWORK_VERSION = "2.5"
+PY_VERSION = "py311"
+
+
+def inference_image(spec: DeploySpec, region: str) -> str:
+    """``spec.image_uri``, else the PyTorch inference image the SageMaker SDK looks up."""
+    if spec.image_uri:
+        return spec.image_uri
+    try:
+        image_uris = require("sagemaker.image_uris", extra="sagemaker")
+    except MissingDependencyError as error:
+        raise MissingDependencyError(
+            f"{error} It looks up the PyTorch inference image for {region}; or pass "
+            "image_uri='<account>.dkr.ecr.<region>.amazonaws.com/pytorch-inference:<tag>'.",
+            extra="sagemaker") from None
+    return str(image_uris.retrieve(
+        framework="pytorch", region=region, version=FRAMEWORK_VERSION, py_version=PY_VERSION,
+        instance_type=spec.instance_type if spec.serverless_memory_mb is None else None,
+        image_scope="inference"))
+
+
+def deploy_requests(spec: DeploySpec, *, image_uri: str, region: str) -> dict[str, dict[str, Any]]:
+    """The three requests, keyed by operation, that create ``spec``'s endpoint."""
+    if not spec.role:
+        raise ConfigurationError("A SageMaker endpoint needs an IAM role: pass role= to "
+                                 "SageMakerSession or to deploy().")
+    if not spec.model_uri.startswith("s3://"):
+        raise ConfigurationError(f"SageMaker serves model packages from S3; got {spec.model_uri}.")
+    name = spec.endpoint_name
+    variant: dict[str, Any] = {"VariantName": "AllTraffic", "ModelName": name}
+    if spec.serverless_memory_mb is None:
+        variant |= {"InstanceType": spec.instance_type,
+                    "InitialInstanceCount": spec.instance_count}
+    else:
+        variant["ServerlessConfig"] = {"MemorySizeInMB": spec.serverless_memory_mb,
+                                       "MaxConcurrency": spec.serverless_max_concurrency}
+    return {
+        "CreateModel": {
+            "ModelName": name, "ExecutionRoleArn": spec.role,
+            "PrimaryContainer": {"Image": image_uri, "ModelDataUrl": spec.model_uri,
+                                 "Environment": {"SAGEMAKER_PROGRAM": "inference.py",
+                                                 "SAGEMAKER_REGION": region,
+                                                 "SAGEMAKER_CONTAINER_LOG_LEVEL": "20"}},
+        },
+        "CreateEndpointConfig": {"EndpointConfigName": name, "ProductionVariants": [variant]},
+        "CreateEndpoint": {"EndpointName": name, "EndpointConfigName": name},
+    }

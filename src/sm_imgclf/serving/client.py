@@ -1,0 +1,160 @@
+"""EndpointClient: predictions with class names from any deployed endpoint."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sm_imgclf._params import bad_value
+from sm_imgclf.errors import EndpointError
+
+if TYPE_CHECKING:
+    from sm_imgclf.session import Session
+
+PAYLOAD_LIMIT = 6 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The answer for one image.
+
+    Attributes:
+        label: Display name of the most likely class.
+        index: Its class index.
+        class_id: Its class folder name.
+        score: Its probability.
+        top_k: The k best classes as ``(label, probability)`` pairs, best first.
+        top_k_class_ids: The class ids of ``top_k``, in the same order.
+    """
+
+    label: str
+    index: int
+    class_id: str
+    score: float
+    top_k: tuple[tuple[str, float], ...]
+    top_k_class_ids: tuple[str, ...]
+
+
+class EndpointClient:
+    """Queries an endpoint; as a context manager it deletes the endpoint on exit.
+
+    Args:
+        name: The endpoint name.
+        session: The session whose backend serves it.
+        owned: Delete the endpoint when the ``with`` block ends.
+    """
+
+    def __init__(self, name: str, session: Session, *, owned: bool = False) -> None:
+        self.name, self.session, self.owned = name, session, owned
+
+    def __repr__(self) -> str:
+        return f"EndpointClient({self.name!r}, backend={self.session.backend.name!r})"
+
+    def __enter__(self) -> EndpointClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.owned:
+            self.delete()
+
+    @classmethod
+    def attach(cls, name: str, session: Session) -> EndpointClient:
+        """Return a client for an existing endpoint (raises if there is none)."""
+        session.backend.describe_endpoint(name)
+        return cls(name, session)
+
+    def delete(self) -> None:
+        """Delete the endpoint and what was created for it."""
+        self.session.backend.delete_endpoint(self.name)
+
+    def predict(self, images: Any, *, top_k: int = 5) -> Any:
+        """Classify one image or a list of them.
+
+        Args:
+            images: A path, bytes, a PIL image or a uint8 numpy array (H, W, 3),
+                or a list of those.
+            top_k: Classes to return per image.
+
+        Returns:
+            A :class:`Prediction` for one image, a list for a list.
+        """
+        single = not isinstance(images, list | tuple)
+        items = [images] if single else list(images)
+        predictions: list[Prediction] = []
+        for chunk in _chunks([encode(item) for item in items]):
+            body = json.dumps({"instances": [{"b64": base64.b64encode(b).decode()}
+                                             for b in chunk], "top_k": top_k}).encode()
+            answer = json.loads(self.invoke(body, "application/json"))
+            predictions += [_prediction(row) for row in answer["predictions"]]
+        return predictions[0] if single else predictions
+
+    def invoke(self, body: bytes, content_type: str, accept: str = "application/json",
+               retries: int = 4) -> bytes:
+        """Send a raw request; 429 and 503 answers are retried with backoff."""
+        for attempt in range(retries + 1):
+            try:
+                return self.session.backend.invoke(self.name, body, content_type, accept)
+            except EndpointError as error:
+                if error.status not in (429, 503) or attempt == retries:
+                    raise
+                time.sleep(0.1 * 2 ** attempt)
+        raise AssertionError("unreachable")
+
+    def evaluate(self, folder: str | Path, *, top_k: int = 5, plots: str | Path | None = None
+                 ) -> Any:
+        """Score every image of a labelled folder; see :class:`~sm_imgclf.Evaluation`."""
+        from sm_imgclf.serving.evaluation import evaluate
+
+        return evaluate(self, Path(folder), top_k=top_k, plots=plots)
+
+
+def encode(item: Any) -> bytes:
+    """Return image bytes for a path, bytes, a PIL image or a numpy array."""
+    if isinstance(item, bytes | bytearray):
+        return bytes(item)
+    if isinstance(item, str | Path):
+        path = Path(item)
+        if not path.is_file():
+            raise bad_value("image", "an existing image file", str(item))
+        return path.read_bytes()
+    if hasattr(item, "save") and hasattr(item, "mode"):  # a PIL image
+        buffer = io.BytesIO()
+        item.convert("RGB").save(buffer, format="PNG")
+        return buffer.getvalue()
+    if hasattr(item, "__array__"):
+        from PIL import Image
+
+        return encode(Image.fromarray(item))
+    raise bad_value("image", "a path, bytes, a PIL image or a numpy array", type(item).__name__)
+
+
+def _chunks(blobs: Sequence[bytes], limit: int = PAYLOAD_LIMIT) -> Iterator[list[bytes]]:
+    chunk: list[bytes] = []
+    size = 0
+    for blob in blobs:
+        encoded = len(blob) * 4 // 3 + 64  # base64 and JSON overhead
+        if encoded > limit:
+            raise bad_value("image", f"under {limit * 3 // 4:,} bytes to fit one request",
+                            f"{len(blob):,} bytes")
+        if chunk and (size + encoded > limit or len(chunk) == 64):
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(blob)
+        size += encoded
+    if chunk:
+        yield chunk
+
+
+def _prediction(row: dict[str, Any]) -> Prediction:
+    best = row["top_k"][0]
+    return Prediction(best["label"], best["index"], best["class_id"], best["probability"],
+                      tuple((c["label"], c["probability"]) for c in row["top_k"]),
+                      tuple(c["class_id"] for c in row["top_k"]))
+
+

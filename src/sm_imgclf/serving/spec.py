@@ -1,0 +1,45 @@
+"""The frozen plan of a deployment."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sm_imgclf._params import bad_value, check_number
+
+
+@dataclass(frozen=True)
+class DeploySpec:
+    """What to serve and on what; built without I/O.
+
+    Attributes:
+        endpoint_name: Name of the endpoint (the model and config share it).
+        model_uri: The model package (``model.tar.gz``).
+        instance_type: SageMaker instance type (ignored locally).
+        instance_count: Instances behind the endpoint.
+        serverless_memory_mb: Serverless memory (1024-6144, steps of 1024) instead of instances.
+        serverless_max_concurrency: Serverless concurrent invocations.
+        image_uri: Inference container image; looked up when ``None``.
+        role: IAM role ARN the SageMaker model runs as.
+        max_batch: Images per forward pass in the local server.
+        max_wait_ms: Milliseconds a request waits for others to batch with (local server).
+    """
+
+    endpoint_name: str
+    model_uri: str
+    instance_type: str = "ml.m5.large"
+    instance_count: int = 1
+    serverless_memory_mb: int | None = None
+    serverless_max_concurrency: int = 5
+    image_uri: str | None = None
+    role: str | None = None
+    max_batch: int = 32
+    max_wait_ms: float = 5.0
+
+    def __post_init__(self) -> None:
+        check_number("instance_count", self.instance_count, low=1, integer=True)
+        if self.serverless_memory_mb is not None and (
+                self.serverless_memory_mb not in range(1024, 6145, 1024)):
+            raise bad_value("serverless_memory_mb", "one of 1024, 2048, ... 6144",
+                            self.serverless_memory_mb)
+        check_number("max_batch", self.max_batch, low=1, integer=True)
+        check_number("max_wait_ms", self.max_wait_ms, low=0.0)
