@@ -20,6 +20,7 @@ from sm_imgclf.errors import (
     DatasetError,
     DatasetNotFoundError,
     DatasetValidationError,
+    EndpointError,
     MissingDependencyError,
     ObjectNotFoundError,
     SmImgclfError,
@@ -37,6 +38,9 @@ if TYPE_CHECKING:
     from sm_imgclf.data.manifest import DatasetManifest, ManifestEntry
     from sm_imgclf.data.report import Finding, Severity, ValidationReport
     from sm_imgclf.data.upload import Channels
+    from sm_imgclf.serving.client import EndpointClient, Prediction
+    from sm_imgclf.serving.evaluation import Evaluation
+    from sm_imgclf.serving.spec import DeploySpec
     from sm_imgclf.session import LocalSession, SageMakerSession, Session
     from sm_imgclf.storage.base import TransferSummary
     from sm_imgclf.training.estimator import TransferLearningEstimator
@@ -47,6 +51,10 @@ if TYPE_CHECKING:
 _LAZY = {
     "Channels": "sm_imgclf.data.upload",
     "DatasetManifest": "sm_imgclf.data.manifest",
+    "DeploySpec": "sm_imgclf.serving.spec",
+    "EndpointClient": "sm_imgclf.serving.client",
+    "Evaluation": "sm_imgclf.serving.evaluation",
+    "Prediction": "sm_imgclf.serving.client",
     "FakeBackend": "sm_imgclf.backends.fake",
     "Finding": "sm_imgclf.data.report",
     "ImageFolderDataset": "sm_imgclf.data.dataset",
@@ -75,6 +83,10 @@ __all__ = [
     "DatasetManifest",
     "DatasetNotFoundError",
     "DatasetValidationError",
+    "DeploySpec",
+    "EndpointClient",
+    "EndpointError",
+    "Evaluation",
     "FakeBackend",
     "Finding",
     "Hyperparameters",
@@ -84,6 +96,7 @@ __all__ = [
     "ManifestEntry",
     "MissingDependencyError",
     "ObjectNotFoundError",
+    "Prediction",
     "SageMakerSession",
     "Session",
     "Severity",

@@ -21,6 +21,7 @@ from typing import Any
 from sm_imgclf.serving.handler import RequestError, input_fn, model_fn, output_fn
 
 SAGEMAKER_PAYLOAD_LIMIT = 6 * 1024 * 1024
+DRAIN_LIMIT = 64 * 1024 * 1024
 
 
 class EndpointServer(ThreadingHTTPServer):
@@ -91,10 +92,21 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             raise RequestError("A Content-Length header is required.", status=411)
         if int(length) > self.server.max_payload:
-            self.close_connection = True  # the unread body makes the connection unusable
+            self._drain(int(length))
+            self.close_connection = True
             raise RequestError(f"The payload of {int(length):,} bytes exceeds the limit of "
                                f"{self.server.max_payload:,}.", status=413)
         return self.rfile.read(int(length))
+
+    def _drain(self, length: int) -> None:
+        # Read (up to a bound) what the client is sending, so that it receives our 413
+        # instead of a broken pipe; beyond the bound the connection is simply closed.
+        remaining = min(length, DRAIN_LIMIT)
+        while remaining > 0:
+            chunk = self.rfile.read(min(remaining, 1 << 16))
+            if not chunk:
+                break
+            remaining -= len(chunk)
 
     def _reply(self, status: int, body: bytes, media: str = "application/json") -> None:
         self.send_response(status)

@@ -1,0 +1,247 @@
+"""Serving: the handler, the local server over real HTTP, EndpointClient and evaluation."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import threading
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import sm_imgclf as smi
+from sm_imgclf._archive import safe_extract
+from sm_imgclf.serving.handler import RequestError, input_fn, model_fn, output_fn, predict_fn
+from sm_imgclf.serving.server import serve
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    root = tmp_path_factory.mktemp("serving")
+    smi.digits_to_folder(root / "images", limit_per_class=40)
+    session = smi.LocalSession(root / "session")
+    channels = smi.ImageFolderDataset(root / "images").split(valid=0.2, test=0.2).upload(
+        session, "digits")
+    job = smi.TransferLearningEstimator(
+        "resnet18", session=session, weights=None, trainable="all",
+        hyperparameters={"image_size": 32, "epochs": 4, "lr": 0.003, "augmentation": "none"},
+    ).fit(channels, logs=False)
+    package = safe_extract(job.model_uri.removeprefix("file://"), root / "package")
+    test_dir = Path(channels["test"].removeprefix("file://"))
+    return {"session": session, "job": job, "package": package, "test": test_dir,
+            "loaded": model_fn(str(package))}
+
+
+def png(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def local_probabilities(trained: dict, data: bytes) -> torch.Tensor:
+    loaded = trained["loaded"]
+    return predict_fn(input_fn(data, "image/png", loaded), loaded)["probabilities"][0]
+
+
+def test_handler_formats(trained: dict) -> None:
+    loaded = trained["loaded"]
+    files = sorted(trained["test"].glob("*/*.png"))[:3]
+    arrays = np.stack([np.asarray(Image.open(f).convert("RGB")) for f in files])
+    npy = io.BytesIO()
+    np.save(npy, arrays)
+    by_npy = predict_fn(input_fn(npy.getvalue(), "application/x-npy", loaded), loaded)
+    one_by_one = torch.stack([local_probabilities(trained, f.read_bytes()) for f in files])
+    assert torch.allclose(by_npy["probabilities"], one_by_one, atol=1e-5)
+    raw = np.load(io.BytesIO(output_fn(by_npy, "application/x-npy")))
+    assert raw.shape == (3, 10) and np.allclose(raw.sum(1), 1, atol=1e-5)
+    body = json.dumps({"instances": [{"b64": base64.b64encode(f.read_bytes()).decode()}
+                                     for f in files], "top_k": 3})
+    answer = json.loads(output_fn(predict_fn(input_fn(body, "application/json", loaded),
+                                             loaded)))
+    assert [len(row["top_k"]) for row in answer["predictions"]] == [3, 3, 3]
+    best = answer["predictions"][0]["top_k"][0]
+    assert best["label"] == loaded.manifest["class_names"][best["index"]]
+
+
+def jpeg_bytes(size: tuple[int, int] = (64, 64)) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, (10, 200, 30)).save(buffer, format="JPEG")
+    return buffer.getvalue()
+
+
+BAD_REQUESTS = [
+    (b"\x00garbage\xff" * 10, "image/jpeg", 400, "Cannot decode"),
+    (jpeg_bytes((300, 300))[:400], "image/jpeg", 400, "Cannot decode"),
+    (b"", "image/jpeg", 400, "empty"),
+    (jpeg_bytes(), "text/plain", 415, "Unsupported content type"),
+    (jpeg_bytes(), "", 415, "Unsupported content type"),
+    (b"{not json", "application/json", 400, "not valid JSON"),
+    (b'{"instances": [{"url": "http://169.254.169.254/latest"}]}', "application/json", 400,
+     "never fetched"),
+    (b'{"instances": [{"s3": "s3://bucket/key.jpg"}]}', "application/json", 403, "disabled"),
+    (b'{"instances": [{"b64": "%%%"}]}', "application/json", 400, "base64"),
+    (b'{"instances": []}', "application/json", 400, "Expected JSON"),
+    (b"not an npy file", "application/x-npy", 400, "not a .npy"),
+]
+
+
+@pytest.mark.parametrize(("body", "content_type", "status", "message"), BAD_REQUESTS)
+def test_bad_requests_get_the_right_status(trained: dict, body: bytes, content_type: str,
+                                           status: int, message: str) -> None:
+    with pytest.raises(RequestError, match=message) as caught:
+        input_fn(body, content_type, trained["loaded"])
+    assert caught.value.status == status
+
+
+def test_fifty_megapixel_image_is_refused_without_decoding(trained: dict) -> None:
+    huge = png(Image.new("L", (8000, 6250)))
+    with pytest.raises(RequestError, match="50,000,000 pixels") as caught:
+        input_fn(huge, "image/png", trained["loaded"])
+    assert caught.value.status == 413
+
+
+def test_package_without_manifest(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="manifest.json is missing"):
+        model_fn(str(tmp_path))
+
+
+@pytest.fixture(scope="module")
+def endpoint(trained: dict):  # type: ignore[no-untyped-def]
+    client = trained["job"].deploy("digits-endpoint", max_wait_ms=20.0)
+    yield client
+    client.delete()
+
+
+def http(endpoint: smi.EndpointClient, method: str, path: str, body: bytes | None = None,
+         headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+    port = endpoint.session.backend.describe_endpoint(endpoint.name)["port"]
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=body, method=method,
+                                     headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return answer.status, answer.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+def test_endpoint_predictions_match_the_model(trained: dict, endpoint: smi.EndpointClient) -> None:
+    assert http(endpoint, "GET", "/ping")[0] == 200
+    files = sorted(trained["test"].glob("*/*.png"))[:12]
+    predictions = endpoint.predict(files, top_k=3)
+    for path, prediction in zip(files, predictions, strict=True):
+        expected = local_probabilities(trained, path.read_bytes())
+        assert prediction.index == int(expected.argmax())
+        assert prediction.score == pytest.approx(float(expected.max()), abs=1e-4)
+        assert prediction.label == trained["loaded"].manifest["class_names"][prediction.index]
+        assert len(prediction.top_k) == 3
+    array = np.asarray(Image.open(files[0]).convert("RGB"))
+    assert endpoint.predict(array).index == predictions[0].index
+    assert endpoint.predict(Image.open(files[0])).index == predictions[0].index
+
+
+def test_concurrent_requests_are_batched_and_all_right(trained: dict,
+                                                      endpoint: smi.EndpointClient) -> None:
+    files = sorted(trained["test"].glob("*/*.png"))[:32]
+    expected = [int(local_probabilities(trained, f.read_bytes()).argmax()) for f in files]
+    answers: dict[int, int] = {}
+
+    def ask(i: int) -> None:
+        answers[i] = endpoint.predict(files[i]).index
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(len(files))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert [answers[i] for i in range(len(files))] == expected
+
+
+@pytest.mark.parametrize(("body", "content_type", "status", "message"), BAD_REQUESTS[:7])
+def test_server_answers_bad_requests_and_keeps_serving(endpoint: smi.EndpointClient, body: bytes,
+                                                       content_type: str, status: int,
+                                                       message: str) -> None:
+    code, answer = http(endpoint, "POST", "/invocations", body,
+                        {"Content-Type": content_type} if content_type else {})
+    assert code == status and message in json.loads(answer)["error"]
+    assert http(endpoint, "GET", "/ping")[0] == 200
+    assert http(endpoint, "POST", "/invocations", jpeg_bytes(), {"Content-Type": "image/jpeg"}
+                )[0] == 200
+
+
+def test_payload_over_the_limit(endpoint: smi.EndpointClient) -> None:
+    code, answer = http(endpoint, "POST", "/invocations", b"x" * (6 * 2**20 + 1),
+                        {"Content-Type": "image/jpeg"})
+    assert code == 413 and "exceeds the limit" in json.loads(answer)["error"]
+    assert http(endpoint, "GET", "/ping")[0] == 200
+    with pytest.raises(smi.EndpointError, match="415") as caught:
+        endpoint.invoke(b"hello", "text/plain")
+    assert caught.value.status == 415
+
+
+def test_dynamic_batching_groups_requests(trained: dict) -> None:
+    server = serve(str(trained["package"]), port=0, max_batch=64, max_wait=0.2)
+    try:
+        while server.batcher is None:
+            threading.Event().wait(0.05)
+        data = jpeg_bytes()
+        results = []
+
+        def post() -> None:
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{server.server_address[1]}/invocations", data=data,
+                headers={"Content-Type": "image/jpeg"}, method="POST")
+            with urllib.request.urlopen(request, timeout=30) as answer:
+                results.append(json.loads(answer.read()))
+
+        threads = [threading.Thread(target=post) for _ in range(16)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert len(results) == 16 and server.batcher.batches < 16
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_evaluate_with_plots(trained: dict, endpoint: smi.EndpointClient, tmp_path: Path) -> None:
+    result = endpoint.evaluate(trained["test"], plots=tmp_path / "plots")
+    files = sorted(trained["test"].glob("*/*.png"))
+    right = sum(int(local_probabilities(trained, f.read_bytes()).argmax())
+                == trained["loaded"].manifest["class_ids"].index(f.parent.name) for f in files)
+    assert result.images == len(files)
+    assert result.accuracy == pytest.approx(right / len(files))
+    assert len(result.misclassified) == len(files) - right
+    assert sum(map(sum, result.confusion)) == len(files)
+    assert result.top_k_accuracy >= result.accuracy
+    assert set(result.latency_ms) == {"p50", "p95", "p99"}
+    for plot in result.plots:
+        assert Image.open(plot).size[0] > 100
+
+
+def test_context_manager_deletes_the_endpoint(trained: dict) -> None:
+    session = trained["session"]
+    with trained["job"].deploy("short-lived") as client:
+        assert client.predict(jpeg_bytes()).label
+    with pytest.raises(smi.BackendError, match="No local endpoint named 'short-lived'"):
+        smi.EndpointClient.attach("short-lived", session)
+
+
+def test_fake_backend_endpoint() -> None:
+    backend = smi.FakeBackend()
+    client = smi.EndpointClient("e", smi.Session(backend))
+    with pytest.raises(smi.BackendError, match="No fake endpoint"):
+        client.predict(jpeg_bytes())
+    from sm_imgclf.serving.spec import DeploySpec
+
+    backend.deploy(DeploySpec("e", "memory://fake/m.tar.gz"))
+    backend.answers.append(json.dumps({"predictions": [{"top_k": [
+        {"index": 1, "class_id": "002.dog", "label": "dog", "probability": 0.9}]}]}).encode())
+    assert client.predict(jpeg_bytes()).label == "dog"
+    assert json.loads(backend.requests[0][1])["top_k"] == 5
