@@ -107,7 +107,7 @@ def test_fifty_megapixel_image_is_refused_without_decoding(trained: dict) -> Non
 
 
 def test_package_without_manifest(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="manifest.json is missing"):
+    with pytest.raises(FileNotFoundError, match=r"manifest\.json is missing"):
         model_fn(str(tmp_path))
 
 

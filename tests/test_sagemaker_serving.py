@@ -1,0 +1,109 @@
+"""SageMaker endpoints: validated requests, moto over HTTP, Stubber for states moto lacks."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+from botocore.response import StreamingBody
+from botocore.stub import Stubber
+
+import sm_imgclf as smi
+from sm_imgclf.serving.spec import DeploySpec
+
+ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
+IMAGE = "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-inference:2.5.1-cpu-py311"
+MODEL = "s3://b/jobs/j/output/model.tar.gz"
+
+
+@pytest.fixture
+def sm_session(moto_url: str, bucket: str, boto_session) -> smi.SageMakerSession:  # type: ignore[no-untyped-def]
+    urls = {"s3": moto_url, "sagemaker": moto_url, "sagemaker-runtime": moto_url}
+    return smi.SageMakerSession(bucket, role=ROLE, boto_session=boto_session, endpoint_urls=urls)
+
+
+def test_deploy_requests(sm_session: smi.SageMakerSession) -> None:
+    backend = sm_session.backend
+    requests = backend.deploy_requests(  # type: ignore[attr-defined]
+        DeploySpec("dogs", MODEL, image_uri=IMAGE, role=ROLE, instance_type="ml.g4dn.xlarge"))
+    container = requests["CreateModel"]["PrimaryContainer"]
+    assert container["ModelDataUrl"] == MODEL and container["Image"] == IMAGE
+    assert container["Environment"]["SAGEMAKER_PROGRAM"] == "inference.py"
+    variant = requests["CreateEndpointConfig"]["ProductionVariants"][0]
+    assert variant["InstanceType"] == "ml.g4dn.xlarge" and variant["InitialInstanceCount"] == 1
+    serverless = backend.deploy_requests(  # type: ignore[attr-defined]
+        DeploySpec("dogs", MODEL, image_uri=IMAGE, role=ROLE, serverless_memory_mb=3072))
+    assert serverless["CreateEndpointConfig"]["ProductionVariants"][0]["ServerlessConfig"] == {
+        "MemorySizeInMB": 3072, "MaxConcurrency": 5}
+
+
+def test_bad_deploy_values() -> None:
+    with pytest.raises(smi.ConfigurationError, match="serverless_memory_mb must be"):
+        DeploySpec("e", MODEL, serverless_memory_mb=1000)
+    with pytest.raises(smi.ConfigurationError, match="instance_count must be"):
+        DeploySpec("e", MODEL, instance_count=0)
+
+
+def test_missing_role_and_local_package(sm_session: smi.SageMakerSession) -> None:
+    backend = sm_session.backend
+    with pytest.raises(smi.ConfigurationError, match="needs an IAM role"):
+        backend.deploy_requests(DeploySpec("e", MODEL, image_uri=IMAGE))  # type: ignore[attr-defined]
+    with pytest.raises(smi.ConfigurationError, match="from S3"):
+        backend.deploy_requests(  # type: ignore[attr-defined]
+            DeploySpec("e", "file:///tmp/model.tar.gz", image_uri=IMAGE, role=ROLE))
+
+
+def test_deploy_and_delete_against_moto(sm_session: smi.SageMakerSession, boto_session,  # type: ignore[no-untyped-def]
+                                        moto_url: str) -> None:
+    backend = sm_session.backend
+    backend.deploy(DeploySpec("digits", MODEL, image_uri=IMAGE, role=ROLE), poll=0)  # type: ignore[call-arg]
+    client = boto_session.client("sagemaker", endpoint_url=moto_url)
+    assert client.describe_model(ModelName="digits")["PrimaryContainer"]["ModelDataUrl"] == MODEL
+    assert smi.EndpointClient.attach("digits", sm_session).name == "digits"
+    smi.EndpointClient("digits", sm_session).delete()
+    assert client.list_endpoints()["Endpoints"] == []
+    assert client.list_models()["Models"] == []
+
+
+def test_failed_endpoint_reports_the_reason(sm_session: smi.SageMakerSession) -> None:
+    backend = sm_session.backend
+    with Stubber(backend.sagemaker_client) as stub:  # type: ignore[attr-defined]
+        stub.add_response("create_model", {"ModelArn": "arn:aws:sagemaker:us-east-1:1:model/e"})
+        stub.add_response("create_endpoint_config",
+                          {"EndpointConfigArn": "arn:aws:sagemaker:us-east-1:1:endpoint-config/e"})
+        stub.add_response("create_endpoint",
+                          {"EndpointArn": "arn:aws:sagemaker:us-east-1:1:endpoint/e"})
+        for status in ("Creating", "Failed"):
+            stub.add_response("describe_endpoint", {
+                "EndpointName": "e", "EndpointArn": "arn:aws:sagemaker:us-east-1:1:endpoint/e",
+                "EndpointStatus": status, "CreationTime": 0, "LastModifiedTime": 0,
+                **({"FailureReason": "The primary container did not pass the ping health "
+                                     "check."} if status == "Failed" else {})},
+                {"EndpointName": "e"})
+        with pytest.raises(smi.BackendError, match="ping health check"):
+            backend.deploy(DeploySpec("e", MODEL, image_uri=IMAGE, role=ROLE), poll=0)  # type: ignore[call-arg]
+
+
+def test_invoke_retries_throttling(sm_session: smi.SageMakerSession) -> None:
+    answer = json.dumps({"predictions": [{"top_k": [
+        {"index": 3, "class_id": "004.cat", "label": "cat", "probability": 0.7}]}]}).encode()
+    runtime = sm_session.backend.runtime_client  # type: ignore[attr-defined]
+    with Stubber(runtime) as stub:
+        stub.add_client_error("invoke_endpoint", service_error_code="ThrottlingException",
+                              http_status_code=429)
+        stub.add_response("invoke_endpoint", {
+            "Body": StreamingBody(io.BytesIO(answer), len(answer)),
+            "ContentType": "application/json"})
+        prediction = smi.EndpointClient("e", sm_session).predict(b"\xff\xd8 jpeg bytes")
+    assert (prediction.label, prediction.index, prediction.score) == ("cat", 3, 0.7)
+
+
+def test_client_errors_are_not_retried(sm_session: smi.SageMakerSession) -> None:
+    runtime = sm_session.backend.runtime_client  # type: ignore[attr-defined]
+    with Stubber(runtime) as stub:
+        stub.add_client_error("invoke_endpoint", service_error_code="ModelError",
+                              http_status_code=400, service_message="Cannot decode the image")
+        with pytest.raises(smi.EndpointError, match="Cannot decode") as caught:
+            smi.EndpointClient("e", sm_session).predict(b"garbage")
+    assert caught.value.status == 400
