@@ -107,3 +107,16 @@ def test_client_errors_are_not_retried(sm_session: smi.SageMakerSession) -> None
         with pytest.raises(smi.EndpointError, match="Cannot decode") as caught:
             smi.EndpointClient("e", sm_session).predict(b"garbage")
     assert caught.value.status == 400
+
+
+def test_batch_transform_against_moto(sm_session: smi.SageMakerSession, boto_session,  # type: ignore[no-untyped-def]
+                                      moto_url: str) -> None:
+    from sm_imgclf.serving.batch import BatchSpec
+
+    spec = BatchSpec("score-1", MODEL, "s3://b/inbox/", "s3://b/scores/", image_uri=IMAGE,
+                     role=ROLE, top_k=3)
+    assert sm_session.backend.batch_predict(spec, poll=0) == "s3://b/scores/"  # type: ignore[call-arg]
+    client = boto_session.client("sagemaker", endpoint_url=moto_url)
+    job = client.describe_transform_job(TransformJobName="score-1")
+    assert job["TransformInput"]["ContentType"] == "application/x-image"
+    assert job["Environment"] == {"SM_IMGCLF_TOP_K": "3"}

@@ -245,3 +245,23 @@ def test_fake_backend_endpoint() -> None:
         {"index": 1, "class_id": "002.dog", "label": "dog", "probability": 0.9}]}]}).encode())
     assert client.predict(jpeg_bytes()).label == "dog"
     assert json.loads(backend.requests[0][1])["top_k"] == 5
+
+
+def test_local_batch_predict(trained: dict, tmp_path: Path) -> None:
+    import shutil
+
+    folder = tmp_path / "inbox"
+    shutil.copytree(trained["test"], folder, ignore=shutil.ignore_patterns("manifest.json"))
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8 not really")
+    output = trained["job"].batch_predict(folder.as_uri(), (tmp_path / "out").as_uri(), top_k=2)
+    lines = [json.loads(line) for line in
+             Path(output.removeprefix("file://")).read_text().splitlines()]
+    images = sorted(p for p in folder.rglob("*.png"))
+    assert len(lines) == len(images) + 1
+    errors = [line for line in lines if "error" in line]
+    assert [e["file"] for e in errors] == ["broken.jpg"] and "Cannot decode" in errors[0]["error"]
+    by_file = {line["file"]: line for line in lines if "error" not in line}
+    sample = images[0]
+    expected = int(local_probabilities(trained, sample.read_bytes()).argmax())
+    assert by_file[sample.relative_to(folder).as_posix()]["top_k"][0]["index"] == expected
+    assert all(len(line["top_k"]) == 2 for line in by_file.values())

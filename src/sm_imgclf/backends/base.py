@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from sm_imgclf.storage.base import Store
 
 if TYPE_CHECKING:
+    from sm_imgclf.serving.batch import BatchSpec
     from sm_imgclf.serving.spec import DeploySpec
     from sm_imgclf.training.job import JobStatus
     from sm_imgclf.training.spec import TrainingSpec
@@ -65,4 +66,8 @@ class Backend(Protocol):
 
     def delete_endpoint(self, name: str) -> None:
         """Delete the endpoint and what was created for it."""
+        ...
+
+    def batch_predict(self, spec: BatchSpec) -> str:
+        """Score every image under ``spec.input_uri``; return where the predictions are."""
         ...

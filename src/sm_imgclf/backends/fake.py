@@ -9,6 +9,7 @@ from sm_imgclf.errors import BackendError
 from sm_imgclf.storage.memory import MemoryStore
 
 if TYPE_CHECKING:
+    from sm_imgclf.serving.batch import BatchSpec
     from sm_imgclf.serving.spec import DeploySpec
     from sm_imgclf.training.job import JobStatus
     from sm_imgclf.training.spec import TrainingSpec
@@ -45,6 +46,7 @@ class FakeBackend:
         self.endpoints: dict[str, DeploySpec] = {}
         self.requests: list[tuple[str, bytes, str, str]] = []
         self.answers: list[bytes] = []
+        self.batches: list[BatchSpec] = []
 
     @property
     def store(self) -> MemoryStore:
@@ -111,6 +113,11 @@ class FakeBackend:
     def delete_endpoint(self, name: str) -> None:
         """Forget the endpoint."""
         self.endpoints.pop(name, None)
+
+    def batch_predict(self, spec: BatchSpec) -> str:
+        """Record the batch job and return its output URI."""
+        self.batches.append(spec)
+        return spec.output_uri
 
     def _job(self, name: str) -> FakeJob:
         if name not in self.jobs:

@@ -19,6 +19,7 @@ from sm_imgclf.errors import BackendError
 from sm_imgclf.storage.local import LocalDirStore
 
 if TYPE_CHECKING:
+    from sm_imgclf.serving.batch import BatchSpec
     from sm_imgclf.serving.spec import DeploySpec
     from sm_imgclf.training.job import JobStatus
     from sm_imgclf.training.spec import TrainingSpec
@@ -145,6 +146,17 @@ class LocalBackend:
     def delete_endpoint(self, name: str) -> None:
         """Stop the server and remove its files."""
         local_serving.delete(self.endpoint_dir(name))
+
+    def batch_predict(self, spec: BatchSpec) -> str:
+        """Run the handler over a local folder; return the predictions file's URI."""
+        from sm_imgclf._archive import safe_extract
+        from sm_imgclf.serving.batch import predict_folder
+
+        package = safe_extract(local_serving.package_path(spec.model_uri),
+                               self.root / "batch" / spec.name / "model")
+        output = predict_folder(package, _local_path("input", spec.input_uri),
+                                _local_path("output", spec.output_uri), top_k=spec.top_k)
+        return output.as_uri()
 
 
 def _runner_pid(folder: Path) -> int | None:

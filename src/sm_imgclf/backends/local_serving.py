@@ -29,7 +29,7 @@ def deploy(folder: Path, spec: DeploySpec, *, timeout: float = 120.0) -> dict[st
     if (folder / STATE).exists() and _alive(json.loads((folder / STATE).read_text())["pid"]):
         raise BackendError(f"A local endpoint named {spec.endpoint_name!r} is running. Delete it "
                            "or choose another name.", name=spec.endpoint_name)
-    package = _package_path(spec.model_uri)
+    package = package_path(spec.model_uri)
     safe_extract(package, folder / "model")
     port = _free_port()
     command = [sys.executable, "-m", "sm_imgclf.serving.server", "--model-dir",
@@ -107,7 +107,8 @@ def delete(folder: Path) -> None:
     shutil.rmtree(folder, ignore_errors=True)
 
 
-def _package_path(uri: str) -> Path:
+def package_path(uri: str) -> Path:
+    """The local file of a ``file://`` or plain-path model package URI."""
     parts = urlsplit(uri)
     path = Path(url2pathname(parts.path)) if parts.scheme == "file" else Path(uri)
     if parts.scheme not in ("", "file") or not path.is_file():

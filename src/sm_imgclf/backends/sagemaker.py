@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     import boto3
     from mypy_boto3_s3 import S3Client
 
+    from sm_imgclf.serving.batch import BatchSpec
     from sm_imgclf.serving.spec import DeploySpec
     from sm_imgclf.training.job import JobStatus
     from sm_imgclf.training.spec import TrainingSpec
@@ -248,6 +249,35 @@ class SageMakerBackend:
             except ClientError as error:
                 if "Could not find" not in str(error) and "does not exist" not in str(error):
                     raise BackendError(f"Deleting {name!r} failed: {error}", name=name) from error
+
+
+    def batch_predict(self, spec: BatchSpec, *, poll: float = 30.0) -> str:
+        """Create the model and a batch transform job, wait for it, return the output URI."""
+        import time
+
+        from sm_imgclf.serving.spec import DeploySpec
+
+        model = self.deploy_requests(DeploySpec(spec.name, spec.model_uri,
+                                                image_uri=spec.image_uri, role=spec.role,
+                                                instance_type=spec.instance_type)
+                                     )["CreateModel"]
+        transform = serving.transform_request(spec)
+        requests.validate_request(self.sagemaker_client, "CreateTransformJob", transform)
+        with _translate("CreateModel", spec.name):
+            self.sagemaker_client.create_model(**model)
+        with _translate("CreateTransformJob", spec.name):
+            self.sagemaker_client.create_transform_job(**transform)
+        while True:
+            with _translate("DescribeTransformJob", spec.name):
+                answer = self.sagemaker_client.describe_transform_job(TransformJobName=spec.name)
+            if answer["TransformJobStatus"] in ("Completed", "Failed", "Stopped"):
+                break
+            time.sleep(poll)
+        if answer["TransformJobStatus"] != "Completed":
+            raise BackendError(f"Batch transform {spec.name!r} is {answer['TransformJobStatus']}"
+                               f": {answer.get('FailureReason') or 'no reason given'}",
+                               name=spec.name)
+        return spec.output_uri
 
 
 class _translate:

@@ -6,6 +6,7 @@ from typing import Any
 
 from sm_imgclf._lazy import require
 from sm_imgclf.errors import ConfigurationError, MissingDependencyError
+from sm_imgclf.serving.batch import BatchSpec
 from sm_imgclf.serving.spec import DeploySpec
 
 FRAMEWORK_VERSION = "2.5"
@@ -54,4 +55,20 @@ def deploy_requests(spec: DeploySpec, *, image_uri: str, region: str) -> dict[st
         },
         "CreateEndpointConfig": {"EndpointConfigName": name, "ProductionVariants": [variant]},
         "CreateEndpoint": {"EndpointName": name, "EndpointConfigName": name},
+    }
+
+
+def transform_request(spec: BatchSpec) -> dict[str, Any]:
+    """The ``CreateTransformJob`` request: every image under the prefix, one per request."""
+    return {
+        "TransformJobName": spec.name, "ModelName": spec.name,
+        "TransformInput": {"DataSource": {"S3DataSource": {
+            "S3DataType": "S3Prefix", "S3Uri": spec.input_uri}},
+            "ContentType": "application/x-image", "SplitType": "None"},
+        "TransformOutput": {"S3OutputPath": spec.output_uri, "Accept": "application/json",
+                            "AssembleWith": "None"},
+        "TransformResources": {"InstanceType": spec.instance_type,
+                               "InstanceCount": spec.instance_count},
+        "Environment": {"SM_IMGCLF_TOP_K": str(spec.top_k)},
+        "MaxPayloadInMB": 6,
     }

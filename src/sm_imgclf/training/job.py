@@ -142,6 +142,29 @@ class TrainingJob:
         self.session.backend.deploy(spec)
         return EndpointClient(spec.endpoint_name, self.session, owned=True)
 
+    def batch_predict(self, input_uri: str, output_uri: str, **options: Any) -> str:
+        """Score every image under ``input_uri`` offline; return the predictions' URI.
+
+        Locally the handler runs over the folder and writes ``predictions.jsonl``;
+        on SageMaker a batch transform job writes one ``.out`` file per image.
+
+        Args:
+            input_uri: A folder (``file://`` or a path) or an S3 prefix of images.
+            output_uri: Where the predictions go.
+            **options: Fields of :class:`~sm_imgclf.serving.batch.BatchSpec`
+                (``instance_type``, ``top_k`` ...).
+        """
+        from sm_imgclf.serving.batch import BatchSpec
+
+        model_uri = self.model_uri
+        if model_uri is None:
+            raise BackendError(f"Job {self.name!r} has no model package (status {self.status}).",
+                               name=self.name)
+        options.setdefault("role", getattr(self.session, "role", None))
+        spec = BatchSpec(options.pop("name", f"{self.name[:50]}-batch"), model_uri, input_uri,
+                         output_uri, **options)
+        return self.session.backend.batch_predict(spec)
+
     def stop(self) -> None:
         """Ask the backend to stop the job (checkpoints are kept)."""
         self.session.backend.stop_training(self.name)
