@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import base64
+import http.client
 import io
 import json
 import threading
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -118,20 +117,25 @@ def endpoint(trained: dict):  # type: ignore[no-untyped-def]
     client.delete()
 
 
-def http(endpoint: smi.EndpointClient, method: str, path: str, body: bytes | None = None,
+def call(endpoint: smi.EndpointClient, method: str, path: str, body: bytes | None = None,
          headers: dict[str, str] | None = None) -> tuple[int, bytes]:
     port = endpoint.session.backend.describe_endpoint(endpoint.name)["port"]
-    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=body, method=method,
-                                     headers=headers or {})
+    return post(port, method, path, body, headers or {})
+
+
+def post(port: int, method: str, path: str, body: bytes | None,
+         headers: dict[str, str]) -> tuple[int, bytes]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     try:
-        with urllib.request.urlopen(request, timeout=30) as answer:
-            return answer.status, answer.read()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read()
+        connection.request(method, path, body=body, headers=headers)
+        answer = connection.getresponse()
+        return answer.status, answer.read()
+    finally:
+        connection.close()
 
 
 def test_endpoint_predictions_match_the_model(trained: dict, endpoint: smi.EndpointClient) -> None:
-    assert http(endpoint, "GET", "/ping")[0] == 200
+    assert call(endpoint, "GET", "/ping")[0] == 200
     files = sorted(trained["test"].glob("*/*.png"))[:12]
     predictions = endpoint.predict(files, top_k=3)
     for path, prediction in zip(files, predictions, strict=True):
@@ -166,19 +170,19 @@ def test_concurrent_requests_are_batched_and_all_right(trained: dict,
 def test_server_answers_bad_requests_and_keeps_serving(endpoint: smi.EndpointClient, body: bytes,
                                                        content_type: str, status: int,
                                                        message: str) -> None:
-    code, answer = http(endpoint, "POST", "/invocations", body,
+    code, answer = call(endpoint, "POST", "/invocations", body,
                         {"Content-Type": content_type} if content_type else {})
     assert code == status and message in json.loads(answer)["error"]
-    assert http(endpoint, "GET", "/ping")[0] == 200
-    assert http(endpoint, "POST", "/invocations", jpeg_bytes(), {"Content-Type": "image/jpeg"}
+    assert call(endpoint, "GET", "/ping")[0] == 200
+    assert call(endpoint, "POST", "/invocations", jpeg_bytes(), {"Content-Type": "image/jpeg"}
                 )[0] == 200
 
 
 def test_payload_over_the_limit(endpoint: smi.EndpointClient) -> None:
-    code, answer = http(endpoint, "POST", "/invocations", b"x" * (6 * 2**20 + 1),
+    code, answer = call(endpoint, "POST", "/invocations", b"x" * (6 * 2**20 + 1),
                         {"Content-Type": "image/jpeg"})
     assert code == 413 and "exceeds the limit" in json.loads(answer)["error"]
-    assert http(endpoint, "GET", "/ping")[0] == 200
+    assert call(endpoint, "GET", "/ping")[0] == 200
     with pytest.raises(smi.EndpointError, match="415") as caught:
         endpoint.invoke(b"hello", "text/plain")
     assert caught.value.status == 415
@@ -192,19 +196,18 @@ def test_dynamic_batching_groups_requests(trained: dict) -> None:
         data = jpeg_bytes()
         results = []
 
-        def post() -> None:
-            request = urllib.request.Request(
-                f"http://127.0.0.1:{server.server_address[1]}/invocations", data=data,
-                headers={"Content-Type": "image/jpeg"}, method="POST")
-            with urllib.request.urlopen(request, timeout=30) as answer:
-                results.append(json.loads(answer.read()))
+        def ask() -> None:
+            status, answer = post(server.server_address[1], "POST", "/invocations", data,
+                                  {"Content-Type": "image/jpeg"})
+            results.append((status, json.loads(answer)))
 
-        threads = [threading.Thread(target=post) for _ in range(16)]
+        threads = [threading.Thread(target=ask) for _ in range(16)]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join()
-        assert len(results) == 16 and server.batcher.batches < 16
+        assert [status for status, _ in results] == [200] * 16
+        assert server.batcher.batches < 16
     finally:
         server.shutdown()
         server.server_close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import signal
@@ -9,8 +10,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -53,10 +52,9 @@ def _wait_ready(folder: Path, process: subprocess.Popen[bytes], port: int,
             raise BackendError("The local endpoint stopped before it was ready:\n"
                                + "\n".join(tail))
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2) as answer:
-                if answer.status == 200:
-                    return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            if _request(port, "GET", "/ping", None, {}, timeout=2)[0] == 200:
+                return
+        except OSError:
             pass
         time.sleep(0.1)
     process.terminate()
@@ -66,19 +64,28 @@ def _wait_ready(folder: Path, process: subprocess.Popen[bytes], port: int,
 def invoke(folder: Path, body: bytes, content_type: str, accept: str) -> bytes:
     """POST ``body`` to the endpoint's ``/invocations``."""
     state = describe(folder)
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{state['port']}/invocations", data=body, method="POST",
-        headers={"Content-Type": content_type, "Accept": accept})
     try:
-        with urllib.request.urlopen(request, timeout=60) as answer:
-            return bytes(answer.read())
-    except urllib.error.HTTPError as error:
-        detail = error.read().decode(errors="replace")
-        message = json.loads(detail).get("error", detail) if detail.startswith("{") else detail
-        raise EndpointError(f"The endpoint answered {error.code}: {message}",
-                            error.code) from None
-    except (urllib.error.URLError, ConnectionError) as error:
+        status, answer = _request(int(state["port"]), "POST", "/invocations", body,
+                                  {"Content-Type": content_type, "Accept": accept}, timeout=60)
+    except OSError as error:
         raise EndpointError(f"The local endpoint did not answer: {error}", 0) from None
+    if status != 200:
+        detail = answer.decode(errors="replace")
+        message = json.loads(detail).get("error", detail) if detail.startswith("{") else detail
+        raise EndpointError(f"The endpoint answered {status}: {message}", status)
+    return answer
+
+
+def _request(port: int, method: str, path: str, body: bytes | None, headers: dict[str, str],
+             *, timeout: float) -> tuple[int, bytes]:
+    # http.client, not urllib: a loopback endpoint must never go through HTTP(S)_PROXY.
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        connection.request(method, path, body=body, headers=headers)
+        answer = connection.getresponse()
+        return answer.status, answer.read()
+    finally:
+        connection.close()
 
 
 def describe(folder: Path) -> dict[str, Any]:
