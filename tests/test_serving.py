@@ -268,3 +268,62 @@ def test_local_batch_predict(trained: dict, tmp_path: Path) -> None:
     expected = int(local_probabilities(trained, sample.read_bytes()).argmax())
     assert by_file[sample.relative_to(folder).as_posix()]["top_k"][0]["index"] == expected
     assert all(len(line["top_k"]) == 2 for line in by_file.values())
+
+
+class _Blocking(torch.nn.Module):
+    """A model whose forward waits until released, to fill the batcher's queue."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = threading.Event()
+        self.entered = threading.Event()
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        self.entered.set()
+        self.release.wait(10)
+        return torch.zeros(inputs.shape[0], 2)
+
+
+def test_full_queue_answers_503() -> None:
+    from sm_imgclf.serving.batching import Batcher
+    from sm_imgclf.serving.handler import Batch, LoadedModel
+
+    blocking = _Blocking()
+    manifest = {"mean": [0.5] * 3, "std": [0.5] * 3, "class_ids": ["a", "b"],
+                "class_names": ["a", "b"], "image_size": 8}
+    batcher = Batcher(LoadedModel(blocking, manifest, torch.device("cpu")), max_batch=1,
+                      max_wait=0, queue_size=1)
+    batch = Batch(torch.zeros(1, 3, 8, 8, dtype=torch.uint8), 1)
+    first = threading.Thread(target=batcher.predict, args=(batch,))
+    first.start()
+    assert blocking.entered.wait(5)  # the first request is in the forward pass
+    second = threading.Thread(target=batcher.predict, args=(batch,))
+    second.start()
+    while batcher.queue.qsize() < 1:
+        threading.Event().wait(0.01)  # the second request waits in the queue
+    with pytest.raises(RequestError, match="queue is full") as caught:
+        batcher.predict(batch)
+    assert caught.value.status == 503
+    blocking.release.set()
+    first.join(5)
+    second.join(5)
+
+
+def test_large_lists_are_sent_in_chunks_within_the_limit() -> None:
+    from sm_imgclf.serving.client import _chunks
+
+    blobs = [b"x" * 1000] * 10
+    chunks = list(_chunks(blobs, limit=3000))
+    assert [len(c) for c in chunks] == [2, 2, 2, 2, 2]
+    assert sum(len(c) for c in chunks) == 10
+    with pytest.raises(smi.ConfigurationError, match="to fit one request"):
+        list(_chunks([b"x" * 5000], limit=3000))
+    backend = smi.FakeBackend()
+    from sm_imgclf.serving.spec import DeploySpec
+
+    backend.deploy(DeploySpec("e", "memory://fake/m.tar.gz"))
+    row = {"top_k": [{"index": 0, "class_id": "a", "label": "a", "probability": 1.0}]}
+    backend.answers += [json.dumps({"predictions": [row] * 64}).encode(),
+                        json.dumps({"predictions": [row] * 6}).encode()]
+    predictions = smi.EndpointClient("e", smi.Session(backend)).predict([jpeg_bytes()] * 70)
+    assert len(predictions) == 70 and len(backend.requests) == 2
