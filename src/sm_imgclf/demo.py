@@ -1,8 +1,9 @@
 """The end-to-end demo on this machine: real handwritten digits, no AWS account needed.
 
 It grows with the library; today it writes the images, validates them,
-uploads them to a local session, and trains a classifier in a local training
-job whose model package is ready to serve.
+uploads them to a local session, trains a classifier in a local training job,
+deploys it to a local endpoint, asks it about a few test images, evaluates the
+test split with plots, and deletes the endpoint.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from sm_imgclf.data.dataset import ImageFolderDataset
 from sm_imgclf.data.digits import digits_to_folder
 from sm_imgclf.data.report import ValidationReport
 from sm_imgclf.data.upload import Channels
+from sm_imgclf.serving.evaluation import Evaluation
 from sm_imgclf.session import LocalSession
 from sm_imgclf.training.job import TrainingJob
 
@@ -30,6 +32,7 @@ class DemoResult:
         channels: The uploaded channels, after the first upload.
         second_upload_bytes: Bytes sent by the repeated upload (0: nothing had changed).
         job: The training job, when training ran.
+        evaluation: The endpoint's evaluation on the test split, when training ran.
     """
 
     workdir: Path
@@ -37,6 +40,7 @@ class DemoResult:
     channels: Channels
     second_upload_bytes: int
     job: TrainingJob | None = None
+    evaluation: Evaluation | None = None
 
 
 def run_demo(workdir: str | Path = "sm-imgclf-demo", *, per_class: int | None = 60,
@@ -75,6 +79,7 @@ def run_demo(workdir: str | Path = "sm-imgclf-demo", *, per_class: int | None = 
     result = DemoResult(workdir, report, channels, again.summary.bytes_uploaded)
     if epochs:
         result.job = _train(session, channels, epochs, say)
+        result.evaluation = _serve(result.job, channels, workdir, say)
     say(f"Everything is in {workdir} (validation report: {workdir / 'validation.json'}).")
     return result
 
@@ -94,6 +99,25 @@ def _train(session: LocalSession, channels: Channels, epochs: int,
         say("     " + "  ".join(f"{k}={v}" for k, v in row.items() if v is not None))
     say(f"   {job.status}; model package: {job.model_uri}")
     return job
+
+
+def _serve(job: TrainingJob, channels: Channels, workdir: Path,
+           say: Callable[..., None]) -> Evaluation:
+    from urllib.parse import urlsplit
+    from urllib.request import url2pathname
+
+    test = Path(url2pathname(urlsplit(channels["test"]).path))
+    say("6. Deploying the model package to a local endpoint ...")
+    with job.deploy("digits-demo") as endpoint:
+        samples = [next((test / digit).glob("*.png")) for digit in ("3", "5", "8")]
+        for path, prediction in zip(samples, endpoint.predict(samples, top_k=2), strict=True):
+            say(f"     {path.parent.name}/{path.name}: predicted {prediction.label!r} "
+                f"({prediction.score:.2f}); runner-up {prediction.top_k[1][0]!r}")
+        evaluation = endpoint.evaluate(test, plots=workdir / "report")
+        say(f"7. Evaluated the test split: {evaluation}")
+        say(f"     plots: {', '.join(evaluation.plots)}")
+    say("8. Deleted the endpoint.")
+    return evaluation
 
 
 def _indent(text: str) -> str:

@@ -15,6 +15,7 @@ from sm_imgclf._params import bad_value
 from sm_imgclf.errors import EndpointError
 
 if TYPE_CHECKING:
+    from sm_imgclf.serving.evaluation import Evaluation
     from sm_imgclf.session import Session
 
 PAYLOAD_LIMIT = 6 * 1024 * 1024
@@ -107,7 +108,7 @@ class EndpointClient:
         raise AssertionError("unreachable")
 
     def evaluate(self, folder: str | Path, *, top_k: int = 5, plots: str | Path | None = None
-                 ) -> Any:
+                 ) -> Evaluation:
         """Score every image of a labelled folder; see :class:`~sm_imgclf.Evaluation`."""
         from sm_imgclf.serving.evaluation import evaluate
 
