@@ -74,5 +74,6 @@ def test_demo_trains(tmp_path: Path) -> None:
     result = run_demo(tmp_path / "demo", per_class=30, epochs=2, echo=False)
     assert result.job is not None and result.job.status == "Completed"
     assert len([m for m in result.job.metrics if m["epoch"]]) == 2
-    assert result.evaluation is not None and result.evaluation.images == 60
+    assert result.evaluation is not None
+    assert result.evaluation.images == sum(result.report.counts["test"].values())
     assert all(Path(plot).is_file() for plot in result.evaluation.plots)
