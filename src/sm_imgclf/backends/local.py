@@ -15,6 +15,7 @@ from urllib.request import url2pathname
 
 from sm_imgclf._params import bad_value
 from sm_imgclf.backends import local_runner, local_serving
+from sm_imgclf.backends._processes import alive
 from sm_imgclf.errors import BackendError
 from sm_imgclf.storage.local import LocalDirStore
 
@@ -97,7 +98,7 @@ class LocalBackend:
             raise BackendError(f"No local training job named {name!r} under "
                                f"{self.root / 'jobs'}.", name=name) from None
         pid = _runner_pid(folder)
-        if status["status"] in ("InProgress", "Stopping") and pid and not _alive(pid):
+        if status["status"] in ("InProgress", "Stopping") and pid and not alive(pid):
             status = {"status": "Failed",
                       "failure_reason": "The local job runner ended without a result "
                                         "(killed?). Run fit() again with this job_name to resume."}
@@ -122,7 +123,7 @@ class LocalBackend:
         folder = self.job_dir(name)
         status = json.loads((folder / local_runner.STATUS).read_text())
         pid = _runner_pid(folder)
-        if status["status"] == "InProgress" and pid and _alive(pid):
+        if status["status"] == "InProgress" and pid and alive(pid):
             os.kill(pid, signal.SIGTERM)
 
     def endpoint_dir(self, name: str) -> Path:
@@ -165,19 +166,6 @@ def _runner_pid(folder: Path) -> int | None:
     except (FileNotFoundError, ValueError):
         return None
 
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a finished child of ours lingers as a zombie until reaped
-        done, _ = os.waitpid(pid, os.WNOHANG)
-        return done == 0
-    except ChildProcessError:
-        return True
 
 
 def _local_path(name: str, uri: str) -> Path:

@@ -6,7 +6,6 @@ import http.client
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ from urllib.request import url2pathname
 
 from sm_imgclf._archive import safe_extract
 from sm_imgclf._params import bad_value
+from sm_imgclf.backends._processes import alive, free_port
 from sm_imgclf.errors import BackendError, EndpointError
 from sm_imgclf.serving.spec import DeploySpec
 
@@ -25,12 +25,12 @@ STATE = "endpoint.json"
 
 def deploy(folder: Path, spec: DeploySpec, *, timeout: float = 120.0) -> dict[str, Any]:
     """Extract the package, start the server, and wait until ``/ping`` answers 200."""
-    if (folder / STATE).exists() and _alive(json.loads((folder / STATE).read_text())["pid"]):
+    if (folder / STATE).exists() and alive(json.loads((folder / STATE).read_text())["pid"]):
         raise BackendError(f"A local endpoint named {spec.endpoint_name!r} is running. Delete it "
                            "or choose another name.", name=spec.endpoint_name)
     package = package_path(spec.model_uri)
     safe_extract(package, folder / "model")
-    port = _free_port()
+    port = free_port()
     command = [sys.executable, "-m", "sm_imgclf.serving.server", "--model-dir",
                str(folder / "model"), "--port", str(port), "--max-batch", str(spec.max_batch),
                "--max-wait-ms", str(spec.max_wait_ms)]
@@ -94,7 +94,7 @@ def describe(folder: Path) -> dict[str, Any]:
         state: dict[str, Any] = json.loads((folder / STATE).read_text())
     except FileNotFoundError:
         raise BackendError(f"No local endpoint named {folder.name!r}.") from None
-    state["status"] = "InService" if _alive(int(str(state["pid"]))) else "Failed"
+    state["status"] = "InService" if alive(int(str(state["pid"]))) else "Failed"
     return state
 
 
@@ -105,10 +105,10 @@ def delete(folder: Path) -> None:
     if not (folder / STATE).exists():
         return
     pid = int(json.loads((folder / STATE).read_text())["pid"])
-    if _alive(pid):
+    if alive(pid):
         os.kill(pid, signal.SIGTERM)
         for _ in range(50):
-            if not _alive(pid):
+            if not alive(pid):
                 break
             time.sleep(0.1)
     shutil.rmtree(folder, ignore_errors=True)
@@ -123,21 +123,3 @@ def package_path(uri: str) -> Path:
     return path
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        done, _ = os.waitpid(pid, os.WNOHANG)
-        return done == 0
-    except ChildProcessError:
-        return True

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from sm_imgclf._version import __version__
 from sm_imgclf.backends import sagemaker_serving as serving
 from sm_imgclf.backends import sagemaker_training as requests
+from sm_imgclf.backends.sagemaker_images import pytorch_image
 from sm_imgclf.errors import BackendError, EndpointError
 from sm_imgclf.storage.s3 import S3Store
 
@@ -129,7 +130,8 @@ class SageMakerBackend:
     def _request(self, spec: TrainingSpec, source_key: str) -> dict[str, Any]:
         request = requests.training_request(
             spec, bucket=self.bucket, region=self.region_name,
-            image_uri=requests.image_uri_for(spec, self.region_name),
+            image_uri=pytorch_image(spec.image_uri, scope="training", region=self.region_name,
+                                    instance_type=spec.instance_type),
             source_uri=self.store.uri(source_key))
         requests.validate_request(self.sagemaker_client, "CreateTrainingJob", request)
         return request
@@ -188,8 +190,9 @@ class SageMakerBackend:
     def deploy_requests(self, spec: DeploySpec) -> dict[str, dict[str, Any]]:
         """The validated CreateModel, CreateEndpointConfig and CreateEndpoint requests."""
         built = serving.deploy_requests(
-            spec, image_uri=serving.inference_image(spec, self.region_name),
-            region=self.region_name)
+            spec, region=self.region_name, image_uri=pytorch_image(
+                spec.image_uri, scope="inference", region=self.region_name,
+                instance_type=None if spec.serverless_memory_mb else spec.instance_type))
         for operation, request in built.items():
             requests.validate_request(self.sagemaker_client, operation, request)
         return built

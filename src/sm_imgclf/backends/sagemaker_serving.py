@@ -4,30 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from sm_imgclf._lazy import require
-from sm_imgclf.errors import ConfigurationError, MissingDependencyError
+from sm_imgclf.errors import ConfigurationError
 from sm_imgclf.serving.batch import BatchSpec
 from sm_imgclf.serving.spec import DeploySpec
-
-FRAMEWORK_VERSION = "2.5"
-PY_VERSION = "py311"
-
-
-def inference_image(spec: DeploySpec, region: str) -> str:
-    """``spec.image_uri``, else the PyTorch inference image the SageMaker SDK looks up."""
-    if spec.image_uri:
-        return spec.image_uri
-    try:
-        image_uris = require("sagemaker.image_uris", extra="sagemaker")
-    except MissingDependencyError as error:
-        raise MissingDependencyError(
-            f"{error} It looks up the PyTorch inference image for {region}; or pass "
-            "image_uri='<account>.dkr.ecr.<region>.amazonaws.com/pytorch-inference:<tag>'.",
-            extra="sagemaker") from None
-    return str(image_uris.retrieve(
-        framework="pytorch", region=region, version=FRAMEWORK_VERSION, py_version=PY_VERSION,
-        instance_type=spec.instance_type if spec.serverless_memory_mb is None else None,
-        image_scope="inference"))
 
 
 def deploy_requests(spec: DeploySpec, *, image_uri: str, region: str) -> dict[str, dict[str, Any]]:

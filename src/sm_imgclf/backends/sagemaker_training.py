@@ -14,14 +14,11 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
-from sm_imgclf._lazy import require
 from sm_imgclf._params import bad_value
-from sm_imgclf.errors import ConfigurationError, MissingDependencyError
+from sm_imgclf.errors import ConfigurationError
 from sm_imgclf.training.spec import METRIC_DEFINITIONS, TrainingSpec
 
 ENTRY_POINT = "train.py"
-FRAMEWORK_VERSION = "2.5"
-PY_VERSION = "py311"
 CHECKPOINT_PATH = "/opt/ml/checkpoints"
 _ENTRY_SCRIPT = b'''"""The SageMaker PyTorch container runs this: the sm-imgclf job program."""
 
@@ -60,21 +57,6 @@ def source_key(data: bytes) -> str:
     """The bucket key of a source tarball, named by its content."""
     return f"sm-imgclf/source/sourcedir-{hashlib.sha256(data).hexdigest()[:16]}.tar.gz"
 
-
-def image_uri_for(spec: TrainingSpec, region: str) -> str:
-    """Return the training image: ``spec.image_uri``, else the SageMaker SDK's lookup."""
-    if spec.image_uri:
-        return spec.image_uri
-    try:
-        image_uris = require("sagemaker.image_uris", extra="sagemaker")
-    except MissingDependencyError as error:
-        raise MissingDependencyError(
-            f"{error} It looks up the PyTorch training image for {region}; or pass "
-            "image_uri='<account>.dkr.ecr.<region>.amazonaws.com/pytorch-training:<tag>' "
-            "to the estimator.", extra="sagemaker") from None
-    return str(image_uris.retrieve(
-        framework="pytorch", region=region, version=FRAMEWORK_VERSION, py_version=PY_VERSION,
-        instance_type=spec.instance_type, image_scope="training"))
 
 
 def training_request(spec: TrainingSpec, *, bucket: str, region: str, image_uri: str,
