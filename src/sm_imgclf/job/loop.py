@@ -80,7 +80,7 @@ class Trainer:
         for module in self.frozen:
             module.eval()  # frozen batch norms keep their pretrained statistics
         generator = torch.Generator().manual_seed(self.hp.seed * 1_000_003 + epoch)
-        order = self._order(len(data), generator, epoch)
+        order = self._order(len(data), generator)
         total_loss, correct, seen = 0.0, 0, 0
         for start in range(0, len(order), self.hp.batch_size):
             index = order[start:start + self.hp.batch_size]
@@ -106,9 +106,9 @@ class Trainer:
         self.model.eval()
         total_loss, correct = 0.0, 0
         with torch.inference_mode():
-            for start in range(0, len(data), max(self.hp.batch_size, 64)):
-                inputs = self._inputs(data.images[start:start + max(self.hp.batch_size, 64)],
-                                      None, train=False)
+            step = max(self.hp.batch_size, 64)  # no gradients: larger batches fit
+            for start in range(0, len(data), step):
+                inputs = self._inputs(data.images[start:start + step], None, train=False)
                 labels = data.labels[start:start + inputs.shape[0]].to(self.device)
                 with torch.autocast(self.device.type, enabled=self.device.type == "cuda"):
                     logits = self.model(inputs)
@@ -128,7 +128,7 @@ class Trainer:
             batch = center_crop(batch, size)
         return normalise(batch.to(self.device, non_blocking=True), self.mean, self.std)
 
-    def _order(self, n: int, generator: torch.Generator, epoch: int) -> torch.Tensor:
+    def _order(self, n: int, generator: torch.Generator) -> torch.Tensor:
         import torch
 
         order = torch.randperm(n, generator=generator)

@@ -61,15 +61,12 @@ def run(env: JobEnvironment, settings: dict[str, Any], hp: Hyperparameters) -> d
 
     distributed = setup(env)
     torch.manual_seed(hp.seed)
-    channels = {"train": env.channel("train", required=True)}
-    for name in ("valid", "test"):
-        if (path := env.channel(name, required=False)) is not None:
-            channels[name] = path
+    channels = {name: path for name in ("train", "valid", "test")
+                if (path := env.channel(name, required=name == "train")) is not None}
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     print(f"job: {settings['model']} on {device}, channels {sorted(channels)}, "
           f"hyperparameters {json.dumps(hp.to_dict())}", flush=True)
-    splits = load_splits({k: v for k, v in channels.items() if v is not None}, hp.image_size,
-                         hp.augmentation, hp.num_workers)
+    splits = load_splits(channels, hp.image_size, hp.augmentation, hp.num_workers)
     trainer, head, model = prepare(settings, hp, splits, device, env, distributed)
     state = trainer.fit(splits["train"], splits.get("valid"))
     metrics: dict[str, Any] = {"history": state["history"], "best_epoch": state["best_epoch"]}
@@ -86,9 +83,9 @@ def _write_outputs(env: JobEnvironment, settings: dict[str, Any], hp: Hyperparam
                    train: Any, model: Any, head: Any, metrics: dict[str, Any]) -> None:
     from sm_imgclf.job.images import resize_size
     from sm_imgclf.job.package import write_package
-    from sm_imgclf.models.registry import normalisation
+    from sm_imgclf.models.registry import IMAGENET_MEAN, IMAGENET_STD
 
-    mean, std = normalisation(settings["model"], settings["weights"])
+    mean, std = IMAGENET_MEAN, IMAGENET_STD
     env.output_dir.mkdir(parents=True, exist_ok=True)
     (env.output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
     best: dict[str, Any] = next(

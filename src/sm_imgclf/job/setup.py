@@ -8,10 +8,12 @@ from typing import TYPE_CHECKING, Any
 from sm_imgclf.job.contract import JobEnvironment
 from sm_imgclf.job.loop import Trainer
 from sm_imgclf.models.registry import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
     HeadSpec,
     build_model,
     head_module,
-    normalisation,
+    set_submodule,
     set_trainable,
 )
 
@@ -35,7 +37,7 @@ def prepare(settings: dict[str, Any], hp: Hyperparameters, splits: dict[str, Spl
     trainable = settings["trainable"]
     trainable = trainable[0] if list(trainable) in (["head"], ["all"]) else trainable
     set_trainable(model, head, trainable)
-    mean, std = normalisation(settings["model"], weights)
+    mean, std = IMAGENET_MEAN, IMAGENET_STD
     frozen = [m for name, m in model.named_children()
               if not any(p.requires_grad for p in m.parameters())]
     model.to(device)
@@ -65,10 +67,9 @@ def _to_features(model: nn.Module, head: HeadSpec, splits: dict[str, SplitData],
     from torch import nn
 
     from sm_imgclf.job.images import normalise
-    from sm_imgclf.models.registry import _set_module
 
     layer = head_module(model, head)
-    _set_module(model, head.path, nn.Identity())
+    set_submodule(model, head.path, nn.Identity())
     model.eval()
     started = time.perf_counter()
     with torch.inference_mode():
@@ -79,7 +80,7 @@ def _to_features(model: nn.Module, head: HeadSpec, splits: dict[str, SplitData],
                 with torch.autocast(device.type, enabled=device.type == "cuda"):
                     chunks.append(model(normalise(batch, mean, std)).float().cpu())
             split.images = torch.cat(chunks)
-    _set_module(model, head.path, layer)
+    set_submodule(model, head.path, layer)
     print(f"features: backbone run once over {sum(len(s) for s in splits.values())} images "
           f"in {time.perf_counter() - started:.1f}s; the head trains on cached features",
           flush=True)

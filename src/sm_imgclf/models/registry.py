@@ -17,6 +17,7 @@ from sm_imgclf.errors import ConfigurationError
 if TYPE_CHECKING:
     from torch import nn
 
+# Every torchvision classifier is trained on ImageNet statistics; jobs and packages use these.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 _IMAGENET_CLASSES = 1000
@@ -115,7 +116,7 @@ def replace_head(model: nn.Module, num_classes: int, *, hidden: int = 0,
         layers += [nn.Dropout(dropout)] if dropout else []
         layers.append(nn.Linear(hidden or in_features, num_classes))
         new = layers[0] if len(layers) == 1 else nn.Sequential(*layers)
-    _set_module(model, path, new)
+    set_submodule(model, path, new)
     return HeadSpec(path, in_features, num_classes, hidden, dropout)
 
 
@@ -173,7 +174,8 @@ def _drop_auxiliary_heads(model: nn.Module) -> None:
         model.__dict__["aux_logits"] = False  # a plain flag, not a submodule
 
 
-def _set_module(model: nn.Module, path: str, module: nn.Module) -> None:
+def set_submodule(model: nn.Module, path: str, module: nn.Module) -> None:
+    """Put ``module`` at the dotted ``path`` of ``model``, replacing what was there."""
     parent_path, _, leaf = path.rpartition(".")
     parent = model.get_submodule(parent_path) if parent_path else model
     setattr(parent, leaf, module)
@@ -220,8 +222,3 @@ def _download_help(name: str, enum: Any, error: BaseException) -> str:
         "train from scratch."
     )
 
-
-def normalisation(name: str, weights: str | None) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Return the mean and std the weights were trained with (ImageNet's by default)."""
-    del name, weights  # every torchvision classifier is trained on ImageNet statistics
-    return IMAGENET_MEAN, IMAGENET_STD

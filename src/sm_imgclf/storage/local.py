@@ -80,7 +80,7 @@ class LocalDirStore:
         """Copy one file into the store, reporting progress per MiB."""
         target = self.path(item.key)
         target.parent.mkdir(parents=True, exist_ok=True)
-        with item.path.open("rb") as source, self._atomic(target) as sink:
+        with item.path.open("rb") as source, _AtomicWriter(target) as sink:
             while chunk := source.read(_CHUNK):
                 sink.write(chunk)
                 progress(len(chunk))
@@ -89,7 +89,7 @@ class LocalDirStore:
         """Write ``data`` under ``key``, replacing what was there."""
         target = self.path(key)
         target.parent.mkdir(parents=True, exist_ok=True)
-        with self._atomic(target) as sink:
+        with _AtomicWriter(target) as sink:
             sink.write(data)
 
     def get_bytes(self, key: str) -> bytes:
@@ -98,9 +98,6 @@ class LocalDirStore:
             return self.path(key).read_bytes()
         except FileNotFoundError:
             raise ObjectNotFoundError(f"No object {key!r} in {self!r}.") from None
-
-    def _atomic(self, target: Path) -> _AtomicWriter:
-        return _AtomicWriter(target)
 
 
 class _AtomicWriter:
