@@ -28,6 +28,7 @@ from sm_imgclf.errors import (
     StorageError,
     TrainingJobFailedError,
     TransferError,
+    TuningFailedError,
 )
 
 if TYPE_CHECKING:
@@ -47,6 +48,10 @@ if TYPE_CHECKING:
     from sm_imgclf.training.hyperparameters import Hyperparameters
     from sm_imgclf.training.job import JobStatus, TrainingJob
     from sm_imgclf.training.spec import TrainingSpec
+    from sm_imgclf.tuning.result import Trial, TuningResult
+    from sm_imgclf.tuning.run import TuningRun
+    from sm_imgclf.tuning.space import Categorical, Continuous, Integer
+    from sm_imgclf.tuning.spec import Strategy, TrialRecord, TuningSpec, TuningStatus
 
 _LAZY = {
     "Channels": "sm_imgclf.data.upload",
@@ -69,6 +74,16 @@ _LAZY = {
     "JobStatus": "sm_imgclf.training.job",
     "TrainingJob": "sm_imgclf.training.job",
     "TrainingSpec": "sm_imgclf.training.spec",
+    "Trial": "sm_imgclf.tuning.result",
+    "TuningResult": "sm_imgclf.tuning.result",
+    "TuningRun": "sm_imgclf.tuning.run",
+    "Categorical": "sm_imgclf.tuning.space",
+    "Continuous": "sm_imgclf.tuning.space",
+    "Integer": "sm_imgclf.tuning.space",
+    "Strategy": "sm_imgclf.tuning.spec",
+    "TrialRecord": "sm_imgclf.tuning.spec",
+    "TuningSpec": "sm_imgclf.tuning.spec",
+    "TuningStatus": "sm_imgclf.tuning.spec",
     "ValidationReport": "sm_imgclf.data.report",
     "cifar10_to_folder": "sm_imgclf.data.cifar10",
     "digits_to_folder": "sm_imgclf.data.digits",
@@ -77,8 +92,10 @@ _LAZY = {
 __all__ = [
     "BackendError",
     "BucketNotFoundError",
+    "Categorical",
     "Channels",
     "ConfigurationError",
+    "Continuous",
     "DatasetError",
     "DatasetManifest",
     "DatasetNotFoundError",
@@ -91,6 +108,7 @@ __all__ = [
     "Finding",
     "Hyperparameters",
     "ImageFolderDataset",
+    "Integer",
     "JobStatus",
     "LocalSession",
     "ManifestEntry",
@@ -103,12 +121,20 @@ __all__ = [
     "SmImgclfError",
     "StorageAccessDeniedError",
     "StorageError",
+    "Strategy",
     "TrainingJob",
     "TrainingJobFailedError",
     "TrainingSpec",
     "TransferError",
     "TransferLearningEstimator",
     "TransferSummary",
+    "Trial",
+    "TrialRecord",
+    "TuningFailedError",
+    "TuningResult",
+    "TuningRun",
+    "TuningSpec",
+    "TuningStatus",
     "ValidationReport",
     "__version__",
     "cifar10_to_folder",

@@ -16,6 +16,7 @@ so ``except sm_imgclf.SmImgclfError`` catches them all. The tree::
     │   └── TransferError                       some files failed to transfer; carries the summary
     └── BackendError                            a backend could not do what it was asked
         ├── TrainingJobFailedError              a training job ended in Failed; carries the reason
+        ├── TuningFailedError                   a tuning run ended in Failed; carries the reason
         └── EndpointError                       an endpoint refused a request; carries the status
 
 Each message names the thing at fault, what was expected and what to do.
@@ -44,6 +45,7 @@ __all__ = [
     "StorageError",
     "TrainingJobFailedError",
     "TransferError",
+    "TuningFailedError",
 ]
 
 
@@ -136,6 +138,19 @@ class TrainingJobFailedError(BackendError):
 
     def __init__(self, name: str, reason: str | None) -> None:
         super().__init__(f"Training job {name!r} failed: {reason or 'no reason given'}",
+                         name=name)
+        self.reason = reason
+
+
+class TuningFailedError(BackendError):
+    """A tuning run ended in ``Failed`` (every trial failed, or no objective was printed).
+
+    Attributes:
+        reason: The collected reasons.
+    """
+
+    def __init__(self, name: str, reason: str | None) -> None:
+        super().__init__(f"Tuning run {name!r} failed: {reason or 'no reason given'}",
                          name=name)
         self.reason = reason
 

@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     from sm_imgclf.serving.spec import DeploySpec
     from sm_imgclf.training.job import JobStatus
     from sm_imgclf.training.spec import TrainingSpec
+    from sm_imgclf.tuning.spec import TrialRecord, TuningSpec, TuningStatus
 
 
 @runtime_checkable
@@ -18,8 +19,7 @@ class Backend(Protocol):
     """Where a session's work is stored and executed.
 
     Every method takes or names plain data (a frozen spec, a job name), so the
-    public classes stay the same whichever backend runs the work. Tuning joins
-    the protocol when it is built.
+    public classes stay the same whichever backend runs the work.
 
     Attributes:
         name: A short name for messages and logs (``"local"``, ``"sagemaker"``, ``"fake"``).
@@ -50,6 +50,26 @@ class Backend(Protocol):
 
     def stop_training(self, name: str) -> None:
         """Stop a running job; its checkpoints are kept."""
+        ...
+
+    def tuning_request(self, spec: TuningSpec) -> dict[str, Any]:
+        """Return what :meth:`start_tuning` would send or run, without doing it."""
+        ...
+
+    def start_tuning(self, spec: TuningSpec) -> None:
+        """Start the tuning run described by ``spec``; return without waiting."""
+        ...
+
+    def describe_tuning(self, name: str) -> TuningStatus:
+        """Return a tuning run's status; raise :class:`~sm_imgclf.BackendError` if unknown."""
+        ...
+
+    def list_trials(self, name: str) -> list[TrialRecord]:
+        """Return every trial of a tuning run so far, in the order they started."""
+        ...
+
+    def stop_tuning(self, name: str) -> None:
+        """Stop a tuning run and its running trials."""
         ...
 
     def deploy(self, spec: DeploySpec) -> None:

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from sm_imgclf.serving.spec import DeploySpec
     from sm_imgclf.training.job import JobStatus
     from sm_imgclf.training.spec import TrainingSpec
+    from sm_imgclf.tuning.spec import TrialRecord, TuningSpec, TuningStatus
 
 
 @dataclass
@@ -24,6 +25,16 @@ class FakeJob:
     log: list[str] = field(default_factory=list)
     failure_reason: str | None = None
     model_uri: str | None = None
+
+
+@dataclass
+class FakeTuning:
+    """A tuning run the fake backend was asked to start, and its scripted trials."""
+
+    spec: TuningSpec
+    status: str = "InProgress"
+    trials: list[TrialRecord] = field(default_factory=list)
+    failure_reason: str | None = None
 
 
 class FakeBackend:
@@ -47,6 +58,7 @@ class FakeBackend:
         self.requests: list[tuple[str, bytes, str, str]] = []
         self.answers: list[bytes] = []
         self.batches: list[BatchSpec] = []
+        self.tunings: dict[str, FakeTuning] = {}
 
     @property
     def store(self) -> MemoryStore:
@@ -91,6 +103,45 @@ class FakeBackend:
     def stop_training(self, name: str) -> None:
         """Mark the job stopped."""
         self._job(name).status = "Stopped"
+
+    def tuning_request(self, spec: TuningSpec) -> dict[str, Any]:
+        """The spec as a dictionary."""
+        return spec.to_dict()
+
+    def start_tuning(self, spec: TuningSpec) -> None:
+        """Record the run as in progress; :meth:`finish_tuning` scripts its trials."""
+        if spec.name in self.tunings:
+            raise BackendError(f"A tuning run named {spec.name!r} exists.", name=spec.name)
+        self.tunings[spec.name] = FakeTuning(spec)
+
+    def finish_tuning(self, name: str, trials: list[TrialRecord], *,
+                      failure_reason: str | None = None) -> None:
+        """End a run with ``trials`` (failed if ``failure_reason`` is given)."""
+        tuning = self._tuning(name)
+        tuning.trials = list(trials)
+        tuning.status = "Failed" if failure_reason else "Completed"
+        tuning.failure_reason = failure_reason
+
+    def describe_tuning(self, name: str) -> TuningStatus:
+        """The scripted status."""
+        from sm_imgclf.tuning.spec import TuningStatus
+
+        tuning = self._tuning(name)
+        return TuningStatus(tuning.status, tuning.failure_reason, None, tuning.spec.objective,
+                            tuning.spec.direction)
+
+    def list_trials(self, name: str) -> list[TrialRecord]:
+        """The scripted trials."""
+        return list(self._tuning(name).trials)
+
+    def stop_tuning(self, name: str) -> None:
+        """Mark the run stopped."""
+        self._tuning(name).status = "Stopped"
+
+    def _tuning(self, name: str) -> FakeTuning:
+        if name not in self.tunings:
+            raise BackendError(f"No fake tuning run named {name!r}.", name=name)
+        return self.tunings[name]
 
     def deploy(self, spec: DeploySpec) -> None:
         """Record the endpoint; :attr:`answers` scripts what it returns."""

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from sm_imgclf.serving.spec import DeploySpec
     from sm_imgclf.training.job import JobStatus
     from sm_imgclf.training.spec import TrainingSpec
+    from sm_imgclf.tuning.spec import TrialRecord, TuningSpec, TuningStatus
 
 _RESTARTABLE = frozenset({"Failed", "Stopped"})
 
@@ -80,12 +81,7 @@ class LocalBackend:
         (folder / "runner.pid").unlink(missing_ok=True)
         (folder / local_runner.STATUS).unlink(missing_ok=True)
         local_runner.write_status(folder, status="InProgress")
-        runner = [sys.executable, "-m", "sm_imgclf.backends.local_runner", str(folder)]
-        with (folder / "runner.log").open("ab") as log:
-            process = subprocess.Popen(runner, stdout=log, stderr=subprocess.STDOUT,
-                                       start_new_session=True)
-        # A file of its own: status.json belongs to the runner from now on.
-        (folder / "runner.pid").write_text(str(process.pid))
+        _spawn(folder, "sm_imgclf.backends.local_runner")
 
     def describe_training(self, name: str) -> JobStatus:
         """Read ``status.json``; a runner that vanished without a verdict means Failed."""
@@ -126,6 +122,78 @@ class LocalBackend:
         if status["status"] == "InProgress" and pid and alive(pid):
             os.kill(pid, signal.SIGTERM)
 
+    def tuning_dir(self, name: str) -> Path:
+        """The folder of tuning run ``name``."""
+        return self.root / "tuning" / name
+
+    def tuning_request(self, spec: TuningSpec) -> dict[str, Any]:
+        """The tuner command and the spec it reads."""
+        self.training_request(spec.training)  # checks the channels' form
+        folder = self.tuning_dir(spec.name)
+        return {"name": spec.name, "spec": spec.to_dict(),
+                "command": [sys.executable, "-m", "sm_imgclf.backends.local_tuner", str(folder)]}
+
+    def start_tuning(self, spec: TuningSpec) -> None:
+        """Start the tuner; a stopped or failed run of the same spec carries on."""
+        from sm_imgclf.backends import local_tuner
+
+        request = self.tuning_request(spec)
+        for name, uri in spec.training.channels:
+            if not _local_path(name, uri).is_dir():
+                raise bad_value(f"channel {name!r}", "an existing folder", uri)
+        folder = self.tuning_dir(spec.name)
+        if (folder / local_tuner.SPEC).exists():
+            self._check_restart(spec, folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / local_tuner.SPEC).write_text(json.dumps(request["spec"], indent=2))
+        (folder / "runner.pid").unlink(missing_ok=True)
+        local_runner.write_status(folder, status="InProgress", failure_reason=None,
+                                  objective=spec.objective, direction=spec.direction)
+        _spawn(folder, "sm_imgclf.backends.local_tuner")
+
+    def _check_restart(self, spec: TuningSpec, folder: Path) -> None:
+        status = self.describe_tuning(spec.name).status
+        if status not in _RESTARTABLE:
+            raise BackendError(f"A tuning run named {spec.name!r} is already {status}. "
+                               "Choose another name.", name=spec.name)
+        if json.loads((folder / "spec.json").read_text()) != spec.to_dict():
+            raise BackendError(f"A tuning run named {spec.name!r} exists with other settings; "
+                               "only an identical run can carry on. Choose another name.",
+                               name=spec.name)
+
+    def describe_tuning(self, name: str) -> TuningStatus:
+        """Read the tuner's ``status.json``; a tuner that vanished means Failed."""
+        from sm_imgclf.tuning.spec import TuningStatus
+
+        folder = self.tuning_dir(name)
+        try:
+            status = json.loads((folder / local_runner.STATUS).read_text())
+        except FileNotFoundError:
+            raise BackendError(f"No local tuning run named {name!r} under "
+                               f"{self.root / 'tuning'}.", name=name) from None
+        pid = _runner_pid(folder)
+        if status["status"] in ("InProgress", "Stopping") and pid and not alive(pid):
+            status |= {"status": "Failed", "failure_reason": "The local tuner ended without "
+                       "a result (killed?). Run it again with this name to carry on."}
+        return TuningStatus(status["status"], status.get("failure_reason"),
+                            status.get("best_job"), status["objective"], status["direction"])
+
+    def list_trials(self, name: str) -> list[TrialRecord]:
+        """The trials so far, from the tuner's ``trials.json``."""
+        from sm_imgclf.tuning.spec import TrialRecord
+
+        self.describe_tuning(name)
+        path = self.tuning_dir(name) / "trials.json"
+        rows = json.loads(path.read_text()) if path.exists() else []
+        return [TrialRecord(**row) for row in rows]
+
+    def stop_tuning(self, name: str) -> None:
+        """Send the tuner SIGTERM; it stops its running trials, which keep their checkpoints."""
+        folder = self.tuning_dir(name)
+        pid = _runner_pid(folder)
+        if self.describe_tuning(name).status == "InProgress" and pid and alive(pid):
+            os.kill(pid, signal.SIGTERM)
+
     def endpoint_dir(self, name: str) -> Path:
         """The folder of endpoint ``name``."""
         return self.root / "endpoints" / name
@@ -158,6 +226,16 @@ class LocalBackend:
         output = predict_folder(package, _local_path("input", spec.input_uri),
                                 _local_path("output", spec.output_uri), top_k=spec.top_k)
         return output.as_uri()
+
+
+def _spawn(folder: Path, module: str) -> None:
+    """Run ``python -m module folder`` in its own session, so it outlives the caller."""
+    runner = [sys.executable, "-m", module, str(folder)]
+    with (folder / "runner.log").open("ab") as log:
+        process = subprocess.Popen(runner, stdout=log, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+    # A file of its own: status.json belongs to the runner from now on.
+    (folder / "runner.pid").write_text(str(process.pid))
 
 
 def _runner_pid(folder: Path) -> int | None:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from sm_imgclf._version import __version__
 from sm_imgclf.backends import sagemaker_serving as serving
 from sm_imgclf.backends import sagemaker_training as requests
+from sm_imgclf.backends import sagemaker_tuning as tuning
 from sm_imgclf.backends.sagemaker_images import pytorch_image
 from sm_imgclf.errors import BackendError, EndpointError
 from sm_imgclf.storage.s3 import S3Store
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     from sm_imgclf.serving.spec import DeploySpec
     from sm_imgclf.training.job import JobStatus
     from sm_imgclf.training.spec import TrainingSpec
+    from sm_imgclf.tuning.spec import TrialRecord, TuningSpec, TuningStatus
 
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 
@@ -141,9 +143,7 @@ class SageMakerBackend:
         source = requests.source_tarball()
         key = requests.source_key(source)
         request = self._request(spec, key)
-        self.store.check_access()
-        if key not in self.store.list_objects(key):
-            self.store.put_bytes(key, source)
+        self._upload_source(key, source)
         with _translate("CreateTrainingJob", spec.job_name):
             self.sagemaker_client.create_training_job(**request)
 
@@ -186,6 +186,74 @@ class SageMakerBackend:
         with _translate("StopTrainingJob", name):
             self.sagemaker_client.stop_training_job(TrainingJobName=name)
 
+
+    def tuning_request(self, spec: TuningSpec) -> dict[str, Any]:
+        """The validated ``CreateHyperParameterTuningJob`` request (nothing is sent)."""
+        return self._tuning_request(spec, requests.source_key(requests.source_tarball()))
+
+    def _tuning_request(self, spec: TuningSpec, source_key: str) -> dict[str, Any]:
+        request = tuning.tuning_request(spec, self._request(spec.training, source_key))
+        requests.validate_request(self.sagemaker_client, "CreateHyperParameterTuningJob",
+                                  request)
+        return request
+
+    def start_tuning(self, spec: TuningSpec) -> None:
+        """Upload the source tarball if needed, then create the tuning job."""
+        source = requests.source_tarball()
+        key = requests.source_key(source)
+        request = self._tuning_request(spec, key)
+        self._upload_source(key, source)
+        with _translate("CreateHyperParameterTuningJob", spec.name):
+            self.sagemaker_client.create_hyper_parameter_tuning_job(**request)
+
+    def _upload_source(self, key: str, source: bytes) -> None:
+        self.store.check_access()
+        if key not in self.store.list_objects(key):
+            self.store.put_bytes(key, source)
+
+    def _describe_tuning(self, name: str) -> dict[str, Any]:
+        with _translate("DescribeHyperParameterTuningJob", name):
+            answer: dict[str, Any] = self.sagemaker_client.describe_hyper_parameter_tuning_job(
+                HyperParameterTuningJobName=name)
+        return answer
+
+    def describe_tuning(self, name: str) -> TuningStatus:
+        """Map ``DescribeHyperParameterTuningJob`` onto :class:`TuningStatus`."""
+        from sm_imgclf.tuning.spec import TuningStatus
+
+        answer = self._describe_tuning(name)
+        objective = answer["HyperParameterTuningJobConfig"]["HyperParameterTuningJobObjective"]
+        return TuningStatus(
+            answer["HyperParameterTuningJobStatus"], answer.get("FailureReason"),
+            answer.get("BestTrainingJob", {}).get("TrainingJobName"), objective["MetricName"],
+            "maximize" if objective["Type"] == "Maximize" else "minimize")
+
+    def list_trials(self, name: str) -> list[TrialRecord]:
+        """Every trial, through ``ListTrainingJobsForHyperParameterTuningJob``'s pages."""
+        config = self._describe_tuning(name)["HyperParameterTuningJobConfig"]
+        early = (config.get("TrainingJobEarlyStoppingType") == "Auto"
+                 or config.get("Strategy") == "Hyperband")
+        summaries: list[dict[str, Any]] = []
+        token: str | None = None
+        while True:
+            args: dict[str, Any] = {"HyperParameterTuningJobName": name, "MaxResults": 100,
+                                    "SortBy": "CreationTime", "SortOrder": "Ascending"}
+            if token:
+                args["NextToken"] = token
+            with _translate("ListTrainingJobsForHyperParameterTuningJob", name):
+                page = self.sagemaker_client.list_training_jobs_for_hyper_parameter_tuning_job(
+                    **args)
+            summaries += page["TrainingJobSummaries"]
+            token = page.get("NextToken")
+            if not token:
+                break
+        return [tuning.trial_record(s, early) for s in summaries]
+
+    def stop_tuning(self, name: str) -> None:
+        """Call ``StopHyperParameterTuningJob``; SageMaker stops its running trials."""
+        with _translate("StopHyperParameterTuningJob", name):
+            self.sagemaker_client.stop_hyper_parameter_tuning_job(
+                HyperParameterTuningJobName=name)
 
     def deploy_requests(self, spec: DeploySpec) -> dict[str, dict[str, Any]]:
         """The validated CreateModel, CreateEndpointConfig and CreateEndpoint requests."""

@@ -54,7 +54,7 @@ class JobEnvironment:
             channels=channels,
             model_dir=Path(env.get("SM_MODEL_DIR", "/opt/ml/model")),
             output_dir=Path(env.get("SM_OUTPUT_DATA_DIR", "/opt/ml/output/data")),
-            checkpoint_dir=Path(env.get("SM_IMGCLF_CHECKPOINT_DIR", DEFAULT_CHECKPOINTS)),
+            checkpoint_dir=_checkpoint_dir(env),
             num_gpus=int(env.get("SM_NUM_GPUS", "0")),
             hosts=hosts,
             current_host=env.get("SM_CURRENT_HOST", hosts[0]),
@@ -74,3 +74,11 @@ class JobEnvironment:
         if not path.is_dir():
             raise ConfigurationError(f"The {name!r} channel folder {path} does not exist.")
         return path
+
+
+def _checkpoint_dir(env: Mapping[str, str]) -> Path:
+    folder = Path(env.get("SM_IMGCLF_CHECKPOINT_DIR", DEFAULT_CHECKPOINTS))
+    if env.get("SM_IMGCLF_CHECKPOINT_PER_JOB") == "1" and env.get("TRAINING_JOB_NAME"):
+        # Trials of a tuning job share one checkpoint prefix; each keeps to its own folder.
+        return folder / env["TRAINING_JOB_NAME"]
+    return folder

@@ -70,6 +70,7 @@ def run(env: JobEnvironment, settings: dict[str, Any], hp: Hyperparameters) -> d
     trainer, head, model = prepare(settings, hp, splits, device, env, distributed)
     state = trainer.fit(splits["train"], splits.get("valid"))
     metrics: dict[str, Any] = {"history": state["history"], "best_epoch": state["best_epoch"]}
+    _print_best(metrics)
     if "test" in splits:
         metrics["test"] = trainer.evaluate(splits["test"])
         print("test " + " ".join(f"test:{k}={v:.4f}" for k, v in metrics["test"].items()),
@@ -77,6 +78,16 @@ def run(env: JobEnvironment, settings: dict[str, Any], hp: Hyperparameters) -> d
     if distributed is None or distributed[0] == 0:
         _write_outputs(env, settings, hp, splits["train"], model, head, metrics)
     return metrics
+
+
+def _print_best(metrics: dict[str, Any]) -> None:
+    # The package holds the best epoch's weights. Printing its metrics last makes them
+    # the "final value" SageMaker's tuner reads from the log, so the objective a trial
+    # reports is the one of the model it leaves behind.
+    best = next((h for h in metrics["history"] if h["epoch"] == metrics["best_epoch"]), None)
+    if best is not None:
+        shown = " ".join(f"{k}={v:.4f}" for k, v in best.items() if ":" in k)
+        print(f"best_epoch={best['epoch']} {shown}", flush=True)
 
 
 def _write_outputs(env: JobEnvironment, settings: dict[str, Any], hp: Hyperparameters,

@@ -84,12 +84,17 @@ class TrainingJob:
 
     @property
     def metrics(self) -> list[dict[str, Any]]:
-        """Per-epoch metrics parsed from the log (the last report of each epoch wins)."""
+        """Per-epoch metrics parsed from the log, then one final row.
+
+        The last report of each epoch wins (a resumed job repeats none). The
+        final row, ``epoch`` ``None``, holds the best epoch's metrics (those of
+        the packaged model) and the test metrics.
+        """
         rows = parse_metrics(self.logs())
         by_epoch: dict[Any, dict[str, Any]] = {}
         for row in rows:
             key = row["epoch"] if row["epoch"] is not None else "final"
-            by_epoch[key] = row
+            by_epoch[key] = by_epoch.get(key, {}) | row if key == "final" else row
         return list(by_epoch.values())
 
     def wait(self, *, logs: bool = True, poll: float = 1.0, out: TextIO | None = None

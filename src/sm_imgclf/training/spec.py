@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from sm_imgclf.training.hyperparameters import Hyperparameters
@@ -92,3 +92,21 @@ def parse_metrics(lines: list[str]) -> list[dict[str, Any]]:
         epoch = _EPOCH.match(line)
         rows.append({"epoch": int(epoch.group(1)) if epoch else None, **found})
     return rows
+
+
+def spec_to_dict(spec: TrainingSpec) -> dict[str, Any]:
+    """A JSON-friendly copy of ``spec`` (hyperparameters as their strings)."""
+    data = {f.name: getattr(spec, f.name) for f in fields(spec)}
+    data["hyperparameters"] = spec.hyperparameters.to_strings()
+    return data
+
+
+def spec_from_dict(data: dict[str, Any]) -> TrainingSpec:
+    """Rebuild a spec written by :func:`spec_to_dict`."""
+    values = dict(data)
+    values["hyperparameters"] = Hyperparameters.from_strings(values["hyperparameters"])
+    for name in ("trainable",):
+        values[name] = tuple(values[name])
+    for name in ("channels", "tags"):
+        values[name] = tuple(tuple(pair) for pair in values[name])
+    return TrainingSpec(**values)

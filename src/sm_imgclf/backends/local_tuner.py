@@ -1,0 +1,265 @@
+"""The local tuner: an Optuna study whose trials are local training jobs.
+
+``python -m sm_imgclf.backends.local_tuner <folder>`` runs the tuning run
+described by ``<folder>/spec.json`` in its own process session, like a
+SageMaker tuning job runs beside the caller. The study lives in
+``study.journal`` (an append-only file that survives a kill), so a rerun with
+the same name carries on: finished trials are kept, and trials cut short
+resume their training jobs from their checkpoints. ``status.json`` and
+``trials.json`` are rewritten after every change for readers.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from sm_imgclf.backends.local import LocalBackend
+from sm_imgclf.backends.local_runner import write_status
+from sm_imgclf.backends.optuna_study import open_study, suggest, trial_record
+from sm_imgclf.training.hyperparameters import BY_NAME
+from sm_imgclf.training.job import TERMINAL, TrainingJob
+from sm_imgclf.training.spec import METRIC_NAMES
+from sm_imgclf.tuning.spec import TuningSpec
+
+STATUS, SPEC, LOG, TRIALS, STUDY = "status.json", "spec.json", "log.txt", "trials.json", \
+    "study.journal"
+FAIL_FAST = 3  # failed trials, with none completed, that end a run early
+
+
+class ObjectiveMissingError(Exception):
+    """A trial finished without printing the objective metric."""
+
+
+@dataclass
+class _Active:
+    trial: Any
+    job: TrainingJob
+    reported: int = 0
+    pruned: bool = False
+
+
+class LocalTuner:
+    """Runs one tuning run to its end; :func:`main` is its process entry point.
+
+    Args:
+        spec: The tuning run.
+        backend: The local backend whose jobs are the trials.
+        folder: The run's folder.
+        poll: Seconds between looks at the running trials.
+    """
+
+    def __init__(self, spec: TuningSpec, backend: LocalBackend, folder: Path,
+                 poll: float = 0.5) -> None:
+        self.spec, self.backend, self.folder, self.poll = spec, backend, folder, poll
+        self.study = open_study(spec, folder / STUDY, backend.root / "tuning")
+        self.session = _session(backend)
+        self.active: dict[int, _Active] = {}
+        self.stopping = False
+
+    def log(self, message: str) -> None:
+        """Append a line to the run's log."""
+        with (self.folder / LOG).open("a") as out:
+            out.write(f"{time.strftime('%H:%M:%S')} {message}\n")
+
+    def run(self) -> dict[str, Any]:
+        """Run trials until ``max_jobs`` have ended; return the final status fields."""
+        self._reattach()
+        while not self.stopping:
+            self._fill()
+            if not self.active:
+                break
+            time.sleep(self.poll)
+            for number in list(self.active):
+                self._follow(number)
+            self._publish()
+            if self._failing():
+                self._stop_all()
+                return self._failed(f"The first {FAIL_FAST} trials failed")
+        if self.stopping:
+            self._stop_all()
+            self.log("stopped; run it again with the same name to carry on")
+            return {"status": "Stopped"}
+        if not self._trials("COMPLETE"):
+            return self._failed(f"All {len(self._trials('FAIL'))} trials failed")
+        return {"status": "Completed"}
+
+    def _trials(self, *states: str) -> list[Any]:
+        from optuna.trial import TrialState
+
+        wanted = tuple(TrialState[s] for s in states)
+        return [t for t in self.study.get_trials(deepcopy=False, states=wanted)
+                if not t.user_attrs.get("warm_start")]
+
+    def _fill(self) -> None:
+        started = len(self._trials("COMPLETE", "PRUNED", "FAIL", "RUNNING"))
+        while len(self.active) < self.spec.max_parallel_jobs and started < self.spec.max_jobs:
+            trial = self.study.ask()
+            values = suggest(trial, self.spec.space_map)
+            name = self.spec.trial_job_name(trial.number)
+            trial.set_user_attr("job_name", name)
+            trial.set_user_attr("values", values)
+            self._start(trial, name)
+            shown = " ".join(f"{k}={v}" for k, v in values.items())
+            self.log(f"trial {trial.number} started as {name}: {shown}")
+            started += 1
+
+    def _start(self, trial: Any, name: str) -> None:
+        changes = {k: BY_NAME[k].parse(v) for k, v in trial.user_attrs["values"].items()}
+        self.backend.start_training(self.spec.trial_spec(trial.number, changes))
+        self.active[trial.number] = _Active(trial, TrainingJob(name, self.session))
+
+    def _reattach(self) -> None:
+        import optuna
+
+        for frozen in self._trials("RUNNING"):
+            trial = optuna.trial.Trial(self.study, frozen._trial_id)
+            name = frozen.user_attrs["job_name"]
+            reported = max(frozen.intermediate_values, default=0)
+            try:
+                status = self.backend.describe_training(name).status
+            except Exception:
+                status = "Missing"
+            if status in ("Failed", "Stopped", "Missing"):
+                self._start(trial, name)  # the job resumes from its checkpoint
+                self.log(f"trial {frozen.number} resumed as {name}")
+            else:
+                self.active[frozen.number] = _Active(trial, TrainingJob(name, self.session))
+            self.active[frozen.number].reported = reported
+
+    def _follow(self, number: int) -> None:
+        active = self.active[number]
+        status = active.job.describe()
+        metrics = active.job.metrics
+        self._report(active, [m for m in metrics if m["epoch"] is not None])
+        if status.status not in TERMINAL:
+            return
+        del self.active[number]
+        if active.pruned:
+            self.study.tell(active.trial, state=_state("PRUNED"))
+            self.log(f"trial {number} pruned after epoch {active.reported}")
+        elif status.status == "Completed":
+            self._complete(active, metrics)
+        elif status.status == "Stopped" and self.stopping:
+            self.active[number] = active  # stays RUNNING in the study: a rerun resumes it
+        else:
+            reason = status.failure_reason or f"the training job was {status.status.lower()}"
+            active.trial.set_user_attr("failure_reason", reason[-2000:])
+            self.study.tell(active.trial, state=_state("FAIL"))
+            self.log(f"trial {number} failed: {reason.strip().splitlines()[-1]}")
+
+    def _report(self, active: _Active, epochs: list[dict[str, Any]]) -> None:
+        for row in epochs:
+            value = row.get(self.spec.objective)
+            if row["epoch"] <= active.reported or value is None:
+                continue
+            active.trial.report(float(value), row["epoch"])
+            active.reported = row["epoch"]
+            if not active.pruned and not math.isnan(value) and active.trial.should_prune():
+                active.pruned = True
+                self.backend.stop_training(active.job.name)
+
+    def _complete(self, active: _Active, metrics: list[dict[str, Any]]) -> None:
+        values = [m[self.spec.objective] for m in metrics if self.spec.objective in m]
+        if not values:
+            printed = sorted({k for m in metrics for k in m if k in METRIC_NAMES})
+            self.study.tell(active.trial, state=_state("FAIL"))
+            raise ObjectiveMissingError(
+                f"The objective {self.spec.objective!r} never appeared in the log of "
+                f"{active.job.name}; it printed {printed or 'no metrics'}. Choose one of "
+                "those, or pass the channel the objective is computed on.")
+        value = values[-1]
+        self.study.tell(active.trial, value if math.isfinite(value) else math.nan)
+        self.log(f"trial {active.trial.number} completed: {self.spec.objective}={value:.4f}")
+
+    def _failing(self) -> bool:
+        failed = self._trials("FAIL")
+        return (not self._trials("COMPLETE") and len(failed) >= min(FAIL_FAST, self.spec.max_jobs)
+                and len(failed) < self.spec.max_jobs)
+
+    def _failed(self, what: str) -> dict[str, Any]:
+        reasons = [f"{t.user_attrs.get('job_name')}: {t.user_attrs.get('failure_reason')}"
+                   for t in self._trials("FAIL")]
+        reason = f"{what}; nothing is left to tune. Their reasons:\n" + "\n".join(reasons)
+        self.log(reason)
+        return {"status": "Failed", "failure_reason": reason}
+
+    def _stop_all(self) -> None:
+        for active in self.active.values():
+            self.backend.stop_training(active.job.name)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and any(
+                a.job.describe().status not in TERMINAL for a in self.active.values()):
+            time.sleep(self.poll)
+
+    def _publish(self) -> None:
+        records = [asdict(trial_record(t)) for t in self.study.get_trials(deepcopy=False)
+                   if not t.user_attrs.get("warm_start")]
+        partial = self.folder / f".{TRIALS}.partial"
+        partial.write_text(json.dumps(records, indent=1))
+        partial.replace(self.folder / TRIALS)
+        best = _best(self.study)
+        write_status(self.folder, best_job=best)
+
+
+def _best(study: Any) -> str | None:
+    try:
+        return str(study.best_trial.user_attrs.get("job_name"))
+    except ValueError:
+        return None
+
+
+def _state(name: str) -> Any:
+    from optuna.trial import TrialState
+
+    return TrialState[name]
+
+
+def _session(backend: LocalBackend) -> Any:
+    from sm_imgclf.session import Session
+
+    return Session(backend)
+
+
+def main(folder: Path) -> int:
+    """Run the tuning run in ``folder`` and record how it ended."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    spec = TuningSpec.from_dict(json.loads((folder / SPEC).read_text()))
+    # Parallel trials share this machine's cores; more threads than cores makes each
+    # job several times slower than running them one after another.
+    threads = max(1, (os.cpu_count() or 1) // spec.max_parallel_jobs)
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+    tuner = LocalTuner(spec, LocalBackend(folder.parents[1]), folder)
+
+    def stop(signum: int, frame: Any) -> None:
+        tuner.stopping = True
+        write_status(folder, status="Stopping")
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        outcome = tuner.run()
+    except ObjectiveMissingError as error:
+        tuner._stop_all()
+        tuner.log(str(error))
+        outcome = {"status": "Failed", "failure_reason": str(error)}
+    except Exception as error:  # the reason must reach the caller, whatever it is
+        import traceback
+
+        tuner.log(traceback.format_exc())
+        outcome = {"status": "Failed", "failure_reason": f"{type(error).__name__}: {error}"}
+    tuner._publish()
+    write_status(folder, ended=time.time(), **outcome)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(Path(sys.argv[1])))

@@ -1,0 +1,110 @@
+"""Building SageMaker tuning requests and reading its trials: pure functions, no network."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sm_imgclf.training.hyperparameters import BY_NAME
+from sm_imgclf.tuning.space import Categorical, Integer, Range
+from sm_imgclf.tuning.spec import Strategy, TrialRecord, TuningSpec
+
+_SCALES = {"linear": "Linear", "log": "Logarithmic", "reverse_log": "ReverseLogarithmic"}
+_STRATEGIES = {Strategy.BAYESIAN: "Bayesian", Strategy.RANDOM: "Random",
+               Strategy.GRID: "Grid", Strategy.HYPERBAND: "Hyperband"}
+_WARM = {"identical_data": "IdenticalDataAndAlgorithm", "transfer_learning": "TransferLearning"}
+# CreateTrainingJob fields that a tuning job's TrainingJobDefinition takes as they are.
+_SHARED = ("AlgorithmSpecification", "RoleArn", "InputDataConfig", "OutputDataConfig",
+           "ResourceConfig", "StoppingCondition", "EnableManagedSpotTraining")
+
+
+def tuning_request(spec: TuningSpec, training: dict[str, Any]) -> dict[str, Any]:
+    """Return the ``CreateHyperParameterTuningJob`` request.
+
+    Args:
+        spec: The tuning run.
+        training: The ``CreateTrainingJob`` request the estimator builds for
+            ``spec.training``; its definition is reused unchanged, less the
+            tuned hyperparameters and the per-job checkpoint location.
+    """
+    definition = {key: training[key] for key in _SHARED if key in training}
+    definition["StaticHyperParameters"] = {
+        k: v for k, v in training["HyperParameters"].items() if k not in spec.space_map}
+    if spec.training.use_spot:
+        # Every trial would share one checkpoint prefix; the job keeps its own subfolder.
+        definition["CheckpointConfig"] = {
+            "S3Uri": training["CheckpointConfig"]["S3Uri"].rsplit("/jobs/", 1)[0]
+            + f"/tuning/{spec.name}/checkpoints",
+            "LocalPath": training["CheckpointConfig"]["LocalPath"]}
+        definition["Environment"] = {"SM_IMGCLF_CHECKPOINT_PER_JOB": "1"}
+    config: dict[str, Any] = {
+        "Strategy": _STRATEGIES[spec.strategy],
+        "HyperParameterTuningJobObjective": {
+            "Type": "Maximize" if spec.direction == "maximize" else "Minimize",
+            "MetricName": spec.objective},
+        "ResourceLimits": {"MaxNumberOfTrainingJobs": spec.max_jobs,
+                           "MaxParallelTrainingJobs": spec.max_parallel_jobs},
+        "ParameterRanges": parameter_ranges(spec.space_map),
+        "TrainingJobEarlyStoppingType": "Auto" if spec.early_stopping == "auto" else "Off",
+        "RandomSeed": spec.seed,
+    }
+    if spec.strategy is Strategy.HYPERBAND:
+        config["StrategyConfig"] = {"HyperbandStrategyConfig": {
+            "MinResource": spec.min_epochs,
+            "MaxResource": spec.training.hyperparameters.epochs}}
+    request: dict[str, Any] = {
+        "HyperParameterTuningJobName": spec.name,
+        "HyperParameterTuningJobConfig": config,
+        "TrainingJobDefinition": definition,
+        "Tags": training.get("Tags", []),
+    }
+    if spec.warm_start:
+        request["WarmStartConfig"] = {
+            "ParentHyperParameterTuningJobs": [
+                {"HyperParameterTuningJobName": name} for name in spec.warm_start],
+            "WarmStartType": _WARM[spec.warm_start_type]}
+    return request
+
+
+def parameter_ranges(space: dict[str, Range]) -> dict[str, list[dict[str, Any]]]:
+    """The typed ranges in SageMaker's form: every value a string the job parses back."""
+    ranges: dict[str, list[dict[str, Any]]] = {
+        "IntegerParameterRanges": [], "ContinuousParameterRanges": [],
+        "CategoricalParameterRanges": []}
+    for name, value in sorted(space.items()):
+        param = BY_NAME[name]
+        if isinstance(value, Categorical):
+            ranges["CategoricalParameterRanges"].append(
+                {"Name": name, "Values": [param.format(v) for v in value.values]})
+            continue
+        kind = "IntegerParameterRanges" if isinstance(value, Integer) \
+            else "ContinuousParameterRanges"
+        ranges[kind].append({"Name": name, "MinValue": param.format(value.min),
+                             "MaxValue": param.format(value.max),
+                             "ScalingType": _SCALES[value.scale]})
+    return {kind: items for kind, items in ranges.items() if items}
+
+
+def trial_record(summary: dict[str, Any], early_stopping: bool) -> TrialRecord:
+    """Read one ``HyperParameterTrainingJobSummary``.
+
+    SageMaker reports a trial its early stopping ended as ``Stopped``; when the
+    run stops trials early (Auto or Hyperband) that is recorded as ``pruned``.
+    """
+    status = summary["TrainingJobStatus"].lower()
+    if status == "stopped" and early_stopping:
+        status = "pruned"
+    if status in ("inprogress", "stopping"):
+        status = "running"
+    metric = summary.get("FinalHyperParameterTuningJobObjectiveMetric") or {}
+    return TrialRecord(
+        job_name=summary["TrainingJobName"], status=status,
+        hyperparameters=dict(summary.get("TunedHyperParameters", {})),
+        objective=metric.get("Value"),
+        started=_seconds(summary.get("TrainingStartTime")),
+        ended=_seconds(summary.get("TrainingEndTime")),
+        failure_reason=summary.get("FailureReason"),
+    )
+
+
+def _seconds(moment: Any) -> float | None:
+    return None if moment is None else float(moment.timestamp())

@@ -1,0 +1,1 @@
+"""Tuning: search spaces, TuningRun, and results."""

@@ -1,0 +1,229 @@
+"""TuningResult: the trials of a tuning run, typed, with the best one and plots."""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+from sm_imgclf.errors import BackendError, TuningFailedError
+from sm_imgclf.training.hyperparameters import BY_NAME
+from sm_imgclf.tuning.spec import TrialRecord, TuningStatus
+
+if TYPE_CHECKING:
+    from sm_imgclf.session import Session
+    from sm_imgclf.training.job import TrainingJob
+
+TERMINAL = frozenset({"Completed", "Failed", "Stopped"})
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One trial of a tuning run.
+
+    Attributes:
+        job_name: Its training job.
+        status: ``running``, ``completed``, ``pruned`` (stopped early by the
+            strategy), ``failed`` or ``stopped``.
+        hyperparameters: The tuned values, typed (``{"lr": 0.003, "batch_size": 64}``).
+        objective: The objective's final value (for a pruned trial, its last report).
+        duration: Seconds from start to end (``None`` while running).
+        epochs: Epochs it trained, where known.
+        failure_reason: Why it failed.
+    """
+
+    job_name: str
+    status: str
+    hyperparameters: dict[str, Any]
+    objective: float | None
+    duration: float | None
+    epochs: int | None
+    failure_reason: str | None
+    session: Session = field(repr=False, compare=False)
+
+    @property
+    def job(self) -> TrainingJob:
+        """The trial's :class:`~sm_imgclf.TrainingJob` (deploy it, read its metrics)."""
+        from sm_imgclf.training.job import TrainingJob
+
+        return TrainingJob(self.job_name, self.session)
+
+    @classmethod
+    def from_record(cls, record: TrialRecord, session: Session) -> Trial:
+        """Type a backend's record with the hyperparameter schema."""
+        values = {name: BY_NAME[name].parse(text) if name in BY_NAME else text
+                  for name, text in record.hyperparameters.items()}
+        duration = (record.ended - record.started
+                    if record.ended is not None and record.started is not None else None)
+        return cls(record.job_name, record.status, values, record.objective, duration,
+                   record.epochs, record.failure_reason, session)
+
+
+class TuningResult:
+    """A tuning run's trials; also a handle to wait for or stop a run in progress.
+
+    Get one from :meth:`~sm_imgclf.TuningRun.run` or :meth:`attach`.
+
+    Args:
+        name: The tuning run's name.
+        session: The session whose backend runs it.
+    """
+
+    def __init__(self, name: str, session: Session) -> None:
+        self.name = name
+        self.session = session
+        self._status: TuningStatus | None = None
+        self._trials: list[Trial] = []
+
+    @classmethod
+    def attach(cls, name: str, session: Session) -> TuningResult:
+        """Return the result of an existing run (raises if the backend does not know it)."""
+        result = cls(name, session)
+        result.refresh()
+        return result
+
+    def __repr__(self) -> str:
+        status = self._status.status if self._status else "?"
+        return f"TuningResult({self.name!r}, status={status!r}, trials={len(self._trials)})"
+
+    def refresh(self) -> TuningResult:
+        """Fetch the run's status and trials from the backend."""
+        backend = self.session.backend
+        self._status = backend.describe_tuning(self.name)
+        self._trials = [Trial.from_record(r, self.session) for r in backend.list_trials(self.name)]
+        return self
+
+    @property
+    def status(self) -> str:
+        """``InProgress``, ``Stopping``, ``Completed``, ``Failed`` or ``Stopped``."""
+        return self._current().status
+
+    @property
+    def objective(self) -> str:
+        """The metric the run optimises."""
+        return self._current().objective
+
+    @property
+    def direction(self) -> str:
+        """``"maximize"`` or ``"minimize"``."""
+        return self._current().direction
+
+    @property
+    def trials(self) -> list[Trial]:
+        """Every trial, in the order they started."""
+        self._current()
+        return list(self._trials)
+
+    def _current(self) -> TuningStatus:
+        if self._status is None or self._status.status not in TERMINAL:
+            self.refresh()
+        assert self._status is not None
+        return self._status
+
+    @property
+    def best(self) -> Trial:
+        """The completed trial with the best objective.
+
+        Raises:
+            BackendError: No trial has completed yet.
+        """
+        done = [t for t in self.trials if t.status == "completed" and t.objective is not None]
+        if not done:
+            raise BackendError(f"Tuning run {self.name!r} has no completed trial yet "
+                               f"(status {self.status}).", name=self.name)
+        pick = max if self.direction == "maximize" else min
+        return pick(done, key=lambda t: t.objective if t.objective is not None else 0.0)
+
+    def wait(self, *, logs: bool = True, poll: float = 2.0, out: TextIO | None = None
+             ) -> TuningResult:
+        """Block until the run ends, printing trials as they start and end.
+
+        Ctrl-C stops the run (finished trials are kept; run it again under the
+        same name to carry on).
+
+        Raises:
+            TuningFailedError: The run failed.
+        """
+        out = out or sys.stdout
+        seen: dict[str, str] = {}
+        try:
+            while True:
+                self.refresh()
+                if logs:
+                    self._print_changes(seen, out)
+                if self.status in TERMINAL:
+                    break
+                time.sleep(poll)
+        except KeyboardInterrupt:
+            print(f"stopping tuning run {self.name} ...", file=out, flush=True)
+            self.stop()
+            raise
+        if self.status == "Failed":
+            raise TuningFailedError(self.name, self._current().failure_reason)
+        return self
+
+    def _print_changes(self, seen: dict[str, str], out: TextIO) -> None:
+        for trial in self._trials:
+            if seen.get(trial.job_name) == trial.status:
+                continue
+            seen[trial.job_name] = trial.status
+            values = " ".join(f"{k}={_short(v)}" for k, v in trial.hyperparameters.items())
+            score = "" if trial.objective is None else f" {self.objective}={trial.objective:.4f}"
+            print(f"{trial.job_name} {trial.status}{score} {values}", file=out, flush=True)
+
+    def stop(self) -> None:
+        """Ask the backend to stop the run and its running trials."""
+        self.session.backend.stop_tuning(self.name)
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One dictionary per trial: name, status, objective, epochs, duration, values."""
+        return [{"job_name": t.job_name, "status": t.status, self.objective: t.objective,
+                 "epochs": t.epochs, "duration_s": t.duration, **t.hyperparameters}
+                for t in self.trials]
+
+    def to_pandas(self) -> Any:
+        """The trials as a ``pandas.DataFrame`` (pandas must be installed)."""
+        from sm_imgclf._lazy import require
+
+        pandas = require("pandas", extra="pandas")
+        return pandas.DataFrame(self.rows())
+
+    def table(self) -> str:
+        """A plain-text table of the trials, best first, the best marked with ``*``."""
+        from sm_imgclf.tuning.plots import format_table
+
+        try:
+            best = self.best.job_name
+        except BackendError:
+            best = None
+        reverse = self.direction == "maximize"
+        rows = sorted(self.rows(), key=lambda r: _sort_key(r[self.objective], reverse))
+        return format_table(rows, best)
+
+    def __str__(self) -> str:
+        return f"Tuning run {self.name} ({self.status}, {self.objective})\n{self.table()}"
+
+    def plot(self, path: str | Path | None = None) -> Any:
+        """Plot the objective per trial and against each tuned parameter.
+
+        Args:
+            path: Save the figure here (PNG, SVG ... by extension) when given.
+
+        Returns:
+            The matplotlib figure.
+        """
+        from sm_imgclf.tuning.plots import plot_trials
+
+        return plot_trials(self.trials, self.objective, path)
+
+
+def _short(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _sort_key(value: float | None, reverse: bool) -> tuple[int, float]:
+    if value is None:
+        return (1, 0.0)
+    return (0, -value if reverse else value)

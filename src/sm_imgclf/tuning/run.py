@@ -1,0 +1,170 @@
+"""TuningRun: search hyperparameters with many training jobs, locally or on SageMaker."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from sm_imgclf._params import bad_value, check_choice, check_number
+from sm_imgclf.training.estimator import TransferLearningEstimator
+from sm_imgclf.training.spec import METRIC_NAMES
+from sm_imgclf.tuning.space import Range, check_space, grid_size
+from sm_imgclf.tuning.spec import Strategy, TuningSpec, new_tuning_name
+
+if TYPE_CHECKING:
+    from sm_imgclf.tuning.result import TuningResult
+
+WARM_START_TYPES = ("identical_data", "transfer_learning")
+
+
+class TuningRun:
+    """Tunes an estimator's hyperparameters over a search space.
+
+    The constructor checks everything and does no I/O; :meth:`plan` builds
+    the frozen :class:`~sm_imgclf.tuning.spec.TuningSpec`; :meth:`run` starts it.
+
+    Args:
+        estimator: The estimator whose jobs are the trials; its hyperparameters
+            are the fixed values, the space overrides some of them per trial.
+        space: Hyperparameter name to :class:`~sm_imgclf.Continuous`,
+            :class:`~sm_imgclf.Integer` or :class:`~sm_imgclf.Categorical`.
+        objective: A metric the job prints each epoch: ``valid:accuracy``,
+            ``valid:loss``, ``train:accuracy`` or ``train:loss``.
+        direction: ``"maximize"`` or ``"minimize"``; by default loss metrics are
+            minimised and accuracies maximised.
+        strategy: A :class:`~sm_imgclf.Strategy` or its name.
+        max_jobs: Trials in all (a grid search runs at most its grid size).
+        max_parallel_jobs: Trials at once; at most ``max_jobs``.
+        early_stopping: ``"auto"`` stops trials that fall below the median of
+            earlier trials at the same epoch; ``"off"`` lets all run out.
+        min_epochs: Epochs every trial runs before it can be stopped early.
+        seed: Seed of the search.
+        warm_start: Earlier runs (results or names) whose trials inform this one.
+        warm_start_type: ``"identical_data"`` or ``"transfer_learning"`` (data or
+            space changed; SageMaker's distinction, the local tuner treats both alike).
+    """
+
+    def __init__(
+        self,
+        estimator: TransferLearningEstimator,
+        space: Mapping[str, Range],
+        *,
+        objective: str = "valid:accuracy",
+        direction: str | None = None,
+        strategy: Strategy | str = Strategy.BAYESIAN,
+        max_jobs: int = 10,
+        max_parallel_jobs: int = 2,
+        early_stopping: str = "off",
+        min_epochs: int = 1,
+        seed: int = 0,
+        warm_start: Sequence[TuningResult | str] = (),
+        warm_start_type: str = "identical_data",
+    ) -> None:
+        if not isinstance(estimator, TransferLearningEstimator):
+            raise bad_value("estimator", "a TransferLearningEstimator", estimator)
+        self.estimator = estimator
+        self.space = check_space(space)
+        self.objective = _check_objective(objective)
+        self.direction = check_choice("direction", direction or (
+            "minimize" if objective.endswith(":loss") else "maximize"), ("maximize", "minimize"))
+        self.strategy = Strategy(check_choice("strategy", str(strategy), [*map(str, Strategy)]))
+        self.max_jobs = check_number("max_jobs", max_jobs, low=1, high=750, integer=True)
+        check_number("max_parallel_jobs", max_parallel_jobs, low=1, high=100, integer=True)
+        if max_parallel_jobs > max_jobs:
+            raise bad_value("max_parallel_jobs", f"at most max_jobs ({max_jobs})",
+                            max_parallel_jobs)
+        self.max_parallel_jobs = max_parallel_jobs
+        self.early_stopping = check_choice("early_stopping", early_stopping, ("off", "auto"))
+        epochs = estimator.hyperparameters.epochs
+        self.min_epochs = check_number("min_epochs", min_epochs, low=1, high=epochs,
+                                       integer=True)
+        self.seed = check_number("seed", seed, low=0, high=2**31 - 1, integer=True)
+        self.warm_start = _parents(warm_start)
+        self.warm_start_type = check_choice("warm_start_type", warm_start_type, WARM_START_TYPES)
+        self._check_strategy()
+
+    def _check_strategy(self) -> None:
+        if self.strategy is Strategy.GRID:
+            self.max_jobs = min(self.max_jobs, grid_size(self.space))
+            self.max_parallel_jobs = min(self.max_parallel_jobs, self.max_jobs)
+        if self.strategy is Strategy.HYPERBAND:
+            if "epochs" in self.space:
+                raise bad_value("space['epochs']", "absent with strategy='hyperband'",
+                                self.space["epochs"], "Hyperband decides how many epochs "
+                                "each trial gets, up to the estimator's epochs.")
+            if self.early_stopping != "off":
+                raise bad_value("early_stopping", "'off' with strategy='hyperband'",
+                                self.early_stopping, "Hyperband stops trials early itself.")
+            if self.estimator.hyperparameters.epochs < 2:
+                raise bad_value("the estimator's epochs", "at least 2 for hyperband",
+                                self.estimator.hyperparameters.epochs)
+
+    def __repr__(self) -> str:
+        return (f"TuningRun({self.estimator.model!r}, {sorted(self.space)}, "
+                f"objective={self.objective!r}, strategy={str(self.strategy)!r}, "
+                f"max_jobs={self.max_jobs}, max_parallel_jobs={self.max_parallel_jobs})")
+
+    def plan(self, channels: Mapping[str, str], *, name: str | None = None) -> TuningSpec:
+        """Return the frozen spec of the run :meth:`run` would start (no I/O)."""
+        split = self.objective.split(":")[0]
+        if split != "train" and isinstance(channels, Mapping) and split not in channels:
+            raise bad_value("channels", f"a mapping with a {split!r} channel (the objective "
+                            f"{self.objective!r} is measured on it)", sorted(channels),
+                            "Split the dataset, or tune on a train:* metric.")
+        name = name or new_tuning_name(self.estimator.base_job_name)
+        if len(name) > 32:
+            raise bad_value("name", "at most 32 characters (SageMaker's limit)", name)
+        return TuningSpec(
+            name=name, training=self.estimator.plan(channels, job_name=name),
+            space=tuple(sorted(self.space.items())), objective=self.objective,
+            direction=self.direction, strategy=self.strategy, max_jobs=self.max_jobs,
+            max_parallel_jobs=self.max_parallel_jobs, early_stopping=self.early_stopping,
+            min_epochs=self.min_epochs, seed=self.seed, warm_start=self.warm_start,
+            warm_start_type=self.warm_start_type)
+
+    def dry_run(self, channels: Mapping[str, str], *, name: str | None = None
+                ) -> dict[str, Any]:
+        """Return exactly what :meth:`run` would send to the backend, without sending it."""
+        return self.estimator.session.backend.tuning_request(self.plan(channels, name=name))
+
+    def run(self, channels: Mapping[str, str], *, wait: bool = True, logs: bool = True,
+            name: str | None = None) -> TuningResult:
+        """Start the run and, by default, wait for it, printing each trial's outcome.
+
+        Args:
+            channels: Channel URIs by name, as ``upload()`` returned them.
+            wait: Block until every trial has ended.
+            logs: Print a line as each trial starts and ends.
+            name: Name the run; running a stopped or failed local run again
+                under its name carries on where it stopped.
+
+        Raises:
+            TuningFailedError: Every trial failed, or the objective was never printed.
+        """
+        from sm_imgclf.tuning.result import TuningResult
+
+        spec = self.plan(channels, name=name)
+        self.estimator.session.backend.start_tuning(spec)
+        result = TuningResult(spec.name, self.estimator.session)
+        if wait:
+            result.wait(logs=logs)
+        return result
+
+
+def _check_objective(objective: object) -> str:
+    tunable = [m for m in METRIC_NAMES if not m.startswith("test:")]
+    if isinstance(objective, str) and objective.startswith("test:"):
+        raise bad_value("objective", f"one of {tunable}", objective,
+                        "Tuning on the test split would leak it into model selection; "
+                        "tune on valid:* and keep test for the final evaluation.")
+    return check_choice("objective", objective, tunable)
+
+
+def _parents(warm_start: Sequence[Any]) -> tuple[str, ...]:
+    if isinstance(warm_start, str):
+        warm_start = [warm_start]
+    names = tuple(getattr(p, "name", p) for p in warm_start)
+    if len(names) > 5 or not all(isinstance(n, str) and n for n in names):
+        raise bad_value("warm_start", "up to 5 earlier tuning runs (results or names)",
+                        warm_start)
+    return names

@@ -1,0 +1,156 @@
+"""The frozen plan of a tuning run, and what backends report about one."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from sm_imgclf.training.spec import TrainingSpec, spec_from_dict, spec_to_dict
+from sm_imgclf.tuning.space import Range, describe, from_description
+
+
+class Strategy(StrEnum):
+    """How trials are chosen; the strings ``"bayesian"`` ... are accepted too.
+
+    Attributes:
+        BAYESIAN: Model the objective from finished trials (Optuna's TPE locally).
+        RANDOM: Independent random draws.
+        GRID: Every combination of categorical values.
+        HYPERBAND: Random draws; poor trials stop early at epochs chosen by
+            successive halving, so many more configurations fit the same budget.
+    """
+
+    BAYESIAN = "bayesian"
+    RANDOM = "random"
+    GRID = "grid"
+    HYPERBAND = "hyperband"
+
+
+@dataclass(frozen=True)
+class TuningSpec:
+    """Everything a backend needs to run one tuning run; built without any I/O.
+
+    Attributes:
+        name: The tuning run's name (at most 32 characters, as SageMaker requires).
+        training: The training job every trial starts from; the trials change
+            only the hyperparameters in :attr:`space`.
+        space: Hyperparameter name to range, sorted by name.
+        objective: The metric to optimise, such as ``"valid:accuracy"``.
+        direction: ``"maximize"`` or ``"minimize"``.
+        strategy: How trials are chosen.
+        max_jobs: Trials in all.
+        max_parallel_jobs: Trials running at once.
+        early_stopping: ``"auto"`` stops trials whose objective falls behind the
+            median of earlier trials at the same epoch; ``"off"`` never does.
+            Hyperband always stops trials early by its own rule.
+        min_epochs: Hyperband's smallest budget: the epochs every trial runs.
+        seed: Seed of the search, so a run can be repeated.
+        warm_start: Names of earlier tuning runs whose trials seed this one.
+        warm_start_type: ``"identical_data"`` or ``"transfer_learning"``.
+    """
+
+    name: str
+    training: TrainingSpec
+    space: tuple[tuple[str, Range], ...]
+    objective: str = "valid:accuracy"
+    direction: str = "maximize"
+    strategy: Strategy = Strategy.BAYESIAN
+    max_jobs: int = 10
+    max_parallel_jobs: int = 2
+    early_stopping: str = "off"
+    min_epochs: int = 1
+    seed: int = 0
+    warm_start: tuple[str, ...] = ()
+    warm_start_type: str = "identical_data"
+
+    @property
+    def space_map(self) -> dict[str, Range]:
+        """The search space as a dictionary."""
+        return dict(self.space)
+
+    def trial_job_name(self, number: int) -> str:
+        """The name of the local training job of trial ``number``."""
+        return f"{self.name}-{number:03d}"
+
+    def trial_spec(self, number: int, values: dict[str, Any]) -> TrainingSpec:
+        """The training spec of one trial: the template with ``values`` applied."""
+        from dataclasses import replace
+
+        return replace(self.training, job_name=self.trial_job_name(number),
+                       hyperparameters=self.training.hyperparameters.updated(**values))
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-friendly copy (read back by :meth:`from_dict`)."""
+        return {
+            **{name: getattr(self, name) for name in (
+                "name", "objective", "direction", "max_jobs", "max_parallel_jobs",
+                "early_stopping", "min_epochs", "seed", "warm_start_type")},
+            "strategy": str(self.strategy), "warm_start": list(self.warm_start),
+            "training": spec_to_dict(self.training),
+            "space": {name: describe(value) for name, value in self.space},
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TuningSpec:
+        """Rebuild a spec written by :meth:`to_dict`."""
+        values = dict(data)
+        values["training"] = spec_from_dict(values["training"])
+        values["space"] = tuple((k, from_description(v)) for k, v in values["space"].items())
+        values["strategy"] = Strategy(values["strategy"])
+        values["warm_start"] = tuple(values["warm_start"])
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """One trial as a backend reports it; :class:`~sm_imgclf.TuningResult` types it.
+
+    Attributes:
+        job_name: The trial's training job.
+        status: ``running``, ``completed``, ``pruned``, ``failed`` or ``stopped``.
+        hyperparameters: The tuned values, as strings.
+        objective: The objective's final value, if the trial reported one.
+        started: Start time (seconds since the epoch).
+        ended: End time.
+        failure_reason: Why the trial failed.
+        epochs: Epochs the trial trained.
+    """
+
+    job_name: str
+    status: str
+    hyperparameters: dict[str, str] = field(default_factory=dict)
+    objective: float | None = None
+    started: float | None = None
+    ended: float | None = None
+    failure_reason: str | None = None
+    epochs: int | None = None
+
+
+@dataclass(frozen=True)
+class TuningStatus:
+    """What a backend reports about a tuning run.
+
+    Attributes:
+        status: ``InProgress``, ``Stopping``, ``Completed``, ``Failed`` or ``Stopped``.
+        failure_reason: Why the run failed.
+        best_job: The training job of the best trial so far.
+        objective: The metric optimised.
+        direction: ``"maximize"`` or ``"minimize"``.
+    """
+
+    status: str
+    failure_reason: str | None = None
+    best_job: str | None = None
+    objective: str = "valid:accuracy"
+    direction: str = "maximize"
+
+
+def new_tuning_name(base: str) -> str:
+    """Return ``<base>-<timestamp>-<random>`` within SageMaker's 32 characters."""
+    stamp = time.strftime("%y%m%d%H%M%S", time.gmtime())
+    base = re.sub(r"[^a-zA-Z0-9-]", "-", base).strip("-")[:12] or "tune"
+    return f"{base}-{stamp}-{uuid.uuid4().hex[:4]}"
