@@ -6,7 +6,7 @@ import os
 
 import nox
 
-nox.options.sessions = ["tests", "lint", "typecheck", "docs"]
+nox.options.sessions = ["tests", "toolkits", "lint", "typecheck", "docs"]
 nox.options.reuse_existing_virtualenvs = True
 
 
@@ -15,6 +15,18 @@ def tests(session: nox.Session) -> None:
     """Run the test suite."""
     session.install("-e", ".[dev]")
     session.run("pytest", *session.posargs)
+
+
+TOOLKITS = ("sagemaker-training", "sagemaker-pytorch-training", "sagemaker-inference",
+            "sagemaker-pytorch-inference", "torchserve", "torch-model-archiver",
+            "setuptools<81", "pyyaml")
+
+
+@nox.session
+def toolkits(session: nox.Session) -> None:
+    """Run the job and the model package inside AWS's container toolkits."""
+    session.install("-e", ".[dev]", *TOOLKITS)
+    session.run("pytest", "-m", "toolkits", "-s", "tests/test_toolkits.py", *session.posargs)
 
 
 @nox.session

@@ -249,7 +249,7 @@ def test_two_hosts_train_data_parallel(digits: tuple, tmp_path: Path) -> None:
     assert [p.returncode for p in processes] == [0, 0], outputs
     assert "distributed: rank 0 of 2 (gloo)" in outputs[0]
     assert "distributed: rank 1 of 2 (gloo)" in outputs[1]
-    assert outputs[0].count("epoch=") == 2 and "epoch=" not in outputs[1]
+    assert outputs[0].count("\nepoch=") == 2 and "epoch=" not in outputs[1]
     assert (tmp_path / "algo-1/model/manifest.json").is_file()
     assert not (tmp_path / "algo-2/model").exists()
 

@@ -156,7 +156,7 @@ class LocalBackend:
         if status not in _RESTARTABLE:
             raise BackendError(f"A tuning run named {spec.name!r} is already {status}. "
                                "Choose another name.", name=spec.name)
-        if json.loads((folder / "spec.json").read_text()) != spec.to_dict():
+        if json.loads((folder / "spec.json").read_text()) != json.loads(json.dumps(spec.to_dict())):
             raise BackendError(f"A tuning run named {spec.name!r} exists with other settings; "
                                "only an identical run can carry on. Choose another name.",
                                name=spec.name)

@@ -77,6 +77,9 @@ def training_request(spec: TrainingSpec, *, bucket: str, region: str, image_uri:
         "HyperParameters": {
             **spec.job_arguments(), "sagemaker_program": ENTRY_POINT,
             "sagemaker_submit_directory": source_uri, "sagemaker_region": region,
+            # The container's toolkit then starts the job with torchrun: one process per
+            # GPU on every host (one per host on CPU), which the job joins as ranks.
+            "sagemaker_torch_distributed_enabled": "true",
         },
         "InputDataConfig": [_channel(n, uri) for n, uri in spec.channels],
         "OutputDataConfig": {"S3OutputPath": f"s3://{bucket}/jobs"},

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import traceback
 from collections.abc import Sequence
@@ -63,14 +64,15 @@ def run(env: JobEnvironment, settings: dict[str, Any], hp: Hyperparameters) -> d
     torch.manual_seed(hp.seed)
     channels = {name: path for name in ("train", "valid", "test")
                 if (path := env.channel(name, required=name == "train")) is not None}
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = _device()
     print(f"job: {settings['model']} on {device}, channels {sorted(channels)}, "
           f"hyperparameters {json.dumps(hp.to_dict())}", flush=True)
     splits = load_splits(channels, hp.image_size, hp.augmentation, hp.num_workers)
     trainer, head, model = prepare(settings, hp, splits, device, env, distributed)
     state = trainer.fit(splits["train"], splits.get("valid"))
     metrics: dict[str, Any] = {"history": state["history"], "best_epoch": state["best_epoch"]}
-    _print_best(metrics)
+    if distributed is None or distributed[0] == 0:
+        _print_best(metrics)
     if "test" in splits:
         metrics["test"] = trainer.evaluate(splits["test"])
         print("test " + " ".join(f"test:{k}={v:.4f}" for k, v in metrics["test"].items()),
@@ -78,6 +80,17 @@ def run(env: JobEnvironment, settings: dict[str, Any], hp: Hyperparameters) -> d
     if distributed is None or distributed[0] == 0:
         _write_outputs(env, settings, hp, splits["train"], model, head, metrics)
     return metrics
+
+
+def _device() -> Any:
+    import torch
+
+    if not torch.cuda.is_available():
+        return torch.device("cpu")
+    # torchrun starts one process per GPU; each must use its own.
+    local = int(os.environ.get("LOCAL_RANK", "0")) % torch.cuda.device_count()
+    torch.cuda.set_device(local)
+    return torch.device("cuda", local)
 
 
 def _print_best(metrics: dict[str, Any]) -> None:

@@ -14,14 +14,14 @@ MANIFEST_NAME = "manifest.json"
 PACKAGE_FORMAT = 1
 INFERENCE_SCRIPT = '''"""SageMaker inference entry point of an sm-imgclf model package.
 
-The SageMaker PyTorch serving container imports this module and calls
-model_fn, input_fn, predict_fn and output_fn; the handler rebuilds the model
-from ../manifest.json, so nothing here depends on the model.
+The SageMaker PyTorch serving container imports this module, loads the model
+with model_fn and serves each request with transform_fn; the handler rebuilds
+the model from ../manifest.json, so nothing here depends on the model.
 """
 
-from sm_imgclf.serving.handler import input_fn, model_fn, output_fn, predict_fn
+from sm_imgclf.serving.handler import model_fn, transform_fn
 
-__all__ = ["input_fn", "model_fn", "output_fn", "predict_fn"]
+__all__ = ["model_fn", "transform_fn"]
 '''
 
 

@@ -16,6 +16,7 @@ import io
 import json
 import os
 from dataclasses import dataclass
+from http import HTTPStatus
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,12 +36,24 @@ MAX_PIXELS = int(os.environ.get("SM_IMGCLF_MAX_PIXELS", str(40_000_000)))
 MAX_IMAGES = 256
 
 
-class RequestError(ValueError):
+if TYPE_CHECKING:
+    _ToolkitError = Exception
+else:
+    try:
+        # Inside AWS's inference toolkit only this type's status code reaches the client;
+        # anything else becomes a 500.
+        from sagemaker_inference.errors import BaseInferenceToolkitError as _ToolkitError
+    except ImportError:
+        _ToolkitError = Exception
+
+
+class RequestError(ValueError, _ToolkitError):
     """A request the handler cannot serve; ``status`` is the HTTP code to answer with."""
 
     def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.status = status
+        ValueError.__init__(self, message)
+        self.status = self.status_code = status
+        self.message, self.phrase = message, HTTPStatus(status).phrase
 
 
 @dataclass
@@ -129,6 +142,22 @@ def output_fn(prediction: dict[str, Any], accept: str = JSON) -> bytes:
     if media not in (JSON, "*/*"):
         raise RequestError(f"Cannot answer in {accept!r}; accept {JSON} or {NPY}.", status=406)
     return json.dumps({"predictions": top_k_rows(probabilities, prediction)}).encode()
+
+
+def transform_fn(model: LoadedModel, body: bytes, content_type: str, accept: str
+                 ) -> tuple[bytes, str]:
+    """Serve one request whole: what AWS's inference toolkit calls.
+
+    The toolkit would call ``input_fn`` without the model (it passes its own
+    request context instead), so the package's ``inference.py`` exports this
+    function and :func:`model_fn` only.
+
+    Returns:
+        The answer and its content type.
+    """
+    media = (accept or JSON).split(";")[0].strip().lower()
+    answer = output_fn(predict_fn(input_fn(body, content_type, model), model), accept)
+    return answer, NPY if media == NPY else JSON
 
 
 def top_k_rows(probabilities: torch.Tensor, prediction: dict[str, Any]) -> list[dict[str, Any]]:

@@ -115,6 +115,9 @@ def _check_interval(param: Param, value: Continuous | Integer, where: str) -> Ra
     if param.kind is int and wanted is float:
         raise bad_value(where, f"an Integer or Categorical range ({param.name} is an integer)",
                         value)
+    if param.kind is float and wanted is int:
+        raise bad_value(where, f"a Continuous or Categorical range ({param.name} is a number)",
+                        value)
     scale = check_choice(f"{where}.scale", value.scale, SCALES)
     for end in ("min", "max"):
         number = getattr(value, end)

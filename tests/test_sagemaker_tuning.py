@@ -1,0 +1,194 @@
+"""SageMaker tuning: requests botocore validates, and the service's answers through Stubber."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from botocore.stub import Stubber
+
+import sm_imgclf as smi
+from sm_imgclf.backends.sagemaker_training import source_key, source_tarball
+
+ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
+IMAGE = "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.5.1-gpu-py311"
+CHANNELS = {"train": "s3://b/data/train", "valid": "s3://b/data/valid"}
+SPACE = {"lr": smi.Continuous(1e-4, 1e-1, scale="log"),
+         "momentum": smi.Continuous(0.8, 0.99, scale="reverse_log"),
+         "batch_size": smi.Categorical([32, 64]),
+         "head_hidden": smi.Integer(0, 512)}
+
+
+@pytest.fixture
+def sm_session(moto_url: str, bucket: str, boto_session) -> smi.SageMakerSession:  # type: ignore[no-untyped-def]
+    return smi.SageMakerSession(bucket, role=ROLE, boto_session=boto_session,
+                                endpoint_urls={"s3": moto_url, "sagemaker": moto_url})
+
+
+def tuning(session: smi.Session, space: dict | None = None, **options: object) -> smi.TuningRun:
+    est = smi.TransferLearningEstimator(
+        "resnet50", session=session, image_uri=IMAGE,
+        hyperparameters={"lr": 0.01, "batch_size": 64, "epochs": 9})
+    return smi.TuningRun(est, space or SPACE, max_jobs=20, max_parallel_jobs=2,
+                         **options)  # type: ignore[arg-type]
+
+
+def test_request_reuses_the_training_definition(sm_session: smi.SageMakerSession) -> None:
+    run = tuning(sm_session, early_stopping="auto", warm_start=["dogs-old"], seed=7)
+    request = run.dry_run(CHANNELS, name="dogs-tune")
+    training = run.estimator.dry_run(CHANNELS, job_name="dogs-tune")
+    definition = request["TrainingJobDefinition"]
+    for key in ("AlgorithmSpecification", "RoleArn", "InputDataConfig", "OutputDataConfig",
+                "ResourceConfig", "StoppingCondition"):
+        assert definition[key] == training[key]
+    static = definition["StaticHyperParameters"]
+    assert static["epochs"] == "9" and static["model"] == "resnet50"
+    assert not {"lr", "batch_size", "momentum", "head_hidden"} & set(static)
+    assert static["sagemaker_submit_directory"].endswith(source_key(source_tarball()))
+    assert "CheckpointConfig" not in definition  # trials would share one prefix
+    config = request["HyperParameterTuningJobConfig"]
+    assert config["Strategy"] == "Bayesian" and config["RandomSeed"] == 7
+    assert config["TrainingJobEarlyStoppingType"] == "Auto"
+    assert config["HyperParameterTuningJobObjective"] == {"Type": "Maximize",
+                                                          "MetricName": "valid:accuracy"}
+    assert config["ResourceLimits"] == {"MaxNumberOfTrainingJobs": 20,
+                                        "MaxParallelTrainingJobs": 2}
+    ranges = config["ParameterRanges"]
+    assert ranges["CategoricalParameterRanges"] == [{"Name": "batch_size",
+                                                     "Values": ["32", "64"]}]
+    assert ranges["IntegerParameterRanges"] == [{"Name": "head_hidden", "MinValue": "0",
+                                                 "MaxValue": "512", "ScalingType": "Linear"}]
+    assert ranges["ContinuousParameterRanges"] == [
+        {"Name": "lr", "MinValue": "0.0001", "MaxValue": "0.1", "ScalingType": "Logarithmic"},
+        {"Name": "momentum", "MinValue": "0.8", "MaxValue": "0.99",
+         "ScalingType": "ReverseLogarithmic"}]
+    assert request["WarmStartConfig"] == {
+        "ParentHyperParameterTuningJobs": [{"HyperParameterTuningJobName": "dogs-old"}],
+        "WarmStartType": "IdenticalDataAndAlgorithm"}
+    names = [d["Name"] for d in definition["AlgorithmSpecification"]["MetricDefinitions"]]
+    assert "valid:accuracy" in names
+
+
+def test_hyperband_and_spot_requests(sm_session: smi.SageMakerSession, bucket: str) -> None:
+    run = tuning(sm_session, {"lr": smi.Continuous(1e-4, 1e-1, scale="log")},
+                 strategy="hyperband", min_epochs=2)
+    run.estimator = run.estimator.__class__(
+        "resnet50", session=sm_session, image_uri=IMAGE, use_spot=True,
+        hyperparameters={"epochs": 9})
+    request = run.dry_run(CHANNELS, name="dogs-hb")
+    config = request["HyperParameterTuningJobConfig"]
+    assert config["Strategy"] == "Hyperband"
+    assert config["StrategyConfig"] == {"HyperbandStrategyConfig": {"MinResource": 2,
+                                                                    "MaxResource": 9}}
+    assert config["TrainingJobEarlyStoppingType"] == "Off"
+    definition = request["TrainingJobDefinition"]
+    assert definition["CheckpointConfig"]["S3Uri"] == f"s3://{bucket}/tuning/dogs-hb/checkpoints"
+    assert definition["Environment"] == {"SM_IMGCLF_CHECKPOINT_PER_JOB": "1"}
+    assert definition["EnableManagedSpotTraining"] is True
+
+
+def test_request_outside_the_service_limits_is_refused(sm_session: smi.SageMakerSession) -> None:
+    # Bad names are refused by botocore's own validation before anything is sent.
+    run = tuning(sm_session)
+    run.estimator = smi.TransferLearningEstimator("resnet50", session=sm_session,
+                                                  image_uri=IMAGE, tags={"": "empty key"})
+    with pytest.raises(smi.ConfigurationError, match="CreateTrainingJob request is invalid"):
+        run.dry_run(CHANNELS, name="dogs-tags")
+
+
+def summary(name: str, status: str, values: dict[str, str], objective: float | None,
+            **extra: object) -> dict:
+    moment = dt.datetime(2026, 11, 25, 12, 0, tzinfo=dt.UTC)
+    item = {"TrainingJobName": name, "TrainingJobArn": f"arn:aws:sagemaker:us-east-1:1:x/{name}",
+            "CreationTime": moment, "TrainingJobStatus": status,
+            "TunedHyperParameters": values, "TrainingStartTime": moment,
+            "TrainingEndTime": moment + dt.timedelta(minutes=12), **extra}
+    if objective is not None:
+        item["FinalHyperParameterTuningJobObjectiveMetric"] = {"MetricName": "valid:accuracy",
+                                                               "Value": objective}
+    return item
+
+
+def describe(name: str, status: str, strategy: str = "Bayesian") -> dict:
+    moment = dt.datetime(2026, 11, 25, 12, 0, tzinfo=dt.UTC)
+    return {
+        "HyperParameterTuningJobName": name,
+        "HyperParameterTuningJobArn": f"arn:aws:sagemaker:us-east-1:1:tuning/{name}",
+        "HyperParameterTuningJobConfig": {
+            "Strategy": strategy, "TrainingJobEarlyStoppingType": "Off",
+            "HyperParameterTuningJobObjective": {"Type": "Maximize",
+                                                 "MetricName": "valid:accuracy"},
+            "ResourceLimits": {"MaxNumberOfTrainingJobs": 3, "MaxParallelTrainingJobs": 2}},
+        "HyperParameterTuningJobStatus": status, "CreationTime": moment,
+        "TrainingJobStatusCounters": {}, "ObjectiveStatusCounters": {},
+        "BestTrainingJob": {"TrainingJobName": f"{name}-002-bbbb", "CreationTime": moment,
+                            "TrainingJobStatus": "Completed", "TunedHyperParameters": {},
+                            "TrainingJobArn": "arn:aws:sagemaker:us-east-1:1:training-job/x"},
+    }
+
+
+def test_run_creates_the_job_and_reads_typed_trials(sm_session: smi.SageMakerSession) -> None:
+    run = tuning(sm_session, strategy="hyperband",
+                 space={"lr": smi.Continuous(1e-4, 1e-1, scale="log"),
+                        "batch_size": smi.Categorical([32, 64])})
+    request = run.dry_run(CHANNELS, name="dogs-t")
+    backend = sm_session.backend
+    name = "dogs-t"
+    with Stubber(backend.sagemaker_client) as stub:
+        stub.add_response("create_hyper_parameter_tuning_job",
+                          {"HyperParameterTuningJobArn": "arn:x"}, request)
+        stub.add_response("describe_hyper_parameter_tuning_job", describe(name, "Completed",
+                                                                          "Hyperband"),
+                          {"HyperParameterTuningJobName": name})
+        stub.add_response("describe_hyper_parameter_tuning_job", describe(name, "Completed",
+                                                                          "Hyperband"),
+                          {"HyperParameterTuningJobName": name})
+        stub.add_response("list_training_jobs_for_hyper_parameter_tuning_job", {
+            "TrainingJobSummaries": [
+                summary(f"{name}-001-aaaa", "Completed", {"lr": '"0.01"', "batch_size": '"32"'},
+                        0.71),
+                summary(f"{name}-002-bbbb", "Completed", {"lr": '"0.003"', "batch_size": '"64"'},
+                        0.84)],
+            "NextToken": "page-2"}, {"HyperParameterTuningJobName": name, "MaxResults": 100,
+                                     "SortBy": "CreationTime", "SortOrder": "Ascending"})
+        stub.add_response("list_training_jobs_for_hyper_parameter_tuning_job", {
+            "TrainingJobSummaries": [
+                summary(f"{name}-003-cccc", "Stopped", {"lr": "0.09", "batch_size": "64"}, 0.2),
+                summary(f"{name}-004-dddd", "Failed", {"lr": "0.0001", "batch_size": "32"},
+                        None, FailureReason="AlgorithmError: CUDA out of memory")]},
+            {"HyperParameterTuningJobName": name, "MaxResults": 100, "SortBy": "CreationTime",
+             "SortOrder": "Ascending", "NextToken": "page-2"})
+        result = run.run(CHANNELS, name=name, wait=False)
+        trials = result.trials
+        stub.assert_no_pending_responses()
+    assert [t.status for t in trials] == ["completed", "completed", "pruned", "failed"]
+    assert result.best.hyperparameters == {"lr": 0.003, "batch_size": 64}
+    assert result.best.job_name == "dogs-t-002-bbbb" and result.best.objective == 0.84
+    assert trials[0].duration == 720.0 and "CUDA" in (trials[3].failure_reason or "")
+    assert sm_session.store.get_bytes(source_key(source_tarball())) == source_tarball()
+
+
+def test_stop_and_failure(sm_session: smi.SageMakerSession) -> None:
+    backend = sm_session.backend
+    with Stubber(backend.sagemaker_client) as stub:
+        stub.add_response("stop_hyper_parameter_tuning_job", {},
+                          {"HyperParameterTuningJobName": "dogs-f"})
+        failed = describe("dogs-f", "Failed")
+        failed["FailureReason"] = "All training jobs failed"
+        del failed["BestTrainingJob"]
+        for _ in range(2):  # the status, then the early-stopping setting of the trials
+            stub.add_response("describe_hyper_parameter_tuning_job", failed,
+                              {"HyperParameterTuningJobName": "dogs-f"})
+        stub.add_response("list_training_jobs_for_hyper_parameter_tuning_job",
+                          {"TrainingJobSummaries": []}, {
+                              "HyperParameterTuningJobName": "dogs-f", "MaxResults": 100,
+                              "SortBy": "CreationTime", "SortOrder": "Ascending"})
+        result = smi.TuningResult("dogs-f", sm_session)
+        result.stop()
+        with pytest.raises(smi.TuningFailedError, match="All training jobs failed"):
+            result.wait(logs=False)
+        stub.add_client_error("describe_hyper_parameter_tuning_job", "ResourceNotFound",
+                              "Amazon SageMaker can't find a tuning job",
+                              expected_params={"HyperParameterTuningJobName": "nope"})
+        with pytest.raises(smi.BackendError, match="DescribeHyperParameterTuningJob"):
+            smi.TuningResult.attach("nope", sm_session)
