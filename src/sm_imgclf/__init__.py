@@ -20,6 +20,7 @@ from sm_imgclf.errors import (
     DatasetError,
     DatasetNotFoundError,
     DatasetValidationError,
+    DebugDataNotFoundError,
     EndpointError,
     MissingDependencyError,
     ObjectNotFoundError,
@@ -39,6 +40,9 @@ if TYPE_CHECKING:
     from sm_imgclf.data.manifest import DatasetManifest, ManifestEntry
     from sm_imgclf.data.report import Finding, Severity, ValidationReport
     from sm_imgclf.data.upload import Channels
+    from sm_imgclf.debug.analyzer import DebugProfileAnalyzer
+    from sm_imgclf.debug.insights import Insight
+    from sm_imgclf.debug.rules import RuleResult
     from sm_imgclf.serving.client import EndpointClient, Prediction
     from sm_imgclf.serving.evaluation import Evaluation
     from sm_imgclf.serving.spec import DeploySpec
@@ -57,6 +61,9 @@ _LAZY = {
     "Channels": "sm_imgclf.data.upload",
     "DatasetManifest": "sm_imgclf.data.manifest",
     "DeploySpec": "sm_imgclf.serving.spec",
+    "DebugProfileAnalyzer": "sm_imgclf.debug.analyzer",
+    "Insight": "sm_imgclf.debug.insights",
+    "RuleResult": "sm_imgclf.debug.rules",
     "EndpointClient": "sm_imgclf.serving.client",
     "Evaluation": "sm_imgclf.serving.evaluation",
     "Prediction": "sm_imgclf.serving.client",
@@ -100,6 +107,8 @@ __all__ = [
     "DatasetManifest",
     "DatasetNotFoundError",
     "DatasetValidationError",
+    "DebugDataNotFoundError",
+    "DebugProfileAnalyzer",
     "DeploySpec",
     "EndpointClient",
     "EndpointError",
@@ -108,6 +117,7 @@ __all__ = [
     "Finding",
     "Hyperparameters",
     "ImageFolderDataset",
+    "Insight",
     "Integer",
     "JobStatus",
     "LocalSession",
@@ -115,6 +125,7 @@ __all__ = [
     "MissingDependencyError",
     "ObjectNotFoundError",
     "Prediction",
+    "RuleResult",
     "SageMakerSession",
     "Session",
     "Severity",

@@ -6,6 +6,7 @@ so ``except sm_imgclf.SmImgclfError`` catches them all. The tree::
     SmImgclfError
     ├── ConfigurationError (also ValueError)    a bad parameter or setting
     │   └── MissingDependencyError (also ImportError)   an optional extra is not installed
+    ├── DebugDataNotFoundError (also FileNotFoundError)  a job without recorded checks data
     ├── DatasetError                            the images on disk
     │   ├── DatasetNotFoundError                a missing root, no class folders
     │   └── DatasetValidationError              validation found errors; carries the report
@@ -37,6 +38,7 @@ __all__ = [
     "DatasetError",
     "DatasetNotFoundError",
     "DatasetValidationError",
+    "DebugDataNotFoundError",
     "EndpointError",
     "MissingDependencyError",
     "ObjectNotFoundError",
@@ -67,6 +69,10 @@ class MissingDependencyError(ConfigurationError, ImportError):
     def __init__(self, message: str, *, extra: str) -> None:
         super().__init__(message)
         self.extra = extra
+
+
+class DebugDataNotFoundError(SmImgclfError, FileNotFoundError):
+    """A job, folder or archive holds no data recorded for the checks and profiler."""
 
 
 class DatasetError(SmImgclfError):

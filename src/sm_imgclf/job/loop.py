@@ -38,6 +38,8 @@ class Trainer:
     features: bool = False
     frozen: list[nn.Module] = field(default_factory=list)
     distributed: Any = None
+    monitor: Any = None
+    confusion: Any = None
 
     def fit(self, train: SplitData, valid: SplitData | None) -> dict[str, Any]:
         """Train for ``hp.epochs`` (resuming a checkpoint if one exists); return the history."""
@@ -64,6 +66,10 @@ class Trainer:
             metrics["epoch_seconds"] = time.perf_counter() - started
             self._record(state, epoch, metrics)
             self._save(state, optimizer, scheduler, epoch)
+            if self.monitor is not None:
+                self.monitor.epoch({"epoch": epoch, **metrics, "confusion": self.confusion})
+                if self.monitor.stop:
+                    break
             if self._should_stop(state):
                 self.log(f"early stopping: no valid improvement in "
                          f"{self.hp.early_stopping_patience} epochs")
@@ -82,21 +88,46 @@ class Trainer:
         generator = torch.Generator().manual_seed(self.hp.seed * 1_000_003 + epoch)
         order = self._order(len(data), generator)
         total_loss, correct, seen = 0.0, 0, 0
-        for start in range(0, len(order), self.hp.batch_size):
+        per_epoch = math.ceil(len(order) / self.hp.batch_size)
+        for number, start in enumerate(range(0, len(order), self.hp.batch_size)):
+            if self.monitor is not None:
+                self.monitor.start()
             index = order[start:start + self.hp.batch_size]
             inputs = self._inputs(data.images[index], generator, train=True)
             labels = data.labels[index].to(self.device, non_blocking=True)
-            with torch.autocast(self.device.type, enabled=self.device.type == "cuda"):
-                logits = self.model(inputs)
-                loss = loss_fn(logits, labels)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            total_loss += float(loss.detach()) * len(index)
+            step = (epoch - 1) * per_epoch + number + 1
+            loss, logits = self._step(inputs, labels, step, epoch, optimizer, loss_fn, scaler)
+            total_loss += loss * len(index)
             correct += int((logits.argmax(1) == labels).sum())
             seen += len(index)
+            if self.monitor is not None and self.monitor.stop:
+                break
         return self._reduce(total_loss, correct, seen)
+
+    def _step(self, inputs: torch.Tensor, labels: torch.Tensor, step: int, epoch: int,
+              optimizer: Any, loss_fn: Any, scaler: Any) -> tuple[float, torch.Tensor]:
+        import torch
+
+        monitor = self.monitor
+        recorded = monitor.begin(step, self.model) if monitor is not None else False
+        with torch.autocast(self.device.type, enabled=self.device.type == "cuda"):
+            logits = self.model(inputs)
+            loss = loss_fn(logits, labels)
+        if monitor is not None:
+            monitor.mark(recorded)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        value = float(loss.detach())
+        if monitor is not None:
+            monitor.mark(recorded)
+            if recorded:
+                scaler.unscale_(optimizer)  # true gradients for the record (no-op on CPU)
+                monitor.gradients(self.model, step, epoch, value)
+        scaler.step(optimizer)
+        scaler.update()
+        if monitor is not None:
+            monitor.end(step, self.model, recorded)
+        return value, logits
 
     def evaluate(self, data: SplitData, loss_fn: Any = None) -> dict[str, float]:
         """Return loss and accuracy on ``data`` (unaugmented)."""
@@ -105,6 +136,8 @@ class Trainer:
         loss_fn = loss_fn or torch.nn.CrossEntropyLoss()
         self.model.eval()
         total_loss, correct = 0.0, 0
+        classes = len(data.class_ids)
+        counts = torch.zeros(classes * classes, dtype=torch.long)
         with torch.inference_mode():
             step = max(self.hp.batch_size, 64)  # no gradients: larger batches fit
             for start in range(0, len(data), step):
@@ -115,6 +148,9 @@ class Trainer:
                 total_loss += float(torch.nn.functional.cross_entropy(
                     logits.float(), labels, reduction="sum"))
                 correct += int((logits.argmax(1) == labels).sum())
+                counts += torch.bincount((labels * classes + logits.argmax(1)).cpu(),
+                                         minlength=classes * classes)
+        self.confusion = counts.view(classes, classes).tolist()
         return {"loss": total_loss / len(data), "accuracy": correct / len(data)}
 
     def _inputs(self, batch: torch.Tensor, generator: torch.Generator | None,

@@ -69,7 +69,11 @@ def run(env: JobEnvironment, settings: dict[str, Any], hp: Hyperparameters) -> d
           f"hyperparameters {json.dumps(hp.to_dict())}", flush=True)
     splits = load_splits(channels, hp.image_size, hp.augmentation, hp.num_workers)
     trainer, head, model = prepare(settings, hp, splits, device, env, distributed)
-    state = trainer.fit(splits["train"], splits.get("valid"))
+    try:
+        state = trainer.fit(splits["train"], splits.get("valid"))
+    finally:
+        if trainer.monitor is not None:
+            trainer.monitor.close()
     metrics: dict[str, Any] = {"history": state["history"], "best_epoch": state["best_epoch"]}
     if distributed is None or distributed[0] == 0:
         _print_best(metrics)

@@ -44,7 +44,9 @@ def prepare(settings: dict[str, Any], hp: Hyperparameters, splits: dict[str, Spl
     leader = distributed is None or distributed[0] == 0
     common: dict[str, Any] = {"hp": hp, "device": device, "mean": mean, "std": std,
                               "checkpoint_dir": env.checkpoint_dir, "distributed": distributed,
-                              "log": print if leader else _quiet}
+                              "log": print if leader else _quiet,
+                              "monitor": _monitor(settings, hp, splits, device, env) if leader
+                              else None}
     head_layer = head_module(model, head)
     if trainable == "head" and hp.augmentation == "none" and not isinstance(head_layer, nn.Conv2d):
         _to_features(model, head, splits, device, mean, std, hp.batch_size)
@@ -53,6 +55,25 @@ def prepare(settings: dict[str, Any], hp: Hyperparameters, splits: dict[str, Spl
     if distributed is not None:
         trainee = nn.parallel.DistributedDataParallel(model)
     return Trainer(trainee, frozen=frozen, **common), head, model
+
+
+def _monitor(settings: dict[str, Any], hp: Hyperparameters, splits: dict[str, SplitData],
+             device: torch.device, env: JobEnvironment) -> Any:
+    """The recorder and profiler, unless ``record_every`` is 0."""
+    import torch
+
+    from sm_imgclf.job.monitor import Monitor
+
+    if hp.record_every == 0:
+        return None
+    train = splits["train"]
+    counts = torch.bincount(train.labels, minlength=len(train.class_ids)).tolist()
+    meta = {"model": settings["model"], "class_names": list(train.class_names),
+            "train_counts": counts, "record_every": hp.record_every,
+            "batch_size": hp.batch_size, "device": device.type,
+            "steps_per_epoch": -(-len(train) // hp.batch_size),
+            "trainable": list(settings["trainable"])}
+    return Monitor(env.output_dir / "debug", hp, meta, device, print)
 
 
 def _quiet(line: str) -> None:

@@ -8,6 +8,9 @@ from typing import Any
 
 from sm_imgclf.training.schema import Param, check_all, check_names
 
+RULE_NAMES = ("vanishing_gradient", "exploding_tensor", "loss_not_decreasing", "overfit",
+              "overtraining", "poor_weight_initialization", "class_imbalance", "dead_relu")
+
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("none", "step", "cosine")
 AUGMENTATIONS = ("none", "light", "strong")
@@ -37,6 +40,12 @@ PARAMS: tuple[Param, ...] = (
     Param("head_dropout", float, 0.0, 0.0, 1.0, high_open=True, help="dropout before the head"),
     Param("seed", int, 0, 0, 2**31 - 1, help="seed of every random choice"),
     Param("num_workers", int, 0, 0, 256, help="threads decoding images (0: one per CPU)"),
+    Param("record_every", int, 25, 0, 1_000_000,
+          help="steps between records for the checks and profiler (0: record nothing)"),
+    Param("stop_on", str, "none", choices=("none", "any", *RULE_NAMES),
+          help="end training when this rule (or any) triggers"),
+    Param("profile_interval", float, 1.0, 0.05, 3600.0,
+          help="seconds between system metric samples"),
 )
 BY_NAME = {p.name: p for p in PARAMS}
 
@@ -70,6 +79,9 @@ class Hyperparameters:
     head_dropout: float = 0.0
     seed: int = 0
     num_workers: int = 0
+    record_every: int = 25
+    stop_on: str = "none"
+    profile_interval: float = 1.0
 
     def __post_init__(self) -> None:
         for field in fields(self):

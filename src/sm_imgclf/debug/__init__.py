@@ -1,0 +1,1 @@
+"""Training checks and profiling: the rules, the analyzer and its report."""

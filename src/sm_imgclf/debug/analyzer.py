@@ -1,0 +1,151 @@
+"""DebugProfileAnalyzer: the checks and the profiler's findings for one training job."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sm_imgclf.debug import plots
+from sm_imgclf.debug.insights import Insight, insights
+from sm_imgclf.debug.records import RECORDS, Records, read_records
+from sm_imgclf.debug.rules import RuleResult, evaluate
+from sm_imgclf.errors import DebugDataNotFoundError
+
+if TYPE_CHECKING:
+    from sm_imgclf.training.job import TrainingJob
+
+
+class DebugProfileAnalyzer:
+    """Reads what a job recorded and judges it; works on finished and running jobs.
+
+    Args:
+        source: A :class:`~sm_imgclf.TrainingJob` (local, or SageMaker: its
+            ``output.tar.gz`` is fetched from S3), a folder (a downloaded job
+            output, its ``data`` folder, or the ``debug`` folder itself), or the
+            path of an ``output.tar.gz``.
+
+    Raises:
+        DebugDataNotFoundError: Nothing was recorded there (a job run with
+            ``record_every=0``, or from before the library recorded data).
+    """
+
+    def __init__(self, source: TrainingJob | str | Path) -> None:
+        self._temp: tempfile.TemporaryDirectory[str] | None = None
+        self.name = getattr(source, "name", None) or _display_name(Path(str(source)))
+        self.folder = self._locate(source)
+        self.records: Records = read_records(self.folder)
+
+    def __repr__(self) -> str:
+        return f"DebugProfileAnalyzer({self.name!r}, folder={str(self.folder)!r})"
+
+    def _locate(self, source: Any) -> Path:
+        if hasattr(source, "session"):
+            return self._from_job(source)
+        path = Path(source)
+        if path.is_file() and path.name.endswith((".tar.gz", ".tgz")):
+            return self._extract(path)
+        for folder in (path, path / "debug", path / "data" / "debug",
+                       path / "output" / "data" / "debug"):
+            if (folder / RECORDS).is_file():
+                return folder
+        raise DebugDataNotFoundError(
+            f"No recorded checks data under {path}: expected {RECORDS} in it or in its "
+            "debug/, data/debug/ or output/data/debug/ folder. Jobs record it unless run "
+            "with record_every=0.")
+
+    def _from_job(self, job: TrainingJob) -> Path:
+        backend = job.session.backend
+        if hasattr(backend, "job_dir"):
+            return self._locate(backend.job_dir(job.name) / "output")
+        key = f"jobs/{job.name}/output/output.tar.gz"
+        try:
+            data = backend.store.get_bytes(key)
+        except Exception as error:
+            raise DebugDataNotFoundError(
+                f"Job {job.name!r} has no output archive at {backend.store.uri(key)} yet "
+                f"(status {job.status}); SageMaker writes it when the job ends.") from error
+        self._temp = tempfile.TemporaryDirectory(prefix="sm-imgclf-debug-")
+        archive = Path(self._temp.name) / "output.tar.gz"
+        archive.write_bytes(data)
+        return self._extract(archive)
+
+    def _extract(self, archive: Path) -> Path:
+        from sm_imgclf._archive import safe_extract
+
+        if self._temp is None:
+            self._temp = tempfile.TemporaryDirectory(prefix="sm-imgclf-debug-")
+        target = safe_extract(archive, Path(self._temp.name) / "output")
+        return self._locate(target)
+
+    def rules(self, **overrides: Mapping[str, float]) -> list[RuleResult]:
+        """Run every rule on the recorded data, with parameters changed by ``overrides``.
+
+        Example: ``analyzer.rules(overfit={"patience": 3})``.
+
+        Raises:
+            ConfigurationError: An unknown rule or parameter, or a value out of range.
+        """
+        return evaluate(self.records, overrides)
+
+    def insights(self) -> list[Insight]:
+        """The profiler's findings: data loading, GPU use, memory, outlier steps."""
+        return insights(self.records)
+
+    def metrics(self) -> dict[str, Any]:
+        """The recorded series: per-step loss and gradient norms, epochs, system, step times."""
+        steps = self.records.steps
+        groups = list(dict.fromkeys(g for s in steps for g in s.get("grad_norm", {})))
+        return {
+            "loss": [(s["step"], s["loss"]) for s in steps],
+            "grad_norm": {g: [(s["step"], s["grad_norm"][g]) for s in steps
+                              if g in s.get("grad_norm", {})] for g in groups},
+            "epochs": [{k: v for k, v in e.items() if k != "type"} for e in self.records.epochs],
+            "system": list(self.records.system),
+            "step_split": [{k: v for k, v in r.items() if k != "type"}
+                           for r in self.records.splits],
+            "step_seconds": [s for r in self.records.durations for s in r["seconds"]],
+            "operators": list(self.records.operators),
+            "live_triggers": list(self.records.rules),
+        }
+
+    def plot_losses(self, path: str | Path | None = None) -> Any:
+        """Train versus valid loss; returns the matplotlib figure (saved to ``path``)."""
+        return plots.losses(self.records, path)
+
+    def plot_gradients(self, path: str | Path | None = None) -> Any:
+        """Gradient norms per layer group over time."""
+        return plots.gradients(self.records, path)
+
+    def plot_system(self, path: str | Path | None = None) -> Any:
+        """CPU, memory and GPU utilisation over time."""
+        return plots.system(self.records, path)
+
+    def plot_step_times(self, path: str | Path | None = None) -> Any:
+        """Step time split into data, forward, backward and optimizer."""
+        return plots.step_times(self.records, path)
+
+    def summary(self, **overrides: Mapping[str, float]) -> str:
+        """The report's content as text: the verdict, each rule, each insight."""
+        from sm_imgclf.debug.report import text_summary
+
+        return text_summary(self, self.rules(**overrides), self.insights())
+
+    def report(self, path: str | Path, **overrides: Mapping[str, float]) -> Path:
+        """Write one self-contained HTML file: summary, rules, charts, profiler sections.
+
+        Returns:
+            The path written.
+        """
+        from sm_imgclf.debug.report import write_report
+
+        return write_report(self, Path(path), self.rules(**overrides), self.insights())
+
+
+def _display_name(path: Path) -> str:
+    """The job folder's name rather than ``output`` or ``debug``."""
+    for part in (path.absolute(), *path.absolute().parents):
+        if part.name not in ("output", "data", "debug", "output.tar.gz"):
+            return part.name or str(path)
+    return str(path)

@@ -1,0 +1,152 @@
+"""The analyzer's report: a terminal summary and one self-contained HTML file."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import statistics
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sm_imgclf.debug.insights import Insight
+from sm_imgclf.debug.rules import RuleResult
+
+if TYPE_CHECKING:
+    from sm_imgclf.debug.analyzer import DebugProfileAnalyzer
+
+_STYLE = """
+body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2rem auto;max-width:980px;
+color:#1d2330;padding:0 1rem}h1{margin-bottom:.2rem}h2{margin-top:2.2rem;border-bottom:1px solid
+#dde2ea;padding-bottom:.3rem}.verdict{padding:1rem 1.2rem;border-radius:8px;margin:1rem 0;
+font-size:1.05rem}.ok{background:#e7f6ec;border:1px solid #8fd3a5}.bad{background:#fdecea;border:
+1px solid #f1a39b}table{border-collapse:collapse;width:100%;font-size:.92rem}th,td{text-align:
+left;padding:.45rem .6rem;border-bottom:1px solid #e6e9ef;vertical-align:top}th{background:
+#f4f6f9}.tag{font-weight:600;border-radius:4px;padding:.1rem .45rem;font-size:.8rem}.fired{
+background:#f9d3cf;color:#8a1c12}.clear{background:#d4efdc;color:#175c2c}img{max-width:100%;
+border:1px solid #e6e9ef;border-radius:6px;margin:.5rem 0}.meta{color:#5b6475}
+"""
+
+
+def _headline(analyzer: DebugProfileAnalyzer, rules: list[RuleResult],
+              found: list[Insight]) -> tuple[bool, str]:
+    fired = [r.name for r in rules if r.triggered]
+    act = [i.name for i in found if i.triggered]
+    if not fired and not act:
+        return True, "No problems found: every check passed and the profiler saw no bottleneck."
+    parts = []
+    if fired:
+        parts.append(f"{len(fired)} check(s) triggered: {', '.join(fired)}")
+    if act:
+        parts.append(f"profiler: {', '.join(act)}")
+    return False, "; ".join(parts) + "."
+
+
+def _facts(analyzer: DebugProfileAnalyzer) -> str:
+    meta, epochs = analyzer.records.meta, analyzer.records.epochs
+    best = max((e.get("valid:accuracy", e.get("train:accuracy", 0.0)) for e in epochs),
+               default=None)
+    seconds = [s for r in analyzer.records.durations for s in r["seconds"]]
+    bits = [f"model {meta.get('model', '?')}", f"{len(meta.get('class_names', []))} classes",
+            f"{len(epochs)} epoch(s)", f"{len(analyzer.records.steps)} recorded steps"]
+    if best is not None:
+        bits.append(f"best accuracy {best:.4f}")
+    if seconds:
+        bits.append(f"median step {statistics.median(seconds) * 1000:.1f} ms")
+    return ", ".join(bits)
+
+
+def text_summary(analyzer: DebugProfileAnalyzer, rules: list[RuleResult],
+                 found: list[Insight]) -> str:
+    """The verdict, the rules and the insights as plain text."""
+    _, headline = _headline(analyzer, rules, found)
+    lines = [f"Checks and profile of {analyzer.name}: {_facts(analyzer)}", headline, "",
+             "Rules:"]
+    for rule in rules:
+        where = f" at {rule.at} {rule.step}" if rule.triggered else ""
+        lines.append(f"  [{'TRIGGERED' if rule.triggered else 'ok':>9}] {rule.name}{where}: "
+                     f"{rule.message}")
+        if rule.triggered:
+            lines.append(f"              suggestion: {rule.suggestion}")
+    lines += ["", "Profiler:"]
+    for item in found:
+        lines.append(f"  [{'ACT' if item.triggered else 'ok':>9}] {item.name}: {item.message}")
+        if item.triggered:
+            lines.append(f"              suggestion: {item.suggestion}")
+    return "\n".join(lines)
+
+
+def _png(fig: Any) -> str:
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=90)
+    plt.close(fig)
+    data = base64.b64encode(buffer.getvalue()).decode()
+    return f'<img alt="chart" src="data:image/png;base64,{data}">'
+
+
+def _rule_rows(rules: list[RuleResult]) -> str:
+    rows = []
+    for rule in rules:
+        tag = _FIRED.format("triggered") if rule.triggered else _CLEAR
+        where = f"{rule.at} {rule.step}" if rule.triggered else ""
+        params = ", ".join(f"{k}={v:g}" for k, v in rule.parameters.items())
+        rows.append(f"<tr><td><b>{rule.name}</b><br><span class=meta>{html.escape(params)}"
+                    f"</span></td><td>{tag}</td><td>{where}</td><td>{html.escape(rule.message)}"
+                    f"</td><td>{html.escape(rule.suggestion)}</td></tr>")
+    return ("<table><tr><th>rule</th><th>status</th><th>first at</th><th>finding</th>"
+            "<th>suggestion</th></tr>" + "".join(rows) + "</table>")
+
+
+_FIRED = '<span class="tag fired">{}</span>'
+_CLEAR = '<span class="tag clear">ok</span>'
+
+
+def _insight_rows(found: list[Insight]) -> str:
+    if not found:
+        return "<p>No profiler data was recorded.</p>"
+    rows = []
+    for item in found:
+        tag = _FIRED.format("act") if item.triggered else _CLEAR
+        advice = html.escape(item.suggestion) if item.triggered else ""
+        rows.append(f"<tr><td><b>{item.name}</b></td><td>{tag}</td>"
+                    f"<td>{html.escape(item.message)}</td><td>{advice}</td></tr>")
+    return ("<table><tr><th>insight</th><th>status</th><th>finding</th><th>suggestion</th></tr>"
+            + "".join(rows) + "</table>")
+
+
+def _operator_rows(operators: list[dict[str, Any]]) -> str:
+    if not operators:
+        return "<p>No operator profile was recorded.</p>"
+    rows = "".join(f"<tr><td><code>{html.escape(o['name'])}</code></td><td>{o['calls']}</td>"
+                   f"<td>{o['self_cpu_ms']:.2f}</td><td>{o['self_gpu_ms']:.2f}</td></tr>"
+                   for o in operators)
+    return ("<table><tr><th>operator</th><th>calls</th><th>self CPU ms</th>"
+            "<th>self GPU ms</th></tr>" + rows + "</table>")
+
+
+def write_report(analyzer: DebugProfileAnalyzer, path: Path, rules: list[RuleResult],
+                 found: list[Insight]) -> Path:
+    """Write the HTML report to ``path``: no external assets, charts inline."""
+    good, headline = _headline(analyzer, rules, found)
+    records = analyzer.records
+    charts = [_png(analyzer.plot_losses())]
+    if records.steps:
+        charts.append(_png(analyzer.plot_gradients()))
+    profile = [_png(analyzer.plot_step_times())] if records.splits else []
+    if records.system:
+        profile.append(_png(analyzer.plot_system()))
+    body = f"""<h1>Training checks and profile</h1>
+<p class=meta>{html.escape(analyzer.name)} · {html.escape(_facts(analyzer))}</p>
+<div id=summary class="verdict {'ok' if good else 'bad'}">{html.escape(headline)}</div>
+<h2 id=rules>Rules</h2>{_rule_rows(rules)}
+<h2 id=training>Training</h2>{''.join(charts)}
+<h2 id=profiler>Profiler</h2>{_insight_rows(found)}{''.join(profile)}
+<h3>Top operators (torch.profiler window)</h3>{_operator_rows(records.operators)}"""
+    page = (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>Checks: "
+            f"{html.escape(analyzer.name)}</title><style>{_STYLE}</style></head>"
+            f"<body>{body}</body></html>")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(page, encoding="utf-8")
+    return path

@@ -1,0 +1,84 @@
+"""The recorder and the profiler together, as the training loop drives them."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sm_imgclf.job.profiler import StepProfiler, SystemSampler
+from sm_imgclf.job.recorder import Recorder
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from sm_imgclf.training.hyperparameters import Hyperparameters
+
+
+class Monitor:
+    """Watches training for the checks and the profiler; see :mod:`sm_imgclf.debug.records`.
+
+    Args:
+        folder: Where the records go (``<output>/debug``).
+        hp: The job's hyperparameters (``record_every``, ``stop_on``, ``profile_interval``).
+        meta: Facts about the data and model for the rules.
+        device: The training device.
+        log: Where rule triggers are reported.
+    """
+
+    def __init__(self, folder: Path, hp: Hyperparameters, meta: dict[str, Any], device: Any,
+                 log: Callable[[str], None]) -> None:
+        self.recorder = Recorder(folder, hp.record_every, meta, hp.stop_on, log)
+        self.profiler = StepProfiler(folder, device)
+        self.system = SystemSampler(folder, hp.profile_interval)
+        self.system.start()
+        self._record: dict[str, Any] | None = None
+        self._marks: list[float] = []
+
+    @property
+    def stop(self) -> bool:
+        """Whether a rule named in ``stop_on`` triggered."""
+        return self.recorder.stop
+
+    def begin(self, step: int, model: nn.Module) -> bool:
+        """Start timing a step whose batch is ready; say whether it is recorded."""
+        recorded = self.recorder.wants(step)
+        if recorded:
+            self.profiler.sync()
+            self.recorder.watch(model)
+        self._marks.append(time.perf_counter())
+        return recorded
+
+    def mark(self, recorded: bool) -> None:
+        """Note the end of a phase (forward, backward ...)."""
+        if recorded:
+            self.profiler.sync()
+        self._marks.append(time.perf_counter())
+
+    def start(self) -> None:
+        """Note the start of a step, before its batch is prepared."""
+        self._marks = [time.perf_counter()]
+
+    def gradients(self, model: nn.Module, step: int, epoch: int, loss: float) -> None:
+        """Record gradients after the backward pass of a recorded step."""
+        self._record = self.recorder.gradients(model, step, epoch, loss)
+
+    def end(self, step: int, model: nn.Module, recorded: bool) -> None:
+        """Finish a step: weights of a recorded one, and its times."""
+        self.mark(recorded)
+        if recorded and self._record is not None:
+            self.recorder.weights(model, self._record)
+            self._record = None
+        self.profiler.step(step, self._marks, recorded)
+
+    def epoch(self, row: dict[str, Any]) -> None:
+        """Record an epoch's metrics and step durations."""
+        self.recorder.epoch(row)
+        self.profiler.epoch(row["epoch"])
+
+    def close(self) -> None:
+        """Stop sampling and close every file."""
+        self.system.stop()
+        self.profiler.close()
+        self.recorder.close()
