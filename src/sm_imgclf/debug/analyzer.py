@@ -64,8 +64,8 @@ class DebugProfileAnalyzer:
             data = backend.store.get_bytes(key)
         except Exception as error:
             raise DebugDataNotFoundError(
-                f"Job {job.name!r} has no output archive at {backend.store.uri(key)} yet "
-                f"(status {job.status}); SageMaker writes it when the job ends.") from error
+                f"Job {job.name!r} has no output archive at {backend.store.uri(key)} yet; "
+                "SageMaker writes it when the job ends.") from error
         self._temp = tempfile.TemporaryDirectory(prefix="sm-imgclf-debug-")
         archive = Path(self._temp.name) / "output.tar.gz"
         archive.write_bytes(data)

@@ -91,7 +91,11 @@ def exploding_tensor(records: Any, threshold: float) -> RuleResult:
 
 
 def loss_not_decreasing(records: Any, window: float, diff_percent: float) -> RuleResult:
-    """The train loss never fell ``diff_percent`` percent below its first window's mean."""
+    """The train loss never falls ``diff_percent`` below its start, or below chance level.
+
+    Chance level is ``ln(classes)``, the loss of a uniform guess: a model that stays
+    there has learned nothing, whatever its first steps did.
+    """
     losses = [(s["step"], s["loss"]) for s in records.steps if "loss" in s]
     size = int(window)
     if len(losses) < 2 * size:  # few records: judge by the epochs' train loss instead
@@ -101,13 +105,16 @@ def loss_not_decreasing(records: Any, window: float, diff_percent: float) -> Rul
         size = 1
     found = None
     if len(losses) >= 2 * size:
-        first = sum(v for _, v in losses[:size]) / size
         means = [sum(v for _, v in losses[i:i + size]) / size
-                 for i in range(size, len(losses) - size + 1)]
-        target = first * (1 - diff_percent / 100)
-        if not any(m < target for m in means if math.isfinite(m)):
-            found = (losses[-1][0], f"the train loss started at {first:.4g} and no later window "
-                     f"of {size} records fell below {target:.4g}.")
+                 for i in range(0, len(losses) - size + 1)]
+        finite = [m for m in means[1:] if math.isfinite(m)]
+        chance = math.log(max(len(records.meta.get("class_names", [])), 2))
+        target = min(means[0], chance) * (1 - diff_percent / 100)
+        if not any(m < target for m in finite):
+            best = min(finite, default=math.nan)
+            found = (losses[-1][0], f"the train loss started at {means[0]:.4g} and its best "
+                     f"window since is {best:.4g}, never {diff_percent:g}% below "
+                     f"min(start, {chance:.4g} = the loss of a uniform guess).")
     return _result("loss_not_decreasing", found, "step",
                    "Check the learning rate (too high or too low), the labels, and that the "
                    "layers you meant to train are trainable.",
