@@ -6,7 +6,7 @@ timing, a torch.profiler window, system sampling every second) and without it
 (``record_every=0``). Prints the median step time of each and their ratio.
 Target: at most 1.05. Nothing is asserted.
 
-    python benchmarks/recorder_overhead.py [--model resnet18] [--size 64] [--images 640]
+    python benchmarks/recorder_overhead.py [--model resnet18] [--size 64] [--images 1600]
 """
 
 from __future__ import annotations
@@ -51,10 +51,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="resnet18")
     parser.add_argument("--size", type=int, default=64)
-    parser.add_argument("--images", type=int, default=640)
+    parser.add_argument("--images", type=int, default=1600)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
     generator = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (args.images, 3, args.size, args.size), dtype=torch.uint8,
