@@ -70,10 +70,15 @@ def test_demo(tmp_path: Path) -> None:
     assert result.job is None
 
 
-def test_demo_trains(tmp_path: Path) -> None:
-    result = run_demo(tmp_path / "demo", per_class=30, epochs=2, echo=False)
+def test_demo_tunes_checks_and_serves(tmp_path: Path) -> None:
+    result = run_demo(tmp_path / "demo", per_class=30, epochs=2, trials=2, echo=False)
+    assert result.tuning is not None and len(result.tuning.trials) == 2
     assert result.job is not None and result.job.status == "Completed"
+    assert result.job.name == result.tuning.best.job_name
     assert len([m for m in result.job.metrics if m["epoch"]]) == 2
+    assert result.checks is not None and result.checks.parent == tmp_path / "demo" / "report"
+    assert "<h2 id=rules>" in result.checks.read_text()
+    assert (tmp_path / "demo" / "report" / "tuning_trials.png").stat().st_size > 5000
     assert result.evaluation is not None
     assert result.evaluation.images == sum(result.report.counts["test"].values())
     assert all(Path(plot).is_file() for plot in result.evaluation.plots)

@@ -1,9 +1,10 @@
 """The end-to-end demo on this machine: real handwritten digits, no AWS account needed.
 
-It grows with the library; today it writes the images, validates them,
-uploads them to a local session, trains a classifier in a local training job,
-deploys it to a local endpoint, asks it about a few test images, evaluates the
-test split with plots, and deletes the endpoint.
+It writes the images, validates them, uploads them to a local session, runs a
+small tuning run whose trials are local training jobs, checks the best trial
+(rules and profiler, as an HTML report), deploys it to a local endpoint, asks
+it about a few test images, evaluates the test split with plots, and deletes
+the endpoint. Reports and plots end up in ``<workdir>/report``.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from sm_imgclf.data.upload import Channels
 from sm_imgclf.serving.evaluation import Evaluation
 from sm_imgclf.session import LocalSession
 from sm_imgclf.training.job import TrainingJob
+from sm_imgclf.tuning.result import TuningResult
 
 
 @dataclass
@@ -31,8 +33,10 @@ class DemoResult:
         report: The validation report of the digits.
         channels: The uploaded channels, after the first upload.
         second_upload_bytes: Bytes sent by the repeated upload (0: nothing had changed).
-        job: The training job, when training ran.
+        job: The best trial's training job, when training ran.
         evaluation: The endpoint's evaluation on the test split, when training ran.
+        tuning: The tuning run, when training ran.
+        checks: The path of the checks report, when training ran.
     """
 
     workdir: Path
@@ -41,16 +45,20 @@ class DemoResult:
     second_upload_bytes: int
     job: TrainingJob | None = None
     evaluation: Evaluation | None = None
+    tuning: TuningResult | None = None
+    checks: Path | None = None
 
 
 def run_demo(workdir: str | Path = "sm-imgclf-demo", *, per_class: int | None = 60,
-             epochs: int = 6, progress: bool | None = None, echo: bool = True) -> DemoResult:
+             epochs: int = 6, trials: int = 4, progress: bool | None = None,
+             echo: bool = True) -> DemoResult:
     """Run the demo in ``workdir`` (replaced if it exists) and print what happens.
 
     Args:
         workdir: Where to write images, the session and the report.
         per_class: Digits per class to use (``None`` for all 1,797 images).
-        epochs: Training epochs (0 skips training).
+        epochs: Training epochs of each trial (0 skips training).
+        trials: Trials of the tuning run.
         progress: Show progress bars; ``None`` shows them on a terminal only.
         echo: Print the steps.
 
@@ -78,27 +86,52 @@ def run_demo(workdir: str | Path = "sm-imgclf-demo", *, per_class: int | None = 
     say(f"4. Uploaded again, nothing changed: {again.summary}")
     result = DemoResult(workdir, report, channels, again.summary.bytes_uploaded)
     if epochs:
-        result.job = _train(session, channels, epochs, say)
+        result.tuning = _tune(session, channels, epochs, trials, workdir, say)
+        result.job = result.tuning.best.job
+        result.checks = _check(result.job, workdir, say)
         result.evaluation = _serve(result.job, channels, workdir, say)
-    say(f"Everything is in {workdir} (validation report: {workdir / 'validation.json'}).")
+        _summary(result, say)
+    say(f"Everything is in {workdir}; reports and plots in {workdir / 'report'}.")
     return result
 
 
-def _train(session: LocalSession, channels: Channels, epochs: int,
-           say: Callable[..., None]) -> TrainingJob:
+def _tune(session: LocalSession, channels: Channels, epochs: int, trials: int,
+          workdir: Path, say: Callable[..., None]) -> TuningResult:
     from sm_imgclf.training.estimator import TransferLearningEstimator
+    from sm_imgclf.tuning.run import TuningRun
+    from sm_imgclf.tuning.space import Categorical, Continuous, Range
 
     # No pretrained weights offline: a small resnet18 learns 32-pixel digits from scratch.
     estimator = TransferLearningEstimator(
         "resnet18", session=session, weights=None, trainable="all",
         hyperparameters={"image_size": 32, "epochs": epochs, "lr": 0.003,
-                         "augmentation": "none", "batch_size": 32})
-    say(f"5. Training resnet18 from scratch for {epochs} epochs in a local training job ...")
-    job = estimator.fit(channels, logs=False)
-    for row in job.metrics:
-        say("     " + "  ".join(f"{k}={v}" for k, v in row.items() if v is not None))
-    say(f"   {job.status}; model package: {job.model_uri}")
-    return job
+                         "augmentation": "none", "batch_size": 32, "record_every": 5})
+    space: dict[str, Range] = {"lr": Continuous(3e-4, 3e-2, scale="log"),
+                               "batch_size": Categorical([16, 32])}
+    say(f"5. Tuning lr and batch_size: {trials} trials of resnet18 from scratch, up to "
+        f"{epochs} epochs each, 2 at a time, each a local training job ...")
+    result = TuningRun(estimator, space, strategy="hyperband" if epochs > 2 else "random",
+                       max_jobs=trials, max_parallel_jobs=min(2, trials),
+                       seed=0).run(channels, logs=False, name="digits-demo-tuning")
+    say(_indent(result.table()))
+    (workdir / "report").mkdir(exist_ok=True)
+    result.plot(workdir / "report" / "tuning_trials.png")
+    best = result.best
+    say(f"   best: {best.hyperparameters} -> {result.objective}={best.objective:.4f} "
+        f"({best.job_name})")
+    return result
+
+
+def _check(job: TrainingJob, workdir: Path, say: Callable[..., None]) -> Path:
+    from sm_imgclf.debug.analyzer import DebugProfileAnalyzer
+
+    analyzer = DebugProfileAnalyzer(job)
+    path = analyzer.report(workdir / "report" / "checks.html")
+    fired = [r.name for r in analyzer.rules() if r.triggered]
+    say(f"6. Checked the best trial: {len(analyzer.rules())} rules, "
+        f"{'none triggered' if not fired else 'triggered: ' + ', '.join(fired)}; "
+        f"report: {path}")
+    return path
 
 
 def _serve(job: TrainingJob, channels: Channels, workdir: Path,
@@ -107,17 +140,26 @@ def _serve(job: TrainingJob, channels: Channels, workdir: Path,
     from urllib.request import url2pathname
 
     test = Path(url2pathname(urlsplit(channels["test"]).path))
-    say("6. Deploying the model package to a local endpoint ...")
+    say("7. Deploying the best model package to a local endpoint ...")
     with job.deploy("digits-demo") as endpoint:
         samples = [next((test / digit).glob("*.png")) for digit in ("3", "5", "8")]
         for path, prediction in zip(samples, endpoint.predict(samples, top_k=2), strict=True):
             say(f"     {path.parent.name}/{path.name}: predicted {prediction.label!r} "
                 f"({prediction.score:.2f}); runner-up {prediction.top_k[1][0]!r}")
         evaluation = endpoint.evaluate(test, plots=workdir / "report")
-        say(f"7. Evaluated the test split: {evaluation}")
+        say(f"8. Evaluated the test split: {evaluation}")
         say(f"     plots: {', '.join(evaluation.plots)}")
-    say("8. Deleted the endpoint.")
+    say("9. Deleted the endpoint.")
     return evaluation
+
+
+def _summary(result: DemoResult, say: Callable[..., None]) -> None:
+    assert result.tuning is not None and result.evaluation is not None
+    trials = result.tuning.trials
+    pruned = sum(t.status == "pruned" for t in trials)
+    say(f"Summary: {len(trials)} trials ({pruned} stopped early by Hyperband); best "
+        f"{result.tuning.best.hyperparameters}; test accuracy "
+        f"{result.evaluation.accuracy:.4f}; checks report {result.checks}.")
 
 
 def _indent(text: str) -> str:

@@ -43,6 +43,7 @@ def plot_trials(trials: list[Trial], objective: str, path: str | Path | None) ->
     if path is not None:
         matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator, NullFormatter
 
     names = sorted({k for t in trials for k in t.hyperparameters})
     figure, axes = plt.subplots(1, 1 + len(names), figsize=(4 * (1 + len(names)), 3.4),
@@ -53,6 +54,8 @@ def plot_trials(trials: list[Trial], objective: str, path: str | Path | None) ->
         if all(isinstance(t.hyperparameters.get(name), float) for t in trials) and min(
                 t.hyperparameters[name] for t in trials) > 0:
             ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(NullFormatter())  # minor labels overlap
+    axes[0][0].xaxis.set_major_locator(MaxNLocator(integer=True))
     figure.tight_layout()
     if path is not None:
         figure.savefig(path, dpi=110)
