@@ -88,16 +88,9 @@ class LocalBackend:
         from sm_imgclf.training.job import JobStatus
 
         folder = self.job_dir(name)
-        try:
-            status = json.loads((folder / local_runner.STATUS).read_text())
-        except FileNotFoundError:
-            raise BackendError(f"No local training job named {name!r} under "
-                               f"{self.root / 'jobs'}.", name=name) from None
-        pid = _runner_pid(folder)
-        if status["status"] in ("InProgress", "Stopping") and pid and not alive(pid):
-            status = {"status": "Failed",
-                      "failure_reason": "The local job runner ended without a result "
-                                        "(killed?). Run fit() again with this job_name to resume."}
+        status = _read_status(folder, f"local training job named {name!r}",
+                              "The local job runner ended without a result (killed?). "
+                              "Run fit() again with this job_name to resume.")
         model = folder / "output" / "model.tar.gz"
         return JobStatus(status["status"], status.get("failure_reason"),
                          model.as_uri() if status["status"] == "Completed" else None)
@@ -165,16 +158,9 @@ class LocalBackend:
         """Read the tuner's ``status.json``; a tuner that vanished means Failed."""
         from sm_imgclf.tuning.spec import TuningStatus
 
-        folder = self.tuning_dir(name)
-        try:
-            status = json.loads((folder / local_runner.STATUS).read_text())
-        except FileNotFoundError:
-            raise BackendError(f"No local tuning run named {name!r} under "
-                               f"{self.root / 'tuning'}.", name=name) from None
-        pid = _runner_pid(folder)
-        if status["status"] in ("InProgress", "Stopping") and pid and not alive(pid):
-            status |= {"status": "Failed", "failure_reason": "The local tuner ended without "
-                       "a result (killed?). Run it again with this name to carry on."}
+        status = _read_status(self.tuning_dir(name), f"local tuning run named {name!r}",
+                              "The local tuner ended without a result (killed?). "
+                              "Run it again with this name to carry on.")
         return TuningStatus(status["status"], status.get("failure_reason"),
                             status.get("best_job"), status["objective"], status["direction"])
 
@@ -236,6 +222,18 @@ def _spawn(folder: Path, module: str) -> None:
                                    start_new_session=True)
     # A file of its own: status.json belongs to the runner from now on.
     (folder / "runner.pid").write_text(str(process.pid))
+
+
+def _read_status(folder: Path, what: str, vanished: str) -> dict[str, Any]:
+    """A runner's ``status.json``; one whose process died without a verdict has Failed."""
+    try:
+        status: dict[str, Any] = json.loads((folder / local_runner.STATUS).read_text())
+    except FileNotFoundError:
+        raise BackendError(f"No {what} under {folder.parent}.", name=folder.name) from None
+    pid = _runner_pid(folder)
+    if status["status"] in ("InProgress", "Stopping") and pid and not alive(pid):
+        status |= {"status": "Failed", "failure_reason": vanished}
+    return status
 
 
 def _runner_pid(folder: Path) -> int | None:
