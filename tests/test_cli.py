@@ -82,3 +82,105 @@ def test_demo_tunes_checks_and_serves(tmp_path: Path) -> None:
     assert result.evaluation is not None
     assert result.evaluation.images == sum(result.report.counts["test"].values())
     assert all(Path(plot).is_file() for plot in result.evaluation.plots)
+
+
+@pytest.fixture(scope="module")
+def digits_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from sm_imgclf.data.digits import digits_to_folder
+
+    root = tmp_path_factory.mktemp("cli-digits")
+    images = digits_to_folder(root / "digits", limit_per_class=12)
+    return images
+
+
+TINY = ["--model", "resnet18", "--weights", "none", "--trainable", "all",
+        "--hp", "image_size=16", "--hp", "epochs=2", "--hp", "augmentation=none",
+        "--hp", "record_every=2"]
+
+
+def run_json(args: list[str], capsys: pytest.CaptureFixture[str], code: int = 0) -> object:
+    assert main(args) == code, capsys.readouterr().err
+    return json.loads(capsys.readouterr().out)
+
+
+def test_train_report_deploy_predict_evaluate(digits_folder: Path, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    root = ["--session-root", str(tmp_path / "s"), "--json"]
+    split = tmp_path / "split"
+    import shutil
+
+    shutil.copytree(digits_folder, split / "train")
+    trained = run_json(["train", str(split), *TINY, "--job-name", "cli-job", *root], capsys)
+    assert trained["status"] == "Completed" and trained["model_uri"].endswith("model.tar.gz")
+    assert [m["epoch"] for m in trained["metrics"] if m["epoch"]] == [1, 2]
+    listed = run_json(["jobs", "list", *root], capsys)
+    assert {"name": "cli-job", "status": "Completed"} in listed
+    code = main(["report", "cli-job", "--out", str(tmp_path / "checks.html"), *root])
+    checks = json.loads(capsys.readouterr().out)
+    assert code == (1 if any(r["triggered"] for r in checks["rules"]) else 0)
+    assert len(checks["rules"]) == 8 and (tmp_path / "checks.html").is_file()
+    assert run_json(["deploy", "cli-job", "--endpoint", "cli-ep", *root], capsys) == {
+        "endpoint": "cli-ep"}
+    try:
+        assert run_json(["endpoints", "list", *root], capsys) == [
+            {"name": "cli-ep", "status": "InService"}]
+        seven = next((digits_folder / "7").glob("*.png"))
+        answers = run_json(["predict", "cli-ep", str(seven), "--top-k", "2", *root], capsys)
+        assert answers[0]["image"] == str(seven) and len(answers[0]["top_k"]) == 2
+        evaluation = run_json(["evaluate", "cli-ep", str(digits_folder), *root], capsys)
+        assert evaluation["images"] == 120
+    finally:
+        assert run_json(["endpoints", "delete", "cli-ep", *root], capsys) == {
+            "deleted": "cli-ep"}
+    assert run_json(["endpoints", "list", *root], capsys) == []
+
+
+def test_tune_from_the_command_line(digits_folder: Path, tmp_path: Path,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    import shutil
+
+    for folder in sorted(digits_folder.iterdir()):
+        for index, image in enumerate(sorted(folder.glob("*.png"))):
+            target = tmp_path / "data" / ("train" if index < 8 else "valid") / folder.name
+            target.mkdir(parents=True, exist_ok=True)
+            shutil.copy(image, target / image.name)
+    result = run_json(["tune", str(tmp_path / "data"), *TINY, "--param", "lr=log:1e-3:1e-1",
+                       "--param", "batch_size=16,32", "--max-jobs", "2", "--parallel", "2",
+                       "--strategy", "random", "--name", "cli-tune", "--session-root",
+                       str(tmp_path / "s"), "--json"], capsys)
+    assert result["status"] == "Completed" and len(result["trials"]) == 2
+    assert result["best"]["hyperparameters"]["batch_size"] in (16, 32)
+    assert isinstance(result["best"]["hyperparameters"]["lr"], float)
+
+
+@pytest.mark.parametrize(("args", "code", "message"), [
+    (["train", "{data}", "--hp", "lr"], 2, "--hp must be name=value"),
+    (["train", "{data}", "--hp", "lr=fast"], 2, "lr must be a number"),
+    (["tune", "{data}", "--param", "lr=log:1e-3"], 2, "--param lr must be"),
+    (["tune", "{data}", "--param", "lr=log:a:b"], 2, "--param lr must be log:<min>:<max>"),
+    (["jobs", "stop"], 2, "jobs stop must be given a job name"),
+    (["endpoints", "delete"], 2, "endpoints delete must be given"),
+    (["report", "no-such-job"], 3, "No local training job named 'no-such-job'"),
+    (["predict", "no-such-endpoint", "x.png"], 3, "No local endpoint named"),
+])
+def test_command_errors(args: list[str], code: int, message: str, digits_folder: Path,
+                        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = [a.replace("{data}", str(digits_folder)) for a in args]
+    assert main([*args, "--session-root", str(tmp_path / "s")]) == code
+    assert message in capsys.readouterr().err
+
+
+def test_every_command_has_quick_help() -> None:
+    code = ("import sys, contextlib, io, time\n"
+            "from sm_imgclf.cli import main\n"
+            "for name in ['train', 'tune', 'report', 'jobs', 'deploy', 'predict', 'evaluate',"
+            " 'endpoints']:\n"
+            "    out = io.StringIO()\n"
+            "    with contextlib.suppress(SystemExit), contextlib.redirect_stdout(out):\n"
+            "        main([name, '--help'])\n"
+            "    assert '--backend' in out.getvalue(), name\n"
+            "heavy = ('torch', 'boto3', 'PIL', 'numpy', 'optuna')\n"
+            "print([m for m in heavy if m in sys.modules])\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True)
+    assert result.stdout.strip() == "[]"

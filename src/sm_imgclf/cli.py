@@ -1,7 +1,8 @@
 """The ``sm-imgclf`` command.
 
-Exit codes: 0 success, 1 the data failed validation, 2 bad usage,
-3 a storage or backend error, 4 any other library error.
+Exit codes: 0 success, 1 the data failed validation (``validate``, ``upload``)
+or a check triggered (``report``), 2 bad usage, 3 a storage or backend error,
+4 any other library error.
 """
 
 from __future__ import annotations
@@ -10,6 +11,9 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+
+from sm_imgclf import cli_jobs, cli_serving
+from sm_imgclf.cli_args import make_session, session_options
 
 EXIT_INVALID, EXIT_USAGE, EXIT_STORAGE, EXIT_ERROR = 1, 2, 3, 4
 
@@ -26,30 +30,29 @@ def build_parser() -> argparse.ArgumentParser:
     validate = commands.add_parser("validate", help="check every image of a dataset")
     validate.add_argument("root", help="dataset folder")
     validate.add_argument("--json", action="store_true", help="print the report as JSON")
-    upload = commands.add_parser("upload", help="validate and upload a dataset")
+    common = session_options()
+    upload = commands.add_parser("upload", parents=[common],
+                                 help="validate and upload a dataset")
     upload.add_argument("root", help="dataset folder")
     upload.add_argument("prefix", help="key prefix in the store, e.g. datasets/dogs")
-    upload.add_argument("--backend", choices=("local", "sagemaker"), default="local")
-    upload.add_argument("--session-root", help="local session folder (local backend)")
-    upload.add_argument("--bucket", help="S3 bucket (sagemaker backend)")
-    upload.add_argument("--region", help="AWS region (sagemaker backend)")
     upload.add_argument("--skip-invalid", action="store_true",
                         help="leave out files with errors instead of refusing")
-    upload.add_argument("--json", action="store_true", help="print the channels as JSON")
+    cli_jobs.add_commands(commands, common)
+    cli_serving.add_commands(commands, common)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     args = build_parser().parse_args(argv)
-    from sm_imgclf.errors import DatasetError, SmImgclfError, StorageError
+    from sm_imgclf.errors import BackendError, DatasetError, SmImgclfError, StorageError
 
     try:
         return int(_COMMANDS[args.command](args))
     except DatasetError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_INVALID
-    except StorageError as error:
+    except (StorageError, BackendError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_STORAGE
     except SmImgclfError as error:
@@ -73,17 +76,9 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _upload(args: argparse.Namespace) -> int:
-    from sm_imgclf._params import bad_value
     from sm_imgclf.data.dataset import ImageFolderDataset
-    from sm_imgclf.session import LocalSession, SageMakerSession, Session
 
-    session: Session
-    if args.backend == "sagemaker":
-        if not args.bucket:
-            raise bad_value("--bucket", "given with --backend sagemaker", None)
-        session = SageMakerSession(args.bucket, region=args.region)
-    else:
-        session = LocalSession(args.session_root)
+    session = make_session(args)
     channels = ImageFolderDataset(args.root).upload(session, args.prefix,
                                                     skip_invalid=args.skip_invalid)
     if args.json:
@@ -97,7 +92,11 @@ def _upload(args: argparse.Namespace) -> int:
     return 0
 
 
-_COMMANDS = {"demo": _demo, "validate": _validate, "upload": _upload}
+_COMMANDS = {"demo": _demo, "validate": _validate, "upload": _upload,
+             "train": cli_jobs.train, "tune": cli_jobs.tune, "report": cli_jobs.report,
+             "jobs": cli_jobs.jobs, "deploy": cli_serving.deploy,
+             "predict": cli_serving.predict, "evaluate": cli_serving.evaluate,
+             "endpoints": cli_serving.endpoints}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -72,6 +72,14 @@ class Backend(Protocol):
         """Stop a tuning run and its running trials."""
         ...
 
+    def list_jobs(self) -> list[dict[str, Any]]:
+        """Return recent training jobs as ``{"name", "status"}``, newest first."""
+        ...
+
+    def list_endpoints(self) -> list[dict[str, Any]]:
+        """Return endpoints as ``{"name", "status"}``."""
+        ...
+
     def deploy(self, spec: DeploySpec) -> None:
         """Create the endpoint ``spec`` describes and wait until it serves."""
         ...

@@ -143,6 +143,14 @@ class FakeBackend:
             raise BackendError(f"No fake tuning run named {name!r}.", name=name)
         return self.tunings[name]
 
+    def list_jobs(self) -> list[dict[str, Any]]:
+        """The recorded jobs with their scripted status."""
+        return [{"name": name, "status": job.status} for name, job in self.jobs.items()]
+
+    def list_endpoints(self) -> list[dict[str, Any]]:
+        """The recorded endpoints."""
+        return [{"name": name, "status": "InService"} for name in self.endpoints]
+
     def deploy(self, spec: DeploySpec) -> None:
         """Record the endpoint; :attr:`answers` scripts what it returns."""
         self.endpoints[spec.endpoint_name] = spec

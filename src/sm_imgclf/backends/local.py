@@ -180,6 +180,18 @@ class LocalBackend:
         if self.describe_tuning(name).status == "InProgress" and pid and alive(pid):
             os.kill(pid, signal.SIGTERM)
 
+    def list_jobs(self) -> list[dict[str, Any]]:
+        """Every local training job, newest first, with its status."""
+        folders = sorted((self.root / "jobs").glob("*/status.json"),
+                         key=lambda p: p.stat().st_mtime, reverse=True)
+        return [{"name": p.parent.name, "status": self.describe_training(p.parent.name).status}
+                for p in folders]
+
+    def list_endpoints(self) -> list[dict[str, Any]]:
+        """Every local endpoint with its status."""
+        return [{"name": p.parent.name, "status": local_serving.describe(p.parent)["status"]}
+                for p in sorted((self.root / "endpoints").glob(f"*/{local_serving.STATE}"))]
+
     def endpoint_dir(self, name: str) -> Path:
         """The folder of endpoint ``name``."""
         return self.root / "endpoints" / name

@@ -255,6 +255,22 @@ class SageMakerBackend:
             self.sagemaker_client.stop_hyper_parameter_tuning_job(
                 HyperParameterTuningJobName=name)
 
+    def list_jobs(self) -> list[dict[str, Any]]:
+        """The 100 newest training jobs with their status."""
+        with _translate("ListTrainingJobs", "jobs"):
+            page = self.sagemaker_client.list_training_jobs(
+                SortBy="CreationTime", SortOrder="Descending", MaxResults=100)
+        return [{"name": j["TrainingJobName"], "status": j["TrainingJobStatus"]}
+                for j in page["TrainingJobSummaries"]]
+
+    def list_endpoints(self) -> list[dict[str, Any]]:
+        """The 100 newest endpoints with their status."""
+        with _translate("ListEndpoints", "endpoints"):
+            page = self.sagemaker_client.list_endpoints(
+                SortBy="CreationTime", SortOrder="Descending", MaxResults=100)
+        return [{"name": e["EndpointName"], "status": e["EndpointStatus"]}
+                for e in page["Endpoints"]]
+
     def deploy_requests(self, spec: DeploySpec) -> dict[str, dict[str, Any]]:
         """The validated CreateModel, CreateEndpointConfig and CreateEndpoint requests."""
         built = serving.deploy_requests(

@@ -1,0 +1,150 @@
+"""``sm-imgclf train``, ``tune``, ``report`` and ``jobs``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from sm_imgclf.cli_args import make_session, pairs, parse_range
+
+EXIT_CHECKS = 1
+
+
+def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
+    """Register the commands on the ``sm-imgclf`` parser."""
+    train = commands.add_parser("train", parents=[common], help="train a classifier")
+    _estimator_options(train)
+    train.add_argument("--job-name", help="name the job (reuse a stopped one to resume)")
+    train.add_argument("--no-wait", action="store_true", help="start the job and return")
+    tune = commands.add_parser("tune", parents=[common], help="tune hyperparameters")
+    _estimator_options(tune)
+    tune.add_argument("--param", action="append", required=True, metavar="NAME=RANGE",
+                      help="lr=log:1e-4:1e-1, batch_size=32,64, head_hidden=int:0:512 ...")
+    tune.add_argument("--strategy", default="bayesian",
+                      choices=("bayesian", "random", "grid", "hyperband"))
+    tune.add_argument("--objective", default="valid:accuracy")
+    tune.add_argument("--max-jobs", type=int, default=10)
+    tune.add_argument("--parallel", type=int, default=2, help="trials at once")
+    tune.add_argument("--name", help="name the run (reuse a stopped local one to carry on)")
+    report = commands.add_parser("report", parents=[common],
+                                 help="run the checks on a job and write the HTML report")
+    report.add_argument("job", help="job name, job output folder, or output.tar.gz")
+    report.add_argument("--out", default="checks.html", help="HTML file to write")
+    report.add_argument("--rule", action="append", metavar="RULE.PARAM=VALUE",
+                        help="change a rule's threshold, e.g. overfit.patience=3")
+    jobs = commands.add_parser("jobs", parents=[common], help="list or stop training jobs")
+    jobs.add_argument("action", choices=("list", "stop"))
+    jobs.add_argument("name", nargs="?", help="the job to stop")
+
+
+def _estimator_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("data", help="dataset folder (validated and uploaded first)")
+    parser.add_argument("--prefix", help="store prefix for the data (default datasets/<name>)")
+    parser.add_argument("--model", default="resnet50")
+    parser.add_argument("--weights", default="DEFAULT", help="DEFAULT, an enum name, a file, "
+                        "or none")
+    parser.add_argument("--trainable", default="head", help="head, all, or layer3,layer4")
+    parser.add_argument("--hp", action="append", metavar="NAME=VALUE",
+                        help="a hyperparameter, e.g. lr=0.01 (repeatable)")
+    parser.add_argument("--instance-type", default="ml.g4dn.xlarge")
+
+
+def _estimator(args: argparse.Namespace) -> tuple[Any, dict[str, str]]:
+    from sm_imgclf.data.dataset import ImageFolderDataset
+    from sm_imgclf.training.estimator import TransferLearningEstimator
+    from sm_imgclf.training.hyperparameters import Hyperparameters
+
+    session = make_session(args)
+    data = Path(args.data)
+    channels = ImageFolderDataset(data).upload(
+        session, args.prefix or f"datasets/{data.absolute().name}", progress=not args.json)
+    hyper = Hyperparameters.from_strings(pairs(args.hp, "--hp"))
+    weights = None if args.weights.lower() == "none" else args.weights
+    trainable = args.trainable if args.trainable in ("head", "all") \
+        else args.trainable.split(",")
+    return TransferLearningEstimator(
+        args.model, session=session, weights=weights, hyperparameters=hyper,
+        trainable=trainable, instance_type=args.instance_type), dict(channels)
+
+
+def train(args: argparse.Namespace) -> int:
+    """Train and print the job's outcome."""
+    estimator, channels = _estimator(args)
+    job = estimator.fit(channels, wait=not args.no_wait, logs=not args.json,
+                        job_name=args.job_name)
+    status = job.describe()
+    if args.json:
+        print(json.dumps({"job_name": job.name, "status": status.status,
+                          "model_uri": status.model_uri, "metrics": job.metrics}, indent=2))
+    else:
+        print(f"{job.name}: {status.status}; model package: {status.model_uri or '-'}")
+    return 0
+
+
+def tune(args: argparse.Namespace) -> int:
+    """Tune and print the trials, best first."""
+    from sm_imgclf.tuning.run import TuningRun
+
+    estimator, channels = _estimator(args)
+    space = {name: parse_range(name, text) for name, text in pairs(args.param,
+                                                                    "--param").items()}
+    result = TuningRun(estimator, space, objective=args.objective, strategy=args.strategy,
+                       max_jobs=args.max_jobs, max_parallel_jobs=args.parallel).run(
+        channels, logs=not args.json, name=args.name)
+    if args.json:
+        best = result.best
+        print(json.dumps({"name": result.name, "status": result.status,
+                          "best": {"job_name": best.job_name, "objective": best.objective,
+                                   "hyperparameters": best.hyperparameters},
+                          "trials": result.rows()}, indent=2))
+    else:
+        print(result)
+    return 0
+
+
+def report(args: argparse.Namespace) -> int:
+    """Run the checks; exit 1 when a rule triggered."""
+    from dataclasses import asdict
+
+    from sm_imgclf.debug.analyzer import DebugProfileAnalyzer
+    from sm_imgclf.training.job import TrainingJob
+
+    source: Any = args.job
+    if not Path(args.job).exists():
+        source = TrainingJob.attach(args.job, make_session(args))
+    analyzer = DebugProfileAnalyzer(source)
+    overrides: dict[str, dict[str, float]] = {}
+    for key, value in pairs(args.rule, "--rule").items():
+        rule, _, param = key.partition(".")
+        overrides.setdefault(rule, {})[param] = float(value)
+    results = analyzer.rules(**overrides)
+    path = analyzer.report(args.out, **overrides)
+    if args.json:
+        print(json.dumps({"report": str(path), "rules": [asdict(r) for r in results],
+                          "insights": [asdict(i) for i in analyzer.insights()]}, indent=2))
+    else:
+        print(analyzer.summary(**overrides))
+        print(f"report: {path}")
+    return EXIT_CHECKS if any(r.triggered for r in results) else 0
+
+
+def jobs(args: argparse.Namespace) -> int:
+    """List jobs, or stop one."""
+    from sm_imgclf._params import bad_value
+
+    session = make_session(args)
+    if args.action == "stop":
+        if not args.name:
+            raise bad_value("jobs stop", "given a job name", None)
+        session.backend.stop_training(args.name)
+        print(json.dumps({"stopped": args.name}) if args.json else f"stopping {args.name}")
+        return 0
+    rows = session.backend.list_jobs()
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        for row in rows:
+            print(f"{row['name']}\t{row['status']}")
+    return 0
