@@ -6,7 +6,7 @@ import os
 
 import nox
 
-nox.options.sessions = ["tests", "toolkits", "lint", "typecheck", "docs"]
+nox.options.sessions = ["tests", "toolkits", "reliability", "lint", "typecheck", "docs"]
 nox.options.reuse_existing_virtualenvs = True
 
 
@@ -27,6 +27,15 @@ def toolkits(session: nox.Session) -> None:
     """Run the job and the model package inside AWS's container toolkits."""
     session.install("-e", ".[dev]", *TOOLKITS)
     session.run("pytest", "-m", "toolkits", "-s", "tests/test_toolkits.py", *session.posargs)
+
+
+@nox.session
+def reliability(session: nox.Session) -> None:
+    """Hostile inputs, faults and load; SM_IMGCLF_RELIABILITY=full for the full sizes."""
+    session.install("-e", ".[dev]")
+    session.run("pytest", "-m", "reliability", "-s", "-p", "no:cacheprovider",
+                "tests/reliability", *session.posargs,
+                env={"SM_IMGCLF_RELIABILITY": os.environ.get("SM_IMGCLF_RELIABILITY", "")})
 
 
 @nox.session

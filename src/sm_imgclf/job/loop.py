@@ -66,6 +66,9 @@ class Trainer:
             metrics["epoch_seconds"] = time.perf_counter() - started
             self._record(state, epoch, metrics)
             self._save(state, optimizer, scheduler, epoch)
+            # Reported only once saved: an epoch in the log survives a kill.
+            shown = " ".join(f"{k}={v:.4f}" for k, v in metrics.items() if ":" in k)
+            self.log(f"epoch={epoch} {shown}")
             if self.monitor is not None:
                 self.monitor.epoch({"epoch": epoch, **metrics, "confusion": self.confusion})
                 if self.monitor.stop:
@@ -197,8 +200,6 @@ class Trainer:
 
     def _record(self, state: dict[str, Any], epoch: int, metrics: dict[str, float]) -> None:
         state["history"].append({"epoch": epoch, **metrics})
-        shown = " ".join(f"{k}={v:.4f}" for k, v in metrics.items() if ":" in k)
-        self.log(f"epoch={epoch} {shown}")
         score = (metrics.get("valid:accuracy", metrics["train:accuracy"]),
                  -metrics.get("valid:loss", metrics["train:loss"]))
         if state["best"] is None or score > tuple(state["best"]):
