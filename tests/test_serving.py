@@ -327,3 +327,11 @@ def test_large_lists_are_sent_in_chunks_within_the_limit() -> None:
                         json.dumps({"predictions": [row] * 6}).encode()]
     predictions = smi.EndpointClient("e", smi.Session(backend)).predict([jpeg_bytes()] * 70)
     assert len(predictions) == 70 and len(backend.requests) == 2
+
+
+def test_npy_with_a_broken_header_is_a_bad_request() -> None:
+    # Found by the reliability fuzzer: numpy's header parser raised a tokenizer error.
+    body = b"\x93NUMPY\x01\x00@\x00" + b"\x00" * 61 + b"'''"
+    with pytest.raises(RequestError) as caught:
+        input_fn(body, "application/x-npy")
+    assert caught.value.status == 400 and "not a .npy array" in str(caught.value)

@@ -198,8 +198,9 @@ def _from_npy(data: bytes, size: int) -> torch.Tensor:
 
     try:
         array = np.load(io.BytesIO(data), allow_pickle=False)
-    except (ValueError, OSError, EOFError) as error:
-        raise RequestError(f"The body is not a .npy array: {error}") from None
+    except Exception as error:  # numpy's header parser raises tokenizer and syntax errors too
+        raise RequestError(f"The body is not a .npy array: {type(error).__name__}: "
+                           f"{error}") from None
     if array.ndim in (2, 3):
         array = array[None]
     if array.ndim == 3:

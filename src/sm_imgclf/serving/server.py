@@ -40,6 +40,12 @@ class EndpointServer(ThreadingHTTPServer):
         self.batcher: Any = None
         self.load_error: str | None = None
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hung up is not a server fault; anything else is printed."""
+        if isinstance(sys.exc_info()[1], ConnectionResetError | BrokenPipeError):
+            return
+        super().handle_error(request, client_address)
+
     def load(self) -> None:
         """Load the model package; on failure record why and stop serving."""
         from sm_imgclf.serving.batching import Batcher
