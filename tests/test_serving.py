@@ -335,3 +335,15 @@ def test_npy_with_a_broken_header_is_a_bad_request() -> None:
     with pytest.raises(RequestError) as caught:
         input_fn(body, "application/x-npy")
     assert caught.value.status == 400 and "not a .npy array" in str(caught.value)
+
+
+@pytest.mark.parametrize("shape", [(0, 2, 2, 3), (2, 0, 2, 3), (3, 0, 3)])
+def test_npy_without_images_is_a_bad_request(shape: tuple[int, ...]) -> None:
+    # Found by the reliability fuzzer: an empty batch reached torch.stack.
+    import numpy as np
+
+    buffer = io.BytesIO()
+    np.save(buffer, np.zeros(shape, np.uint8))
+    with pytest.raises(RequestError) as caught:
+        input_fn(buffer.getvalue(), "application/x-npy")
+    assert caught.value.status == 400

@@ -208,6 +208,8 @@ def _from_npy(data: bytes, size: int) -> torch.Tensor:
     if array.ndim != 4 or array.shape[-1] not in (1, 3) or array.dtype != np.uint8:
         raise RequestError("Expected uint8 images shaped (H, W, 3), (N, H, W, 3) or (H, W); "
                            f"got {array.dtype} {array.shape}.")
+    if len(array) == 0 or 0 in array.shape:
+        raise RequestError(f"The array holds no image: shape {array.shape}.")
     if len(array) > MAX_IMAGES or array.shape[1] * array.shape[2] > MAX_PIXELS:
         raise RequestError(f"Too many or too large images: {array.shape}.", status=413)
     shorter = resize_size(size)
