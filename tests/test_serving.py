@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import http.client
 import io
 import json
 import threading
@@ -16,6 +15,7 @@ from PIL import Image
 
 import sm_imgclf as smi
 from sm_imgclf._archive import safe_extract
+from sm_imgclf.backends import local_serving
 from sm_imgclf.serving.handler import RequestError, input_fn, model_fn, output_fn, predict_fn
 from sm_imgclf.serving.server import serve
 
@@ -125,13 +125,7 @@ def call(endpoint: smi.EndpointClient, method: str, path: str, body: bytes | Non
 
 def post(port: int, method: str, path: str, body: bytes | None,
          headers: dict[str, str]) -> tuple[int, bytes]:
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    try:
-        connection.request(method, path, body=body, headers=headers)
-        answer = connection.getresponse()
-        return answer.status, answer.read()
-    finally:
-        connection.close()
+    return local_serving._request(port, method, path, body, headers, timeout=30)
 
 
 def test_endpoint_predictions_match_the_model(trained: dict, endpoint: smi.EndpointClient) -> None:

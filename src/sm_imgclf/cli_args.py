@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from sm_imgclf.session import Session
@@ -70,3 +71,28 @@ def parse_range(name: str, text: str) -> Range:
                         "int:<min>:<max>, int-log:<min>:<max> or a comma list of values",
                         text)
     return Categorical([BY_NAME[name].parse(v) for v in text.split(",") if v])
+
+
+def list_or_act(args: argparse.Namespace, noun: str, listing: Callable[[], list[dict[str, Any]]],
+                act: Callable[[str], None], done: str, doing: str | None = None) -> int:
+    """``<noun> list`` prints name and status; the other action runs ``act`` on the name.
+
+    The action is reported as ``{done: name}`` in JSON, ``<doing or done> <name>`` in text.
+    """
+    import json
+
+    from sm_imgclf._params import bad_value
+
+    if args.action != "list":
+        if not args.name:
+            raise bad_value(f"{noun} {args.action}", f"given a {noun[:-1]} name", None)
+        act(args.name)
+        print(json.dumps({done: args.name}) if args.json else f"{doing or done} {args.name}")
+        return 0
+    rows = listing()
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        for row in rows:
+            print(f"{row['name']}\t{row['status']}")
+    return 0

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from sm_imgclf.cli_args import make_session, pairs, parse_range
+from sm_imgclf.cli_args import list_or_act, make_session, pairs, parse_range
 
 EXIT_CHECKS = 1
 
@@ -132,19 +132,6 @@ def report(args: argparse.Namespace) -> int:
 
 def jobs(args: argparse.Namespace) -> int:
     """List jobs, or stop one."""
-    from sm_imgclf._params import bad_value
-
-    session = make_session(args)
-    if args.action == "stop":
-        if not args.name:
-            raise bad_value("jobs stop", "given a job name", None)
-        session.backend.stop_training(args.name)
-        print(json.dumps({"stopped": args.name}) if args.json else f"stopping {args.name}")
-        return 0
-    rows = session.backend.list_jobs()
-    if args.json:
-        print(json.dumps(rows, indent=2))
-    else:
-        for row in rows:
-            print(f"{row['name']}\t{row['status']}")
-    return 0
+    backend = make_session(args).backend
+    return list_or_act(args, "jobs", backend.list_jobs, backend.stop_training, "stopped",
+                       "stopping")

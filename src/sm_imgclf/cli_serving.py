@@ -7,7 +7,7 @@ import json
 from dataclasses import asdict
 from typing import Any
 
-from sm_imgclf.cli_args import make_session
+from sm_imgclf.cli_args import list_or_act, make_session
 
 
 def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
@@ -80,19 +80,6 @@ def evaluate(args: argparse.Namespace) -> int:
 
 def endpoints(args: argparse.Namespace) -> int:
     """List endpoints, or delete one."""
-    from sm_imgclf._params import bad_value
-
-    session = make_session(args)
-    if args.action == "delete":
-        if not args.name:
-            raise bad_value("endpoints delete", "given an endpoint name", None)
-        session.backend.delete_endpoint(args.name)
-        print(json.dumps({"deleted": args.name}) if args.json else f"deleted {args.name}")
-        return 0
-    rows = session.backend.list_endpoints()
-    if args.json:
-        print(json.dumps(rows, indent=2))
-    else:
-        for row in rows:
-            print(f"{row['name']}\t{row['status']}")
-    return 0
+    backend = make_session(args).backend
+    return list_or_act(args, "endpoints", backend.list_endpoints, backend.delete_endpoint,
+                       "deleted")

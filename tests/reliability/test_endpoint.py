@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from reliability.conftest import FIGURES, scale
+from sm_imgclf.backends import local_serving
 
 pytestmark = pytest.mark.reliability
 TYPES = ["image/jpeg", "image/png", "application/x-image", "application/x-npy",
@@ -37,13 +38,7 @@ def endpoint(trained_package: tuple) -> Iterator[dict[str, Any]]:
 
 def request(port: int, method: str, path: str, body: bytes = b"",
             headers: dict[str, str] | None = None) -> tuple[int, bytes]:
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-    try:
-        connection.request(method, path, body=body, headers=headers or {})
-        answer = connection.getresponse()
-        return answer.status, answer.read()
-    finally:
-        connection.close()
+    return local_serving._request(port, method, path, body, headers or {}, timeout=60)
 
 
 def rss_mb(pid: int) -> float:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from sm_imgclf.storage.base import Store
@@ -46,6 +47,14 @@ class Backend(Protocol):
 
     def training_log(self, name: str, cursor: Any) -> tuple[list[str], Any]:
         """Return log lines after ``cursor`` (``None``: from the start) and the new cursor."""
+        ...
+
+    def training_output(self, name: str, target: Path) -> Path:
+        """Return a local copy of a job's output data (a folder, or an archive in ``target``).
+
+        Raises:
+            BackendError: The job has no output yet.
+        """
         ...
 
     def stop_training(self, name: str) -> None:

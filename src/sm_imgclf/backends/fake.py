@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sm_imgclf.errors import BackendError
@@ -99,6 +100,11 @@ class FakeBackend:
         start = int(cursor or 0)
         lines = self._job(name).log[start:]
         return lines, start + len(lines)
+
+    def training_output(self, name: str, target: Path) -> Path:
+        """The fake runs nothing, so no job has output."""
+        self._job(name)
+        raise BackendError(f"Fake job {name!r} has no output data.", name=name)
 
     def stop_training(self, name: str) -> None:
         """Mark the job stopped."""

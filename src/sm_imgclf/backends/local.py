@@ -107,6 +107,11 @@ class LocalBackend:
         complete = data[: data.rfind(b"\n") + 1]
         return complete.decode(errors="replace").splitlines(), offset + len(complete)
 
+    def training_output(self, name: str, target: Path) -> Path:
+        """The job's own ``output`` folder (nothing is copied)."""
+        self.describe_training(name)
+        return self.job_dir(name) / "output"
+
     def stop_training(self, name: str) -> None:
         """Send the runner SIGTERM; it interrupts the job, which keeps its checkpoint."""
         folder = self.job_dir(name)

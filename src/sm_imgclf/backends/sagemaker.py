@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from functools import cached_property
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sm_imgclf._version import __version__
@@ -11,7 +12,7 @@ from sm_imgclf.backends import sagemaker_serving as serving
 from sm_imgclf.backends import sagemaker_training as requests
 from sm_imgclf.backends import sagemaker_tuning as tuning
 from sm_imgclf.backends.sagemaker_images import pytorch_image
-from sm_imgclf.errors import BackendError, EndpointError
+from sm_imgclf.errors import BackendError, EndpointError, StorageError
 from sm_imgclf.storage.s3 import S3Store
 
 if TYPE_CHECKING:
@@ -180,6 +181,18 @@ class SageMakerBackend:
     def logs_client(self) -> Any:
         """The CloudWatch Logs client."""
         return self.client("logs")
+
+    def training_output(self, name: str, target: Path) -> Path:
+        """Download the job's ``output.tar.gz`` (SageMaker writes it when the job ends)."""
+        key = f"jobs/{name}/output/output.tar.gz"
+        try:
+            data = self.store.get_bytes(key)
+        except StorageError as error:
+            raise BackendError(f"Job {name!r} has no output archive at {self.store.uri(key)} "
+                               "yet; SageMaker writes it when the job ends.", name=name) from error
+        archive = target / "output.tar.gz"
+        archive.write_bytes(data)
+        return archive
 
     def stop_training(self, name: str) -> None:
         """Call ``StopTrainingJob``; SageMaker keeps the checkpoints in S3."""

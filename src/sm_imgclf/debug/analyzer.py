@@ -56,20 +56,14 @@ class DebugProfileAnalyzer:
             "with record_every=0.")
 
     def _from_job(self, job: TrainingJob) -> Path:
-        backend = job.session.backend
-        if hasattr(backend, "job_dir"):
-            return self._locate(backend.job_dir(job.name) / "output")
-        key = f"jobs/{job.name}/output/output.tar.gz"
-        try:
-            data = backend.store.get_bytes(key)
-        except Exception as error:
-            raise DebugDataNotFoundError(
-                f"Job {job.name!r} has no output archive at {backend.store.uri(key)} yet; "
-                "SageMaker writes it when the job ends.") from error
+        from sm_imgclf.errors import BackendError
+
         self._temp = tempfile.TemporaryDirectory(prefix="sm-imgclf-debug-")
-        archive = Path(self._temp.name) / "output.tar.gz"
-        archive.write_bytes(data)
-        return self._extract(archive)
+        try:
+            output = job.session.backend.training_output(job.name, Path(self._temp.name))
+        except BackendError as error:
+            raise DebugDataNotFoundError(str(error)) from error
+        return self._locate(output)
 
     def _extract(self, archive: Path) -> Path:
         from sm_imgclf._archive import safe_extract

@@ -10,14 +10,12 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from sm_imgclf.errors import BackendError, TuningFailedError
 from sm_imgclf.training.hyperparameters import BY_NAME
+from sm_imgclf.training.job import TERMINAL
 from sm_imgclf.tuning.spec import TrialRecord, TuningStatus
 
 if TYPE_CHECKING:
     from sm_imgclf.session import Session
     from sm_imgclf.training.job import TrainingJob
-
-TERMINAL = frozenset({"Completed", "Failed", "Stopped"})
-
 
 @dataclass(frozen=True)
 class Trial:
