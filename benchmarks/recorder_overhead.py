@@ -19,11 +19,11 @@ from pathlib import Path
 
 import torch
 
-from sm_imgclf.job.data import SplitData
-from sm_imgclf.job.loop import Trainer
-from sm_imgclf.job.monitor import Monitor
-from sm_imgclf.models.registry import build_model
-from sm_imgclf.training.hyperparameters import Hyperparameters
+from sm_imgclf.contracts.hyperparameters import Hyperparameters
+from sm_imgclf.runtime.checks.monitor import Monitor
+from sm_imgclf.runtime.job.data import SplitData
+from sm_imgclf.runtime.job.loop import Trainer
+from sm_imgclf.runtime.models import build_model
 
 
 def run(args: argparse.Namespace, data: SplitData, every: int, folder: Path) -> float:

@@ -28,10 +28,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from sm_imgclf.job.package import write_package
-from sm_imgclf.models.registry import IMAGENET_MEAN, IMAGENET_STD, build_model
-from sm_imgclf.serving.batching import Batcher
-from sm_imgclf.serving.handler import Batch, decode_image, model_fn
+from sm_imgclf.runtime.models import IMAGENET_MEAN, IMAGENET_STD, build_model
+from sm_imgclf.runtime.package import write_package
+from sm_imgclf.runtime.serving.batching import Batcher
+from sm_imgclf.runtime.serving.handler import Batch, decode_image, model_fn
 
 
 def make_package(folder: Path, model: str, size: int) -> Path:
@@ -88,8 +88,9 @@ def start_server(package: Path, max_batch: int, max_wait_ms: float) -> tuple[sub
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    process = subprocess.Popen([sys.executable, "-m", "sm_imgclf.serving.server", "--model-dir",
-                                str(package), "--port", str(port), "--max-batch", str(max_batch),
+    server = "sm_imgclf.runtime.serving.server"
+    process = subprocess.Popen([sys.executable, "-m", server, "--model-dir", str(package),
+                                "--port", str(port), "--max-batch", str(max_batch),
                                 "--max-wait-ms", str(max_wait_ms)], stdout=subprocess.DEVNULL)
     while True:
         try:

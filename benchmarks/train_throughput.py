@@ -25,12 +25,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from sm_imgclf.job.contract import JobEnvironment
-from sm_imgclf.job.data import load_splits
-from sm_imgclf.job.images import normalise, resize_size
-from sm_imgclf.job.setup import prepare
-from sm_imgclf.models.registry import IMAGENET_MEAN, IMAGENET_STD, build_model, set_trainable
-from sm_imgclf.training.hyperparameters import Hyperparameters
+from sm_imgclf.contracts.hyperparameters import Hyperparameters
+from sm_imgclf.runtime.images import normalise, resize_size
+from sm_imgclf.runtime.job.contract import JobEnvironment
+from sm_imgclf.runtime.job.data import load_splits
+from sm_imgclf.runtime.job.setup import prepare
+from sm_imgclf.runtime.models import IMAGENET_MEAN, IMAGENET_STD, build_model, set_trainable
 
 
 def make_images(root: Path, count: int, classes: int = 10) -> None:

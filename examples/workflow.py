@@ -63,9 +63,9 @@ def run(args: argparse.Namespace, root: Path, prefix: str) -> smi.Evaluation:
     result.plot(reports / "tuning_trials.png")
     best = result.best
 
-    analyzer = smi.DebugProfileAnalyzer(best.job)
-    print(analyzer.summary())
-    analyzer.report(reports / "checks.html")
+    with smi.DebugProfileAnalyzer.from_job(best.job) as analyzer:
+        print(analyzer.summary())
+        analyzer.report(reports / "checks.html")
 
     options = {"instance_type": "ml.m5.large"} if args.backend == "sagemaker" else {}
     with best.job.deploy(**options) as endpoint:

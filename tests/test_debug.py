@@ -15,11 +15,11 @@ from sklearn.datasets import load_digits
 from torch import nn
 
 import sm_imgclf as smi
-from sm_imgclf.debug.rules import RULES
-from sm_imgclf.job.data import SplitData
-from sm_imgclf.job.loop import Trainer
-from sm_imgclf.job.monitor import Monitor
-from sm_imgclf.training.hyperparameters import RULE_NAMES
+from sm_imgclf.contracts.hyperparameters import RULE_NAMES
+from sm_imgclf.runtime.checks.monitor import Monitor
+from sm_imgclf.runtime.checks.rules import RULES
+from sm_imgclf.runtime.job.data import SplitData
+from sm_imgclf.runtime.job.loop import Trainer
 
 CLASSES = tuple(str(d) for d in range(10))
 
@@ -173,7 +173,10 @@ def test_bad_rule_parameters(splits: dict, tmp_path: Path, overrides: dict,
 
 def test_no_recorded_data_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(smi.DebugDataNotFoundError, match="record_every=0"):
-        smi.DebugProfileAnalyzer(tmp_path)
+        smi.DebugProfileAnalyzer.from_path(tmp_path)
+    lazy = smi.DebugProfileAnalyzer(tmp_path)  # builds without reading; fails on first use
+    with pytest.raises(smi.DebugDataNotFoundError, match="record_every=0"):
+        lazy.rules()
 
 
 def test_a_killed_job_is_read_up_to_its_last_complete_record(splits: dict,
@@ -201,11 +204,22 @@ def test_analyzer_reads_a_sagemaker_output_archive(s3_session: smi.SageMakerSess
         for item in sorted((tmp_path / "run" / "debug").iterdir()):
             tar.add(item, arcname=f"debug/{item.name}")
     s3_session.store.put_bytes("jobs/dogs-9/output/output.tar.gz", archive.getvalue())
-    analyzer = smi.DebugProfileAnalyzer(smi.TrainingJob("dogs-9", s3_session))
-    assert analyzer.name == "dogs-9" and analyzer.records.meta["model"] == "test"
-    assert len(analyzer.metrics()["epochs"]) == 1
+    with smi.DebugProfileAnalyzer.from_job(smi.TrainingJob("dogs-9", s3_session)) as analyzer:
+        assert analyzer.name == "dogs-9" and analyzer.records.meta["model"] == "test"
+        assert len(analyzer.metrics()["epochs"]) == 1
+        downloaded = analyzer.folder
+        assert (downloaded / "records.jsonl").is_file()
+    assert not downloaded.exists()  # closing removed the download
     with pytest.raises(smi.DebugDataNotFoundError, match="no output archive"):
-        smi.DebugProfileAnalyzer(smi.TrainingJob("missing", s3_session))
+        smi.DebugProfileAnalyzer.from_job(smi.TrainingJob("missing", s3_session))
+
+
+def test_building_an_analyzer_does_no_io() -> None:
+    backend = smi.FakeBackend()
+    calls: list[str] = []
+    backend.training_output = lambda name, target: calls.append(name)  # type: ignore[assignment]
+    analyzer = smi.DebugProfileAnalyzer(smi.TrainingJob("job-1", smi.Session(backend)))
+    assert calls == [] and analyzer.name == "job-1" and "not read yet" in repr(analyzer)
 
 
 def test_metrics_series(splits: dict, tmp_path: Path) -> None:

@@ -9,8 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import sm_imgclf as smi
-from sm_imgclf.training.hyperparameters import PARAMS
-from sm_imgclf.training.schema import Param
+from sm_imgclf.contracts.hyperparameters import PARAMS
+from sm_imgclf.contracts.schema import Param
 
 
 def values_for(param: Param) -> st.SearchStrategy[object]:

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import sm_imgclf as smi
-from sm_imgclf.models.registry import build_model, list_models, rebuild_model, set_trainable
+from sm_imgclf.runtime.models import build_model, list_models, rebuild_model, set_trainable
 
 
 def test_lists_torchvision_classifiers() -> None:

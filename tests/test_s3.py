@@ -15,7 +15,7 @@ from botocore.stub import Stubber
 import sm_imgclf as smi
 from helpers.s3proxy import S3Proxy
 from sm_imgclf.data.manifest import DatasetManifest
-from sm_imgclf.storage import UploadItem, sync_files
+from sm_imgclf.storage import UploadItem, upload_files
 from sm_imgclf.storage.s3 import S3Store
 
 
@@ -57,10 +57,10 @@ def test_multipart_objects_are_recognised_as_unchanged(tmp_path: Path, moto_url:
     client = boto_session.client("s3", endpoint_url=moto_url)
     store = S3Store(client, bucket, multipart_threshold=5 * 2**20, multipart_chunksize=5 * 2**20)
     item = UploadItem(big, "blobs/big.bin", big.stat().st_size)
-    first = sync_files(store, [item])
+    first = upload_files(store, [item])
     assert first.uploaded == ["blobs/big.bin"]
     assert store.list_objects("blobs/")["blobs/big.bin"].etag.endswith("-3")
-    second = sync_files(store, [item])
+    second = upload_files(store, [item])
     assert second.skipped == ["blobs/big.bin"] and second.bytes_uploaded == 0
     assert store.get_bytes("blobs/big.bin") == big.read_bytes()
 

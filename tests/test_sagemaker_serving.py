@@ -10,7 +10,7 @@ from botocore.response import StreamingBody
 from botocore.stub import Stubber
 
 import sm_imgclf as smi
-from sm_imgclf.serving.spec import DeploySpec
+from sm_imgclf.contracts.deploy import DeploySpec
 
 ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
 IMAGE = "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-inference:2.5.1-cpu-py311"
@@ -111,7 +111,7 @@ def test_client_errors_are_not_retried(sm_session: smi.SageMakerSession) -> None
 
 def test_batch_transform_against_moto(sm_session: smi.SageMakerSession, boto_session,  # type: ignore[no-untyped-def]
                                       moto_url: str) -> None:
-    from sm_imgclf.serving.batch import BatchSpec
+    from sm_imgclf.contracts.deploy import BatchSpec
 
     spec = BatchSpec("score-1", MODEL, "s3://b/inbox/", "s3://b/scores/", image_uri=IMAGE,
                      role=ROLE, top_k=3)

@@ -69,8 +69,9 @@ def test_source_tarball_is_reproducible_and_holds_the_job() -> None:
 
 
 def test_job_half_imports_no_boto3_or_sagemaker() -> None:
-    code = ("import sys, sm_imgclf.job.main, sm_imgclf.job.setup, sm_imgclf.job.data, "
-            "sm_imgclf.job.loop, sm_imgclf.serving.handler\n"
+    code = ("import sys, sm_imgclf.runtime.job.main, sm_imgclf.runtime.job.setup, "
+            "sm_imgclf.runtime.job.data, sm_imgclf.runtime.job.loop, "
+            "sm_imgclf.runtime.serving.handler\n"
             "print([m for m in ('boto3', 'botocore', 'sagemaker') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

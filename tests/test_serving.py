@@ -16,8 +16,14 @@ from PIL import Image
 import sm_imgclf as smi
 from sm_imgclf._archive import safe_extract
 from sm_imgclf.backends import local_serving
-from sm_imgclf.serving.handler import RequestError, input_fn, model_fn, output_fn, predict_fn
-from sm_imgclf.serving.server import serve
+from sm_imgclf.runtime.serving.handler import (
+    RequestError,
+    input_fn,
+    model_fn,
+    output_fn,
+    predict_fn,
+)
+from sm_imgclf.runtime.serving.server import serve
 
 
 @pytest.fixture(scope="module")
@@ -235,7 +241,7 @@ def test_fake_backend_endpoint() -> None:
     client = smi.EndpointClient("e", smi.Session(backend))
     with pytest.raises(smi.BackendError, match="No fake endpoint"):
         client.predict(jpeg_bytes())
-    from sm_imgclf.serving.spec import DeploySpec
+    from sm_imgclf.contracts.deploy import DeploySpec
 
     backend.deploy(DeploySpec("e", "memory://fake/m.tar.gz"))
     backend.answers.append(json.dumps({"predictions": [{"top_k": [
@@ -279,8 +285,8 @@ class _Blocking(torch.nn.Module):
 
 
 def test_full_queue_answers_503() -> None:
-    from sm_imgclf.serving.batching import Batcher
-    from sm_imgclf.serving.handler import Batch, LoadedModel
+    from sm_imgclf.runtime.serving.batching import Batcher
+    from sm_imgclf.runtime.serving.handler import Batch, LoadedModel
 
     blocking = _Blocking()
     manifest = {"mean": [0.5] * 3, "std": [0.5] * 3, "class_ids": ["a", "b"],
@@ -313,7 +319,7 @@ def test_large_lists_are_sent_in_chunks_within_the_limit() -> None:
     with pytest.raises(smi.ConfigurationError, match="to fit one request"):
         list(_chunks([b"x" * 5000], limit=3000))
     backend = smi.FakeBackend()
-    from sm_imgclf.serving.spec import DeploySpec
+    from sm_imgclf.contracts.deploy import DeploySpec
 
     backend.deploy(DeploySpec("e", "memory://fake/m.tar.gz"))
     row = {"top_k": [{"index": 0, "class_id": "a", "label": "a", "probability": 1.0}]}

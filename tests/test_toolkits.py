@@ -30,7 +30,7 @@ from PIL import Image
 
 import sm_imgclf as smi
 from sm_imgclf.backends._processes import free_port
-from sm_imgclf.serving.handler import input_fn, model_fn, output_fn, predict_fn
+from sm_imgclf.runtime.serving.handler import input_fn, model_fn, output_fn, predict_fn
 
 pytestmark = [pytest.mark.toolkits, pytest.mark.slow]
 ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"

@@ -15,10 +15,10 @@ from PIL import Image
 import sm_imgclf as smi
 from conftest import write_image
 from sm_imgclf._archive import safe_extract
-from sm_imgclf.job.contract import JobEnvironment
-from sm_imgclf.job.loop import oom_guard
-from sm_imgclf.job.main import parse_args, run
-from sm_imgclf.serving.handler import input_fn, model_fn, output_fn, predict_fn
+from sm_imgclf.runtime.job.contract import JobEnvironment
+from sm_imgclf.runtime.job.loop import oom_guard
+from sm_imgclf.runtime.job.main import parse_args, run
+from sm_imgclf.runtime.serving.handler import input_fn, model_fn, output_fn, predict_fn
 
 SMALL = {"image_size": 32, "lr": 0.003, "batch_size": 32, "augmentation": "none"}
 
@@ -243,7 +243,7 @@ def test_two_hosts_train_data_parallel(digits: tuple, tmp_path: Path) -> None:
                    SM_MODEL_DIR=str(tmp_path / host / "model"),
                    SM_OUTPUT_DATA_DIR=str(tmp_path / host / "output/data"),
                    SM_IMGCLF_CHECKPOINT_DIR=str(tmp_path / host / "checkpoints"))
-        processes.append(subprocess.Popen([sys.executable, "-m", "sm_imgclf.job", *args],
+        processes.append(subprocess.Popen([sys.executable, "-m", "sm_imgclf.runtime.job", *args],
                                           env=env, stdout=subprocess.PIPE, text=True))
     outputs = [p.communicate(timeout=300)[0] for p in processes]
     assert [p.returncode for p in processes] == [0, 0], outputs

@@ -11,7 +11,7 @@ import pytest
 
 import sm_imgclf as smi
 from sm_imgclf.backends.local_tuner import STUDY
-from sm_imgclf.tuning.spec import TuningSpec
+from sm_imgclf.contracts.tuning import TuningSpec
 
 pytestmark = pytest.mark.slow
 TINY = {"image_size": 16, "batch_size": 32, "augmentation": "none", "epochs": 3}

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 import sm_imgclf as smi
-from sm_imgclf.tuning.spec import TrialRecord, TuningSpec
+from sm_imgclf.contracts.status import TrialRecord
+from sm_imgclf.contracts.tuning import TuningSpec
 
 CHANNELS = {"train": "file:///data/train", "valid": "file:///data/valid"}
 

@@ -34,6 +34,19 @@ from sm_imgclf.errors import (
 
 if TYPE_CHECKING:
     from sm_imgclf.backends.fake import FakeBackend
+    from sm_imgclf.contracts.deploy import DeploySpec
+    from sm_imgclf.contracts.hyperparameters import Hyperparameters
+    from sm_imgclf.contracts.space import Categorical, Continuous, Integer
+    from sm_imgclf.contracts.status import (
+        JobState,
+        JobStatus,
+        TrialRecord,
+        TrialState,
+        TuningStatus,
+    )
+    from sm_imgclf.contracts.storage import TransferSummary
+    from sm_imgclf.contracts.training import TrainingSpec
+    from sm_imgclf.contracts.tuning import Strategy, TuningSpec
     from sm_imgclf.data.cifar10 import cifar10_to_folder
     from sm_imgclf.data.dataset import ImageFolderDataset
     from sm_imgclf.data.digits import digits_to_folder
@@ -42,31 +55,27 @@ if TYPE_CHECKING:
     from sm_imgclf.data.upload import Channels
     from sm_imgclf.debug.analyzer import DebugProfileAnalyzer
     from sm_imgclf.debug.insights import Insight
-    from sm_imgclf.debug.rules import RuleResult
-    from sm_imgclf.serving.client import EndpointClient, Prediction
+    from sm_imgclf.runtime.checks.rules import RuleResult
+    from sm_imgclf.serving.client import EndpointClient
     from sm_imgclf.serving.evaluation import Evaluation
-    from sm_imgclf.serving.spec import DeploySpec
+    from sm_imgclf.serving.prediction import Prediction
     from sm_imgclf.session import LocalSession, SageMakerSession, Session
-    from sm_imgclf.storage.base import TransferSummary
     from sm_imgclf.training.estimator import TransferLearningEstimator
-    from sm_imgclf.training.hyperparameters import Hyperparameters
-    from sm_imgclf.training.job import JobStatus, TrainingJob
-    from sm_imgclf.training.spec import TrainingSpec
-    from sm_imgclf.tuning.result import Trial, TuningResult
+    from sm_imgclf.training.job import TrainingJob
+    from sm_imgclf.tuning.result import TuningResult
     from sm_imgclf.tuning.run import TuningRun
-    from sm_imgclf.tuning.space import Categorical, Continuous, Integer
-    from sm_imgclf.tuning.spec import Strategy, TrialRecord, TuningSpec, TuningStatus
+    from sm_imgclf.tuning.trial import Trial
 
 _LAZY = {
     "Channels": "sm_imgclf.data.upload",
     "DatasetManifest": "sm_imgclf.data.manifest",
-    "DeploySpec": "sm_imgclf.serving.spec",
+    "DeploySpec": "sm_imgclf.contracts.deploy",
     "DebugProfileAnalyzer": "sm_imgclf.debug.analyzer",
     "Insight": "sm_imgclf.debug.insights",
-    "RuleResult": "sm_imgclf.debug.rules",
+    "RuleResult": "sm_imgclf.runtime.checks.rules",
     "EndpointClient": "sm_imgclf.serving.client",
     "Evaluation": "sm_imgclf.serving.evaluation",
-    "Prediction": "sm_imgclf.serving.client",
+    "Prediction": "sm_imgclf.serving.prediction",
     "FakeBackend": "sm_imgclf.backends.fake",
     "Finding": "sm_imgclf.data.report",
     "ImageFolderDataset": "sm_imgclf.data.dataset",
@@ -75,22 +84,24 @@ _LAZY = {
     "SageMakerSession": "sm_imgclf.session",
     "Session": "sm_imgclf.session",
     "Severity": "sm_imgclf.data.report",
-    "TransferSummary": "sm_imgclf.storage.base",
+    "TransferSummary": "sm_imgclf.contracts.storage",
     "TransferLearningEstimator": "sm_imgclf.training.estimator",
-    "Hyperparameters": "sm_imgclf.training.hyperparameters",
-    "JobStatus": "sm_imgclf.training.job",
+    "Hyperparameters": "sm_imgclf.contracts.hyperparameters",
+    "JobStatus": "sm_imgclf.contracts.status",
+    "JobState": "sm_imgclf.contracts.status",
+    "TrialState": "sm_imgclf.contracts.status",
     "TrainingJob": "sm_imgclf.training.job",
-    "TrainingSpec": "sm_imgclf.training.spec",
-    "Trial": "sm_imgclf.tuning.result",
+    "TrainingSpec": "sm_imgclf.contracts.training",
+    "Trial": "sm_imgclf.tuning.trial",
     "TuningResult": "sm_imgclf.tuning.result",
     "TuningRun": "sm_imgclf.tuning.run",
-    "Categorical": "sm_imgclf.tuning.space",
-    "Continuous": "sm_imgclf.tuning.space",
-    "Integer": "sm_imgclf.tuning.space",
-    "Strategy": "sm_imgclf.tuning.spec",
-    "TrialRecord": "sm_imgclf.tuning.spec",
-    "TuningSpec": "sm_imgclf.tuning.spec",
-    "TuningStatus": "sm_imgclf.tuning.spec",
+    "Categorical": "sm_imgclf.contracts.space",
+    "Continuous": "sm_imgclf.contracts.space",
+    "Integer": "sm_imgclf.contracts.space",
+    "Strategy": "sm_imgclf.contracts.tuning",
+    "TrialRecord": "sm_imgclf.contracts.status",
+    "TuningSpec": "sm_imgclf.contracts.tuning",
+    "TuningStatus": "sm_imgclf.contracts.status",
     "ValidationReport": "sm_imgclf.data.report",
     "cifar10_to_folder": "sm_imgclf.data.cifar10",
     "digits_to_folder": "sm_imgclf.data.digits",
@@ -119,6 +130,7 @@ __all__ = [
     "ImageFolderDataset",
     "Insight",
     "Integer",
+    "JobState",
     "JobStatus",
     "LocalSession",
     "ManifestEntry",
@@ -141,6 +153,7 @@ __all__ = [
     "TransferSummary",
     "Trial",
     "TrialRecord",
+    "TrialState",
     "TuningFailedError",
     "TuningResult",
     "TuningRun",

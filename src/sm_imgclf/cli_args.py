@@ -7,8 +7,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from sm_imgclf.contracts.space import Range, Scale
     from sm_imgclf.session import Session
-    from sm_imgclf.tuning.space import Range, Scale
 
 
 def session_options() -> argparse.ArgumentParser:
@@ -51,8 +51,8 @@ def pairs(items: list[str] | None, what: str) -> dict[str, str]:
 def parse_range(name: str, text: str) -> Range:
     """``log:1e-4:1e-1``, ``linear:0:0.5``, ``int:1:8``, ``int-log:8:256`` or ``32,64``."""
     from sm_imgclf._params import bad_value
-    from sm_imgclf.training.hyperparameters import BY_NAME
-    from sm_imgclf.tuning.space import Categorical, Continuous, Integer
+    from sm_imgclf.contracts.hyperparameters import BY_NAME
+    from sm_imgclf.contracts.space import Categorical, Continuous, Integer
 
     kind, _, rest = text.partition(":")
     scales: dict[str, Scale] = {"linear": "linear", "log": "log", "reverse-log": "reverse_log",

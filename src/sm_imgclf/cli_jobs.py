@@ -52,9 +52,9 @@ def _estimator_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _estimator(args: argparse.Namespace) -> tuple[Any, dict[str, str]]:
+    from sm_imgclf.contracts.hyperparameters import Hyperparameters
     from sm_imgclf.data.dataset import ImageFolderDataset
     from sm_imgclf.training.estimator import TransferLearningEstimator
-    from sm_imgclf.training.hyperparameters import Hyperparameters
 
     session = make_session(args)
     data = Path(args.data)
@@ -111,10 +111,10 @@ def report(args: argparse.Namespace) -> int:
     from sm_imgclf.debug.analyzer import DebugProfileAnalyzer
     from sm_imgclf.training.job import TrainingJob
 
-    source: Any = args.job
-    if not Path(args.job).exists():
-        source = TrainingJob.attach(args.job, make_session(args))
-    analyzer = DebugProfileAnalyzer(source)
+    if Path(args.job).exists():
+        analyzer = DebugProfileAnalyzer.from_path(args.job)
+    else:
+        analyzer = DebugProfileAnalyzer.from_job(TrainingJob.attach(args.job, make_session(args)))
     overrides: dict[str, dict[str, float]] = {}
     for key, value in pairs(args.rule, "--rule").items():
         rule, _, param = key.partition(".")

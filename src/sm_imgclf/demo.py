@@ -97,9 +97,9 @@ def run_demo(workdir: str | Path = "sm-imgclf-demo", *, per_class: int | None = 
 
 def _tune(session: LocalSession, channels: Channels, epochs: int, trials: int,
           workdir: Path, say: Callable[..., None]) -> TuningResult:
+    from sm_imgclf.contracts.space import Categorical, Continuous, Range
     from sm_imgclf.training.estimator import TransferLearningEstimator
     from sm_imgclf.tuning.run import TuningRun
-    from sm_imgclf.tuning.space import Categorical, Continuous, Range
 
     # No pretrained weights offline: a small resnet18 learns 32-pixel digits from scratch.
     estimator = TransferLearningEstimator(
@@ -125,10 +125,11 @@ def _tune(session: LocalSession, channels: Channels, epochs: int, trials: int,
 def _check(job: TrainingJob, workdir: Path, say: Callable[..., None]) -> Path:
     from sm_imgclf.debug.analyzer import DebugProfileAnalyzer
 
-    analyzer = DebugProfileAnalyzer(job)
-    path = analyzer.report(workdir / "report" / "checks.html")
-    fired = [r.name for r in analyzer.rules() if r.triggered]
-    say(f"6. Checked the best trial: {len(analyzer.rules())} rules, "
+    with DebugProfileAnalyzer.from_job(job) as analyzer:
+        path = analyzer.report(workdir / "report" / "checks.html")
+        rules = analyzer.rules()
+    fired = [r.name for r in rules if r.triggered]
+    say(f"6. Checked the best trial: {len(rules)} rules, "
         f"{'none triggered' if not fired else 'triggered: ' + ', '.join(fired)}; "
         f"report: {path}")
     return path

@@ -25,11 +25,10 @@ Each message names the thing at fault, what was expected and what to do.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from sm_imgclf.data.report import ValidationReport
-    from sm_imgclf.storage.base import TransferSummary
+# The report and the summary are typed Any here: this module sits below every
+# other one, so it cannot import their classes without a circle.
 
 __all__ = [
     "BackendError",
@@ -90,7 +89,7 @@ class DatasetValidationError(DatasetError):
         report: The full :class:`~sm_imgclf.ValidationReport`.
     """
 
-    def __init__(self, message: str, *, report: ValidationReport) -> None:
+    def __init__(self, message: str, *, report: Any) -> None:
         super().__init__(message)
         self.report = report
 
@@ -122,7 +121,7 @@ class TransferError(StorageError):
         summary: The :class:`~sm_imgclf.TransferSummary`, listing every failed file.
     """
 
-    def __init__(self, message: str, *, summary: TransferSummary) -> None:
+    def __init__(self, message: str, *, summary: Any) -> None:
         super().__init__(message)
         self.summary = summary
 

@@ -9,12 +9,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sm_imgclf._params import bad_value, check_number
-from sm_imgclf.backends.base import Backend
+from sm_imgclf.contracts.backend import Backend
 
 if TYPE_CHECKING:
     import boto3
 
-    from sm_imgclf.storage.base import Store
+    from sm_imgclf.contracts.storage import Store
 
 __all__ = ["LocalSession", "SageMakerSession", "Session"]
 
@@ -28,13 +28,21 @@ class Session:
 
     Args:
         backend: The backend that stores data and runs jobs.
+        role: The IAM role ARN that jobs and models run as, where the backend
+            needs one (SageMaker); ``None`` elsewhere.
     """
 
-    def __init__(self, backend: Backend) -> None:
+    role: str | None
+
+    def __init__(self, backend: Backend, *, role: str | None = None) -> None:
         # A static look: isinstance() on the protocol would evaluate lazy properties.
         if any(inspect.getattr_static(backend, name, None) is None for name in ("name", "store")):
             raise bad_value("backend", "an object implementing the Backend protocol", backend)
+        if role is not None and not (isinstance(role, str) and role.startswith("arn:")):
+            raise bad_value("role", "an IAM role ARN such as 'arn:aws:iam::123456789012:role/X'",
+                            role)
         self.backend = backend
+        self.role = role
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.backend!r})"
@@ -101,15 +109,11 @@ class SageMakerSession(Session):
         from sm_imgclf.backends.sagemaker import SageMakerBackend
 
         _check_bucket(bucket)
-        if role is not None and not (isinstance(role, str) and role.startswith("arn:")):
-            raise bad_value("role", "an IAM role ARN such as 'arn:aws:iam::123456789012:role/X'",
-                            role)
         check_number("max_concurrency", max_concurrency, low=1, high=256, integer=True)
-        self.role = role
         super().__init__(SageMakerBackend(
             bucket, region=region, boto_session=boto_session, endpoint_urls=endpoint_urls,
             expected_bucket_owner=expected_bucket_owner, max_concurrency=max_concurrency,
-        ))
+        ), role=role)
 
 
 def _check_bucket(bucket: object) -> None:

@@ -214,7 +214,7 @@ def test_model_files_load_with_weights_only(trained_package: tuple, tmp_path: An
     import shutil
 
     from sm_imgclf._archive import safe_extract
-    from sm_imgclf.serving.handler import model_fn
+    from sm_imgclf.runtime.serving.handler import model_fn
 
     _, job = trained_package
     package = safe_extract(job.model_uri.removeprefix("file://"), tmp_path / "package")

@@ -4,17 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from sm_imgclf.contracts.deploy import BatchSpec, DeploySpec
+from sm_imgclf.contracts.status import JobState, JobStatus, TrialRecord, TuningStatus
+from sm_imgclf.contracts.training import TrainingSpec
+from sm_imgclf.contracts.tuning import TuningSpec
 from sm_imgclf.errors import BackendError
 from sm_imgclf.storage.memory import MemoryStore
-
-if TYPE_CHECKING:
-    from sm_imgclf.serving.batch import BatchSpec
-    from sm_imgclf.serving.spec import DeploySpec
-    from sm_imgclf.training.job import JobStatus
-    from sm_imgclf.training.spec import TrainingSpec
-    from sm_imgclf.tuning.spec import TrialRecord, TuningSpec, TuningStatus
 
 
 @dataclass
@@ -90,10 +87,8 @@ class FakeBackend:
 
     def describe_training(self, name: str) -> JobStatus:
         """The scripted status."""
-        from sm_imgclf.training.job import JobStatus
-
         job = self._job(name)
-        return JobStatus(job.status, job.failure_reason, job.model_uri)
+        return JobStatus(JobState(job.status), job.failure_reason, job.model_uri)
 
     def training_log(self, name: str, cursor: Any) -> tuple[list[str], Any]:
         """Lines after ``cursor`` (an index)."""
@@ -130,11 +125,9 @@ class FakeBackend:
 
     def describe_tuning(self, name: str) -> TuningStatus:
         """The scripted status."""
-        from sm_imgclf.tuning.spec import TuningStatus
-
         tuning = self._tuning(name)
-        return TuningStatus(tuning.status, tuning.failure_reason, None, tuning.spec.objective,
-                            tuning.spec.direction)
+        return TuningStatus(JobState(tuning.status), tuning.failure_reason, None,
+                            tuning.spec.objective, tuning.spec.direction)
 
     def list_trials(self, name: str) -> list[TrialRecord]:
         """The scripted trials."""

@@ -9,22 +9,19 @@ import subprocess
 import sys
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
 from sm_imgclf._params import bad_value
 from sm_imgclf.backends import local_runner, local_serving
 from sm_imgclf.backends._processes import alive
+from sm_imgclf.contracts.deploy import BatchSpec, DeploySpec
+from sm_imgclf.contracts.status import JobState, JobStatus, TrialRecord, TuningStatus
+from sm_imgclf.contracts.training import TrainingSpec
+from sm_imgclf.contracts.tuning import TuningSpec
 from sm_imgclf.errors import BackendError
 from sm_imgclf.storage.local import LocalDirStore
-
-if TYPE_CHECKING:
-    from sm_imgclf.serving.batch import BatchSpec
-    from sm_imgclf.serving.spec import DeploySpec
-    from sm_imgclf.training.job import JobStatus
-    from sm_imgclf.training.spec import TrainingSpec
-    from sm_imgclf.tuning.spec import TrialRecord, TuningSpec, TuningStatus
 
 _RESTARTABLE = frozenset({"Failed", "Stopped"})
 
@@ -59,7 +56,7 @@ class LocalBackend:
         """The command, channel folders and arguments the job will run with."""
         return {
             "job_name": spec.job_name,
-            "command": [sys.executable, "-m", "sm_imgclf.job", *spec.argv()],
+            "command": [sys.executable, "-m", "sm_imgclf.runtime.job", *spec.argv()],
             "channels": {name: str(_local_path(name, uri)) for name, uri in spec.channels},
             "hyperparameters": spec.job_arguments(),
         }
@@ -85,14 +82,12 @@ class LocalBackend:
 
     def describe_training(self, name: str) -> JobStatus:
         """Read ``status.json``; a runner that vanished without a verdict means Failed."""
-        from sm_imgclf.training.job import JobStatus
-
         folder = self.job_dir(name)
         status = _read_status(folder, f"local training job named {name!r}",
                               "The local job runner ended without a result (killed?). "
                               "Run fit() again with this job_name to resume.")
         model = folder / "output" / "model.tar.gz"
-        return JobStatus(status["status"], status.get("failure_reason"),
+        return JobStatus(JobState(status["status"]), status.get("failure_reason"),
                          model.as_uri() if status["status"] == "Completed" else None)
 
     def training_log(self, name: str, cursor: Any) -> tuple[list[str], Any]:
@@ -133,17 +128,15 @@ class LocalBackend:
 
     def start_tuning(self, spec: TuningSpec) -> None:
         """Start the tuner; a stopped or failed run of the same spec carries on."""
-        from sm_imgclf.backends import local_tuner
-
         request = self.tuning_request(spec)
         for name, uri in spec.training.channels:
             if not _local_path(name, uri).is_dir():
                 raise bad_value(f"channel {name!r}", "an existing folder", uri)
         folder = self.tuning_dir(spec.name)
-        if (folder / local_tuner.SPEC).exists():
+        if (folder / local_runner.SPEC).exists():
             self._check_restart(spec, folder)
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / local_tuner.SPEC).write_text(json.dumps(request["spec"], indent=2))
+        (folder / local_runner.SPEC).write_text(json.dumps(request["spec"], indent=2))
         (folder / "runner.pid").unlink(missing_ok=True)
         local_runner.write_status(folder, status="InProgress", failure_reason=None,
                                   objective=spec.objective, direction=spec.direction)
@@ -161,18 +154,14 @@ class LocalBackend:
 
     def describe_tuning(self, name: str) -> TuningStatus:
         """Read the tuner's ``status.json``; a tuner that vanished means Failed."""
-        from sm_imgclf.tuning.spec import TuningStatus
-
         status = _read_status(self.tuning_dir(name), f"local tuning run named {name!r}",
                               "The local tuner ended without a result (killed?). "
                               "Run it again with this name to carry on.")
-        return TuningStatus(status["status"], status.get("failure_reason"),
+        return TuningStatus(JobState(status["status"]), status.get("failure_reason"),
                             status.get("best_job"), status["objective"], status["direction"])
 
     def list_trials(self, name: str) -> list[TrialRecord]:
         """The trials so far, from the tuner's ``trials.json``."""
-        from sm_imgclf.tuning.spec import TrialRecord
-
         self.describe_tuning(name)
         path = self.tuning_dir(name) / "trials.json"
         rows = json.loads(path.read_text()) if path.exists() else []
@@ -222,7 +211,7 @@ class LocalBackend:
     def batch_predict(self, spec: BatchSpec) -> str:
         """Run the handler over a local folder; return the predictions file's URI."""
         from sm_imgclf._archive import safe_extract
-        from sm_imgclf.serving.batch import predict_folder
+        from sm_imgclf.runtime.serving.folder import predict_folder
 
         package = safe_extract(local_serving.package_path(spec.model_uri),
                                self.root / "batch" / spec.name / "model")

@@ -17,8 +17,8 @@ from urllib.request import url2pathname
 from sm_imgclf._archive import safe_extract
 from sm_imgclf._params import bad_value
 from sm_imgclf.backends._processes import alive, free_port
+from sm_imgclf.contracts.deploy import DeploySpec
 from sm_imgclf.errors import BackendError, EndpointError
-from sm_imgclf.serving.spec import DeploySpec
 
 STATE = "endpoint.json"
 
@@ -31,7 +31,7 @@ def deploy(folder: Path, spec: DeploySpec, *, timeout: float = 120.0) -> dict[st
     package = package_path(spec.model_uri)
     safe_extract(package, folder / "model")
     port = free_port()
-    command = [sys.executable, "-m", "sm_imgclf.serving.server", "--model-dir",
+    command = [sys.executable, "-m", "sm_imgclf.runtime.serving.server", "--model-dir",
                str(folder / "model"), "--port", str(port), "--max-batch", str(spec.max_batch),
                "--max-wait-ms", str(spec.max_wait_ms)]
     with (folder / "server.log").open("ab") as log:

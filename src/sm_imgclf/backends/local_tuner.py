@@ -17,17 +17,18 @@ import os
 import signal
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from sm_imgclf.backends.local import LocalBackend
 from sm_imgclf.backends.local_runner import write_status
 from sm_imgclf.backends.optuna_study import open_study, suggest, trial_record
-from sm_imgclf.training.hyperparameters import BY_NAME
-from sm_imgclf.training.job import TERMINAL, TrainingJob
-from sm_imgclf.training.spec import METRIC_NAMES
-from sm_imgclf.tuning.spec import TuningSpec
+from sm_imgclf.contracts.hyperparameters import BY_NAME
+from sm_imgclf.contracts.metrics import METRIC_NAMES, metric_rows
+from sm_imgclf.contracts.status import TERMINAL, JobState, JobStatus
+from sm_imgclf.contracts.tuning import TuningSpec
+from sm_imgclf.errors import BackendError
 
 STATUS, SPEC, LOG, TRIALS, STUDY = "status.json", "spec.json", "log.txt", "trials.json", \
     "study.journal"
@@ -40,10 +41,20 @@ class ObjectiveMissingError(Exception):
 
 @dataclass
 class _Active:
+    """A running trial and what has been read of its job's log."""
+
     trial: Any
-    job: TrainingJob
+    job_name: str
     reported: int = 0
     pruned: bool = False
+    lines: list[str] = field(default_factory=list)
+    cursor: Any = None
+
+    def metrics(self, backend: LocalBackend) -> list[dict[str, Any]]:
+        """The job's metric rows, reading only what its log gained since the last call."""
+        lines, self.cursor = backend.training_log(self.job_name, self.cursor)
+        self.lines.extend(lines)
+        return metric_rows(self.lines)
 
 
 class LocalTuner:
@@ -60,7 +71,6 @@ class LocalTuner:
                  poll: float = 0.5) -> None:
         self.spec, self.backend, self.folder, self.poll = spec, backend, folder, poll
         self.study = open_study(spec, folder / STUDY, backend.root / "tuning")
-        self.session = _session(backend)
         self.active: dict[int, _Active] = {}
         self.stopping = False
 
@@ -114,7 +124,7 @@ class LocalTuner:
     def _start(self, trial: Any, name: str) -> None:
         changes = {k: BY_NAME[k].parse(v) for k, v in trial.user_attrs["values"].items()}
         self.backend.start_training(self.spec.trial_spec(trial.number, changes))
-        self.active[trial.number] = _Active(trial, TrainingJob(name, self.session))
+        self.active[trial.number] = _Active(trial, name)
 
     def _reattach(self) -> None:
         import optuna
@@ -124,20 +134,20 @@ class LocalTuner:
             name = frozen.user_attrs["job_name"]
             reported = max(frozen.intermediate_values, default=0)
             try:
-                status = self.backend.describe_training(name).status
-            except Exception:
-                status = "Missing"
-            if status in ("Failed", "Stopped", "Missing"):
+                status: JobState | None = self.backend.describe_training(name).status
+            except BackendError:  # the job never got as far as its folder
+                status = None
+            if status in (JobState.FAILED, JobState.STOPPED, None):
                 self._start(trial, name)  # the job resumes from its checkpoint
                 self.log(f"trial {frozen.number} resumed as {name}")
             else:
-                self.active[frozen.number] = _Active(trial, TrainingJob(name, self.session))
+                self.active[frozen.number] = _Active(trial, name)
             self.active[frozen.number].reported = reported
 
     def _follow(self, number: int) -> None:
         active = self.active[number]
-        status = active.job.describe()
-        metrics = active.job.metrics
+        status = self.backend.describe_training(active.job_name)
+        metrics = active.metrics(self.backend)
         self._report(active, [m for m in metrics if m["epoch"] is not None])
         if status.status not in TERMINAL:
             return
@@ -145,9 +155,9 @@ class LocalTuner:
         if active.pruned:
             self.study.tell(active.trial, state=_state("PRUNED"))
             self.log(f"trial {number} pruned after epoch {active.reported}")
-        elif status.status == "Completed":
+        elif status.status is JobState.COMPLETED:
             self._complete(active, metrics)
-        elif status.status == "Stopped" and self.stopping:
+        elif status.status is JobState.STOPPED and self.stopping:
             self.active[number] = active  # stays RUNNING in the study: a rerun resumes it
         else:
             reason = status.failure_reason or f"the training job was {status.status.lower()}"
@@ -164,7 +174,7 @@ class LocalTuner:
             active.reported = row["epoch"]
             if not active.pruned and not math.isnan(value) and active.trial.should_prune():
                 active.pruned = True
-                self.backend.stop_training(active.job.name)
+                self.backend.stop_training(active.job_name)
 
     def _complete(self, active: _Active, metrics: list[dict[str, Any]]) -> None:
         values = [m[self.spec.objective] for m in metrics if self.spec.objective in m]
@@ -173,7 +183,7 @@ class LocalTuner:
             self.study.tell(active.trial, state=_state("FAIL"))
             raise ObjectiveMissingError(
                 f"The objective {self.spec.objective!r} never appeared in the log of "
-                f"{active.job.name}; it printed {printed or 'no metrics'}. Choose one of "
+                f"{active.job_name}; it printed {printed or 'no metrics'}. Choose one of "
                 "those, or pass the channel the objective is computed on.")
         value = values[-1]
         self.study.tell(active.trial, value if math.isfinite(value) else math.nan)
@@ -193,11 +203,14 @@ class LocalTuner:
 
     def _stop_all(self) -> None:
         for active in self.active.values():
-            self.backend.stop_training(active.job.name)
+            self.backend.stop_training(active.job_name)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and any(
-                a.job.describe().status not in TERMINAL for a in self.active.values()):
+                self._status(a).status not in TERMINAL for a in self.active.values()):
             time.sleep(self.poll)
+
+    def _status(self, active: _Active) -> JobStatus:
+        return self.backend.describe_training(active.job_name)
 
     def _publish(self) -> None:
         records = [asdict(trial_record(t)) for t in self.study.get_trials(deepcopy=False)
@@ -220,12 +233,6 @@ def _state(name: str) -> Any:
     from optuna.trial import TrialState
 
     return TrialState[name]
-
-
-def _session(backend: LocalBackend) -> Any:
-    from sm_imgclf.session import Session
-
-    return Session(backend)
 
 
 def main(folder: Path) -> int:

@@ -7,9 +7,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from sm_imgclf.training.hyperparameters import BY_NAME
-from sm_imgclf.tuning.space import Categorical, Integer, Range, grid_values
-from sm_imgclf.tuning.spec import Strategy, TrialRecord, TuningSpec
+from sm_imgclf.contracts.hyperparameters import BY_NAME
+from sm_imgclf.contracts.space import Categorical, Integer, Range, grid_values
+from sm_imgclf.contracts.status import TrialRecord
+from sm_imgclf.contracts.tuning import Strategy, TuningSpec
 
 _STATUS = {"COMPLETE": "completed", "PRUNED": "pruned", "FAIL": "failed",
            "RUNNING": "running", "WAITING": "running"}

@@ -8,22 +8,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sm_imgclf._version import __version__
-from sm_imgclf.backends import sagemaker_serving as serving
-from sm_imgclf.backends import sagemaker_training as requests
-from sm_imgclf.backends import sagemaker_tuning as tuning
+from sm_imgclf.backends import sagemaker_serving, sagemaker_training, sagemaker_tuning
 from sm_imgclf.backends.sagemaker_images import pytorch_image
+from sm_imgclf.contracts.deploy import BatchSpec, DeploySpec
+from sm_imgclf.contracts.status import JobState, JobStatus, TrialRecord, TuningStatus
+from sm_imgclf.contracts.training import TrainingSpec
+from sm_imgclf.contracts.tuning import TuningSpec
 from sm_imgclf.errors import BackendError, EndpointError, StorageError
 from sm_imgclf.storage.s3 import S3Store
 
 if TYPE_CHECKING:
     import boto3
     from mypy_boto3_s3 import S3Client
-
-    from sm_imgclf.serving.batch import BatchSpec
-    from sm_imgclf.serving.spec import DeploySpec
-    from sm_imgclf.training.job import JobStatus
-    from sm_imgclf.training.spec import TrainingSpec
-    from sm_imgclf.tuning.spec import TrialRecord, TuningSpec, TuningStatus
 
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 
@@ -128,21 +124,22 @@ class SageMakerBackend:
 
     def training_request(self, spec: TrainingSpec) -> dict[str, Any]:
         """The validated ``CreateTrainingJob`` request for ``spec`` (nothing is sent)."""
-        return self._request(spec, requests.source_key(requests.source_tarball()))
+        source = sagemaker_training.source_tarball()
+        return self._request(spec, sagemaker_training.source_key(source))
 
     def _request(self, spec: TrainingSpec, source_key: str) -> dict[str, Any]:
-        request = requests.training_request(
+        request = sagemaker_training.training_request(
             spec, bucket=self.bucket, region=self.region_name,
             image_uri=pytorch_image(spec.image_uri, scope="training", region=self.region_name,
                                     instance_type=spec.instance_type),
             source_uri=self.store.uri(source_key))
-        requests.validate_request(self.sagemaker_client, "CreateTrainingJob", request)
+        sagemaker_training.validate_request(self.sagemaker_client, "CreateTrainingJob", request)
         return request
 
     def start_training(self, spec: TrainingSpec) -> None:
         """Upload the source tarball if it is not there yet, then create the job."""
-        source = requests.source_tarball()
-        key = requests.source_key(source)
+        source = sagemaker_training.source_tarball()
+        key = sagemaker_training.source_key(source)
         request = self._request(spec, key)
         self._upload_source(key, source)
         with _translate("CreateTrainingJob", spec.job_name):
@@ -150,11 +147,9 @@ class SageMakerBackend:
 
     def describe_training(self, name: str) -> JobStatus:
         """Map ``DescribeTrainingJob`` onto :class:`~sm_imgclf.JobStatus`."""
-        from sm_imgclf.training.job import JobStatus
-
         with _translate("DescribeTrainingJob", name):
             answer = self.sagemaker_client.describe_training_job(TrainingJobName=name)
-        return JobStatus(answer["TrainingJobStatus"], answer.get("FailureReason"),
+        return JobStatus(JobState(answer["TrainingJobStatus"]), answer.get("FailureReason"),
                          answer.get("ModelArtifacts", {}).get("S3ModelArtifacts"),
                          answer.get("SecondaryStatus"))
 
@@ -186,13 +181,10 @@ class SageMakerBackend:
         """Download the job's ``output.tar.gz`` (SageMaker writes it when the job ends)."""
         key = f"jobs/{name}/output/output.tar.gz"
         try:
-            data = self.store.get_bytes(key)
+            return self.store.get_file(key, target / "output.tar.gz")
         except StorageError as error:
             raise BackendError(f"Job {name!r} has no output archive at {self.store.uri(key)} "
                                "yet; SageMaker writes it when the job ends.", name=name) from error
-        archive = target / "output.tar.gz"
-        archive.write_bytes(data)
-        return archive
 
     def stop_training(self, name: str) -> None:
         """Call ``StopTrainingJob``; SageMaker keeps the checkpoints in S3."""
@@ -202,18 +194,19 @@ class SageMakerBackend:
 
     def tuning_request(self, spec: TuningSpec) -> dict[str, Any]:
         """The validated ``CreateHyperParameterTuningJob`` request (nothing is sent)."""
-        return self._tuning_request(spec, requests.source_key(requests.source_tarball()))
+        source = sagemaker_training.source_tarball()
+        return self._tuning_request(spec, sagemaker_training.source_key(source))
 
     def _tuning_request(self, spec: TuningSpec, source_key: str) -> dict[str, Any]:
-        request = tuning.tuning_request(spec, self._request(spec.training, source_key))
-        requests.validate_request(self.sagemaker_client, "CreateHyperParameterTuningJob",
+        request = sagemaker_tuning.tuning_request(spec, self._request(spec.training, source_key))
+        sagemaker_training.validate_request(self.sagemaker_client, "CreateHyperParameterTuningJob",
                                   request)
         return request
 
     def start_tuning(self, spec: TuningSpec) -> None:
         """Upload the source tarball if needed, then create the tuning job."""
-        source = requests.source_tarball()
-        key = requests.source_key(source)
+        source = sagemaker_training.source_tarball()
+        key = sagemaker_training.source_key(source)
         request = self._tuning_request(spec, key)
         self._upload_source(key, source)
         with _translate("CreateHyperParameterTuningJob", spec.name):
@@ -232,12 +225,10 @@ class SageMakerBackend:
 
     def describe_tuning(self, name: str) -> TuningStatus:
         """Map ``DescribeHyperParameterTuningJob`` onto :class:`TuningStatus`."""
-        from sm_imgclf.tuning.spec import TuningStatus
-
         answer = self._describe_tuning(name)
         objective = answer["HyperParameterTuningJobConfig"]["HyperParameterTuningJobObjective"]
         return TuningStatus(
-            answer["HyperParameterTuningJobStatus"], answer.get("FailureReason"),
+            JobState(answer["HyperParameterTuningJobStatus"]), answer.get("FailureReason"),
             answer.get("BestTrainingJob", {}).get("TrainingJobName"), objective["MetricName"],
             "maximize" if objective["Type"] == "Maximize" else "minimize")
 
@@ -260,7 +251,7 @@ class SageMakerBackend:
             token = page.get("NextToken")
             if not token:
                 break
-        return [tuning.trial_record(s, early) for s in summaries]
+        return [sagemaker_tuning.trial_record(s, early) for s in summaries]
 
     def stop_tuning(self, name: str) -> None:
         """Call ``StopHyperParameterTuningJob``; SageMaker stops its running trials."""
@@ -286,12 +277,12 @@ class SageMakerBackend:
 
     def deploy_requests(self, spec: DeploySpec) -> dict[str, dict[str, Any]]:
         """The validated CreateModel, CreateEndpointConfig and CreateEndpoint requests."""
-        built = serving.deploy_requests(
+        built = sagemaker_serving.deploy_requests(
             spec, region=self.region_name, image_uri=pytorch_image(
                 spec.image_uri, scope="inference", region=self.region_name,
                 instance_type=None if spec.serverless_memory_mb else spec.instance_type))
         for operation, request in built.items():
-            requests.validate_request(self.sagemaker_client, operation, request)
+            sagemaker_training.validate_request(self.sagemaker_client, operation, request)
         return built
 
     def deploy(self, spec: DeploySpec, *, poll: float = 15.0) -> None:
@@ -355,14 +346,12 @@ class SageMakerBackend:
         """Create the model and a batch transform job, wait for it, return the output URI."""
         import time
 
-        from sm_imgclf.serving.spec import DeploySpec
-
         model = self.deploy_requests(DeploySpec(spec.name, spec.model_uri,
                                                 image_uri=spec.image_uri, role=spec.role,
                                                 instance_type=spec.instance_type)
                                      )["CreateModel"]
-        transform = serving.transform_request(spec)
-        requests.validate_request(self.sagemaker_client, "CreateTransformJob", transform)
+        transform = sagemaker_serving.transform_request(spec)
+        sagemaker_training.validate_request(self.sagemaker_client, "CreateTransformJob", transform)
         with _translate("CreateModel", spec.name):
             self.sagemaker_client.create_model(**model)
         with _translate("CreateTransformJob", spec.name):

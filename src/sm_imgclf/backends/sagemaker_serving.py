@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from sm_imgclf.contracts.deploy import BatchSpec, DeploySpec
 from sm_imgclf.errors import ConfigurationError
-from sm_imgclf.serving.batch import BatchSpec
-from sm_imgclf.serving.spec import DeploySpec
 
 
 def deploy_requests(spec: DeploySpec, *, image_uri: str, region: str) -> dict[str, dict[str, Any]]:

@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from sm_imgclf._params import bad_value
+from sm_imgclf.contracts.metrics import METRIC_DEFINITIONS
+from sm_imgclf.contracts.training import TrainingSpec
 from sm_imgclf.errors import ConfigurationError
-from sm_imgclf.training.spec import METRIC_DEFINITIONS, TrainingSpec
 
 ENTRY_POINT = "train.py"
 CHECKPOINT_PATH = "/opt/ml/checkpoints"
@@ -24,7 +25,7 @@ _ENTRY_SCRIPT = b'''"""The SageMaker PyTorch container runs this: the sm-imgclf 
 
 import sys
 
-from sm_imgclf.job.main import main
+from sm_imgclf.runtime.job.main import main
 
 sys.exit(main())
 '''

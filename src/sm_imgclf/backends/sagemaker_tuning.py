@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sm_imgclf.training.hyperparameters import BY_NAME
-from sm_imgclf.tuning.space import Categorical, Integer, Range
-from sm_imgclf.tuning.spec import Strategy, TrialRecord, TuningSpec
+from sm_imgclf.contracts.hyperparameters import BY_NAME
+from sm_imgclf.contracts.space import Categorical, Integer, Range
+from sm_imgclf.contracts.status import TrialRecord
+from sm_imgclf.contracts.tuning import Strategy, TuningSpec
 
 _SCALES = {"linear": "Linear", "log": "Logarithmic", "reverse_log": "ReverseLogarithmic"}
 _STRATEGIES = {Strategy.BAYESIAN: "Bayesian", Strategy.RANDOM: "Random",

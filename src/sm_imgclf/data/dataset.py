@@ -179,7 +179,7 @@ class ImageFolderDataset:
             self.validate(progress=progress)
         assert self._validated is not None
         report, inspections = self._validated
-        return upload_dataset(self, session, prefix, report, inspections,
+        return upload_dataset(self.layout, session.store, prefix, report, inspections,
                               skip_invalid=skip_invalid, progress=progress)
 
 

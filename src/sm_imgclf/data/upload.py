@@ -7,17 +7,15 @@ import json
 import logging
 from typing import TYPE_CHECKING
 
-from sm_imgclf.data.layout import ImageFile, display_name
+from sm_imgclf.contracts.storage import ObjectInfo, Store, TransferSummary, UploadItem
+from sm_imgclf.data.layout import ImageFile, Layout, display_name
 from sm_imgclf.data.manifest import MANIFEST_NAME, DatasetManifest, ManifestEntry
 from sm_imgclf.data.report import ValidationReport
 from sm_imgclf.errors import DatasetValidationError, TransferError
-from sm_imgclf.storage.base import ObjectInfo, Store, TransferSummary, UploadItem
-from sm_imgclf.storage.sync import sync_files
+from sm_imgclf.storage.upload import upload_files
 
 if TYPE_CHECKING:
-    from sm_imgclf.data.dataset import ImageFolderDataset
     from sm_imgclf.data.inspect import Inspection
-    from sm_imgclf.session import Session
 
 logger = logging.getLogger(__name__)
 # Errors about a class as a whole: leaving files out cannot fix them.
@@ -43,24 +41,22 @@ class Channels(dict[str, str]):
         self.manifests = manifests
 
 
-def upload_dataset(dataset: ImageFolderDataset, session: Session, prefix: str,
+def upload_dataset(layout: Layout, store: Store, prefix: str,
                    report: ValidationReport, inspections: dict[str, Inspection], *,
                    skip_invalid: bool, progress: bool | None) -> Channels:
-    """Upload the usable files of ``dataset`` and one manifest per split; see ``upload()``."""
+    """Upload the usable files of ``layout`` and one manifest per split; see ``upload()``."""
     refused = _refused(report, skip_invalid)
-    layout = dataset.layout
     chosen = [f for f in layout.files if inspections[f.rel].usable and f.rel not in refused]
     skipped = sorted({f.rel for f in layout.files} - {f.rel for f in chosen} | set(report.skipped))
     if skipped:
         log = logger.warning if refused else logger.info
         log("%d file(s) left out of the upload, listed in .skipped and the validation report",
             len(skipped))
-    store = session.store
     store.check_access()
     items = [UploadItem(f.path, _key(prefix, f), inspections[f.rel].size, inspections[f.rel].md5)
              for f in chosen]
     existing = store.list_objects(f"{prefix}/")
-    summary = sync_files(store, items, progress=progress, description=f"upload {prefix}",
+    summary = upload_files(store, items, progress=progress, description=f"upload {prefix}",
                          existing=existing)
     if not summary.ok:
         raise TransferError(

@@ -1,1 +1,1 @@
-"""Training checks and profiling: the rules, the analyzer and its report."""
+"""Reading a job's checks and profile: the analyzer, its insights, plots and report."""

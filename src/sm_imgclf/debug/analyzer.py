@@ -5,45 +5,105 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sm_imgclf.debug import plots
 from sm_imgclf.debug.insights import Insight, insights
-from sm_imgclf.debug.records import RECORDS, Records, read_records
-from sm_imgclf.debug.rules import RuleResult, evaluate
-from sm_imgclf.errors import DebugDataNotFoundError
-
-if TYPE_CHECKING:
-    from sm_imgclf.training.job import TrainingJob
+from sm_imgclf.errors import BackendError, DebugDataNotFoundError
+from sm_imgclf.runtime.checks.records import RECORDS, Records, read_records
+from sm_imgclf.runtime.checks.rules import RuleResult, evaluate
+from sm_imgclf.training.job import TrainingJob
 
 
 class DebugProfileAnalyzer:
     """Reads what a job recorded and judges it; works on finished and running jobs.
 
+    Building one only stores ``source``: the data is fetched and read when first
+    needed. :meth:`from_job` and :meth:`from_path` read it at once, so a job
+    without data fails there. Use it as a context manager (or call
+    :meth:`close`) to remove what was downloaded for it.
+
     Args:
         source: A :class:`~sm_imgclf.TrainingJob` (local, or SageMaker: its
-            ``output.tar.gz`` is fetched from S3), a folder (a downloaded job
-            output, its ``data`` folder, or the ``debug`` folder itself), or the
-            path of an ``output.tar.gz``.
+            ``output.tar.gz`` is streamed from S3 to a temporary folder), a
+            folder (a downloaded job output, its ``data`` folder, or the
+            ``debug`` folder itself), or the path of an ``output.tar.gz``.
 
-    Raises:
-        DebugDataNotFoundError: Nothing was recorded there (a job run with
-            ``record_every=0``, or from before the library recorded data).
+    Example:
+        ``with DebugProfileAnalyzer.from_job(job) as analyzer: analyzer.report("checks.html")``
     """
 
     def __init__(self, source: TrainingJob | str | Path) -> None:
+        self.source = source
+        self.name = source.name if isinstance(source, TrainingJob) else _display_name(
+            Path(source))
         self._temp: tempfile.TemporaryDirectory[str] | None = None
-        self.name = getattr(source, "name", None) or _display_name(Path(str(source)))
-        self.folder = self._locate(source)
-        self.records: Records = read_records(self.folder)
+        self._folder: Path | None = None
+        self._records: Records | None = None
+
+    @classmethod
+    def from_job(cls, job: TrainingJob) -> DebugProfileAnalyzer:
+        """Fetch and read what ``job`` recorded.
+
+        Raises:
+            DebugDataNotFoundError: The job has no output yet, or recorded nothing
+                (run with ``record_every=0``, or from before the library recorded data).
+        """
+        return cls(job).load()
+
+    @classmethod
+    def from_path(cls, path: str | Path) -> DebugProfileAnalyzer:
+        """Read a downloaded job output, its ``debug`` folder, or an ``output.tar.gz``.
+
+        Raises:
+            DebugDataNotFoundError: Nothing was recorded there.
+        """
+        return cls(Path(path)).load()
 
     def __repr__(self) -> str:
-        return f"DebugProfileAnalyzer({self.name!r}, folder={str(self.folder)!r})"
+        where = f"folder={str(self._folder)!r}" if self._folder else "not read yet"
+        return f"DebugProfileAnalyzer({self.name!r}, {where})"
 
-    def _locate(self, source: Any) -> Path:
-        if hasattr(source, "session"):
-            return self._from_job(source)
-        path = Path(source)
+    def __enter__(self) -> DebugProfileAnalyzer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Remove what was downloaded or extracted for this analyzer (what was read stays)."""
+        if self._temp is not None:
+            self._temp.cleanup()
+            self._temp = None
+
+    def load(self) -> DebugProfileAnalyzer:
+        """Fetch and read the data now, rather than on first use; return ``self``.
+
+        Raises:
+            DebugDataNotFoundError: Nothing was recorded there.
+        """
+        if self._records is None:
+            source = self.source
+            self._folder = (self._from_job(source) if isinstance(source, TrainingJob)
+                            else self._locate(Path(source)))
+            self._records = read_records(self._folder)
+        return self
+
+    @property
+    def folder(self) -> Path:
+        """The folder the records were read from."""
+        self.load()
+        assert self._folder is not None  # set by load()
+        return self._folder
+
+    @property
+    def records(self) -> Records:
+        """Everything the job recorded, read on first use."""
+        self.load()
+        assert self._records is not None  # set by load()
+        return self._records
+
+    def _locate(self, path: Path) -> Path:
         if path.is_file() and path.name.endswith((".tar.gz", ".tgz")):
             return self._extract(path)
         for folder in (path, path / "debug", path / "data" / "debug",
@@ -55,12 +115,14 @@ class DebugProfileAnalyzer:
             "debug/, data/debug/ or output/data/debug/ folder. Jobs record it unless run "
             "with record_every=0.")
 
-    def _from_job(self, job: TrainingJob) -> Path:
-        from sm_imgclf.errors import BackendError
+    def _temporary(self) -> Path:
+        if self._temp is None:
+            self._temp = tempfile.TemporaryDirectory(prefix="sm-imgclf-debug-")
+        return Path(self._temp.name)
 
-        self._temp = tempfile.TemporaryDirectory(prefix="sm-imgclf-debug-")
+    def _from_job(self, job: TrainingJob) -> Path:
         try:
-            output = job.session.backend.training_output(job.name, Path(self._temp.name))
+            output = job.session.backend.training_output(job.name, self._temporary())
         except BackendError as error:
             raise DebugDataNotFoundError(str(error)) from error
         return self._locate(output)
@@ -68,10 +130,7 @@ class DebugProfileAnalyzer:
     def _extract(self, archive: Path) -> Path:
         from sm_imgclf._archive import safe_extract
 
-        if self._temp is None:
-            self._temp = tempfile.TemporaryDirectory(prefix="sm-imgclf-debug-")
-        target = safe_extract(archive, Path(self._temp.name) / "output")
-        return self._locate(target)
+        return self._locate(safe_extract(archive, self._temporary() / "output"))
 
     def rules(self, **overrides: Mapping[str, float]) -> list[RuleResult]:
         """Run every rule on the recorded data, with parameters changed by ``overrides``.
@@ -124,7 +183,7 @@ class DebugProfileAnalyzer:
         """The report's content as text: the verdict, each rule, each insight."""
         from sm_imgclf.debug.report import text_summary
 
-        return text_summary(self, self.rules(**overrides), self.insights())
+        return text_summary(self.name, self.records, self.rules(**overrides), self.insights())
 
     def report(self, path: str | Path, **overrides: Mapping[str, float]) -> Path:
         """Write one self-contained HTML file: summary, rules, charts, profiler sections.
@@ -134,7 +193,8 @@ class DebugProfileAnalyzer:
         """
         from sm_imgclf.debug.report import write_report
 
-        return write_report(self, Path(path), self.rules(**overrides), self.insights())
+        return write_report(self.name, self.records, Path(path), self.rules(**overrides),
+                            self.insights())
 
 
 def _display_name(path: Path) -> str:

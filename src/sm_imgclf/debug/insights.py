@@ -5,7 +5,7 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass
 
-from sm_imgclf.debug.records import Records
+from sm_imgclf.runtime.checks.records import Records
 
 
 @dataclass(frozen=True)

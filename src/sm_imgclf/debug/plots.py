@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sm_imgclf.debug.records import Records
+from sm_imgclf.runtime.checks.records import Records
 
 
 def figure(width: float = 8.0, height: float = 3.6) -> tuple[Any, Any]:

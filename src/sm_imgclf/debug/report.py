@@ -7,13 +7,12 @@ import html
 import io
 import statistics
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from sm_imgclf.debug import plots
 from sm_imgclf.debug.insights import Insight
-from sm_imgclf.debug.rules import RuleResult
-
-if TYPE_CHECKING:
-    from sm_imgclf.debug.analyzer import DebugProfileAnalyzer
+from sm_imgclf.runtime.checks.records import Records
+from sm_imgclf.runtime.checks.rules import RuleResult
 
 _STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2rem auto;max-width:980px;
@@ -28,8 +27,7 @@ border:1px solid #e6e9ef;border-radius:6px;margin:.5rem 0}.meta{color:#5b6475}
 """
 
 
-def _headline(analyzer: DebugProfileAnalyzer, rules: list[RuleResult],
-              found: list[Insight]) -> tuple[bool, str]:
+def _headline(rules: list[RuleResult], found: list[Insight]) -> tuple[bool, str]:
     fired = [r.name for r in rules if r.triggered]
     act = [i.name for i in found if i.triggered]
     if not fired and not act:
@@ -42,13 +40,13 @@ def _headline(analyzer: DebugProfileAnalyzer, rules: list[RuleResult],
     return False, "; ".join(parts) + "."
 
 
-def _facts(analyzer: DebugProfileAnalyzer) -> str:
-    meta, epochs = analyzer.records.meta, analyzer.records.epochs
+def _facts(records: Records) -> str:
+    meta, epochs = records.meta, records.epochs
     best = max((e.get("valid:accuracy", e.get("train:accuracy", 0.0)) for e in epochs),
                default=None)
-    seconds = [s for r in analyzer.records.durations for s in r["seconds"]]
+    seconds = [s for r in records.durations for s in r["seconds"]]
     bits = [f"model {meta.get('model', '?')}", f"{len(meta.get('class_names', []))} classes",
-            f"{len(epochs)} epoch(s)", f"{len(analyzer.records.steps)} recorded steps"]
+            f"{len(epochs)} epoch(s)", f"{len(records.steps)} recorded steps"]
     if best is not None:
         bits.append(f"best accuracy {best:.4f}")
     if seconds:
@@ -56,11 +54,11 @@ def _facts(analyzer: DebugProfileAnalyzer) -> str:
     return ", ".join(bits)
 
 
-def text_summary(analyzer: DebugProfileAnalyzer, rules: list[RuleResult],
+def text_summary(name: str, records: Records, rules: list[RuleResult],
                  found: list[Insight]) -> str:
-    """The verdict, the rules and the insights as plain text."""
-    _, headline = _headline(analyzer, rules, found)
-    lines = [f"Checks and profile of {analyzer.name}: {_facts(analyzer)}", headline, "",
+    """The verdict, the rules and the insights of job ``name`` as plain text."""
+    _, headline = _headline(rules, found)
+    lines = [f"Checks and profile of {name}: {_facts(records)}", headline, "",
              "Rules:"]
     for rule in rules:
         where = f" at {rule.at} {rule.step}" if rule.triggered else ""
@@ -126,26 +124,25 @@ def _operator_rows(operators: list[dict[str, Any]]) -> str:
             "<th>self GPU ms</th></tr>" + rows + "</table>")
 
 
-def write_report(analyzer: DebugProfileAnalyzer, path: Path, rules: list[RuleResult],
+def write_report(name: str, records: Records, path: Path, rules: list[RuleResult],
                  found: list[Insight]) -> Path:
-    """Write the HTML report to ``path``: no external assets, charts inline."""
-    good, headline = _headline(analyzer, rules, found)
-    records = analyzer.records
-    charts = [_png(analyzer.plot_losses())]
+    """Write the HTML report of job ``name`` to ``path``: no external assets, charts inline."""
+    good, headline = _headline(rules, found)
+    charts = [_png(plots.losses(records, None))]
     if records.steps:
-        charts.append(_png(analyzer.plot_gradients()))
-    profile = [_png(analyzer.plot_step_times())] if records.splits else []
+        charts.append(_png(plots.gradients(records, None)))
+    profile = [_png(plots.step_times(records, None))] if records.splits else []
     if records.system:
-        profile.append(_png(analyzer.plot_system()))
+        profile.append(_png(plots.system(records, None)))
     body = f"""<h1>Training checks and profile</h1>
-<p class=meta>{html.escape(analyzer.name)} · {html.escape(_facts(analyzer))}</p>
+<p class=meta>{html.escape(name)} · {html.escape(_facts(records))}</p>
 <div id=summary class="verdict {'ok' if good else 'bad'}">{html.escape(headline)}</div>
 <h2 id=rules>Rules</h2>{_rule_rows(rules)}
 <h2 id=training>Training</h2>{''.join(charts)}
 <h2 id=profiler>Profiler</h2>{_insight_rows(found)}{''.join(profile)}
 <h3>Top operators (torch.profiler window)</h3>{_operator_rows(records.operators)}"""
     page = (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>Checks: "
-            f"{html.escape(analyzer.name)}</title><style>{_STYLE}</style></head>"
+            f"{html.escape(name)}</title><style>{_STYLE}</style></head>"
             f"<body>{body}</body></html>")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(page, encoding="utf-8")

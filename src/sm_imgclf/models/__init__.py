@@ -1,1 +1,1 @@
-"""The model registry: torchvision classifiers by name, with a head for your classes."""
+"""Moved to :mod:`sm_imgclf.runtime.models`; ``sm_imgclf.models.registry`` keeps working."""

@@ -7,39 +7,18 @@ import io
 import json
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sm_imgclf._params import bad_value
 from sm_imgclf.errors import EndpointError
+from sm_imgclf.serving.prediction import Prediction
 
 if TYPE_CHECKING:
     from sm_imgclf.serving.evaluation import Evaluation
     from sm_imgclf.session import Session
 
 PAYLOAD_LIMIT = 6 * 1024 * 1024
-
-
-@dataclass(frozen=True)
-class Prediction:
-    """The answer for one image.
-
-    Attributes:
-        label: Display name of the most likely class.
-        index: Its class index.
-        class_id: Its class folder name.
-        score: Its probability.
-        top_k: The k best classes as ``(label, probability)`` pairs, best first.
-        top_k_class_ids: The class ids of ``top_k``, in the same order.
-    """
-
-    label: str
-    index: int
-    class_id: str
-    score: float
-    top_k: tuple[tuple[str, float], ...]
-    top_k_class_ids: tuple[str, ...]
 
 
 class EndpointClient:
@@ -112,7 +91,7 @@ class EndpointClient:
         """Score every image of a labelled folder; see :class:`~sm_imgclf.Evaluation`."""
         from sm_imgclf.serving.evaluation import evaluate
 
-        return evaluate(self, Path(folder), top_k=top_k, plots=plots)
+        return evaluate(lambda path: self.predict(path, top_k=top_k), Path(folder), plots=plots)
 
 
 def encode(item: Any) -> bytes:

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sm_imgclf._lazy import require
 from sm_imgclf.errors import DatasetError
-
-if TYPE_CHECKING:
-    from sm_imgclf.serving.client import EndpointClient, Prediction
+from sm_imgclf.serving.prediction import Prediction
 
 
 @dataclass
@@ -53,10 +52,13 @@ class Evaluation:
                 f"{len(self.misclassified)} misclassified")
 
 
-def evaluate(client: EndpointClient, folder: Path, *, top_k: int = 5,
+def evaluate(predict: Callable[[Path], Prediction], folder: Path, *,
              plots: str | Path | None = None, workers: int = 4) -> Evaluation:
-    """Send every image of ``folder`` (``<class>/<file>``) as its own request and score it."""
-    from sm_imgclf.job.data import list_channel
+    """Send every image of ``folder`` (``<class>/<file>``) to ``predict`` and score the answers.
+
+    Each image is its own request, ``workers`` at a time, so latency is measured per image.
+    """
+    from sm_imgclf.runtime.job.data import list_channel
 
     files, class_ids, _ = list_channel(folder)
     if not files:
@@ -64,7 +66,7 @@ def evaluate(client: EndpointClient, folder: Path, *, top_k: int = 5,
 
     def one(path: Path) -> tuple[Prediction, float]:
         started = time.perf_counter()
-        prediction = client.predict(path, top_k=top_k)
+        prediction = predict(path)
         return prediction, (time.perf_counter() - started) * 1000
 
     with ThreadPoolExecutor(workers) as pool:

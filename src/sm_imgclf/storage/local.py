@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path, PurePosixPath
 
 from sm_imgclf._params import bad_value
+from sm_imgclf.contracts.storage import ObjectInfo, ProgressCallback, UploadItem
 from sm_imgclf.errors import ObjectNotFoundError, StorageAccessDeniedError, StorageError
-from sm_imgclf.storage.base import ObjectInfo, ProgressCallback, UploadItem
 from sm_imgclf.storage.checksums import file_md5
 
 _CHUNK = 1 << 20
@@ -22,7 +23,7 @@ class LocalDirStore:
 
     Args:
         root: The directory that holds the objects; created on first write.
-        max_concurrency: Files copied at once by :func:`~sm_imgclf.storage.sync_files`.
+        max_concurrency: Files copied at once by :func:`~sm_imgclf.storage.upload_files`.
     """
 
     def __init__(self, root: str | os.PathLike[str], *, max_concurrency: int = 4) -> None:
@@ -80,7 +81,7 @@ class LocalDirStore:
         """Copy one file into the store, reporting progress per MiB."""
         target = self.path(item.key)
         target.parent.mkdir(parents=True, exist_ok=True)
-        with item.path.open("rb") as source, _AtomicWriter(target) as sink:
+        with item.path.open("rb") as source, AtomicWriter(target) as sink:
             while chunk := source.read(_CHUNK):
                 sink.write(chunk)
                 progress(len(chunk))
@@ -89,7 +90,7 @@ class LocalDirStore:
         """Write ``data`` under ``key``, replacing what was there."""
         target = self.path(key)
         target.parent.mkdir(parents=True, exist_ok=True)
-        with _AtomicWriter(target) as sink:
+        with AtomicWriter(target) as sink:
             sink.write(data)
 
     def get_bytes(self, key: str) -> bytes:
@@ -99,8 +100,17 @@ class LocalDirStore:
         except FileNotFoundError:
             raise ObjectNotFoundError(f"No object {key!r} in {self!r}.") from None
 
+    def get_file(self, key: str, target: Path) -> Path:
+        """Copy the object under ``key`` to ``target``."""
+        source = self.path(key)
+        if not source.is_file():
+            raise ObjectNotFoundError(f"No object {key!r} in {self!r}.")
+        with source.open("rb") as body, AtomicWriter(target) as sink:
+            shutil.copyfileobj(body, sink)
+        return target
 
-class _AtomicWriter:
+
+class AtomicWriter:
     """A binary file that appears at ``target`` only when closed without an error."""
 
     def __init__(self, target: Path) -> None:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import threading
+from pathlib import Path
 
+from sm_imgclf.contracts.storage import ObjectInfo, ProgressCallback, UploadItem
 from sm_imgclf.errors import ObjectNotFoundError
-from sm_imgclf.storage.base import ObjectInfo, ProgressCallback, UploadItem
 from sm_imgclf.storage.checksums import file_md5
 
 
@@ -15,7 +16,7 @@ class MemoryStore:
 
     Args:
         name: Appears in URIs, so that two stores can be told apart.
-        max_concurrency: Files stored at once by :func:`~sm_imgclf.storage.sync_files`.
+        max_concurrency: Files stored at once by :func:`~sm_imgclf.storage.upload_files`.
     """
 
     def __init__(self, name: str = "fake", *, max_concurrency: int = 4) -> None:
@@ -63,3 +64,8 @@ class MemoryStore:
             if key not in self.objects:
                 raise ObjectNotFoundError(f"No object {key!r} in memory store {self.name!r}.")
             return self.objects[key]
+
+    def get_file(self, key: str, target: Path) -> Path:
+        """Write the object under ``key`` to ``target``."""
+        target.write_bytes(self.get_bytes(key))
+        return target

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sm_imgclf.contracts.storage import ObjectInfo, ProgressCallback, UploadItem
 from sm_imgclf.errors import (
     BucketNotFoundError,
     ObjectNotFoundError,
     StorageAccessDeniedError,
     StorageError,
 )
-from sm_imgclf.storage.base import ObjectInfo, ProgressCallback, UploadItem
 from sm_imgclf.storage.checksums import file_md5, multipart_etag
+from sm_imgclf.storage.local import AtomicWriter
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -28,7 +30,7 @@ class S3Store:
 
     Transfers go through s3transfer: files above ``multipart_threshold`` are
     sent in parallel parts, and many files are sent at once by
-    :func:`~sm_imgclf.storage.sync_files`. Retries on throttling and 5xx use
+    :func:`~sm_imgclf.storage.upload_files`. Retries on throttling and 5xx use
     botocore's standard mode (exponential backoff with jitter, 10 attempts),
     set on the client by the session.
 
@@ -128,6 +130,15 @@ class S3Store:
         with self._translate(action="GetObject", key=key):
             response = self.client.get_object(Bucket=self.bucket, Key=key, **self._owner())
             return response["Body"].read()
+
+    def get_file(self, key: str, target: Path) -> Path:
+        """Stream the object under ``key`` into ``target``, a megabyte at a time."""
+        with self._translate(action="GetObject", key=key):
+            response = self.client.get_object(Bucket=self.bucket, Key=key, **self._owner())
+            with AtomicWriter(target) as sink:
+                for chunk in response["Body"].iter_chunks(_MiB):
+                    sink.write(chunk)
+        return target
 
     def _translate(self, *, action: str, key: str = "") -> _ErrorTranslator:
         return _ErrorTranslator(self, action, key)

@@ -1,1 +1,1 @@
-"""Training: the estimator, its frozen spec, hyperparameters, and training jobs."""
+"""Training: the estimator and the handle on a training job."""

@@ -6,8 +6,8 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from sm_imgclf._params import bad_value, check_number
-from sm_imgclf.training.hyperparameters import Hyperparameters
-from sm_imgclf.training.spec import TrainingSpec, new_job_name
+from sm_imgclf.contracts.hyperparameters import Hyperparameters
+from sm_imgclf.contracts.training import TrainingSpec, new_job_name
 
 if TYPE_CHECKING:
     from sm_imgclf.session import Session
@@ -18,7 +18,7 @@ class TransferLearningEstimator:
     """Fine-tunes a pretrained torchvision classifier, locally or on SageMaker.
 
     The constructor only checks and stores; :meth:`plan` builds the frozen
-    :class:`~sm_imgclf.training.spec.TrainingSpec`, :meth:`fit` runs it.
+    :class:`~sm_imgclf.contracts.training.TrainingSpec`, :meth:`fit` runs it.
 
     Args:
         model: A torchvision classifier name (``"resnet50"``, ``"efficientnet_b0"`` ...).
@@ -58,7 +58,7 @@ class TransferLearningEstimator:
         tags: Mapping[str, str] | None = None,
         base_job_name: str | None = None,
     ) -> None:
-        from sm_imgclf.models.registry import check_model_name
+        from sm_imgclf.runtime.models import check_model_name
 
         self.model = check_model_name(model)
         self.session = session if session is not None else _default_session()
@@ -77,7 +77,7 @@ class TransferLearningEstimator:
             "use_spot": bool(use_spot), "max_run": max_run,
             "max_wait": max_wait if max_wait is not None or not use_spot else 2 * max_run,
             "image_uri": image_uri,
-            "role": role if role is not None else getattr(self.session, "role", None),
+            "role": role if role is not None else self.session.role,
             "tags": tuple(sorted((tags or {}).items())),
         }
         self.base_job_name = base_job_name or self.model.replace("_", "-")

@@ -4,35 +4,15 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TextIO
 
+from sm_imgclf.contracts.metrics import metric_rows
+from sm_imgclf.contracts.status import TERMINAL, JobState, JobStatus
 from sm_imgclf.errors import BackendError, TrainingJobFailedError
-from sm_imgclf.training.spec import parse_metrics
 
 if TYPE_CHECKING:
     from sm_imgclf.serving.client import EndpointClient
     from sm_imgclf.session import Session
-
-TERMINAL = frozenset({"Completed", "Failed", "Stopped"})
-
-
-@dataclass(frozen=True)
-class JobStatus:
-    """What a backend reports about a job.
-
-    Attributes:
-        status: ``InProgress``, ``Stopping``, ``Completed``, ``Failed`` or ``Stopped``.
-        failure_reason: Why it failed (the end of the traceback), if it did.
-        model_uri: The model package (``model.tar.gz``) once it completed.
-        detail: Backend-specific extras (SageMaker's secondary status ...).
-    """
-
-    status: str
-    failure_reason: str | None = None
-    model_uri: str | None = None
-    detail: str | None = None
-
 
 class TrainingJob:
     """A training job; get one from ``estimator.fit()`` or :meth:`attach`.
@@ -90,12 +70,7 @@ class TrainingJob:
         final row, ``epoch`` ``None``, holds the best epoch's metrics (those of
         the packaged model) and the test metrics.
         """
-        rows = parse_metrics(self.logs())
-        by_epoch: dict[Any, dict[str, Any]] = {}
-        for row in rows:
-            key = row["epoch"] if row["epoch"] is not None else "final"
-            by_epoch[key] = by_epoch.get(key, {}) | row if key == "final" else row
-        return list(by_epoch.values())
+        return metric_rows(self.logs())
 
     def wait(self, *, logs: bool = True, poll: float = 1.0, out: TextIO | None = None
              ) -> JobStatus:
@@ -120,7 +95,7 @@ class TrainingJob:
         if logs:
             for line in self._pull():
                 print(line, file=out, flush=True)
-        if status.status == "Failed":
+        if status.status is JobState.FAILED:
             raise TrainingJobFailedError(self.name, status.failure_reason)
         return status
 
@@ -129,20 +104,20 @@ class TrainingJob:
 
         Args:
             endpoint_name: Name of the endpoint (defaults to the job name).
-            **options: Fields of :class:`~sm_imgclf.serving.spec.DeploySpec`
+            **options: Fields of :class:`~sm_imgclf.contracts.deploy.DeploySpec`
                 (``instance_type``, ``serverless_memory_mb``, ``max_batch`` ...).
 
         Returns:
             A client that deletes the endpoint when used as a context manager.
         """
+        from sm_imgclf.contracts.deploy import DeploySpec
         from sm_imgclf.serving.client import EndpointClient
-        from sm_imgclf.serving.spec import DeploySpec
 
         model_uri = self.model_uri
         if model_uri is None:
             raise BackendError(f"Job {self.name!r} has no model package (status {self.status}).",
                                name=self.name)
-        options.setdefault("role", getattr(self.session, "role", None))
+        options.setdefault("role", self.session.role)
         spec = DeploySpec(endpoint_name or self.name, model_uri, **options)
         self.session.backend.deploy(spec)
         return EndpointClient(spec.endpoint_name, self.session, owned=True)
@@ -156,16 +131,16 @@ class TrainingJob:
         Args:
             input_uri: A folder (``file://`` or a path) or an S3 prefix of images.
             output_uri: Where the predictions go.
-            **options: Fields of :class:`~sm_imgclf.serving.batch.BatchSpec`
+            **options: Fields of :class:`~sm_imgclf.contracts.deploy.BatchSpec`
                 (``instance_type``, ``top_k`` ...).
         """
-        from sm_imgclf.serving.batch import BatchSpec
+        from sm_imgclf.contracts.deploy import BatchSpec
 
         model_uri = self.model_uri
         if model_uri is None:
             raise BackendError(f"Job {self.name!r} has no model package (status {self.status}).",
                                name=self.name)
-        options.setdefault("role", getattr(self.session, "role", None))
+        options.setdefault("role", self.session.role)
         spec = BatchSpec(options.pop("name", f"{self.name[:50]}-batch"), model_uri, input_uri,
                          output_uri, **options)
         return self.session.backend.batch_predict(spec)

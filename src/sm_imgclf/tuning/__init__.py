@@ -1,1 +1,1 @@
-"""Tuning: search spaces, TuningRun, and results."""
+"""Tuning: TuningRun and its results (the spec and search space are in ``contracts``)."""

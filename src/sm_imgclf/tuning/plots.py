@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from sm_imgclf.tuning.result import Trial
+    from sm_imgclf.tuning.trial import Trial
 
 _MARKERS = {"completed": "o", "pruned": "x", "failed": "s", "stopped": "v", "running": "."}
 

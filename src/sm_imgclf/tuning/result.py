@@ -4,60 +4,15 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from sm_imgclf.contracts.status import TERMINAL, TuningStatus
 from sm_imgclf.errors import BackendError, TuningFailedError
-from sm_imgclf.training.hyperparameters import BY_NAME
-from sm_imgclf.training.job import TERMINAL
-from sm_imgclf.tuning.spec import TrialRecord, TuningStatus
+from sm_imgclf.tuning.trial import Trial
 
 if TYPE_CHECKING:
     from sm_imgclf.session import Session
-    from sm_imgclf.training.job import TrainingJob
-
-@dataclass(frozen=True)
-class Trial:
-    """One trial of a tuning run.
-
-    Attributes:
-        job_name: Its training job.
-        status: ``running``, ``completed``, ``pruned`` (stopped early by the
-            strategy), ``failed`` or ``stopped``.
-        hyperparameters: The tuned values, typed (``{"lr": 0.003, "batch_size": 64}``).
-        objective: The objective's final value (for a pruned trial, its last report).
-        duration: Seconds from start to end (``None`` while running).
-        epochs: Epochs it trained, where known.
-        failure_reason: Why it failed.
-    """
-
-    job_name: str
-    status: str
-    hyperparameters: dict[str, Any]
-    objective: float | None
-    duration: float | None
-    epochs: int | None
-    failure_reason: str | None
-    session: Session = field(repr=False, compare=False)
-
-    @property
-    def job(self) -> TrainingJob:
-        """The trial's :class:`~sm_imgclf.TrainingJob` (deploy it, read its metrics)."""
-        from sm_imgclf.training.job import TrainingJob
-
-        return TrainingJob(self.job_name, self.session)
-
-    @classmethod
-    def from_record(cls, record: TrialRecord, session: Session) -> Trial:
-        """Type a backend's record with the hyperparameter schema."""
-        values = {name: BY_NAME[name].parse(text) if name in BY_NAME else text
-                  for name, text in record.hyperparameters.items()}
-        duration = (record.ended - record.started
-                    if record.ended is not None and record.started is not None else None)
-        return cls(record.job_name, record.status, values, record.objective, duration,
-                   record.epochs, record.failure_reason, session)
-
 
 class TuningResult:
     """A tuning run's trials; also a handle to wait for or stop a run in progress.

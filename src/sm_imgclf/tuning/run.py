@@ -6,10 +6,10 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from sm_imgclf._params import bad_value, check_choice, check_number
+from sm_imgclf.contracts.metrics import METRIC_NAMES
+from sm_imgclf.contracts.space import Range, check_space, grid_size
+from sm_imgclf.contracts.tuning import Strategy, TuningSpec, new_tuning_name
 from sm_imgclf.training.estimator import TransferLearningEstimator
-from sm_imgclf.training.spec import METRIC_NAMES
-from sm_imgclf.tuning.space import Range, check_space, grid_size
-from sm_imgclf.tuning.spec import Strategy, TuningSpec, new_tuning_name
 
 if TYPE_CHECKING:
     from sm_imgclf.tuning.result import TuningResult
@@ -21,7 +21,7 @@ class TuningRun:
     """Tunes an estimator's hyperparameters over a search space.
 
     The constructor checks everything and does no I/O; :meth:`plan` builds
-    the frozen :class:`~sm_imgclf.tuning.spec.TuningSpec`; :meth:`run` starts it.
+    the frozen :class:`~sm_imgclf.contracts.tuning.TuningSpec`; :meth:`run` starts it.
 
     Args:
         estimator: The estimator whose jobs are the trials; its hyperparameters

@@ -116,3 +116,14 @@ class Store(Protocol):
     def get_bytes(self, key: str) -> bytes:
         """Return the object under ``key`` or raise :class:`~sm_imgclf.ObjectNotFoundError`."""
         ...
+
+    def get_file(self, key: str, target: Path) -> Path:
+        """Stream the object under ``key`` into the file ``target`` and return it.
+
+        The object is never held in memory whole; ``target`` appears only once
+        the copy is complete.
+
+        Raises:
+            ObjectNotFoundError: Nothing is stored under ``key``.
+        """
+        ...

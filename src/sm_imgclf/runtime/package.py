@@ -19,7 +19,7 @@ with model_fn and serves each request with transform_fn; the handler rebuilds
 the model from ../manifest.json, so nothing here depends on the model.
 """
 
-from sm_imgclf.serving.handler import model_fn, transform_fn
+from sm_imgclf.runtime.serving.handler import model_fn, transform_fn
 
 __all__ = ["model_fn", "transform_fn"]
 '''

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
-from sm_imgclf.training.schema import Param, check_all, check_names
+from sm_imgclf.contracts.schema import Param, check_all, check_names
 
 RULE_NAMES = ("vanishing_gradient", "exploding_tensor", "loss_not_decreasing", "overfit",
               "overtraining", "poor_weight_initialization", "class_imbalance", "dead_relu")

@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from sm_imgclf.job.contract import JobEnvironment
-from sm_imgclf.job.loop import Trainer
-from sm_imgclf.models.registry import (
+from sm_imgclf.runtime.job.contract import JobEnvironment
+from sm_imgclf.runtime.job.loop import Trainer
+from sm_imgclf.runtime.models import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     HeadSpec,
@@ -21,8 +21,8 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-    from sm_imgclf.job.data import SplitData
-    from sm_imgclf.training.hyperparameters import Hyperparameters
+    from sm_imgclf.contracts.hyperparameters import Hyperparameters
+    from sm_imgclf.runtime.job.data import SplitData
 
 
 def prepare(settings: dict[str, Any], hp: Hyperparameters, splits: dict[str, SplitData],
@@ -62,7 +62,7 @@ def _monitor(settings: dict[str, Any], hp: Hyperparameters, splits: dict[str, Sp
     """The recorder and profiler, unless ``record_every`` is 0."""
     import torch
 
-    from sm_imgclf.job.monitor import Monitor
+    from sm_imgclf.runtime.checks.monitor import Monitor
 
     if hp.record_every == 0:
         return None
@@ -87,7 +87,7 @@ def _to_features(model: nn.Module, head: HeadSpec, splits: dict[str, SplitData],
     import torch
     from torch import nn
 
-    from sm_imgclf.job.images import normalise
+    from sm_imgclf.runtime.images import normalise
 
     layer = head_module(model, head)
     set_submodule(model, head.path, nn.Identity())

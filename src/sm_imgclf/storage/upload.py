@@ -16,12 +16,12 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 
 from sm_imgclf._progress import bar_disabled
-from sm_imgclf.storage.base import ObjectInfo, Store, TransferSummary, UploadItem
+from sm_imgclf.contracts.storage import ObjectInfo, Store, TransferSummary, UploadItem
 
 logger = logging.getLogger(__name__)
 
 
-def sync_files(
+def upload_files(
     store: Store,
     items: Sequence[UploadItem],
     *,

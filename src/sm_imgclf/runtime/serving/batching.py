@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from sm_imgclf.serving.handler import Batch, LoadedModel, RequestError, predict_fn
+from sm_imgclf.runtime.serving.handler import Batch, LoadedModel, RequestError, predict_fn
 
 
 @dataclass

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from sm_imgclf._params import bad_value, check_choice
-from sm_imgclf.training.hyperparameters import BY_NAME
-from sm_imgclf.training.schema import Param, check_names
+from sm_imgclf.contracts.hyperparameters import BY_NAME
+from sm_imgclf.contracts.schema import Param, check_names
 
 Scale = Literal["linear", "log", "reverse_log"]
 SCALES = ("linear", "log", "reverse_log")

@@ -1,4 +1,4 @@
-"""The frozen plan of a deployment."""
+"""The frozen plans of a deployment and of a batch prediction job."""
 
 from __future__ import annotations
 
@@ -43,3 +43,30 @@ class DeploySpec:
                             self.serverless_memory_mb)
         check_number("max_batch", self.max_batch, low=1, integer=True)
         check_number("max_wait_ms", self.max_wait_ms, low=0.0)
+
+
+@dataclass(frozen=True)
+class BatchSpec:
+    """A batch prediction job.
+
+    Attributes:
+        name: Job name (SageMaker transform job and model name).
+        model_uri: The model package.
+        input_uri: Folder (``file://``) or S3 prefix of the images.
+        output_uri: Where predictions go.
+        instance_type: SageMaker instance type.
+        instance_count: SageMaker instances.
+        top_k: Classes per image.
+        image_uri: Inference image (looked up when ``None``).
+        role: IAM role ARN for SageMaker.
+    """
+
+    name: str
+    model_uri: str
+    input_uri: str
+    output_uri: str
+    instance_type: str = "ml.m5.xlarge"
+    instance_count: int = 1
+    top_k: int = 5
+    image_uri: str | None = None
+    role: str | None = None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from sm_imgclf.job.contract import JobEnvironment
+from sm_imgclf.runtime.job.contract import JobEnvironment
 
 PORT = "29500"
 

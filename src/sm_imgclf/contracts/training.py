@@ -8,16 +8,7 @@ import uuid
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from sm_imgclf.training.hyperparameters import Hyperparameters
-
-# One line per epoch, e.g. "epoch=3 train:loss=0.4100 train:accuracy=0.8800 valid:...";
-# SageMaker extracts metrics from the log with these regexes, and so do we.
-METRIC_NAMES = ("train:loss", "train:accuracy", "valid:loss", "valid:accuracy",
-                "test:loss", "test:accuracy")
-METRIC_DEFINITIONS = tuple(
-    {"Name": name, "Regex": rf"{re.escape(name)}=([-+0-9.eE]+|nan|inf)"} for name in METRIC_NAMES
-)
-_EPOCH = re.compile(r"^epoch=(\d+) ")
+from sm_imgclf.contracts.hyperparameters import Hyperparameters
 
 
 @dataclass(frozen=True)
@@ -79,19 +70,6 @@ def new_job_name(base: str) -> str:
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     base = re.sub(r"[^a-zA-Z0-9-]", "-", base).strip("-")[:35] or "job"
     return f"{base}-{stamp}-{uuid.uuid4().hex[:4]}"
-
-
-def parse_metrics(lines: list[str]) -> list[dict[str, Any]]:
-    """Return one dictionary per epoch line (and a final one for test metrics)."""
-    rows: list[dict[str, Any]] = []
-    for line in lines:
-        found = {d["Name"]: float(m.group(1)) for d in METRIC_DEFINITIONS
-                 if (m := re.search(d["Regex"], line))}
-        if not found:
-            continue
-        epoch = _EPOCH.match(line)
-        rows.append({"epoch": int(epoch.group(1)) if epoch else None, **found})
-    return rows
 
 
 def spec_to_dict(spec: TrainingSpec) -> dict[str, Any]:

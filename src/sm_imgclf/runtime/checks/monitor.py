@@ -7,17 +7,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sm_imgclf.job.profiler import StepProfiler, SystemSampler
-from sm_imgclf.job.recorder import Recorder
+from sm_imgclf.runtime.checks.profiler import StepProfiler, SystemSampler
+from sm_imgclf.runtime.checks.recorder import Recorder
 
 if TYPE_CHECKING:
     from torch import nn
 
-    from sm_imgclf.training.hyperparameters import Hyperparameters
+    from sm_imgclf.contracts.hyperparameters import Hyperparameters
 
 
 class Monitor:
-    """Watches training for the checks and the profiler; see :mod:`sm_imgclf.debug.records`.
+    """Watches training for the checks and the profiler; records in :mod:`.records`' formats.
 
     Args:
         folder: Where the records go (``<output>/debug``).

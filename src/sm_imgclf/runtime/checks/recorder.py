@@ -1,6 +1,6 @@
 """The recorder inside the job: losses, gradients, weights, activations, every N steps.
 
-It writes :mod:`sm_imgclf.debug.records`' formats under ``<output>/debug`` and
+It writes :mod:`sm_imgclf.runtime.checks.records`' formats under ``<output>/debug`` and
 runs the rules as the data arrives: a rule that triggers is logged once, with
 its suggestion, and ``stop_on`` can end training there (the best epoch so far
 is still packaged).
@@ -13,8 +13,8 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from sm_imgclf.debug.records import RECORDS, Records
-from sm_imgclf.debug.rules import evaluate
+from sm_imgclf.runtime.checks.records import RECORDS, Records
+from sm_imgclf.runtime.checks.rules import evaluate
 
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -10,11 +10,11 @@ import traceback
 from collections.abc import Sequence
 from typing import Any
 
+from sm_imgclf.contracts.hyperparameters import Hyperparameters
 from sm_imgclf.errors import ConfigurationError, SmImgclfError
-from sm_imgclf.job.contract import JOB_PARAMS, JobEnvironment
-from sm_imgclf.training.hyperparameters import Hyperparameters
+from sm_imgclf.runtime.job.contract import JOB_PARAMS, JobEnvironment
 
-logger = logging.getLogger("sm_imgclf.job")
+logger = logging.getLogger("sm_imgclf.runtime.job")
 
 
 def parse_args(argv: Sequence[str]) -> tuple[dict[str, Any], Hyperparameters]:
@@ -56,9 +56,9 @@ def run(env: JobEnvironment, settings: dict[str, Any], hp: Hyperparameters) -> d
     """Train, evaluate and package; return the metrics written to ``metrics.json``."""
     import torch
 
-    from sm_imgclf.job.data import load_splits
-    from sm_imgclf.job.distributed import setup
-    from sm_imgclf.job.setup import prepare
+    from sm_imgclf.runtime.job.data import load_splits
+    from sm_imgclf.runtime.job.distributed import setup
+    from sm_imgclf.runtime.job.setup import prepare
 
     distributed = setup(env)
     torch.manual_seed(hp.seed)
@@ -109,9 +109,9 @@ def _print_best(metrics: dict[str, Any]) -> None:
 
 def _write_outputs(env: JobEnvironment, settings: dict[str, Any], hp: Hyperparameters,
                    train: Any, model: Any, head: Any, metrics: dict[str, Any]) -> None:
-    from sm_imgclf.job.images import resize_size
-    from sm_imgclf.job.package import write_package
-    from sm_imgclf.models.registry import IMAGENET_MEAN, IMAGENET_STD
+    from sm_imgclf.runtime.images import resize_size
+    from sm_imgclf.runtime.models import IMAGENET_MEAN, IMAGENET_STD
+    from sm_imgclf.runtime.package import write_package
 
     mean, std = IMAGENET_MEAN, IMAGENET_STD
     env.output_dir.mkdir(parents=True, exist_ok=True)

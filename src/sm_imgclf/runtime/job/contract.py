@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from sm_imgclf.contracts.schema import Param
 from sm_imgclf.errors import ConfigurationError
-from sm_imgclf.training.schema import Param
 
 DEFAULT_CHECKPOINTS = "/opt/ml/checkpoints"
 

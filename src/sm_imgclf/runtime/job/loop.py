@@ -12,16 +12,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sm_imgclf.errors import ConfigurationError
-from sm_imgclf.job import checkpoint
-from sm_imgclf.job.augment import augment, center_crop
-from sm_imgclf.job.images import normalise
+from sm_imgclf.runtime.images import normalise
+from sm_imgclf.runtime.job import checkpoint
+from sm_imgclf.runtime.job.augment import augment, center_crop
 
 if TYPE_CHECKING:
     import torch
     from torch import nn
 
-    from sm_imgclf.job.data import SplitData
-    from sm_imgclf.training.hyperparameters import Hyperparameters
+    from sm_imgclf.contracts.hyperparameters import Hyperparameters
+    from sm_imgclf.runtime.job.data import SplitData
 
 
 @dataclass

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-from sm_imgclf.debug.records import OPERATORS, STEPS, SYSTEM
+from sm_imgclf.runtime.checks.records import OPERATORS, STEPS, SYSTEM
 
 WINDOW_START, WINDOW_STEPS = 3, 3  # torch.profiler watches steps 3 to 5 of the job
 TOP_OPERATORS = 15

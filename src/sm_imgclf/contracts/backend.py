@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
-from sm_imgclf.storage.base import Store
-
-if TYPE_CHECKING:
-    from sm_imgclf.serving.batch import BatchSpec
-    from sm_imgclf.serving.spec import DeploySpec
-    from sm_imgclf.training.job import JobStatus
-    from sm_imgclf.training.spec import TrainingSpec
-    from sm_imgclf.tuning.spec import TrialRecord, TuningSpec, TuningStatus
+from sm_imgclf.contracts.deploy import BatchSpec, DeploySpec
+from sm_imgclf.contracts.status import JobStatus, TrialRecord, TuningStatus
+from sm_imgclf.contracts.storage import Store
+from sm_imgclf.contracts.training import TrainingSpec
+from sm_imgclf.contracts.tuning import TuningSpec
 
 
 @runtime_checkable

@@ -1,16 +1,16 @@
-"""The frozen plan of a tuning run, and what backends report about one."""
+"""The frozen plan of a tuning run."""
 
 from __future__ import annotations
 
 import re
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from sm_imgclf.training.spec import TrainingSpec, spec_from_dict, spec_to_dict
-from sm_imgclf.tuning.space import Range, describe, from_description
+from sm_imgclf.contracts.space import Range, describe, from_description
+from sm_imgclf.contracts.training import TrainingSpec, spec_from_dict, spec_to_dict
 
 
 class Strategy(StrEnum):
@@ -103,50 +103,6 @@ class TuningSpec:
         values["strategy"] = Strategy(values["strategy"])
         values["warm_start"] = tuple(values["warm_start"])
         return cls(**values)
-
-
-@dataclass(frozen=True)
-class TrialRecord:
-    """One trial as a backend reports it; :class:`~sm_imgclf.TuningResult` types it.
-
-    Attributes:
-        job_name: The trial's training job.
-        status: ``running``, ``completed``, ``pruned``, ``failed`` or ``stopped``.
-        hyperparameters: The tuned values, as strings.
-        objective: The objective's final value, if the trial reported one.
-        started: Start time (seconds since the epoch).
-        ended: End time.
-        failure_reason: Why the trial failed.
-        epochs: Epochs the trial trained.
-    """
-
-    job_name: str
-    status: str
-    hyperparameters: dict[str, str] = field(default_factory=dict)
-    objective: float | None = None
-    started: float | None = None
-    ended: float | None = None
-    failure_reason: str | None = None
-    epochs: int | None = None
-
-
-@dataclass(frozen=True)
-class TuningStatus:
-    """What a backend reports about a tuning run.
-
-    Attributes:
-        status: ``InProgress``, ``Stopping``, ``Completed``, ``Failed`` or ``Stopped``.
-        failure_reason: Why the run failed.
-        best_job: The training job of the best trial so far.
-        objective: The metric optimised.
-        direction: ``"maximize"`` or ``"minimize"``.
-    """
-
-    status: str
-    failure_reason: str | None = None
-    best_job: str | None = None
-    objective: str = "valid:accuracy"
-    direction: str = "maximize"
 
 
 def new_tuning_name(base: str) -> str:

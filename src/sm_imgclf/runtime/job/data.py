@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from sm_imgclf.data.layout import IMAGE_EXTENSIONS, display_name, scan
 from sm_imgclf.data.manifest import MANIFEST_NAME, DatasetManifest
 from sm_imgclf.errors import ConfigurationError, DatasetError
-from sm_imgclf.job.images import open_rgb, resize_size, square_tensor
+from sm_imgclf.runtime.images import open_rgb, resize_size, square_tensor
 
 if TYPE_CHECKING:
     import torch

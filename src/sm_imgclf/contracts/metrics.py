@@ -1,0 +1,45 @@
+"""The metric lines a training job prints, and how they are read back.
+
+One line per epoch, e.g. ``epoch=3 train:loss=0.4100 train:accuracy=0.8800
+valid:...``, then a final line without ``epoch=`` holding the best epoch's
+metrics and the test metrics. SageMaker extracts metrics from the log with
+:data:`METRIC_DEFINITIONS`, and so does every reader here.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+METRIC_NAMES = ("train:loss", "train:accuracy", "valid:loss", "valid:accuracy",
+                "test:loss", "test:accuracy")
+METRIC_DEFINITIONS = tuple(
+    {"Name": name, "Regex": rf"{re.escape(name)}=([-+0-9.eE]+|nan|inf)"} for name in METRIC_NAMES
+)
+_EPOCH = re.compile(r"^epoch=(\d+) ")
+
+
+def parse_metrics(lines: list[str]) -> list[dict[str, Any]]:
+    """Return one dictionary per epoch line (and a final one for test metrics)."""
+    rows: list[dict[str, Any]] = []
+    for line in lines:
+        found = {d["Name"]: float(m.group(1)) for d in METRIC_DEFINITIONS
+                 if (m := re.search(d["Regex"], line))}
+        if not found:
+            continue
+        epoch = _EPOCH.match(line)
+        rows.append({"epoch": int(epoch.group(1)) if epoch else None, **found})
+    return rows
+
+
+def metric_rows(lines: list[str]) -> list[dict[str, Any]]:
+    """Per-epoch rows, the last report of each epoch winning, then one merged final row.
+
+    A resumed job repeats no epoch; the final row (``epoch`` ``None``) holds the
+    best epoch's metrics (those of the packaged model) and the test metrics.
+    """
+    by_epoch: dict[Any, dict[str, Any]] = {}
+    for row in parse_metrics(lines):
+        key = row["epoch"] if row["epoch"] is not None else "final"
+        by_epoch[key] = by_epoch.get(key, {}) | row if key == "final" else row
+    return list(by_epoch.values())

@@ -1,0 +1,1 @@
+"""Serving inside a container: the handler, the endpoint server and its batcher."""
