@@ -40,10 +40,11 @@ def reliability(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """Check style and common mistakes with ruff."""
+    """Check style and common mistakes with ruff, and that imports keep to their layers."""
     session.install("ruff>=0.5")
-    session.run("ruff", "check", "src", "tests", "benchmarks", "examples", "noxfile.py",
+    session.run("ruff", "check", "src", "tests", "benchmarks", "examples", "tools", "noxfile.py",
                 "docs/conf.py")
+    session.run("python", "tools/import_layers.py", "src")
 
 
 @nox.session

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import zlib
 from collections.abc import Iterator
@@ -12,6 +13,8 @@ from PIL import Image
 
 import sm_imgclf as smi
 
+# Read before the line below sets it: CI runs what a developer's machine may skip.
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 os.environ.setdefault("CI", "1")  # no progress bars in test output
 # Never let a test reach real AWS credentials or config.
 for _name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
@@ -54,6 +57,17 @@ def dataset_root(tmp_path: Path) -> Path:
 @pytest.fixture
 def local_session(tmp_path: Path) -> smi.LocalSession:
     return smi.LocalSession(tmp_path / "session")
+
+
+@pytest.fixture
+def chromium() -> str:
+    """Headless Chromium's path; skipped where it is missing, except in CI (which installs it)."""
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser:
+        return browser
+    if IN_CI:
+        pytest.fail("chromium is needed in CI; .ci/run installs it (apt-get install chromium)")
+    pytest.skip("chromium is not installed (apt-get install chromium); CI runs this test")
 
 
 def _free_port() -> int:

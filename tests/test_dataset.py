@@ -34,8 +34,28 @@ def test_root_without_class_folders(tmp_path: Path) -> None:
     assert str(tmp_path) in str(caught.value)
 
 
-def test_constructor_does_no_io(tmp_path: Path) -> None:
-    smi.ImageFolderDataset(tmp_path / "not-yet")  # no error until used
+def test_constructor_does_no_io(dataset_root: Path, tmp_path: Path,
+                                monkeypatch: pytest.MonkeyPatch) -> None:
+    import builtins
+    import os
+
+    touched: list[str] = []
+
+    def refuse(name: str):  # type: ignore[no-untyped-def]
+        def call(*args: object, **kwargs: object) -> None:
+            touched.append(f"{name}{args[:1]}")
+            raise AssertionError(f"the constructor called {name}")
+        return call
+
+    with monkeypatch.context() as patched:
+        for name in ("stat", "lstat", "scandir", "listdir", "open", "walk"):
+            patched.setattr(os, name, refuse(f"os.{name}"))
+        patched.setattr(builtins, "open", refuse("open"))
+        smi.ImageFolderDataset(dataset_root)
+        smi.ImageFolderDataset(tmp_path / "not-yet")  # no error until used
+    assert touched == []
+    with pytest.raises(smi.DatasetNotFoundError):  # the disk is read on first use
+        smi.ImageFolderDataset(tmp_path / "not-yet").validate()
 
 
 @pytest.mark.parametrize(("option", "value"), [

@@ -234,8 +234,9 @@ def test_metrics_series(splits: dict, tmp_path: Path) -> None:
     assert json.dumps(series)  # plain data
 
 
-def test_local_job_report_renders_in_chromium(tmp_path: Path) -> None:
-    import shutil
+@pytest.mark.slow
+@pytest.mark.chromium
+def test_local_job_report_renders_in_chromium(tmp_path: Path, chromium: str) -> None:
     import subprocess
 
     smi.digits_to_folder(tmp_path / "images", limit_per_class=15)
@@ -251,8 +252,7 @@ def test_local_job_report_renders_in_chromium(tmp_path: Path) -> None:
     page = analyzer.report(tmp_path / "report" / "checks.html")
     text = page.read_text()
     assert "http://" not in text and "https://" not in text  # self-contained
-    browser = shutil.which("chromium") or shutil.which("chromium-browser")
-    assert browser, "chromium is needed (apt-get install chromium); .ci/run installs it"
+    browser = chromium
     flags = ["--headless", "--no-sandbox", "--disable-gpu", "--window-size=1100,2600"]
     dom = subprocess.run([browser, *flags, "--dump-dom", page.as_uri()], capture_output=True,
                          text=True, timeout=120, check=True).stdout

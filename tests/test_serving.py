@@ -111,6 +111,20 @@ def test_fifty_megapixel_image_is_refused_without_decoding(trained: dict) -> Non
     assert caught.value.status == 413
 
 
+def test_an_internal_failure_after_decoding_is_not_a_bad_request(
+        trained: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sm_imgclf.runtime.serving import handler
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("out of shared memory")
+
+    monkeypatch.setattr(handler, "square_tensor", broken)
+    with pytest.raises(RuntimeError, match="shared memory"):  # the server answers 500
+        input_fn(jpeg_bytes(), "image/jpeg", trained["loaded"])
+    with pytest.raises(RequestError, match="Cannot decode"):  # bad bytes are still a 400
+        input_fn(b"\x00garbage\xff" * 10, "image/jpeg", trained["loaded"])
+
+
 def test_package_without_manifest(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match=r"manifest\.json is missing"):
         model_fn(str(tmp_path))

@@ -156,7 +156,7 @@ def check(src: Path) -> list[str]:
     files = modules(src)
     edges = graph(src)
     problems = layer_problems(edges, files)
-    problems += [f"import circle: {' -> '.join(group)}" for group in circles(edges)]
+    problems += [f"import circle among: {', '.join(group)}" for group in circles(edges)]
     return problems
 
 

@@ -65,6 +65,22 @@ def suggest(value: Any, choices: Iterable[Any]) -> str:
     return f"Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
 
 
+def check_resource_name(name: str, value: Any, *, max_length: int = 63) -> str:
+    """Return ``value`` if SageMaker accepts it as a job or endpoint name, else raise.
+
+    SageMaker's pattern is ``^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,N}``: letters, digits
+    and hyphens, starting and ending with a letter or digit. Local runs keep the
+    same rule, so a name that works here works on SageMaker too.
+    """
+    import re
+
+    if not isinstance(value, str) or not re.fullmatch(
+            rf"[a-zA-Z0-9](-*[a-zA-Z0-9]){{0,{max_length - 1}}}", value):
+        raise bad_value(name, f"1-{max_length} letters, digits and hyphens, starting and "
+                        "ending with a letter or digit", value)
+    return value
+
+
 def check_identifier(name: str, value: Any, *, allowed: str = "-_.") -> str:
     """Return ``value`` if it is a non-empty string of letters, digits and ``allowed``."""
     if not isinstance(value, str) or not value:

@@ -102,8 +102,10 @@ class FakeBackend:
         raise BackendError(f"Fake job {name!r} has no output data.", name=name)
 
     def stop_training(self, name: str) -> None:
-        """Mark the job stopped."""
-        self._job(name).status = "Stopped"
+        """Mark the job stopped, unless it already ended."""
+        job = self._job(name)
+        if not JobState(job.status).terminal:
+            job.status = "Stopped"
 
     def tuning_request(self, spec: TuningSpec) -> dict[str, Any]:
         """The spec as a dictionary."""
@@ -134,8 +136,10 @@ class FakeBackend:
         return list(self._tuning(name).trials)
 
     def stop_tuning(self, name: str) -> None:
-        """Mark the run stopped."""
-        self._tuning(name).status = "Stopped"
+        """Mark the run stopped, unless it already ended."""
+        tuning = self._tuning(name)
+        if not JobState(tuning.status).terminal:
+            tuning.status = "Stopped"
 
     def _tuning(self, name: str) -> FakeTuning:
         if name not in self.tunings:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
 from functools import cached_property
@@ -76,6 +74,7 @@ class LocalBackend:
         folder.mkdir(parents=True, exist_ok=True)
         (folder / local_runner.SPEC).write_text(json.dumps(request, indent=2))
         (folder / "runner.pid").unlink(missing_ok=True)
+        (folder / local_runner.STOP).unlink(missing_ok=True)
         (folder / local_runner.STATUS).unlink(missing_ok=True)
         local_runner.write_status(folder, status="InProgress")
         _spawn(folder, "sm_imgclf.backends.local_runner")
@@ -109,11 +108,9 @@ class LocalBackend:
 
     def stop_training(self, name: str) -> None:
         """Send the runner SIGTERM; it interrupts the job, which keeps its checkpoint."""
-        folder = self.job_dir(name)
-        status = json.loads((folder / local_runner.STATUS).read_text())
-        pid = _runner_pid(folder)
-        if status["status"] == "InProgress" and pid and alive(pid):
-            os.kill(pid, signal.SIGTERM)
+        if self.describe_training(name).status is JobState.IN_PROGRESS:
+            folder = self.job_dir(name)
+            local_runner.request_stop(folder, _runner_pid(folder))
 
     def tuning_dir(self, name: str) -> Path:
         """The folder of tuning run ``name``."""
@@ -138,7 +135,9 @@ class LocalBackend:
         folder.mkdir(parents=True, exist_ok=True)
         (folder / local_runner.SPEC).write_text(json.dumps(request["spec"], indent=2))
         (folder / "runner.pid").unlink(missing_ok=True)
+        (folder / local_runner.STOP).unlink(missing_ok=True)
         local_runner.write_status(folder, status="InProgress", failure_reason=None,
+                                  accepts_stop=False,
                                   objective=spec.objective, direction=spec.direction)
         _spawn(folder, "sm_imgclf.backends.local_tuner")
 
@@ -169,10 +168,9 @@ class LocalBackend:
 
     def stop_tuning(self, name: str) -> None:
         """Send the tuner SIGTERM; it stops its running trials, which keep their checkpoints."""
-        folder = self.tuning_dir(name)
-        pid = _runner_pid(folder)
-        if self.describe_tuning(name).status == "InProgress" and pid and alive(pid):
-            os.kill(pid, signal.SIGTERM)
+        if self.describe_tuning(name).status is JobState.IN_PROGRESS:
+            folder = self.tuning_dir(name)
+            local_runner.request_stop(folder, _runner_pid(folder))
 
     def list_jobs(self) -> list[dict[str, Any]]:
         """Every local training job, newest first, with its status."""

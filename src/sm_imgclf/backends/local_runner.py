@@ -9,6 +9,7 @@ the Python process that started it, as a SageMaker job does.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -16,10 +17,14 @@ import subprocess
 import sys
 import tarfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from sm_imgclf.backends._processes import alive
+
 STATUS, SPEC, LOG = "status.json", "spec.json", "log.txt"
+STOP = "stop-requested"  # written by a stop that may come before the runner can take a signal
 
 
 def write_status(job_dir: Path, **fields: Any) -> None:
@@ -30,6 +35,28 @@ def write_status(job_dir: Path, **fields: Any) -> None:
     partial = job_dir / f".{STATUS}.partial"
     partial.write_text(json.dumps(current, indent=2))
     os.replace(partial, path)
+
+
+def listen_for_stop(folder: Path, on_stop: Callable[[], None]) -> bool:
+    """Call ``on_stop`` on SIGTERM from now on; return whether a stop was asked for already.
+
+    A runner can be stopped the moment it is spawned, before Python has even
+    started: :func:`request_stop` then leaves a file instead of a signal, which
+    would kill the runner before it could record anything.
+    """
+    signal.signal(signal.SIGTERM, lambda signum, frame: on_stop())
+    write_status(folder, accepts_stop=True)
+    return (folder / STOP).exists()
+
+
+def request_stop(folder: Path, pid: int | None) -> None:
+    """Ask the runner (or tuner) in ``folder`` to stop: a file always, a signal once it listens."""
+    (folder / STOP).touch()
+    # The file first, then the look at accepts_stop: the runner does the two in the other
+    # order, so one of them always sees the other's.
+    if json.loads((folder / STATUS).read_text()).get("accepts_stop") and pid and alive(pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
 
 
 def job_environment(job_dir: Path, request: dict[str, Any]) -> dict[str, str]:
@@ -57,20 +84,28 @@ def _gpus() -> int:
 
 def main(job_dir: Path) -> int:
     """Run the job in ``job_dir`` to the end and record how it ended."""
+    children: list[subprocess.Popen[bytes]] = []
+
+    def forward() -> None:
+        write_status(job_dir, status="Stopping")
+        for child in children:  # none yet when the stop comes before the job starts
+            child.send_signal(signal.SIGINT)
+
+    if listen_for_stop(job_dir, forward):
+        write_status(job_dir, status="Stopped", ended=time.time())
+        return 0
     request = json.loads((job_dir / SPEC).read_text())
     (job_dir / "output" / "data").mkdir(parents=True, exist_ok=True)
     for stale in ("failure", "model.tar.gz"):
         (job_dir / "output" / stale).unlink(missing_ok=True)
     with (job_dir / LOG).open("ab") as log:
-        child = subprocess.Popen(request["command"], stdout=log, stderr=subprocess.STDOUT,
-                                 env=job_environment(job_dir, request), cwd=job_dir)
+        children.append(subprocess.Popen(
+            request["command"], stdout=log, stderr=subprocess.STDOUT,
+            env=job_environment(job_dir, request), cwd=job_dir))
+    child = children[0]
     write_status(job_dir, job_pid=child.pid, started=time.time())
-
-    def forward(signum: int, frame: Any) -> None:
-        write_status(job_dir, status="Stopping")
+    if (job_dir / STOP).exists():  # asked while the job was being started
         child.send_signal(signal.SIGINT)
-
-    signal.signal(signal.SIGTERM, forward)
     code = child.wait()
     write_status(job_dir, ended=time.time(), exit_code=code, **_outcome(job_dir, code))
     return 0

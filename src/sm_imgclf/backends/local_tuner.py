@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import signal
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -22,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from sm_imgclf.backends.local import LocalBackend
-from sm_imgclf.backends.local_runner import write_status
+from sm_imgclf.backends.local_runner import listen_for_stop, write_status
 from sm_imgclf.backends.optuna_study import open_study, suggest, trial_record
 from sm_imgclf.contracts.hyperparameters import BY_NAME
 from sm_imgclf.contracts.metrics import METRIC_NAMES, metric_rows
@@ -247,11 +246,12 @@ def main(folder: Path) -> int:
     os.environ.setdefault("OMP_NUM_THREADS", str(threads))
     tuner = LocalTuner(spec, LocalBackend(folder.parents[1]), folder)
 
-    def stop(signum: int, frame: Any) -> None:
+    def stop() -> None:
         tuner.stopping = True
         write_status(folder, status="Stopping")
 
-    signal.signal(signal.SIGTERM, stop)
+    if listen_for_stop(folder, stop):
+        stop()
     try:
         outcome = tuner.run()
     except ObjectiveMissingError as error:

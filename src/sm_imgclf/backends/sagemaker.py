@@ -187,9 +187,16 @@ class SageMakerBackend:
                                "yet; SageMaker writes it when the job ends.", name=name) from error
 
     def stop_training(self, name: str) -> None:
-        """Call ``StopTrainingJob``; SageMaker keeps the checkpoints in S3."""
-        with _translate("StopTrainingJob", name):
-            self.sagemaker_client.stop_training_job(TrainingJobName=name)
+        """Call ``StopTrainingJob`` on a running job; SageMaker keeps the checkpoints in S3.
+
+        A job that already ended is left alone (the service refuses to stop it).
+        """
+        try:
+            with _translate("StopTrainingJob", name):
+                self.sagemaker_client.stop_training_job(TrainingJobName=name)
+        except BackendError:
+            if not self.describe_training(name).status.terminal:
+                raise
 
 
     def tuning_request(self, spec: TuningSpec) -> dict[str, Any]:
@@ -254,10 +261,17 @@ class SageMakerBackend:
         return [sagemaker_tuning.trial_record(s, early) for s in summaries]
 
     def stop_tuning(self, name: str) -> None:
-        """Call ``StopHyperParameterTuningJob``; SageMaker stops its running trials."""
-        with _translate("StopHyperParameterTuningJob", name):
-            self.sagemaker_client.stop_hyper_parameter_tuning_job(
-                HyperParameterTuningJobName=name)
+        """Call ``StopHyperParameterTuningJob``; SageMaker stops its running trials.
+
+        A run that already ended is left alone (the service refuses to stop it).
+        """
+        try:
+            with _translate("StopHyperParameterTuningJob", name):
+                self.sagemaker_client.stop_hyper_parameter_tuning_job(
+                    HyperParameterTuningJobName=name)
+        except BackendError:
+            if not self.describe_tuning(name).status.terminal:
+                raise
 
     def list_jobs(self) -> list[dict[str, Any]]:
         """The 100 newest training jobs with their status."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sm_imgclf._params import bad_value, check_number
+from sm_imgclf._params import bad_value, check_number, check_resource_name
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,7 @@ class DeploySpec:
     max_wait_ms: float = 5.0
 
     def __post_init__(self) -> None:
+        check_resource_name("endpoint_name", self.endpoint_name)
         check_number("instance_count", self.instance_count, low=1, integer=True)
         if self.serverless_memory_mb is not None and (
                 self.serverless_memory_mb not in range(1024, 6145, 1024)):
@@ -70,3 +71,8 @@ class BatchSpec:
     top_k: int = 5
     image_uri: str | None = None
     role: str | None = None
+
+    def __post_init__(self) -> None:
+        check_resource_name("name", self.name)
+        check_number("instance_count", self.instance_count, low=1, integer=True)
+        check_number("top_k", self.top_k, low=1, integer=True)

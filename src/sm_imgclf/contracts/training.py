@@ -8,6 +8,7 @@ import uuid
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from sm_imgclf._params import bad_value, check_number, check_resource_name
 from sm_imgclf.contracts.hyperparameters import Hyperparameters
 
 
@@ -48,6 +49,20 @@ class TrainingSpec:
     image_uri: str | None = None
     role: str | None = None
     tags: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        check_resource_name("job_name", self.job_name)
+        check_number("instance_count", self.instance_count, low=1, high=100, integer=True)
+        check_number("volume_size_gb", self.volume_size_gb, low=1, integer=True)
+        check_number("max_run", self.max_run, low=1, integer=True)
+        if self.max_wait is not None:
+            check_number("max_wait", self.max_wait, low=self.max_run, integer=True)
+        elif self.use_spot:
+            raise bad_value("max_wait", "set (>= max_run) for spot training", None,
+                            "SageMaker needs the longest wait for spot capacity.")
+        if "train" not in dict(self.channels):
+            raise bad_value("channels", "a mapping with at least a 'train' channel URI",
+                            dict(self.channels))
 
     @property
     def channel_map(self) -> dict[str, str]:

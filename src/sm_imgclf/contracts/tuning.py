@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from sm_imgclf._params import check_choice, check_number, check_resource_name
 from sm_imgclf.contracts.space import Range, describe, from_description
 from sm_imgclf.contracts.training import TrainingSpec, spec_from_dict, spec_to_dict
 
@@ -66,6 +67,19 @@ class TuningSpec:
     seed: int = 0
     warm_start: tuple[str, ...] = ()
     warm_start_type: str = "identical_data"
+
+    def __post_init__(self) -> None:
+        check_resource_name("name", self.name, max_length=32)
+        object.__setattr__(self, "strategy", Strategy(check_choice(
+            "strategy", str(self.strategy), [s.value for s in Strategy])))
+        check_choice("direction", self.direction, ("maximize", "minimize"))
+        check_choice("early_stopping", self.early_stopping, ("off", "auto"))
+        check_choice("warm_start_type", self.warm_start_type,
+                     ("identical_data", "transfer_learning"))
+        check_number("max_jobs", self.max_jobs, low=1, high=10_000, integer=True)
+        check_number("max_parallel_jobs", self.max_parallel_jobs, low=1, high=self.max_jobs,
+                     integer=True)
+        check_number("min_epochs", self.min_epochs, low=1, integer=True)
 
     @property
     def space_map(self) -> dict[str, Range]:

@@ -15,6 +15,7 @@ import binascii
 import io
 import json
 import os
+import struct
 from dataclasses import dataclass
 from http import HTTPStatus
 from pathlib import Path
@@ -34,6 +35,10 @@ JSON = "application/json"
 DEFAULT_TOP_K = int(os.environ.get("SM_IMGCLF_TOP_K", "5"))
 MAX_PIXELS = int(os.environ.get("SM_IMGCLF_MAX_PIXELS", str(40_000_000)))
 MAX_IMAGES = 256
+# What Pillow raises for bytes it cannot decode (truncated, corrupt, unknown or hostile
+# files); anything else while decoding is a fault of the server, answered with a 500.
+_DECODE_ERRORS = (OSError, ValueError, EOFError, SyntaxError, struct.error, IndexError,
+                  KeyError, TypeError, ZeroDivisionError)
 
 
 if TYPE_CHECKING:
@@ -176,19 +181,22 @@ def decode_image(data: bytes, size: int) -> torch.Tensor:
 
     from sm_imgclf.runtime.images import open_rgb
 
+    refused = (*_DECODE_ERRORS, Image.DecompressionBombError)
     try:
         with Image.open(io.BytesIO(data)) as probe:
             width, height = probe.size
-    except Exception as error:
+    except refused as error:
         raise RequestError(f"Cannot decode the image: {type(error).__name__}: {error}") from None
     if width * height > MAX_PIXELS:
         raise RequestError(f"The image has {width}x{height} = {width * height:,} pixels, over "
                            f"the limit of {MAX_PIXELS:,}; resize it first.", status=413)
+    shorter = resize_size(size)
     try:
-        shorter = resize_size(size)
-        return square_tensor(open_rgb(data, shorter), size, shorter=shorter)
-    except Exception as error:
+        image = open_rgb(data, shorter)
+    except refused as error:
         raise RequestError(f"Cannot decode the image: {type(error).__name__}: {error}") from None
+    # Past decoding, a failure is the server's own fault: it must be a 500, not a 400.
+    return square_tensor(image, size, shorter=shorter)
 
 
 def _from_npy(data: bytes, size: int) -> torch.Tensor:
