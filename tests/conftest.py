@@ -59,6 +59,16 @@ def local_session(tmp_path: Path) -> smi.LocalSession:
     return smi.LocalSession(tmp_path / "session")
 
 
+# Fixtures that train a model (or serve one they trained): their tests are slow.
+TRAINING_FIXTURES = frozenset({"trained", "endpoint", "digits", "digits_folder", "splits"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if TRAINING_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture
 def chromium() -> str:
     """Headless Chromium's path; skipped where it is missing, except in CI (which installs it)."""

@@ -59,6 +59,7 @@ def test_upload_sagemaker_needs_a_bucket(dataset_root: Path,
     assert "--bucket must be given" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_demo(tmp_path: Path) -> None:
     result = run_demo(tmp_path / "demo", per_class=12, epochs=0, echo=False)
     assert result.report.ok
@@ -70,6 +71,7 @@ def test_demo(tmp_path: Path) -> None:
     assert result.job is None
 
 
+@pytest.mark.slow
 def test_demo_tunes_checks_and_serves(tmp_path: Path) -> None:
     result = run_demo(tmp_path / "demo", per_class=30, epochs=2, trials=2, echo=False)
     assert result.tuning is not None and len(result.tuning.trials) == 2

@@ -65,7 +65,7 @@ def test_source_tarball_is_reproducible_and_holds_the_job() -> None:
     assert first == second
     with tarfile.open(fileobj=io.BytesIO(first)) as tar:
         names = set(tar.getnames())
-    assert {"train.py", "sm_imgclf/job/main.py", "sm_imgclf/serving/handler.py"} <= names
+    assert {"train.py", "sm_imgclf/runtime/job/main.py", "sm_imgclf/runtime/serving/handler.py"} <= names
 
 
 def test_job_half_imports_no_boto3_or_sagemaker() -> None:

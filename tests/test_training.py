@@ -63,6 +63,7 @@ def test_digits_from_scratch_reach_90_percent(digits: tuple, tmp_path: Path) -> 
     assert abs(sum(p["probability"] for p in top) - 1) < 0.5
 
 
+@pytest.mark.slow
 def test_generated_colours_with_cached_features(tmp_path: Path) -> None:
     colours = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220)}
     for split, count in (("train", 12), ("valid", 4)):
