@@ -76,4 +76,5 @@ def benchmarks(session: nox.Session) -> None:
     names = session.posargs or ["upload", "train_throughput", "serving", "tuning",
                                 "recorder_overhead"]
     for name in names:
-        session.run("python", f"benchmarks/{name}.py")
+        extra = ["--trials", "12", "--trials", "24"] if name == "tuning" else []
+        session.run("python", f"benchmarks/{name}.py", *extra)

@@ -2,11 +2,13 @@
 
 Both search the same space on scikit-learn's digits (written out as an image
 folder) with the same seed, so they draw the same configurations; Hyperband
-stops poor ones early. Prints, per strategy, the best valid accuracy and the
-epochs trained in all, then the ratios. Target: Hyperband within 1 accuracy
-point of random's best while training at most half the epochs. Nothing is asserted.
+(locally: asynchronous successive halving) stops poor ones early. Prints, per
+strategy, the best valid accuracy and the epochs trained in all, then the
+ratios. Target: Hyperband within 1 accuracy point of random's best while
+training at most half the epochs. Nothing is asserted.
 
     python benchmarks/tuning.py [--trials 12] [--epochs 9] [--parallel 2] [--per-class 60]
+    python benchmarks/tuning.py --trials 12 --trials 24   # both budgets, one after the other
 """
 
 from __future__ import annotations
@@ -44,13 +46,20 @@ def tune(session: smi.Session, channels: smi.Channels, strategy: str,
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--trials", type=int, default=12)
+    parser.add_argument("--trials", type=int, action="append",
+                        help="trial budget (repeat for several; default 12)")
     parser.add_argument("--epochs", type=int, default=9)
     parser.add_argument("--parallel", type=int, default=2)
     parser.add_argument("--per-class", type=int, default=60)
     parser.add_argument("--size", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    for trials in args.trials or [12]:
+        compare(argparse.Namespace(**{**vars(args), "trials": trials}))
+
+
+def compare(args: argparse.Namespace) -> None:
+    """Run both strategies with ``args.trials`` trials and print their figures."""
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         smi.digits_to_folder(root / "images", limit_per_class=args.per_class)

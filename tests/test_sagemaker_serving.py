@@ -38,6 +38,13 @@ def test_deploy_requests(sm_session: smi.SageMakerSession) -> None:
         "MemorySizeInMB": 3072, "MaxConcurrency": 5}
 
 
+def test_serverless_without_an_image_gets_the_cpu_inference_image(
+        sm_session: smi.SageMakerSession) -> None:
+    requests = sm_session.backend.deploy_requests(  # type: ignore[attr-defined]
+        DeploySpec("dogs", MODEL, role=ROLE, serverless_memory_mb=2048))
+    assert requests["CreateModel"]["PrimaryContainer"]["Image"] == IMAGE
+
+
 def test_bad_deploy_values() -> None:
     with pytest.raises(smi.ConfigurationError, match="serverless_memory_mb must be"):
         DeploySpec("e", MODEL, serverless_memory_mb=1000)
@@ -99,6 +106,28 @@ def test_invoke_retries_throttling(sm_session: smi.SageMakerSession) -> None:
     assert (prediction.label, prediction.index, prediction.score) == ("cat", 3, 0.7)
 
 
+def test_serverless_requests_stay_under_4_mb(sm_session: smi.SageMakerSession) -> None:
+    answer = json.dumps({"predictions": [{"top_k": [
+        {"index": 3, "class_id": "004.cat", "label": "cat", "probability": 0.7}]}]}).encode()
+    backend = sm_session.backend
+    images = [bytes([i]) * 2_000_000 for i in range(2)]  # ~5.3 MB in one JSON request
+    with Stubber(backend.sagemaker_client) as control, \
+            Stubber(backend.runtime_client) as runtime:  # type: ignore[attr-defined]
+        control.add_response("describe_endpoint", {
+            "EndpointName": "e", "EndpointArn": "arn:aws:sagemaker:us-east-1:1:endpoint/e",
+            "EndpointStatus": "InService", "CreationTime": 0, "LastModifiedTime": 0,
+            "ProductionVariants": [{"VariantName": "AllTraffic", "CurrentServerlessConfig": {
+                "MemorySizeInMB": 2048, "MaxConcurrency": 5}}]}, {"EndpointName": "e"})
+        for _ in images:  # one request each: together they pass the serverless limit
+            runtime.add_response("invoke_endpoint", {
+                "Body": StreamingBody(io.BytesIO(answer), len(answer)),
+                "ContentType": "application/json"})
+        client = smi.EndpointClient("e", sm_session)
+        assert len(client.predict(images)) == 2
+        runtime.assert_no_pending_responses()
+    assert client.max_payload_bytes == 4 * 1024 * 1024
+
+
 def test_client_errors_are_not_retried(sm_session: smi.SageMakerSession) -> None:
     runtime = sm_session.backend.runtime_client  # type: ignore[attr-defined]
     with Stubber(runtime) as stub:
@@ -120,3 +149,19 @@ def test_batch_transform_against_moto(sm_session: smi.SageMakerSession, boto_ses
     job = client.describe_transform_job(TransformJobName="score-1")
     assert job["TransformInput"]["ContentType"] == "application/x-image"
     assert job["Environment"] == {"SM_IMGCLF_TOP_K": "3"}
+    from botocore.exceptions import ClientError
+
+    with pytest.raises(ClientError, match=r"(?i)could not find|does not exist|not found"):
+        client.describe_model(ModelName="score-1")  # removed once the transform ended
+
+
+def test_batch_predict_twice_from_one_job_uses_two_names() -> None:
+    backend = smi.FakeBackend()
+    session = smi.Session(backend)
+    job = smi.TransferLearningEstimator("resnet18", session=session).fit(
+        {"train": "memory://fake/train"}, wait=False, job_name="digits-1")
+    backend.complete(job.name)
+    for _ in range(2):
+        job.batch_predict("s3://b/inbox/", "s3://b/scores/")
+    first, second = (spec.name for spec in backend.batches)
+    assert first != second and first.startswith("digits-1-batch-")

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import tarfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 from botocore.stub import Stubber
@@ -65,7 +66,8 @@ def test_source_tarball_is_reproducible_and_holds_the_job() -> None:
     assert first == second
     with tarfile.open(fileobj=io.BytesIO(first)) as tar:
         names = set(tar.getnames())
-    assert {"train.py", "sm_imgclf/runtime/job/main.py", "sm_imgclf/runtime/serving/handler.py"} <= names
+    assert {"train.py", "sm_imgclf/runtime/job/main.py",
+            "sm_imgclf/runtime/serving/handler.py"} <= names
 
 
 def test_job_half_imports_no_boto3_or_sagemaker() -> None:
@@ -83,13 +85,46 @@ def test_missing_role(moto_url: str, bucket: str, boto_session) -> None:  # type
         estimator(session).dry_run(CHANNELS)
 
 
-def test_image_lookup_needs_the_extra_or_an_image_uri(sm_session: smi.SageMakerSession,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "sagemaker", None)
-    monkeypatch.setitem(sys.modules, "sagemaker.image_uris", None)
-    est = smi.TransferLearningEstimator("resnet50", session=sm_session)
-    with pytest.raises(smi.MissingDependencyError, match=r"sm-imgclf\[sagemaker\].*image_uri="):
-        est.dry_run(CHANNELS)
+def test_image_lookup_needs_no_sdk(sm_session: smi.SageMakerSession,
+                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "sagemaker", None)  # importing it now fails
+    request = smi.TransferLearningEstimator("resnet50", session=sm_session).dry_run(CHANNELS)
+    assert request["AlgorithmSpecification"]["TrainingImage"] == (
+        "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.5.1-gpu-py311")
+    cpu = smi.TransferLearningEstimator("resnet50", session=sm_session,
+                                        instance_type="ml.m5.xlarge").dry_run(CHANNELS)
+    assert cpu["AlgorithmSpecification"]["TrainingImage"].endswith(":2.5.1-cpu-py311")
+
+
+@pytest.mark.parametrize(("region", "instance", "expected"), [
+    ("eu-south-2", "ml.p4d.24xlarge",
+     "503227376785.dkr.ecr.eu-south-2.amazonaws.com/pytorch-inference:2.5.1-gpu-py311"),
+    ("cn-north-1", "ml.c5.xlarge",
+     "727897471807.dkr.ecr.cn-north-1.amazonaws.com.cn/pytorch-inference:2.5.1-cpu-py311"),
+    ("us-west-2", None,  # serverless
+     "763104351884.dkr.ecr.us-west-2.amazonaws.com/pytorch-inference:2.5.1-cpu-py311"),
+])
+def test_image_table(region: str, instance: str | None, expected: str) -> None:
+    from sm_imgclf.backends.sagemaker_images import pytorch_image
+
+    assert pytorch_image(None, scope="inference", region=region,
+                         instance_type=instance) == expected
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"region": "xx-nowhere-1"}, "region must be a region with PyTorch images"),
+    ({"version": "1.0"}, "framework version must be one of"),
+    ({"instance_type": "ml.trn1.2xlarge"}, "Neuron"),
+])
+def test_image_lookup_errors_say_how_to_pass_an_image(options: dict[str, Any],
+                                                      message: str) -> None:
+    from sm_imgclf.backends.sagemaker_images import pytorch_image
+
+    arguments = {"scope": "training", "region": "us-east-1", "instance_type": "ml.g5.xlarge",
+                 **options}
+    with pytest.raises(smi.ConfigurationError, match=message) as caught:
+        pytorch_image(None, **arguments)
+    assert "image_uri=" in str(caught.value)
 
 
 def test_local_channels_are_refused(sm_session: smi.SageMakerSession, tmp_path: Path) -> None:

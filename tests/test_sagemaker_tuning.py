@@ -109,6 +109,20 @@ def summary(name: str, status: str, values: dict[str, str], objective: float | N
     return item
 
 
+def training_job(name: str, status: str, epochs: int) -> dict:
+    """A DescribeTrainingJob answer whose ``epoch`` metric ended at ``epochs``."""
+    return {
+        "TrainingJobName": name, "TrainingJobArn": f"arn:aws:sagemaker:us-east-1:1:x/{name}",
+        "ModelArtifacts": {"S3ModelArtifacts": f"s3://b/jobs/{name}/output/model.tar.gz"},
+        "TrainingJobStatus": status, "SecondaryStatus": status,
+        "AlgorithmSpecification": {"TrainingInputMode": "File"},
+        "ResourceConfig": {"InstanceCount": 1, "VolumeSizeInGB": 30},
+        "StoppingCondition": {}, "CreationTime": 0,
+        "FinalMetricDataList": [{"MetricName": "valid:accuracy", "Value": 0.5, "Timestamp": 0},
+                                {"MetricName": "epoch", "Value": float(epochs), "Timestamp": 0}],
+    }
+
+
 def describe(name: str, status: str, strategy: str = "Bayesian") -> dict:
     moment = dt.datetime(2026, 11, 25, 12, 0, tzinfo=dt.UTC)
     return {
@@ -158,10 +172,18 @@ def test_run_creates_the_job_and_reads_typed_trials(sm_session: smi.SageMakerSes
                         None, FailureReason="AlgorithmError: CUDA out of memory")]},
             {"HyperParameterTuningJobName": name, "MaxResults": 100, "SortBy": "CreationTime",
              "SortOrder": "Ascending", "NextToken": "page-2"})
+        for job, status, epochs in ((f"{name}-001-aaaa", "Completed", 9),
+                                    (f"{name}-002-bbbb", "Completed", 9),
+                                    (f"{name}-003-cccc", "Stopped", 3),
+                                    (f"{name}-004-dddd", "Failed", 1)):
+            stub.add_response("describe_training_job", training_job(job, status, epochs),
+                              {"TrainingJobName": job})
         result = run.run(CHANNELS, name=name, wait=False)
         trials = result.trials
         stub.assert_no_pending_responses()
     assert [t.status for t in trials] == ["completed", "completed", "pruned", "failed"]
+    assert [t.epochs for t in trials] == [9, 9, 3, 1]
+    assert trials[2].objective == 0.2  # the early-stopped trial keeps its last objective
     assert result.best.hyperparameters == {"lr": 0.003, "batch_size": 64}
     assert result.best.job_name == "dogs-t-002-bbbb" and result.best.objective == 0.84
     assert trials[0].duration == 720.0 and "CUDA" in (trials[3].failure_reason or "")

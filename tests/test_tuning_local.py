@@ -94,9 +94,15 @@ def test_hyperband_prunes_and_records_it(digits: tuple) -> None:
     result = run.run(channels, name="hyper", logs=False)
     pruned = [t for t in result.trials if t.status == "pruned"]
     assert pruned, result.table()
-    assert all(t.epochs is not None and t.epochs < 4 for t in pruned)
-    assert all(t.job.status == "Stopped" for t in pruned)
+    for trial in pruned:
+        verdict = int((trial.note or "").removeprefix("pruned at epoch ").split()[0])
+        trained = [m["epoch"] for m in trial.job.metrics if m["epoch"] is not None]
+        assert trained[-1] == verdict == trial.epochs < 4, trial.job.logs()  # not one more
+        assert trial.job.status == "Stopped"
+    completed = [t for t in result.trials if t.status == "completed"]
+    assert all(t.epochs == 4 and t.note is None for t in completed), result.table()
     assert result.best.status == "completed" and result.best.epochs == 4
+    assert result.table().splitlines()[1].startswith("* ")  # the best is the top row
 
 
 def test_objective_never_printed_fails_fast_with_the_printed_names(digits: tuple) -> None:

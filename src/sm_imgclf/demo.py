@@ -117,8 +117,8 @@ def _tune(session: LocalSession, channels: Channels, epochs: int, trials: int,
     (workdir / "report").mkdir(exist_ok=True)
     result.plot(workdir / "report" / "tuning_trials.png")
     best = result.best
-    say(f"   best: {best.hyperparameters} -> {result.objective}={best.objective:.4f} "
-        f"({best.job_name})")
+    say(f"   best: {_values(best.hyperparameters)} -> {result.objective}={best.objective:.4f} "
+        f"({best.job_name}, the top row)")
     return result
 
 
@@ -158,9 +158,14 @@ def _summary(result: DemoResult, say: Callable[..., None]) -> None:
     assert result.tuning is not None and result.evaluation is not None
     trials = result.tuning.trials
     pruned = sum(t.status == "pruned" for t in trials)
-    say(f"Summary: {len(trials)} trials ({pruned} stopped early by Hyperband); best "
-        f"{result.tuning.best.hyperparameters}; test accuracy "
+    say(f"Summary: {len(trials)} trials ({pruned} pruned by successive halving); best "
+        f"{_values(result.tuning.best.hyperparameters)}; test accuracy "
         f"{result.evaluation.accuracy:.4f}; checks report {result.checks}.")
+
+
+def _values(values: dict[str, object]) -> str:
+    return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                     for k, v in values.items())
 
 
 def _indent(text: str) -> str:

@@ -6,7 +6,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sm_imgclf.contracts.deploy import BatchSpec, DeploySpec
+from sm_imgclf.contracts.deploy import (
+    PAYLOAD_LIMIT,
+    SERVERLESS_PAYLOAD_LIMIT,
+    BatchSpec,
+    DeploySpec,
+)
 from sm_imgclf.contracts.status import JobState, JobStatus, TrialRecord, TuningStatus
 from sm_imgclf.contracts.training import TrainingSpec
 from sm_imgclf.contracts.tuning import TuningSpec
@@ -129,7 +134,8 @@ class FakeBackend:
         """The scripted status."""
         tuning = self._tuning(name)
         return TuningStatus(JobState(tuning.status), tuning.failure_reason, None,
-                            tuning.spec.objective, tuning.spec.direction)
+                            tuning.spec.objective, tuning.spec.direction,
+                            tuning.spec.categorical)
 
     def list_trials(self, name: str) -> list[TrialRecord]:
         """The scripted trials."""
@@ -162,7 +168,9 @@ class FakeBackend:
         """``InService`` for a recorded endpoint."""
         if name not in self.endpoints:
             raise BackendError(f"No fake endpoint named {name!r}.", name=name)
-        return {"status": "InService", "model_uri": self.endpoints[name].model_uri}
+        spec = self.endpoints[name]
+        limit = SERVERLESS_PAYLOAD_LIMIT if spec.serverless_memory_mb else PAYLOAD_LIMIT
+        return {"status": "InService", "model_uri": spec.model_uri, "max_payload_bytes": limit}
 
     def invoke(self, name: str, body: bytes, content_type: str, accept: str) -> bytes:
         """Record the request and return the next scripted answer."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from functools import cached_property
@@ -59,9 +60,15 @@ class LocalBackend:
             "hyperparameters": spec.job_arguments(),
         }
 
-    def start_training(self, spec: TrainingSpec) -> None:
-        """Start the job in its own process session; a failed or stopped one resumes."""
-        request = self.training_request(spec)
+    def start_training(self, spec: TrainingSpec, *, epoch_gate: bool = False) -> None:
+        """Start the job in its own process session; a failed or stopped one resumes.
+
+        Args:
+            spec: The job.
+            epoch_gate: Make the job wait after each epoch until :meth:`continue_training`
+                lets it go on (the local tuner judges every epoch this way).
+        """
+        request = self.training_request(spec) | {"epoch_gate": epoch_gate}
         for name, path in request["channels"].items():
             if not Path(path).is_dir():
                 raise bad_value(f"channel {name!r}", "an existing folder", path)
@@ -76,8 +83,15 @@ class LocalBackend:
         (folder / "runner.pid").unlink(missing_ok=True)
         (folder / local_runner.STOP).unlink(missing_ok=True)
         (folder / local_runner.STATUS).unlink(missing_ok=True)
+        shutil.rmtree(folder / local_runner.GATE, ignore_errors=True)  # verdicts of a past run
         local_runner.write_status(folder, status="InProgress")
         _spawn(folder, "sm_imgclf.backends.local_runner")
+
+    def continue_training(self, name: str, epoch: int) -> None:
+        """Let a job started with ``epoch_gate=True`` go on past ``epoch``."""
+        gate = self.job_dir(name) / local_runner.GATE
+        gate.mkdir(exist_ok=True)
+        (gate / f"continue-{epoch}").touch()
 
     def describe_training(self, name: str) -> JobStatus:
         """Read ``status.json``; a runner that vanished without a verdict means Failed."""
@@ -138,7 +152,8 @@ class LocalBackend:
         (folder / local_runner.STOP).unlink(missing_ok=True)
         local_runner.write_status(folder, status="InProgress", failure_reason=None,
                                   accepts_stop=False,
-                                  objective=spec.objective, direction=spec.direction)
+                                  objective=spec.objective, direction=spec.direction,
+                                  categorical=spec.categorical)
         _spawn(folder, "sm_imgclf.backends.local_tuner")
 
     def _check_restart(self, spec: TuningSpec, folder: Path) -> None:
@@ -157,7 +172,8 @@ class LocalBackend:
                               "The local tuner ended without a result (killed?). "
                               "Run it again with this name to carry on.")
         return TuningStatus(JobState(status["status"]), status.get("failure_reason"),
-                            status.get("best_job"), status["objective"], status["direction"])
+                            status.get("best_job"), status["objective"], status["direction"],
+                            tuple(status.get("categorical", ())))
 
     def list_trials(self, name: str) -> list[TrialRecord]:
         """The trials so far, from the tuner's ``trials.json``."""

@@ -22,9 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from sm_imgclf.backends._processes import alive
+from sm_imgclf.runtime.job.control import EPOCH_GATE, STOP_FILE
 
 STATUS, SPEC, LOG = "status.json", "spec.json", "log.txt"
 STOP = "stop-requested"  # written by a stop that may come before the runner can take a signal
+GATE = "gate"  # where the job waits for a verdict after each epoch, when asked to
 
 
 def write_status(job_dir: Path, **fields: Any) -> None:
@@ -73,6 +75,9 @@ def job_environment(job_dir: Path, request: dict[str, Any]) -> dict[str, str]:
         SM_NUM_GPUS=str(_gpus()), SM_HPS=json.dumps(request["hyperparameters"]),
         PYTHONUNBUFFERED="1",
     )
+    env[STOP_FILE] = str(job_dir / STOP)  # the job stops at its next step once it exists
+    if request.get("epoch_gate"):
+        env[EPOCH_GATE] = str(job_dir / GATE)
     return env
 
 
@@ -112,7 +117,8 @@ def main(job_dir: Path) -> int:
 
 
 def _outcome(job_dir: Path, code: int) -> dict[str, Any]:
-    stopping = json.loads((job_dir / STATUS).read_text()).get("status") == "Stopping"
+    stopping = (json.loads((job_dir / STATUS).read_text()).get("status") == "Stopping"
+                or (job_dir / STOP).exists())
     if code == 0 and (job_dir / "model" / "manifest.json").is_file():
         with tarfile.open(job_dir / "output" / "model.tar.gz", "w:gz") as archive:
             for item in sorted((job_dir / "model").iterdir()):

@@ -17,7 +17,7 @@ from urllib.request import url2pathname
 from sm_imgclf._archive import safe_extract
 from sm_imgclf._params import bad_value
 from sm_imgclf.backends._processes import alive, free_port
-from sm_imgclf.contracts.deploy import DeploySpec
+from sm_imgclf.contracts.deploy import PAYLOAD_LIMIT, DeploySpec
 from sm_imgclf.errors import BackendError, EndpointError
 
 STATE = "endpoint.json"
@@ -95,6 +95,7 @@ def describe(folder: Path) -> dict[str, Any]:
     except FileNotFoundError:
         raise BackendError(f"No local endpoint named {folder.name!r}.") from None
     state["status"] = "InService" if alive(int(str(state["pid"]))) else "Failed"
+    state["max_payload_bytes"] = PAYLOAD_LIMIT  # the local server takes what SageMaker's does
     return state
 
 

@@ -24,9 +24,9 @@ from sm_imgclf.backends.local import LocalBackend
 from sm_imgclf.backends.local_runner import listen_for_stop, write_status
 from sm_imgclf.backends.optuna_study import open_study, suggest, trial_record
 from sm_imgclf.contracts.hyperparameters import BY_NAME
-from sm_imgclf.contracts.metrics import METRIC_NAMES, metric_rows
+from sm_imgclf.contracts.metrics import METRIC_NAMES, merge_rows, parse_metrics
 from sm_imgclf.contracts.status import TERMINAL, JobState, JobStatus
-from sm_imgclf.contracts.tuning import TuningSpec
+from sm_imgclf.contracts.tuning import Strategy, TuningSpec
 from sm_imgclf.errors import BackendError
 
 STATUS, SPEC, LOG, TRIALS, STUDY = "status.json", "spec.json", "log.txt", "trials.json", \
@@ -44,16 +44,17 @@ class _Active:
 
     trial: Any
     job_name: str
-    reported: int = 0
-    pruned: bool = False
-    lines: list[str] = field(default_factory=list)
+    reported: int = 0  # the last epoch reported to the study
+    released: int = 0  # the last epoch the job was let go on from
+    pruned_at: int | None = None
+    rows: list[dict[str, Any]] = field(default_factory=list)
     cursor: Any = None
 
-    def metrics(self, backend: LocalBackend) -> list[dict[str, Any]]:
-        """The job's metric rows, reading only what its log gained since the last call."""
+    def metrics(self, backend: LocalBackend) -> tuple[list[dict[str, Any]], bool]:
+        """The job's metric rows, and whether its log grew since the last call."""
         lines, self.cursor = backend.training_log(self.job_name, self.cursor)
-        self.lines.extend(lines)
-        return metric_rows(self.lines)
+        self.rows.extend(parse_metrics(lines))
+        return merge_rows(self.rows), bool(lines)
 
 
 class LocalTuner:
@@ -67,11 +68,15 @@ class LocalTuner:
     """
 
     def __init__(self, spec: TuningSpec, backend: LocalBackend, folder: Path,
-                 poll: float = 0.5) -> None:
+                 poll: float = 0.05) -> None:
         self.spec, self.backend, self.folder, self.poll = spec, backend, folder, poll
         self.study = open_study(spec, folder / STUDY, backend.root / "tuning")
         self.active: dict[int, _Active] = {}
         self.stopping = False
+        self.changed = True
+        # With a pruner, each trial waits after every epoch for its verdict, so a pruned
+        # trial stops exactly where it was judged, however loaded the machine is.
+        self.gated = spec.strategy is Strategy.HYPERBAND or spec.early_stopping == "auto"
 
     def log(self, message: str) -> None:
         """Append a line to the run's log."""
@@ -82,16 +87,17 @@ class LocalTuner:
         """Run trials until ``max_jobs`` have ended; return the final status fields."""
         self._reattach()
         while not self.stopping:
-            self._fill()
-            if not self.active:
-                break
+            if self.changed:  # the study is read only when a trial started, ended or reported
+                if self._failing():
+                    self._stop_all()
+                    return self._failed(f"The first {FAIL_FAST} trials failed")
+                self._fill()
+                if not self.active:
+                    break
+                self._publish()
             time.sleep(self.poll)
             for number in list(self.active):
                 self._follow(number)
-            self._publish()
-            if self._failing():
-                self._stop_all()
-                return self._failed(f"The first {FAIL_FAST} trials failed")
         if self.stopping:
             self._stop_all()
             self.log("stopped; run it again with the same name to carry on")
@@ -122,8 +128,10 @@ class LocalTuner:
 
     def _start(self, trial: Any, name: str) -> None:
         changes = {k: BY_NAME[k].parse(v) for k, v in trial.user_attrs["values"].items()}
-        self.backend.start_training(self.spec.trial_spec(trial.number, changes))
+        self.backend.start_training(self.spec.trial_spec(trial.number, changes),
+                                    epoch_gate=self.gated)
         self.active[trial.number] = _Active(trial, name)
+        self.changed = True
 
     def _reattach(self) -> None:
         import optuna
@@ -145,17 +153,22 @@ class LocalTuner:
 
     def _follow(self, number: int) -> None:
         active = self.active[number]
+        # The status first: a job seen ended has written its whole log by then.
         status = self.backend.describe_training(active.job_name)
-        metrics = active.metrics(self.backend)
-        self._report(active, [m for m in metrics if m["epoch"] is not None])
-        if status.status not in TERMINAL:
+        metrics, grew = active.metrics(self.backend)
+        epochs = [m for m in metrics if m["epoch"] is not None]
+        if grew:
+            self._judge(active, epochs)
+        if not status.status.terminal:
             return
         del self.active[number]
-        if active.pruned:
-            self.study.tell(active.trial, state=_state("PRUNED"))
-            self.log(f"trial {number} pruned after epoch {active.reported}")
-        elif status.status is JobState.COMPLETED:
+        self.changed = True
+        active.trial.set_user_attr("epochs", max((m["epoch"] for m in epochs), default=0))
+        if status.status is JobState.COMPLETED:
             self._complete(active, metrics)
+        elif active.pruned_at is not None:
+            self.study.tell(active.trial, state=_state("PRUNED"))
+            self.log(f"trial {number} pruned after epoch {active.pruned_at}")
         elif status.status is JobState.STOPPED and self.stopping:
             self.active[number] = active  # stays RUNNING in the study: a rerun resumes it
         else:
@@ -164,16 +177,29 @@ class LocalTuner:
             self.study.tell(active.trial, state=_state("FAIL"))
             self.log(f"trial {number} failed: {reason.strip().splitlines()[-1]}")
 
-    def _report(self, active: _Active, epochs: list[dict[str, Any]]) -> None:
+    def _judge(self, active: _Active, epochs: list[dict[str, Any]]) -> None:
+        """Report new epochs to the study; stop a trial it prunes, let the others go on."""
+        last = self.spec.training.hyperparameters.epochs
         for row in epochs:
-            value = row.get(self.spec.objective)
-            if row["epoch"] <= active.reported or value is None:
-                continue
-            active.trial.report(float(value), row["epoch"])
-            active.reported = row["epoch"]
-            if not active.pruned and not math.isnan(value) and active.trial.should_prune():
-                active.pruned = True
-                self.backend.stop_training(active.job_name)
+            epoch, value = row["epoch"], row.get(self.spec.objective)
+            if epoch > active.reported and value is not None and active.pruned_at is None:
+                active.trial.report(float(value), epoch)
+                active.reported = epoch
+                self.changed = True
+                # A verdict at the last epoch would discard a finished model: none is asked.
+                if epoch < last and not math.isnan(value) and active.trial.should_prune():
+                    self._prune(active, epoch, float(value))
+            if active.pruned_at is None and epoch > active.released and self.gated:
+                self.backend.continue_training(active.job_name, epoch)
+                active.released = epoch
+
+    def _prune(self, active: _Active, epoch: int, value: float) -> None:
+        active.pruned_at = epoch
+        rule = ("outside the top third at this rung" if self.spec.strategy is Strategy.HYPERBAND
+                else "below the median of earlier trials at this epoch")
+        active.trial.set_user_attr(
+            "note", f"pruned at epoch {epoch}: {self.spec.objective}={value:.4f}, {rule}")
+        self.backend.stop_training(active.job_name)
 
     def _complete(self, active: _Active, metrics: list[dict[str, Any]]) -> None:
         values = [m[self.spec.objective] for m in metrics if self.spec.objective in m]
@@ -185,6 +211,10 @@ class LocalTuner:
                 f"{active.job_name}; it printed {printed or 'no metrics'}. Choose one of "
                 "those, or pass the channel the objective is computed on.")
         value = values[-1]
+        if active.pruned_at is not None:  # the job finished before the verdict reached it
+            active.trial.set_user_attr(
+                "note", f"a pruning verdict at epoch {active.pruned_at} came after the job "
+                "had finished; kept as completed")
         self.study.tell(active.trial, value if math.isfinite(value) else math.nan)
         self.log(f"trial {active.trial.number} completed: {self.spec.objective}={value:.4f}")
 
@@ -212,6 +242,9 @@ class LocalTuner:
         return self.backend.describe_training(active.job_name)
 
     def _publish(self) -> None:
+        if not self.changed:
+            return
+        self.changed = False
         records = [asdict(trial_record(t)) for t in self.study.get_trials(deepcopy=False)
                    if not t.user_attrs.get("warm_start")]
         partial = self.folder / f".{TRIALS}.partial"
@@ -263,6 +296,7 @@ def main(folder: Path) -> int:
 
         tuner.log(traceback.format_exc())
         outcome = {"status": "Failed", "failure_reason": f"{type(error).__name__}: {error}"}
+    tuner.changed = True
     tuner._publish()
     write_status(folder, ended=time.time(), **outcome)
     return 0

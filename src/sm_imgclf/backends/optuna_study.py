@@ -54,10 +54,13 @@ def _sampler(spec: TuningSpec) -> Any:
 def _pruner(spec: TuningSpec) -> Any:
     from optuna import pruners
 
-    epochs = spec.training.hyperparameters.epochs
     if spec.strategy is Strategy.HYPERBAND:
-        return pruners.HyperbandPruner(min_resource=spec.min_epochs, max_resource=epochs,
-                                       reduction_factor=3)
+        # Asynchronous successive halving: at epochs min_epochs * 3^k a trial goes on only
+        # if it is in the top third of the trials judged there so far. Unlike Hyperband's
+        # brackets, every trial is pruned by one rule, so parallel trials save epochs at
+        # any trial budget.
+        return pruners.SuccessiveHalvingPruner(min_resource=spec.min_epochs,
+                                               reduction_factor=3)
     if spec.early_stopping == "auto":
         return pruners.MedianPruner(n_startup_trials=spec.max_parallel_jobs,
                                     n_warmup_steps=spec.min_epochs)
@@ -138,5 +141,6 @@ def trial_record(trial: Any) -> TrialRecord:
         started=trial.datetime_start.timestamp() if trial.datetime_start else None,
         ended=trial.datetime_complete.timestamp() if trial.datetime_complete else None,
         failure_reason=trial.user_attrs.get("failure_reason"),
-        epochs=max(steps) if steps else None,
+        epochs=trial.user_attrs.get("epochs", max(steps) if steps else None),
+        note=trial.user_attrs.get("note"),
     )

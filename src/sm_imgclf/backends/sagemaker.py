@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -10,7 +11,12 @@ from typing import TYPE_CHECKING, Any
 from sm_imgclf._version import __version__
 from sm_imgclf.backends import sagemaker_serving, sagemaker_training, sagemaker_tuning
 from sm_imgclf.backends.sagemaker_images import pytorch_image
-from sm_imgclf.contracts.deploy import BatchSpec, DeploySpec
+from sm_imgclf.contracts.deploy import (
+    PAYLOAD_LIMIT,
+    SERVERLESS_PAYLOAD_LIMIT,
+    BatchSpec,
+    DeploySpec,
+)
 from sm_imgclf.contracts.status import JobState, JobStatus, TrialRecord, TuningStatus
 from sm_imgclf.contracts.training import TrainingSpec
 from sm_imgclf.contracts.tuning import TuningSpec
@@ -56,6 +62,7 @@ class SageMakerBackend:
         self.endpoint_urls = dict(endpoint_urls or {})
         self.expected_bucket_owner = expected_bucket_owner
         self.max_concurrency = max_concurrency
+        self._epochs: dict[str, int | None] = {}  # of ended jobs, which never change
 
     def __repr__(self) -> str:
         return f"SageMakerBackend(bucket={self.bucket!r}, region={self.region!r})"
@@ -233,11 +240,14 @@ class SageMakerBackend:
     def describe_tuning(self, name: str) -> TuningStatus:
         """Map ``DescribeHyperParameterTuningJob`` onto :class:`TuningStatus`."""
         answer = self._describe_tuning(name)
-        objective = answer["HyperParameterTuningJobConfig"]["HyperParameterTuningJobObjective"]
+        config = answer["HyperParameterTuningJobConfig"]
+        objective = config["HyperParameterTuningJobObjective"]
+        categories = config.get("ParameterRanges", {}).get("CategoricalParameterRanges", [])
         return TuningStatus(
             JobState(answer["HyperParameterTuningJobStatus"]), answer.get("FailureReason"),
             answer.get("BestTrainingJob", {}).get("TrainingJobName"), objective["MetricName"],
-            "maximize" if objective["Type"] == "Maximize" else "minimize")
+            "maximize" if objective["Type"] == "Maximize" else "minimize",
+            tuple(r["Name"] for r in categories))
 
     def list_trials(self, name: str) -> list[TrialRecord]:
         """Every trial, through ``ListTrainingJobsForHyperParameterTuningJob``'s pages."""
@@ -258,7 +268,18 @@ class SageMakerBackend:
             token = page.get("NextToken")
             if not token:
                 break
-        return [sagemaker_tuning.trial_record(s, early) for s in summaries]
+        records = [sagemaker_tuning.trial_record(s, early) for s in summaries]
+        return [replace(r, epochs=self._trained_epochs(r.job_name))
+                if r.status.terminal else r for r in records]
+
+    def _trained_epochs(self, name: str) -> int | None:
+        """The final value of a job's ``epoch`` metric: how many epochs it trained."""
+        if name not in self._epochs:
+            with _translate("DescribeTrainingJob", name):
+                answer = self.sagemaker_client.describe_training_job(TrainingJobName=name)
+            final = {m["MetricName"]: m["Value"] for m in answer.get("FinalMetricDataList", [])}
+            self._epochs[name] = int(final["epoch"]) if "epoch" in final else None
+        return self._epochs[name]
 
     def stop_tuning(self, name: str) -> None:
         """Call ``StopHyperParameterTuningJob``; SageMaker stops its running trials.
@@ -319,10 +340,16 @@ class SageMakerBackend:
                                name=spec.endpoint_name)
 
     def describe_endpoint(self, name: str) -> dict[str, Any]:
-        """``DescribeEndpoint``: status and failure reason."""
+        """``DescribeEndpoint``: status, failure reason and the largest request it takes.
+
+        Serverless endpoints take 4 MB per request, instance endpoints 6 MB.
+        """
         with _translate("DescribeEndpoint", name):
             answer = self.sagemaker_client.describe_endpoint(EndpointName=name)
-        return {"status": answer["EndpointStatus"], "failure_reason": answer.get("FailureReason")}
+        serverless = any("CurrentServerlessConfig" in v
+                         for v in answer.get("ProductionVariants", []))
+        return {"status": answer["EndpointStatus"], "failure_reason": answer.get("FailureReason"),
+                "max_payload_bytes": SERVERLESS_PAYLOAD_LIMIT if serverless else PAYLOAD_LIMIT}
 
     def invoke(self, name: str, body: bytes, content_type: str, accept: str) -> bytes:
         """``InvokeEndpoint`` through the SageMaker runtime."""
@@ -357,9 +384,10 @@ class SageMakerBackend:
 
 
     def batch_predict(self, spec: BatchSpec, *, poll: float = 30.0) -> str:
-        """Create the model and a batch transform job, wait for it, return the output URI."""
-        import time
+        """Create the model and a batch transform job, wait for it, return the output URI.
 
+        The model is deleted when the transform ends, whatever its outcome.
+        """
         model = self.deploy_requests(DeploySpec(spec.name, spec.model_uri,
                                                 image_uri=spec.image_uri, role=spec.role,
                                                 instance_type=spec.instance_type)
@@ -368,19 +396,31 @@ class SageMakerBackend:
         sagemaker_training.validate_request(self.sagemaker_client, "CreateTransformJob", transform)
         with _translate("CreateModel", spec.name):
             self.sagemaker_client.create_model(**model)
-        with _translate("CreateTransformJob", spec.name):
-            self.sagemaker_client.create_transform_job(**transform)
-        while True:
-            with _translate("DescribeTransformJob", spec.name):
-                answer = self.sagemaker_client.describe_transform_job(TransformJobName=spec.name)
-            if answer["TransformJobStatus"] in ("Completed", "Failed", "Stopped"):
-                break
-            time.sleep(poll)
+        try:
+            answer = self._transform(transform, poll)
+        finally:  # the model exists only for this transform
+            with _translate("DeleteModel", spec.name):
+                self.sagemaker_client.delete_model(ModelName=spec.name)
         if answer["TransformJobStatus"] != "Completed":
             raise BackendError(f"Batch transform {spec.name!r} is {answer['TransformJobStatus']}"
                                f": {answer.get('FailureReason') or 'no reason given'}",
                                name=spec.name)
         return spec.output_uri
+
+    def _transform(self, transform: dict[str, Any], poll: float) -> dict[str, Any]:
+        """Create the transform job and wait until it ends; return its last description."""
+        import time
+
+        name = transform["TransformJobName"]
+        with _translate("CreateTransformJob", name):
+            self.sagemaker_client.create_transform_job(**transform)
+        while True:
+            with _translate("DescribeTransformJob", name):
+                answer: dict[str, Any] = self.sagemaker_client.describe_transform_job(
+                    TransformJobName=name)
+            if JobState(answer["TransformJobStatus"]).terminal:
+                return answer
+            time.sleep(poll)
 
 
 class _translate:

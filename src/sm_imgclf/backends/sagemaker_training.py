@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from sm_imgclf._params import bad_value
-from sm_imgclf.contracts.metrics import METRIC_DEFINITIONS
+from sm_imgclf.contracts.metrics import EPOCH_DEFINITION, METRIC_DEFINITIONS
 from sm_imgclf.contracts.training import TrainingSpec
 from sm_imgclf.errors import ConfigurationError
 
@@ -72,7 +72,7 @@ def training_request(spec: TrainingSpec, *, bucket: str, region: str, image_uri:
         "TrainingJobName": name,
         "AlgorithmSpecification": {
             "TrainingImage": image_uri, "TrainingInputMode": "File",
-            "MetricDefinitions": [dict(d) for d in METRIC_DEFINITIONS],
+            "MetricDefinitions": [dict(d) for d in (*METRIC_DEFINITIONS, EPOCH_DEFINITION)],
         },
         "RoleArn": spec.role,
         "HyperParameters": {

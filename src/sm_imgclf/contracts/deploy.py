@@ -6,6 +6,9 @@ from dataclasses import dataclass
 
 from sm_imgclf._params import bad_value, check_number, check_resource_name
 
+PAYLOAD_LIMIT = 6 * 1024 * 1024  # bytes in one request to an instance endpoint
+SERVERLESS_PAYLOAD_LIMIT = 4 * 1024 * 1024  # ... and to a serverless one
+
 
 @dataclass(frozen=True)
 class DeploySpec:

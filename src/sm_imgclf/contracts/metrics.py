@@ -17,6 +17,9 @@ METRIC_DEFINITIONS = tuple(
     {"Name": name, "Regex": rf"{re.escape(name)}=([-+0-9.eE]+|nan|inf)"} for name in METRIC_NAMES
 )
 _EPOCH = re.compile(r"^epoch=(\d+) ")
+# The epoch count as a metric of its own, for services that read metrics from the log:
+# its final value is the number of epochs the job trained (not "best_epoch=").
+EPOCH_DEFINITION = {"Name": "epoch", "Regex": r"\bepoch=(\d+) "}
 
 
 def parse_metrics(lines: list[str]) -> list[dict[str, Any]]:
@@ -38,8 +41,13 @@ def metric_rows(lines: list[str]) -> list[dict[str, Any]]:
     A resumed job repeats no epoch; the final row (``epoch`` ``None``) holds the
     best epoch's metrics (those of the packaged model) and the test metrics.
     """
+    return merge_rows(parse_metrics(lines))
+
+
+def merge_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Merge rows from :func:`parse_metrics` as :func:`metric_rows` describes."""
     by_epoch: dict[Any, dict[str, Any]] = {}
-    for row in parse_metrics(lines):
+    for row in rows:
         key = row["epoch"] if row["epoch"] is not None else "final"
         by_epoch[key] = by_epoch.get(key, {}) | row if key == "final" else row
     return list(by_epoch.values())

@@ -92,6 +92,7 @@ class TuningStatus:
         best_job: The training job of the best trial so far.
         objective: The metric optimised.
         direction: ``"maximize"`` or ``"minimize"``.
+        categorical: The tuned hyperparameters whose values are categories.
     """
 
     status: JobState
@@ -99,6 +100,7 @@ class TuningStatus:
     best_job: str | None = None
     objective: str = "valid:accuracy"
     direction: str = "maximize"
+    categorical: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "status", JobState(self.status))
@@ -117,7 +119,9 @@ class TrialRecord:
         started: Start time (seconds since the epoch).
         ended: End time.
         failure_reason: Why the trial failed.
-        epochs: Epochs the trial trained.
+        epochs: Epochs the trial's job trained.
+        note: Why it ended as it did, where that needs saying: the epoch and
+            the rule that pruned it, or a verdict that came too late to apply.
     """
 
     job_name: str
@@ -128,6 +132,7 @@ class TrialRecord:
     ended: float | None = None
     failure_reason: str | None = None
     epochs: int | None = None
+    note: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "status", TrialState(self.status))

@@ -10,7 +10,7 @@ from enum import StrEnum
 from typing import Any
 
 from sm_imgclf._params import check_choice, check_number, check_resource_name
-from sm_imgclf.contracts.space import Range, describe, from_description
+from sm_imgclf.contracts.space import Categorical, Range, describe, from_description
 from sm_imgclf.contracts.training import TrainingSpec, spec_from_dict, spec_to_dict
 
 
@@ -80,6 +80,11 @@ class TuningSpec:
         check_number("max_parallel_jobs", self.max_parallel_jobs, low=1, high=self.max_jobs,
                      integer=True)
         check_number("min_epochs", self.min_epochs, low=1, integer=True)
+
+    @property
+    def categorical(self) -> tuple[str, ...]:
+        """The tuned names whose values are categories."""
+        return tuple(name for name, value in self.space if isinstance(value, Categorical))
 
     @property
     def space_map(self) -> dict[str, Range]:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from sm_imgclf.contracts.metrics import metric_rows
 from sm_imgclf.contracts.status import TERMINAL, JobState, JobStatus
+from sm_imgclf.contracts.training import new_job_name
 from sm_imgclf.errors import BackendError, TrainingJobFailedError
 
 if TYPE_CHECKING:
@@ -141,7 +142,9 @@ class TrainingJob:
             raise BackendError(f"Job {self.name!r} has no model package (status {self.status}).",
                                name=self.name)
         options.setdefault("role", self.session.role)
-        spec = BatchSpec(options.pop("name", f"{self.name[:50]}-batch"), model_uri, input_uri,
+        # A name of its own each time: SageMaker never reuses a transform job's name.
+        name = options.pop("name", None) or new_job_name(f"{self.name[:20]}-batch")
+        spec = BatchSpec(name, model_uri, input_uri,
                          output_uri, **options)
         return self.session.backend.batch_predict(spec)
 

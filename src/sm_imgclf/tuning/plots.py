@@ -22,7 +22,7 @@ def format_table(rows: list[dict[str, Any]], best: str | None) -> str:
     for row, cell in zip(rows, cells, strict=True):
         mark = "* " if row["job_name"] == best else "  "
         lines.append(mark + "  ".join(v.ljust(w) for v, w in zip(cell, widths, strict=True)))
-    return "\n".join(lines)
+    return "\n".join(line.rstrip() for line in lines)
 
 
 def _cell(value: Any) -> str:
@@ -33,8 +33,13 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def plot_trials(trials: list[Trial], objective: str, path: str | Path | None) -> Any:
-    """Objective per trial, then one panel per tuned parameter; pruned trials as crosses."""
+def plot_trials(trials: list[Trial], objective: str, path: str | Path | None,
+                categorical: tuple[str, ...] = ()) -> Any:
+    """Objective per trial, then one panel per tuned parameter; pruned trials as crosses.
+
+    Parameters named in ``categorical`` are drawn as categories, evenly spaced in
+    the order of their values, whatever those values are.
+    """
     from sm_imgclf._lazy import require
 
     require("matplotlib", extra="plots")
@@ -50,6 +55,9 @@ def plot_trials(trials: list[Trial], objective: str, path: str | Path | None) ->
                                 squeeze=False)
     _panel(axes[0][0], trials, lambda i, t: i, "trial", objective)
     for ax, name in zip(axes[0][1:], names, strict=True):
+        if name in categorical:
+            _categories(ax, trials, name, objective)
+            continue
         _panel(ax, trials, lambda i, t, n=name: t.hyperparameters.get(n), name, objective)
         if all(isinstance(t.hyperparameters.get(name), float) for t in trials) and min(
                 t.hyperparameters[name] for t in trials) > 0:
@@ -60,6 +68,14 @@ def plot_trials(trials: list[Trial], objective: str, path: str | Path | None) ->
     if path is not None:
         figure.savefig(path, dpi=110)
     return figure
+
+
+def _categories(ax: Any, trials: list[Trial], name: str, objective: str) -> None:
+    values = sorted({t.hyperparameters.get(name) for t in trials}, key=str)
+    where = {value: i for i, value in enumerate(values)}
+    _panel(ax, trials, lambda i, t: where[t.hyperparameters.get(name)], name, objective)
+    ax.set_xticks(range(len(values)), [str(v) for v in values])
+    ax.set_xlim(-0.5, len(values) - 0.5)
 
 
 def _panel(ax: Any, trials: list[Trial], x: Any, xlabel: str, objective: str) -> None:

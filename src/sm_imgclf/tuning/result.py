@@ -77,7 +77,12 @@ class TuningResult:
 
     @property
     def best(self) -> Trial:
-        """The completed trial with the best objective.
+        """The best trial that left a model package: a completed one.
+
+        Where the backend names the best trial itself (SageMaker's
+        ``BestTrainingJob``) that one is taken. A pruned or stopped trial may have
+        reported a better objective before it ended; :attr:`better_without_package`
+        says so.
 
         Raises:
             BackendError: No trial has completed yet.
@@ -86,8 +91,29 @@ class TuningResult:
         if not done:
             raise BackendError(f"Tuning run {self.name!r} has no completed trial yet "
                                f"(status {self.status}).", name=self.name)
+        named = self._current().best_job
+        return next((t for t in done if t.job_name == named), None) or self._top(done)
+
+    @property
+    def better_without_package(self) -> Trial | None:
+        """A trial without a model package that reported a better objective than :attr:`best`.
+
+        A pruned trial reports the objective of the epoch it was judged at; ``None``
+        when no such trial beat the best.
+        """
+        try:
+            best = self.best
+        except BackendError:
+            return None
+        others = [t for t in self.trials if t.status != "completed" and t.objective is not None]
+        if not others:
+            return None
+        top = self._top(others)
+        return top if self._top([best, top]) is top else None  # a tie keeps the best
+
+    def _top(self, trials: list[Trial]) -> Trial:
         pick = max if self.direction == "maximize" else min
-        return pick(done, key=lambda t: t.objective if t.objective is not None else 0.0)
+        return pick(trials, key=lambda t: t.objective if t.objective is not None else 0.0)
 
     def wait(self, *, logs: bool = True, poll: float = 2.0, out: TextIO | None = None
              ) -> TuningResult:
@@ -131,10 +157,10 @@ class TuningResult:
         self.session.backend.stop_tuning(self.name)
 
     def rows(self) -> list[dict[str, Any]]:
-        """One dictionary per trial: name, status, objective, epochs, duration, values."""
-        return [{"job_name": t.job_name, "status": t.status, self.objective: t.objective,
-                 "epochs": t.epochs, "duration_s": t.duration, **t.hyperparameters}
-                for t in self.trials]
+        """One dictionary per trial: name, status, objective, epochs, duration, values, note."""
+        return [{"job_name": t.job_name, "status": str(t.status), self.objective: t.objective,
+                 "epochs": t.epochs, "duration_s": t.duration, **t.hyperparameters,
+                 "note": t.note} for t in self.trials]
 
     def to_pandas(self) -> Any:
         """The trials as a ``pandas.DataFrame`` (pandas must be installed)."""
@@ -144,7 +170,11 @@ class TuningResult:
         return pandas.DataFrame(self.rows())
 
     def table(self) -> str:
-        """A plain-text table of the trials, best first, the best marked with ``*``."""
+        """A plain-text table: completed trials best first (the best marked ``*``), then the rest.
+
+        Each row gives the epochs the trial's job trained and, for a pruned
+        trial, where and why it was stopped.
+        """
         from sm_imgclf.tuning.plots import format_table
 
         try:
@@ -152,8 +182,15 @@ class TuningResult:
         except BackendError:
             best = None
         reverse = self.direction == "maximize"
-        rows = sorted(self.rows(), key=lambda r: _sort_key(r[self.objective], reverse))
-        return format_table(rows, best)
+        rows = sorted(self.rows(), key=lambda r: (r["status"] != "completed",
+                                                  *_sort_key(r[self.objective], reverse)))
+        text = format_table(rows, best)
+        better = self.better_without_package
+        if better is not None:
+            text += (f"\nnote: {better.job_name} ({better.status}) reported "
+                     f"{self.objective}={better.objective:.4f}, better than the best, but "
+                     "left no model package")
+        return text
 
     def __str__(self) -> str:
         return f"Tuning run {self.name} ({self.status}, {self.objective})\n{self.table()}"
@@ -169,7 +206,7 @@ class TuningResult:
         """
         from sm_imgclf.tuning.plots import plot_trials
 
-        return plot_trials(self.trials, self.objective, path)
+        return plot_trials(self.trials, self.objective, path, self._current().categorical)
 
 
 def _short(value: Any) -> str:

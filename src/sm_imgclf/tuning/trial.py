@@ -24,8 +24,9 @@ class Trial:
         hyperparameters: The tuned values, typed (``{"lr": 0.003, "batch_size": 64}``).
         objective: The objective's final value (for a pruned trial, its last report).
         duration: Seconds from start to end (``None`` while running).
-        epochs: Epochs it trained, where known.
+        epochs: Epochs its job trained, where known.
         failure_reason: Why it failed.
+        note: Why it ended as it did (the epoch and rule that pruned it ...).
     """
 
     job_name: str
@@ -36,6 +37,7 @@ class Trial:
     epochs: int | None
     failure_reason: str | None
     session: Session = field(repr=False, compare=False)
+    note: str | None = None
 
     @property
     def job(self) -> TrainingJob:
@@ -50,4 +52,4 @@ class Trial:
         duration = (record.ended - record.started
                     if record.ended is not None and record.started is not None else None)
         return cls(record.job_name, record.status, values, record.objective, duration,
-                   record.epochs, record.failure_reason, session)
+                   record.epochs, record.failure_reason, session, record.note)

@@ -15,6 +15,7 @@ from sm_imgclf.errors import ConfigurationError
 from sm_imgclf.runtime.images import normalise
 from sm_imgclf.runtime.job import checkpoint
 from sm_imgclf.runtime.job.augment import augment, center_crop
+from sm_imgclf.runtime.job.control import JobControl
 
 if TYPE_CHECKING:
     import torch
@@ -40,6 +41,7 @@ class Trainer:
     distributed: Any = None
     monitor: Any = None
     confusion: Any = None
+    control: JobControl | None = None
 
     def fit(self, train: SplitData, valid: SplitData | None) -> dict[str, Any]:
         """Train for ``hp.epochs`` (resuming a checkpoint if one exists); return the history."""
@@ -77,6 +79,8 @@ class Trainer:
                 self.log(f"early stopping: no valid improvement in "
                          f"{self.hp.early_stopping_patience} epochs")
                 break
+            if self.control is not None:
+                self.control.after_epoch(epoch, last=epoch == self.hp.epochs, log=self.log)
         if state["best_state"] is not None:
             self.model.load_state_dict(state["best_state"])
         return state
@@ -93,6 +97,8 @@ class Trainer:
         total_loss, correct, seen = 0.0, 0, 0
         per_epoch = math.ceil(len(order) / self.hp.batch_size)
         for number, start in enumerate(range(0, len(order), self.hp.batch_size)):
+            if self.control is not None:
+                self.control.check()
             if self.monitor is not None:
                 self.monitor.start()
             index = order[start:start + self.hp.batch_size]

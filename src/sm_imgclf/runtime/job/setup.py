@@ -6,6 +6,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from sm_imgclf.runtime.job.contract import JobEnvironment
+from sm_imgclf.runtime.job.control import JobControl
 from sm_imgclf.runtime.job.loop import Trainer
 from sm_imgclf.runtime.models import (
     IMAGENET_MEAN,
@@ -45,6 +46,8 @@ def prepare(settings: dict[str, Any], hp: Hyperparameters, splits: dict[str, Spl
     common: dict[str, Any] = {"hp": hp, "device": device, "mean": mean, "std": std,
                               "checkpoint_dir": env.checkpoint_dir, "distributed": distributed,
                               "log": print if leader else _quiet,
+                              # One process steers itself; ranks would stop at different steps.
+                              "control": JobControl.from_env() if distributed is None else None,
                               "monitor": _monitor(settings, hp, splits, device, env) if leader
                               else None}
     head_layer = head_module(model, head)

@@ -18,9 +18,10 @@ from collections.abc import Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from sm_imgclf.contracts.deploy import PAYLOAD_LIMIT
 from sm_imgclf.runtime.serving.handler import RequestError, input_fn, model_fn, output_fn
 
-SAGEMAKER_PAYLOAD_LIMIT = 6 * 1024 * 1024
+SAGEMAKER_PAYLOAD_LIMIT = PAYLOAD_LIMIT
 DRAIN_LIMIT = 64 * 1024 * 1024
 
 
