@@ -53,6 +53,8 @@ def main() -> None:
     parser.add_argument("--per-class", type=int, default=60)
     parser.add_argument("--size", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--strategies", default="random,hyperband",
+                        help="comma-separated; the ratios need both")
     args = parser.parse_args()
     for trials in args.trials or [12]:
         compare(argparse.Namespace(**{**vars(args), "trials": trials}))
@@ -66,7 +68,7 @@ def compare(args: argparse.Namespace) -> None:
         session = smi.LocalSession(root / "session")
         data = smi.ImageFolderDataset(root / "images").split(valid=0.25, seed=0)
         channels = data.upload(session, "digits", progress=False)
-        figures = {s: tune(session, channels, s, args) for s in ("random", "hyperband")}
+        figures = {s: tune(session, channels, s, args) for s in args.strategies.split(",")}
     print(f"digits, {args.per_class} images per class at {args.size}px, resnet18 from scratch, "
           f"{args.trials} trials of up to {args.epochs} epochs, {args.parallel} at a time")
     print(f"{'strategy':10} {'best valid:accuracy':>20} {'epochs trained':>15} "
@@ -74,6 +76,8 @@ def compare(args: argparse.Namespace) -> None:
     for name, row in figures.items():
         print(f"{name:10} {row['best']:20.4f} {row['epochs']:15.0f} {row['pruned']:7.0f} "
               f"{row['seconds']:8.1f}")
+    if set(figures) != {"random", "hyperband"}:
+        return
     random, hyper = figures["random"], figures["hyperband"]
     print(f"hyperband - random best: {100 * (hyper['best'] - random['best']):+.1f} points "
           f"(target >= -1.0)")

@@ -45,6 +45,9 @@ def test_dry_run_is_the_validated_request(sm_session: smi.SageMakerSession, buck
     assert request["CheckpointConfig"]["S3Uri"] == f"s3://{bucket}/jobs/dogs-1/checkpoints"
     assert request["ResourceConfig"]["InstanceCount"] == 2
     assert [c["ChannelName"] for c in request["InputDataConfig"]] == ["train", "valid"]
+    # A prefix without its slash would also read train_old/ and training/.
+    assert [c["DataSource"]["S3DataSource"]["S3Uri"] for c in request["InputDataConfig"]] == [
+        "s3://b/data/train/", "s3://b/data/valid/"]
     names = [d["Name"] for d in request["AlgorithmSpecification"]["MetricDefinitions"]]
     assert "valid:accuracy" in names and request["Tags"] == [{"Key": "team", "Value": "vision"}]
 
@@ -191,6 +194,31 @@ def test_failure_reason_is_raised(sm_session: smi.SageMakerSession) -> None:
                                   extra_pulls=1)
     with sagemaker, logs, pytest.raises(smi.TrainingJobFailedError, match="CUDA out of memory"):
         smi.TrainingJob("job-1", sm_session).wait(poll=0, out=io.StringIO())
+
+
+class CtrlCOnFirstLine(io.StringIO):
+    def write(self, text: str) -> int:
+        if text.startswith("epoch=1 "):
+            raise KeyboardInterrupt
+        return super().write(text)
+
+
+@pytest.mark.parametrize("stop", [None, True])
+def test_ctrl_c_detaches_from_a_sagemaker_job_unless_asked_to_stop(
+        sm_session: smi.SageMakerSession, stop: bool | None) -> None:
+    sagemaker, logs = stub_job(sm_session, [{"status": "InProgress"}],
+                               ["epoch=1 train:loss=1.0"], extra_pulls=0)
+    if stop:
+        sagemaker.add_response("stop_training_job", {}, {"TrainingJobName": "job-1"})
+    out = CtrlCOnFirstLine()
+    with sagemaker, logs, pytest.raises(KeyboardInterrupt):
+        smi.TrainingJob("job-1", sm_session).wait(poll=0, out=out, stop_on_interrupt=stop)
+    sagemaker.assert_no_pending_responses()  # StopTrainingJob only when asked for
+    if stop:
+        assert "stopping job-1" in out.getvalue()
+    else:
+        assert "job-1 keeps running on sagemaker" in out.getvalue()
+        assert "smi.TrainingJob.attach('job-1', session)" in out.getvalue()
 
 
 def test_fake_backend_scripts_outcomes() -> None:

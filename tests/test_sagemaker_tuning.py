@@ -151,9 +151,7 @@ def test_run_creates_the_job_and_reads_typed_trials(sm_session: smi.SageMakerSes
     with Stubber(backend.sagemaker_client) as stub:
         stub.add_response("create_hyper_parameter_tuning_job",
                           {"HyperParameterTuningJobArn": "arn:x"}, request)
-        stub.add_response("describe_hyper_parameter_tuning_job", describe(name, "Completed",
-                                                                          "Hyperband"),
-                          {"HyperParameterTuningJobName": name})
+        # One description a refresh: list_trials reuses the run's configuration.
         stub.add_response("describe_hyper_parameter_tuning_job", describe(name, "Completed",
                                                                           "Hyperband"),
                           {"HyperParameterTuningJobName": name})
@@ -198,9 +196,8 @@ def test_stop_and_failure(sm_session: smi.SageMakerSession) -> None:
         failed = describe("dogs-f", "Failed")
         failed["FailureReason"] = "All training jobs failed"
         del failed["BestTrainingJob"]
-        for _ in range(2):  # the status, then the early-stopping setting of the trials
-            stub.add_response("describe_hyper_parameter_tuning_job", failed,
-                              {"HyperParameterTuningJobName": "dogs-f"})
+        stub.add_response("describe_hyper_parameter_tuning_job", failed,  # once a refresh
+                          {"HyperParameterTuningJobName": "dogs-f"})
         stub.add_response("list_training_jobs_for_hyper_parameter_tuning_job",
                           {"TrainingJobSummaries": []}, {
                               "HyperParameterTuningJobName": "dogs-f", "MaxResults": 100,

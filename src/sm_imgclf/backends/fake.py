@@ -53,6 +53,7 @@ class FakeBackend:
     """
 
     name = "fake"
+    stop_on_interrupt = True
 
     def __init__(self, name: str = "fake") -> None:
         self._store = MemoryStore(name)

@@ -34,6 +34,7 @@ class LocalBackend:
     """
 
     name = "local"
+    stop_on_interrupt = True
 
     def __init__(self, root: Path, *, max_concurrency: int = 4) -> None:
         self.root = root

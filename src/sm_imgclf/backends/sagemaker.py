@@ -45,6 +45,7 @@ class SageMakerBackend:
     """
 
     name = "sagemaker"
+    stop_on_interrupt = False
 
     def __init__(
         self,
@@ -63,6 +64,7 @@ class SageMakerBackend:
         self.expected_bucket_owner = expected_bucket_owner
         self.max_concurrency = max_concurrency
         self._epochs: dict[str, int | None] = {}  # of ended jobs, which never change
+        self._tuning_configs: dict[str, dict[str, Any]] = {}
 
     def __repr__(self) -> str:
         return f"SageMakerBackend(bucket={self.bucket!r}, region={self.region!r})"
@@ -235,6 +237,8 @@ class SageMakerBackend:
         with _translate("DescribeHyperParameterTuningJob", name):
             answer: dict[str, Any] = self.sagemaker_client.describe_hyper_parameter_tuning_job(
                 HyperParameterTuningJobName=name)
+        # A run's configuration never changes: list_trials reads it from here.
+        self._tuning_configs[name] = answer["HyperParameterTuningJobConfig"]
         return answer
 
     def describe_tuning(self, name: str) -> TuningStatus:
@@ -251,7 +255,8 @@ class SageMakerBackend:
 
     def list_trials(self, name: str) -> list[TrialRecord]:
         """Every trial, through ``ListTrainingJobsForHyperParameterTuningJob``'s pages."""
-        config = self._describe_tuning(name)["HyperParameterTuningJobConfig"]
+        config = self._tuning_configs.get(name) or self._describe_tuning(name)[
+            "HyperParameterTuningJobConfig"]
         early = (config.get("TrainingJobEarlyStoppingType") == "Auto"
                  or config.get("Strategy") == "Hyperband")
         summaries: list[dict[str, Any]] = []

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from sm_imgclf._params import bad_value
+from sm_imgclf.backends.sagemaker_validation import strict_problems
 from sm_imgclf.contracts.metrics import EPOCH_DEFINITION, METRIC_DEFINITIONS
 from sm_imgclf.contracts.training import TrainingSpec
 from sm_imgclf.errors import ConfigurationError
@@ -102,12 +103,24 @@ def _channel(name: str, uri: str) -> dict[str, Any]:
     if not uri.startswith("s3://"):
         raise bad_value(f"channel {name!r}", "an s3:// URI for SageMaker training", uri,
                         "Upload the dataset with a SageMakerSession first.")
+    # An S3 prefix matches keys by their start: without the slash, "train" also reads
+    # "train_old/" and "training/".
+    prefix = uri if uri.endswith("/") else f"{uri}/"
     return {"ChannelName": name, "InputMode": "File", "DataSource": {"S3DataSource": {
-        "S3DataType": "S3Prefix", "S3Uri": uri, "S3DataDistributionType": "FullyReplicated"}}}
+        "S3DataType": "S3Prefix", "S3Uri": prefix,
+        "S3DataDistributionType": "FullyReplicated"}}}
 
 
 def validate_request(client: Any, operation: str, request: dict[str, Any]) -> None:
-    """Check ``request`` against the service model, as botocore does before sending."""
+    """Check ``request`` against the whole service model before anything is sent.
+
+    First botocore's own check (types, required members, minimums), then every
+    maximum, range, pattern and enum of the operation's shapes and the
+    documented cross-field rules (:mod:`.sagemaker_validation`).
+
+    Raises:
+        ConfigurationError: Naming every member the service would refuse.
+    """
     from botocore.exceptions import ParamValidationError
     from botocore.validate import validate_parameters
 
@@ -116,3 +129,7 @@ def validate_request(client: Any, operation: str, request: dict[str, Any]) -> No
         validate_parameters(request, shape)
     except ParamValidationError as error:
         raise ConfigurationError(f"The {operation} request is invalid: {error}") from error
+    found = strict_problems(operation, request, shape)
+    if found:
+        raise ConfigurationError(f"The {operation} request is invalid; SageMaker would refuse "
+                                 "it:\n  " + "\n  ".join(found))

@@ -21,9 +21,13 @@ class Backend(Protocol):
 
     Attributes:
         name: A short name for messages and logs (``"local"``, ``"sagemaker"``, ``"fake"``).
+        stop_on_interrupt: Whether Ctrl-C while waiting stops the job by default
+            (local work: yes; paid cloud work keeps running, and the caller is
+            told how to re-attach or stop it).
     """
 
     name: str
+    stop_on_interrupt: bool
 
     @property
     def store(self) -> Store:

@@ -13,8 +13,10 @@ from typing import Any
 
 METRIC_NAMES = ("train:loss", "train:accuracy", "valid:loss", "valid:accuracy",
                 "test:loss", "test:accuracy")
+# A number as Python prints it, including nan, inf and -inf (a diverged loss).
+_NUMBER = r"([-+]?(?:[0-9]+\.?[0-9]*(?:[eE][-+]?[0-9]+)?|\.[0-9]+|nan|inf))"
 METRIC_DEFINITIONS = tuple(
-    {"Name": name, "Regex": rf"{re.escape(name)}=([-+0-9.eE]+|nan|inf)"} for name in METRIC_NAMES
+    {"Name": name, "Regex": rf"{re.escape(name)}={_NUMBER}"} for name in METRIC_NAMES
 )
 _EPOCH = re.compile(r"^epoch=(\d+) ")
 # The epoch count as a metric of its own, for services that read metrics from the log:

@@ -73,9 +73,19 @@ class TrainingJob:
         """
         return metric_rows(self.logs())
 
-    def wait(self, *, logs: bool = True, poll: float = 1.0, out: TextIO | None = None
-             ) -> JobStatus:
-        """Block until the job ends, streaming its log; Ctrl-C stops the job cleanly.
+    def wait(self, *, logs: bool = True, poll: float = 1.0, out: TextIO | None = None,
+             stop_on_interrupt: bool | None = None) -> JobStatus:
+        """Block until the job ends, streaming its log.
+
+        Ctrl-C stops a local job cleanly (its checkpoint is kept). A SageMaker
+        job keeps running: the waiting ends and says how to re-attach or stop it.
+
+        Args:
+            logs: Print the job's log as it grows.
+            poll: Seconds between looks at the job.
+            out: Where to print (standard output by default).
+            stop_on_interrupt: Stop the job on Ctrl-C; ``None`` means the
+                backend's default (``True`` locally, ``False`` on SageMaker).
 
         Raises:
             TrainingJobFailedError: The job failed.
@@ -90,8 +100,7 @@ class TrainingJob:
                     break
                 time.sleep(poll)
         except KeyboardInterrupt:
-            print(f"stopping {self.name} ...", file=out, flush=True)
-            self.stop()
+            self._interrupted(out, stop_on_interrupt)
             raise
         if logs:
             for line in self._pull():
@@ -147,6 +156,16 @@ class TrainingJob:
         spec = BatchSpec(name, model_uri, input_uri,
                          output_uri, **options)
         return self.session.backend.batch_predict(spec)
+
+    def _interrupted(self, out: TextIO, stop: bool | None) -> None:
+        backend = self.session.backend
+        if stop if stop is not None else backend.stop_on_interrupt:
+            print(f"stopping {self.name} ...", file=out, flush=True)
+            self.stop()
+            return
+        print(f"stopped waiting; {self.name} keeps running on {backend.name}. Re-attach with "
+              f"smi.TrainingJob.attach({self.name!r}, session), or stop it with .stop().",
+              file=out, flush=True)
 
     def stop(self) -> None:
         """Ask the backend to stop the job (checkpoints are kept)."""

@@ -115,12 +115,13 @@ class TuningResult:
         pick = max if self.direction == "maximize" else min
         return pick(trials, key=lambda t: t.objective if t.objective is not None else 0.0)
 
-    def wait(self, *, logs: bool = True, poll: float = 2.0, out: TextIO | None = None
-             ) -> TuningResult:
+    def wait(self, *, logs: bool = True, poll: float = 2.0, out: TextIO | None = None,
+             stop_on_interrupt: bool | None = None) -> TuningResult:
         """Block until the run ends, printing trials as they start and end.
 
-        Ctrl-C stops the run (finished trials are kept; run it again under the
-        same name to carry on).
+        Ctrl-C stops a local run (finished trials are kept; run it again under
+        the same name to carry on). A SageMaker run keeps running unless
+        ``stop_on_interrupt=True``; the waiting ends and says how to re-attach.
 
         Raises:
             TuningFailedError: The run failed.
@@ -136,8 +137,14 @@ class TuningResult:
                     break
                 time.sleep(poll)
         except KeyboardInterrupt:
-            print(f"stopping tuning run {self.name} ...", file=out, flush=True)
-            self.stop()
+            backend = self.session.backend
+            if stop_on_interrupt if stop_on_interrupt is not None else backend.stop_on_interrupt:
+                print(f"stopping tuning run {self.name} ...", file=out, flush=True)
+                self.stop()
+            else:
+                print(f"stopped waiting; tuning run {self.name} keeps running on "
+                      f"{backend.name}. Re-attach with smi.TuningResult.attach({self.name!r}, "
+                      "session), or stop it with .stop().", file=out, flush=True)
             raise
         if self.status == "Failed":
             raise TuningFailedError(self.name, self._current().failure_reason)
