@@ -158,9 +158,12 @@ def stub_job(session: smi.SageMakerSession, statuses: list[dict[str, object]],
             **({"FailureReason": status["reason"]} if "reason" in status else {}),
         }, {"TrainingJobName": "job-1"})
     for i in range(len(statuses) + extra_pulls):
-        logs.add_response("describe_log_streams", {"logStreams": [{"logStreamName": stream}]},
-                          {"logGroupName": "/aws/sagemaker/TrainingJobs",
-                           "logStreamNamePrefix": "job-1/"})
+        # Streams are listed until the one host has its stream, then after quiet pulls only.
+        if i == 0 or i - 1 >= len(log):
+            logs.add_response("describe_log_streams",
+                              {"logStreams": [{"logStreamName": stream}]},
+                              {"logGroupName": "/aws/sagemaker/TrainingJobs",
+                               "logStreamNamePrefix": "job-1/"})
         expected = {"logGroupName": "/aws/sagemaker/TrainingJobs", "logStreamName": stream,
                     "startFromHead": True}
         if i:

@@ -1,0 +1,139 @@
+"""The SageMaker backend's AWS clients: made on first use, with one retry policy."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from sm_imgclf._version import __version__
+from sm_imgclf.errors import BackendError
+from sm_imgclf.storage.s3 import S3Store
+
+if TYPE_CHECKING:
+    import boto3
+    from mypy_boto3_s3 import S3Client
+
+
+class SageMakerClients:
+    """Stores data in an S3 bucket; clients are created on first use.
+
+    Args:
+        bucket: The bucket for datasets, job outputs and models.
+        region: AWS region; defaults to the boto3 session's.
+        boto_session: A ready ``boto3.Session`` (credentials, profile); one is
+            made from the environment when omitted.
+        endpoint_urls: Endpoint URL by service name (``s3``, ``sagemaker``, ``logs``),
+            for S3-compatible stores, VPC endpoints or test servers.
+        expected_bucket_owner: Account id the bucket must belong to.
+        max_concurrency: Files sent at once.
+    """
+
+    def __init__(
+        self,
+        bucket: str,
+        *,
+        region: str | None = None,
+        boto_session: boto3.Session | None = None,
+        endpoint_urls: Mapping[str, str] | None = None,
+        expected_bucket_owner: str | None = None,
+        max_concurrency: int = 16,
+    ) -> None:
+        self.bucket = bucket
+        self.region = region
+        self._boto_session = boto_session
+        self.endpoint_urls = dict(endpoint_urls or {})
+        self.expected_bucket_owner = expected_bucket_owner
+        self.max_concurrency = max_concurrency
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(bucket={self.bucket!r}, region={self.region!r})"
+
+    @cached_property
+    def boto_session(self) -> boto3.Session:
+        """The boto3 session, made from the environment if none was given."""
+        if self._boto_session is not None:
+            return self._boto_session
+        import boto3
+
+        return boto3.Session(region_name=self.region)
+
+    def client_config(self, pool: int) -> Any:
+        """Return the botocore config shared by our clients: standard retries, a pool size."""
+        from botocore.config import Config
+
+        return Config(
+            retries={"mode": "standard", "total_max_attempts": 10},
+            max_pool_connections=pool,
+            user_agent_extra=f"sm-imgclf/{__version__}",
+        )
+
+    @cached_property
+    def s3_client(self) -> S3Client:
+        """The S3 client, sized for :attr:`max_concurrency` parallel transfers."""
+        return self.boto_session.client(
+            "s3",
+            region_name=self.region or self.boto_session.region_name,
+            endpoint_url=self.endpoint_urls.get("s3"),
+            config=self.client_config(pool=self.max_concurrency * 4),
+        )
+
+    @cached_property
+    def store(self) -> S3Store:
+        """The S3 store for :attr:`bucket`."""
+        return S3Store(
+            self.s3_client,
+            self.bucket,
+            expected_bucket_owner=self.expected_bucket_owner,
+            max_concurrency=self.max_concurrency,
+        )
+
+    @property
+    def region_name(self) -> str:
+        """The region of the clients."""
+        region = self.region or self.boto_session.region_name
+        if not region:
+            from sm_imgclf._params import bad_value
+
+            raise bad_value("region", "an AWS region such as 'us-east-1'", region,
+                            "Pass region= to SageMakerSession or set AWS_DEFAULT_REGION.")
+        return str(region)
+
+    def client(self, service: str) -> Any:
+        """Return a client for ``service`` with the shared retry configuration."""
+        session: Any = self.boto_session  # boto3's stubs overload client() per service name
+        return session.client(
+            service, region_name=self.region_name, endpoint_url=self.endpoint_urls.get(service),
+            config=self.client_config(pool=10))
+
+    @cached_property
+    def sagemaker_client(self) -> Any:
+        """The SageMaker client."""
+        return self.client("sagemaker")
+
+    @cached_property
+    def logs_client(self) -> Any:
+        """The CloudWatch Logs client."""
+        return self.client("logs")
+
+    @cached_property
+    def runtime_client(self) -> Any:
+        """The SageMaker runtime client."""
+        return self.client("sagemaker-runtime")
+
+
+class translate_errors:
+    """Turn botocore errors of a SageMaker call into :class:`~sm_imgclf.BackendError`."""
+
+    def __init__(self, action: str, name: str) -> None:
+        self.action, self.name = action, name
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: object, error: BaseException | None, trace: object) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        if isinstance(error, ClientError | BotoCoreError):
+            raise BackendError(f"{self.action} for {self.name!r} failed: {error}",
+                               name=self.name) from error

@@ -1,0 +1,136 @@
+"""Endpoints and batch transforms on SageMaker: requests built by pure functions, then sent."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sm_imgclf.backends import sagemaker_serving, sagemaker_training
+from sm_imgclf.backends.sagemaker_clients import SageMakerClients, translate_errors
+from sm_imgclf.backends.sagemaker_images import pytorch_image
+from sm_imgclf.contracts.deploy import (
+    PAYLOAD_LIMIT,
+    SERVERLESS_PAYLOAD_LIMIT,
+    BatchSpec,
+    DeploySpec,
+)
+from sm_imgclf.contracts.status import JobState
+from sm_imgclf.errors import BackendError, EndpointError
+
+
+class SageMakerEndpoints(SageMakerClients):
+    """The serving half of :class:`~sm_imgclf.backends.sagemaker.SageMakerBackend`."""
+
+    def list_endpoints(self) -> list[dict[str, Any]]:
+        """The 100 newest endpoints with their status."""
+        with translate_errors("ListEndpoints", "endpoints"):
+            page = self.sagemaker_client.list_endpoints(
+                SortBy="CreationTime", SortOrder="Descending", MaxResults=100)
+        return [{"name": e["EndpointName"], "status": e["EndpointStatus"]}
+                for e in page["Endpoints"]]
+
+    def deploy_requests(self, spec: DeploySpec) -> dict[str, dict[str, Any]]:
+        """The validated CreateModel, CreateEndpointConfig and CreateEndpoint requests."""
+        built = sagemaker_serving.deploy_requests(
+            spec, region=self.region_name, image_uri=pytorch_image(
+                spec.image_uri, scope="inference", region=self.region_name,
+                instance_type=None if spec.serverless_memory_mb else spec.instance_type))
+        for operation, request in built.items():
+            sagemaker_training.validate_request(self.sagemaker_client, operation, request)
+        return built
+
+    def deploy(self, spec: DeploySpec, *, poll: float = 15.0) -> None:
+        """Create the model, config and endpoint, then wait for ``InService``."""
+        import time
+
+        client = self.sagemaker_client
+        calls = {"CreateModel": client.create_model,
+                 "CreateEndpointConfig": client.create_endpoint_config,
+                 "CreateEndpoint": client.create_endpoint}
+        for operation, request in self.deploy_requests(spec).items():
+            with translate_errors(operation, spec.endpoint_name):
+                calls[operation](**request)
+        while (state := self.describe_endpoint(spec.endpoint_name))["status"] not in (
+                "InService", "Failed", "OutOfService"):
+            time.sleep(poll)
+        if state["status"] != "InService":
+            raise BackendError(f"Endpoint {spec.endpoint_name!r} is {state['status']}: "
+                               f"{state.get('failure_reason') or 'no reason given'}",
+                               name=spec.endpoint_name)
+
+    def describe_endpoint(self, name: str) -> dict[str, Any]:
+        """``DescribeEndpoint``: status, failure reason and the largest request it takes.
+
+        Serverless endpoints take 4 MB per request, instance endpoints 6 MB.
+        """
+        with translate_errors("DescribeEndpoint", name):
+            answer = self.sagemaker_client.describe_endpoint(EndpointName=name)
+        serverless = any("CurrentServerlessConfig" in v
+                         for v in answer.get("ProductionVariants", []))
+        return {"status": answer["EndpointStatus"], "failure_reason": answer.get("FailureReason"),
+                "max_payload_bytes": SERVERLESS_PAYLOAD_LIMIT if serverless else PAYLOAD_LIMIT}
+
+    def invoke(self, name: str, body: bytes, content_type: str, accept: str) -> bytes:
+        """``InvokeEndpoint`` through the SageMaker runtime."""
+        from botocore.exceptions import ClientError
+
+        try:
+            answer = self.runtime_client.invoke_endpoint(
+                EndpointName=name, Body=body, ContentType=content_type, Accept=accept)
+        except ClientError as error:
+            status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
+            raise EndpointError(f"InvokeEndpoint {name!r} failed: {error}", status) from error
+        return bytes(answer["Body"].read())
+
+    def delete_endpoint(self, name: str) -> None:
+        """Delete the endpoint, its config and its model; missing pieces are skipped."""
+        from botocore.exceptions import ClientError
+
+        client = self.sagemaker_client
+        for delete, key in ((client.delete_endpoint, "EndpointName"),
+                            (client.delete_endpoint_config, "EndpointConfigName"),
+                            (client.delete_model, "ModelName")):
+            try:
+                delete(**{key: name})
+            except ClientError as error:
+                if "Could not find" not in str(error) and "does not exist" not in str(error):
+                    raise BackendError(f"Deleting {name!r} failed: {error}", name=name) from error
+
+
+    def batch_predict(self, spec: BatchSpec, *, poll: float = 30.0) -> str:
+        """Create the model and a batch transform job, wait for it, return the output URI.
+
+        The model is deleted when the transform ends, whatever its outcome.
+        """
+        model = self.deploy_requests(DeploySpec(spec.name, spec.model_uri,
+                                                image_uri=spec.image_uri, role=spec.role,
+                                                instance_type=spec.instance_type)
+                                     )["CreateModel"]
+        transform = sagemaker_serving.transform_request(spec)
+        sagemaker_training.validate_request(self.sagemaker_client, "CreateTransformJob", transform)
+        with translate_errors("CreateModel", spec.name):
+            self.sagemaker_client.create_model(**model)
+        try:
+            answer = self._transform(transform, poll)
+        finally:  # the model exists only for this transform
+            with translate_errors("DeleteModel", spec.name):
+                self.sagemaker_client.delete_model(ModelName=spec.name)
+        if answer["TransformJobStatus"] != "Completed":
+            raise BackendError(f"Batch transform {spec.name!r} is {answer['TransformJobStatus']}"
+                               f": {answer.get('FailureReason') or 'no reason given'}",
+                               name=spec.name)
+        return spec.output_uri
+
+    def _transform(self, transform: dict[str, Any], poll: float) -> dict[str, Any]:
+        """Create the transform job and wait until it ends; return its last description."""
+        import time
+
+        name = transform["TransformJobName"]
+        with translate_errors("CreateTransformJob", name):
+            self.sagemaker_client.create_transform_job(**transform)
+        while True:
+            with translate_errors("DescribeTransformJob", name):
+                answer: dict[str, Any] = self.sagemaker_client.describe_transform_job(
+                    TransformJobName=name)
+            if JobState(answer["TransformJobStatus"]).terminal:
+                return answer
+            time.sleep(poll)
