@@ -85,7 +85,7 @@ def run_ranks(tmp_path: Path, trainable: str, stop: bool = False) -> list[dict[s
     for process in ranks:
         process.start()
     for process in ranks:
-        process.join(timeout=600)  # a rank left waiting in a collective would hang here
+        process.join(timeout=180)  # a rank left waiting in a collective would hang here
     hung = [process.pid for process in ranks if process.is_alive()]
     for process in ranks:
         process.kill()

@@ -97,6 +97,9 @@ def test_image_lookup_needs_no_sdk(sm_session: smi.SageMakerSession,
     cpu = smi.TransferLearningEstimator("resnet50", session=sm_session,
                                         instance_type="ml.m5.xlarge").dry_run(CHANNELS)
     assert cpu["AlgorithmSpecification"]["TrainingImage"].endswith(":2.5.1-cpu-py311")
+    # torchrun launching, which AWS supports on GPU instances only.
+    assert request["HyperParameters"]["sagemaker_torch_distributed_enabled"] == "true"
+    assert "sagemaker_torch_distributed_enabled" not in cpu["HyperParameters"]
 
 
 @pytest.mark.parametrize(("region", "instance", "expected"), [

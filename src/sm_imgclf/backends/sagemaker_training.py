@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from sm_imgclf._params import bad_value
+from sm_imgclf.backends.sagemaker_images import processor
 from sm_imgclf.backends.sagemaker_validation import strict_problems
 from sm_imgclf.contracts.metrics import EPOCH_DEFINITION, METRIC_DEFINITIONS
 from sm_imgclf.contracts.training import TrainingSpec
@@ -79,9 +80,7 @@ def training_request(spec: TrainingSpec, *, bucket: str, region: str, image_uri:
         "HyperParameters": {
             **spec.job_arguments(), "sagemaker_program": ENTRY_POINT,
             "sagemaker_submit_directory": source_uri, "sagemaker_region": region,
-            # The container's toolkit then starts the job with torchrun: one process per
-            # GPU on every host (one per host on CPU), which the job joins as ranks.
-            "sagemaker_torch_distributed_enabled": "true",
+            **_launcher(spec.instance_type),
         },
         "InputDataConfig": [_channel(n, uri) for n, uri in spec.channels],
         "OutputDataConfig": {"S3OutputPath": f"s3://{bucket}/jobs"},
@@ -97,6 +96,16 @@ def training_request(spec: TrainingSpec, *, bucket: str, region: str, image_uri:
     if spec.max_wait is not None:
         request["StoppingCondition"]["MaxWaitTimeInSeconds"] = spec.max_wait
     return request
+
+
+def _launcher(instance_type: str) -> dict[str, str]:
+    """On GPU instances the toolkit starts the job with torchrun, one process per GPU.
+
+    AWS supports torchrun launching on GPU (and Trainium) instances only; on CPU
+    instances the job runs once per host and joins the others through ``SM_HOSTS``.
+    """
+    return ({"sagemaker_torch_distributed_enabled": "true"}
+            if processor(instance_type) == "gpu" else {})
 
 
 def _channel(name: str, uri: str) -> dict[str, Any]:

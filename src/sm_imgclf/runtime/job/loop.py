@@ -73,11 +73,11 @@ class Trainer:
             self.log(f"epoch={epoch} {shown}")
             if self.monitor is not None:
                 self.monitor.epoch({"epoch": epoch, **metrics, "confusion": self.confusion})
-                if self.monitor.stop:
-                    break
-            if self._should_stop(state):
+            patience = self._should_stop(state)
+            if patience:
                 self.log(f"early stopping: no valid improvement in "
                          f"{self.hp.early_stopping_patience} epochs")
+            if self._agree(patience or (self.monitor is not None and self.monitor.stop)):
                 break
             if self.control is not None:
                 self.control.after_epoch(epoch, last=epoch == self.hp.epochs, log=self.log)
@@ -109,7 +109,7 @@ class Trainer:
             total_loss += loss * len(index)
             correct += int((logits.argmax(1) == labels).sum())
             seen += len(index)
-            if self.monitor is not None and self.monitor.stop:
+            if self._agree(self.monitor is not None and self.monitor.stop):
                 break
         return self._reduce(total_loss, correct, seen)
 
@@ -188,10 +188,26 @@ class Trainer:
             import torch
             import torch.distributed as dist
 
-            sums = torch.tensor([total_loss, float(correct), float(seen)])
+            # On the device: NCCL, the GPU backend, reduces no CPU tensors.
+            sums = torch.tensor([total_loss, float(correct), float(seen)], device=self.device)
             dist.all_reduce(sums)
             total_loss, correct, seen = float(sums[0]), int(sums[1]), int(sums[2])
         return {"loss": total_loss / seen, "accuracy": correct / seen}
+
+    def _agree(self, stop: bool) -> bool:
+        """Whether any rank wants to stop; every rank gets the same answer.
+
+        Only rank 0 runs the checks, and a rank that left the loop alone would
+        leave the others waiting forever in the next collective.
+        """
+        if self.distributed is None:
+            return stop
+        import torch
+        import torch.distributed as dist
+
+        flag = torch.tensor([1.0 if stop else 0.0], device=self.device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return bool(flag.item())
 
     def _resume(self, optimizer: Any, scheduler: Any) -> dict[str, Any]:
         state = checkpoint.load(self.checkpoint_dir)

@@ -53,7 +53,12 @@ def prepare(settings: dict[str, Any], hp: Hyperparameters, splits: dict[str, Spl
     head_layer = head_module(model, head)
     if trainable == "head" and hp.augmentation == "none" and not isinstance(head_layer, nn.Conv2d):
         _to_features(model, head, splits, device, mean, std, hp.batch_size)
-        return Trainer(head_layer, features=True, **common), head, model
+        # Each rank trains on its share of the features: the head's gradients must be
+        # averaged across ranks like the whole model's, or every rank learns its own head.
+        head_trainee: nn.Module = head_layer
+        if distributed is not None:
+            head_trainee = nn.parallel.DistributedDataParallel(head_layer)
+        return Trainer(head_trainee, features=True, **common), head, model
     trainee: nn.Module = model
     if distributed is not None:
         trainee = nn.parallel.DistributedDataParallel(model)
