@@ -88,8 +88,26 @@ def test_failed_endpoint_reports_the_reason(sm_session: smi.SageMakerSession) ->
                 **({"FailureReason": "The primary container did not pass the ping health "
                                      "check."} if status == "Failed" else {})},
                 {"EndpointName": "e"})
+        # A failed deploy removes what it created, so trying again can succeed.
+        stub.add_response("delete_endpoint", {}, {"EndpointName": "e"})
+        stub.add_response("delete_endpoint_config", {}, {"EndpointConfigName": "e"})
+        stub.add_response("delete_model", {}, {"ModelName": "e"})
         with pytest.raises(smi.BackendError, match="ping health check"):
             backend.deploy(DeploySpec("e", MODEL, image_uri=IMAGE, role=ROLE), poll=0)  # type: ignore[call-arg]
+        stub.assert_no_pending_responses()
+
+
+def test_a_deploy_that_meets_a_name_in_use_removes_only_what_it_created(
+        sm_session: smi.SageMakerSession) -> None:
+    backend = sm_session.backend
+    with Stubber(backend.sagemaker_client) as stub:  # type: ignore[attr-defined]
+        stub.add_response("create_model", {"ModelArn": "arn:aws:sagemaker:us-east-1:1:model/e"})
+        stub.add_client_error("create_endpoint_config", "ValidationException",
+                              "Cannot create already existing endpoint configuration")
+        stub.add_response("delete_model", {}, {"ModelName": "e"})
+        with pytest.raises(smi.BackendError, match="already existing"):
+            backend.deploy(DeploySpec("e", MODEL, image_uri=IMAGE, role=ROLE), poll=0)  # type: ignore[call-arg]
+        stub.assert_no_pending_responses()  # the config in use was left alone
 
 
 def test_invoke_retries_throttling(sm_session: smi.SageMakerSession) -> None:

@@ -133,6 +133,44 @@ def test_image_lookup_errors_say_how_to_pass_an_image(options: dict[str, Any],
     assert "image_uri=" in str(caught.value)
 
 
+@pytest.mark.parametrize(("lr", "adopted"), [(0.01, True), (0.5, False)])
+def test_a_create_that_meets_its_own_job_carries_on(
+        sm_session: smi.SageMakerSession, lr: float, adopted: bool) -> None:
+    # The answer to CreateTrainingJob was lost and the retry found the job there.
+    request = estimator(sm_session).dry_run(CHANNELS, job_name="dogs-3")
+    found = {**request, "TrainingJobArn": "arn:aws:sagemaker:us-east-1:1:training-job/dogs-3",
+             "TrainingJobStatus": "InProgress", "SecondaryStatus": "Starting",
+             "CreationTime": 0, "ModelArtifacts": {"S3ModelArtifacts": "s3://b/m"}}
+    for drop in ("Tags", "EnableManagedSpotTraining", "CheckpointConfig"):
+        found.pop(drop, None)
+    est = estimator(sm_session).with_hyperparameters({"lr": lr})
+    with Stubber(sm_session.backend.sagemaker_client) as stub:  # type: ignore[attr-defined]
+        stub.add_client_error("create_training_job", "ResourceInUse",
+                              "Training job names must be unique ... already exists")
+        stub.add_response("describe_training_job", found, {"TrainingJobName": "dogs-3"})
+        if adopted:
+            assert est.fit(CHANNELS, wait=False, job_name="dogs-3").name == "dogs-3"
+        else:
+            with pytest.raises(smi.BackendError, match="exists already with other settings"):
+                est.fit(CHANNELS, wait=False, job_name="dogs-3")
+
+
+def test_a_bucket_in_another_region_is_refused_before_any_job(  # type: ignore[no-untyped-def]
+        moto_url: str, boto_session) -> None:
+    s3 = boto_session.client("s3", endpoint_url=moto_url)
+    s3.create_bucket(Bucket="far-bucket",
+                     CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+    urls = {"s3": moto_url, "sagemaker": moto_url, "logs": moto_url}
+    session = smi.SageMakerSession("far-bucket", role=ROLE, boto_session=boto_session,
+                                   endpoint_urls=urls)
+    with pytest.raises(smi.ConfigurationError, match=r"far-bucket \(in eu-west-1\)") as caught:
+        estimator(session).fit(CHANNELS, wait=False, job_name="far-1")
+    assert "region='eu-west-1'" in str(caught.value)
+    client = boto_session.client("sagemaker", endpoint_url=moto_url)
+    assert all(j["TrainingJobName"] != "far-1"
+               for j in client.list_training_jobs()["TrainingJobSummaries"])
+
+
 def test_local_channels_are_refused(sm_session: smi.SageMakerSession, tmp_path: Path) -> None:
     with pytest.raises(smi.ConfigurationError, match="an s3:// URI"):
         estimator(sm_session).dry_run({"train": tmp_path.as_uri()})

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from sm_imgclf.backends import sagemaker_training, sagemaker_tuning
-from sm_imgclf.backends.sagemaker_clients import translate_errors
+from sm_imgclf.backends.sagemaker_clients import already_exists, translate_errors
 from sm_imgclf.backends.sagemaker_endpoints import SageMakerEndpoints
 from sm_imgclf.backends.sagemaker_images import pytorch_image
 from sm_imgclf.contracts.status import JobState, JobStatus, TrialRecord, TuningStatus
@@ -64,8 +64,30 @@ class SageMakerBackend(SageMakerEndpoints):
         key = sagemaker_training.source_key(source)
         request = self._request(spec, key)
         self._upload_source(key, source)
-        with translate_errors("CreateTrainingJob", spec.job_name):
-            self.sagemaker_client.create_training_job(**request)
+        try:
+            with translate_errors("CreateTrainingJob", spec.job_name):
+                self.sagemaker_client.create_training_job(**request)
+        except BackendError as error:
+            self._adopt(request, error)
+
+    def _adopt(self, request: dict[str, Any], error: BackendError) -> None:
+        """Carry on with a job that exists already if it is the one ``request`` describes.
+
+        A create retried after its answer was lost meets its own job; a name
+        someone else used is an error that says so.
+        """
+        name = request["TrainingJobName"]
+        if not already_exists(error):
+            raise error
+        with translate_errors("DescribeTrainingJob", name):
+            found = self.sagemaker_client.describe_training_job(TrainingJobName=name)
+        fields = ("HyperParameters", "RoleArn", "InputDataConfig", "OutputDataConfig")
+        same = all(found.get(f) == request.get(f) for f in fields) and (
+            found["AlgorithmSpecification"]["TrainingImage"]
+            == request["AlgorithmSpecification"]["TrainingImage"])
+        if not same:
+            raise BackendError(f"A training job named {name!r} exists already with other "
+                               "settings. Choose another job_name.", name=name) from error
 
     def describe_training(self, name: str) -> JobStatus:
         """Map ``DescribeTrainingJob`` onto :class:`~sm_imgclf.JobStatus`."""
@@ -158,6 +180,7 @@ class SageMakerBackend(SageMakerEndpoints):
 
     def _upload_source(self, key: str, source: bytes) -> None:
         self.store.check_access()
+        self._check_bucket_region()
         if key not in self.store.list_objects(key):
             self.store.put_bytes(key, source)
 

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+from sm_imgclf._params import bad_value
 from sm_imgclf._version import __version__
 from sm_imgclf.errors import BackendError
 from sm_imgclf.storage.s3 import S3Store
@@ -45,6 +46,7 @@ class SageMakerClients:
         self.endpoint_urls = dict(endpoint_urls or {})
         self.expected_bucket_owner = expected_bucket_owner
         self.max_concurrency = max_concurrency
+        self._bucket_region_checked = False
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(bucket={self.bucket!r}, region={self.region!r})"
@@ -93,8 +95,6 @@ class SageMakerClients:
         """The region of the clients."""
         region = self.region or self.boto_session.region_name
         if not region:
-            from sm_imgclf._params import bad_value
-
             raise bad_value("region", "an AWS region such as 'us-east-1'", region,
                             "Pass region= to SageMakerSession or set AWS_DEFAULT_REGION.")
         return str(region)
@@ -105,6 +105,23 @@ class SageMakerClients:
         return session.client(
             service, region_name=self.region_name, endpoint_url=self.endpoint_urls.get(service),
             config=self.client_config(pool=10))
+
+    def _check_bucket_region(self) -> None:
+        """Refuse a bucket in another region than the jobs: SageMaker cannot read it there."""
+        if self._bucket_region_checked:
+            return
+        with translate_errors("GetBucketLocation", self.bucket):
+            answer = self.s3_client.get_bucket_location(
+                Bucket=self.bucket, **({"ExpectedBucketOwner": self.expected_bucket_owner}
+                                       if self.expected_bucket_owner else {}))
+        # S3 names us-east-1 by no constraint at all, and eu-west-1 by its old name.
+        location = {None: "us-east-1", "": "us-east-1", "EU": "eu-west-1"}.get(
+            answer.get("LocationConstraint"), answer.get("LocationConstraint"))
+        if location != self.region_name:
+            raise bad_value("bucket", f"a bucket in {self.region_name}, where the jobs run",
+                            f"{self.bucket} (in {location})",
+                            f"Pass region={location!r}, or a bucket in {self.region_name}.")
+        self._bucket_region_checked = True
 
     @cached_property
     def sagemaker_client(self) -> Any:
@@ -120,6 +137,17 @@ class SageMakerClients:
     def runtime_client(self) -> Any:
         """The SageMaker runtime client."""
         return self.client("sagemaker-runtime")
+
+
+def already_exists(error: BackendError) -> bool:
+    """Whether a create call failed because its resource exists already."""
+    from botocore.exceptions import ClientError
+
+    cause = error.__cause__
+    if not isinstance(cause, ClientError):
+        return False
+    found = cause.response.get("Error", {})
+    return found.get("Code") == "ResourceInUse" or "already exist" in found.get("Message", "")
 
 
 class translate_errors:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from sm_imgclf.backends import sagemaker_serving, sagemaker_training
@@ -43,19 +44,32 @@ class SageMakerEndpoints(SageMakerClients):
         import time
 
         client = self.sagemaker_client
-        calls = {"CreateModel": client.create_model,
-                 "CreateEndpointConfig": client.create_endpoint_config,
-                 "CreateEndpoint": client.create_endpoint}
-        for operation, request in self.deploy_requests(spec).items():
-            with translate_errors(operation, spec.endpoint_name):
-                calls[operation](**request)
-        while (state := self.describe_endpoint(spec.endpoint_name))["status"] not in (
-                "InService", "Failed", "OutOfService"):
-            time.sleep(poll)
-        if state["status"] != "InService":
-            raise BackendError(f"Endpoint {spec.endpoint_name!r} is {state['status']}: "
-                               f"{state.get('failure_reason') or 'no reason given'}",
-                               name=spec.endpoint_name)
+        calls = {"CreateModel": (client.create_model, client.delete_model, "ModelName"),
+                 "CreateEndpointConfig": (client.create_endpoint_config,
+                                          client.delete_endpoint_config, "EndpointConfigName"),
+                 "CreateEndpoint": (client.create_endpoint, client.delete_endpoint,
+                                    "EndpointName")}
+        created: list[tuple[Any, str]] = []
+        try:
+            for operation, request in self.deploy_requests(spec).items():
+                create, delete, key = calls[operation]
+                with translate_errors(operation, spec.endpoint_name):
+                    create(**request)
+                created.append((delete, key))
+            while (state := self.describe_endpoint(spec.endpoint_name))["status"] not in (
+                    "InService", "Failed", "OutOfService"):
+                time.sleep(poll)
+            if state["status"] != "InService":
+                raise BackendError(f"Endpoint {spec.endpoint_name!r} is {state['status']}: "
+                                   f"{state.get('failure_reason') or 'no reason given'}",
+                                   name=spec.endpoint_name)
+        except BaseException:
+            # What this call created goes, so the same deploy can be tried again; what
+            # existed before (a name already in use) is not touched.
+            for delete, key in reversed(created):
+                with contextlib.suppress(Exception):
+                    delete(**{key: spec.endpoint_name})
+            raise
 
     def describe_endpoint(self, name: str) -> dict[str, Any]:
         """``DescribeEndpoint``: status, failure reason and the largest request it takes.
