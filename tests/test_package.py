@@ -66,7 +66,8 @@ def test_bad_bucket_names(bucket: object, hint: str) -> None:
 
 def test_bad_role_and_concurrency() -> None:
     with pytest.raises(smi.ConfigurationError, match="role must be an IAM role ARN"):
-        smi.SageMakerSession("my-bucket", role="MySageMakerRole")
+        smi.SageMakerSession("my-bucket", role="my sagemaker role!")
+    assert smi.SageMakerSession("my-bucket", role="MySageMakerRole").role == "MySageMakerRole"
     with pytest.raises(smi.ConfigurationError, match="max_concurrency must be"):
         smi.SageMakerSession("my-bucket", max_concurrency=0)
     with pytest.raises(smi.ConfigurationError, match="max_concurrency must be an integer"):

@@ -171,6 +171,20 @@ def test_a_bucket_in_another_region_is_refused_before_any_job(  # type: ignore[n
                for j in client.list_training_jobs()["TrainingJobSummaries"])
 
 
+def test_a_role_given_by_name_is_sent_as_its_arn(  # type: ignore[no-untyped-def]
+        moto_url: str, bucket: str, boto_session) -> None:
+    iam = boto_session.client("iam", endpoint_url=moto_url)
+    arn = iam.create_role(RoleName="SageMakerByName", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    urls = {"s3": moto_url, "sagemaker": moto_url, "logs": moto_url, "iam": moto_url}
+    session = smi.SageMakerSession(bucket, role="SageMakerByName", boto_session=boto_session,
+                                   endpoint_urls=urls)
+    assert estimator(session).dry_run(CHANNELS, job_name="by-name")["RoleArn"] == arn
+    missing = smi.SageMakerSession(bucket, role="NoSuchRole", boto_session=boto_session,
+                                   endpoint_urls=urls)
+    with pytest.raises(smi.ConfigurationError, match="role must be an IAM role of this account"):
+        estimator(missing).dry_run(CHANNELS, job_name="by-name")
+
+
 def test_local_channels_are_refused(sm_session: smi.SageMakerSession, tmp_path: Path) -> None:
     with pytest.raises(smi.ConfigurationError, match="an s3:// URI"):
         estimator(sm_session).dry_run({"train": tmp_path.as_uri()})

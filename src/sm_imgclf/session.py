@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -28,8 +29,10 @@ class Session:
 
     Args:
         backend: The backend that stores data and runs jobs.
-        role: The IAM role ARN that jobs and models run as, where the backend
-            needs one (SageMaker); ``None`` elsewhere.
+        role: The IAM role that jobs and models run as, where the backend needs
+            one (SageMaker): its ARN, or its name, which the SageMaker backend
+            turns into the ARN (IAM ``GetRole``) when it first builds a request;
+            ``None`` elsewhere.
     """
 
     role: str | None
@@ -38,9 +41,10 @@ class Session:
         # A static look: isinstance() on the protocol would evaluate lazy properties.
         if any(inspect.getattr_static(backend, name, None) is None for name in ("name", "store")):
             raise bad_value("backend", "an object implementing the Backend protocol", backend)
-        if role is not None and not (isinstance(role, str) and role.startswith("arn:")):
-            raise bad_value("role", "an IAM role ARN such as 'arn:aws:iam::123456789012:role/X'",
-                            role)
+        if role is not None and not (isinstance(role, str) and (
+                role.startswith("arn:") or re.fullmatch(r"[\w+=,.@-]{1,64}", role))):
+            raise bad_value("role", "an IAM role ARN such as 'arn:aws:iam::123456789012:role/X', "
+                            "or a role's name", role)
         self.backend = backend
         self.role = role
 
@@ -85,7 +89,7 @@ class SageMakerSession(Session):
 
     Args:
         bucket: The S3 bucket for datasets, job outputs and models.
-        role: The IAM role ARN SageMaker jobs run as.
+        role: The IAM role SageMaker jobs run as: an ARN, or a role name.
         region: The AWS region; defaults to the boto3 session's.
         boto_session: A ready ``boto3.Session``; made from the environment when omitted.
         endpoint_urls: Endpoint URL by service name (``"s3"``, ``"sagemaker"``,

@@ -50,6 +50,7 @@ class SageMakerBackend(SageMakerEndpoints):
         return self._request(spec, sagemaker_training.source_key(source))
 
     def _request(self, spec: TrainingSpec, source_key: str) -> dict[str, Any]:
+        spec = replace(spec, role=self.role_arn(spec.role))
         request = sagemaker_training.training_request(
             spec, bucket=self.bucket, region=self.region_name,
             image_uri=pytorch_image(spec.image_uri, scope="training", region=self.region_name,

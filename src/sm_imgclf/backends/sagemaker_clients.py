@@ -47,6 +47,7 @@ class SageMakerClients:
         self.expected_bucket_owner = expected_bucket_owner
         self.max_concurrency = max_concurrency
         self._bucket_region_checked = False
+        self._role_arns: dict[str, str] = {}
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(bucket={self.bucket!r}, region={self.region!r})"
@@ -105,6 +106,22 @@ class SageMakerClients:
         return session.client(
             service, region_name=self.region_name, endpoint_url=self.endpoint_urls.get(service),
             config=self.client_config(pool=10))
+
+    def role_arn(self, role: str | None) -> str | None:
+        """The ARN of ``role``: as given if it is one, else looked up by name once (IAM)."""
+        if role is None or role.startswith("arn:"):
+            return role
+        if role not in self._role_arns:
+            with translate_errors("GetRole", role):
+                iam = self.client("iam")
+                try:
+                    found = iam.get_role(RoleName=role)
+                except iam.exceptions.NoSuchEntityException:
+                    raise bad_value("role", "an IAM role of this account, by name or ARN",
+                                    role, "Create one that SageMaker may assume (with "
+                                    "AmazonSageMakerFullAccess), or pass its ARN.") from None
+            self._role_arns[role] = str(found["Role"]["Arn"])
+        return self._role_arns[role]
 
     def _check_bucket_region(self) -> None:
         """Refuse a bucket in another region than the jobs: SageMaker cannot read it there."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from dataclasses import replace
 from typing import Any
 
 from sm_imgclf.backends import sagemaker_serving, sagemaker_training
@@ -31,6 +32,7 @@ class SageMakerEndpoints(SageMakerClients):
 
     def deploy_requests(self, spec: DeploySpec) -> dict[str, dict[str, Any]]:
         """The validated CreateModel, CreateEndpointConfig and CreateEndpoint requests."""
+        spec = replace(spec, role=self.role_arn(spec.role))
         built = sagemaker_serving.deploy_requests(
             spec, region=self.region_name, image_uri=pytorch_image(
                 spec.image_uri, scope="inference", region=self.region_name,
