@@ -13,6 +13,7 @@ import sm_imgclf as smi
 from sm_imgclf.backends.local import LocalBackend
 from sm_imgclf.backends.local_tuner import LocalTuner, _Active
 from sm_imgclf.backends.optuna_study import trial_record
+from sm_imgclf.contracts.metrics import best_line
 
 
 class AlwaysPrune(optuna.pruners.BasePruner):
@@ -57,7 +58,7 @@ def job(tuner: LocalTuner, status: str, epochs: int, reported: int = 0) -> tuple
     (folder / "status.json").write_text(json.dumps({"status": status}))
     lines = [epoch_line(e, 0.90 + e / 100) for e in range(1, epochs + 1)]
     if status == "Completed":
-        lines.append(f"best_epoch={epochs} " + epoch_line(epochs, 0.90 + epochs / 100)[8:])
+        lines.append(best_line(epochs, {"valid:accuracy": 0.90 + epochs / 100}) + "\n")
     (folder / "log.txt").write_text("".join(lines))
     tuner.active[trial.number] = _Active(trial, name, reported=reported, released=reported)
     return trial, folder

@@ -12,6 +12,7 @@ from sm_imgclf.contracts.metrics import (
     EPOCH_DEFINITION,
     METRIC_DEFINITIONS,
     METRIC_NAMES,
+    best_line,
     metric_rows,
     parse_metrics,
 )
@@ -47,7 +48,16 @@ def test_the_service_regexes_read_what_the_local_parser_reads() -> None:
 
 
 def test_the_final_row_merges_the_best_epoch_and_the_test_metrics() -> None:
+    best = best_line(1, {"valid:accuracy": 0.6, "valid:loss": -math.inf, "epoch": 1})
+    assert best == "best_epoch=1 valid.accuracy=0.6000 valid.loss=-inf"
     rows = metric_rows(["epoch=1 valid:accuracy=0.5000", "epoch=1 valid:accuracy=0.6000",
-                        "best_epoch=1 valid:accuracy=0.6000", "test test:accuracy=0.7000"])
+                        best, "test test:accuracy=0.7000"])
     assert rows == [{"epoch": 1, "valid:accuracy": 0.6},
-                    {"epoch": None, "valid:accuracy": 0.6, "test:accuracy": 0.7}]
+                    {"epoch": None, "valid:accuracy": 0.6, "valid:loss": -math.inf,
+                     "test:accuracy": 0.7}]
+
+
+def test_the_service_counts_one_report_per_epoch() -> None:
+    # The best-epoch line repeats the objective; the metric definitions must not see it.
+    best = best_line(2, {"train:loss": 0.1, "valid:accuracy": 0.9})
+    assert not any(re.search(d["Regex"], best) for d in (*METRIC_DEFINITIONS, EPOCH_DEFINITION))

@@ -63,6 +63,29 @@ def test_digits_from_scratch_reach_90_percent(digits: tuple, tmp_path: Path) -> 
     assert abs(sum(p["probability"] for p in top) - 1) < 0.5
 
 
+def weights_file(folder: Path) -> Path:
+    """ImageNet-shaped resnet18 weights, seeded: a stand-in for a downloaded file."""
+    import torchvision
+
+    torch.manual_seed(0)
+    path = folder / "resnet18-weights.pth"
+    torch.save(torchvision.models.resnet18().state_dict(), path)
+    return path
+
+
+def test_random_frozen_features_are_refused_and_the_default_follows_the_weights() -> None:
+    session = smi.Session(smi.FakeBackend())
+    assert smi.TransferLearningEstimator("resnet18", session=session,
+                                         weights=None).trainable == ("all",)
+    assert smi.TransferLearningEstimator("resnet18", session=session).trainable == ("head",)
+    for trainable in ("head", ["layer4"]):
+        with pytest.raises(smi.ConfigurationError, match="trainable must be 'all' when "
+                           "weights=None") as caught:
+            smi.TransferLearningEstimator("resnet18", session=session, weights=None,
+                                          trainable=trainable)
+        assert "random values" in str(caught.value) and "trainable='all'" in str(caught.value)
+
+
 @pytest.mark.slow
 def test_generated_colours_with_cached_features(tmp_path: Path) -> None:
     colours = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220)}
@@ -76,9 +99,11 @@ def test_generated_colours_with_cached_features(tmp_path: Path) -> None:
                 image.save(tmp_path / "data" / split / name / f"{i}.png")
     session = smi.LocalSession(tmp_path / "s")
     channels = smi.ImageFolderDataset(tmp_path / "data").upload(session, "colours")
+    # Weights from a file (here a seeded random init): the head trains on cached features.
     est = smi.TransferLearningEstimator(
-        "resnet18", session=session, weights=None, trainable="head",
+        "resnet18", session=session, weights=str(weights_file(tmp_path)),
         hyperparameters={**SMALL, "epochs": 15, "lr": 0.01})
+    assert est.trainable == ("head",)
     job = est.fit(channels, logs=False)
     assert any("features: backbone run once" in line for line in job.logs())
     assert job.metrics[-1]["valid:accuracy"] >= 0.9
@@ -117,9 +142,10 @@ def test_stop_keeps_the_checkpoint(digits: tuple) -> None:
     assert (folder / "checkpoints/checkpoint.pth").exists()
 
 
-def test_failure_reason_reaches_the_caller(digits: tuple) -> None:
+def test_failure_reason_reaches_the_caller(digits: tuple, tmp_path: Path) -> None:
     session, channels = digits
-    est = smi.TransferLearningEstimator("resnet18", session=session, weights=None,
+    est = smi.TransferLearningEstimator("resnet18", session=session,
+                                        weights=str(weights_file(tmp_path)),
                                         trainable=["layer9"], hyperparameters={**SMALL,
                                                                                "epochs": 1})
     with pytest.raises(smi.TrainingJobFailedError, match="trainable must be") as caught:

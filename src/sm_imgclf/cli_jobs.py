@@ -45,7 +45,8 @@ def _estimator_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="resnet50")
     parser.add_argument("--weights", default="DEFAULT", help="DEFAULT, an enum name, a file, "
                         "or none")
-    parser.add_argument("--trainable", default="head", help="head, all, or layer3,layer4")
+    parser.add_argument("--trainable", help="head, all, or layer3,layer4 (default: head with "
+                        "pretrained weights, all without)")
     parser.add_argument("--hp", action="append", metavar="NAME=VALUE",
                         help="a hyperparameter, e.g. lr=0.01 (repeatable)")
     parser.add_argument("--instance-type", default="ml.g4dn.xlarge")
@@ -62,7 +63,7 @@ def _estimator(args: argparse.Namespace) -> tuple[Any, dict[str, str]]:
         session, args.prefix or f"datasets/{data.absolute().name}", progress=not args.json)
     hyper = Hyperparameters.from_strings(pairs(args.hp, "--hp"))
     weights = None if args.weights.lower() == "none" else args.weights
-    trainable = args.trainable if args.trainable in ("head", "all") \
+    trainable = args.trainable if args.trainable in (None, "head", "all") \
         else args.trainable.split(",")
     return TransferLearningEstimator(
         args.model, session=session, weights=weights, hyperparameters=hyper,

@@ -1,9 +1,11 @@
 """The metric lines a training job prints, and how they are read back.
 
 One line per epoch, e.g. ``epoch=3 train:loss=0.4100 train:accuracy=0.8800
-valid:...``, then a final line without ``epoch=`` holding the best epoch's
-metrics and the test metrics. SageMaker extracts metrics from the log with
-:data:`METRIC_DEFINITIONS`, and so does every reader here.
+valid:...``; then ``best_epoch=N valid.accuracy=...``, the metrics of the epoch
+whose weights the package holds, under dotted names, and a ``test`` line.
+SageMaker extracts metrics from the log with :data:`METRIC_DEFINITIONS`, which
+the dotted names do not match: its tuner sees exactly one report per epoch.
+Readers here take the best epoch's metrics from that line all the same.
 """
 
 from __future__ import annotations
@@ -22,14 +24,26 @@ _EPOCH = re.compile(r"^epoch=(\d+) ")
 # The epoch count as a metric of its own, for services that read metrics from the log:
 # its final value is the number of epochs the job trained (not "best_epoch=").
 EPOCH_DEFINITION = {"Name": "epoch", "Regex": r"\bepoch=(\d+) "}
+BEST_PREFIX = "best_epoch="
+_DOTTED = re.compile(rf"\b(train|valid)\.(loss|accuracy)={_NUMBER}")
+
+
+def best_line(epoch: int, metrics: dict[str, float]) -> str:
+    """The line naming the packaged epoch and its metrics, under dotted names."""
+    shown = " ".join(f"{k.replace(':', '.')}={v:.4f}" for k, v in metrics.items() if ":" in k)
+    return f"{BEST_PREFIX}{epoch} {shown}"
 
 
 def parse_metrics(lines: list[str]) -> list[dict[str, Any]]:
-    """Return one dictionary per epoch line (and a final one for test metrics)."""
+    """Return one dictionary per epoch line, and others for the best-epoch and test lines."""
     rows: list[dict[str, Any]] = []
     for line in lines:
-        found = {d["Name"]: float(m.group(1)) for d in METRIC_DEFINITIONS
-                 if (m := re.search(d["Regex"], line))}
+        if line.startswith(BEST_PREFIX):
+            found = {f"{split}:{name}": float(value)
+                     for split, name, value in _DOTTED.findall(line)}
+        else:
+            found = {d["Name"]: float(m.group(1)) for d in METRIC_DEFINITIONS
+                     if (m := re.search(d["Regex"], line))}
         if not found:
             continue
         epoch = _EPOCH.match(line)

@@ -27,6 +27,9 @@ class TransferLearningEstimator:
             a path to a state dict file inside the job, or ``None`` (from scratch).
         hyperparameters: Values for :class:`~sm_imgclf.Hyperparameters` fields.
         trainable: ``"head"``, ``"all"``, or block names such as ``["layer4"]``.
+            By default ``"head"`` with pretrained weights and ``"all"`` without:
+            a frozen backbone with random weights computes features nothing can
+            learn from, so ``weights=None`` with anything but ``"all"`` is refused.
         instance_type: SageMaker instance type.
         instance_count: Hosts; more than one trains data-parallel.
         use_spot: Use managed spot training (resumes from checkpoints).
@@ -46,7 +49,7 @@ class TransferLearningEstimator:
         session: Session | None = None,
         weights: str | None = "DEFAULT",
         hyperparameters: Mapping[str, Any] | Hyperparameters | None = None,
-        trainable: str | Sequence[str] = "head",
+        trainable: str | Sequence[str] | None = None,
         instance_type: str = "ml.g4dn.xlarge",
         instance_count: int = 1,
         use_spot: bool = False,
@@ -65,7 +68,7 @@ class TransferLearningEstimator:
         self.weights = "none" if weights is None else _check_weights(weights)
         self.hyperparameters = (hyperparameters if isinstance(hyperparameters, Hyperparameters)
                                 else Hyperparameters.from_dict(hyperparameters))
-        self.trainable = _check_trainable(trainable)
+        self.trainable = _check_trainable(trainable, self.weights)
         check_number("instance_count", instance_count, low=1, high=100, integer=True)
         check_number("max_run", max_run, low=1, integer=True)
         if not isinstance(instance_type, str) or not instance_type.startswith(("ml.", "local")):
@@ -151,11 +154,21 @@ def _check_weights(weights: object) -> str:
     return weights
 
 
-def _check_trainable(trainable: object) -> tuple[str, ...]:
+def _check_trainable(trainable: object, weights: str) -> tuple[str, ...]:
+    if trainable is None:
+        return ("all",) if weights == "none" else ("head",)
     if isinstance(trainable, str):
-        return (trainable,)
-    if isinstance(trainable, Sequence) and trainable and all(
+        chosen: tuple[str, ...] = (trainable,)
+    elif isinstance(trainable, Sequence) and trainable and all(
             isinstance(t, str) and t for t in trainable):
-        return tuple(trainable)
-    raise bad_value("trainable", "'head', 'all', or a list of block names such as ['layer4']",
-                    trainable)
+        chosen = tuple(trainable)
+    else:
+        raise bad_value("trainable", "'head', 'all', or a list of block names such as "
+                        "['layer4']", trainable)
+    if weights == "none" and chosen != ("all",):
+        raise bad_value("trainable", "'all' when weights=None", trainable,
+                        "Without pretrained weights the frozen layers keep random values and "
+                        "their features carry nothing to learn from. Pass trainable='all' to "
+                        "train from scratch, or pretrained weights (weights='DEFAULT', a "
+                        "weights enum name, or a file).")
+    return chosen

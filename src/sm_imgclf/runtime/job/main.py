@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from sm_imgclf.contracts.hyperparameters import Hyperparameters
+from sm_imgclf.contracts.metrics import best_line
 from sm_imgclf.errors import ConfigurationError, SmImgclfError
 from sm_imgclf.runtime.job.contract import JOB_PARAMS, JobEnvironment
 
@@ -98,13 +99,11 @@ def _device() -> Any:
 
 
 def _print_best(metrics: dict[str, Any]) -> None:
-    # The package holds the best epoch's weights. Printing its metrics last makes them
-    # the "final value" SageMaker's tuner reads from the log, so the objective a trial
-    # reports is the one of the model it leaves behind.
+    # The package holds the best epoch's weights; its metrics are printed under names the
+    # metric definitions do not match, so SageMaker's tuner counts one report per epoch.
     best = next((h for h in metrics["history"] if h["epoch"] == metrics["best_epoch"]), None)
     if best is not None:
-        shown = " ".join(f"{k}={v:.4f}" for k, v in best.items() if ":" in k)
-        print(f"best_epoch={best['epoch']} {shown}", flush=True)
+        print(best_line(best["epoch"], best), flush=True)
 
 
 def _write_outputs(env: JobEnvironment, settings: dict[str, Any], hp: Hyperparameters,
