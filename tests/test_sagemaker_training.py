@@ -185,6 +185,26 @@ def test_a_role_given_by_name_is_sent_as_its_arn(  # type: ignore[no-untyped-def
         estimator(missing).dry_run(CHANNELS, job_name="by-name")
 
 
+def test_a_zero_quota_is_named_before_the_job_is_created(  # type: ignore[no-untyped-def]
+        moto_url: str, bucket: str, boto_session) -> None:
+    urls = {"s3": moto_url, "sagemaker": moto_url, "logs": moto_url,
+            "service-quotas": moto_url}
+    session = smi.SageMakerSession(bucket, role=ROLE, boto_session=boto_session,
+                                   endpoint_urls=urls)
+    quota = {"ServiceCode": "sagemaker", "QuotaCode": "L-TEST1",
+             "QuotaName": "ml.g4dn.xlarge for training job usage", "Value": 0.0}
+    with Stubber(session.backend.quotas_client) as stub:  # type: ignore[attr-defined]
+        stub.add_response("list_service_quotas", {"Quotas": [quota]},
+                          {"ServiceCode": "sagemaker"})
+        with pytest.raises(smi.ConfigurationError) as caught:
+            estimator(session).fit(CHANNELS, wait=False, job_name="no-quota")
+    assert "'ml.g4dn.xlarge for training job usage' (L-TEST1) is 0" in str(caught.value)
+    assert "Service Quotas console" in str(caught.value)
+    client = boto_session.client("sagemaker", endpoint_url=moto_url)
+    assert all(j["TrainingJobName"] != "no-quota"
+               for j in client.list_training_jobs()["TrainingJobSummaries"])
+
+
 def test_local_channels_are_refused(sm_session: smi.SageMakerSession, tmp_path: Path) -> None:
     with pytest.raises(smi.ConfigurationError, match="an s3:// URI"):
         estimator(sm_session).dry_run({"train": tmp_path.as_uri()})

@@ -64,6 +64,8 @@ class SageMakerBackend(SageMakerEndpoints):
         source = sagemaker_training.source_tarball()
         key = sagemaker_training.source_key(source)
         request = self._request(spec, key)
+        self.check_quota(spec.instance_type, "spot training job usage" if spec.use_spot
+                         else "training job usage", spec.instance_count)
         self._upload_source(key, source)
         try:
             with translate_errors("CreateTrainingJob", spec.job_name):
@@ -175,6 +177,10 @@ class SageMakerBackend(SageMakerEndpoints):
         source = sagemaker_training.source_tarball()
         key = sagemaker_training.source_key(source)
         request = self._tuning_request(spec, key)
+        training = spec.training
+        self.check_quota(training.instance_type, "spot training job usage" if training.use_spot
+                         else "training job usage",
+                         training.instance_count * spec.max_parallel_jobs)
         self._upload_source(key, source)
         with translate_errors("CreateHyperParameterTuningJob", spec.name):
             self.sagemaker_client.create_hyper_parameter_tuning_job(**request)

@@ -48,6 +48,7 @@ class SageMakerClients:
         self.max_concurrency = max_concurrency
         self._bucket_region_checked = False
         self._role_arns: dict[str, str] = {}
+        self._quota_table: dict[str, dict[str, Any]] | None = None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(bucket={self.bucket!r}, region={self.region!r})"
@@ -122,6 +123,55 @@ class SageMakerClients:
                                     "AmazonSageMakerFullAccess), or pass its ARN.") from None
             self._role_arns[role] = str(found["Role"]["Arn"])
         return self._role_arns[role]
+
+    def check_quota(self, instance_type: str, usage: str, count: int = 1) -> None:
+        """Refuse ``count`` instances an account quota of zero (or fewer) could not start.
+
+        The quota is read from Service Quotas (``"<type> for <usage>"``, e.g.
+        ``"ml.g4dn.xlarge for training job usage"``), once per backend. Where the
+        caller may not read quotas, or SageMaker is reached through an endpoint URL
+        of its own without one for Service Quotas (a VPC endpoint, a test server),
+        the check is skipped: the service still refuses what it must.
+
+        Raises:
+            ConfigurationError: Naming the quota, its value and how to raise it.
+        """
+        name = f"{instance_type} for {usage}"
+        quota = self._quotas().get(name)
+        if quota is not None and quota["Value"] < count:
+            raise bad_value(
+                "instance_type", f"a type this account may run {count} of for {usage}",
+                instance_type, f"Its quota '{name}' ({quota['QuotaCode']}) is "
+                f"{quota['Value']:g}. Request an increase in the Service Quotas console "
+                "(service SageMaker), or choose another instance type.")
+
+    @cached_property
+    def quotas_client(self) -> Any:
+        """The Service Quotas client: one quick attempt, since the check is a courtesy."""
+        from botocore.config import Config
+
+        session: Any = self.boto_session
+        return session.client(
+            "service-quotas", region_name=self.region_name,
+            endpoint_url=self.endpoint_urls.get("service-quotas"),
+            config=Config(retries={"total_max_attempts": 1}, connect_timeout=3, read_timeout=10))
+
+    def _quotas(self) -> dict[str, dict[str, Any]]:
+        if self._quota_table is None:
+            from botocore.exceptions import BotoCoreError, ClientError
+
+            table: dict[str, dict[str, Any]] = {}
+            if "sagemaker" in self.endpoint_urls and "service-quotas" not in self.endpoint_urls:
+                self._quota_table = table
+                return table
+            try:
+                pages = self.quotas_client.get_paginator("list_service_quotas")
+                for page in pages.paginate(ServiceCode="sagemaker"):
+                    table |= {q["QuotaName"]: q for q in page["Quotas"]}
+            except (BotoCoreError, ClientError):  # no permission, or no such endpoint
+                table = {}
+            self._quota_table = table
+        return self._quota_table
 
     def _check_bucket_region(self) -> None:
         """Refuse a bucket in another region than the jobs: SageMaker cannot read it there."""

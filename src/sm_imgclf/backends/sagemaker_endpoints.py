@@ -51,6 +51,8 @@ class SageMakerEndpoints(SageMakerClients):
                                           client.delete_endpoint_config, "EndpointConfigName"),
                  "CreateEndpoint": (client.create_endpoint, client.delete_endpoint,
                                     "EndpointName")}
+        if not spec.serverless_memory_mb:
+            self.check_quota(spec.instance_type, "endpoint usage", spec.instance_count)
         created: list[tuple[Any, str]] = []
         try:
             for operation, request in self.deploy_requests(spec).items():
