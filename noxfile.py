@@ -39,6 +39,15 @@ def reliability(session: nox.Session) -> None:
 
 
 @nox.session
+def image_table(session: nox.Session) -> None:
+    """Check the shipped container-image table against SageMaker SDK v2, then v3."""
+    session.install("--no-deps", "-e", ".")  # the table needs neither torch nor boto3
+    for sdk in ("sagemaker>=2.235.1,<3", "sagemaker>=3"):
+        session.install(sdk)
+        session.run("python", "tools/check_image_table.py")
+
+
+@nox.session
 def lint(session: nox.Session) -> None:
     """Check style and common mistakes with ruff, and that imports keep to their layers."""
     session.install("ruff>=0.5")
