@@ -92,6 +92,9 @@ def test_spot_needs_a_wait_at_least_the_run(session: smi.SageMakerSession) -> No
     short = change(request, "StoppingCondition.MaxWaitTimeInSeconds", 600)
     with pytest.raises(smi.ConfigurationError, match="at least MaxRuntimeInSeconds"):
         validate_request(client, "CreateTrainingJob", short)
+    on_demand = change(request, "EnableManagedSpotTraining", False)
+    with pytest.raises(smi.ConfigurationError, match="allowed only with EnableManaged"):
+        validate_request(client, "CreateTrainingJob", on_demand)
 
 
 @pytest.mark.parametrize(("build", "message"), [

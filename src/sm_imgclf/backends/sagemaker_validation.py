@@ -76,9 +76,11 @@ def _pattern(text: str | None) -> re.Pattern[str] | None:
 
 
 def _spot(request: dict[str, Any]) -> list[str]:
-    if not request.get("EnableManagedSpotTraining"):
-        return []
     stop = request.get("StoppingCondition", {})
+    if not request.get("EnableManagedSpotTraining"):
+        return [] if "MaxWaitTimeInSeconds" not in stop else [
+            "StoppingCondition.MaxWaitTimeInSeconds is allowed only with "
+            "EnableManagedSpotTraining (spot training); remove it or use spot"]
     wait, run = stop.get("MaxWaitTimeInSeconds"), stop.get("MaxRuntimeInSeconds", 86_400)
     if wait is None or wait < run:
         return [f"StoppingCondition.MaxWaitTimeInSeconds must be set and at least "

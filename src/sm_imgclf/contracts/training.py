@@ -55,6 +55,10 @@ class TrainingSpec:
         check_number("instance_count", self.instance_count, low=1, high=100, integer=True)
         check_number("volume_size_gb", self.volume_size_gb, low=1, integer=True)
         check_number("max_run", self.max_run, low=1, integer=True)
+        if self.max_wait is not None and not self.use_spot:
+            raise bad_value("max_wait", "None unless use_spot=True", self.max_wait,
+                            "It bounds the wait for spot capacity; SageMaker refuses it "
+                            "otherwise.")
         if self.max_wait is not None:
             check_number("max_wait", self.max_wait, low=self.max_run, integer=True)
         elif self.use_spot:
