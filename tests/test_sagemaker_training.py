@@ -216,8 +216,11 @@ def test_botocore_validation_catches_bad_values(sm_session: smi.SageMakerSession
 
 
 def stub_job(session: smi.SageMakerSession, statuses: list[dict[str, object]],
-             log: list[str], extra_pulls: int) -> tuple[Stubber, Stubber]:
+             log: list[str], extra_pulls: int, real_pacing: bool = False
+             ) -> tuple[Stubber, Stubber]:
     backend = session.backend
+    if not real_pacing:  # stubbed answers need no 5 s between looks
+        backend.min_poll_seconds = 0.0  # type: ignore[misc]
     sagemaker = Stubber(backend.sagemaker_client)  # type: ignore[attr-defined]
     logs = Stubber(backend.logs_client)  # type: ignore[attr-defined]
     stream = "job-1/algo-1-1700000000"
@@ -297,6 +300,20 @@ def test_ctrl_c_detaches_from_a_sagemaker_job_unless_asked_to_stop(
     else:
         assert "job-1 keeps running on sagemaker" in out.getvalue()
         assert "smi.TrainingJob.attach('job-1', session)" in out.getvalue()
+
+
+def test_sagemaker_is_asked_every_5_s_at_most_and_less_while_nothing_changes(
+        sm_session: smi.SageMakerSession, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sm_imgclf.training import job as job_module
+
+    waits: list[float] = []
+    monkeypatch.setattr(job_module.time, "sleep", waits.append)
+    statuses = [{"status": "InProgress"}] * 5 + [{"status": "Completed"}]
+    lines = ["epoch=1 train:loss=1.0"]  # news on the first look only
+    sagemaker, logs = stub_job(sm_session, statuses, lines, extra_pulls=1, real_pacing=True)
+    with sagemaker, logs:
+        smi.TrainingJob("job-1", sm_session).wait(poll=1.0, out=io.StringIO())
+    assert waits == [5.0, 10.0, 20.0, 30.0, 30.0]
 
 
 def test_fake_backend_scripts_outcomes() -> None:

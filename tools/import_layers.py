@@ -23,7 +23,7 @@ PACKAGE = "sm_imgclf"
 
 # Bottom first. A module belongs to the layer of its longest matching prefix.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("base", ("errors", "_params", "_version", "_lazy", "_progress", "_archive")),
+    ("base", ("errors", "_params", "_version", "_lazy", "_progress", "_archive", "_pacing")),
     ("contracts", ("contracts",)),
     ("storage, dataset files and runtime", ("storage", "data", "runtime")),
     ("backends", ("backends",)),

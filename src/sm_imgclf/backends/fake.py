@@ -54,6 +54,7 @@ class FakeBackend:
 
     name = "fake"
     stop_on_interrupt = True
+    min_poll_seconds = 0.0
 
     def __init__(self, name: str = "fake") -> None:
         self._store = MemoryStore(name)

@@ -35,6 +35,7 @@ class LocalBackend:
 
     name = "local"
     stop_on_interrupt = True
+    min_poll_seconds = 0.0
 
     def __init__(self, root: Path, *, max_concurrency: int = 4) -> None:
         self.root = root

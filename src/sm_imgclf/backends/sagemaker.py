@@ -28,6 +28,7 @@ class SageMakerBackend(SageMakerEndpoints):
 
     name = "sagemaker"
     stop_on_interrupt = False
+    min_poll_seconds = 5.0
 
     @cached_property
     def _epochs(self) -> dict[str, int | None]:

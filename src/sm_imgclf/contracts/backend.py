@@ -24,10 +24,13 @@ class Backend(Protocol):
         stop_on_interrupt: Whether Ctrl-C while waiting stops the job by default
             (local work: yes; paid cloud work keeps running, and the caller is
             told how to re-attach or stop it).
+        min_poll_seconds: The shortest wait between looks at a job or run
+            (0 locally; SageMaker limits how often it may be asked).
     """
 
     name: str
     stop_on_interrupt: bool
+    min_poll_seconds: float
 
     @property
     def store(self) -> Store:

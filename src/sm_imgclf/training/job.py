@@ -6,6 +6,7 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any, TextIO
 
+from sm_imgclf._pacing import Pacing
 from sm_imgclf.contracts.metrics import metric_rows
 from sm_imgclf.contracts.status import TERMINAL, JobState, JobStatus
 from sm_imgclf.contracts.training import new_job_name
@@ -82,7 +83,8 @@ class TrainingJob:
 
         Args:
             logs: Print the job's log as it grows.
-            poll: Seconds between looks at the job.
+            poll: Seconds between looks at the job (on SageMaker at least 5, and
+                longer while nothing changes).
             out: Where to print (standard output by default).
             stop_on_interrupt: Stop the job on Ctrl-C; ``None`` means the
                 backend's default (``True`` locally, ``False`` on SageMaker).
@@ -91,14 +93,18 @@ class TrainingJob:
             TrainingJobFailedError: The job failed.
         """
         out = out or sys.stdout
+        pace = Pacing(poll, self.session.backend.min_poll_seconds)
+        previous = None
         try:
             while True:
                 status = self.describe()
-                for line in self._pull() if logs else []:
+                lines = self._pull() if logs else []
+                for line in lines:
                     print(line, file=out, flush=True)
                 if status.status in TERMINAL:
                     break
-                time.sleep(poll)
+                time.sleep(pace.next(changed=bool(lines) or status != previous))
+                previous = status
         except KeyboardInterrupt:
             self._interrupted(out, stop_on_interrupt)
             raise

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from sm_imgclf._pacing import Pacing
 from sm_imgclf.contracts.status import TERMINAL, TuningStatus
 from sm_imgclf.errors import BackendError, TuningFailedError
 from sm_imgclf.tuning.trial import Trial
@@ -128,14 +129,15 @@ class TuningResult:
         """
         out = out or sys.stdout
         seen: dict[str, str] = {}
+        pace = Pacing(poll, self.session.backend.min_poll_seconds)
         try:
             while True:
                 self.refresh()
-                if logs:
-                    self._print_changes(seen, out)
+                before = dict(seen)
+                self._print_changes(seen, out if logs else None)
                 if self.status in TERMINAL:
                     break
-                time.sleep(poll)
+                time.sleep(pace.next(changed=seen != before))
         except KeyboardInterrupt:
             backend = self.session.backend
             if stop_on_interrupt if stop_on_interrupt is not None else backend.stop_on_interrupt:
@@ -150,14 +152,15 @@ class TuningResult:
             raise TuningFailedError(self.name, self._current().failure_reason)
         return self
 
-    def _print_changes(self, seen: dict[str, str], out: TextIO) -> None:
+    def _print_changes(self, seen: dict[str, str], out: TextIO | None) -> None:
         for trial in self._trials:
             if seen.get(trial.job_name) == trial.status:
                 continue
             seen[trial.job_name] = trial.status
             values = " ".join(f"{k}={_short(v)}" for k, v in trial.hyperparameters.items())
             score = "" if trial.objective is None else f" {self.objective}={trial.objective:.4f}"
-            print(f"{trial.job_name} {trial.status}{score} {values}", file=out, flush=True)
+            if out is not None:
+                print(f"{trial.job_name} {trial.status}{score} {values}", file=out, flush=True)
 
     def stop(self) -> None:
         """Ask the backend to stop the run and its running trials."""
