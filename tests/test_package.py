@@ -57,7 +57,7 @@ def test_error_tree() -> None:
 
 @pytest.mark.parametrize(("bucket", "hint"), [
     ("s3://my-bucket", "without 's3://'"), ("My_Bucket", "3-63 lowercase"), ("ab", "3-63"),
-    (None, "bucket name"),
+    (42, "bucket name"),
 ])
 def test_bad_bucket_names(bucket: object, hint: str) -> None:
     with pytest.raises(smi.ConfigurationError, match=hint):

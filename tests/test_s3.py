@@ -173,3 +173,42 @@ def test_client_retries_with_backoff(s3_session: smi.SageMakerSession) -> None:
     config = s3_session.backend.s3_client.meta.config  # type: ignore[attr-defined]
     assert config.retries == {"mode": "standard", "total_max_attempts": 10}
     assert "sm-imgclf/" in config.user_agent_extra
+
+
+def test_the_default_bucket_is_made_once_private_and_owned(  # type: ignore[no-untyped-def]
+        moto_url: str, boto_session) -> None:
+    urls = {"s3": moto_url, "sts": moto_url}
+    session = smi.SageMakerSession(region="eu-west-1", boto_session=boto_session,
+                                   endpoint_urls=urls)
+    assert "sagemaker-<region>-<account>" in repr(session.backend)  # nothing looked up yet
+    session.store.put_bytes("k", b"v")
+    name = "sagemaker-eu-west-1-123456789012"
+    assert session.store.uri("k") == f"s3://{name}/k"
+    s3 = boto_session.client("s3", endpoint_url=moto_url)
+    assert s3.get_bucket_location(Bucket=name)["LocationConstraint"] == "eu-west-1"
+    block = s3.get_public_access_block(Bucket=name)["PublicAccessBlockConfiguration"]
+    assert all(block.values())
+    rules = s3.get_bucket_ownership_controls(Bucket=name)["OwnershipControls"]["Rules"]
+    assert rules == [{"ObjectOwnership": "BucketOwnerEnforced"}]
+    assert session.backend.expected_bucket_owner == "123456789012"  # type: ignore[attr-defined]
+    again = smi.SageMakerSession(region="eu-west-1", boto_session=boto_session,
+                                 endpoint_urls=urls)
+    assert again.store.get_bytes("k") == b"v"  # the same bucket, found, not made again
+
+
+def test_a_default_bucket_name_taken_by_another_account_is_refused() -> None:
+    import boto3
+    from botocore.stub import Stubber
+
+    from sm_imgclf.backends.sagemaker_bucket import default_bucket
+
+    s3 = boto3.client("s3", region_name="us-east-1")
+    sts = boto3.client("sts", region_name="us-east-1")
+    with Stubber(s3) as s3_stub, Stubber(sts) as sts_stub:
+        sts_stub.add_response("get_caller_identity", {"Account": "111122223333"})
+        s3_stub.add_client_error("head_bucket", "403", "Forbidden", http_status_code=403,
+                                 expected_params={"Bucket": "sagemaker-us-east-1-111122223333",
+                                                  "ExpectedBucketOwner": "111122223333"})
+        with pytest.raises(smi.StorageAccessDeniedError, match="taken by another account"):
+            default_bucket(s3, sts, "us-east-1")
+        s3_stub.assert_no_pending_responses()  # nothing was created in its place

@@ -88,7 +88,10 @@ class SageMakerSession(Session):
     No AWS call is made until the first piece of work needs one.
 
     Args:
-        bucket: The S3 bucket for datasets, job outputs and models.
+        bucket: The S3 bucket for datasets, job outputs and models; by default
+            ``sagemaker-<region>-<account>`` (AWS's SDK uses the same), created
+            on first use if missing, with public access blocked and objects
+            owned by the bucket owner.
         role: The IAM role SageMaker jobs run as: an ARN, or a role name.
         region: The AWS region; defaults to the boto3 session's.
         boto_session: A ready ``boto3.Session``; made from the environment when omitted.
@@ -101,7 +104,7 @@ class SageMakerSession(Session):
 
     def __init__(
         self,
-        bucket: str,
+        bucket: str | None = None,
         *,
         role: str | None = None,
         region: str | None = None,
@@ -112,7 +115,8 @@ class SageMakerSession(Session):
     ) -> None:
         from sm_imgclf.backends.sagemaker import SageMakerBackend
 
-        _check_bucket(bucket)
+        if bucket is not None:
+            _check_bucket(bucket)
         check_number("max_concurrency", max_concurrency, low=1, high=256, integer=True)
         super().__init__(SageMakerBackend(
             bucket, region=region, boto_session=boto_session, endpoint_urls=endpoint_urls,

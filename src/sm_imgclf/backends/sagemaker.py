@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from sm_imgclf.backends import sagemaker_training, sagemaker_tuning
-from sm_imgclf.backends.sagemaker_clients import already_exists, translate_errors
 from sm_imgclf.backends.sagemaker_endpoints import SageMakerEndpoints
+from sm_imgclf.backends.sagemaker_errors import already_exists, translate_errors
 from sm_imgclf.backends.sagemaker_images import pytorch_image
 from sm_imgclf.contracts.status import JobState, JobStatus, TrialRecord, TuningStatus
 from sm_imgclf.contracts.training import TrainingSpec

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from sm_imgclf._params import bad_value
 from sm_imgclf._version import __version__
-from sm_imgclf.errors import BackendError
+from sm_imgclf.backends.sagemaker_errors import translate_errors
 from sm_imgclf.storage.s3 import S3Store
 
 if TYPE_CHECKING:
@@ -20,7 +20,9 @@ class SageMakerClients:
     """Stores data in an S3 bucket; clients are created on first use.
 
     Args:
-        bucket: The bucket for datasets, job outputs and models.
+        bucket: The bucket for datasets, job outputs and models; by default
+            ``sagemaker-<region>-<account>``, as AWS's SDK names it, made on first
+            use if missing.
         region: AWS region; defaults to the boto3 session's.
         boto_session: A ready ``boto3.Session`` (credentials, profile); one is
             made from the environment when omitted.
@@ -32,7 +34,7 @@ class SageMakerClients:
 
     def __init__(
         self,
-        bucket: str,
+        bucket: str | None = None,
         *,
         region: str | None = None,
         boto_session: boto3.Session | None = None,
@@ -40,7 +42,7 @@ class SageMakerClients:
         expected_bucket_owner: str | None = None,
         max_concurrency: int = 16,
     ) -> None:
-        self.bucket = bucket
+        self._bucket = bucket
         self.region = region
         self._boto_session = boto_session
         self.endpoint_urls = dict(endpoint_urls or {})
@@ -51,7 +53,23 @@ class SageMakerClients:
         self._quota_table: dict[str, dict[str, Any]] | None = None
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(bucket={self.bucket!r}, region={self.region!r})"
+        bucket = self._bucket or "sagemaker-<region>-<account>"
+        return f"{type(self).__name__}(bucket={bucket!r}, region={self.region!r})"
+
+    @property
+    def bucket(self) -> str:
+        """The bucket; ``sagemaker-<region>-<account>`` when none was given (made if missing).
+
+        The default bucket is looked up, and created, on first use only; its
+        account becomes the expected owner of every S3 call.
+        """
+        if self._bucket is None:
+            from sm_imgclf.backends.sagemaker_bucket import default_bucket
+
+            self._bucket, account = default_bucket(self.s3_client, self.client("sts"),
+                                                   self.region_name)
+            self.expected_bucket_owner = self.expected_bucket_owner or account
+        return self._bucket
 
     @cached_property
     def boto_session(self) -> boto3.Session:
@@ -204,31 +222,3 @@ class SageMakerClients:
     def runtime_client(self) -> Any:
         """The SageMaker runtime client."""
         return self.client("sagemaker-runtime")
-
-
-def already_exists(error: BackendError) -> bool:
-    """Whether a create call failed because its resource exists already."""
-    from botocore.exceptions import ClientError
-
-    cause = error.__cause__
-    if not isinstance(cause, ClientError):
-        return False
-    found = cause.response.get("Error", {})
-    return found.get("Code") == "ResourceInUse" or "already exist" in found.get("Message", "")
-
-
-class translate_errors:
-    """Turn botocore errors of a SageMaker call into :class:`~sm_imgclf.BackendError`."""
-
-    def __init__(self, action: str, name: str) -> None:
-        self.action, self.name = action, name
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: object, error: BaseException | None, trace: object) -> None:
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        if isinstance(error, ClientError | BotoCoreError):
-            raise BackendError(f"{self.action} for {self.name!r} failed: {error}",
-                               name=self.name) from error

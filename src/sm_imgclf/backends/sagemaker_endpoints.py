@@ -7,7 +7,8 @@ from dataclasses import replace
 from typing import Any
 
 from sm_imgclf.backends import sagemaker_serving, sagemaker_training
-from sm_imgclf.backends.sagemaker_clients import SageMakerClients, translate_errors
+from sm_imgclf.backends.sagemaker_clients import SageMakerClients
+from sm_imgclf.backends.sagemaker_errors import translate_errors
 from sm_imgclf.backends.sagemaker_images import pytorch_image
 from sm_imgclf.contracts.deploy import (
     PAYLOAD_LIMIT,
