@@ -11,7 +11,9 @@ import pytest
 
 import sm_imgclf as smi
 from conftest import write_image
+from sm_imgclf.contracts.storage import ObjectInfo
 from sm_imgclf.data.manifest import DatasetManifest
+from sm_imgclf.storage.memory import MemoryStore
 
 
 def uri_path(uri: str) -> Path:
@@ -129,6 +131,29 @@ def test_unchanged_upload_writes_nothing(dataset_root: Path) -> None:
     (dataset_root / "test/002.dog/img_0.jpg").unlink()
     smi.ImageFolderDataset(dataset_root).upload(smi.Session(backend), "pets")
     assert backend.store.puts[writes:] == ["pets/test/manifest.json", "pets/validation.json"]
+
+
+class OpaqueTagStore(MemoryStore):
+    """A store whose tags are no MD5s, as S3's ETags under SSE-KMS or SSE-C."""
+
+    def list_objects(self, prefix: str) -> dict[str, ObjectInfo]:
+        return {key: ObjectInfo(info.size, f"kms-{hash(key) & 0xFFFF:x}")
+                for key, info in super().list_objects(prefix).items()}
+
+
+def test_unchanged_files_are_known_by_the_manifest_where_tags_are_no_md5(
+        dataset_root: Path) -> None:
+    backend = smi.FakeBackend()
+    backend._store = OpaqueTagStore("kms")  # type: ignore[assignment]
+    session = smi.Session(backend)
+    smi.ImageFolderDataset(dataset_root).upload(session, "pets")
+    images = [k for k in backend.store.puts if k.endswith(".jpg")]
+    assert len(images) == 24
+    changed = dataset_root / "train/001.cat/img_0.jpg"
+    write_image(changed, seed=12345)  # other pixels
+    again = smi.ImageFolderDataset(dataset_root).upload(session, "pets")
+    assert again.summary.uploaded == ["pets/train/001.cat/img_0.jpg"]  # only what changed
+    assert len(again.summary.skipped) == 23
 
 
 def test_unwritable_store_root(dataset_root: Path, tmp_path: Path) -> None:

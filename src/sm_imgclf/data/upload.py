@@ -11,7 +11,7 @@ from sm_imgclf.contracts.storage import ObjectInfo, Store, TransferSummary, Uplo
 from sm_imgclf.data.layout import ImageFile, Layout, display_name
 from sm_imgclf.data.manifest import MANIFEST_NAME, DatasetManifest, ManifestEntry
 from sm_imgclf.data.report import ValidationReport
-from sm_imgclf.errors import DatasetValidationError, TransferError
+from sm_imgclf.errors import DatasetError, DatasetValidationError, StorageError, TransferError
 from sm_imgclf.storage.upload import upload_files
 
 if TYPE_CHECKING:
@@ -57,7 +57,8 @@ def upload_dataset(layout: Layout, store: Store, prefix: str,
              for f in chosen]
     existing = store.list_objects(f"{prefix}/")
     summary = upload_files(store, items, progress=progress, description=f"upload {prefix}",
-                         existing=existing)
+                           existing=existing,
+                           known_md5=_stored_md5s(store, prefix, layout.splits, existing))
     if not summary.ok:
         raise TransferError(
             f"{len(summary.failed)} of {len(items)} files failed to upload to "
@@ -77,6 +78,26 @@ def upload_dataset(layout: Layout, store: Store, prefix: str,
                     json.dumps(stored_report, indent=2).encode(), existing)
     uris = {split: store.uri(f"{prefix}/{split}") for split in layout.splits}
     return Channels(uris, summary=summary, skipped=skipped, manifests=manifests)
+
+
+def _stored_md5s(store: Store, prefix: str, splits: list[str],
+                 existing: dict[str, ObjectInfo]) -> dict[str, str]:
+    """The MD5 of every file the stored manifests list, by key (one read per split).
+
+    A manifest is written only after all its files are stored, so it vouches for
+    them where the store's tags cannot (S3's ETag is no MD5 under SSE-KMS).
+    """
+    found: dict[str, str] = {}
+    for split in splits:
+        key = f"{prefix}/{split}/{MANIFEST_NAME}"
+        if key not in existing:
+            continue
+        try:
+            manifest = DatasetManifest.from_json(store.get_bytes(key))
+        except (StorageError, DatasetError, ValueError):
+            continue  # unreadable: its files are compared by tag, or sent again
+        found |= {f"{prefix}/{split}/{entry.path}": entry.md5 for entry in manifest.entries}
+    return found
 
 
 def _refused(report: ValidationReport, skip_invalid: bool) -> set[str]:

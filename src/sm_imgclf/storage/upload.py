@@ -12,7 +12,7 @@ import logging
 import posixpath
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 
 from sm_imgclf._progress import bar_disabled
@@ -28,6 +28,7 @@ def upload_files(
     progress: bool | None = None,
     description: str = "upload",
     existing: dict[str, ObjectInfo] | None = None,
+    known_md5: Mapping[str, str] | None = None,
 ) -> TransferSummary:
     """Upload ``items`` to ``store``, skipping those already stored unchanged.
 
@@ -37,6 +38,9 @@ def upload_files(
         progress: Show a progress bar with files and bytes; ``None`` shows it
             only when standard error is a terminal.
         description: The label of the progress bar.
+        known_md5: The MD5 of objects an earlier upload stored, by key. A store
+            whose content tags are not MD5s (S3 with SSE-KMS or SSE-C) still
+            skips an unchanged file whose size and MD5 match this record.
         existing: The store's listing under the items' common prefix, when the
             caller already has it; listed here otherwise.
 
@@ -50,7 +54,7 @@ def upload_files(
         existing = store.list_objects(_common_prefix([item.key for item in items]))
     pending: list[UploadItem] = []
     for item in items:
-        if _unchanged(store, item, existing.get(item.key)):
+        if _unchanged(store, item, existing.get(item.key), (known_md5 or {}).get(item.key)):
             summary.skipped.append(item.key)
         else:
             pending.append(item)
@@ -63,9 +67,12 @@ def upload_files(
     return summary
 
 
-def _unchanged(store: Store, item: UploadItem, stored: ObjectInfo | None) -> bool:
+def _unchanged(store: Store, item: UploadItem, stored: ObjectInfo | None,
+               recorded_md5: str | None) -> bool:
     if stored is None or stored.size != item.size:
         return False
+    if recorded_md5 is not None and item.md5 == recorded_md5:
+        return True
     try:
         return store.expected_etag(item) == stored.etag
     except OSError:
