@@ -21,16 +21,15 @@ from pathlib import Path
 from typing import Any
 
 from sm_imgclf.backends.local import LocalBackend
-from sm_imgclf.backends.local_runner import listen_for_stop, write_status
+from sm_imgclf.backends.local_runner import LOG, SPEC, listen_for_stop, write_status
 from sm_imgclf.backends.optuna_study import open_study, suggest, trial_record
 from sm_imgclf.contracts.hyperparameters import BY_NAME
 from sm_imgclf.contracts.metrics import METRIC_NAMES, merge_rows, parse_metrics
-from sm_imgclf.contracts.status import TERMINAL, JobState, JobStatus
+from sm_imgclf.contracts.status import TERMINAL, JobState
 from sm_imgclf.contracts.tuning import Strategy, TuningSpec
 from sm_imgclf.errors import BackendError
 
-STATUS, SPEC, LOG, TRIALS, STUDY = "status.json", "spec.json", "log.txt", "trials.json", \
-    "study.journal"
+TRIALS, STUDY = "trials.json", "study.journal"
 FAIL_FAST = 3  # failed trials, with none completed, that end a run early
 
 
@@ -235,11 +234,9 @@ class LocalTuner:
             self.backend.stop_training(active.job_name)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and any(
-                self._status(a).status not in TERMINAL for a in self.active.values()):
+                self.backend.describe_training(a.job_name).status not in TERMINAL
+                for a in self.active.values()):
             time.sleep(self.poll)
-
-    def _status(self, active: _Active) -> JobStatus:
-        return self.backend.describe_training(active.job_name)
 
     def _publish(self) -> None:
         if not self.changed:

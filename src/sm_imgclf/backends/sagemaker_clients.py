@@ -50,7 +50,6 @@ class SageMakerClients:
         self.max_concurrency = max_concurrency
         self._bucket_region_checked = False
         self._role_arns: dict[str, str] = {}
-        self._quota_table: dict[str, dict[str, Any]] | None = None
 
     def __repr__(self) -> str:
         bucket = self._bucket or "sagemaker-<region>-<account>"
@@ -155,7 +154,7 @@ class SageMakerClients:
             ConfigurationError: Naming the quota, its value and how to raise it.
         """
         name = f"{instance_type} for {usage}"
-        quota = self._quotas().get(name)
+        quota = self._quotas.get(name)
         if quota is not None and quota["Value"] < count:
             raise bad_value(
                 "instance_type", f"a type this account may run {count} of for {usage}",
@@ -174,34 +173,27 @@ class SageMakerClients:
             endpoint_url=self.endpoint_urls.get("service-quotas"),
             config=Config(retries={"total_max_attempts": 1}, connect_timeout=3, read_timeout=10))
 
+    @cached_property
     def _quotas(self) -> dict[str, dict[str, Any]]:
-        if self._quota_table is None:
-            from botocore.exceptions import BotoCoreError, ClientError
+        """SageMaker's quotas by name, read once; empty where they cannot be read."""
+        from botocore.exceptions import BotoCoreError, ClientError
 
-            table: dict[str, dict[str, Any]] = {}
-            if "sagemaker" in self.endpoint_urls and "service-quotas" not in self.endpoint_urls:
-                self._quota_table = table
-                return table
-            try:
-                pages = self.quotas_client.get_paginator("list_service_quotas")
-                for page in pages.paginate(ServiceCode="sagemaker"):
-                    table |= {q["QuotaName"]: q for q in page["Quotas"]}
-            except (BotoCoreError, ClientError):  # no permission, or no such endpoint
-                table = {}
-            self._quota_table = table
-        return self._quota_table
+        if "sagemaker" in self.endpoint_urls and "service-quotas" not in self.endpoint_urls:
+            return {}
+        table: dict[str, dict[str, Any]] = {}
+        try:
+            pages = self.quotas_client.get_paginator("list_service_quotas")
+            for page in pages.paginate(ServiceCode="sagemaker"):
+                table |= {q["QuotaName"]: q for q in page["Quotas"]}
+        except (BotoCoreError, ClientError):  # no permission, or no such endpoint
+            return {}
+        return table
 
     def _check_bucket_region(self) -> None:
         """Refuse a bucket in another region than the jobs: SageMaker cannot read it there."""
         if self._bucket_region_checked:
             return
-        with translate_errors("GetBucketLocation", self.bucket):
-            answer = self.s3_client.get_bucket_location(
-                Bucket=self.bucket, **({"ExpectedBucketOwner": self.expected_bucket_owner}
-                                       if self.expected_bucket_owner else {}))
-        # S3 names us-east-1 by no constraint at all, and eu-west-1 by its old name.
-        location = {None: "us-east-1", "": "us-east-1", "EU": "eu-west-1"}.get(
-            answer.get("LocationConstraint"), answer.get("LocationConstraint"))
+        location = self.store.region()
         if location != self.region_name:
             raise bad_value("bucket", f"a bucket in {self.region_name}, where the jobs run",
                             f"{self.bucket} (in {location})",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Mapping
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +39,6 @@ class DebugProfileAnalyzer:
         self.name = source.name if isinstance(source, TrainingJob) else _display_name(
             Path(source))
         self._temp: tempfile.TemporaryDirectory[str] | None = None
-        self._folder: Path | None = None
-        self._records: Records | None = None
 
     @classmethod
     def from_job(cls, job: TrainingJob) -> DebugProfileAnalyzer:
@@ -61,7 +60,7 @@ class DebugProfileAnalyzer:
         return cls(Path(path)).load()
 
     def __repr__(self) -> str:
-        where = f"folder={str(self._folder)!r}" if self._folder else "not read yet"
+        where = f"folder={str(self.folder)!r}" if "_loaded" in self.__dict__ else "not read yet"
         return f"DebugProfileAnalyzer({self.name!r}, {where})"
 
     def __enter__(self) -> DebugProfileAnalyzer:
@@ -82,26 +81,25 @@ class DebugProfileAnalyzer:
         Raises:
             DebugDataNotFoundError: Nothing was recorded there.
         """
-        if self._records is None:
-            source = self.source
-            self._folder = (self._from_job(source) if isinstance(source, TrainingJob)
-                            else self._locate(Path(source)))
-            self._records = read_records(self._folder)
+        self._loaded  # noqa: B018  (reading it loads)
         return self
+
+    @cached_property
+    def _loaded(self) -> tuple[Path, Records]:
+        source = self.source
+        folder = (self._from_job(source) if isinstance(source, TrainingJob)
+                  else self._locate(Path(source)))
+        return folder, read_records(folder)
 
     @property
     def folder(self) -> Path:
         """The folder the records were read from."""
-        self.load()
-        assert self._folder is not None  # set by load()
-        return self._folder
+        return self._loaded[0]
 
     @property
     def records(self) -> Records:
         """Everything the job recorded, read on first use."""
-        self.load()
-        assert self._records is not None  # set by load()
-        return self._records
+        return self._loaded[1]
 
     def _locate(self, path: Path) -> Path:
         if path.is_file() and path.name.endswith((".tar.gz", ".tgz")):

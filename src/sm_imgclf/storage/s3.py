@@ -77,6 +77,14 @@ class S3Store:
         with self._translate(action="HeadBucket"):
             self.client.head_bucket(Bucket=self.bucket, **self._owner())
 
+    def region(self) -> str:
+        """The region the bucket is in (``GetBucketLocation``)."""
+        with self._translate(action="GetBucketLocation"):
+            answer = self.client.get_bucket_location(Bucket=self.bucket, **self._owner())
+        # S3 names us-east-1 by no constraint at all, and eu-west-1 by its old name.
+        location = answer.get("LocationConstraint") or "us-east-1"
+        return "eu-west-1" if location == "EU" else str(location)
+
     def list_objects(self, prefix: str) -> dict[str, ObjectInfo]:
         """List every object under ``prefix`` with its size and ETag."""
         found: dict[str, ObjectInfo] = {}
