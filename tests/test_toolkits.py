@@ -13,6 +13,7 @@ import base64
 import io
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -29,6 +30,7 @@ import pytest
 from PIL import Image
 
 import sm_imgclf as smi
+from helpers.backbones import write_source_dir
 from sm_imgclf.backends._processes import free_port
 from sm_imgclf.runtime.serving.handler import input_fn, model_fn, output_fn, predict_fn
 
@@ -56,10 +58,12 @@ def aws(moto_url: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, An
             "images": root / "images"}
 
 
-def submitted_job(aws: dict[str, Any], model: str, name: str) -> dict[str, Any]:
+def submitted_job(aws: dict[str, Any], model: str, name: str,
+                  source_dir: Path | None = None) -> dict[str, Any]:
     """Submit a job through the backend; return what the service recorded."""
     est = smi.TransferLearningEstimator(
         model, session=aws["session"], weights=None, trainable="all", image_uri=IMAGE,
+        source_dir=source_dir,
         hyperparameters={"image_size": 32, "epochs": 2, "batch_size": 16,
                          "augmentation": "none", "lr": 0.003})
     est.fit(aws["channels"], wait=False, job_name=name)
@@ -115,14 +119,20 @@ def run_training(base: Path, name: str) -> subprocess.CompletedProcess[str]:
     return done
 
 
-@pytest.fixture(scope="module", params=["resnet18", "mobilenet_v3_small"])
+# torchvision twice, timm, and a user's module shipped from its source_dir.
+@pytest.fixture(scope="module", params=["resnet18", "mobilenet_v3_small", "timm:resnet18",
+                                        "teamnets.tiny:tiny"])
 def trained(request: pytest.FixtureRequest, aws: dict[str, Any],
             tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """A model trained by AWS's training toolkit from what the backend submitted."""
     model = request.param
-    name = f"toolkit-{model.replace('_', '-')}"
-    job = submitted_job(aws, model, name)
-    base = tmp_path_factory.mktemp(f"opt-ml-{model}")
+    slug = re.sub(r"[^a-z0-9]+", "-", model)
+    name = f"toolkit-{slug}"
+    source_dir = None
+    if model.startswith("teamnets"):
+        source_dir = write_source_dir(tmp_path_factory.mktemp("team"))
+    job = submitted_job(aws, model, name, source_dir)
+    base = tmp_path_factory.mktemp(f"opt-ml-{slug}")
     container_dirs(aws, job, base)
     done = run_training(base, name)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -140,6 +150,11 @@ def test_training_toolkit_runs_the_job_and_leaves_the_package(trained: dict[str,
     assert (base / "model" / "model.pth").is_file()
     assert (base / "model" / "code" / "inference.py").is_file()
     assert (base / "code" / "train.py").is_file()  # the toolkit unpacked our tarball
+    if manifest["source"] == "module":  # shipped in the tarball, then in the package
+        assert (base / "code" / "teamnets" / "tiny.py").is_file()
+        assert (base / "model" / "code" / "teamnets" / "tiny.py").is_file()
+    if manifest["source"] == "timm":  # installed by the toolkit, then by the serving one
+        assert "timm==" in (base / "model" / "code" / "requirements.txt").read_text()
     assert "epoch=2 " in log and "best_epoch=" in log
 
 
@@ -147,7 +162,7 @@ def test_training_toolkit_runs_the_job_and_leaves_the_package(trained: dict[str,
 def server(trained: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
            ) -> Iterator[dict[str, Any]]:
     """The unchanged model directory served by the inference toolkit and TorchServe."""
-    base = tmp_path_factory.mktemp(f"serve-{trained['model']}")
+    base = tmp_path_factory.mktemp(f"serve-{re.sub(r'[^a-z0-9]+', '-', trained['model'])}")
     shutil.copytree(trained["base"] / "model", base / "model")
     request = trained_deploy_environment(trained)
     port = free_port()

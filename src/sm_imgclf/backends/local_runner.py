@@ -75,6 +75,9 @@ def job_environment(job_dir: Path, request: dict[str, Any]) -> dict[str, str]:
         SM_NUM_GPUS=str(_gpus()), SM_HPS=json.dumps(request["hyperparameters"]),
         PYTHONUNBUFFERED="1",
     )
+    if request.get("source_dir"):  # the user's modules import as they would in a container
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (request["source_dir"], env.get("PYTHONPATH")) if p)
     env[STOP_FILE] = str(job_dir / STOP)  # the job stops at its next step once it exists
     if request.get("epoch_gate"):
         env[EPOCH_GATE] = str(job_dir / GATE)

@@ -12,9 +12,12 @@ from sm_imgclf.backends.sagemaker_endpoints import SageMakerEndpoints
 from sm_imgclf.backends.sagemaker_errors import already_exists, translate_errors
 from sm_imgclf.backends.sagemaker_images import pytorch_image
 from sm_imgclf.contracts.status import JobState, JobStatus, TrialRecord, TuningStatus
+from sm_imgclf.contracts.storage import UploadItem
 from sm_imgclf.contracts.training import TrainingSpec
 from sm_imgclf.contracts.tuning import TuningSpec
 from sm_imgclf.errors import BackendError, StorageError
+from sm_imgclf.runtime.sources import resolve
+from sm_imgclf.runtime.weights import kind_of
 
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 
@@ -47,8 +50,24 @@ class SageMakerBackend(SageMakerEndpoints):
 
     def training_request(self, spec: TrainingSpec) -> dict[str, Any]:
         """The validated ``CreateTrainingJob`` request for ``spec`` (nothing is sent)."""
-        source = sagemaker_training.source_tarball()
-        return self._request(spec, sagemaker_training.source_key(source))
+        spec, uploads = self._artifacts(spec)
+        return self._request(spec, next(iter(uploads)))
+
+    def _artifacts(self, spec: TrainingSpec) -> tuple[TrainingSpec, dict[str, bytes | Path]]:
+        """The spec as the job will see it, and the objects it needs: source tarball first.
+
+        A local weights file goes to the bucket under a key named by its content
+        and reaches the job as an ``s3://`` weights channel.
+        """
+        found = resolve(spec.model, spec.source_dir)
+        source = sagemaker_training.source_tarball(spec.source_dir, found.requirements)
+        uploads: dict[str, bytes | Path] = {sagemaker_training.source_key(source): source}
+        if kind_of(spec.weights) == "file":
+            path = Path(spec.weights)
+            key = sagemaker_training.weights_key(path)
+            uploads[key] = path
+            spec = replace(spec, weights=self.store.uri(key))
+        return spec, uploads
 
     def _request(self, spec: TrainingSpec, source_key: str) -> dict[str, Any]:
         spec = replace(spec, role=self.role_arn(spec.role))
@@ -61,13 +80,12 @@ class SageMakerBackend(SageMakerEndpoints):
         return request
 
     def start_training(self, spec: TrainingSpec) -> None:
-        """Upload the source tarball if it is not there yet, then create the job."""
-        source = sagemaker_training.source_tarball()
-        key = sagemaker_training.source_key(source)
-        request = self._request(spec, key)
+        """Upload the source tarball (and weights) if not there yet, then create the job."""
+        spec, uploads = self._artifacts(spec)
+        request = self._request(spec, next(iter(uploads)))
         self.check_quota(spec.instance_type, "spot training job usage" if spec.use_spot
                          else "training job usage", spec.instance_count)
-        self._upload_source(key, source)
+        self._upload(uploads)
         try:
             with translate_errors("CreateTrainingJob", spec.job_name):
                 self.sagemaker_client.create_training_job(**request)
@@ -164,8 +182,8 @@ class SageMakerBackend(SageMakerEndpoints):
 
     def tuning_request(self, spec: TuningSpec) -> dict[str, Any]:
         """The validated ``CreateHyperParameterTuningJob`` request (nothing is sent)."""
-        source = sagemaker_training.source_tarball()
-        return self._tuning_request(spec, sagemaker_training.source_key(source))
+        training, uploads = self._artifacts(spec.training)
+        return self._tuning_request(replace(spec, training=training), next(iter(uploads)))
 
     def _tuning_request(self, spec: TuningSpec, source_key: str) -> dict[str, Any]:
         request = sagemaker_tuning.tuning_request(spec, self._request(spec.training, source_key))
@@ -174,23 +192,29 @@ class SageMakerBackend(SageMakerEndpoints):
         return request
 
     def start_tuning(self, spec: TuningSpec) -> None:
-        """Upload the source tarball if needed, then create the tuning job."""
-        source = sagemaker_training.source_tarball()
-        key = sagemaker_training.source_key(source)
-        request = self._tuning_request(spec, key)
+        """Upload the source tarball (and weights) if needed, then create the tuning job."""
+        training, uploads = self._artifacts(spec.training)
+        spec = replace(spec, training=training)
+        request = self._tuning_request(spec, next(iter(uploads)))
         training = spec.training
         self.check_quota(training.instance_type, "spot training job usage" if training.use_spot
                          else "training job usage",
                          training.instance_count * spec.max_parallel_jobs)
-        self._upload_source(key, source)
+        self._upload(uploads)
         with translate_errors("CreateHyperParameterTuningJob", spec.name):
             self.sagemaker_client.create_hyper_parameter_tuning_job(**request)
 
-    def _upload_source(self, key: str, source: bytes) -> None:
+    def _upload(self, uploads: dict[str, bytes | Path]) -> None:
+        """Put each object the job needs that the bucket lacks (keys name their content)."""
         self.store.check_access()
         self._check_bucket_region()
-        if key not in self.store.list_objects(key):
-            self.store.put_bytes(key, source)
+        for key, data in uploads.items():
+            if key in self.store.list_objects(key):
+                continue
+            if isinstance(data, bytes):
+                self.store.put_bytes(key, data)
+            else:
+                self.store.put_file(UploadItem(data, key, data.stat().st_size), lambda _: None)
 
     def _describe_tuning(self, name: str) -> dict[str, Any]:
         with translate_errors("DescribeHyperParameterTuningJob", name):

@@ -11,6 +11,7 @@ import gzip
 import hashlib
 import io
 import tarfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from sm_imgclf.backends.sagemaker_validation import strict_problems
 from sm_imgclf.contracts.metrics import EPOCH_DEFINITION, METRIC_DEFINITIONS
 from sm_imgclf.contracts.training import TrainingSpec
 from sm_imgclf.errors import ConfigurationError
+from sm_imgclf.runtime.weights import WEIGHTS_CHANNEL, kind_of
 
 ENTRY_POINT = "train.py"
 CHECKPOINT_PATH = "/opt/ml/checkpoints"
@@ -33,21 +35,48 @@ sys.exit(main())
 '''
 
 
-def source_tarball() -> bytes:
-    """Return ``sourcedir.tar.gz``: the sm_imgclf package and ``train.py``, reproducibly.
+def source_tarball(source_dir: str | None = None, requirements: Sequence[str] = ()) -> bytes:
+    """Return ``sourcedir.tar.gz``: ``train.py``, the sm_imgclf package and the user's files.
 
-    Members are sorted and carry no timestamps or owners, so the same library
-    version always gives the same bytes (and the same MD5).
+    ``source_dir``'s files sit at the top, where the job imports them, and its
+    ``requirements.txt`` with ``requirements`` added becomes the one the
+    training toolkit installs. Members are sorted and carry no timestamps or
+    owners, so the same inputs always give the same bytes (and the same MD5).
     """
     package = Path(__file__).resolve().parents[1]
+    members = {ENTRY_POINT: _ENTRY_SCRIPT}
+    for path in [*sorted(package.rglob("*.py")), package / "py.typed"]:
+        if "__pycache__" not in path.parts:
+            members[f"sm_imgclf/{path.relative_to(package).as_posix()}"] = path.read_bytes()
+    wanted = list(requirements)
+    if source_dir is not None:
+        wanted += _user_files(Path(source_dir), members)
+    if wanted:
+        members["requirements.txt"] = ("\n".join(dict.fromkeys(wanted)) + "\n").encode()
     buffer = io.BytesIO()
     with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as zipped, \
             tarfile.open(fileobj=zipped, mode="w") as tar:
-        _add(tar, ENTRY_POINT, _ENTRY_SCRIPT)
-        for path in [*sorted(package.rglob("*.py")), package / "py.typed"]:
-            if "__pycache__" not in path.parts:
-                _add(tar, f"sm_imgclf/{path.relative_to(package).as_posix()}", path.read_bytes())
+        for name in sorted(members):
+            _add(tar, name, members[name])
     return buffer.getvalue()
+
+
+def _user_files(folder: Path, members: dict[str, bytes]) -> list[str]:
+    """Add ``folder``'s files to ``members``; return its requirement lines."""
+    lines: list[str] = []
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        name = path.relative_to(folder).as_posix()
+        if any(part.startswith(".") or part == "__pycache__" for part in Path(name).parts):
+            continue  # .git, editor files, bytecode
+        if name == "requirements.txt":
+            lines = [line.strip() for line in path.read_text().splitlines()
+                     if line.strip() and not line.lstrip().startswith("#")]
+            continue
+        if name in members or name.startswith("sm_imgclf/"):
+            raise bad_value("source_dir", "free of train.py and an sm_imgclf folder",
+                            str(folder), f"{name} would replace the library's own file.")
+        members[name] = path.read_bytes()
+    return lines
 
 
 def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
@@ -82,7 +111,7 @@ def training_request(spec: TrainingSpec, *, bucket: str, region: str, image_uri:
             "sagemaker_submit_directory": source_uri, "sagemaker_region": region,
             **_launcher(spec.instance_type),
         },
-        "InputDataConfig": [_channel(n, uri) for n, uri in spec.channels],
+        "InputDataConfig": [_channel(n, uri) for n, uri in spec.channels] + _weights(spec),
         "OutputDataConfig": {"S3OutputPath": f"s3://{bucket}/jobs"},
         "ResourceConfig": {"InstanceType": spec.instance_type,
                            "InstanceCount": spec.instance_count,
@@ -118,6 +147,28 @@ def _channel(name: str, uri: str) -> dict[str, Any]:
     return {"ChannelName": name, "InputMode": "File", "DataSource": {"S3DataSource": {
         "S3DataType": "S3Prefix", "S3Uri": prefix,
         "S3DataDistributionType": "FullyReplicated"}}}
+
+
+def _weights(spec: TrainingSpec) -> list[dict[str, Any]]:
+    """The channel that brings an ``s3://`` weights file into the job.
+
+    The URI is the file's own key, as AWS's SDK passes a ``model_uri``; the file
+    lands as ``/opt/ml/input/data/weights/<name>``.
+    """
+    if kind_of(spec.weights) != "s3":
+        return []
+    return [{"ChannelName": WEIGHTS_CHANNEL, "InputMode": "File", "DataSource": {
+        "S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": spec.weights,
+                         "S3DataDistributionType": "FullyReplicated"}}}]
+
+
+def weights_key(path: Path) -> str:
+    """The bucket key of a local weights file, named by its content."""
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return f"sm-imgclf/weights/{digest.hexdigest()[:16]}/{path.name}"
 
 
 def validate_request(client: Any, operation: str, request: dict[str, Any]) -> None:

@@ -18,8 +18,9 @@ class TrainingSpec:
 
     Attributes:
         job_name: Unique name of the job.
-        model: The torchvision architecture.
-        weights: ``"none"``, ``"DEFAULT"``, a weights enum name, or a file path in the job.
+        model: The architecture (see :mod:`sm_imgclf.runtime.sources`).
+        weights: ``"none"``, ``"DEFAULT"``, a weights enum name, a local file,
+            an ``s3://`` URI or ``package:module/path``.
         trainable: ``("head",)``, ``("all",)`` or block names.
         hyperparameters: Typed hyperparameters.
         channels: Channel name to URI (``file://`` or ``s3://``).
@@ -32,6 +33,8 @@ class TrainingSpec:
         image_uri: Training container image; looked up when ``None``.
         role: IAM role ARN for SageMaker.
         tags: Tags for the job.
+        source_dir: A local folder shipped with the job: importable inside it,
+            its ``requirements.txt`` installed on SageMaker.
     """
 
     job_name: str
@@ -49,6 +52,7 @@ class TrainingSpec:
     image_uri: str | None = None
     role: str | None = None
     tags: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+    source_dir: str | None = None
 
     def __post_init__(self) -> None:
         check_resource_name("job_name", self.job_name)

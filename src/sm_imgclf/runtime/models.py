@@ -1,4 +1,4 @@
-"""Building torchvision classifiers by name, with their head replaced and parts frozen.
+"""Building classifiers by name, with their head replaced and parts frozen.
 
 Everything a served model needs to be rebuilt is in a :class:`HeadSpec` plus
 the architecture name, so serving never hard-codes a model.
@@ -6,20 +6,26 @@ the architecture name, so serving never hard-codes a model.
 
 from __future__ import annotations
 
-import os
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sm_imgclf._params import bad_value, suggest
 from sm_imgclf.errors import ConfigurationError
+from sm_imgclf.runtime.sources import (
+    BUILTINS,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    resolve,
+    torchvision_models,
+)
 
 if TYPE_CHECKING:
     from torch import nn
 
-# Every torchvision classifier is trained on ImageNet statistics; jobs and packages use these.
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "HeadSpec", "build_model", "check_model_name",
+           "head_module", "list_models", "rebuild_model", "replace_head", "set_trainable"]
 _IMAGENET_CLASSES = 1000
 
 
@@ -47,64 +53,62 @@ class HeadSpec:
 
 
 def list_models() -> list[str]:
-    """Return the names of every torchvision image classifier."""
-    import torchvision
-    from torchvision import models
-
-    return sorted(torchvision.models.list_models(module=models))
+    """Return every model name usable without a prefix: torchvision's and the built-ins."""
+    return sorted([*torchvision_models(), *BUILTINS])
 
 
-def check_model_name(name: object) -> str:
-    """Return ``name`` if torchvision has such a classifier, else raise with close matches."""
-    names = list_models()
-    if name not in names:
-        raise bad_value("model", "the name of a torchvision classifier", name,
-                        suggest(name, names) or "See sm_imgclf.runtime.models.list_models().")
-    return str(name)
+def check_model_name(name: object, source_dir: str | Path | None = None) -> str:
+    """Return the name jobs record for ``name``, or raise naming the sources searched.
+
+    Registered names become their ``"module:function"`` path, so a job in
+    another process or container can rebuild them.
+    """
+    return resolve(name, source_dir).model  # type: ignore[arg-type]
 
 
 def build_model(name: str, num_classes: int, *, weights: str | None = None, hidden: int = 0,
-                dropout: float = 0.0) -> tuple[nn.Module, HeadSpec]:
+                dropout: float = 0.0, channels: Mapping[str, Path] | None = None
+                ) -> tuple[nn.Module, HeadSpec]:
     """Build ``name`` with ``weights`` and a new head for ``num_classes`` classes.
 
     Args:
-        name: A torchvision classifier (``resnet50``, ``efficientnet_b0``, ``vit_b_16`` ...).
+        name: A model name (see :mod:`sm_imgclf.runtime.sources`).
         num_classes: Classes to predict.
-        weights: ``None`` (random), ``"DEFAULT"``, a weights enum member name
-            (``"IMAGENET1K_V2"``), or the path of a state dict file for the
-            ImageNet model.
+        weights: ``None`` (random) or a value :mod:`sm_imgclf.runtime.weights` reads.
         hidden: Units of a hidden layer in the head (0: a single linear layer).
         dropout: Dropout before the final layer.
+        channels: The job's input channels (an ``s3://`` weights file arrives in one).
 
     Returns:
         The model and the spec of its head.
     """
-    import torchvision
+    from sm_imgclf.runtime.weights import load_into, read_state
 
-    check_model_name(name)
-    model = torchvision.models.get_model(name, weights=None)
-    if weights is not None:
-        model.load_state_dict(_load_weights(name, weights))
+    found = resolve(name)
+    model = found.factory()
+    path = found.head or _find_head(model)
+    if weights is not None and weights.lower() != "none":
+        load_into(model, read_state(found, weights, channels), path, weights)
     _drop_auxiliary_heads(model)
-    return model, replace_head(model, num_classes, hidden=hidden, dropout=dropout)
+    return model, replace_head(model, num_classes, hidden=hidden, dropout=dropout, path=path)
 
 
 def rebuild_model(name: str, head: HeadSpec) -> nn.Module:
     """Rebuild an architecture with the head described by ``head``, without weights."""
-    import torchvision
-
-    model: nn.Module = torchvision.models.get_model(name, weights=None)
+    model: nn.Module = resolve(name).factory()
     _drop_auxiliary_heads(model)
-    replace_head(model, head.num_classes, hidden=head.hidden, dropout=head.dropout)
+    replace_head(model, head.num_classes, hidden=head.hidden, dropout=head.dropout,
+                 path=head.path)
     return model
 
 
 def replace_head(model: nn.Module, num_classes: int, *, hidden: int = 0,
-                 dropout: float = 0.0) -> HeadSpec:
-    """Replace the module that produces ImageNet's 1,000 classes, whatever the family."""
+                 dropout: float = 0.0, path: str | None = None) -> HeadSpec:
+    """Replace the head at ``path`` (by default the layer giving ImageNet's 1,000 classes)."""
     from torch import nn
 
-    path, old = _find_head(model)
+    path = path or _find_head(model)
+    old = _head_layer(model, path)
     if isinstance(old, nn.Conv2d):  # squeezenet classifies with a 1x1 convolution
         new: nn.Module = nn.Conv2d(old.in_channels, num_classes, kernel_size=1)
         in_features = old.in_channels
@@ -151,18 +155,34 @@ def set_trainable(model: nn.Module, head: HeadSpec, trainable: str | list[str] |
     return chosen
 
 
-def _find_head(model: nn.Module) -> tuple[str, Any]:
+def _find_head(model: nn.Module) -> str:
     from torch import nn
 
-    found = None
+    found: str | None = None
     for name, module in model.named_modules():
         linear = isinstance(module, nn.Linear) and module.out_features == _IMAGENET_CLASSES
         conv = isinstance(module, nn.Conv2d) and module.out_channels == _IMAGENET_CLASSES
         if linear or conv:
-            found = (name, module)
+            found = str(name)
     if found is None:
-        raise ConfigurationError(f"Cannot find the classifier head of {type(model).__name__}.")
+        raise ConfigurationError(
+            f"Cannot find the classifier head of {type(model).__name__}: no linear or 1x1 "
+            "convolution layer has 1,000 outputs. Declare it with @backbone(head='...').")
     return found
+
+
+def _head_layer(model: nn.Module, path: str) -> Any:
+    from torch import nn
+
+    try:
+        layer = model.get_submodule(path)
+    except AttributeError as error:
+        raise ConfigurationError(f"{type(model).__name__} has no module {path!r} to use as "
+                                 "its head; check the declared head path.") from error
+    if not isinstance(layer, nn.Linear | nn.Conv2d):
+        raise ConfigurationError(f"The head {path!r} of {type(model).__name__} is a "
+                                 f"{type(layer).__name__}; it must be nn.Linear or nn.Conv2d.")
+    return layer
 
 
 def _drop_auxiliary_heads(model: nn.Module) -> None:
@@ -179,46 +199,3 @@ def set_submodule(model: nn.Module, path: str, module: nn.Module) -> None:
     parent_path, _, leaf = path.rpartition(".")
     parent = model.get_submodule(parent_path) if parent_path else model
     setattr(parent, leaf, module)
-
-
-def _load_weights(name: str, weights: str) -> dict[str, Any]:
-    import torch
-
-    path = Path(os.path.expanduser(weights))
-    if path.suffix in {".pth", ".pt", ".bin"} or path.exists():
-        if not path.is_file():
-            raise bad_value("weights", "an existing state dict file", weights)
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        if not isinstance(state, dict):
-            raise bad_value("weights", "a file holding a state dict", weights)
-        return dict(state.get("state_dict", state))
-    enum = _weights_enum(name, weights)
-    try:
-        return dict(enum.get_state_dict(progress=False, check_hash=False))
-    except OSError as error:  # URLError is an OSError: no network, DNS, proxy ...
-        raise ConfigurationError(_download_help(name, enum, error)) from error
-
-
-def _weights_enum(name: str, weights: str) -> Any:
-    import torchvision
-
-    weights_enum = torchvision.models.get_model_weights(name)
-    members = [*weights_enum.__members__]
-    if weights not in members:
-        raise bad_value("weights", f"None, a file path, or one of {members}", weights,
-                        suggest(weights, members))
-    return weights_enum[weights]
-
-
-def _download_help(name: str, enum: Any, error: BaseException) -> str:
-    import torch
-
-    filename = enum.url.rsplit("/", 1)[-1]
-    cache = Path(torch.hub.get_dir()) / "checkpoints" / filename
-    return (
-        f"Cannot download the {name} weights {enum} from {enum.url} ({error}). This machine "
-        f"may have no network access. Download the file elsewhere and either pass "
-        f"weights='/path/to/{filename}', or place it at {cache}; or use weights=None to "
-        "train from scratch."
-    )
-

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,21 +26,49 @@ __all__ = ["model_fn", "transform_fn"]
 '''
 
 
-def write_package(model_dir: Path, state_dict: dict[str, Any], manifest: dict[str, Any]) -> None:
-    """Write ``model.pth``, ``manifest.json`` and ``code/`` into ``model_dir``."""
+def write_package(model_dir: Path, state_dict: dict[str, Any], manifest: dict[str, Any], *,
+                  code: Path | None = None, requirements: Sequence[str] = ()) -> None:
+    """Write ``model.pth``, ``manifest.json`` and ``code/`` into ``model_dir``.
+
+    Args:
+        model_dir: The package folder.
+        state_dict: The trained weights.
+        manifest: What rebuilds the model and describes it.
+        code: The user's module or package that builds the model, copied into ``code/``.
+        requirements: pip requirements of the model's source; with the
+            ``requirements.txt`` beside ``code``, written to ``code/requirements.txt``,
+            which SageMaker's serving container installs.
+    """
     import torch
 
     model_dir.mkdir(parents=True, exist_ok=True)
     torch.save(state_dict, model_dir / WEIGHTS_NAME)
     manifest = {"format_version": PACKAGE_FORMAT, "library_version": __version__, **manifest}
     (model_dir / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2, ensure_ascii=False))
-    code = model_dir / "code"
+    code_source, code = code, model_dir / "code"
     if code.exists():
         shutil.rmtree(code)
     code.mkdir()
     (code / "inference.py").write_text(INFERENCE_SCRIPT)
-    shutil.copytree(Path(__file__).resolve().parents[1], code / "sm_imgclf",
-                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    shutil.copytree(Path(__file__).resolve().parents[1], code / "sm_imgclf", ignore=ignore)
+    if code_source is not None:
+        if code_source.is_dir():
+            shutil.copytree(code_source, code / code_source.name, ignore=ignore)
+        else:
+            shutil.copy2(code_source, code / code_source.name)
+    lines = [*requirements, *user_requirements(code_source)]
+    if lines:
+        (code / "requirements.txt").write_text("\n".join(dict.fromkeys(lines)) + "\n")
+
+
+def user_requirements(code: Path | None) -> list[str]:
+    """The lines of the ``requirements.txt`` beside the user's module, if there is one."""
+    path = None if code is None else code.parent / "requirements.txt"
+    if path is None or not path.is_file():
+        return []
+    return [line.strip() for line in path.read_text().splitlines()
+            if line.strip() and not line.lstrip().startswith("#")]
 
 
 def read_manifest(model_dir: Path) -> dict[str, Any]:

@@ -1,13 +1,15 @@
-"""TransferLearningEstimator: fine-tune a torchvision classifier on your channels."""
+"""TransferLearningEstimator: fine-tune a pretrained classifier on your channels."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sm_imgclf._params import bad_value, check_number
 from sm_imgclf.contracts.hyperparameters import Hyperparameters
 from sm_imgclf.contracts.training import TrainingSpec, new_job_name
+from sm_imgclf.runtime.weights import WEIGHTS_CHANNEL, kind_of
 
 if TYPE_CHECKING:
     from sm_imgclf.session import Session
@@ -15,16 +17,23 @@ if TYPE_CHECKING:
 
 
 class TransferLearningEstimator:
-    """Fine-tunes a pretrained torchvision classifier, locally or on SageMaker.
+    """Fine-tunes a pretrained classifier, locally or on SageMaker.
 
     The constructor only checks and stores; :meth:`plan` builds the frozen
     :class:`~sm_imgclf.contracts.training.TrainingSpec`, :meth:`fit` runs it.
 
     Args:
-        model: A torchvision classifier name (``"resnet50"``, ``"efficientnet_b0"`` ...).
+        model: A torchvision classifier (``"resnet50"``, ``"efficientnet_b0"`` ...),
+            a built-in (``"efficientnet_lite0"``), a timm model (``"timm:convnext_tiny"``),
+            a name given to :func:`~sm_imgclf.register_model`, or your own factory
+            as ``"package.module:function"`` found in ``source_dir``.
         session: Where to train; a :class:`~sm_imgclf.LocalSession` by default.
-        weights: ``"DEFAULT"`` (the best ImageNet weights), a weights enum name,
-            a path to a state dict file inside the job, or ``None`` (from scratch).
+        weights: ``"DEFAULT"`` (the source's ImageNet weights), a torchvision
+            weights enum name, a local file, an ``s3://`` URI,
+            ``"package:module/path"`` (a file an installed package ships), or
+            ``None`` (from scratch). Local files are uploaded for SageMaker jobs.
+        source_dir: A folder shipped with the job: your model module lives
+            here, and on SageMaker its ``requirements.txt`` is installed.
         hyperparameters: Values for :class:`~sm_imgclf.Hyperparameters` fields.
         trainable: ``"head"``, ``"all"``, or block names such as ``["layer4"]``.
             By default ``"head"`` with pretrained weights and ``"all"`` without:
@@ -60,12 +69,16 @@ class TransferLearningEstimator:
         role: str | None = None,
         tags: Mapping[str, str] | None = None,
         base_job_name: str | None = None,
+        source_dir: str | Path | None = None,
     ) -> None:
-        from sm_imgclf.runtime.models import check_model_name
+        from sm_imgclf.runtime.sources import resolve
+        from sm_imgclf.training.weights import check_weights
 
-        self.model = check_model_name(model)
+        self.source_dir = _check_source_dir(source_dir)
+        found = resolve(model, self.source_dir)
+        self.model = found.model
         self.session = session if session is not None else _default_session()
-        self.weights = "none" if weights is None else _check_weights(weights)
+        self.weights = check_weights(weights, found)
         self.hyperparameters = (hyperparameters if isinstance(hyperparameters, Hyperparameters)
                                 else Hyperparameters.from_dict(hyperparameters))
         self.trainable = _check_trainable(trainable, self.weights)
@@ -83,7 +96,7 @@ class TransferLearningEstimator:
             "role": role if role is not None else self.session.role,
             "tags": tuple(sorted((tags or {}).items())),
         }
-        self.base_job_name = base_job_name or self.model.replace("_", "-")
+        self.base_job_name = base_job_name or _base_name(self.model)
 
     def __repr__(self) -> str:
         return (f"TransferLearningEstimator({self.model!r}, weights={self.weights!r}, "
@@ -104,12 +117,15 @@ class TransferLearningEstimator:
         for name, uri in channels.items():
             if not isinstance(uri, str) or not uri:
                 raise bad_value(f"channel {name!r}", "a URI string", uri)
+        if WEIGHTS_CHANNEL in channels and kind_of(self.weights) in {"s3", "file"}:
+            raise bad_value("channels", f"free of a {WEIGHTS_CHANNEL!r} channel", sorted(channels),
+                            "That channel brings the weights file into the job; rename yours.")
         return TrainingSpec(
             job_name=job_name or new_job_name(self.base_job_name), model=self.model,
             weights=self.weights, trainable=self.trainable,
             hyperparameters=self.hyperparameters,
             channels=tuple(sorted((str(k), str(v)) for k, v in channels.items())),
-            **self.resources,
+            source_dir=self.source_dir, **self.resources,
         )
 
     def dry_run(self, channels: Mapping[str, str], *, job_name: str | None = None
@@ -148,10 +164,17 @@ def _default_session() -> Session:
     return LocalSession()
 
 
-def _check_weights(weights: object) -> str:
-    if not isinstance(weights, str) or not weights:
-        raise bad_value("weights", "None, 'DEFAULT', a weights enum name or a file path", weights)
-    return weights
+def _check_source_dir(source_dir: object) -> str | None:
+    if source_dir is None:
+        return None
+    if not isinstance(source_dir, str | Path) or not Path(source_dir).expanduser().is_dir():
+        raise bad_value("source_dir", "an existing folder", source_dir)
+    return str(Path(source_dir).expanduser().resolve())
+
+
+def _base_name(model: str) -> str:
+    """A job-name prefix from a model name: ``timm:convnext_tiny`` -> ``convnext-tiny``."""
+    return model.rpartition(":")[2].rpartition(".")[2].replace("_", "-") or "job"
 
 
 def _check_trainable(trainable: object, weights: str) -> tuple[str, ...]:

@@ -109,24 +109,24 @@ def _print_best(metrics: dict[str, Any]) -> None:
 def _write_outputs(env: JobEnvironment, settings: dict[str, Any], hp: Hyperparameters,
                    train: Any, model: Any, head: Any, metrics: dict[str, Any]) -> None:
     from sm_imgclf.runtime.images import resize_size
-    from sm_imgclf.runtime.models import IMAGENET_MEAN, IMAGENET_STD
     from sm_imgclf.runtime.package import write_package
+    from sm_imgclf.runtime.sources import resolve
 
-    mean, std = IMAGENET_MEAN, IMAGENET_STD
+    found = resolve(settings["model"])
     env.output_dir.mkdir(parents=True, exist_ok=True)
     (env.output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
     best: dict[str, Any] = next(
         (h for h in metrics["history"] if h["epoch"] == metrics["best_epoch"]), {})
     write_package(env.model_dir, model.state_dict(), {
-        "architecture": settings["model"], "head": head.to_dict(),
+        "architecture": settings["model"], "source": found.source, "head": head.to_dict(),
         "class_ids": list(train.class_ids), "class_names": list(train.class_names),
         "image_size": hp.image_size, "resize_size": resize_size(hp.image_size),
-        "mean": list(mean), "std": list(std), "weights": settings["weights"],
+        "mean": list(found.mean), "std": list(found.std), "weights": settings["weights"],
         "trainable": list(settings["trainable"]), "hyperparameters": hp.to_dict(),
         "metrics": {"best_epoch": metrics["best_epoch"], **{k: v for k, v in best.items()
                                                              if ":" in k},
                     **{f"test:{k}": v for k, v in metrics.get("test", {}).items()}},
-    })
+    }, code=found.code, requirements=found.requirements)
     print(f"model package written to {env.model_dir}", flush=True)
 
 

@@ -9,14 +9,13 @@ from sm_imgclf.runtime.job.contract import JobEnvironment
 from sm_imgclf.runtime.job.control import JobControl
 from sm_imgclf.runtime.job.loop import Trainer
 from sm_imgclf.runtime.models import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
     HeadSpec,
     build_model,
     head_module,
     set_submodule,
     set_trainable,
 )
+from sm_imgclf.runtime.sources import resolve
 
 if TYPE_CHECKING:
     import torch
@@ -34,11 +33,13 @@ def prepare(settings: dict[str, Any], hp: Hyperparameters, splits: dict[str, Spl
 
     weights = None if settings["weights"].lower() == "none" else settings["weights"]
     model, head = build_model(settings["model"], len(splits["train"].class_ids), weights=weights,
-                              hidden=hp.head_hidden, dropout=hp.head_dropout)
+                              hidden=hp.head_hidden, dropout=hp.head_dropout,
+                              channels=env.channels)
     trainable = settings["trainable"]
     trainable = trainable[0] if list(trainable) in (["head"], ["all"]) else trainable
     set_trainable(model, head, trainable)
-    mean, std = IMAGENET_MEAN, IMAGENET_STD
+    found = resolve(settings["model"])
+    mean, std = found.mean, found.std
     frozen = [m for name, m in model.named_children()
               if not any(p.requires_grad for p in m.parameters())]
     model.to(device)

@@ -16,6 +16,7 @@ import io
 import json
 import os
 import struct
+import sys
 from dataclasses import dataclass
 from http import HTTPStatus
 from pathlib import Path
@@ -93,6 +94,10 @@ def model_fn(model_dir: str) -> LoadedModel:
             f"{folder} is not an sm-imgclf model package: {MANIFEST_NAME} is missing. Deploy "
             "the model.tar.gz a TransferLearningEstimator job produced.")
     manifest = read_manifest(folder)
+    code = str(folder / "code")
+    if manifest.get("source") == "module" and code not in sys.path:
+        # The user's module travels in code/; appended, so the installed library wins.
+        sys.path.append(code)
     model = rebuild_model(manifest["architecture"], HeadSpec(**manifest["head"]))
     state = torch.load(folder / WEIGHTS_NAME, map_location="cpu", weights_only=True)
     model.load_state_dict(state)
