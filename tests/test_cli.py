@@ -73,11 +73,16 @@ def test_demo(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_demo_tunes_checks_and_serves(tmp_path: Path) -> None:
-    result = run_demo(tmp_path / "demo", per_class=30, epochs=2, trials=2, echo=False)
+    result = run_demo(tmp_path / "demo", per_class=30, epochs=2, trials=2, transfer_epochs=3,
+                      echo=False)
     assert result.tuning is not None and len(result.tuning.trials) == 2
+    assert result.transfer is not None and result.transfer.status == "Completed"
+    assert any(line.startswith("features: backbone run once") for line in result.transfer.logs())
+    transfer, scratch = result.comparison
+    assert transfer.job is result.transfer and scratch.job.name == result.tuning.best.job_name
+    assert result.job is max(result.comparison, key=lambda row: row.test_accuracy).job
     assert result.job is not None and result.job.status == "Completed"
-    assert result.job.name == result.tuning.best.job_name
-    assert len([m for m in result.job.metrics if m["epoch"]]) == 2
+    assert len([m for m in result.job.metrics if m["epoch"]]) in {2, 3}
     assert result.checks is not None and result.checks.parent == tmp_path / "demo" / "report"
     assert "<h2 id=rules>" in result.checks.read_text()
     assert (tmp_path / "demo" / "report" / "tuning_trials.png").stat().st_size > 5000

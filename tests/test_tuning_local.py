@@ -122,14 +122,15 @@ def test_objective_never_printed_fails_fast_with_the_printed_names(digits: tuple
 
 def test_all_trials_failing_ends_with_their_reasons(digits: tuple, tmp_path: Path) -> None:
     session, channels = digits
+    (tmp_path / "truncated.pth").write_bytes(b"PK\x03\x04 cut short")  # every job fails to read it
     est = smi.TransferLearningEstimator("resnet18", session=session,
-                                        weights=str(tmp_path / "missing.pth"),
+                                        weights=str(tmp_path / "truncated.pth"),
                                         hyperparameters=TINY)
     run = smi.TuningRun(est, SPACE, max_jobs=10, max_parallel_jobs=1)
     with pytest.raises(smi.TuningFailedError) as caught:
         run.run(channels, name="broken", logs=False)
     reason = caught.value.reason or ""
-    assert "The first 3 trials failed" in reason and "missing.pth" in reason
+    assert "The first 3 trials failed" in reason and "truncated.pth" in reason
     assert reason.count("broken-00") == 3
     assert len(smi.TuningResult.attach("broken", session).trials) == 3
 
