@@ -165,6 +165,9 @@ def test_tune_from_the_command_line(digits_folder: Path, tmp_path: Path,
     (["train", "{data}", "--hp", "lr=fast"], 2, "lr must be a number"),
     (["tune", "{data}", "--param", "lr=log:1e-3"], 2, "--param lr must be"),
     (["tune", "{data}", "--param", "lr=log:a:b"], 2, "--param lr must be log:<min>:<max>"),
+    (["train", "{data}", "--model", "resnt18"], 2, "Did you mean 'resnet18'"),
+    (["train", "{data}", "--model", "teamnets.tiny:tiny", "--source-dir", "/no/such/dir"], 2,
+     "source_dir must be an existing folder"),
     (["jobs", "stop"], 2, "jobs stop must be given a job name"),
     (["endpoints", "delete"], 2, "endpoints delete must be given"),
     (["report", "no-such-job"], 3, "No local training job named 'no-such-job'"),
@@ -175,6 +178,8 @@ def test_command_errors(args: list[str], code: int, message: str, digits_folder:
     args = [a.replace("{data}", str(digits_folder)) for a in args]
     assert main([*args, "--session-root", str(tmp_path / "s")]) == code
     assert message in capsys.readouterr().err
+    if args[0] == "train":  # refused before anything was uploaded
+        assert not (tmp_path / "s" / "store").exists()
 
 
 def test_every_command_has_quick_help() -> None:

@@ -84,6 +84,8 @@ def test_timm_model_trains_and_serves(data: tuple, tmp_path: Path) -> None:
     assert requirements.startswith("timm==")
     image = write_image(tmp_path / "dog.jpg")
     assert predict_elsewhere(package, image)["label"] in LABELS
+    with job.deploy("timm-resnet18") as endpoint:
+        assert endpoint.predict([image])[0].label in LABELS
 
 
 def test_frozen_weights_from_s3_and_from_a_file_reach_the_package(  # type: ignore[no-untyped-def]

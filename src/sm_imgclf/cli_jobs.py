@@ -42,9 +42,11 @@ def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
 def _estimator_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("data", help="dataset folder (validated and uploaded first)")
     parser.add_argument("--prefix", help="store prefix for the data (default datasets/<name>)")
-    parser.add_argument("--model", default="resnet50")
+    parser.add_argument("--model", default="resnet50", help="a torchvision name, "
+                        "efficientnet_lite0, timm:<name>, or package.module:function")
     parser.add_argument("--weights", default="DEFAULT", help="DEFAULT, an enum name, a file, "
-                        "or none")
+                        "s3://bucket/key, package:module/path, or none")
+    parser.add_argument("--source-dir", help="folder shipped with the job (your model module)")
     parser.add_argument("--trainable", help="head, all, or layer3,layer4 (default: head with "
                         "pretrained weights, all without)")
     parser.add_argument("--hp", action="append", metavar="NAME=VALUE",
@@ -58,16 +60,18 @@ def _estimator(args: argparse.Namespace) -> tuple[Any, dict[str, str]]:
     from sm_imgclf.training.estimator import TransferLearningEstimator
 
     session = make_session(args)
-    data = Path(args.data)
-    channels = ImageFolderDataset(data).upload(
-        session, args.prefix or f"datasets/{data.absolute().name}", progress=not args.json)
     hyper = Hyperparameters.from_strings(pairs(args.hp, "--hp"))
     weights = None if args.weights.lower() == "none" else args.weights
     trainable = args.trainable if args.trainable in (None, "head", "all") \
         else args.trainable.split(",")
-    return TransferLearningEstimator(
+    # Checked before the upload: a typo in a name costs nothing.
+    estimator = TransferLearningEstimator(
         args.model, session=session, weights=weights, hyperparameters=hyper,
-        trainable=trainable, instance_type=args.instance_type), dict(channels)
+        trainable=trainable, instance_type=args.instance_type, source_dir=args.source_dir)
+    data = Path(args.data)
+    channels = ImageFolderDataset(data).upload(
+        session, args.prefix or f"datasets/{data.absolute().name}", progress=not args.json)
+    return estimator, dict(channels)
 
 
 def train(args: argparse.Namespace) -> int:

@@ -70,16 +70,22 @@ class LocalSession(Session):
     Args:
         root: The session directory; defaults to ``$SM_IMGCLF_HOME`` or ``~/.sm-imgclf``.
         max_concurrency: Files copied at once when uploading.
+        share_features: Let head-only jobs without augmentation share the frozen
+            backbone's features through ``<root>/features``: the first job with a
+            given model, weights, image size and data computes them, every later
+            one reads them instead of running the backbone.
     """
 
     def __init__(
-        self, root: str | os.PathLike[str] | None = None, *, max_concurrency: int = 4
+        self, root: str | os.PathLike[str] | None = None, *, max_concurrency: int = 4,
+        share_features: bool = True,
     ) -> None:
         from sm_imgclf.backends.local import LocalBackend
 
         check_number("max_concurrency", max_concurrency, low=1, integer=True)
         self.root = Path(root).expanduser().absolute() if root is not None else default_root()
-        super().__init__(LocalBackend(self.root, max_concurrency=max_concurrency))
+        super().__init__(LocalBackend(self.root, max_concurrency=max_concurrency,
+                                      share_features=bool(share_features)))
 
 
 class SageMakerSession(Session):

@@ -32,15 +32,18 @@ class LocalBackend:
     Args:
         root: The session directory.
         max_concurrency: Files copied at once.
+        share_features: Give jobs the feature store ``root/features``.
     """
 
     name = "local"
     stop_on_interrupt = True
     min_poll_seconds = 0.0
 
-    def __init__(self, root: Path, *, max_concurrency: int = 4) -> None:
+    def __init__(self, root: Path, *, max_concurrency: int = 4,
+                 share_features: bool = True) -> None:
         self.root = root
         self.max_concurrency = max_concurrency
+        self.share_features = share_features
 
     def __repr__(self) -> str:
         return f"LocalBackend(root={str(self.root)!r})"
@@ -65,6 +68,7 @@ class LocalBackend:
             "channels": channels,
             "hyperparameters": spec.job_arguments(),
             "source_dir": spec.source_dir,
+            "feature_store": str(self.root / "features") if self.share_features else None,
         }
 
     def start_training(self, spec: TrainingSpec, *, epoch_gate: bool = False) -> None:

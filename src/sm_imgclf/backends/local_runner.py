@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from sm_imgclf.backends._processes import alive
-from sm_imgclf.runtime.job.control import EPOCH_GATE, STOP_FILE
+from sm_imgclf.runtime.job.control import EPOCH_GATE, FEATURE_STORE, STOP_FILE
 
 STATUS, SPEC, LOG = "status.json", "spec.json", "log.txt"
 STOP = "stop-requested"  # written by a stop that may come before the runner can take a signal
@@ -78,6 +78,9 @@ def job_environment(job_dir: Path, request: dict[str, Any]) -> dict[str, str]:
     if request.get("source_dir"):  # the user's modules import as they would in a container
         env["PYTHONPATH"] = os.pathsep.join(
             p for p in (request["source_dir"], env.get("PYTHONPATH")) if p)
+    env.pop(FEATURE_STORE, None)
+    if request.get("feature_store"):
+        env[FEATURE_STORE] = request["feature_store"]
     env[STOP_FILE] = str(job_dir / STOP)  # the job stops at its next step once it exists
     if request.get("epoch_gate"):
         env[EPOCH_GATE] = str(job_dir / GATE)

@@ -21,6 +21,7 @@ from sm_imgclf.backends.sagemaker_validation import strict_problems
 from sm_imgclf.contracts.metrics import EPOCH_DEFINITION, METRIC_DEFINITIONS
 from sm_imgclf.contracts.training import TrainingSpec
 from sm_imgclf.errors import ConfigurationError
+from sm_imgclf.runtime.package import requirement_lines
 from sm_imgclf.runtime.weights import WEIGHTS_CHANNEL, kind_of
 
 ENTRY_POINT = "train.py"
@@ -69,8 +70,7 @@ def _user_files(folder: Path, members: dict[str, bytes]) -> list[str]:
         if any(part.startswith(".") or part == "__pycache__" for part in Path(name).parts):
             continue  # .git, editor files, bytecode
         if name == "requirements.txt":
-            lines = [line.strip() for line in path.read_text().splitlines()
-                     if line.strip() and not line.lstrip().startswith("#")]
+            lines = requirement_lines(path)
             continue
         if name in members or name.startswith("sm_imgclf/"):
             raise bad_value("source_dir", "free of train.py and an sm_imgclf folder",

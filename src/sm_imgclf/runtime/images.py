@@ -13,6 +13,9 @@ if TYPE_CHECKING:
 # Evaluation resizes the shorter side to image_size / CROP_RATIO, then crops the
 # centre square: the torchvision recipe (256 then 224).
 CROP_RATIO = 0.875
+# Bump when decoding, resizing or cropping changes the pixels a model sees: stored
+# backbone features are keyed by it.
+IMAGE_PIPELINE = 1
 
 
 def resize_size(image_size: int) -> int:

@@ -63,9 +63,13 @@ def write_package(model_dir: Path, state_dict: dict[str, Any], manifest: dict[st
 
 
 def user_requirements(code: Path | None) -> list[str]:
-    """The lines of the ``requirements.txt`` beside the user's module, if there is one."""
-    path = None if code is None else code.parent / "requirements.txt"
-    if path is None or not path.is_file():
+    """The requirements in the ``requirements.txt`` beside the user's module, if any."""
+    return [] if code is None else requirement_lines(code.parent / "requirements.txt")
+
+
+def requirement_lines(path: Path) -> list[str]:
+    """The requirements a pip requirements file lists (no blanks, no comments)."""
+    if not path.is_file():
         return []
     return [line.strip() for line in path.read_text().splitlines()
             if line.strip() and not line.lstrip().startswith("#")]

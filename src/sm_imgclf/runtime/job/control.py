@@ -1,6 +1,6 @@
 """How whoever runs the job steers it: stop requests, and verdicts between epochs.
 
-Two optional files, named by the environment:
+Optional files and folders, named by the environment:
 
 ``SM_IMGCLF_STOP_FILE``
     Once this file exists the job stops at its next step, keeping its last
@@ -12,7 +12,11 @@ Two optional files, named by the environment:
     give its verdict on every epoch before the next one starts, so a trial it
     prunes stops exactly where it was judged, whatever the machine's load.
 
-Neither is set on SageMaker, whose tuner judges trials by their logs.
+``SM_IMGCLF_FEATURE_STORE``
+    A folder of backbone features that head-only jobs share
+    (:mod:`sm_imgclf.runtime.job.feature_store`).
+
+None is set on SageMaker, whose tuner judges trials by their logs.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from pathlib import Path
 
 STOP_FILE = "SM_IMGCLF_STOP_FILE"
 EPOCH_GATE = "SM_IMGCLF_EPOCH_GATE"
+FEATURE_STORE = "SM_IMGCLF_FEATURE_STORE"  # a folder of backbone features jobs share
 GATE_PATIENCE_S = 600.0  # a tuner silent this long is gone; the job carries on alone
 
 

@@ -57,9 +57,11 @@ def run(env: JobEnvironment, settings: dict[str, Any], hp: Hyperparameters) -> d
     """Train, evaluate and package; return the metrics written to ``metrics.json``."""
     import torch
 
+    from sm_imgclf.runtime.job import feature_store
     from sm_imgclf.runtime.job.data import load_splits
     from sm_imgclf.runtime.job.distributed import setup
     from sm_imgclf.runtime.job.setup import prepare
+    from sm_imgclf.runtime.sources import resolve
 
     distributed = setup(env)
     torch.manual_seed(hp.seed)
@@ -68,8 +70,18 @@ def run(env: JobEnvironment, settings: dict[str, Any], hp: Hyperparameters) -> d
     device = _device()
     print(f"job: {settings['model']} on {device}, channels {sorted(channels)}, "
           f"hyperparameters {json.dumps(hp.to_dict())}", flush=True)
-    splits = load_splits(channels, hp.image_size, hp.augmentation, hp.num_workers)
-    trainer, head, model = prepare(settings, hp, splits, device, env, distributed)
+    sharing, reason = feature_store.plan(settings, hp, channels, resolve(settings["model"]),
+                                         distributed=distributed is not None,
+                                         amp=device.type == "cuda")
+    if reason and "no feature store" not in reason:
+        print(f"features: not shared, since {reason}", flush=True)
+    with feature_store.claimed(sharing) as stored:
+        splits = stored or load_splits(channels, hp.image_size, hp.augmentation,
+                                       hp.num_workers)
+        trainer, head, model = prepare(settings, hp, splits, device, env, distributed,
+                                       features_ready=stored is not None)
+        if sharing is not None and stored is None and trainer.features:
+            feature_store.write(sharing, splits)
     try:
         state = trainer.fit(splits["train"], splits.get("valid"))
     finally:

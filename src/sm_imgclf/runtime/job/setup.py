@@ -26,9 +26,13 @@ if TYPE_CHECKING:
 
 
 def prepare(settings: dict[str, Any], hp: Hyperparameters, splits: dict[str, SplitData],
-            device: torch.device, env: JobEnvironment,
-            distributed: tuple[int, int] | None) -> tuple[Trainer, HeadSpec, nn.Module]:
-    """Return the trainer, the head spec, and the full model the package will hold."""
+            device: torch.device, env: JobEnvironment, distributed: tuple[int, int] | None,
+            *, features_ready: bool = False) -> tuple[Trainer, HeadSpec, nn.Module]:
+    """Return the trainer, the head spec, and the full model the package will hold.
+
+    With ``features_ready`` the splits already hold the backbone's features
+    (read from the feature store), so the backbone does not run.
+    """
     from torch import nn
 
     weights = None if settings["weights"].lower() == "none" else settings["weights"]
@@ -53,7 +57,8 @@ def prepare(settings: dict[str, Any], hp: Hyperparameters, splits: dict[str, Spl
                               else None}
     head_layer = head_module(model, head)
     if trainable == "head" and hp.augmentation == "none" and not isinstance(head_layer, nn.Conv2d):
-        _to_features(model, head, splits, device, mean, std, hp.batch_size)
+        if not features_ready:
+            _to_features(model, head, splits, device, mean, std, hp.batch_size)
         # Each rank trains on its share of the features: the head's gradients must be
         # averaged across ranks like the whole model's, or every rank learns its own head.
         head_trainee: nn.Module = head_layer
