@@ -161,6 +161,9 @@ class LocalBackend:
             self._check_restart(spec, folder)
         folder.mkdir(parents=True, exist_ok=True)
         (folder / local_runner.SPEC).write_text(json.dumps(request["spec"], indent=2))
+        # The tuner's own backend starts the trials: it must share features as this one does.
+        (folder / local_runner.BACKEND_OPTIONS).write_text(
+            json.dumps({"share_features": self.share_features}))
         (folder / "runner.pid").unlink(missing_ok=True)
         (folder / local_runner.STOP).unlink(missing_ok=True)
         local_runner.write_status(folder, status="InProgress", failure_reason=None,

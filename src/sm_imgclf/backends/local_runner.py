@@ -26,6 +26,7 @@ from sm_imgclf.runtime.job.control import EPOCH_GATE, FEATURE_STORE, STOP_FILE
 
 STATUS, SPEC, LOG = "status.json", "spec.json", "log.txt"
 STOP = "stop-requested"  # written by a stop that may come before the runner can take a signal
+BACKEND_OPTIONS = "backend.json"  # the options of the session that started a tuning run
 GATE = "gate"  # where the job waits for a verdict after each epoch, when asked to
 
 

@@ -21,7 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from sm_imgclf.backends.local import LocalBackend
-from sm_imgclf.backends.local_runner import LOG, SPEC, listen_for_stop, write_status
+from sm_imgclf.backends.local_runner import (
+    BACKEND_OPTIONS,
+    LOG,
+    SPEC,
+    listen_for_stop,
+    write_status,
+)
 from sm_imgclf.backends.optuna_study import open_study, suggest, trial_record
 from sm_imgclf.contracts.hyperparameters import BY_NAME
 from sm_imgclf.contracts.metrics import METRIC_NAMES, merge_rows, parse_metrics
@@ -274,7 +280,9 @@ def main(folder: Path) -> int:
     # job several times slower than running them one after another.
     threads = max(1, (os.cpu_count() or 1) // spec.max_parallel_jobs)
     os.environ.setdefault("OMP_NUM_THREADS", str(threads))
-    tuner = LocalTuner(spec, LocalBackend(folder.parents[1]), folder)
+    options = json.loads((folder / BACKEND_OPTIONS).read_text()) \
+        if (folder / BACKEND_OPTIONS).is_file() else {}
+    tuner = LocalTuner(spec, LocalBackend(folder.parents[1], **options), folder)
 
     def stop() -> None:
         tuner.stopping = True
