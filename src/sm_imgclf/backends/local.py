@@ -15,6 +15,7 @@ from urllib.request import url2pathname
 from sm_imgclf._params import bad_value
 from sm_imgclf.backends import local_runner, local_serving
 from sm_imgclf.backends._processes import alive
+from sm_imgclf.backends.one_job import spec_file_search, trials, tuning_status
 from sm_imgclf.contracts.deploy import BatchSpec, DeploySpec
 from sm_imgclf.contracts.status import JobState, JobStatus, TrialRecord, TuningStatus
 from sm_imgclf.contracts.training import TrainingSpec
@@ -24,6 +25,7 @@ from sm_imgclf.runtime.weights import WEIGHTS_CHANNEL, kind_of
 from sm_imgclf.storage.local import LocalDirStore
 
 _RESTARTABLE = frozenset({"Failed", "Stopped"})
+ONE_JOB = "one-job.json"  # a tuning run that is one training job: its spec
 
 
 class LocalBackend:
@@ -144,7 +146,9 @@ class LocalBackend:
         return self.root / "tuning" / name
 
     def tuning_request(self, spec: TuningSpec) -> dict[str, Any]:
-        """The tuner command and the spec it reads."""
+        """The tuner command and the spec it reads (a search in one job: that job's request)."""
+        if spec.in_one_job:
+            return self.training_request(spec.one_job_training())
         self.training_request(spec.training)  # checks the channels' form
         folder = self.tuning_dir(spec.name)
         return {"name": spec.name, "spec": spec.to_dict(),
@@ -152,6 +156,12 @@ class LocalBackend:
 
     def start_tuning(self, spec: TuningSpec) -> None:
         """Start the tuner; a stopped or failed run of the same spec carries on."""
+        if spec.in_one_job:
+            folder = self.tuning_dir(spec.name)
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / ONE_JOB).write_text(json.dumps(spec.to_dict(), indent=2))
+            self.start_training(spec.one_job_training())
+            return
         request = self.tuning_request(spec)
         for name, uri in spec.training.channels:
             if not _local_path(name, uri).is_dir():
@@ -184,6 +194,11 @@ class LocalBackend:
 
     def describe_tuning(self, name: str) -> TuningStatus:
         """Read the tuner's ``status.json``; a tuner that vanished means Failed."""
+        one_job = self.tuning_dir(name) / ONE_JOB
+        if one_job.is_file():
+            return tuning_status(name, self.describe_training(name),
+                                 spec_file_search(one_job.read_text()),
+                                 lambda: self.training_log(name, None)[0])
         status = _read_status(self.tuning_dir(name), f"local tuning run named {name!r}",
                               "The local tuner ended without a result (killed?). "
                               "Run it again with this name to carry on.")
@@ -192,7 +207,9 @@ class LocalBackend:
                             tuple(status.get("categorical", ())))
 
     def list_trials(self, name: str) -> list[TrialRecord]:
-        """The trials so far, from the tuner's ``trials.json``."""
+        """The trials so far, from the tuner's ``trials.json`` (or the one job's log)."""
+        if (self.tuning_dir(name) / ONE_JOB).is_file():
+            return trials(name, self.training_log(name, None)[0])
         self.describe_tuning(name)
         path = self.tuning_dir(name) / "trials.json"
         rows = json.loads(path.read_text()) if path.exists() else []
@@ -200,6 +217,9 @@ class LocalBackend:
 
     def stop_tuning(self, name: str) -> None:
         """Send the tuner SIGTERM; it stops its running trials, which keep their checkpoints."""
+        if (self.tuning_dir(name) / ONE_JOB).is_file():
+            self.stop_training(name)
+            return
         if self.describe_tuning(name).status is JobState.IN_PROGRESS:
             folder = self.tuning_dir(name)
             local_runner.request_stop(folder, _runner_pid(folder))

@@ -28,12 +28,12 @@ from sm_imgclf.backends.local_runner import (
     listen_for_stop,
     write_status,
 )
-from sm_imgclf.backends.optuna_study import open_study, suggest, trial_record
 from sm_imgclf.contracts.hyperparameters import BY_NAME
 from sm_imgclf.contracts.metrics import METRIC_NAMES, merge_rows, parse_metrics
 from sm_imgclf.contracts.status import TERMINAL, JobState
 from sm_imgclf.contracts.tuning import Strategy, TuningSpec
 from sm_imgclf.errors import BackendError
+from sm_imgclf.runtime.optuna_study import open_study, suggest, trial_record
 
 TRIALS, STUDY = "trials.json", "study.journal"
 FAIL_FAST = 3  # failed trials, with none completed, that end a run early

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from dataclasses import replace
 from functools import cached_property
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from sm_imgclf.backends import sagemaker_training, sagemaker_tuning
+from sm_imgclf.backends import one_job, sagemaker_training, sagemaker_tuning
 from sm_imgclf.backends.sagemaker_endpoints import SageMakerEndpoints
 from sm_imgclf.backends.sagemaker_errors import already_exists, translate_errors
 from sm_imgclf.backends.sagemaker_images import pytorch_image
+from sm_imgclf.contracts.search import Search
 from sm_imgclf.contracts.status import JobState, JobStatus, TrialRecord, TuningStatus
 from sm_imgclf.contracts.storage import UploadItem
 from sm_imgclf.contracts.training import TrainingSpec
@@ -44,6 +46,16 @@ class SageMakerBackend(SageMakerEndpoints):
         return {}
 
     @cached_property
+    def _ended_logs(self) -> dict[str, list[str]]:
+        """The whole log of each completed one-job search, which never changes."""
+        return {}
+
+    @cached_property
+    def _searches(self) -> dict[str, Search | None]:
+        """Per run name: its search if it is one training job, else ``None``."""
+        return {}
+
+    @cached_property
     def _tuning_configs(self) -> dict[str, dict[str, Any]]:
         """Each tuning run's configuration, which never changes."""
         return {}
@@ -60,7 +72,9 @@ class SageMakerBackend(SageMakerEndpoints):
         and reaches the job as an ``s3://`` weights channel.
         """
         found = resolve(spec.model, spec.source_dir)
-        source = sagemaker_training.source_tarball(spec.source_dir, found.requirements)
+        # AWS's PyTorch images have no Optuna; a search in one job installs it.
+        wanted = (*found.requirements, *([f"optuna=={version('optuna')}"] if spec.search else []))
+        source = sagemaker_training.source_tarball(spec.source_dir, wanted)
         uploads: dict[str, bytes | Path] = {sagemaker_training.source_key(source): source}
         if kind_of(spec.weights) == "file":
             path = Path(spec.weights)
@@ -181,7 +195,12 @@ class SageMakerBackend(SageMakerEndpoints):
 
 
     def tuning_request(self, spec: TuningSpec) -> dict[str, Any]:
-        """The validated ``CreateHyperParameterTuningJob`` request (nothing is sent)."""
+        """The validated ``CreateHyperParameterTuningJob`` request (nothing is sent).
+
+        A search in one job is one ``CreateTrainingJob`` request instead.
+        """
+        if spec.in_one_job:
+            return self.training_request(spec.one_job_training())
         training, uploads = self._artifacts(spec.training)
         return self._tuning_request(replace(spec, training=training), next(iter(uploads)))
 
@@ -193,6 +212,11 @@ class SageMakerBackend(SageMakerEndpoints):
 
     def start_tuning(self, spec: TuningSpec) -> None:
         """Upload the source tarball (and weights) if needed, then create the tuning job."""
+        if spec.in_one_job:
+            training = spec.one_job_training()
+            self.start_training(training)
+            self._searches[spec.name] = one_job.search_of(training.search)
+            return
         training, uploads = self._artifacts(spec.training)
         spec = replace(spec, training=training)
         request = self._tuning_request(spec, next(iter(uploads)))
@@ -216,6 +240,37 @@ class SageMakerBackend(SageMakerEndpoints):
             else:
                 self.store.put_file(UploadItem(data, key, data.stat().st_size), lambda _: None)
 
+    def _one_job_search(self, name: str) -> Search | None:
+        """The search of run ``name`` if it is one training job; asked of SageMaker once."""
+        if name not in self._searches:
+            try:
+                self._describe_tuning(name)
+                self._searches[name] = None
+            except BackendError as missing:
+                argument = self._job_search_argument(name)
+                if argument is None:
+                    raise missing from None
+                self._searches[name] = one_job.search_of(argument)
+        return self._searches[name]
+
+    def _job_search_argument(self, name: str) -> str | None:
+        try:
+            with translate_errors("DescribeTrainingJob", name):
+                answer = self.sagemaker_client.describe_training_job(TrainingJobName=name)
+        except BackendError:
+            return None
+        found: str | None = answer.get("HyperParameters", {}).get("search") or None
+        return found
+
+    def _whole_log(self, name: str) -> list[str]:
+        lines: list[str] = []
+        cursor = None
+        while True:
+            found, cursor = self.training_log(name, cursor)
+            if not found:
+                return lines
+            lines += found
+
     def _describe_tuning(self, name: str) -> dict[str, Any]:
         with translate_errors("DescribeHyperParameterTuningJob", name):
             answer: dict[str, Any] = self.sagemaker_client.describe_hyper_parameter_tuning_job(
@@ -225,7 +280,15 @@ class SageMakerBackend(SageMakerEndpoints):
         return answer
 
     def describe_tuning(self, name: str) -> TuningStatus:
-        """Map ``DescribeHyperParameterTuningJob`` onto :class:`TuningStatus`."""
+        """Map ``DescribeHyperParameterTuningJob`` onto :class:`TuningStatus`.
+
+        A run that is one training job (no tuning job of that name) maps that job.
+        """
+        search = self._one_job_search(name)
+        if search is not None:
+            return one_job.tuning_status(name, self.describe_training(name), search,
+                                         lambda: self._ended_logs.get(name) or self._ended_logs
+                                         .setdefault(name, self._whole_log(name)))
         answer = self._describe_tuning(name)
         config = answer["HyperParameterTuningJobConfig"]
         objective = config["HyperParameterTuningJobObjective"]
@@ -237,7 +300,12 @@ class SageMakerBackend(SageMakerEndpoints):
             tuple(r["Name"] for r in categories))
 
     def list_trials(self, name: str) -> list[TrialRecord]:
-        """Every trial, through ``ListTrainingJobsForHyperParameterTuningJob``'s pages."""
+        """Every trial, through ``ListTrainingJobsForHyperParameterTuningJob``'s pages.
+
+        The trials of a run that is one job come from that job's log.
+        """
+        if self._one_job_search(name) is not None:
+            return one_job.trials(name, self._whole_log(name))
         config = self._tuning_configs.get(name) or self._describe_tuning(name)[
             "HyperParameterTuningJobConfig"]
         early = (config.get("TrainingJobEarlyStoppingType") == "Auto"
@@ -274,6 +342,9 @@ class SageMakerBackend(SageMakerEndpoints):
 
         A run that already ended is left alone (the service refuses to stop it).
         """
+        if self._one_job_search(name) is not None:
+            self.stop_training(name)
+            return
         try:
             with translate_errors("StopHyperParameterTuningJob", name):
                 self.sagemaker_client.stop_hyper_parameter_tuning_job(

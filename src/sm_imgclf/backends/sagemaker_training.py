@@ -19,6 +19,7 @@ from sm_imgclf._params import bad_value
 from sm_imgclf.backends.sagemaker_images import processor
 from sm_imgclf.backends.sagemaker_validation import strict_problems
 from sm_imgclf.contracts.metrics import EPOCH_DEFINITION, METRIC_DEFINITIONS
+from sm_imgclf.contracts.search import TRIAL_DEFINITION
 from sm_imgclf.contracts.training import TrainingSpec
 from sm_imgclf.errors import ConfigurationError
 from sm_imgclf.runtime.package import requirement_lines
@@ -103,7 +104,9 @@ def training_request(spec: TrainingSpec, *, bucket: str, region: str, image_uri:
         "TrainingJobName": name,
         "AlgorithmSpecification": {
             "TrainingImage": image_uri, "TrainingInputMode": "File",
-            "MetricDefinitions": [dict(d) for d in (*METRIC_DEFINITIONS, EPOCH_DEFINITION)],
+            "MetricDefinitions": [dict(d) for d in (
+                *METRIC_DEFINITIONS, EPOCH_DEFINITION,
+                *([TRIAL_DEFINITION] if spec.search else []))],
         },
         "RoleArn": spec.role,
         "HyperParameters": {

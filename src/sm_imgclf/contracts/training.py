@@ -35,6 +35,8 @@ class TrainingSpec:
         tags: Tags for the job.
         source_dir: A local folder shipped with the job: importable inside it,
             its ``requirements.txt`` installed on SageMaker.
+        search: A head-only search the job runs in-process (JSON, see
+            :mod:`sm_imgclf.contracts.search`); empty for an ordinary job.
     """
 
     job_name: str
@@ -53,6 +55,7 @@ class TrainingSpec:
     role: str | None = None
     tags: tuple[tuple[str, str], ...] = field(default_factory=tuple)
     source_dir: str | None = None
+    search: str = ""
 
     def __post_init__(self) -> None:
         check_resource_name("job_name", self.job_name)
@@ -79,8 +82,10 @@ class TrainingSpec:
 
     def job_arguments(self) -> dict[str, str]:
         """Every job argument as a string: the SageMaker hyperparameter map."""
+        search = {"search": self.search} if self.search else {}
         return {"model": self.model, "weights": self.weights,
-                "trainable": ",".join(self.trainable), **self.hyperparameters.to_strings()}
+                "trainable": ",".join(self.trainable), **search,
+                **self.hyperparameters.to_strings()}
 
     def argv(self) -> list[str]:
         """The job's command-line arguments, ``--name value`` pairs with sorted names."""

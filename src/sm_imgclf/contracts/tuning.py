@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from sm_imgclf._params import check_choice, check_number, check_resource_name
+from sm_imgclf._params import bad_value, check_choice, check_number, check_resource_name
 from sm_imgclf.contracts.space import Categorical, Range, describe, from_description
 from sm_imgclf.contracts.training import TrainingSpec, spec_from_dict, spec_to_dict
 
@@ -52,6 +52,9 @@ class TuningSpec:
         seed: Seed of the search, so a run can be repeated.
         warm_start: Names of earlier tuning runs whose trials seed this one.
         warm_start_type: ``"identical_data"`` or ``"transfer_learning"``.
+        in_one_job: Run the whole search inside one training job named
+            :attr:`name`, on backbone features computed once (head-only searches;
+            see :mod:`sm_imgclf.contracts.search`).
     """
 
     name: str
@@ -67,6 +70,7 @@ class TuningSpec:
     seed: int = 0
     warm_start: tuple[str, ...] = ()
     warm_start_type: str = "identical_data"
+    in_one_job: bool = False
 
     def __post_init__(self) -> None:
         check_resource_name("name", self.name, max_length=32)
@@ -80,6 +84,19 @@ class TuningSpec:
         check_number("max_parallel_jobs", self.max_parallel_jobs, low=1, high=self.max_jobs,
                      integer=True)
         check_number("min_epochs", self.min_epochs, low=1, integer=True)
+        if self.in_one_job:
+            self._check_one_job()
+
+    def _check_one_job(self) -> None:
+        from sm_imgclf.contracts.search import one_job_blockers
+
+        blockers = one_job_blockers(self.training, dict(self.space))
+        if self.warm_start:
+            blockers.append("warm_start needs one training job per trial")
+        if blockers:
+            raise bad_value("in_one_job", "False for this search", True,
+                            "One job can run a search only when every trial trains the head "
+                            "on the same features: " + "; ".join(blockers) + ".")
 
     @property
     def categorical(self) -> tuple[str, ...]:
@@ -102,12 +119,24 @@ class TuningSpec:
         return replace(self.training, job_name=self.trial_job_name(number),
                        hyperparameters=self.training.hyperparameters.updated(**values))
 
+    def one_job_training(self) -> TrainingSpec:
+        """The training job that runs this whole search in-process (named like the run)."""
+        from dataclasses import replace
+
+        from sm_imgclf.contracts.search import search_argument
+
+        search = {name: getattr(self, name) for name in (
+            "objective", "direction", "max_jobs", "early_stopping", "min_epochs", "seed")}
+        search |= {"strategy": str(self.strategy),
+                   "space": {name: describe(value) for name, value in self.space}}
+        return replace(self.training, job_name=self.name, search=search_argument(search))
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-friendly copy (read back by :meth:`from_dict`)."""
         return {
             **{name: getattr(self, name) for name in (
                 "name", "objective", "direction", "max_jobs", "max_parallel_jobs",
-                "early_stopping", "min_epochs", "seed", "warm_start_type")},
+                "early_stopping", "min_epochs", "seed", "warm_start_type", "in_one_job")},
             "strategy": str(self.strategy), "warm_start": list(self.warm_start),
             "training": spec_to_dict(self.training),
             "space": {name: describe(value) for name, value in self.space},

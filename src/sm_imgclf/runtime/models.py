@@ -109,19 +109,25 @@ def replace_head(model: nn.Module, num_classes: int, *, hidden: int = 0,
 
     path = path or _find_head(model)
     old = _head_layer(model, path)
-    if isinstance(old, nn.Conv2d):  # squeezenet classifies with a 1x1 convolution
-        new: nn.Module = nn.Conv2d(old.in_channels, num_classes, kernel_size=1)
-        in_features = old.in_channels
-    else:
-        in_features = old.in_features
-        layers: list[nn.Module] = []
-        if hidden:
-            layers += [nn.Linear(in_features, hidden), nn.ReLU(inplace=True)]
-        layers += [nn.Dropout(dropout)] if dropout else []
-        layers.append(nn.Linear(hidden or in_features, num_classes))
-        new = layers[0] if len(layers) == 1 else nn.Sequential(*layers)
-    set_submodule(model, path, new)
-    return HeadSpec(path, in_features, num_classes, hidden, dropout)
+    conv = isinstance(old, nn.Conv2d)  # squeezenet classifies with a 1x1 convolution
+    spec = HeadSpec(path, old.in_channels if conv else old.in_features, num_classes, hidden,
+                    dropout)
+    set_submodule(model, path, new_head(spec, conv=conv))
+    return spec
+
+
+def new_head(spec: HeadSpec, *, conv: bool = False) -> nn.Module:
+    """A freshly initialised head as ``spec`` describes it."""
+    from torch import nn
+
+    if conv:
+        return nn.Conv2d(spec.in_features, spec.num_classes, kernel_size=1)
+    layers: list[nn.Module] = []
+    if spec.hidden:
+        layers += [nn.Linear(spec.in_features, spec.hidden), nn.ReLU(inplace=True)]
+    layers += [nn.Dropout(spec.dropout)] if spec.dropout else []
+    layers.append(nn.Linear(spec.hidden or spec.in_features, spec.num_classes))
+    return layers[0] if len(layers) == 1 else nn.Sequential(*layers)
 
 
 def head_module(model: nn.Module, head: HeadSpec) -> nn.Module:

@@ -7,7 +7,9 @@ from typing import TYPE_CHECKING, Any
 
 from sm_imgclf._params import bad_value, check_choice, check_number
 from sm_imgclf.contracts.metrics import METRIC_NAMES
+from sm_imgclf.contracts.search import one_job_blockers
 from sm_imgclf.contracts.space import Range, check_space, grid_size
+from sm_imgclf.contracts.training import TrainingSpec
 from sm_imgclf.contracts.tuning import Strategy, TuningSpec, new_tuning_name
 from sm_imgclf.training.estimator import TransferLearningEstimator
 
@@ -42,6 +44,17 @@ class TuningRun:
         warm_start: Earlier runs (results or names) whose trials inform this one.
         warm_start_type: ``"identical_data"`` or ``"transfer_learning"`` (data or
             space changed; SageMaker's distinction, the local tuner treats both alike).
+        in_one_job: Run the whole search inside one training job, trials one
+            after another on backbone features computed once. It applies when the
+            estimator trains only the head without augmentation and every tuned
+            name shapes only the head (learning rate, batch size, epochs,
+            optimizer settings, weight decay, label smoothing, head width and
+            dropout, class weighting, schedule). ``None`` (default) chooses it on
+            SageMaker whenever it applies (one instance start and one backbone
+            pass instead of one per trial); local sessions share features
+            across trial jobs anyway. ``True`` insists (and says why it cannot);
+            ``False`` keeps one training job per trial. :meth:`plan` says which
+            (``TuningSpec.in_one_job``).
     """
 
     def __init__(
@@ -59,6 +72,7 @@ class TuningRun:
         seed: int = 0,
         warm_start: Sequence[TuningResult | str] = (),
         warm_start_type: str = "identical_data",
+        in_one_job: bool | None = None,
     ) -> None:
         if not isinstance(estimator, TransferLearningEstimator):
             raise bad_value("estimator", "a TransferLearningEstimator", estimator)
@@ -81,6 +95,9 @@ class TuningRun:
         self.seed = check_number("seed", seed, low=0, high=2**31 - 1, integer=True)
         self.warm_start = _parents(warm_start)
         self.warm_start_type = check_choice("warm_start_type", warm_start_type, WARM_START_TYPES)
+        if in_one_job not in (None, True, False):
+            raise bad_value("in_one_job", "None, True or False", in_one_job)
+        self.in_one_job = in_one_job
         self._check_strategy()
 
     def _check_strategy(self) -> None:
@@ -114,13 +131,20 @@ class TuningRun:
         name = name or new_tuning_name(self.estimator.base_job_name)
         if len(name) > 32:
             raise bad_value("name", "at most 32 characters (SageMaker's limit)", name)
+        training = self.estimator.plan(channels, job_name=name)
         return TuningSpec(
-            name=name, training=self.estimator.plan(channels, job_name=name),
+            name=name, training=training,
             space=tuple(sorted(self.space.items())), objective=self.objective,
             direction=self.direction, strategy=self.strategy, max_jobs=self.max_jobs,
             max_parallel_jobs=self.max_parallel_jobs, early_stopping=self.early_stopping,
             min_epochs=self.min_epochs, seed=self.seed, warm_start=self.warm_start,
-            warm_start_type=self.warm_start_type)
+            warm_start_type=self.warm_start_type, in_one_job=self._one_job(training))
+
+    def _one_job(self, training: TrainingSpec) -> bool:
+        if self.in_one_job is not None:
+            return self.in_one_job  # the spec refuses True, saying why, where it cannot apply
+        return (self.estimator.session.backend.name == "sagemaker" and not self.warm_start
+                and not one_job_blockers(training, self.space))
 
     def dry_run(self, channels: Mapping[str, str], *, name: str | None = None
                 ) -> dict[str, Any]:

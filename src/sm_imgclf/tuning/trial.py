@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from sm_imgclf.contracts.hyperparameters import BY_NAME
 from sm_imgclf.contracts.status import TrialRecord
+from sm_imgclf.errors import BackendError
 from sm_imgclf.training.job import TrainingJob
 
 if TYPE_CHECKING:
@@ -41,8 +42,22 @@ class Trial:
 
     @property
     def job(self) -> TrainingJob:
-        """The trial's :class:`~sm_imgclf.TrainingJob` (deploy it, read its metrics)."""
-        return TrainingJob(self.job_name, self.session)
+        """The trial's :class:`~sm_imgclf.TrainingJob` (deploy it, read its metrics).
+
+        A trial of a search run inside one job (``<job>/trial-<n>``) has the
+        job as its own once the job has packaged it, as the best trial.
+
+        Raises:
+            BackendError: The trial ran inside a search's one job, which
+                packaged another trial's model (or has not finished yet).
+        """
+        outer, inside, _ = self.job_name.partition("/")
+        if inside and self.session.backend.describe_tuning(outer).best_job != self.job_name:
+            raise BackendError(
+                f"Trial {self.job_name!r} ran inside the training job {outer!r}, which "
+                "packages only the best trial's model, once it has finished; use "
+                "result.best.job.", name=outer)
+        return TrainingJob(outer if inside else self.job_name, self.session)
 
     @classmethod
     def from_record(cls, record: TrialRecord, session: Session) -> Trial:

@@ -22,6 +22,7 @@ JOB_PARAMS: tuple[Param, ...] = (
     Param("model", str, "resnet50", help="torchvision classifier name"),
     Param("weights", str, "none", help="'none', 'DEFAULT', a weights enum name, or a file"),
     Param("trainable", list, ("head",), help="'head', 'all', or block names"),
+    Param("search", str, "", help="a head-only search to run in-process (JSON)"),
 )
 
 

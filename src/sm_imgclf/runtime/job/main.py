@@ -82,11 +82,14 @@ def run(env: JobEnvironment, settings: dict[str, Any], hp: Hyperparameters) -> d
                                        features_ready=stored is not None)
         if sharing is not None and stored is None and trainer.features:
             feature_store.write(sharing, splits)
-    try:
-        state = trainer.fit(splits["train"], splits.get("valid"))
-    finally:
-        if trainer.monitor is not None:
-            trainer.monitor.close()
+    if settings["search"]:
+        trainer, head, hp, state = _search(settings, hp, splits, trainer, head, model, env)
+    else:
+        try:
+            state = trainer.fit(splits["train"], splits.get("valid"))
+        finally:
+            if trainer.monitor is not None:
+                trainer.monitor.close()
     metrics: dict[str, Any] = {"history": state["history"], "best_epoch": state["best_epoch"]}
     if distributed is None or distributed[0] == 0:
         _print_best(metrics)
@@ -97,6 +100,24 @@ def run(env: JobEnvironment, settings: dict[str, Any], hp: Hyperparameters) -> d
     if distributed is None or distributed[0] == 0:
         _write_outputs(env, settings, hp, splits["train"], model, head, metrics)
     return metrics
+
+
+def _search(settings: dict[str, Any], hp: Hyperparameters, splits: dict[str, Any],
+            trainer: Any, head: Any, model: Any, env: JobEnvironment) -> tuple[Any, ...]:
+    """Run the job's in-process search; return the best trial's trainer, head, hp and state."""
+    from sm_imgclf.runtime.job.search import run_search
+    from sm_imgclf.runtime.job.setup import make_monitor
+
+    if not trainer.features:
+        raise ConfigurationError(
+            "A search inside one job trains heads on cached backbone features: it needs "
+            "trainable='head', augmentation='none' and a linear head.")
+    if trainer.monitor is not None:
+        trainer.monitor.close()  # each trial records its own; the best's become the job's
+    best = run_search(settings["search"], hp, splits, model, head, trainer, env,
+                      lambda trial_hp, folder: make_monitor(settings, trial_hp, splits,
+                                                            trainer.device, env, folder))
+    return best.trainer, best.head, best.hp, best.state
 
 
 def _device() -> Any:

@@ -18,6 +18,8 @@ from sm_imgclf.runtime.models import (
 from sm_imgclf.runtime.sources import resolve
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import torch
     from torch import nn
 
@@ -53,7 +55,7 @@ def prepare(settings: dict[str, Any], hp: Hyperparameters, splits: dict[str, Spl
                               "log": print if leader else _quiet,
                               # One process steers itself; ranks would stop at different steps.
                               "control": JobControl.from_env() if distributed is None else None,
-                              "monitor": _monitor(settings, hp, splits, device, env) if leader
+                              "monitor": make_monitor(settings, hp, splits, device, env) if leader
                               else None}
     head_layer = head_module(model, head)
     if trainable == "head" and hp.augmentation == "none" and not isinstance(head_layer, nn.Conv2d):
@@ -71,9 +73,12 @@ def prepare(settings: dict[str, Any], hp: Hyperparameters, splits: dict[str, Spl
     return Trainer(trainee, frozen=frozen, **common), head, model
 
 
-def _monitor(settings: dict[str, Any], hp: Hyperparameters, splits: dict[str, SplitData],
-             device: torch.device, env: JobEnvironment) -> Any:
-    """The recorder and profiler, unless ``record_every`` is 0."""
+def make_monitor(settings: dict[str, Any], hp: Hyperparameters, splits: dict[str, SplitData],
+                 device: torch.device, env: JobEnvironment, folder: Path | None = None) -> Any:
+    """The recorder and profiler, writing to ``folder`` (default ``<output>/debug``).
+
+    ``None`` when ``record_every`` is 0.
+    """
     import torch
 
     from sm_imgclf.runtime.checks.monitor import Monitor
@@ -87,7 +92,7 @@ def _monitor(settings: dict[str, Any], hp: Hyperparameters, splits: dict[str, Sp
             "batch_size": hp.batch_size, "device": device.type,
             "steps_per_epoch": -(-len(train) // hp.batch_size),
             "trainable": list(settings["trainable"])}
-    return Monitor(env.output_dir / "debug", hp, meta, device, print)
+    return Monitor(folder or env.output_dir / "debug", hp, meta, device, print)
 
 
 def _quiet(line: str) -> None:

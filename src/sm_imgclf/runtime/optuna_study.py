@@ -1,4 +1,7 @@
-"""The Optuna side of the local tuner: study, sampler, pruner, suggestions, warm start."""
+"""The Optuna side of tuning: study, sampler, pruner, suggestions, warm start.
+
+The local tuner stores its study on disk; a search inside one job keeps it in memory.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from sm_imgclf.contracts.hyperparameters import BY_NAME
+from sm_imgclf.contracts.search import Search
 from sm_imgclf.contracts.space import Categorical, Integer, Range, grid_values
 from sm_imgclf.contracts.status import TrialRecord
 from sm_imgclf.contracts.tuning import Strategy, TuningSpec
@@ -30,6 +34,15 @@ def open_study(spec: TuningSpec, path: Path, tuning_root: Path) -> Any:
     return study
 
 
+def memory_study(search: Search) -> Any:
+    """A study kept in memory, for a search run inside one job."""
+    import optuna
+
+    return optuna.create_study(
+        direction="maximize" if search.direction == "maximize" else "minimize",
+        sampler=_sampler(search), pruner=_pruner(search))
+
+
 def _storage(path: Path) -> Any:
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
@@ -37,7 +50,7 @@ def _storage(path: Path) -> Any:
     return JournalStorage(JournalFileBackend(str(path)))
 
 
-def _sampler(spec: TuningSpec) -> Any:
+def _sampler(spec: TuningSpec | Search) -> Any:
     from optuna import samplers
 
     if spec.strategy is Strategy.GRID:
@@ -51,7 +64,7 @@ def _sampler(spec: TuningSpec) -> Any:
     return samplers.RandomSampler(seed=spec.seed)
 
 
-def _pruner(spec: TuningSpec) -> Any:
+def _pruner(spec: TuningSpec | Search) -> Any:
     from optuna import pruners
 
     if spec.strategy is Strategy.HYPERBAND:
