@@ -13,9 +13,10 @@ import json
 from collections.abc import Callable, Iterable
 
 from sm_imgclf.contracts.schema import Param
-from sm_imgclf.contracts.search import Search, best_trial, trial_name, trials_from_log
+from sm_imgclf.contracts.search import best_trial, trial_name, trials_from_log
 from sm_imgclf.contracts.space import Categorical
 from sm_imgclf.contracts.status import JobState, JobStatus, TrialRecord, TuningStatus
+from sm_imgclf.contracts.tuning import Search
 
 
 def search_of(argument: str) -> Search:

@@ -12,11 +12,10 @@ from sm_imgclf.backends import one_job, sagemaker_training, sagemaker_tuning
 from sm_imgclf.backends.sagemaker_endpoints import SageMakerEndpoints
 from sm_imgclf.backends.sagemaker_errors import already_exists, translate_errors
 from sm_imgclf.backends.sagemaker_images import pytorch_image
-from sm_imgclf.contracts.search import Search
 from sm_imgclf.contracts.status import JobState, JobStatus, TrialRecord, TuningStatus
 from sm_imgclf.contracts.storage import UploadItem
 from sm_imgclf.contracts.training import TrainingSpec
-from sm_imgclf.contracts.tuning import TuningSpec
+from sm_imgclf.contracts.tuning import Search, TuningSpec
 from sm_imgclf.errors import BackendError, StorageError
 from sm_imgclf.runtime.sources import resolve
 from sm_imgclf.runtime.weights import kind_of
@@ -227,6 +226,7 @@ class SageMakerBackend(SageMakerEndpoints):
         self._upload(uploads)
         with translate_errors("CreateHyperParameterTuningJob", spec.name):
             self.sagemaker_client.create_hyper_parameter_tuning_job(**request)
+        self._searches[spec.name] = None
 
     def _upload(self, uploads: dict[str, bytes | Path]) -> None:
         """Put each object the job needs that the bucket lacks (keys name their content)."""
@@ -243,15 +243,21 @@ class SageMakerBackend(SageMakerEndpoints):
     def _one_job_search(self, name: str) -> Search | None:
         """The search of run ``name`` if it is one training job; asked of SageMaker once."""
         if name not in self._searches:
-            try:
-                self._describe_tuning(name)
-                self._searches[name] = None
-            except BackendError as missing:
-                argument = self._job_search_argument(name)
-                if argument is None:
-                    raise missing from None
-                self._searches[name] = one_job.search_of(argument)
+            self._probe(name)
         return self._searches[name]
+
+    def _probe(self, name: str) -> dict[str, Any] | None:
+        """Tell a tuning job from a search in one job; return the tuning job's description."""
+        try:
+            answer = self._describe_tuning(name)
+        except BackendError as missing:
+            argument = self._job_search_argument(name)
+            if argument is None:
+                raise missing from None
+            self._searches[name] = one_job.search_of(argument)
+            return None
+        self._searches[name] = None
+        return answer
 
     def _job_search_argument(self, name: str) -> str | None:
         try:
@@ -284,12 +290,13 @@ class SageMakerBackend(SageMakerEndpoints):
 
         A run that is one training job (no tuning job of that name) maps that job.
         """
-        search = self._one_job_search(name)
+        answer = self._probe(name) if name not in self._searches else None
+        search = self._searches[name]
         if search is not None:
             return one_job.tuning_status(name, self.describe_training(name), search,
                                          lambda: self._ended_logs.get(name) or self._ended_logs
                                          .setdefault(name, self._whole_log(name)))
-        answer = self._describe_tuning(name)
+        answer = answer or self._describe_tuning(name)
         config = answer["HyperParameterTuningJobConfig"]
         objective = config["HyperParameterTuningJobObjective"]
         categories = config.get("ParameterRanges", {}).get("CategoricalParameterRanges", [])
@@ -342,7 +349,7 @@ class SageMakerBackend(SageMakerEndpoints):
 
         A run that already ended is left alone (the service refuses to stop it).
         """
-        if self._one_job_search(name) is not None:
+        if self._searches.get(name) is not None:
             self.stop_training(name)
             return
         try:
@@ -350,7 +357,9 @@ class SageMakerBackend(SageMakerEndpoints):
                 self.sagemaker_client.stop_hyper_parameter_tuning_job(
                     HyperParameterTuningJobName=name)
         except BackendError:
-            if not self.describe_tuning(name).status.terminal:
+            if self._one_job_search(name) is not None:
+                self.stop_training(name)
+            elif not self.describe_tuning(name).status.terminal:
                 raise
 
     def list_jobs(self) -> list[dict[str, Any]]:

@@ -12,13 +12,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
-from sm_imgclf.contracts.space import Range, from_description
 from sm_imgclf.contracts.status import TrialRecord
 from sm_imgclf.contracts.training import TrainingSpec
-from sm_imgclf.contracts.tuning import Strategy
 
 # Hyperparameters that change what the head learns but not the features it sees.
 HEAD_PARAMS = frozenset({
@@ -29,37 +26,6 @@ HEAD_PARAMS = frozenset({
 TRIAL_PREFIX = "trial "
 # SageMaker charts this line's value per trial (the job's own epoch lines are the best's).
 TRIAL_DEFINITION = {"Name": "trial:objective", "Regex": r"trial_objective=([-+0-9.eE]+)"}
-
-
-@dataclass(frozen=True)
-class Search:
-    """The search a job runs in-process, as the job argument carries it.
-
-    Attributes mean what they mean on :class:`~sm_imgclf.TuningSpec`; trials run
-    one after another, so ``max_parallel_jobs`` is 1.
-    """
-
-    space: tuple[tuple[str, Range], ...]
-    objective: str
-    direction: str
-    strategy: Strategy
-    max_jobs: int
-    early_stopping: str
-    min_epochs: int
-    seed: int
-    max_parallel_jobs: int = 1
-
-    @property
-    def space_map(self) -> dict[str, Range]:
-        """The search space as a dictionary."""
-        return dict(self.space)
-
-    @classmethod
-    def from_argument(cls, text: str) -> Search:
-        """Read the JSON text of the job argument (already unquoted)."""
-        data = json.loads(text)
-        space = tuple((k, from_description(v)) for k, v in sorted(data.pop("space").items()))
-        return cls(space=space, strategy=Strategy(data.pop("strategy")), **data)
 
 
 def one_job_blockers(training: TrainingSpec, tuned: Iterable[str]) -> list[str]:

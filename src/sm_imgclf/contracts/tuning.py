@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import time
 import uuid
@@ -10,6 +11,7 @@ from enum import StrEnum
 from typing import Any
 
 from sm_imgclf._params import bad_value, check_choice, check_number, check_resource_name
+from sm_imgclf.contracts.search import one_job_blockers, search_argument
 from sm_imgclf.contracts.space import Categorical, Range, describe, from_description
 from sm_imgclf.contracts.training import TrainingSpec, spec_from_dict, spec_to_dict
 
@@ -88,8 +90,6 @@ class TuningSpec:
             self._check_one_job()
 
     def _check_one_job(self) -> None:
-        from sm_imgclf.contracts.search import one_job_blockers
-
         blockers = one_job_blockers(self.training, dict(self.space))
         if self.warm_start:
             blockers.append("warm_start needs one training job per trial")
@@ -123,8 +123,6 @@ class TuningSpec:
         """The training job that runs this whole search in-process (named like the run)."""
         from dataclasses import replace
 
-        from sm_imgclf.contracts.search import search_argument
-
         search = {name: getattr(self, name) for name in (
             "objective", "direction", "max_jobs", "early_stopping", "min_epochs", "seed")}
         search |= {"strategy": str(self.strategy),
@@ -151,6 +149,37 @@ class TuningSpec:
         values["strategy"] = Strategy(values["strategy"])
         values["warm_start"] = tuple(values["warm_start"])
         return cls(**values)
+
+
+@dataclass(frozen=True)
+class Search:
+    """The search a job runs in-process, as the job argument carries it.
+
+    Attributes mean what they mean on :class:`~sm_imgclf.TuningSpec`; trials run
+    one after another, so ``max_parallel_jobs`` is 1.
+    """
+
+    space: tuple[tuple[str, Range], ...]
+    objective: str
+    direction: str
+    strategy: Strategy
+    max_jobs: int
+    early_stopping: str
+    min_epochs: int
+    seed: int
+    max_parallel_jobs: int = 1
+
+    @property
+    def space_map(self) -> dict[str, Range]:
+        """The search space as a dictionary."""
+        return dict(self.space)
+
+    @classmethod
+    def from_argument(cls, text: str) -> Search:
+        """Read the JSON text of the job argument (already unquoted)."""
+        data = json.loads(text)
+        space = tuple((k, from_description(v)) for k, v in sorted(data.pop("space").items()))
+        return cls(space=space, strategy=Strategy(data.pop("strategy")), **data)
 
 
 def new_tuning_name(base: str) -> str:

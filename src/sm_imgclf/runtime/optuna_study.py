@@ -11,10 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from sm_imgclf.contracts.hyperparameters import BY_NAME
-from sm_imgclf.contracts.search import Search
 from sm_imgclf.contracts.space import Categorical, Integer, Range, grid_values
 from sm_imgclf.contracts.status import TrialRecord
-from sm_imgclf.contracts.tuning import Strategy, TuningSpec
+from sm_imgclf.contracts.tuning import Search, Strategy, TuningSpec
 
 _STATUS = {"COMPLETE": "completed", "PRUNED": "pruned", "FAIL": "failed",
            "RUNNING": "running", "WAITING": "running"}

@@ -18,8 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 from sm_imgclf.contracts.hyperparameters import BY_NAME, Hyperparameters
 from sm_imgclf.contracts.metrics import parse_metrics
-from sm_imgclf.contracts.search import Search, trial_line
+from sm_imgclf.contracts.search import trial_line
 from sm_imgclf.contracts.status import TrialRecord, TrialState
+from sm_imgclf.contracts.tuning import Search
 from sm_imgclf.errors import ConfigurationError
 from sm_imgclf.runtime.job.loop import Trainer
 from sm_imgclf.runtime.models import HeadSpec, new_head
