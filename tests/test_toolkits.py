@@ -317,3 +317,24 @@ def test_torchrun_two_processes(aws: dict[str, Any], tmp_path: Path) -> None:
     assert (tmp_path / "output" / "success").exists()
     assert json.loads((tmp_path / "model" / "manifest.json").read_text())["architecture"] == \
         "resnet18"
+
+
+def test_a_search_in_one_job_runs_under_the_toolkit(aws: dict[str, Any], tmp_path: Path) -> None:
+    est = smi.TransferLearningEstimator(
+        "efficientnet_lite0", session=aws["session"], image_uri=IMAGE,
+        hyperparameters={"image_size": 32, "epochs": 2, "batch_size": 16,
+                         "augmentation": "none"})
+    run = smi.TuningRun(est, {"lr": smi.Continuous(1e-3, 1e-1, scale="log")},
+                        max_jobs=3, in_one_job=True)
+    run.run(aws["channels"], name="toolkit-search", wait=False)
+    client = aws["boto"].client("sagemaker", endpoint_url=aws["url"])
+    job = dict(client.describe_training_job(TrainingJobName="toolkit-search"))
+    container_dirs(aws, job, tmp_path)
+    done = run_training(tmp_path, "toolkit-search")
+    log = done.stdout + done.stderr
+    assert done.returncode == 0, log[-4000:]
+    assert log.count("trial {") == 3 and "search: best trial" in log  # the argument arrived
+    assert "features: backbone run once" in log
+    manifest = json.loads((tmp_path / "model" / "manifest.json").read_text())
+    assert manifest["architecture"] == "efficientnet_lite0"
+    assert "optuna==" in (tmp_path / "code" / "requirements.txt").read_text()
