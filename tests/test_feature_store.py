@@ -83,7 +83,7 @@ def test_two_jobs_starting_together_compute_once(digits: tuple, tmp_path: Path) 
 
 
 def sharing_for(digits: tuple, store: Path) -> feature_store.Sharing:
-    root, channels = digits
+    _, channels = digits
     folders = {n: Path(u.removeprefix("file://")) for n, u in channels.items()}
     settings = {"model": "efficientnet_lite0", "weights": "DEFAULT", "trainable": ["head"]}
     sharing, reason = feature_store.plan(settings, Hyperparameters.from_dict(HEAD), folders,
@@ -123,7 +123,7 @@ def test_a_damaged_or_foreign_file_is_recomputed(digits: tuple, tmp_path: Path,
 
 def test_the_key_ignores_head_settings_and_follows_the_data(digits: tuple,
                                                             tmp_path: Path) -> None:
-    root, channels = digits
+    _, channels = digits
     folders = {n: Path(u.removeprefix("file://")) for n, u in channels.items()}
     found = resolve("efficientnet_lite0")
     settings = {"model": "efficientnet_lite0", "weights": "DEFAULT", "trainable": ["head"]}

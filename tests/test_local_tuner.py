@@ -12,8 +12,8 @@ import pytest
 import sm_imgclf as smi
 from sm_imgclf.backends.local import LocalBackend
 from sm_imgclf.backends.local_tuner import LocalTuner, _Active
-from sm_imgclf.runtime.optuna_study import trial_record
 from sm_imgclf.contracts.metrics import best_line
+from sm_imgclf.runtime.optuna_study import trial_record
 
 
 class AlwaysPrune(optuna.pruners.BasePruner):

@@ -1,4 +1,4 @@
-"""A head-only search inside one training job: locally as a simulation, and as SageMaker requests."""
+"""A head-only search inside one training job: simulated locally, and as SageMaker requests."""
 
 from __future__ import annotations
 
