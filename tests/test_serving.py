@@ -7,6 +7,7 @@ import io
 import json
 import threading
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -361,3 +362,49 @@ def test_npy_without_images_is_a_bad_request(shape: tuple[int, ...]) -> None:
     with pytest.raises(RequestError) as caught:
         input_fn(buffer.getvalue(), "application/x-npy")
     assert caught.value.status == 400
+
+
+def _blocking_batcher(max_wait: float) -> tuple[Any, _Blocking]:
+    from sm_imgclf.runtime.serving.batching import Batcher
+    from sm_imgclf.runtime.serving.handler import LoadedModel
+
+    blocking = _Blocking()
+    manifest = {"mean": [0.5] * 3, "std": [0.5] * 3, "class_ids": ["a", "b"],
+                "class_names": ["a", "b"], "image_size": 8}
+    return Batcher(LoadedModel(blocking, manifest, torch.device("cpu")), max_batch=8,
+                   max_wait=max_wait), blocking
+
+
+def test_a_lone_request_never_waits_for_company() -> None:
+    from sm_imgclf.runtime.serving.handler import Batch
+
+    batcher, blocking = _blocking_batcher(max_wait=30.0)
+    blocking.release.set()
+    batch = Batch(torch.zeros(1, 3, 8, 8, dtype=torch.uint8), 1)
+    for _ in range(5):  # one at a time, as a client with concurrency 1 sends them
+        with batcher.decoding():
+            pass
+        batcher.predict(batch)
+    assert batcher.batches == 5 and batcher.waits == 0
+
+
+def test_a_batch_waits_only_while_requests_are_being_decoded() -> None:
+    from sm_imgclf.runtime.serving.handler import Batch
+
+    batcher, blocking = _blocking_batcher(max_wait=30.0)
+    batch = Batch(torch.zeros(1, 3, 8, 8, dtype=torch.uint8), 1)
+    first = threading.Thread(target=batcher.predict, args=(batch,))
+    first.start()
+    assert blocking.entered.wait(5)  # the batcher is busy with the first request
+    with batcher.decoding():  # a third request is still being decoded ...
+        others = [threading.Thread(target=batcher.predict, args=(batch,)) for _ in range(2)]
+        for thread in others:
+            thread.start()
+        while batcher.queue.qsize() < 2:
+            threading.Event().wait(0.01)
+        blocking.release.set()
+        while batcher.batches < 2:  # the next batch waits for it, for one forward's time
+            threading.Event().wait(0.01)
+    for thread in [first, *others]:
+        thread.join(10)
+    assert batcher.batches == 2 and batcher.waits == 1  # the two queued ones went together

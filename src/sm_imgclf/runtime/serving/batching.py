@@ -1,10 +1,19 @@
-"""Dynamic batching: concurrent requests share one forward pass."""
+"""Dynamic batching: concurrent requests share one forward pass, and a lone one never waits.
+
+The server tells the batcher how many requests it is still decoding
+(:meth:`Batcher.decoding`). A batch goes as soon as nothing else is queued and
+nothing else is on its way; otherwise it waits for company, at most
+``max_wait`` and never longer than a forward pass takes (measured), since
+waiting longer would cost more than running twice.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,12 +29,13 @@ class _Pending:
 
 
 class Batcher:
-    """Collects requests for up to ``max_wait`` seconds or ``max_batch`` images, then predicts.
+    """Collects requests into batches of up to ``max_batch`` images, then predicts.
 
     Args:
         model: The loaded model.
         max_batch: Images per forward pass (a single larger request still runs whole).
-        max_wait: Seconds the first request of a batch waits for company.
+        max_wait: Seconds at most the first request of a batch waits for company
+            (only while other requests are being decoded).
         queue_size: Requests waiting at most; more are refused with 503.
     """
 
@@ -34,7 +44,22 @@ class Batcher:
         self.model, self.max_batch, self.max_wait = model, max_batch, max_wait
         self.queue: queue.Queue[_Pending] = queue.Queue(maxsize=queue_size)
         self.batches = 0
+        self.waits = 0  # batches that waited for company
+        self.forward_seconds: float | None = None  # a moving average
+        self._decoding = 0
+        self._lock = threading.Lock()
         threading.Thread(target=self._run, name="batcher", daemon=True).start()
+
+    @contextlib.contextmanager
+    def decoding(self) -> Iterator[None]:
+        """Count a request as on its way while the server decodes it."""
+        with self._lock:
+            self._decoding += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._decoding -= 1
 
     def predict(self, batch: Batch) -> dict[str, Any]:
         """Queue ``batch`` and wait for its share of a forward pass."""
@@ -63,23 +88,35 @@ class Batcher:
     def _collect(self) -> list[_Pending]:
         group = [self.queue.get()]
         count = len(group[0].batch.images)
-        deadline = time.monotonic() + self.max_wait
+        wait = min(self.max_wait, self.forward_seconds or self.max_wait)
+        deadline = time.monotonic() + wait
+        waited = False
         while count < self.max_batch:
-            remaining = deadline - time.monotonic()
             try:
-                pending = self.queue.get(timeout=remaining) if remaining > 0 else \
-                    self.queue.get_nowait()
+                pending = self.queue.get_nowait()
             except queue.Empty:
-                break
+                remaining = deadline - time.monotonic()
+                if not self._decoding or remaining <= 0:
+                    break  # nothing else is on its way, or it has waited enough
+                waited = True
+                try:
+                    pending = self.queue.get(timeout=min(remaining, 0.001))
+                except queue.Empty:
+                    continue
             group.append(pending)
             count += len(pending.batch.images)
+        self.waits += waited
         return group
 
     def _forward(self, group: list[_Pending]) -> None:
         import torch
 
         images = torch.cat([pending.batch.images for pending in group])
+        started = time.perf_counter()
         result = predict_fn(Batch(images, 1), self.model)
+        seconds = time.perf_counter() - started
+        self.forward_seconds = seconds if self.forward_seconds is None else (
+            0.8 * self.forward_seconds + 0.2 * seconds)
         self.batches += 1
         start = 0
         for pending in group:

@@ -84,7 +84,8 @@ class _Handler(BaseHTTPRequestHandler):
                 raise RequestError("Not found: use POST /invocations.", status=404)
             if self.server.batcher is None:
                 raise RequestError("The model is still loading; retry shortly.", status=503)
-            batch = input_fn(body, self.headers.get("Content-Type", ""), self.server.model)
+            with self.server.batcher.decoding():
+                batch = input_fn(body, self.headers.get("Content-Type", ""), self.server.model)
             prediction = self.server.batcher.predict(batch)
             accept = self.headers.get("Accept") or "application/json"
             answer = output_fn(prediction, accept)
