@@ -4,26 +4,19 @@ from __future__ import annotations
 
 from dataclasses import replace
 from functools import cached_property
-from importlib.metadata import version
-from pathlib import Path
 from typing import Any
 
 from sm_imgclf.backends import one_job, sagemaker_training, sagemaker_tuning
-from sm_imgclf.backends.sagemaker_endpoints import SageMakerEndpoints
-from sm_imgclf.backends.sagemaker_errors import already_exists, translate_errors
-from sm_imgclf.backends.sagemaker_images import pytorch_image
-from sm_imgclf.contracts.status import JobState, JobStatus, TrialRecord, TuningStatus
-from sm_imgclf.contracts.storage import UploadItem
-from sm_imgclf.contracts.training import TrainingSpec
+from sm_imgclf.backends.sagemaker_errors import translate_errors
+from sm_imgclf.backends.sagemaker_jobs import LOG_GROUP, SageMakerJobs
+from sm_imgclf.contracts.status import JobState, TrialRecord, TuningStatus
 from sm_imgclf.contracts.tuning import Search, TuningSpec
-from sm_imgclf.errors import BackendError, StorageError
-from sm_imgclf.runtime.sources import resolve
-from sm_imgclf.runtime.weights import kind_of
+from sm_imgclf.errors import BackendError
 
-LOG_GROUP = "/aws/sagemaker/TrainingJobs"
+__all__ = ["LOG_GROUP", "SageMakerBackend"]
 
 
-class SageMakerBackend(SageMakerEndpoints):
+class SageMakerBackend(SageMakerJobs):
     """Runs training, tuning and serving on SageMaker, keeping data in an S3 bucket.
 
     Clients are created on first use; the arguments are those of
@@ -33,16 +26,6 @@ class SageMakerBackend(SageMakerEndpoints):
     name = "sagemaker"
     stop_on_interrupt = False
     min_poll_seconds = 5.0
-
-    @cached_property
-    def _epochs(self) -> dict[str, int | None]:
-        """Epochs trained by ended jobs, which never change."""
-        return {}
-
-    @cached_property
-    def _hosts(self) -> dict[str, int]:
-        """Each described job's instance count: the log streams to expect."""
-        return {}
 
     @cached_property
     def _ended_logs(self) -> dict[str, list[str]]:
@@ -58,140 +41,6 @@ class SageMakerBackend(SageMakerEndpoints):
     def _tuning_configs(self) -> dict[str, dict[str, Any]]:
         """Each tuning run's configuration, which never changes."""
         return {}
-
-    def training_request(self, spec: TrainingSpec) -> dict[str, Any]:
-        """The validated ``CreateTrainingJob`` request for ``spec`` (nothing is sent)."""
-        spec, uploads = self._artifacts(spec)
-        return self._request(spec, next(iter(uploads)))
-
-    def _artifacts(self, spec: TrainingSpec) -> tuple[TrainingSpec, dict[str, bytes | Path]]:
-        """The spec as the job will see it, and the objects it needs: source tarball first.
-
-        A local weights file goes to the bucket under a key named by its content
-        and reaches the job as an ``s3://`` weights channel.
-        """
-        found = resolve(spec.model, spec.source_dir)
-        # AWS's PyTorch images have no Optuna; a search in one job installs it.
-        wanted = (*found.requirements, *([f"optuna=={version('optuna')}"] if spec.search else []))
-        source = sagemaker_training.source_tarball(spec.source_dir, wanted)
-        uploads: dict[str, bytes | Path] = {sagemaker_training.source_key(source): source}
-        if kind_of(spec.weights) == "file":
-            path = Path(spec.weights)
-            key = sagemaker_training.weights_key(path)
-            uploads[key] = path
-            spec = replace(spec, weights=self.store.uri(key))
-        return spec, uploads
-
-    def _request(self, spec: TrainingSpec, source_key: str) -> dict[str, Any]:
-        spec = replace(spec, role=self.role_arn(spec.role))
-        request = sagemaker_training.training_request(
-            spec, bucket=self.bucket, region=self.region_name,
-            image_uri=pytorch_image(spec.image_uri, scope="training", region=self.region_name,
-                                    instance_type=spec.instance_type),
-            source_uri=self.store.uri(source_key))
-        sagemaker_training.validate_request(self.sagemaker_client, "CreateTrainingJob", request)
-        return request
-
-    def start_training(self, spec: TrainingSpec) -> None:
-        """Upload the source tarball (and weights) if not there yet, then create the job."""
-        spec, uploads = self._artifacts(spec)
-        request = self._request(spec, next(iter(uploads)))
-        self.check_quota(spec.instance_type, "spot training job usage" if spec.use_spot
-                         else "training job usage", spec.instance_count)
-        self._upload(uploads)
-        try:
-            with translate_errors("CreateTrainingJob", spec.job_name):
-                self.sagemaker_client.create_training_job(**request)
-        except BackendError as error:
-            self._adopt(request, error)
-
-    def _adopt(self, request: dict[str, Any], error: BackendError) -> None:
-        """Carry on with a job that exists already if it is the one ``request`` describes.
-
-        A create retried after its answer was lost meets its own job; a name
-        someone else used is an error that says so.
-        """
-        name = request["TrainingJobName"]
-        if not already_exists(error):
-            raise error
-        with translate_errors("DescribeTrainingJob", name):
-            found = self.sagemaker_client.describe_training_job(TrainingJobName=name)
-        fields = ("HyperParameters", "RoleArn", "InputDataConfig", "OutputDataConfig")
-        same = all(found.get(f) == request.get(f) for f in fields) and (
-            found["AlgorithmSpecification"]["TrainingImage"]
-            == request["AlgorithmSpecification"]["TrainingImage"])
-        if not same:
-            raise BackendError(f"A training job named {name!r} exists already with other "
-                               "settings. Choose another job_name.", name=name) from error
-
-    def describe_training(self, name: str) -> JobStatus:
-        """Map ``DescribeTrainingJob`` onto :class:`~sm_imgclf.JobStatus`."""
-        with translate_errors("DescribeTrainingJob", name):
-            answer = self.sagemaker_client.describe_training_job(TrainingJobName=name)
-        self._hosts[name] = int(answer.get("ResourceConfig", {}).get("InstanceCount", 1))
-        return JobStatus(JobState(answer["TrainingJobStatus"]), answer.get("FailureReason"),
-                         answer.get("ModelArtifacts", {}).get("S3ModelArtifacts"),
-                         answer.get("SecondaryStatus"))
-
-    def training_log(self, name: str, cursor: Any) -> tuple[list[str], Any]:
-        """Read new CloudWatch log events of every host's stream.
-
-        The streams are listed (``DescribeLogStreams``, a call CloudWatch allows
-        a few times a second per account) until every host has one, and again
-        only after a pull that brought nothing, when a restarted host may have
-        opened a new one.
-        """
-        tokens: dict[str, str | None] = dict((cursor or {}).get("tokens", {}))
-        if len(tokens) < self._hosts.get(name, 1) or (cursor or {}).get("quiet", True):
-            streams = self._log_streams(name)
-            if streams is None:
-                return [], cursor  # no log group until the first job writes to it
-            for stream in streams:
-                tokens.setdefault(stream, None)
-        lines: list[str] = []
-        for stream in sorted(tokens):
-            args = {"logGroupName": LOG_GROUP, "logStreamName": stream, "startFromHead": True}
-            if tokens[stream]:
-                args["nextToken"] = tokens[stream]
-            with translate_errors("GetLogEvents", name):
-                page = self.logs_client.get_log_events(**args)
-            lines += [event["message"] for event in page["events"]]
-            tokens[stream] = page["nextForwardToken"]
-        return lines, {"tokens": tokens, "quiet": not lines}
-
-    def _log_streams(self, name: str) -> list[str] | None:
-        logs = self.logs_client
-        try:
-            with translate_errors("DescribeLogStreams", name):
-                answer = logs.describe_log_streams(logGroupName=LOG_GROUP,
-                                                   logStreamNamePrefix=f"{name}/")
-        except BackendError as error:
-            if isinstance(error.__cause__, logs.exceptions.ResourceNotFoundException):
-                return None
-            raise
-        return [s["logStreamName"] for s in answer["logStreams"]]
-
-    def training_output(self, name: str, target: Path) -> Path:
-        """Download the job's ``output.tar.gz`` (SageMaker writes it when the job ends)."""
-        key = f"jobs/{name}/output/output.tar.gz"
-        try:
-            return self.store.get_file(key, target / "output.tar.gz")
-        except StorageError as error:
-            raise BackendError(f"Job {name!r} has no output archive at {self.store.uri(key)} "
-                               "yet; SageMaker writes it when the job ends.", name=name) from error
-
-    def stop_training(self, name: str) -> None:
-        """Call ``StopTrainingJob`` on a running job; SageMaker keeps the checkpoints in S3.
-
-        A job that already ended is left alone (the service refuses to stop it).
-        """
-        try:
-            with translate_errors("StopTrainingJob", name):
-                self.sagemaker_client.stop_training_job(TrainingJobName=name)
-        except BackendError:
-            if not self.describe_training(name).status.terminal:
-                raise
-
 
     def tuning_request(self, spec: TuningSpec) -> dict[str, Any]:
         """The validated ``CreateHyperParameterTuningJob`` request (nothing is sent).
@@ -228,18 +77,6 @@ class SageMakerBackend(SageMakerEndpoints):
             self.sagemaker_client.create_hyper_parameter_tuning_job(**request)
         self._searches[spec.name] = None
 
-    def _upload(self, uploads: dict[str, bytes | Path]) -> None:
-        """Put each object the job needs that the bucket lacks (keys name their content)."""
-        self.store.check_access()
-        self._check_bucket_region()
-        for key, data in uploads.items():
-            if key in self.store.list_objects(key):
-                continue
-            if isinstance(data, bytes):
-                self.store.put_bytes(key, data)
-            else:
-                self.store.put_file(UploadItem(data, key, data.stat().st_size), lambda _: None)
-
     def _one_job_search(self, name: str) -> Search | None:
         """The search of run ``name`` if it is one training job; asked of SageMaker once."""
         if name not in self._searches:
@@ -267,15 +104,6 @@ class SageMakerBackend(SageMakerEndpoints):
             return None
         found: str | None = answer.get("HyperParameters", {}).get("search") or None
         return found
-
-    def _whole_log(self, name: str) -> list[str]:
-        lines: list[str] = []
-        cursor = None
-        while True:
-            found, cursor = self.training_log(name, cursor)
-            if not found:
-                return lines
-            lines += found
 
     def _describe_tuning(self, name: str) -> dict[str, Any]:
         with translate_errors("DescribeHyperParameterTuningJob", name):
@@ -335,15 +163,6 @@ class SageMakerBackend(SageMakerEndpoints):
         return [replace(r, epochs=self._trained_epochs(r.job_name))
                 if r.status.terminal else r for r in records]
 
-    def _trained_epochs(self, name: str) -> int | None:
-        """The final value of a job's ``epoch`` metric: how many epochs it trained."""
-        if name not in self._epochs:
-            with translate_errors("DescribeTrainingJob", name):
-                answer = self.sagemaker_client.describe_training_job(TrainingJobName=name)
-            final = {m["MetricName"]: m["Value"] for m in answer.get("FinalMetricDataList", [])}
-            self._epochs[name] = int(final["epoch"]) if "epoch" in final else None
-        return self._epochs[name]
-
     def stop_tuning(self, name: str) -> None:
         """Call ``StopHyperParameterTuningJob``; SageMaker stops its running trials.
 
@@ -361,12 +180,3 @@ class SageMakerBackend(SageMakerEndpoints):
                 self.stop_training(name)
             elif not self.describe_tuning(name).status.terminal:
                 raise
-
-    def list_jobs(self) -> list[dict[str, Any]]:
-        """The 100 newest training jobs with their status."""
-        with translate_errors("ListTrainingJobs", "jobs"):
-            page = self.sagemaker_client.list_training_jobs(
-                SortBy="CreationTime", SortOrder="Descending", MaxResults=100)
-        return [{"name": j["TrainingJobName"], "status": j["TrainingJobStatus"]}
-                for j in page["TrainingJobSummaries"]]
-
