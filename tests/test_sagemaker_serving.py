@@ -38,6 +38,42 @@ def test_deploy_requests(sm_session: smi.SageMakerSession) -> None:
         "MemorySizeInMB": 3072, "MaxConcurrency": 5}
 
 
+@pytest.mark.parametrize(("instance", "workers", "threads"), [
+    ("ml.m5.large", "1", "2"),      # 2 vCPUs: the container's default would be 2 x 2 threads
+    ("ml.c5.xlarge", "1", "4"),
+    ("ml.c5.4xlarge", "4", "4"),
+    ("ml.m5.24xlarge", "24", "4"),
+    ("ml.g4dn.xlarge", "1", "4"),   # 4 vCPUs, 1 GPU
+    ("ml.g4dn.12xlarge", "4", "12"),  # 48 vCPUs, 4 GPUs
+    ("ml.p3.16xlarge", "8", "8"),
+])
+def test_endpoint_workers_and_threads_fit_the_instance(sm_session: smi.SageMakerSession,
+                                                       instance: str, workers: str,
+                                                       threads: str) -> None:
+    requests = sm_session.backend.deploy_requests(  # type: ignore[attr-defined]
+        DeploySpec("dogs", MODEL, image_uri=IMAGE, role=ROLE, instance_type=instance))
+    environment = requests["CreateModel"]["PrimaryContainer"]["Environment"]
+    assert environment["SAGEMAKER_MODEL_SERVER_WORKERS"] == workers
+    assert environment["OMP_NUM_THREADS"] == threads
+
+
+def test_endpoint_environment_defaults_and_overrides(sm_session: smi.SageMakerSession) -> None:
+    def environment(**options: object) -> dict[str, str]:
+        requests = sm_session.backend.deploy_requests(  # type: ignore[attr-defined]
+            DeploySpec("dogs", MODEL, image_uri=IMAGE, role=ROLE, **options))  # type: ignore[arg-type]
+        return dict(requests["CreateModel"]["PrimaryContainer"]["Environment"])
+
+    assert environment(serverless_memory_mb=2048)["SAGEMAKER_MODEL_SERVER_WORKERS"] == "1"
+    unknown = environment(instance_type="ml.inf2.xlarge")  # not in the table: defaults stay
+    assert "SAGEMAKER_MODEL_SERVER_WORKERS" not in unknown and "OMP_NUM_THREADS" not in unknown
+    mine = environment(instance_type="ml.m5.xlarge",
+                       environment={"SAGEMAKER_MODEL_SERVER_WORKERS": "2", "MY_FLAG": "on"})
+    assert mine["SAGEMAKER_MODEL_SERVER_WORKERS"] == "2" and mine["MY_FLAG"] == "on"
+    assert mine["OMP_NUM_THREADS"] == "4"
+    with pytest.raises(smi.ConfigurationError, match="environment must be"):
+        DeploySpec("dogs", MODEL, environment={"N": 2})  # type: ignore[arg-type]
+
+
 def test_serverless_without_an_image_gets_the_cpu_inference_image(
         sm_session: smi.SageMakerSession) -> None:
     requests = sm_session.backend.deploy_requests(  # type: ignore[attr-defined]

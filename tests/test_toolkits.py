@@ -165,10 +165,12 @@ def server(trained: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
     base = tmp_path_factory.mktemp(f"serve-{re.sub(r'[^a-z0-9]+', '-', trained['model'])}")
     shutil.copytree(trained["base"] / "model", base / "model")
     request = trained_deploy_environment(trained)
+    # The workers and threads are the ones deploy() sets for the instance (ml.m5.large).
+    assert (request["SAGEMAKER_MODEL_SERVER_WORKERS"], request["OMP_NUM_THREADS"]) == ("1", "2")
     port = free_port()
     env = {**os.environ, **request, "SAGEMAKER_BASE_DIR": str(base),
-           "SAGEMAKER_BIND_TO_PORT": str(port), "SAGEMAKER_MODEL_SERVER_WORKERS": "1",
-           "OMP_NUM_THREADS": "1", "TEMP": str(base / "tmp"), "LOG_LOCATION": str(base / "logs"),
+           "SAGEMAKER_BIND_TO_PORT": str(port), "TEMP": str(base / "tmp"),
+           "LOG_LOCATION": str(base / "logs"),
            "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
     (base / "tmp").mkdir()
     (base / "logs").mkdir()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from sm_imgclf.backends.sagemaker_instances import serving_environment
 from sm_imgclf.contracts.deploy import BatchSpec, DeploySpec
 from sm_imgclf.errors import ConfigurationError
 
@@ -27,9 +28,14 @@ def deploy_requests(spec: DeploySpec, *, image_uri: str, region: str) -> dict[st
         "CreateModel": {
             "ModelName": name, "ExecutionRoleArn": spec.role,
             "PrimaryContainer": {"Image": image_uri, "ModelDataUrl": spec.model_uri,
-                                 "Environment": {"SAGEMAKER_PROGRAM": "inference.py",
-                                                 "SAGEMAKER_REGION": region,
-                                                 "SAGEMAKER_CONTAINER_LOG_LEVEL": "20"}},
+                                 "Environment": {
+                                     "SAGEMAKER_PROGRAM": "inference.py",
+                                     "SAGEMAKER_REGION": region,
+                                     "SAGEMAKER_CONTAINER_LOG_LEVEL": "20",
+                                     **serving_environment(
+                                         None if spec.serverless_memory_mb is not None
+                                         else spec.instance_type),
+                                     **dict(spec.environment)}},
         },
         "CreateEndpointConfig": {"EndpointConfigName": name, "ProductionVariants": [variant]},
         "CreateEndpoint": {"EndpointName": name, "EndpointConfigName": name},

