@@ -20,7 +20,7 @@ from sm_imgclf.contracts.deploy import BatchSpec, DeploySpec
 from sm_imgclf.contracts.status import JobState, JobStatus, TrialRecord, TuningStatus
 from sm_imgclf.contracts.training import TrainingSpec
 from sm_imgclf.contracts.tuning import TuningSpec
-from sm_imgclf.errors import BackendError, StorageError
+from sm_imgclf.errors import BackendError
 from sm_imgclf.runtime.weights import WEIGHTS_CHANNEL, kind_of
 from sm_imgclf.storage.local import LocalDirStore
 
@@ -303,22 +303,14 @@ def _runner_pid(folder: Path) -> int | None:
 def _fetch(uri: str, folder: Path) -> None:
     """Download an ``s3://`` weights file once, with the caller's AWS credentials."""
     import boto3
-    from botocore.exceptions import BotoCoreError, ClientError
+
+    from sm_imgclf.storage.s3 import S3Store
 
     bucket, _, key = uri.removeprefix("s3://").partition("/")
     target = folder / key.rsplit("/", 1)[-1]
-    if target.is_file():
-        return
-    folder.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f".{target.name}.partial")
-    try:
-        boto3.client("s3").download_file(bucket, key, str(partial))
-    except (BotoCoreError, ClientError) as error:
-        partial.unlink(missing_ok=True)
-        raise StorageError(f"Cannot download the weights {uri} ({error}). Check the URI and "
-                           "your AWS credentials, or download the file and pass its path.",
-                           ) from error
-    partial.replace(target)
+    if not target.is_file():
+        folder.mkdir(parents=True, exist_ok=True)
+        S3Store(boto3.client("s3"), bucket).get_file(key, target)
 
 
 def _local_path(name: str, uri: str) -> Path:

@@ -50,5 +50,4 @@ def spec_file_search(text: str) -> Search:
     """The search of a run from the spec a local backend stored for it."""
     from sm_imgclf.contracts.tuning import TuningSpec
 
-    training = TuningSpec.from_dict(json.loads(text)).one_job_training()
-    return search_of(training.search)
+    return TuningSpec.from_dict(json.loads(text)).in_job_search()

@@ -32,6 +32,11 @@ class SageMakerBackend(SageMakerJobs):
         """The whole log of each completed one-job search, which never changes."""
         return {}
 
+    def _ended_log(self, name: str) -> list[str]:
+        if name not in self._ended_logs:
+            self._ended_logs[name] = self._whole_log(name)
+        return self._ended_logs[name]
+
     @cached_property
     def _searches(self) -> dict[str, Search | None]:
         """Per run name: its search if it is one training job, else ``None``."""
@@ -63,7 +68,7 @@ class SageMakerBackend(SageMakerJobs):
         if spec.in_one_job:
             training = spec.one_job_training()
             self.start_training(training)
-            self._searches[spec.name] = one_job.search_of(training.search)
+            self._searches[spec.name] = spec.in_job_search()
             return
         training, uploads = self._artifacts(spec.training)
         spec = replace(spec, training=training)
@@ -122,8 +127,7 @@ class SageMakerBackend(SageMakerJobs):
         search = self._searches[name]
         if search is not None:
             return one_job.tuning_status(name, self.describe_training(name), search,
-                                         lambda: self._ended_logs.get(name) or self._ended_logs
-                                         .setdefault(name, self._whole_log(name)))
+                                         lambda: self._ended_log(name))
         answer = answer or self._describe_tuning(name)
         config = answer["HyperParameterTuningJobConfig"]
         objective = config["HyperParameterTuningJobObjective"]

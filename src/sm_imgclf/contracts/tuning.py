@@ -119,15 +119,17 @@ class TuningSpec:
         return replace(self.training, job_name=self.trial_job_name(number),
                        hyperparameters=self.training.hyperparameters.updated(**values))
 
+    def in_job_search(self) -> Search:
+        """The search a one-job run carries out in-process."""
+        return Search(self.space, self.objective, self.direction, self.strategy, self.max_jobs,
+                      self.early_stopping, self.min_epochs, self.seed)
+
     def one_job_training(self) -> TrainingSpec:
         """The training job that runs this whole search in-process (named like the run)."""
         from dataclasses import replace
 
-        search = {name: getattr(self, name) for name in (
-            "objective", "direction", "max_jobs", "early_stopping", "min_epochs", "seed")}
-        search |= {"strategy": str(self.strategy),
-                   "space": {name: describe(value) for name, value in self.space}}
-        return replace(self.training, job_name=self.name, search=search_argument(search))
+        return replace(self.training, job_name=self.name,
+                       search=self.in_job_search().to_argument())
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-friendly copy (read back by :meth:`from_dict`)."""
@@ -173,6 +175,14 @@ class Search:
     def space_map(self) -> dict[str, Range]:
         """The search space as a dictionary."""
         return dict(self.space)
+
+    def to_argument(self) -> str:
+        """The job argument that carries this search (read by :meth:`from_argument`)."""
+        settings = {name: getattr(self, name) for name in (
+            "objective", "direction", "max_jobs", "early_stopping", "min_epochs", "seed")}
+        settings |= {"strategy": str(self.strategy),
+                     "space": {name: describe(value) for name, value in self.space}}
+        return search_argument(settings)
 
     @classmethod
     def from_argument(cls, text: str) -> Search:

@@ -17,6 +17,7 @@ needs to rebuild it.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -152,8 +153,9 @@ def resolve(model: str, source_dir: str | Path | None = None) -> Backbone:
         "'package.module:function' for your own factory.").strip())
 
 
+@functools.cache
 def torchvision_models() -> list[str]:
-    """Return the names of every torchvision image classifier."""
+    """Return the names of every torchvision image classifier (listed once a process)."""
     import torchvision
     from torchvision import models
 

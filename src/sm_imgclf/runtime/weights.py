@@ -160,14 +160,20 @@ def _from_channel(uri: str, channels: Mapping[str, Path]) -> Path:
                              f"{[p.name for p in files][:5]}; expected {named.name}.")
 
 
-def _torchvision_state(name: str, weights: str) -> dict[str, Any]:
+def torchvision_weights(name: str, weights: str) -> Any:
+    """The member ``weights`` (or ``"DEFAULT"``) of torchvision model ``name``'s weights enum."""
     import torchvision
 
-    members = [*torchvision.models.get_model_weights(name).__members__]
+    enum = torchvision.models.get_model_weights(name)
+    members = [*enum.__members__]
     if weights != "DEFAULT" and weights not in members:
         raise bad_value("weights", f"None, 'DEFAULT', a file, or one of {members}", weights,
                         suggest(weights, members))
-    enum = torchvision.models.get_model_weights(name)[weights]
+    return enum[weights]
+
+
+def _torchvision_state(name: str, weights: str) -> dict[str, Any]:
+    enum = torchvision_weights(name, weights)
     try:
         return dict(enum.get_state_dict(progress=False, check_hash=False))
     except OSError as error:  # URLError is an OSError: no network, DNS, proxy ...

@@ -6,9 +6,9 @@ import importlib.util
 import os
 from pathlib import Path
 
-from sm_imgclf._params import bad_value, suggest
+from sm_imgclf._params import bad_value
 from sm_imgclf.runtime.sources import Backbone
-from sm_imgclf.runtime.weights import PACKAGE_PREFIX, kind_of, package_file
+from sm_imgclf.runtime.weights import PACKAGE_PREFIX, kind_of, package_file, torchvision_weights
 
 _FORMS = ("None, 'DEFAULT', a torchvision weights enum name, a local file, an s3:// URI or "
           "'package:module/path'")
@@ -51,10 +51,4 @@ def _check_enum(weights: str, found: Backbone) -> None:
     if found.source != "torchvision":
         raise bad_value("weights", _FORMS, weights,
                         f"Weights enum names belong to torchvision models, not {found.model}.")
-    import torchvision
-
-    members = [*torchvision.models.get_model_weights(found.model.removeprefix(
-        "torchvision:")).__members__]
-    if weights not in members:
-        raise bad_value("weights", f"'DEFAULT', a file, or one of {members}", weights,
-                        suggest(weights, members))
+    torchvision_weights(found.model.removeprefix("torchvision:"), weights)
