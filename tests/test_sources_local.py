@@ -104,3 +104,15 @@ def test_frozen_weights_from_s3_and_from_a_file_reach_the_package(  # type: igno
         state = torch.load(package / "model.pth", weights_only=True)
         assert torch.equal(state["layer3.0.conv1.weight"], pretrained["layer3.0.conv1.weight"])
         assert state["fc.weight"].shape == (3, 512)
+
+
+def test_missing_s3_weights_fail_before_the_job_starts(  # type: ignore[no-untyped-def]
+        data: tuple, moto_url: str, bucket: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    session, channels = data
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", moto_url)
+    estimator = smi.TransferLearningEstimator("resnet18", session=session,
+                                              weights=f"s3://{bucket}/w/none.pth",
+                                              hyperparameters=SMALL)
+    with pytest.raises(smi.StorageError, match=r"none\.pth"):
+        estimator.fit(channels, logs=False, job_name="no-weights")
+    assert not (session.root / "jobs" / "no-weights" / "status.json").exists()
