@@ -71,6 +71,9 @@ def run(args: argparse.Namespace, root: Path, prefix: str) -> smi.Evaluation:
     with best.job.deploy(**options) as endpoint:
         evaluation = endpoint.evaluate(Path(root) / "test", plots=reports)
     print(evaluation)
+    # Where it errs and why: confused pairs, its most confident mistakes with
+    # heatmaps from the model package (computed here, not on the endpoint).
+    evaluation.report(reports / "evaluation.html", explain=best.job)
     worst = sorted(evaluation.per_class.items(), key=lambda item: item[1]["recall"])[:5]
     print("Hardest classes (recall):")
     for class_id, scores in worst:

@@ -24,7 +24,7 @@ def run_example(script: str, data: Path, workdir: Path) -> str:
                           timeout=600, check=False)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     report = workdir / "report"
-    for name in ("checks.html", "tuning_trials.png", "confusion_matrix.png",
+    for name in ("checks.html", "evaluation.html", "tuning_trials.png", "confusion_matrix.png",
                  "per_class_accuracy.png"):
         assert (report / name).is_file(), name
     assert "Hardest classes (recall):" in done.stdout

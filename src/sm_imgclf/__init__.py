@@ -60,7 +60,9 @@ if TYPE_CHECKING:
     from sm_imgclf.runtime.sources import backbone, register_model
     from sm_imgclf.serving.client import EndpointClient
     from sm_imgclf.serving.evaluation import Evaluation
+    from sm_imgclf.serving.explain import Explanation, ModelExplainer
     from sm_imgclf.serving.prediction import Prediction
+    from sm_imgclf.serving.scores import ScoredImage, Scores
     from sm_imgclf.session import LocalSession, SageMakerSession, Session
     from sm_imgclf.training.estimator import TransferLearningEstimator
     from sm_imgclf.training.job import TrainingJob
@@ -77,6 +79,10 @@ _LAZY = {
     "RuleResult": "sm_imgclf.runtime.checks.rules",
     "EndpointClient": "sm_imgclf.serving.client",
     "Evaluation": "sm_imgclf.serving.evaluation",
+    "ScoredImage": "sm_imgclf.serving.scores",
+    "Scores": "sm_imgclf.serving.scores",
+    "Explanation": "sm_imgclf.serving.explain",
+    "ModelExplainer": "sm_imgclf.serving.explain",
     "Prediction": "sm_imgclf.serving.prediction",
     "FakeBackend": "sm_imgclf.backends.fake",
     "Finding": "sm_imgclf.data.report",
@@ -129,6 +135,7 @@ __all__ = [
     "EndpointClient",
     "EndpointError",
     "Evaluation",
+    "Explanation",
     "FakeBackend",
     "Finding",
     "Hyperparameters",
@@ -140,10 +147,13 @@ __all__ = [
     "LocalSession",
     "ManifestEntry",
     "MissingDependencyError",
+    "ModelExplainer",
     "ObjectNotFoundError",
     "Prediction",
     "RuleResult",
     "SageMakerSession",
+    "ScoredImage",
+    "Scores",
     "Session",
     "Severity",
     "SmImgclfError",

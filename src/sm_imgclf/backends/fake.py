@@ -108,6 +108,17 @@ class FakeBackend:
         self._job(name)
         raise BackendError(f"Fake job {name!r} has no output data.", name=name)
 
+    def fetch_model(self, uri: str, target: Path) -> Path:
+        """Write the package stored under ``uri`` in the memory store into ``target``."""
+        prefix = self._store.uri("")
+        key = uri.removeprefix(prefix).lstrip("/")
+        if not uri.startswith(prefix) or key not in self._store.objects:
+            raise BackendError(f"No fake model package at {uri!r}.")
+        target.mkdir(parents=True, exist_ok=True)
+        path = target / "model.tar.gz"
+        path.write_bytes(self._store.objects[key])
+        return path
+
     def stop_training(self, name: str) -> None:
         """Mark the job stopped, unless it already ended."""
         job = self._job(name)

@@ -20,7 +20,7 @@ from sm_imgclf.contracts.deploy import BatchSpec, DeploySpec
 from sm_imgclf.contracts.status import JobState, JobStatus, TrialRecord, TuningStatus
 from sm_imgclf.contracts.training import TrainingSpec
 from sm_imgclf.contracts.tuning import TuningSpec
-from sm_imgclf.errors import BackendError
+from sm_imgclf.errors import BackendError, ConfigurationError
 from sm_imgclf.runtime.weights import WEIGHTS_CHANNEL, kind_of
 from sm_imgclf.storage.local import LocalDirStore
 
@@ -134,6 +134,13 @@ class LocalBackend:
         """The job's own ``output`` folder (nothing is copied)."""
         self.describe_training(name)
         return self.job_dir(name) / "output"
+
+    def fetch_model(self, uri: str, target: Path) -> Path:
+        """The package's own file: local packages are read where they are."""
+        try:
+            return local_serving.package_path(uri)
+        except ConfigurationError as error:
+            raise BackendError(f"No local model package at {uri}: {error}") from error
 
     def stop_training(self, name: str) -> None:
         """Send the runner SIGTERM; it interrupts the job, which keeps its checkpoint."""

@@ -156,6 +156,19 @@ class SageMakerJobs(SageMakerEndpoints):
             raise BackendError(f"Job {name!r} has no output archive at {self.store.uri(key)} "
                                "yet; SageMaker writes it when the job ends.", name=name) from error
 
+    def fetch_model(self, uri: str, target: Path) -> Path:
+        """Download the ``model.tar.gz`` at an ``s3://`` URI into ``target``."""
+        from sm_imgclf.storage.s3 import S3Store
+
+        bucket, _, key = uri.removeprefix("s3://").partition("/")
+        if not uri.startswith("s3://") or not key:
+            raise BackendError(f"Expected the s3:// URI of a model package; got {uri!r}.")
+        store = self.store if bucket == self.bucket else S3Store(self.s3_client, bucket)
+        try:
+            return store.get_file(key, target / "model.tar.gz")
+        except StorageError as error:
+            raise BackendError(f"Cannot fetch the model package {uri}: {error}") from error
+
     def stop_training(self, name: str) -> None:
         """Call ``StopTrainingJob`` on a running job; SageMaker keeps the checkpoints in S3.
 

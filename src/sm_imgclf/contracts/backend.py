@@ -61,6 +61,14 @@ class Backend(Protocol):
         """
         ...
 
+    def fetch_model(self, uri: str, target: Path) -> Path:
+        """Return a local copy of the model package at ``uri`` (downloaded into ``target``).
+
+        Raises:
+            BackendError: There is no package at ``uri``, or this backend cannot reach it.
+        """
+        ...
+
     def stop_training(self, name: str) -> None:
         """Stop a running job; its checkpoints are kept."""
         ...

@@ -31,6 +31,20 @@ def finish(fig: Any, ax: Any, title: str, path: str | Path | None) -> Any:
     return fig
 
 
+def inline_png(fig: Any, *, alt: str = "chart", dpi: int = 90) -> str:
+    """An ``<img>`` tag holding ``fig`` as a base64 PNG (the figure is closed)."""
+    import base64
+    import io
+
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    plt.close(fig)
+    data = base64.b64encode(buffer.getvalue()).decode()
+    return f'<img alt="{alt}" src="data:image/png;base64,{data}">'
+
+
 def losses(records: Records, path: str | Path | None = None) -> Any:
     """Train loss per recorded step, and train and valid loss per epoch."""
     fig, ax = figure()

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 import statistics
 from pathlib import Path
 from typing import Any
@@ -14,7 +12,7 @@ from sm_imgclf.debug.insights import Insight
 from sm_imgclf.runtime.checks.records import Records
 from sm_imgclf.runtime.checks.rules import RuleResult
 
-_STYLE = """
+STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2rem auto;max-width:980px;
 color:#1d2330;padding:0 1rem}h1{margin-bottom:.2rem}h2{margin-top:2.2rem;border-bottom:1px solid
 #dde2ea;padding-bottom:.3rem}.verdict{padding:1rem 1.2rem;border-radius:8px;margin:1rem 0;
@@ -74,16 +72,6 @@ def text_summary(name: str, records: Records, rules: list[RuleResult],
     return "\n".join(lines)
 
 
-def _png(fig: Any) -> str:
-    import matplotlib.pyplot as plt
-
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=90)
-    plt.close(fig)
-    data = base64.b64encode(buffer.getvalue()).decode()
-    return f'<img alt="chart" src="data:image/png;base64,{data}">'
-
-
 def _rule_rows(rules: list[RuleResult]) -> str:
     rows = []
     for rule in rules:
@@ -128,12 +116,12 @@ def write_report(name: str, records: Records, path: Path, rules: list[RuleResult
                  found: list[Insight]) -> Path:
     """Write the HTML report of job ``name`` to ``path``: no external assets, charts inline."""
     good, headline = _headline(rules, found)
-    charts = [_png(plots.losses(records, None))]
+    charts = [plots.inline_png(plots.losses(records, None))]
     if records.steps:
-        charts.append(_png(plots.gradients(records, None)))
-    profile = [_png(plots.step_times(records, None))] if records.splits else []
+        charts.append(plots.inline_png(plots.gradients(records, None)))
+    profile = [plots.inline_png(plots.step_times(records, None))] if records.splits else []
     if records.system:
-        profile.append(_png(plots.system(records, None)))
+        profile.append(plots.inline_png(plots.system(records, None)))
     body = f"""<h1>Training checks and profile</h1>
 <p class=meta>{html.escape(name)} · {html.escape(_facts(records))}</p>
 <div id=summary class="verdict {'ok' if good else 'bad'}">{html.escape(headline)}</div>
@@ -142,7 +130,7 @@ def write_report(name: str, records: Records, path: Path, rules: list[RuleResult
 <h2 id=profiler>Profiler</h2>{_insight_rows(found)}{''.join(profile)}
 <h3>Top operators (torch.profiler window)</h3>{_operator_rows(records.operators)}"""
     page = (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>Checks: "
-            f"{html.escape(name)}</title><style>{_STYLE}</style></head>"
+            f"{html.escape(name)}</title><style>{STYLE}</style></head>"
             f"<body>{body}</body></html>")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(page, encoding="utf-8")

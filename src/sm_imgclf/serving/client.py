@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import functools
-import io
 import json
 import time
 from collections.abc import Iterator, Sequence
@@ -14,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from sm_imgclf._params import bad_value
 from sm_imgclf.contracts.deploy import SERVERLESS_PAYLOAD_LIMIT
 from sm_imgclf.errors import BackendError, EndpointError
+from sm_imgclf.serving.inputs import encode
 from sm_imgclf.serving.prediction import Prediction
 
 if TYPE_CHECKING:
@@ -87,6 +87,15 @@ class EndpointClient:
             limit = None
         return int(limit or SERVERLESS_PAYLOAD_LIMIT)
 
+    @property
+    def model_uri(self) -> str | None:
+        """The model package the endpoint serves, where the backend says (local endpoints do)."""
+        try:
+            uri = self.session.backend.describe_endpoint(self.name).get("model_uri")
+        except BackendError:
+            return None
+        return str(uri) if uri else None
+
     def invoke(self, body: bytes, content_type: str, accept: str = "application/json",
                retries: int = 4) -> bytes:
         """Send a raw request; 429 and 503 answers are retried with backoff."""
@@ -105,26 +114,6 @@ class EndpointClient:
         from sm_imgclf.serving.evaluation import evaluate
 
         return evaluate(lambda path: self.predict(path, top_k=top_k), Path(folder), plots=plots)
-
-
-def encode(item: Any) -> bytes:
-    """Return image bytes for a path, bytes, a PIL image or a numpy array."""
-    if isinstance(item, bytes | bytearray):
-        return bytes(item)
-    if isinstance(item, str | Path):
-        path = Path(item)
-        if not path.is_file():
-            raise bad_value("image", "an existing image file", str(item))
-        return path.read_bytes()
-    if hasattr(item, "save") and hasattr(item, "mode"):  # a PIL image
-        buffer = io.BytesIO()
-        item.convert("RGB").save(buffer, format="PNG")
-        return buffer.getvalue()
-    if hasattr(item, "__array__"):
-        from PIL import Image
-
-        return encode(Image.fromarray(item))
-    raise bad_value("image", "a path, bytes, a PIL image or a numpy array", type(item).__name__)
 
 
 def _chunks(blobs: Sequence[bytes], limit: int) -> Iterator[list[bytes]]:

@@ -14,6 +14,7 @@ from sm_imgclf.errors import BackendError, TrainingJobFailedError
 
 if TYPE_CHECKING:
     from sm_imgclf.serving.client import EndpointClient
+    from sm_imgclf.serving.explain import Explanation
     from sm_imgclf.session import Session
 
 class TrainingJob:
@@ -137,6 +138,26 @@ class TrainingJob:
         spec = DeploySpec(endpoint_name or self.name, model_uri, **options)
         self.session.backend.deploy(spec)
         return EndpointClient(spec.endpoint_name, self.session, owned=True)
+
+    def explain(self, images: Any, *, classes: Any = None, top_k: int = 3) -> list[Explanation]:
+        """Heatmaps of where this job's model looked, for each image.
+
+        Runs on this machine from the job's model package (downloaded once per
+        call on SageMaker); no endpoint and no GPU are needed for a few dozen images.
+
+        Args:
+            images: A path, bytes, PIL image or uint8 array, or a list of them.
+            classes: Per image, a class id to explain (default: the predicted one).
+            top_k: Classes listed with each explanation.
+
+        Returns:
+            One :class:`~sm_imgclf.Explanation` per image.
+        """
+        from sm_imgclf.serving.explain import ModelExplainer
+
+        items = list(images) if isinstance(images, list | tuple) else [images]
+        with ModelExplainer(self) as explainer:
+            return explainer.explain(items, classes=classes, top_k=top_k)
 
     def batch_predict(self, input_uri: str, output_uri: str, **options: Any) -> str:
         """Score every image under ``input_uri`` offline; return the predictions' URI.
