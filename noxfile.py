@@ -83,7 +83,7 @@ def benchmarks(session: nox.Session) -> None:
     """Run the benchmarks and print their figures (name some to run only those)."""
     session.install("-e", ".[dev]")
     names = session.posargs or ["upload", "train_throughput", "serving", "tuning",
-                                "recorder_overhead", "shared_features"]
+                                "recorder_overhead", "shared_features", "eval_report"]
     for name in names:
         extra = ["--trials", "12", "--trials", "24"] if name == "tuning" else []
         session.run("python", f"benchmarks/{name}.py", *extra)

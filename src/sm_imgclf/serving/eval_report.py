@@ -17,19 +17,20 @@ if TYPE_CHECKING:
 MATRIX_LIMIT = 30
 
 _EXTRA_STYLE = """
-.cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(125px,1fr));gap:.8rem;
-margin:1rem 0}.card{background:
-#f4f6f9;border-radius:8px;padding:.7rem .9rem}.card b{display:block;font-size:1.45rem}.card span{
-color:#5b6475;font-size:.85rem}th.sort{cursor:pointer;user-select:none}th.sort:after{content:
-" \\2195";color:#9aa3b2}td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
+.cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(132px,1fr));gap:.8rem}
+.cards{margin:1rem 0}.card{background:#f4f6f9;border-radius:8px;padding:.7rem .9rem}
+.card b{display:block;font-size:1.3rem;white-space:nowrap}
+.card span{color:#5b6475;font-size:.85rem}
+th.sort{cursor:pointer;user-select:none}th.sort:after{content:" \\2195";color:#9aa3b2}
+td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
 .scroll{max-height:32rem;overflow:auto;border:1px solid #e6e9ef;border-radius:6px}
-.matrix{width:auto}.matrix td{text-align:center;padding:.2rem;min-width:1.6rem;font-size:.78rem}
-.matrix th{font-size:.72rem;padding:.2rem}
-.gallery{display:grid;grid-template-columns:repeat(auto-fill,minmax(300px,1fr));
-gap:.8rem}.shot{border:1px solid #e6e9ef;border-radius:8px;padding:.5rem;font-size:.85rem}
+.matrix{width:auto}.matrix th{font-size:.72rem;padding:.2rem}
+.matrix td{text-align:center;padding:.2rem;min-width:1.6rem;font-size:.78rem}
+.gallery{display:grid;grid-template-columns:repeat(auto-fill,minmax(300px,1fr));gap:.8rem}
+.shot{border:1px solid #e6e9ef;border-radius:8px;padding:.5rem;font-size:.85rem}
 .shot img{width:140px;height:140px;object-fit:cover;margin:0 .2rem 0 0;border-radius:4px}
-.shot .pics{display:flex}.shot ol{margin:.3rem 0 0 1.1rem;padding:0}.miss{color:#8a1c12}
-.hit{color:#175c2c}
+.shot .pics{display:flex}.shot ol{margin:.3rem 0 0 1.1rem;padding:0}
+.miss{color:#8a1c12}.hit{color:#175c2c}
 """
 
 # Clicking a header sorts its column (numbers numerically); no external script.
