@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import subprocess
 import sys
 import tarfile
@@ -49,7 +50,10 @@ def test_dry_run_is_the_validated_request(sm_session: smi.SageMakerSession, buck
     assert [c["DataSource"]["S3DataSource"]["S3Uri"] for c in request["InputDataConfig"]] == [
         "s3://b/data/train/", "s3://b/data/valid/"]
     names = [d["Name"] for d in request["AlgorithmSpecification"]["MetricDefinitions"]]
-    assert "valid:accuracy" in names and request["Tags"] == [{"Key": "team", "Value": "vision"}]
+    assert "valid:accuracy" in names and request["Tags"] == [
+        {"Key": "team", "Value": "vision"}, {"Key": "sm-imgclf:created-by", "Value": "sm-imgclf"},
+        {"Key": "sm-imgclf:version", "Value": smi.__version__},
+        {"Key": "sm-imgclf:session", "Value": sm_session.backend.session_id}]
 
 
 def test_fit_uploads_the_source_and_creates_the_job(  # type: ignore[no-untyped-def]
@@ -211,8 +215,19 @@ def test_local_channels_are_refused(sm_session: smi.SageMakerSession, tmp_path: 
 
 
 def test_botocore_validation_catches_bad_values(sm_session: smi.SageMakerSession) -> None:
+    short_account = "arn:aws:iam::123:role/SageMakerRole"  # an account id has 12 digits
     with pytest.raises(smi.ConfigurationError, match="CreateTrainingJob request is invalid"):
-        estimator(sm_session, tags={"": "v"}).dry_run(CHANNELS)
+        estimator(sm_session, role=short_account).dry_run(CHANNELS)
+
+
+@pytest.mark.parametrize(("tags", "named"), [
+    ({"": "v"}, "keys of 1-128"), ({"aws:team": "v"}, "'aws:'"),
+    ({"sm-imgclf:session": "mine"}, "the library sets those"), ({"team": "a\nb"}, "tags['team']"),
+    ({f"k{i}": "v" for i in range(48)}, "at most 47 tags")])
+def test_bad_tags_are_refused_before_any_request(sm_session: smi.SageMakerSession,
+                                                 tags: dict, named: str) -> None:
+    with pytest.raises(smi.ConfigurationError, match=re.escape(named)):
+        estimator(sm_session, tags=tags)
 
 
 def stub_job(session: smi.SageMakerSession, statuses: list[dict[str, object]],

@@ -90,8 +90,8 @@ def test_hyperband_and_spot_requests(sm_session: smi.SageMakerSession, bucket: s
 def test_request_outside_the_service_limits_is_refused(sm_session: smi.SageMakerSession) -> None:
     # Bad names are refused by botocore's own validation before anything is sent.
     run = tuning(sm_session)
-    run.estimator = smi.TransferLearningEstimator("resnet50", session=sm_session,
-                                                  image_uri=IMAGE, tags={"": "empty key"})
+    run.estimator = smi.TransferLearningEstimator("resnet50", session=sm_session, image_uri=IMAGE,
+                                                  role="arn:aws:iam::123:role/ShortAccount")
     with pytest.raises(smi.ConfigurationError, match="CreateTrainingJob request is invalid"):
         run.dry_run(CHANNELS, name="dogs-tags")
 

@@ -34,8 +34,10 @@ from sm_imgclf.errors import (
 
 if TYPE_CHECKING:
     from sm_imgclf.backends.fake import FakeBackend
+    from sm_imgclf.contracts.costs import CostEstimate, Price
     from sm_imgclf.contracts.deploy import DeploySpec
     from sm_imgclf.contracts.hyperparameters import Hyperparameters
+    from sm_imgclf.contracts.resources import Resource
     from sm_imgclf.contracts.space import Categorical, Continuous, Integer
     from sm_imgclf.contracts.status import (
         JobState,
@@ -79,6 +81,9 @@ _LAZY = {
     "RuleResult": "sm_imgclf.runtime.checks.rules",
     "EndpointClient": "sm_imgclf.serving.client",
     "Evaluation": "sm_imgclf.serving.evaluation",
+    "CostEstimate": "sm_imgclf.contracts.costs",
+    "Price": "sm_imgclf.contracts.costs",
+    "Resource": "sm_imgclf.contracts.resources",
     "ScoredImage": "sm_imgclf.serving.scores",
     "Scores": "sm_imgclf.serving.scores",
     "Explanation": "sm_imgclf.serving.explain",
@@ -125,6 +130,7 @@ __all__ = [
     "Channels",
     "ConfigurationError",
     "Continuous",
+    "CostEstimate",
     "DatasetError",
     "DatasetManifest",
     "DatasetNotFoundError",
@@ -150,6 +156,8 @@ __all__ = [
     "ModelExplainer",
     "ObjectNotFoundError",
     "Prediction",
+    "Price",
+    "Resource",
     "RuleResult",
     "SageMakerSession",
     "ScoredImage",

@@ -88,3 +88,20 @@ def check_identifier(name: str, value: Any, *, allowed: str = "-_.") -> str:
     if not all(ch.isalnum() or ch in allowed for ch in value):
         raise bad_value(name, f"made of letters, digits and {allowed!r}", value)
     return value
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(name: str, value: Any) -> float:
+    """Seconds in a duration written ``"90s"``, ``"30m"``, ``"4h"``, ``"2d"`` or ``"1h30m"``."""
+    import re
+
+    text = value.strip().lower() if isinstance(value, str) else ""
+    parts = re.findall(r"(\d+(?:\.\d+)?)\s*([smhd])", text)
+    if not parts or re.sub(r"(\d+(?:\.\d+)?)\s*([smhd])", "", text).strip():
+        raise bad_value(name, "a duration such as '90m', '4h', '2d' or '1h30m'", value)
+    seconds = sum(float(number) * _UNITS[unit] for number, unit in parts)
+    if seconds <= 0:
+        raise bad_value(name, "a duration longer than zero", value)
+    return seconds

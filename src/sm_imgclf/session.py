@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,7 +15,12 @@ from sm_imgclf.contracts.backend import Backend
 if TYPE_CHECKING:
     import boto3
 
+    from sm_imgclf.contracts.costs import CostEstimate
+    from sm_imgclf.contracts.deploy import BatchSpec, DeploySpec
+    from sm_imgclf.contracts.resources import Resource
     from sm_imgclf.contracts.storage import Store
+    from sm_imgclf.contracts.training import TrainingSpec
+    from sm_imgclf.contracts.tuning import TuningSpec
 
 __all__ = ["LocalSession", "SageMakerSession", "Session"]
 
@@ -55,6 +60,42 @@ class Session:
     def store(self) -> Store:
         """The backend's store."""
         return self.backend.store
+
+    def resources(self) -> list[Resource]:
+        """What costs money now: endpoints up and jobs in progress, with their prices."""
+        return self.backend.list_resources()
+
+    def cleanup(self, names: Iterable[str] = (), *, older_than: str | None = None,
+                tags: Mapping[str, str] | None = None, by_library: bool = False,
+                dry_run: bool = False) -> list[Resource]:
+        """Delete the endpoints and stop the jobs that match every criterion given.
+
+        Args:
+            names: Resource names.
+            older_than: A duration such as ``"2h"``: only what is older.
+            tags: Only what carries every one of these tags.
+            by_library: Only what this library created.
+            dry_run: Only return what would be removed.
+
+        Returns:
+            The resources removed (or, with ``dry_run``, that would be).
+
+        Raises:
+            ConfigurationError: No criterion was given.
+        """
+        from sm_imgclf.contracts.resources import select
+
+        chosen = select(self.resources(), names=names, older_than=older_than, tags=tags,
+                        by_library=by_library)
+        if not dry_run:
+            for resource in chosen:
+                self.backend.remove_resource(resource)
+        return chosen
+
+    def estimate(self, spec: TrainingSpec | TuningSpec | DeploySpec | BatchSpec
+                 ) -> CostEstimate:
+        """What the work ``spec`` describes may cost (see :class:`~sm_imgclf.CostEstimate`)."""
+        return self.backend.estimate(spec)
 
 
 def default_root() -> Path:
@@ -106,6 +147,10 @@ class SageMakerSession(Session):
         expected_bucket_owner: The account id the bucket must belong to; S3
             refuses every call otherwise.
         max_concurrency: Files sent at once when uploading.
+        tags: Tags for every training and tuning job, model, endpoint config,
+            endpoint and transform job this session creates, beside the three the
+            library always sets (``sm-imgclf:created-by``, ``sm-imgclf:version``,
+            ``sm-imgclf:session``).
     """
 
     def __init__(
@@ -118,6 +163,7 @@ class SageMakerSession(Session):
         endpoint_urls: Mapping[str, str] | None = None,
         expected_bucket_owner: str | None = None,
         max_concurrency: int = 16,
+        tags: Mapping[str, str] | None = None,
     ) -> None:
         from sm_imgclf.backends.sagemaker import SageMakerBackend
 
@@ -127,7 +173,7 @@ class SageMakerSession(Session):
         super().__init__(SageMakerBackend(
             bucket, region=region, boto_session=boto_session, endpoint_urls=endpoint_urls,
             expected_bucket_owner=expected_bucket_owner, max_concurrency=max_concurrency,
-        ), role=role)
+            tags=tags), role=role)
 
 
 def _check_bucket(bucket: object) -> None:

@@ -6,12 +6,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sm_imgclf.contracts.costs import CostEstimate, Price, estimate_for
 from sm_imgclf.contracts.deploy import (
     PAYLOAD_LIMIT,
     SERVERLESS_PAYLOAD_LIMIT,
     BatchSpec,
     DeploySpec,
 )
+from sm_imgclf.contracts.resources import ENDPOINT, TRAINING, Resource
 from sm_imgclf.contracts.status import JobState, JobStatus, TrialRecord, TuningStatus
 from sm_imgclf.contracts.training import TrainingSpec
 from sm_imgclf.contracts.tuning import TuningSpec
@@ -64,6 +66,7 @@ class FakeBackend:
         self.answers: list[bytes] = []
         self.batches: list[BatchSpec] = []
         self.tunings: dict[str, FakeTuning] = {}
+        self.prices: dict[str, float] = {}
 
     @property
     def store(self) -> MemoryStore:
@@ -172,6 +175,31 @@ class FakeBackend:
     def list_endpoints(self) -> list[dict[str, Any]]:
         """The recorded endpoints."""
         return [{"name": name, "status": "InService"} for name in self.endpoints]
+
+    def list_resources(self) -> list[Resource]:
+        """The recorded endpoints and the jobs not yet ended; no prices."""
+        endpoints = [Resource(ENDPOINT, name, "InService", None, spec.instance_type,
+                              spec.instance_count, spec.tags, True)
+                     for name, spec in self.endpoints.items()]
+        return endpoints + [Resource(TRAINING, name, job.status, None, job.spec.instance_type,
+                                     job.spec.instance_count, job.spec.tags, True)
+                            for name, job in self.jobs.items()
+                            if not JobState(job.status).terminal]
+
+    def remove_resource(self, resource: Resource) -> None:
+        """Forget the endpoint or stop the job."""
+        if resource.kind == ENDPOINT:
+            self.delete_endpoint(resource.name)
+        else:
+            self.stop_training(resource.name)
+
+    def estimate(self, spec: Any) -> CostEstimate:
+        """An estimate with :attr:`prices` (US dollars per hour by instance type), if set."""
+        def price(instance_type: str, use: str) -> Price | None:
+            usd = self.prices.get(instance_type)
+            return None if usd is None else Price(instance_type, use, "fake", usd, "injected",
+                                                  "2000-01-01")
+        return estimate_for(spec, price)
 
     def deploy(self, spec: DeploySpec) -> None:
         """Record the endpoint; :attr:`answers` scripts what it returns."""

@@ -6,9 +6,11 @@ from dataclasses import replace
 from functools import cached_property
 from typing import Any
 
-from sm_imgclf.backends import one_job, sagemaker_training, sagemaker_tuning
+from sm_imgclf.backends import one_job, sagemaker_resources, sagemaker_tuning
 from sm_imgclf.backends.sagemaker_errors import translate_errors
 from sm_imgclf.backends.sagemaker_jobs import LOG_GROUP, SageMakerJobs
+from sm_imgclf.contracts.costs import CostEstimate, estimate_for, tuning_runtime_cap
+from sm_imgclf.contracts.resources import Resource
 from sm_imgclf.contracts.status import JobState, TrialRecord, TuningStatus
 from sm_imgclf.contracts.tuning import Search, TuningSpec
 from sm_imgclf.errors import BackendError
@@ -59,9 +61,13 @@ class SageMakerBackend(SageMakerJobs):
 
     def _tuning_request(self, spec: TuningSpec, source_key: str) -> dict[str, Any]:
         request = sagemaker_tuning.tuning_request(spec, self._request(spec.training, source_key))
-        sagemaker_training.validate_request(self.sagemaker_client, "CreateHyperParameterTuningJob",
-                                  request)
-        return request
+        if spec.max_cost is not None:
+            seconds, _ = tuning_runtime_cap(
+                spec, self.prices.price(spec.training.instance_type, "training"))
+            if seconds is not None:
+                request["HyperParameterTuningJobConfig"]["ResourceLimits"][
+                    "MaxRuntimeInSeconds"] = seconds
+        return self.checked("CreateHyperParameterTuningJob", request)
 
     def start_tuning(self, spec: TuningSpec) -> None:
         """Upload the source tarball (and weights) if needed, then create the tuning job."""
@@ -184,3 +190,15 @@ class SageMakerBackend(SageMakerJobs):
                 self.stop_training(name)
             elif not self.describe_tuning(name).status.terminal:
                 raise
+
+    def list_resources(self) -> list[Resource]:
+        """Endpoints up and training, tuning and transform jobs in progress, priced."""
+        return sagemaker_resources.list_resources(self.sagemaker_client, self.prices)
+
+    def remove_resource(self, resource: Resource) -> None:
+        """Delete an endpoint with its config and models, or stop a job."""
+        sagemaker_resources.remove(self.sagemaker_client, resource)
+
+    def estimate(self, spec: Any) -> CostEstimate:
+        """What ``spec`` may cost at SageMaker's prices in this region."""
+        return estimate_for(spec, self.prices.price)

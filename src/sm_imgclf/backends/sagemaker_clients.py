@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from functools import cached_property
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sm_imgclf._params import bad_value
 from sm_imgclf._version import __version__
 from sm_imgclf.backends.sagemaker_errors import translate_errors
+from sm_imgclf.backends.sagemaker_prices import PriceBook, price_cache_path
 from sm_imgclf.storage.s3 import S3Store
 
 if TYPE_CHECKING:
@@ -30,6 +32,8 @@ class SageMakerClients:
             for S3-compatible stores, VPC endpoints or test servers.
         expected_bucket_owner: Account id the bucket must belong to.
         max_concurrency: Files sent at once.
+        tags: Tags for everything this backend creates, beside the library's own
+            (``sm-imgclf:created-by``, ``sm-imgclf:version``, ``sm-imgclf:session``).
     """
 
     def __init__(
@@ -41,7 +45,15 @@ class SageMakerClients:
         endpoint_urls: Mapping[str, str] | None = None,
         expected_bucket_owner: str | None = None,
         max_concurrency: int = 16,
+        tags: Mapping[str, str] | None = None,
     ) -> None:
+        import uuid
+
+        from sm_imgclf.contracts.tags import check_user_tags
+
+        self.tags = check_user_tags(tags)
+        # Names what one session object created, so its resources can be found together.
+        self.session_id = uuid.uuid4().hex[:12]
         self._bucket = bucket
         self.region = region
         self._boto_session = boto_session
@@ -50,6 +62,7 @@ class SageMakerClients:
         self.max_concurrency = max_concurrency
         self._bucket_region_checked = False
         self._role_arns: dict[str, str] = {}
+        self.price_cache: Path | None = price_cache_path()
 
     def __repr__(self) -> str:
         bucket = self._bucket or "sagemaker-<region>-<account>"
@@ -117,6 +130,36 @@ class SageMakerClients:
             raise bad_value("region", "an AWS region such as 'us-east-1'", region,
                             "Pass region= to SageMakerSession or set AWS_DEFAULT_REGION.")
         return str(region)
+
+    @cached_property
+    def prices(self) -> PriceBook:
+        """Instance prices: the Price List API (cached on disk), else the library's table."""
+        from botocore.config import Config
+
+        def pricing() -> Any:
+            # The API lives in us-east-1 whatever the session's region; one quick try,
+            # since the table answers when it cannot be reached.
+            session: Any = self.boto_session
+            return session.client("pricing", region_name="us-east-1",
+                                  endpoint_url=self.endpoint_urls.get("pricing"),
+                                  config=Config(connect_timeout=3, read_timeout=10,
+                                                retries={"mode": "standard",
+                                                         "total_max_attempts": 1}))
+
+        return PriceBook(self.region_name, pricing, cache=self.price_cache)
+
+    def checked(self, operation: str, request: dict[str, Any]) -> dict[str, Any]:
+        """``request`` with the library's and the session's tags, checked against the model.
+
+        Raises:
+            ConfigurationError: The request breaks SageMaker's service model.
+        """
+        from sm_imgclf.backends.sagemaker_tags import tagged
+        from sm_imgclf.backends.sagemaker_training import validate_request
+
+        request = tagged(request, self.session_id, self.tags)
+        validate_request(self.sagemaker_client, operation, request)
+        return request
 
     def client(self, service: str) -> Any:
         """Return a client for ``service`` with the shared retry configuration."""

@@ -6,7 +6,7 @@ import contextlib
 from dataclasses import replace
 from typing import Any
 
-from sm_imgclf.backends import sagemaker_serving, sagemaker_training
+from sm_imgclf.backends import sagemaker_serving
 from sm_imgclf.backends.sagemaker_clients import SageMakerClients
 from sm_imgclf.backends.sagemaker_errors import translate_errors
 from sm_imgclf.backends.sagemaker_images import pytorch_image
@@ -38,9 +38,7 @@ class SageMakerEndpoints(SageMakerClients):
             spec, region=self.region_name, image_uri=pytorch_image(
                 spec.image_uri, scope="inference", region=self.region_name,
                 instance_type=None if spec.serverless_memory_mb else spec.instance_type))
-        for operation, request in built.items():
-            sagemaker_training.validate_request(self.sagemaker_client, operation, request)
-        return built
+        return {operation: self.checked(operation, request) for operation, request in built.items()}
 
     def deploy(self, spec: DeploySpec, *, poll: float = 15.0) -> None:
         """Create the model, config and endpoint, then wait for ``InService``."""
@@ -122,10 +120,9 @@ class SageMakerEndpoints(SageMakerClients):
         """
         model = self.deploy_requests(DeploySpec(spec.name, spec.model_uri,
                                                 image_uri=spec.image_uri, role=spec.role,
-                                                instance_type=spec.instance_type)
-                                     )["CreateModel"]
-        transform = sagemaker_serving.transform_request(spec)
-        sagemaker_training.validate_request(self.sagemaker_client, "CreateTransformJob", transform)
+                                                instance_type=spec.instance_type,
+                                                tags=spec.tags))["CreateModel"]
+        transform = self.checked("CreateTransformJob", sagemaker_serving.transform_request(spec))
         with translate_errors("CreateModel", spec.name):
             self.sagemaker_client.create_model(**model)
         try:

@@ -12,6 +12,7 @@ from sm_imgclf.backends import sagemaker_training
 from sm_imgclf.backends.sagemaker_endpoints import SageMakerEndpoints
 from sm_imgclf.backends.sagemaker_errors import already_exists, translate_errors
 from sm_imgclf.backends.sagemaker_images import pytorch_image
+from sm_imgclf.contracts.costs import capped
 from sm_imgclf.contracts.status import JobState, JobStatus
 from sm_imgclf.contracts.storage import UploadItem
 from sm_imgclf.contracts.training import TrainingSpec
@@ -59,14 +60,15 @@ class SageMakerJobs(SageMakerEndpoints):
         return spec, uploads
 
     def _request(self, spec: TrainingSpec, source_key: str) -> dict[str, Any]:
+        if spec.max_cost is not None:
+            spec, _ = capped(spec, self.prices.price(spec.instance_type, "training"))
         spec = replace(spec, role=self.role_arn(spec.role))
         request = sagemaker_training.training_request(
             spec, bucket=self.bucket, region=self.region_name,
             image_uri=pytorch_image(spec.image_uri, scope="training", region=self.region_name,
                                     instance_type=spec.instance_type),
             source_uri=self.store.uri(source_key))
-        sagemaker_training.validate_request(self.sagemaker_client, "CreateTrainingJob", request)
-        return request
+        return self.checked("CreateTrainingJob", request)
 
     def start_training(self, spec: TrainingSpec) -> None:
         """Upload the source tarball (and weights) if not there yet, then create the job."""

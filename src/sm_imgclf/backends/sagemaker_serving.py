@@ -24,9 +24,10 @@ def deploy_requests(spec: DeploySpec, *, image_uri: str, region: str) -> dict[st
     else:
         variant["ServerlessConfig"] = {"MemorySizeInMB": spec.serverless_memory_mb,
                                        "MaxConcurrency": spec.serverless_max_concurrency}
+    tags = [{"Key": k, "Value": v} for k, v in spec.tags]
     return {
         "CreateModel": {
-            "ModelName": name, "ExecutionRoleArn": spec.role,
+            "ModelName": name, "ExecutionRoleArn": spec.role, "Tags": tags,
             "PrimaryContainer": {"Image": image_uri, "ModelDataUrl": spec.model_uri,
                                  "Environment": {
                                      "SAGEMAKER_PROGRAM": "inference.py",
@@ -37,8 +38,9 @@ def deploy_requests(spec: DeploySpec, *, image_uri: str, region: str) -> dict[st
                                          else spec.instance_type),
                                      **dict(spec.environment)}},
         },
-        "CreateEndpointConfig": {"EndpointConfigName": name, "ProductionVariants": [variant]},
-        "CreateEndpoint": {"EndpointName": name, "EndpointConfigName": name},
+        "CreateEndpointConfig": {"EndpointConfigName": name, "ProductionVariants": [variant],
+                                 "Tags": tags},
+        "CreateEndpoint": {"EndpointName": name, "EndpointConfigName": name, "Tags": tags},
     }
 
 
@@ -55,4 +57,5 @@ def transform_request(spec: BatchSpec) -> dict[str, Any]:
                                "InstanceCount": spec.instance_count},
         "Environment": {"SM_IMGCLF_TOP_K": str(spec.top_k)},
         "MaxPayloadInMB": 6,
+        "Tags": [{"Key": k, "Value": v} for k, v in spec.tags],
     }

@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from sm_imgclf.contracts.costs import CostEstimate
 from sm_imgclf.contracts.deploy import BatchSpec, DeploySpec
+from sm_imgclf.contracts.resources import Resource
 from sm_imgclf.contracts.status import JobStatus, TrialRecord, TuningStatus
 from sm_imgclf.contracts.storage import Store
 from sm_imgclf.contracts.training import TrainingSpec
@@ -115,6 +117,19 @@ class Backend(Protocol):
 
     def delete_endpoint(self, name: str) -> None:
         """Delete the endpoint and what was created for it."""
+        ...
+
+    def list_resources(self) -> list[Resource]:
+        """What costs money now: endpoints up, training, tuning and transform jobs running."""
+        ...
+
+    def remove_resource(self, resource: Resource) -> None:
+        """Delete an endpoint (with its config and models) or stop a job."""
+        ...
+
+    def estimate(self, spec: TrainingSpec | TuningSpec | DeploySpec | BatchSpec
+                 ) -> CostEstimate:
+        """What the work ``spec`` describes may cost, before it starts."""
         ...
 
     def batch_predict(self, spec: BatchSpec) -> str:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sm_imgclf._params import bad_value, check_number, check_resource_name
+from sm_imgclf._params import bad_value, check_number, check_resource_name, parse_duration
+from sm_imgclf.contracts.tags import check_user_tags
 
 PAYLOAD_LIMIT = 6 * 1024 * 1024  # bytes in one request to an instance endpoint
 SERVERLESS_PAYLOAD_LIMIT = 4 * 1024 * 1024  # ... and to a serverless one
@@ -28,6 +29,10 @@ class DeploySpec:
         environment: Variables for the SageMaker serving container, over the
             ones the library sets for the instance type (TorchServe's
             ``SAGEMAKER_MODEL_SERVER_WORKERS``, ``OMP_NUM_THREADS`` ...).
+        tags: Tags for the model, endpoint config and endpoint (a mapping or pairs).
+        delete_after: Delete the endpoint this long after it is created
+            (``"90m"``, ``"4h"``, ``"2d"``): on SageMaker an EventBridge
+            Scheduler one-time schedule, locally a timer in the server.
     """
 
     endpoint_name: str
@@ -41,9 +46,14 @@ class DeploySpec:
     max_batch: int = 32
     max_wait_ms: float = 5.0
     environment: tuple[tuple[str, str], ...] = ()
+    tags: tuple[tuple[str, str], ...] = ()
+    delete_after: str | None = None
 
     def __post_init__(self) -> None:
         check_resource_name("endpoint_name", self.endpoint_name)
+        object.__setattr__(self, "tags", check_user_tags(self.tags))
+        if self.delete_after is not None:
+            parse_duration("delete_after", self.delete_after)
         pairs = dict(self.environment)
         if not all(isinstance(k, str) and k and isinstance(v, str) for k, v in pairs.items()):
             raise bad_value("environment", "a mapping of variable names to strings",
@@ -72,6 +82,7 @@ class BatchSpec:
         top_k: Classes per image.
         image_uri: Inference image (looked up when ``None``).
         role: IAM role ARN for SageMaker.
+        tags: Tags for the transform job and its model.
     """
 
     name: str
@@ -83,8 +94,10 @@ class BatchSpec:
     top_k: int = 5
     image_uri: str | None = None
     role: str | None = None
+    tags: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         check_resource_name("name", self.name)
+        object.__setattr__(self, "tags", check_user_tags(self.tags))
         check_number("instance_count", self.instance_count, low=1, integer=True)
         check_number("top_k", self.top_k, low=1, integer=True)

@@ -37,6 +37,8 @@ class TrainingSpec:
             its ``requirements.txt`` installed on SageMaker.
         search: A head-only search the job runs in-process (JSON, see
             :mod:`sm_imgclf.contracts.search`); empty for an ordinary job.
+        max_cost: US dollars the job may cost at most; on SageMaker it lowers
+            ``max_run`` to what that buys at the instance's on-demand price.
     """
 
     job_name: str
@@ -56,9 +58,12 @@ class TrainingSpec:
     tags: tuple[tuple[str, str], ...] = field(default_factory=tuple)
     source_dir: str | None = None
     search: str = ""
+    max_cost: float | None = None
 
     def __post_init__(self) -> None:
         check_resource_name("job_name", self.job_name)
+        if self.max_cost is not None:
+            check_number("max_cost", self.max_cost, low=0.0, low_open=True)
         check_number("instance_count", self.instance_count, low=1, high=100, integer=True)
         check_number("volume_size_gb", self.volume_size_gb, low=1, integer=True)
         check_number("max_run", self.max_run, low=1, integer=True)

@@ -57,6 +57,8 @@ class TuningSpec:
         in_one_job: Run the whole search inside one training job named
             :attr:`name`, on backbone features computed once (head-only searches;
             see :mod:`sm_imgclf.contracts.search`).
+        max_cost: US dollars the whole run may cost at most; on SageMaker it
+            bounds the run's wall time (see :func:`~sm_imgclf.contracts.costs.tuning_runtime_cap`).
     """
 
     name: str
@@ -73,6 +75,7 @@ class TuningSpec:
     warm_start: tuple[str, ...] = ()
     warm_start_type: str = "identical_data"
     in_one_job: bool = False
+    max_cost: float | None = None
 
     def __post_init__(self) -> None:
         check_resource_name("name", self.name, max_length=32)
@@ -86,6 +89,8 @@ class TuningSpec:
         check_number("max_parallel_jobs", self.max_parallel_jobs, low=1, high=self.max_jobs,
                      integer=True)
         check_number("min_epochs", self.min_epochs, low=1, integer=True)
+        if self.max_cost is not None:
+            check_number("max_cost", self.max_cost, low=0.0, low_open=True)
         if self.in_one_job:
             self._check_one_job()
 
@@ -128,7 +133,9 @@ class TuningSpec:
         """The training job that runs this whole search in-process (named like the run)."""
         from dataclasses import replace
 
-        return replace(self.training, job_name=self.name,
+        # The run's budget is the one job's budget.
+        cost = self.max_cost if self.max_cost is not None else self.training.max_cost
+        return replace(self.training, job_name=self.name, max_cost=cost,
                        search=self.in_job_search().to_argument())
 
     def to_dict(self) -> dict[str, Any]:
@@ -136,7 +143,8 @@ class TuningSpec:
         return {
             **{name: getattr(self, name) for name in (
                 "name", "objective", "direction", "max_jobs", "max_parallel_jobs",
-                "early_stopping", "min_epochs", "seed", "warm_start_type", "in_one_job")},
+                "early_stopping", "min_epochs", "seed", "warm_start_type", "in_one_job",
+                "max_cost")},
             "strategy": str(self.strategy), "warm_start": list(self.warm_start),
             "training": spec_to_dict(self.training),
             "space": {name: describe(value) for name, value in self.space},

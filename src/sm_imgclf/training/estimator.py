@@ -8,10 +8,12 @@ from typing import TYPE_CHECKING, Any
 
 from sm_imgclf._params import bad_value, check_number
 from sm_imgclf.contracts.hyperparameters import Hyperparameters
+from sm_imgclf.contracts.tags import check_user_tags
 from sm_imgclf.contracts.training import TrainingSpec, new_job_name
 from sm_imgclf.runtime.weights import WEIGHTS_CHANNEL, kind_of
 
 if TYPE_CHECKING:
+    from sm_imgclf.contracts.costs import CostEstimate
     from sm_imgclf.session import Session
     from sm_imgclf.training.job import TrainingJob
 
@@ -49,6 +51,9 @@ class TransferLearningEstimator:
         role: IAM role ARN (defaults to the session's).
         tags: Tags for the job.
         base_job_name: Prefix of generated job names (defaults to the model name).
+        max_cost: US dollars a job may cost at most: on SageMaker ``max_run`` is
+            lowered to what that buys at the instance's on-demand price
+            (:meth:`estimate` says to what); locally it is only reported.
     """
 
     def __init__(
@@ -70,6 +75,7 @@ class TransferLearningEstimator:
         tags: Mapping[str, str] | None = None,
         base_job_name: str | None = None,
         source_dir: str | Path | None = None,
+        max_cost: float | None = None,
     ) -> None:
         from sm_imgclf.runtime.sources import resolve
         from sm_imgclf.training.weights import check_weights
@@ -94,7 +100,9 @@ class TransferLearningEstimator:
             "max_wait": max_wait if max_wait is not None or not use_spot else 2 * max_run,
             "image_uri": image_uri,
             "role": role if role is not None else self.session.role,
-            "tags": tuple(sorted((tags or {}).items())),
+            "tags": check_user_tags(tags),
+            "max_cost": None if max_cost is None else check_number(
+                "max_cost", max_cost, low=0.0, low_open=True),
         }
         self.base_job_name = base_job_name or _base_name(self.model)
 
@@ -133,6 +141,15 @@ class TransferLearningEstimator:
         """Return exactly what :meth:`fit` would send to the backend, without sending it."""
         return self.session.backend.training_request(self.plan(channels, job_name=job_name))
 
+    def estimate(self, channels: Mapping[str, str]) -> CostEstimate:
+        """What a job of this estimator may cost at most, before it starts.
+
+        The instance's on-demand price (the AWS Price List API, else the
+        library's dated table) times instances times the run-time bound
+        (``max_run``, lowered by ``max_cost``); with spot, also a typical spot figure.
+        """
+        return self.session.estimate(self.plan(channels))
+
     def fit(self, channels: Mapping[str, str], *, wait: bool = True, logs: bool = True,
             job_name: str | None = None) -> TrainingJob:
         """Start a training job and, by default, wait for it while streaming its log.
@@ -151,6 +168,8 @@ class TransferLearningEstimator:
         from sm_imgclf.training.job import TrainingJob
 
         spec = self.plan(channels, job_name=job_name)
+        if spec.max_cost is not None:
+            print(f"budget: {self.session.estimate(spec)}", flush=True)
         self.session.backend.start_training(spec)
         job = TrainingJob(spec.job_name, self.session)
         if wait:

@@ -14,6 +14,7 @@ from sm_imgclf.contracts.tuning import Strategy, TuningSpec, new_tuning_name
 from sm_imgclf.training.estimator import TransferLearningEstimator
 
 if TYPE_CHECKING:
+    from sm_imgclf.contracts.costs import CostEstimate
     from sm_imgclf.tuning.result import TuningResult
 
 WARM_START_TYPES = ("identical_data", "transfer_learning")
@@ -55,6 +56,10 @@ class TuningRun:
             across trial jobs anyway. ``True`` insists (and says why it cannot);
             ``False`` keeps one training job per trial. :meth:`plan` says which
             (``TuningSpec.in_one_job``).
+        max_cost: US dollars the whole run may cost at most. On SageMaker the
+            run's wall time is capped so that ``max_parallel_jobs`` trials at the
+            instance's on-demand price cannot spend more (SageMaker stops it
+            then); :meth:`estimate` says to what. Locally it is only reported.
     """
 
     def __init__(
@@ -73,6 +78,7 @@ class TuningRun:
         warm_start: Sequence[TuningResult | str] = (),
         warm_start_type: str = "identical_data",
         in_one_job: bool | None = None,
+        max_cost: float | None = None,
     ) -> None:
         if not isinstance(estimator, TransferLearningEstimator):
             raise bad_value("estimator", "a TransferLearningEstimator", estimator)
@@ -98,6 +104,8 @@ class TuningRun:
         if in_one_job not in (None, True, False):
             raise bad_value("in_one_job", "None, True or False", in_one_job)
         self.in_one_job = in_one_job
+        self.max_cost = None if max_cost is None else check_number(
+            "max_cost", max_cost, low=0.0, low_open=True)
         self._check_strategy()
 
     def _check_strategy(self) -> None:
@@ -138,7 +146,8 @@ class TuningRun:
             direction=self.direction, strategy=self.strategy, max_jobs=self.max_jobs,
             max_parallel_jobs=self.max_parallel_jobs, early_stopping=self.early_stopping,
             min_epochs=self.min_epochs, seed=self.seed, warm_start=self.warm_start,
-            warm_start_type=self.warm_start_type, in_one_job=self._one_job(training))
+            warm_start_type=self.warm_start_type, in_one_job=self._one_job(training),
+            max_cost=self.max_cost)
 
     def _one_job(self, training: TrainingSpec) -> bool:
         if self.in_one_job is not None:
@@ -150,6 +159,10 @@ class TuningRun:
                 ) -> dict[str, Any]:
         """Return exactly what :meth:`run` would send to the backend, without sending it."""
         return self.estimator.session.backend.tuning_request(self.plan(channels, name=name))
+
+    def estimate(self, channels: Mapping[str, str]) -> CostEstimate:
+        """What the run may cost at most: every trial at its run-time bound, or ``max_cost``."""
+        return self.estimator.session.estimate(self.plan(channels))
 
     def run(self, channels: Mapping[str, str], *, wait: bool = True, logs: bool = True,
             name: str | None = None) -> TuningResult:
@@ -168,6 +181,8 @@ class TuningRun:
         from sm_imgclf.tuning.result import TuningResult
 
         spec = self.plan(channels, name=name)
+        if spec.max_cost is not None:
+            print(f"budget: {self.estimator.session.estimate(spec)}", flush=True)
         self.estimator.session.backend.start_tuning(spec)
         result = TuningResult(spec.name, self.estimator.session)
         if wait:

@@ -1,0 +1,121 @@
+"""What is billable on SageMaker now, and removing it: endpoints up, jobs in progress."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+from sm_imgclf.backends.sagemaker_errors import translate_errors
+from sm_imgclf.backends.sagemaker_prices import PriceBook
+from sm_imgclf.backends.sagemaker_tags import created_by_library
+from sm_imgclf.contracts.resources import ENDPOINT, TRAINING, TRANSFORM, TUNING, Resource
+
+# Endpoint states in which instances run (and bill); Failed and Deleting ones have none.
+_UP = frozenset({"InService", "Creating", "Updating", "SystemUpdating", "RollingBack",
+                 "UpdateRollbackFailed"})
+
+
+def list_resources(client: Any, prices: PriceBook) -> list[Resource]:
+    """Every endpoint that is up and every training, tuning and transform job in progress."""
+    return [*_endpoints(client, prices), *_training_jobs(client, prices),
+            *_tuning_jobs(client), *_transform_jobs(client, prices)]
+
+
+def remove(client: Any, resource: Resource) -> None:
+    """Delete an endpoint with its config and models, or stop a job."""
+    with translate_errors(f"removing {resource.kind}", resource.name):
+        if resource.kind == ENDPOINT:
+            _delete_endpoint(client, resource.name)
+        elif resource.kind == TRAINING:
+            client.stop_training_job(TrainingJobName=resource.name)
+        elif resource.kind == TUNING:
+            client.stop_hyper_parameter_tuning_job(HyperParameterTuningJobName=resource.name)
+        elif resource.kind == TRANSFORM:
+            client.stop_transform_job(TransformJobName=resource.name)
+
+
+def _pages(client: Any, operation: str, key: str, **options: Any) -> Iterator[dict[str, Any]]:
+    with translate_errors(operation, "resources"):
+        for page in client.get_paginator(operation).paginate(**options):
+            yield from page[key]
+
+
+def _tags(client: Any, arn: str) -> tuple[tuple[str, str], ...]:
+    with translate_errors("ListTags", arn):
+        found = list(_pages(client, "list_tags", "Tags", ResourceArn=arn))
+    return tuple((t["Key"], t["Value"]) for t in found)
+
+
+def _resource(client: Any, kind: str, name: str, status: str, arn: str, created: Any,
+              instance: tuple[str | None, int], price: Any) -> Resource:
+    tags = _tags(client, arn)
+    return Resource(kind, name, status, created, instance[0], instance[1], tags,
+                    created_by_library({"Key": k, "Value": v} for k, v in tags), price)
+
+
+def _endpoints(client: Any, prices: PriceBook) -> Iterator[Resource]:
+    for summary in _pages(client, "list_endpoints", "Endpoints"):
+        if summary["EndpointStatus"] not in _UP:
+            continue
+        name = summary["EndpointName"]
+        with translate_errors("DescribeEndpointConfig", name):
+            config = client.describe_endpoint_config(
+                EndpointConfigName=client.describe_endpoint(EndpointName=name)[
+                    "EndpointConfigName"])
+        variant = config["ProductionVariants"][0]
+        kind = variant.get("InstanceType")
+        count = sum(int(v.get("InitialInstanceCount", 0)) for v in config["ProductionVariants"])
+        price = prices.price(kind, "hosting") if kind else None
+        yield _resource(client, ENDPOINT, name, summary["EndpointStatus"],
+                        summary["EndpointArn"], summary["CreationTime"], (kind, count), price)
+
+
+def _training_jobs(client: Any, prices: PriceBook) -> Iterator[Resource]:
+    for summary in _pages(client, "list_training_jobs", "TrainingJobSummaries",
+                          StatusEquals="InProgress"):
+        name = summary["TrainingJobName"]
+        with translate_errors("DescribeTrainingJob", name):
+            job = client.describe_training_job(TrainingJobName=name)
+        config = job.get("ResourceConfig", {})
+        kind = config.get("InstanceType")
+        price = prices.price(kind, "training") if kind else None
+        yield _resource(client, TRAINING, name, summary["TrainingJobStatus"],
+                        summary["TrainingJobArn"],
+                        job.get("TrainingStartTime") or summary["CreationTime"],
+                        (kind, int(config.get("InstanceCount", 1))), price)
+
+
+def _tuning_jobs(client: Any) -> Iterator[Resource]:
+    for summary in _pages(client, "list_hyper_parameter_tuning_jobs",
+                          "HyperParameterTuningJobSummaries", StatusEquals="InProgress"):
+        yield _resource(client, TUNING, summary["HyperParameterTuningJobName"],
+                        summary["HyperParameterTuningJobStatus"],
+                        summary["HyperParameterTuningJobArn"], summary["CreationTime"],
+                        (None, 0), None)
+
+
+def _transform_jobs(client: Any, prices: PriceBook) -> Iterator[Resource]:
+    for summary in _pages(client, "list_transform_jobs", "TransformJobSummaries",
+                          StatusEquals="InProgress"):
+        name = summary["TransformJobName"]
+        with translate_errors("DescribeTransformJob", name):
+            job = client.describe_transform_job(TransformJobName=name)
+        config = job.get("TransformResources", {})
+        kind = config.get("InstanceType")
+        price = prices.price(kind, "transform") if kind else None
+        yield _resource(client, TRANSFORM, name, summary["TransformJobStatus"],
+                        summary["TransformJobArn"], summary["CreationTime"],
+                        (kind, int(config.get("InstanceCount", 1))), price)
+
+
+def _delete_endpoint(client: Any, name: str) -> None:
+    """The endpoint, then its config and the models it served (whatever their names)."""
+    config_name = client.describe_endpoint(EndpointName=name)["EndpointConfigName"]
+    config = client.describe_endpoint_config(EndpointConfigName=config_name)
+    client.delete_endpoint(EndpointName=name)
+    with contextlib.suppress(Exception):  # shared with another endpoint, or already gone
+        client.delete_endpoint_config(EndpointConfigName=config_name)
+    for variant in config["ProductionVariants"]:
+        with contextlib.suppress(Exception):
+            client.delete_model(ModelName=variant["ModelName"])
