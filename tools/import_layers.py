@@ -31,7 +31,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("public handles", ("data.dataset", "training", "tuning", "serving", "debug",
                         # old paths of moved modules, kept working
                         "models", "job")),
-    ("command line", ("cli", "cli_args", "cli_jobs", "cli_serving", "demo", "__main__", "")),
+    ("command line", ("cli", "cli_args", "cli_costs", "cli_jobs", "cli_serving", "demo",
+                      "__main__", "")),
 )
 
 # Within a layer: (importer prefix, imported prefix) pairs that must stay apart.

@@ -12,7 +12,7 @@ import json
 import sys
 from collections.abc import Sequence
 
-from sm_imgclf import cli_jobs, cli_serving
+from sm_imgclf import cli_costs, cli_jobs, cli_serving
 from sm_imgclf.cli_args import make_session, session_options
 
 EXIT_INVALID, EXIT_USAGE, EXIT_STORAGE, EXIT_ERROR = 1, 2, 3, 4
@@ -39,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="leave out files with errors instead of refusing")
     cli_jobs.add_commands(commands, common)
     cli_serving.add_commands(commands, common)
+    cli_costs.add_commands(commands, common)
     return parser
 
 
@@ -96,7 +97,8 @@ _COMMANDS = {"demo": _demo, "validate": _validate, "upload": _upload,
              "train": cli_jobs.train, "tune": cli_jobs.tune, "report": cli_jobs.report,
              "jobs": cli_jobs.jobs, "deploy": cli_serving.deploy,
              "predict": cli_serving.predict, "evaluate": cli_serving.evaluate,
-             "explain": cli_serving.explain, "endpoints": cli_serving.endpoints}
+             "explain": cli_serving.explain, "resources": cli_costs.resources,
+             "cleanup": cli_costs.cleanup, "endpoints": cli_serving.endpoints}
 
 if __name__ == "__main__":
     sys.exit(main())

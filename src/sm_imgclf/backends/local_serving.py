@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
 from sm_imgclf._archive import safe_extract
-from sm_imgclf._params import bad_value
+from sm_imgclf._params import bad_value, parse_duration
 from sm_imgclf.backends._processes import alive, free_port
 from sm_imgclf.contracts.deploy import PAYLOAD_LIMIT, DeploySpec
 from sm_imgclf.errors import BackendError, EndpointError
@@ -34,12 +34,19 @@ def deploy(folder: Path, spec: DeploySpec, *, timeout: float = 120.0) -> dict[st
     command = [sys.executable, "-m", "sm_imgclf.runtime.serving.server", "--model-dir",
                str(folder / "model"), "--port", str(port), "--max-batch", str(spec.max_batch),
                "--max-wait-ms", str(spec.max_wait_ms)]
+    delete_after = None
+    if spec.delete_after is not None:
+        delete_after = parse_duration("delete_after", spec.delete_after)
+        command += ["--stop-after", str(delete_after)]
     with (folder / "server.log").open("ab") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
                                    start_new_session=True)
-    state = {"pid": process.pid, "port": port, "model_uri": spec.model_uri}
+    state: dict[str, Any] = {"pid": process.pid, "port": port, "model_uri": spec.model_uri}
     (folder / STATE).write_text(json.dumps(state))
     _wait_ready(folder, process, port, timeout)
+    if delete_after is not None:  # the server's clock starts once it serves
+        state["delete_at"] = time.time() + delete_after
+        (folder / STATE).write_text(json.dumps(state))
     return state
 
 
@@ -94,7 +101,10 @@ def describe(folder: Path) -> dict[str, Any]:
         state: dict[str, Any] = json.loads((folder / STATE).read_text())
     except FileNotFoundError:
         raise BackendError(f"No local endpoint named {folder.name!r}.") from None
-    state["status"] = "InService" if alive(int(str(state["pid"]))) else "Failed"
+    running = alive(int(str(state["pid"])))
+    # The server's clock started a moment before deploy() saw it ready and wrote delete_at.
+    expired = state.get("delete_at") is not None and time.time() >= state["delete_at"] - 5.0
+    state["status"] = "InService" if running else "Deleted" if expired else "Failed"
     state["max_payload_bytes"] = PAYLOAD_LIMIT  # the local server takes what SageMaker's does
     return state
 

@@ -10,7 +10,7 @@ from sm_imgclf.backends import one_job, sagemaker_resources, sagemaker_tuning
 from sm_imgclf.backends.sagemaker_errors import translate_errors
 from sm_imgclf.backends.sagemaker_jobs import LOG_GROUP, SageMakerJobs
 from sm_imgclf.contracts.costs import CostEstimate, estimate_for, tuning_runtime_cap
-from sm_imgclf.contracts.resources import Resource
+from sm_imgclf.contracts.resources import ENDPOINT, Resource
 from sm_imgclf.contracts.status import JobState, TrialRecord, TuningStatus
 from sm_imgclf.contracts.tuning import Search, TuningSpec
 from sm_imgclf.errors import BackendError
@@ -196,7 +196,9 @@ class SageMakerBackend(SageMakerJobs):
         return sagemaker_resources.list_resources(self.sagemaker_client, self.prices)
 
     def remove_resource(self, resource: Resource) -> None:
-        """Delete an endpoint with its config and models, or stop a job."""
+        """Delete an endpoint with its config, models and schedule, or stop a job."""
+        if resource.kind == ENDPOINT:
+            self._unschedule(resource.name)
         sagemaker_resources.remove(self.sagemaker_client, resource)
 
     def estimate(self, spec: Any) -> CostEstimate:

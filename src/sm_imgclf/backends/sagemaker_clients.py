@@ -132,6 +132,11 @@ class SageMakerClients:
         return str(region)
 
     @cached_property
+    def scheduler_client(self) -> Any:
+        """The EventBridge Scheduler client (endpoints that delete themselves)."""
+        return self.client("scheduler")
+
+    @cached_property
     def prices(self) -> PriceBook:
         """Instance prices: the Price List API (cached on disk), else the library's table."""
         from botocore.config import Config

@@ -6,7 +6,7 @@ import contextlib
 from dataclasses import replace
 from typing import Any
 
-from sm_imgclf.backends import sagemaker_serving
+from sm_imgclf.backends import sagemaker_serving, sagemaker_training
 from sm_imgclf.backends.sagemaker_clients import SageMakerClients
 from sm_imgclf.backends.sagemaker_errors import translate_errors
 from sm_imgclf.backends.sagemaker_images import pytorch_image
@@ -66,6 +66,8 @@ class SageMakerEndpoints(SageMakerClients):
                 raise BackendError(f"Endpoint {spec.endpoint_name!r} is {state['status']}: "
                                    f"{state.get('failure_reason') or 'no reason given'}",
                                    name=spec.endpoint_name)
+            if spec.delete_after is not None:
+                self._schedule_deletion(spec)
         except BaseException:
             # What this call created goes, so the same deploy can be tried again; what
             # existed before (a name already in use) is not touched.
@@ -73,6 +75,26 @@ class SageMakerEndpoints(SageMakerClients):
                 with contextlib.suppress(Exception):
                     delete(**{key: spec.endpoint_name})
             raise
+
+    def schedule_request(self, spec: DeploySpec) -> dict[str, Any]:
+        """The validated ``CreateSchedule`` request that deletes the endpoint in time."""
+        import datetime as dt
+
+        from sm_imgclf._params import parse_duration
+        from sm_imgclf.backends import sagemaker_schedules as schedules
+
+        seconds = parse_duration("delete_after", spec.delete_after)
+        when = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=seconds)
+        role = (self.role_arn(spec.delete_role) if spec.delete_role
+                else schedules.default_role(self.role_arn(spec.role) or ""))
+        request = schedules.schedule_request(spec.endpoint_name, when, role or "")
+        sagemaker_training.validate_request(self.scheduler_client, "CreateSchedule", request)
+        return request
+
+    def _schedule_deletion(self, spec: DeploySpec) -> None:
+        request = self.schedule_request(spec)
+        with translate_errors("CreateSchedule", request["Name"]):
+            self.scheduler_client.create_schedule(**request)
 
     def describe_endpoint(self, name: str) -> dict[str, Any]:
         """``DescribeEndpoint``: status, failure reason and the largest request it takes.
@@ -103,6 +125,7 @@ class SageMakerEndpoints(SageMakerClients):
         from botocore.exceptions import ClientError
 
         client = self.sagemaker_client
+        self._unschedule(name)
         for delete, key in ((client.delete_endpoint, "EndpointName"),
                             (client.delete_endpoint_config, "EndpointConfigName"),
                             (client.delete_model, "ModelName")):
@@ -112,6 +135,26 @@ class SageMakerEndpoints(SageMakerClients):
                 if "Could not find" not in str(error) and "does not exist" not in str(error):
                     raise BackendError(f"Deleting {name!r} failed: {error}", name=name) from error
 
+
+    def _unschedule(self, name: str) -> None:
+        """Remove the endpoint's deletion schedule, if its tags say it has one."""
+        from botocore.exceptions import ClientError
+
+        from sm_imgclf.backends.sagemaker_schedules import schedule_name
+        from sm_imgclf.contracts.tags import DELETE_AT
+
+        try:
+            arn = self.sagemaker_client.describe_endpoint(EndpointName=name)["EndpointArn"]
+            tags = self.sagemaker_client.list_tags(ResourceArn=arn).get("Tags", [])
+        except ClientError:
+            return  # no endpoint: nothing was scheduled for it by this library
+        if any(t["Key"] == DELETE_AT for t in tags):
+            try:
+                self.scheduler_client.delete_schedule(Name=schedule_name(name))
+            except ClientError as error:
+                if "ResourceNotFound" not in str(error):
+                    raise BackendError(f"Deleting the schedule of {name!r} failed: {error}",
+                                       name=name) from error
 
     def batch_predict(self, spec: BatchSpec, *, poll: float = 30.0) -> str:
         """Create the model and a batch transform job, wait for it, return the output URI.

@@ -6,6 +6,7 @@ from typing import Any
 
 from sm_imgclf.backends.sagemaker_instances import serving_environment
 from sm_imgclf.contracts.deploy import BatchSpec, DeploySpec
+from sm_imgclf.contracts.tags import DELETE_AT
 from sm_imgclf.errors import ConfigurationError
 
 
@@ -25,6 +26,8 @@ def deploy_requests(spec: DeploySpec, *, image_uri: str, region: str) -> dict[st
         variant["ServerlessConfig"] = {"MemorySizeInMB": spec.serverless_memory_mb,
                                        "MaxConcurrency": spec.serverless_max_concurrency}
     tags = [{"Key": k, "Value": v} for k, v in spec.tags]
+    # Marks the endpoint whose deletion is scheduled, so an early delete removes the schedule.
+    marker = [{"Key": DELETE_AT, "Value": spec.delete_after}] if spec.delete_after else []
     return {
         "CreateModel": {
             "ModelName": name, "ExecutionRoleArn": spec.role, "Tags": tags,
@@ -40,7 +43,8 @@ def deploy_requests(spec: DeploySpec, *, image_uri: str, region: str) -> dict[st
         },
         "CreateEndpointConfig": {"EndpointConfigName": name, "ProductionVariants": [variant],
                                  "Tags": tags},
-        "CreateEndpoint": {"EndpointName": name, "EndpointConfigName": name, "Tags": tags},
+        "CreateEndpoint": {"EndpointName": name, "EndpointConfigName": name,
+                           "Tags": tags + marker},
     }
 
 

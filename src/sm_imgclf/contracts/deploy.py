@@ -33,6 +33,9 @@ class DeploySpec:
         delete_after: Delete the endpoint this long after it is created
             (``"90m"``, ``"4h"``, ``"2d"``): on SageMaker an EventBridge
             Scheduler one-time schedule, locally a timer in the server.
+        delete_role: The IAM role EventBridge Scheduler assumes to delete the
+            endpoint (SageMaker only); by default the role named
+            ``sm-imgclf-endpoint-deleter`` in the execution role's account.
     """
 
     endpoint_name: str
@@ -48,6 +51,7 @@ class DeploySpec:
     environment: tuple[tuple[str, str], ...] = ()
     tags: tuple[tuple[str, str], ...] = ()
     delete_after: str | None = None
+    delete_role: str | None = None
 
     def __post_init__(self) -> None:
         check_resource_name("endpoint_name", self.endpoint_name)

@@ -6,8 +6,9 @@ import datetime as dt
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from sm_imgclf._params import bad_value, parse_duration
+from sm_imgclf._params import parse_duration
 from sm_imgclf.contracts.costs import Price
+from sm_imgclf.errors import ConfigurationError
 
 ENDPOINT = "endpoint"
 TRAINING = "training job"
@@ -70,8 +71,9 @@ def select(resources: Iterable[Resource], *, names: Iterable[str] = (),
     """
     wanted, tags = set(names), dict(tags or {})
     if not (wanted or older_than or tags or by_library):
-        raise bad_value("cleanup", "at least one of: names, older_than, tags, by_library",
-                        None, "Say what to clean up; nothing is chosen by default.")
+        raise ConfigurationError(
+            "Say what to clean up: names, older_than (--older-than 2h), tags (--tag KEY=VALUE) "
+            "or by_library (--created-by-library); nothing is chosen by default.")
     limit = parse_duration("older_than", older_than) / 3600 if older_than else None
     now = now or dt.datetime.now(dt.UTC)
     chosen = []

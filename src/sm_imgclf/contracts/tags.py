@@ -10,6 +10,7 @@ from sm_imgclf._params import bad_value
 CREATED_BY = "sm-imgclf:created-by"
 VERSION = "sm-imgclf:version"
 SESSION = "sm-imgclf:session"
+DELETE_AT = "sm-imgclf:delete-after"
 RESERVED_PREFIX = "sm-imgclf:"
 # SageMaker's Tag shape: keys 1-128 and values 0-256 characters of this set; 50 per resource.
 _ALLOWED = re.compile(r"[\w .:/=+\-@]*")

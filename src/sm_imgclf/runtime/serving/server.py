@@ -154,16 +154,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--max-wait-ms", type=float, default=5.0)
     parser.add_argument("--max-payload", type=int, default=SAGEMAKER_PAYLOAD_LIMIT)
     parser.add_argument("--queue-size", type=int, default=128)
+    parser.add_argument("--stop-after", type=float, default=None,
+                        help="seconds after which the server stops by itself")
     args = parser.parse_args(argv)
     server = EndpointServer((args.host, args.port), args.model_dir, max_batch=args.max_batch,
                             max_wait=args.max_wait_ms / 1000, max_payload=args.max_payload,
                             queue_size=args.queue_size)
     print(f"listening on http://{args.host}:{server.server_address[1]}", flush=True)
-    threading.Thread(target=server.load, daemon=True).start()
+    threading.Thread(target=_load_then_expire, args=(server, args.stop_after),
+                     daemon=True).start()
     with contextlib.suppress(KeyboardInterrupt):
         server.serve_forever()
     server.server_close()
     return 1 if server.load_error else 0
+
+
+def _load_then_expire(server: EndpointServer, stop_after: float | None) -> None:
+    """Load the model; then, if asked, stop ``stop_after`` seconds after serving began."""
+    server.load()
+    if stop_after is not None and server.load_error is None:
+        timer = threading.Timer(stop_after, _expire, (server,))
+        timer.daemon = True
+        timer.start()
+
+
+def _expire(server: EndpointServer) -> None:
+    print("stopping: the endpoint's delete_after time has come", flush=True)
+    server.shutdown()
 
 
 if __name__ == "__main__":

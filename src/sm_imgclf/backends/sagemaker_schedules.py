@@ -1,0 +1,56 @@
+"""Endpoints that delete themselves: an EventBridge Scheduler one-time schedule per endpoint.
+
+The schedule's target is SageMaker's ``DeleteEndpoint`` called through
+Scheduler's universal (``aws-sdk``) targets, so no Lambda function is needed;
+Scheduler supports every API action that is not read-only. The schedule
+deletes itself after it runs (``ActionAfterCompletion``), and the library
+deletes it when the endpoint is deleted earlier. The endpoint's config and
+model cost nothing once the endpoint is gone; ``sm-imgclf cleanup`` removes them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import re
+from typing import Any
+
+DELETE_TARGET = "arn:aws:scheduler:::aws-sdk:sagemaker:deleteEndpoint"
+DEFAULT_ROLE_NAME = "sm-imgclf-endpoint-deleter"
+_PREFIX = "sm-imgclf-delete-"
+
+
+def schedule_name(endpoint: str) -> str:
+    """The schedule of an endpoint: at most 64 characters, unique per endpoint name."""
+    name = _PREFIX + endpoint
+    if len(name) <= 64:
+        return name
+    digest = hashlib.sha256(endpoint.encode()).hexdigest()[:8]
+    return f"{name[:55]}-{digest}"
+
+
+def default_role(execution_role: str) -> str:
+    """``sm-imgclf-endpoint-deleter`` in the account of the endpoint's execution role."""
+    account = re.search(r":iam::(\d{12}):", execution_role)
+    if account is None:
+        from sm_imgclf._params import bad_value
+
+        raise bad_value("delete_role", "the ARN of a role EventBridge Scheduler may assume",
+                        None, "Pass delete_role= (see the costs page of the docs).")
+    return f"arn:aws:iam::{account.group(1)}:role/{DEFAULT_ROLE_NAME}"
+
+
+def schedule_request(endpoint: str, when: dt.datetime, role: str) -> dict[str, Any]:
+    """The ``CreateSchedule`` request that deletes ``endpoint`` at ``when`` (UTC)."""
+    moment = when.astimezone(dt.UTC).replace(microsecond=0, tzinfo=None)
+    return {
+        "Name": schedule_name(endpoint),
+        "ScheduleExpression": f"at({moment.isoformat()})",
+        "ScheduleExpressionTimezone": "UTC",
+        "FlexibleTimeWindow": {"Mode": "OFF"},
+        "Target": {"Arn": DELETE_TARGET, "RoleArn": role,
+                   "Input": json.dumps({"EndpointName": endpoint})},
+        "ActionAfterCompletion": "DELETE",
+        "Description": f"sm-imgclf: delete endpoint {endpoint} at {moment.isoformat()}Z",
+    }
