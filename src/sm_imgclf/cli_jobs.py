@@ -52,6 +52,9 @@ def _estimator_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hp", action="append", metavar="NAME=VALUE",
                         help="a hyperparameter, e.g. lr=0.01 (repeatable)")
     parser.add_argument("--instance-type", default="ml.g4dn.xlarge")
+    parser.add_argument("--max-cost", type=float, metavar="USD",
+                        help="the most a job (train) or the whole run (tune) may cost; "
+                             "on SageMaker it caps the run time")
 
 
 def _estimator(args: argparse.Namespace) -> tuple[Any, dict[str, str]]:
@@ -67,7 +70,8 @@ def _estimator(args: argparse.Namespace) -> tuple[Any, dict[str, str]]:
     # Checked before the upload: a typo in a name costs nothing.
     estimator = TransferLearningEstimator(
         args.model, session=session, weights=weights, hyperparameters=hyper,
-        trainable=trainable, instance_type=args.instance_type, source_dir=args.source_dir)
+        trainable=trainable, instance_type=args.instance_type, source_dir=args.source_dir,
+        max_cost=args.max_cost if args.command == "train" else None)
     data = Path(args.data)
     channels = ImageFolderDataset(data).upload(
         session, args.prefix or f"datasets/{data.absolute().name}", progress=not args.json)
@@ -96,7 +100,8 @@ def tune(args: argparse.Namespace) -> int:
     space = {name: parse_range(name, text) for name, text in pairs(args.param,
                                                                     "--param").items()}
     result = TuningRun(estimator, space, objective=args.objective, strategy=args.strategy,
-                       max_jobs=args.max_jobs, max_parallel_jobs=args.parallel).run(
+                       max_jobs=args.max_jobs, max_parallel_jobs=args.parallel,
+                       max_cost=args.max_cost).run(
         channels, logs=not args.json, name=args.name)
     if args.json:
         best = result.best

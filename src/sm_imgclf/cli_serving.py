@@ -17,6 +17,8 @@ def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
     deploy.add_argument("job", help="the training job whose model to serve")
     deploy.add_argument("--endpoint", help="endpoint name (default: the job name)")
     deploy.add_argument("--instance-type", default="ml.m5.large")
+    deploy.add_argument("--delete-after", metavar="DURATION",
+                        help="delete the endpoint by itself after this long (4h, 90m, 2d)")
     predict = commands.add_parser("predict", parents=[common], help="classify images")
     predict.add_argument("endpoint")
     predict.add_argument("images", nargs="+", help="image files")
@@ -50,7 +52,7 @@ def deploy(args: argparse.Namespace) -> int:
 
     session = make_session(args)
     job = TrainingJob.attach(args.job, session)
-    options: dict[str, Any] = {}
+    options: dict[str, Any] = {"delete_after": args.delete_after}
     if args.backend == "sagemaker":
         options["instance_type"] = args.instance_type
     client = job.deploy(args.endpoint, **options)
@@ -58,7 +60,8 @@ def deploy(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"endpoint": client.name}))
     else:
-        print(f"endpoint {client.name} is serving; delete it with: sm-imgclf endpoints "
+        when = f"; it deletes itself after {args.delete_after}" if args.delete_after else ""
+        print(f"endpoint {client.name} is serving{when}; delete it with: sm-imgclf endpoints "
               f"delete {client.name}")
     return 0
 
