@@ -372,3 +372,12 @@ def test_a_local_endpoint_stops_itself_after_delete_after(tmp_path: Path) -> Non
     assert session.resources() == []
     assert "delete_after time has come" in (
         tmp_path / "session" / "endpoints" / "short-lived" / "server.log").read_text()
+
+
+def test_a_tuning_budget_below_sagemakers_shortest_limit_is_refused(
+        sm_session: smi.SageMakerSession) -> None:
+    est = smi.TransferLearningEstimator("resnet18", session=sm_session, image_uri=TRAIN_IMAGE)
+    run = smi.TuningRun(est, {"lr": smi.Continuous(1e-4, 1e-1)}, max_jobs=4,
+                        max_parallel_jobs=2, max_cost=0.02, in_one_job=False)
+    with pytest.raises(smi.ConfigurationError, match="two minutes"):
+        run.dry_run(CHANNELS)

@@ -151,3 +151,23 @@ def test_warm_start_seeds_the_study_with_the_parent_trials(digits: tuple) -> Non
     assert parent_values == {json.dumps({k: smi.Hyperparameters.from_dict(
         t.hyperparameters).to_strings()[k] for k in SPACE}, sort_keys=True)
         for t in parent.trials}
+
+
+def test_a_budget_stops_launching_trials_and_says_why(digits: tuple) -> None:
+    session, channels = digits
+    # A local hour priced at $36 makes each trial's 30-second bound worth $0.30: with
+    # $0.40 the second trial may start only if the first spent at most $0.10 (10 s),
+    # and no trial ever starts that could take the run past $0.40.
+    priced = smi.LocalSession(session.root, price_per_hour=36.0)
+    est = smi.TransferLearningEstimator("resnet18", session=priced, weights=None,
+                                        trainable="all", hyperparameters=TINY, max_run=30)
+    run = smi.TuningRun(est, SPACE, max_jobs=8, max_parallel_jobs=1, max_cost=0.40)
+    assert "at most $0.40" in str(run.estimate(channels))
+    result = run.run(channels, name="budget", logs=False)
+    assert result.status == "Completed" and 1 <= len(result.trials) < 8
+    assert result.stop_reason is not None and result.stop_reason.startswith(
+        "stopped for budget")
+    assert "could pass max_cost $0.40" in str(result)
+    too_small = smi.TuningRun(est, SPACE, max_jobs=2, max_parallel_jobs=1, max_cost=0.10)
+    with pytest.raises(smi.TuningFailedError, match="not even one trial fits"):
+        too_small.run(channels, name="budget-small", logs=False)

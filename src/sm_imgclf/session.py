@@ -115,18 +115,23 @@ class LocalSession(Session):
             backbone's features through ``<root>/features``: the first job with a
             given model, weights, image size and data computes them, every later
             one reads them instead of running the backbone.
+        price_per_hour: What an hour of this machine is worth in US dollars
+            (default 0): set it to rehearse a tuning run's ``max_cost`` locally,
+            which then starts no trial that could pass the budget.
     """
 
     def __init__(
         self, root: str | os.PathLike[str] | None = None, *, max_concurrency: int = 4,
-        share_features: bool = True,
+        share_features: bool = True, price_per_hour: float = 0.0,
     ) -> None:
         from sm_imgclf.backends.local import LocalBackend
 
         check_number("max_concurrency", max_concurrency, low=1, integer=True)
         self.root = Path(root).expanduser().absolute() if root is not None else default_root()
+        check_number("price_per_hour", price_per_hour, low=0.0)
         super().__init__(LocalBackend(self.root, max_concurrency=max_concurrency,
-                                      share_features=bool(share_features)))
+                                      share_features=bool(share_features),
+                                      price_per_hour=float(price_per_hour)))
 
 
 class SageMakerSession(Session):

@@ -38,6 +38,9 @@ class LocalBackend:
         root: The session directory.
         max_concurrency: Files copied at once.
         share_features: Give jobs the feature store ``root/features``.
+        price_per_hour: What an hour of this machine is worth, in US dollars, for
+            rehearsing budgets: with it a tuning run's ``max_cost`` starts no trial
+            that could pass the budget, as it would count on SageMaker.
     """
 
     name = "local"
@@ -45,10 +48,11 @@ class LocalBackend:
     min_poll_seconds = 0.0
 
     def __init__(self, root: Path, *, max_concurrency: int = 4,
-                 share_features: bool = True) -> None:
+                 share_features: bool = True, price_per_hour: float = 0.0) -> None:
         self.root = root
         self.max_concurrency = max_concurrency
         self.share_features = share_features
+        self.price_per_hour = price_per_hour
 
     def __repr__(self) -> str:
         return f"LocalBackend(root={str(self.root)!r})"
@@ -183,7 +187,8 @@ class LocalBackend:
         (folder / local_runner.SPEC).write_text(json.dumps(request["spec"], indent=2))
         # The tuner's own backend starts the trials: it must share features as this one does.
         (folder / local_runner.BACKEND_OPTIONS).write_text(
-            json.dumps({"share_features": self.share_features}))
+            json.dumps({"share_features": self.share_features,
+                        "price_per_hour": self.price_per_hour}))
         (folder / "runner.pid").unlink(missing_ok=True)
         (folder / local_runner.STOP).unlink(missing_ok=True)
         local_runner.write_status(folder, status="InProgress", failure_reason=None,
@@ -214,7 +219,7 @@ class LocalBackend:
                               "Run it again with this name to carry on.")
         return TuningStatus(JobState(status["status"]), status.get("failure_reason"),
                             status.get("best_job"), status["objective"], status["direction"],
-                            tuple(status.get("categorical", ())))
+                            tuple(status.get("categorical", ())), status.get("stop_reason"))
 
     def list_trials(self, name: str) -> list[TrialRecord]:
         """The trials so far, from the tuner's ``trials.json`` (or the one job's log)."""
@@ -288,11 +293,12 @@ class LocalBackend:
 
         found = [Resource(ENDPOINT, row["name"], row["status"],
                           made(self.endpoint_dir(row["name"])), "this machine", 1, (), True,
-                          _free("hosting")) for row in self.list_endpoints()
+                          _free("hosting", self.price_per_hour))
+                 for row in self.list_endpoints()
                  if row["status"] == "InService"]
         found += [Resource(TRAINING, row["name"], str(row["status"]),
                            made(self.job_dir(row["name"])), "this machine", 1, (), True,
-                           _free("training")) for row in self.list_jobs()
+                           _free("training", self.price_per_hour)) for row in self.list_jobs()
                   if row["status"] == JobState.IN_PROGRESS]
         return found
 
@@ -305,7 +311,7 @@ class LocalBackend:
 
     def estimate(self, spec: Any) -> CostEstimate:
         """Local work costs no AWS money; the estimate says so, with its time bound."""
-        found = estimate_for(spec, lambda _type, use: _free(use))
+        found = estimate_for(spec, lambda _type, use: _free(use, self.price_per_hour))
         return replace(found, instance_type="this machine", instance_count=1, spot=False,
                        note="runs on this machine: no AWS charge")
 
@@ -363,7 +369,9 @@ def _local_path(name: str, uri: str) -> Path:
                     "Upload the dataset with a LocalSession first.")
 
 
-def _free(use: str) -> Price:
+def _free(use: str, usd_per_hour: float = 0.0) -> Price:
     import datetime as dt
 
-    return Price("this machine", use, "local", 0.0, "local work", dt.date.today().isoformat())
+    source = "the price_per_hour you set" if usd_per_hour else "local work"
+    return Price("this machine", use, "local", usd_per_hour, source,
+                 dt.date.today().isoformat())

@@ -28,6 +28,7 @@ from sm_imgclf.backends.local_runner import (
     listen_for_stop,
     write_status,
 )
+from sm_imgclf.contracts.costs import budget_refusal
 from sm_imgclf.contracts.hyperparameters import BY_NAME
 from sm_imgclf.contracts.metrics import METRIC_NAMES, merge_rows, parse_metrics
 from sm_imgclf.contracts.status import TERMINAL, JobState
@@ -77,6 +78,7 @@ class LocalTuner:
         self.spec, self.backend, self.folder, self.poll = spec, backend, folder, poll
         self.study = open_study(spec, folder / STUDY, backend.root / "tuning")
         self.active: dict[int, _Active] = {}
+        self.stop_reason: str | None = None
         self.stopping = False
         self.changed = True
         # With a pruner, each trial waits after every epoch for its verdict, so a pruned
@@ -107,9 +109,11 @@ class LocalTuner:
             self._stop_all()
             self.log("stopped; run it again with the same name to carry on")
             return {"status": "Stopped"}
+        if not self._trials("COMPLETE", "PRUNED", "FAIL") and self.stop_reason:
+            return self._failed(f"{self.stop_reason}: not even one trial fits")
         if not self._trials("COMPLETE"):
             return self._failed(f"All {len(self._trials('FAIL'))} trials failed")
-        return {"status": "Completed"}
+        return {"status": "Completed", "stop_reason": self.stop_reason}
 
     def _trials(self, *states: str) -> list[Any]:
         from optuna.trial import TrialState
@@ -121,6 +125,8 @@ class LocalTuner:
     def _fill(self) -> None:
         started = len(self._trials("COMPLETE", "PRUNED", "FAIL", "RUNNING"))
         while len(self.active) < self.spec.max_parallel_jobs and started < self.spec.max_jobs:
+            if self._over_budget():
+                return
             trial = self.study.ask()
             values = suggest(trial, self.spec.space_map)
             name = self.spec.trial_job_name(trial.number)
@@ -130,6 +136,23 @@ class LocalTuner:
             shown = " ".join(f"{k}={v}" for k, v in values.items())
             self.log(f"trial {trial.number} started as {name}: {shown}")
             started += 1
+
+    def _over_budget(self) -> bool:
+        """Whether another trial could pass ``max_cost`` (only with a price per hour)."""
+        rate = self.backend.price_per_hour * self.spec.training.instance_count
+        if self.stop_reason is not None:
+            return True
+        if self.spec.max_cost is None or rate <= 0:
+            return False
+        ended = self._trials("COMPLETE", "PRUNED", "FAIL")
+        spent = sum((t.datetime_complete - t.datetime_start).total_seconds() for t in ended
+                    if t.datetime_complete and t.datetime_start) / 3600
+        self.stop_reason = budget_refusal(self.spec.max_cost, rate,
+                                          self.spec.training.max_run / 3600, spent,
+                                          len(self.active))
+        if self.stop_reason is not None:
+            self.log(self.stop_reason)
+        return self.stop_reason is not None
 
     def _start(self, trial: Any, name: str) -> None:
         changes = {k: BY_NAME[k].parse(v) for k, v in trial.user_attrs["values"].items()}

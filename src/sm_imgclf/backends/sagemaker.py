@@ -6,6 +6,7 @@ from dataclasses import replace
 from functools import cached_property
 from typing import Any
 
+from sm_imgclf._params import bad_value
 from sm_imgclf.backends import one_job, sagemaker_resources, sagemaker_tuning
 from sm_imgclf.backends.sagemaker_errors import translate_errors
 from sm_imgclf.backends.sagemaker_jobs import LOG_GROUP, SageMakerJobs
@@ -64,6 +65,11 @@ class SageMakerBackend(SageMakerJobs):
         if spec.max_cost is not None:
             seconds, _ = tuning_runtime_cap(
                 spec, self.prices.price(spec.training.instance_type, "training"))
+            if seconds is not None and seconds < 120:
+                raise bad_value("max_cost", "enough for two minutes of the run (SageMaker's "
+                                "shortest limit)", spec.max_cost,
+                                f"It buys {seconds} s of {spec.max_parallel_jobs} trial(s) "
+                                "at once.")
             if seconds is not None:
                 request["HyperParameterTuningJobConfig"]["ResourceLimits"][
                     "MaxRuntimeInSeconds"] = seconds

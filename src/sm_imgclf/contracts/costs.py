@@ -183,8 +183,22 @@ def tuning_runtime_cap(spec: TuningSpec, price: Price | None) -> tuple[int | Non
     if rate == 0:
         return None, f"max_cost ${spec.max_cost:,.2f} noted; {price.source} costs nothing"
     seconds = int(spec.max_cost / rate * 3600)
-    if seconds < 120:
-        raise bad_value("max_cost", f"at least ${rate / 30:.4f} (two minutes of "
-                        f"{spec.max_parallel_jobs} trial(s) at once at {price})", spec.max_cost)
     return seconds, (f"max_cost ${spec.max_cost:,.2f} stops the run after "
                      f"{seconds / 3600:,.2f} h ({spec.max_parallel_jobs} trial(s) at once)")
+
+
+def budget_refusal(max_cost: float, usd_per_hour: float, trial_hours: float,
+                   spent_hours: float, running: int) -> str | None:
+    """Why one more trial would not fit ``max_cost``, or ``None`` when it fits.
+
+    What ended trials spent, plus every running trial and the new one at their
+    run-time bound (what they may still cost), must stay within the budget.
+    """
+    spent = spent_hours * usd_per_hour
+    committed = running * trial_hours * usd_per_hour
+    another = trial_hours * usd_per_hour
+    if spent + committed + another <= max_cost * (1 + 1e-9):
+        return None
+    return (f"stopped for budget: ${spent:,.2f} spent and ${committed:,.2f} committed to "
+            f"running trials; another trial (up to ${another:,.2f}) could pass max_cost "
+            f"${max_cost:,.2f}")

@@ -93,6 +93,7 @@ class TuningStatus:
         objective: The metric optimised.
         direction: ``"maximize"`` or ``"minimize"``.
         categorical: The tuned hyperparameters whose values are categories.
+        stop_reason: Why the run started fewer trials than it could (a budget).
     """
 
     status: JobState
@@ -101,6 +102,7 @@ class TuningStatus:
     objective: str = "valid:accuracy"
     direction: str = "maximize"
     categorical: tuple[str, ...] = ()
+    stop_reason: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "status", JobState(self.status))

@@ -202,8 +202,15 @@ class TuningResult:
                      "left no model package")
         return text
 
+    @property
+    def stop_reason(self) -> str | None:
+        """Why the run started fewer trials than it could (``max_cost``), if it did."""
+        return self._current().stop_reason
+
     def __str__(self) -> str:
-        return f"Tuning run {self.name} ({self.status}, {self.objective})\n{self.table()}"
+        reason = f"\n{self.stop_reason}" if self.stop_reason else ""
+        return (f"Tuning run {self.name} ({self.status}, {self.objective})\n{self.table()}"
+                f"{reason}")
 
     def plot(self, path: str | Path | None = None) -> Any:
         """Plot the objective per trial and against each tuned parameter.
