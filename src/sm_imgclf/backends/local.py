@@ -6,7 +6,6 @@ import json
 import shutil
 import subprocess
 import sys
-from dataclasses import replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -14,12 +13,12 @@ from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
 from sm_imgclf._params import bad_value
-from sm_imgclf.backends import local_runner, local_serving
+from sm_imgclf.backends import local_costs, local_runner, local_serving
 from sm_imgclf.backends._processes import alive
 from sm_imgclf.backends.one_job import spec_file_search, trials, tuning_status
-from sm_imgclf.contracts.costs import CostEstimate, Price, estimate_for
+from sm_imgclf.contracts.costs import CostEstimate
 from sm_imgclf.contracts.deploy import BatchSpec, DeploySpec
-from sm_imgclf.contracts.resources import ENDPOINT, TRAINING, Resource
+from sm_imgclf.contracts.resources import ENDPOINT, Resource
 from sm_imgclf.contracts.status import JobState, JobStatus, TrialRecord, TuningStatus
 from sm_imgclf.contracts.training import TrainingSpec
 from sm_imgclf.contracts.tuning import TuningSpec
@@ -286,21 +285,7 @@ class LocalBackend:
 
     def list_resources(self) -> list[Resource]:
         """Local endpoints serving and jobs running: they cost nothing but this machine."""
-        import datetime as dt
-
-        def made(path: Path) -> dt.datetime:
-            return dt.datetime.fromtimestamp(path.stat().st_mtime, dt.UTC)
-
-        found = [Resource(ENDPOINT, row["name"], row["status"],
-                          made(self.endpoint_dir(row["name"])), "this machine", 1, (), True,
-                          _free("hosting", self.price_per_hour))
-                 for row in self.list_endpoints()
-                 if row["status"] == "InService"]
-        found += [Resource(TRAINING, row["name"], str(row["status"]),
-                           made(self.job_dir(row["name"])), "this machine", 1, (), True,
-                           _free("training", self.price_per_hour)) for row in self.list_jobs()
-                  if row["status"] == JobState.IN_PROGRESS]
-        return found
+        return local_costs.resources(self)
 
     def remove_resource(self, resource: Resource) -> None:
         """Stop a local endpoint's server or a local job."""
@@ -311,9 +296,7 @@ class LocalBackend:
 
     def estimate(self, spec: Any) -> CostEstimate:
         """Local work costs no AWS money; the estimate says so, with its time bound."""
-        found = estimate_for(spec, lambda _type, use: _free(use, self.price_per_hour))
-        return replace(found, instance_type="this machine", instance_count=1, spot=False,
-                       note="runs on this machine: no AWS charge")
+        return local_costs.estimate(spec, self.price_per_hour)
 
 
 def _spawn(folder: Path, module: str) -> None:
@@ -368,10 +351,3 @@ def _local_path(name: str, uri: str) -> Path:
     raise bad_value(f"channel {name!r}", "a file:// URI or a folder for the local backend", uri,
                     "Upload the dataset with a LocalSession first.")
 
-
-def _free(use: str, usd_per_hour: float = 0.0) -> Price:
-    import datetime as dt
-
-    source = "the price_per_hour you set" if usd_per_hour else "local work"
-    return Price("this machine", use, "local", usd_per_hour, source,
-                 dt.date.today().isoformat())
