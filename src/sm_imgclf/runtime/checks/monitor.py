@@ -64,10 +64,17 @@ class Monitor:
         """Record gradients after the backward pass of a recorded step."""
         self._record = self.recorder.gradients(model, step, epoch, loss)
 
-    def end(self, step: int, model: nn.Module, recorded: bool) -> None:
-        """Finish a step: weights of a recorded one, and its times."""
+    def end(self, step: int, model: nn.Module, recorded: bool, *,
+            amp_skipped: bool = False) -> None:
+        """Finish a step: weights of a recorded one, and its times.
+
+        ``amp_skipped`` says the gradient scaler found non-finite gradients and
+        skipped the update; the step's record says so and the rules leave it out.
+        """
         self.mark(recorded)
         if recorded and self._record is not None:
+            if amp_skipped:
+                self._record["amp_skipped"] = True
             self.recorder.weights(model, self._record)
             self._record = None
         self.profiler.step(step, self._marks, recorded)

@@ -7,7 +7,10 @@ Files (JSON lines, one object a line, appended as the job runs):
     ``{"type": "step", "step", "epoch", "loss", "grad_norm": {group: L2 norm},
     "grad_mean": {group: mean |g|}, "weight": {group: {"mean", "std", "absmax"}},
     "relu_zero": {module: fraction of zero outputs}, "nonfinite": [group ...]}``
-    every ``record_every`` steps; ``{"type": "epoch", "epoch", "train:loss" ...,
+    every ``record_every`` steps (with ``"amp_skipped": true`` when mixed precision's
+    GradScaler found non-finite gradients and skipped the update, which is normal
+    while its scale calibrates: the rules leave those steps out);
+    ``{"type": "epoch", "epoch", "train:loss" ...,
     "confusion": [[count of true i predicted j]]}`` each epoch; ``{"type": "rule", ...}``
     when a rule first triggers in the job.
 ``system.jsonl``
@@ -45,6 +48,7 @@ class Records:
     splits: list[dict[str, Any]] = field(default_factory=list)
     durations: list[dict[str, Any]] = field(default_factory=list)
     operators: list[dict[str, Any]] = field(default_factory=list)
+    skipped: list[dict[str, Any]] = field(default_factory=list)
 
     def add(self, row: dict[str, Any]) -> None:
         """File one record under its kind."""
@@ -53,6 +57,8 @@ class Records:
             self.meta = row
         elif kind == "rule":
             self.rules.append(row)
+        elif kind == "step" and row.get("amp_skipped"):
+            self.skipped.append(row)  # inf gradients the scaler threw away: not a fault
         elif kind in ("step", "epoch", "split", "durations"):
             {"step": self.steps, "epoch": self.epochs, "split": self.splits,
              "durations": self.durations}[kind].append(row)

@@ -54,8 +54,8 @@ class Trainer:
         loss_fn = torch.nn.CrossEntropyLoss(
             weight=None if weights is None else weights.to(self.device),
             label_smoothing=self.hp.label_smoothing)
-        state = self._resume(optimizer, scheduler)
         scaler = torch.amp.GradScaler("cuda", enabled=self.device.type == "cuda")
+        state = self._resume(optimizer, scheduler, scaler)
         for epoch in range(state["epoch"] + 1, self.hp.epochs + 1):
             started = time.perf_counter()
             torch.manual_seed(self.hp.seed * 100_003 + epoch)  # dropout, reproducible on resume
@@ -67,7 +67,7 @@ class Trainer:
                 metrics |= {f"valid:{k}": v for k, v in self.evaluate(valid, loss_fn).items()}
             metrics["epoch_seconds"] = time.perf_counter() - started
             self._record(state, epoch, metrics)
-            self._save(state, optimizer, scheduler, epoch)
+            self._save(state, optimizer, scheduler, epoch, scaler)
             # Reported only once saved: an epoch in the log survives a kill.
             shown = " ".join(f"{k}={v:.4f}" for k, v in metrics.items() if ":" in k)
             self.log(f"epoch={epoch} {shown}")
@@ -132,14 +132,22 @@ class Trainer:
             if recorded:
                 scaler.unscale_(optimizer)  # true gradients for the record (no-op on CPU)
                 monitor.gradients(self.model, step, epoch, value)
+        scale = scaler.get_scale() if scaler.is_enabled() else None
         scaler.step(optimizer)
         scaler.update()
         if monitor is not None:
-            monitor.end(step, self.model, recorded)
+            # The scaler lowers its scale exactly when it skipped a step for inf gradients.
+            skipped = scale is not None and scaler.get_scale() < scale
+            monitor.end(step, self.model, recorded, amp_skipped=skipped)
         return value, logits
 
     def evaluate(self, data: SplitData, loss_fn: Any = None) -> dict[str, float]:
-        """Return loss and accuracy on ``data`` (unaugmented)."""
+        """Return loss and accuracy on ``data`` (unaugmented).
+
+        The loss is the training loss function (class weights, label smoothing),
+        averaged per batch and weighted by batch size as the training loss is, so
+        the two compare (the ``overfit`` rule compares them).
+        """
         import torch
 
         loss_fn = loss_fn or torch.nn.CrossEntropyLoss()
@@ -154,8 +162,7 @@ class Trainer:
                 labels = data.labels[start:start + inputs.shape[0]].to(self.device)
                 with torch.autocast(self.device.type, enabled=self.device.type == "cuda"):
                     logits = self.model(inputs)
-                total_loss += float(torch.nn.functional.cross_entropy(
-                    logits.float(), labels, reduction="sum"))
+                total_loss += float(loss_fn(logits.float(), labels)) * len(labels)
                 correct += int((logits.argmax(1) == labels).sum())
                 counts += torch.bincount((labels * classes + logits.argmax(1)).cpu(),
                                          minlength=classes * classes)
@@ -209,7 +216,7 @@ class Trainer:
         dist.all_reduce(flag, op=dist.ReduceOp.MAX)
         return bool(flag.item())
 
-    def _resume(self, optimizer: Any, scheduler: Any) -> dict[str, Any]:
+    def _resume(self, optimizer: Any, scheduler: Any, scaler: Any) -> dict[str, Any]:
         state = checkpoint.load(self.checkpoint_dir)
         if state is None:
             return {"epoch": 0, "history": [], "best_state": None, "best": None,
@@ -217,6 +224,8 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
+        if state.get("scaler"):  # the calibrated AMP scale, so no step is skipped anew
+            scaler.load_state_dict(state["scaler"])
         self.log(f"resumed from checkpoint at epoch {state['epoch']}")
         return state
 
@@ -230,9 +239,11 @@ class Trainer:
         else:
             state["since_best"] += 1
 
-    def _save(self, state: dict[str, Any], optimizer: Any, scheduler: Any, epoch: int) -> None:
+    def _save(self, state: dict[str, Any], optimizer: Any, scheduler: Any, epoch: int,
+              scaler: Any) -> None:
         state.update(epoch=epoch, model=self.model.state_dict(),
-                     optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict())
+                     optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
+                     scaler=scaler.state_dict())
         if self.distributed is None or self.distributed[0] == 0:
             checkpoint.save(self.checkpoint_dir, state)
 

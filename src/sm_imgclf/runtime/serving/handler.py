@@ -84,8 +84,15 @@ class Batch:
     top_k: int
 
 
-def model_fn(model_dir: str) -> LoadedModel:
-    """Rebuild the model described by ``manifest.json`` and load ``model.pth``."""
+def model_fn(model_dir: str, context: Any = None) -> LoadedModel:
+    """Rebuild the model described by ``manifest.json`` and load ``model.pth``.
+
+    Args:
+        model_dir: The extracted model package.
+        context: The model server's context; AWS's inference toolkit passes it to a
+            ``model_fn`` that takes two arguments, and its ``system_properties``
+            name the GPU of this TorchServe worker (``gpu_id``).
+    """
     import torch
 
     folder = Path(model_dir)
@@ -101,8 +108,22 @@ def model_fn(model_dir: str) -> LoadedModel:
     model = rebuild_model(manifest["architecture"], HeadSpec(**manifest["head"]))
     state = torch.load(folder / WEIGHTS_NAME, map_location="cpu", weights_only=True)
     model.load_state_dict(state)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = serving_device(context)
     return LoadedModel(model.to(device).eval(), manifest, device)
+
+
+def serving_device(context: Any = None) -> torch.device:
+    """The worker's own GPU when the model server names one, else the GPU, else the CPU.
+
+    Without it every TorchServe worker of a multi-GPU endpoint would load onto GPU 0.
+    """
+    import torch
+
+    if not torch.cuda.is_available():
+        return torch.device("cpu")
+    properties = getattr(context, "system_properties", None) or {}
+    gpu = properties.get("gpu_id")
+    return torch.device("cuda" if gpu is None else f"cuda:{int(gpu)}")
 
 
 def input_fn(body: bytes | str, content_type: str, model: LoadedModel | None = None) -> Batch:

@@ -1,0 +1,158 @@
+"""What the CUDA path needs, proven on the CPU: one loss, skipped AMP steps, scaler state,
+each serving worker on its own GPU."""
+
+from __future__ import annotations
+
+import types
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+import sm_imgclf as smi
+from sm_imgclf.runtime.checks.monitor import Monitor
+from sm_imgclf.runtime.checks.records import RECORDS, read_records
+from sm_imgclf.runtime.checks.rules import evaluate as run_rules
+from sm_imgclf.runtime.job import checkpoint
+from sm_imgclf.runtime.job.data import SplitData
+from sm_imgclf.runtime.job.loop import Trainer, class_weights
+from sm_imgclf.runtime.serving.handler import serving_device
+
+CLASSES = ("a", "b", "c")
+
+
+def features(n: int = 70, seed: int = 0) -> SplitData:
+    generator = torch.Generator().manual_seed(seed)
+    labels = torch.cat([torch.zeros(40), torch.ones(20), torch.full((n - 60,), 2)]).long()
+    inputs = torch.randn(n, 8, generator=generator) + labels[:, None].float()
+    return SplitData(inputs, labels, CLASSES, CLASSES)
+
+
+def trainer(tmp_path: Path, monitor: Monitor | None = None, **hp: object) -> Trainer:
+    torch.manual_seed(0)
+    settings = {"epochs": 2, "batch_size": 16, "augmentation": "none", "record_every": 1,
+                "class_weighting": "balanced", "label_smoothing": 0.2, **hp}
+    return Trainer(nn.Linear(8, 3), smi.Hyperparameters.from_dict(settings),
+                   torch.device("cpu"), (0.5,) * 3, (0.25,) * 3, tmp_path / "checkpoints",
+                   log=lambda line: None, features=True, monitor=monitor)
+
+
+def test_valid_loss_is_the_training_loss_function(tmp_path: Path) -> None:
+    data = features()
+    run = trainer(tmp_path)
+    loss_fn = torch.nn.CrossEntropyLoss(weight=class_weights(data, "balanced"),
+                                        label_smoothing=0.2)
+    found = run.evaluate(data, loss_fn)["loss"]
+    with torch.no_grad():  # the same batches and weighting as the evaluation
+        step = 64
+        expected = sum(float(loss_fn(run.model(data.images[i:i + step]),
+                                     data.labels[i:i + step])) * len(data.labels[i:i + step])
+                       for i in range(0, len(data), step)) / len(data)
+        plain = float(torch.nn.functional.cross_entropy(run.model(data.images), data.labels))
+    assert found == pytest.approx(expected, rel=1e-5)
+    assert abs(found - plain) > 1e-3  # class weights and smoothing changed it: both counted
+
+
+class SkippingScaler:
+    """A gradient scaler that found inf gradients: it skips the step and lowers its scale."""
+
+    def __init__(self) -> None:
+        self.scale_value, self.steps = 1024.0, 0
+
+    def is_enabled(self) -> bool:
+        return True
+
+    def get_scale(self) -> float:
+        return self.scale_value
+
+    def scale(self, loss: torch.Tensor) -> torch.Tensor:
+        return loss
+
+    def unscale_(self, optimizer: object) -> None:
+        return None
+
+    def step(self, optimizer: object) -> None:
+        return None  # skipped, as GradScaler skips a step with inf gradients
+
+    def update(self) -> None:
+        self.scale_value /= 2
+
+
+def inf_step(tmp_path: Path, scaler: object) -> smi.DebugProfileAnalyzer:
+    hyper = smi.Hyperparameters.from_dict({"augmentation": "none", "record_every": 1,
+                                           "batch_size": 16})
+    meta = {"model": "test", "class_names": list(CLASSES), "train_counts": [40, 20, 10],
+            "steps_per_epoch": 5}
+    monitor = Monitor(tmp_path / "debug", hyper, meta, torch.device("cpu"), lambda line: None)
+    run = trainer(tmp_path, monitor)
+    data = features()
+    optimizer = torch.optim.SGD(run.model.parameters(), lr=0.1)
+
+    def inf_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.cross_entropy(logits, labels) * float("inf")
+
+    try:
+        monitor.start()
+        run._step(data.images[:16], data.labels[:16], 1, 1, optimizer, inf_loss, scaler)
+    finally:
+        monitor.close()
+    return smi.DebugProfileAnalyzer(tmp_path)
+
+
+def test_a_step_amp_skipped_for_inf_gradients_raises_no_alarm(tmp_path: Path) -> None:
+    analyzer = inf_step(tmp_path / "skipped", SkippingScaler())
+    records = read_records(tmp_path / "skipped" / "debug")
+    assert records.steps == [] and records.skipped[0]["amp_skipped"] is True
+    assert records.skipped[0]["nonfinite"]  # the gradients were inf, and recorded as such
+    assert "exploding_tensor" not in {r.name for r in analyzer.rules() if r.triggered}
+    assert (tmp_path / "skipped" / "debug" / RECORDS).is_file()
+
+
+def test_the_same_inf_step_applied_does_raise_the_alarm(tmp_path: Path) -> None:
+    plain = torch.amp.GradScaler("cuda", enabled=False)  # what CPU training uses: no skipping
+    analyzer = inf_step(tmp_path / "applied", plain)
+    assert "exploding_tensor" in {r.name for r in analyzer.rules() if r.triggered}
+    results = run_rules(read_records(tmp_path / "applied" / "debug"))
+    assert any(r.name == "exploding_tensor" and r.triggered for r in results)
+
+
+def test_the_scaler_state_is_checkpointed_and_restored(tmp_path: Path) -> None:
+    run = trainer(tmp_path)
+    run.fit(features(), None)
+    saved = checkpoint.load(tmp_path / "checkpoints")
+    assert saved is not None and "scaler" in saved
+    scaler = torch.amp.GradScaler("cpu", enabled=True, init_scale=4096.0)
+    state = {"epoch": 2, "history": [], "best_state": None, "best": None, "best_epoch": 0,
+             "since_best": 0, "model": run.model.state_dict(),
+             "optimizer": torch.optim.SGD(run.model.parameters(), lr=0.1).state_dict(),
+             "scheduler": torch.optim.lr_scheduler.LambdaLR(
+                 torch.optim.SGD(run.model.parameters(), lr=0.1), lambda e: 1.0).state_dict(),
+             "scaler": {**scaler.state_dict(), "scale": 256.0}}
+    checkpoint.save(tmp_path / "other", state)
+    again = trainer(tmp_path)
+    again.checkpoint_dir = tmp_path / "other"
+    optimizer = torch.optim.SGD(again.model.parameters(), lr=0.1)
+    restored = torch.amp.GradScaler("cpu", enabled=True)
+    again._resume(optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda e: 1.0),
+                  restored)
+    assert restored.state_dict()["scale"] == 256.0
+
+
+def test_each_serving_worker_gets_the_gpu_its_context_names(monkeypatch: pytest.MonkeyPatch
+                                                            ) -> None:
+    context = types.SimpleNamespace(system_properties={"gpu_id": 3, "model_dir": "/opt/ml"})
+    assert serving_device(context) == torch.device("cpu")  # no CUDA here: the CPU
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert serving_device(context) == torch.device("cuda:3")
+    assert serving_device(None) == torch.device("cuda")
+    assert serving_device(types.SimpleNamespace(system_properties={})) == torch.device("cuda")
+
+
+def test_the_inference_toolkit_passes_its_context_to_model_fn() -> None:
+    import inspect
+
+    from sm_imgclf.runtime.serving.handler import model_fn
+
+    # AWS's toolkit hands the context to a model_fn of two parameters, and only then.
+    assert len(inspect.signature(model_fn).parameters) == 2
