@@ -42,7 +42,7 @@ class StoppingMonitor:
     def epoch(self, metrics: dict[str, Any]) -> None: ...
     def close(self) -> None: ...
 
-    def end(self, step: int, model: Any, recorded: bool) -> None:
+    def end(self, step: int, model: Any, recorded: bool, *, amp_skipped: bool = False) -> None:
         self.stop = step >= STOP_AT
 
 
