@@ -156,3 +156,39 @@ def test_the_inference_toolkit_passes_its_context_to_model_fn() -> None:
 
     # AWS's toolkit hands the context to a model_fn of two parameters, and only then.
     assert len(inspect.signature(model_fn).parameters) == 2
+
+
+PEAK = '''
+import resource, sys
+from pathlib import Path
+import torch
+from sm_imgclf.runtime.job.data import load_split
+folder, side = Path(sys.argv[1]), int(sys.argv[2])
+load_split("warm", folder / "warm", side, shorter=side, workers=2)  # imports, pools, buffers
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+split = load_split("train", folder / "train", side, shorter=side, workers=2)
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print((after - before) * 1024, split.images.numel())
+'''
+
+
+@pytest.mark.slow
+def test_the_decode_once_cache_costs_one_copy_of_host_memory(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split, count in (("warm", 8), ("train", 1200)):
+        folder = tmp_path / split / "only"
+        folder.mkdir(parents=True)
+        for i in range(count):
+            Image.fromarray(rng.integers(0, 256, (136, 136, 3), dtype=np.uint8)).save(
+                folder / f"{i}.png")
+    done = subprocess.run([sys.executable, "-c", PEAK, str(tmp_path), "128"],
+                          capture_output=True, text=True, check=True, timeout=600)
+    grown, cache = (int(v) for v in done.stdout.split()[-2:])
+    # Stacking a list of decoded images would grow the peak by two copies of the cache.
+    assert grown < 1.5 * cache, (grown, cache)

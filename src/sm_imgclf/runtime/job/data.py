@@ -55,15 +55,21 @@ def load_split(name: str, folder: Path, side: int, *, shorter: int, workers: int
     if not files:
         raise DatasetError(f"The {name!r} channel at {folder} holds no images.")
 
-    def decode(path: Path) -> torch.Tensor:
+    # Filled in place: stacking a list of decoded images would hold two copies at the peak.
+    images = torch.empty((len(files), 3, side, side), dtype=torch.uint8)
+
+    def decode(index: int) -> None:
+        path = files[index][0]
         try:
-            return square_tensor(open_rgb(path.read_bytes(), shorter), side, shorter=shorter)
+            images[index] = square_tensor(open_rgb(path.read_bytes(), shorter), side,
+                                          shorter=shorter)
         except (OSError, ValueError, SyntaxError) as error:
             raise DatasetError(f"Cannot decode {path} in the {name!r} channel: {error}. "
                                "Validate the dataset and upload it again.") from error
 
     with ThreadPoolExecutor(workers or os.cpu_count() or 1) as pool:
-        images = torch.stack(list(pool.map(decode, [path for path, _ in files])))
+        for _ in pool.map(decode, range(len(files))):
+            pass  # re-raises the first decoding error
     labels = torch.tensor([label for _, label in files], dtype=torch.long)
     logger.info("%s: %d images decoded once into %s", name, len(files), tuple(images.shape))
     return SplitData(images, labels, class_ids, class_names)
