@@ -192,3 +192,14 @@ def test_the_decode_once_cache_costs_one_copy_of_host_memory(tmp_path: Path) -> 
     grown, cache = (int(v) for v in done.stdout.split()[-2:])
     # Stacking a list of decoded images would grow the peak by two copies of the cache.
     assert grown < 1.5 * cache, (grown, cache)
+
+
+def test_evaluation_out_of_memory_gives_the_same_advice(tmp_path: Path) -> None:
+    class Hungry(nn.Module):
+        def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    run = trainer(tmp_path)
+    run.model = Hungry()
+    with pytest.raises(smi.ConfigurationError, match=r"evaluation batch=64 .* batch_size=32"):
+        run.evaluate(features())

@@ -18,7 +18,8 @@ CLASS_WEIGHTING = ("none", "balanced")
 
 PARAMS: tuple[Param, ...] = (
     Param("lr", float, 1e-3, 0.0, 10.0, low_open=True, help="learning rate"),
-    Param("batch_size", int, 32, 1, 8192, help="images per step (per host)"),
+    Param("batch_size", int, 32, 1, 8192, help="images per step of each training process "
+          "(one per host on CPU, one per GPU under torchrun)"),
     Param("epochs", int, 10, 1, 10_000, help="passes over the training split"),
     Param("optimizer", str, "adamw", choices=OPTIMIZERS, help="sgd, adam or adamw"),
     Param("momentum", float, 0.9, 0.0, 1.0, high_open=True, help="SGD momentum"),

@@ -32,3 +32,12 @@ def setup(env: JobEnvironment) -> tuple[int, int] | None:
         dist.init_process_group(backend, rank=rank, world_size=world)
     print(f"distributed: rank {rank} of {world} ({backend})", flush=True)
     return rank, world
+
+
+def teardown() -> None:
+    """Leave the process group, if one was joined, once every rank got here."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()

@@ -155,8 +155,8 @@ class Trainer:
         total_loss, correct = 0.0, 0
         classes = len(data.class_ids)
         counts = torch.zeros(classes * classes, dtype=torch.long)
-        with torch.inference_mode():
-            step = max(self.hp.batch_size, 64)  # no gradients: larger batches fit
+        step = max(self.hp.batch_size, 64)  # no gradients: larger batches fit
+        with torch.inference_mode(), oom_guard(step, self.device, "evaluation batch"):
             for start in range(0, len(data), step):
                 inputs = self._inputs(data.images[start:start + step], None, train=False)
                 labels = data.labels[start:start + inputs.shape[0]].to(self.device)
@@ -253,7 +253,8 @@ class Trainer:
 
 
 @contextlib.contextmanager
-def oom_guard(batch_size: int, device: torch.device) -> Iterator[None]:
+def oom_guard(batch_size: int, device: torch.device, what: str = "batch_size"
+              ) -> Iterator[None]:
     """Turn an out-of-memory error into advice on the batch size."""
     try:
         yield
@@ -262,7 +263,7 @@ def oom_guard(batch_size: int, device: torch.device) -> Iterator[None]:
         if "out of memory" not in text.lower() and "can't allocate memory" not in text:
             raise
         raise ConfigurationError(
-            f"batch_size={batch_size} does not fit in {device.type} memory "
+            f"{what}={batch_size} does not fit in {device.type} memory "
             f"({text.splitlines()[0][:200]}). Try batch_size={max(1, batch_size // 2)} "
             "or a smaller image_size."
         ) from error

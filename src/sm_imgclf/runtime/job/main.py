@@ -59,7 +59,7 @@ def run(env: JobEnvironment, settings: dict[str, Any], hp: Hyperparameters) -> d
 
     from sm_imgclf.runtime.job import feature_store
     from sm_imgclf.runtime.job.data import load_splits
-    from sm_imgclf.runtime.job.distributed import setup
+    from sm_imgclf.runtime.job.distributed import setup, teardown
     from sm_imgclf.runtime.job.setup import prepare
     from sm_imgclf.runtime.sources import resolve
 
@@ -93,12 +93,15 @@ def run(env: JobEnvironment, settings: dict[str, Any], hp: Hyperparameters) -> d
     metrics: dict[str, Any] = {"history": state["history"], "best_epoch": state["best_epoch"]}
     if distributed is None or distributed[0] == 0:
         _print_best(metrics)
+    leader = distributed is None or distributed[0] == 0
     if "test" in splits:
         metrics["test"] = trainer.evaluate(splits["test"])
-        print("test " + " ".join(f"test:{k}={v:.4f}" for k, v in metrics["test"].items()),
-              flush=True)
-    if distributed is None or distributed[0] == 0:
+        if leader:  # one line, not one per rank
+            print("test " + " ".join(f"test:{k}={v:.4f}" for k, v in metrics["test"].items()),
+                  flush=True)
+    if leader:
         _write_outputs(env, settings, hp, splits["train"], model, head, metrics)
+    teardown()
     return metrics
 
 

@@ -107,12 +107,13 @@ def _to_features(model: nn.Module, head: HeadSpec, splits: dict[str, SplitData],
     from torch import nn
 
     from sm_imgclf.runtime.images import normalise
+    from sm_imgclf.runtime.job.loop import oom_guard
 
     layer = head_module(model, head)
     set_submodule(model, head.path, nn.Identity())
     model.eval()
     started = time.perf_counter()
-    with torch.inference_mode():
+    with torch.inference_mode(), oom_guard(max(batch_size, 64), device, "feature batch"):
         for split in splits.values():
             chunks = []
             for start in range(0, len(split), max(batch_size, 64)):
