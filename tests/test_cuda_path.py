@@ -203,3 +203,46 @@ def test_evaluation_out_of_memory_gives_the_same_advice(tmp_path: Path) -> None:
     run.model = Hungry()
     with pytest.raises(smi.ConfigurationError, match=r"evaluation batch=64 .* batch_size=32"):
         run.evaluate(features())
+
+
+def test_gpu_figures_come_from_nvidia_smi_without_nvml(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from sm_imgclf.runtime.checks.gpu import GpuProbe
+
+    fake = tmp_path / "bin" / "nvidia-smi"
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\necho '37, 1024, 16384'\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}:/usr/bin:/bin")
+    monkeypatch.setitem(__import__("sys").modules, "pynvml", None)  # no NVML binding
+    probe = GpuProbe()
+    assert probe.source == "nvidia-smi"
+    assert probe.sample() == {"gpu_util": 37.0, "gpu_memory": 6.25, "gpu_source": "nvidia-smi"}
+
+
+def test_torch_memory_is_the_last_gpu_source(monkeypatch: pytest.MonkeyPatch,
+                                             tmp_path: Path) -> None:
+    from sm_imgclf.runtime.checks.gpu import GpuProbe
+
+    monkeypatch.setenv("PATH", str(tmp_path))  # no nvidia-smi
+    monkeypatch.setitem(__import__("sys").modules, "pynvml", None)
+    assert GpuProbe().source is None  # no GPU at all: nothing sampled
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda index=0: (3 * 2**30, 4 * 2**30))
+    probe = GpuProbe()
+    assert probe.source == "torch.cuda"
+    assert probe.sample() == {"gpu_memory": 25.0, "gpu_source": "torch.cuda"}
+
+
+def test_the_report_says_where_gpu_figures_came_from(tmp_path: Path) -> None:
+    from sm_imgclf.debug.insights import insights
+    from sm_imgclf.debug.report import text_summary
+    from sm_imgclf.runtime.checks.records import Records
+
+    records = Records(meta={"model": "m", "class_names": list(CLASSES)}, system=[
+        {"t": 1.0, "cpu": 50.0, "memory": 40.0, "rss_mb": 900.0, "gpu_memory": 30.0,
+         "gpu_source": "torch.cuda"}])
+    found = insights(records)
+    gpu = next(i for i in found if i.name == "gpu_underused")
+    assert "unknown" in gpu.message and not gpu.triggered
+    assert "GPU figures from torch.cuda" in text_summary("job", records, [], found)

@@ -32,6 +32,12 @@ def insights(records: Records) -> list[Insight]:
     gpu = [row for row in records.system if "gpu_util" in row]
     if gpu:
         found += _gpu(gpu)
+    elif any("gpu_memory" in row for row in records.system):
+        memory = max(r["gpu_memory"] for r in records.system if "gpu_memory" in r)
+        found.append(Insight(
+            "gpu_underused", False, f"GPU memory peaked at {memory:.0f}%; how busy the GPU "
+            "was is unknown: neither NVML nor nvidia-smi answered in the container, so "
+            "torch's memory query was the only source."))
     return [i for i in found if i is not None]
 
 

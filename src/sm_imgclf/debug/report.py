@@ -49,6 +49,12 @@ def _facts(records: Records) -> str:
         bits.append(f"best accuracy {best:.4f}")
     if seconds:
         bits.append(f"median step {statistics.median(seconds) * 1000:.1f} ms")
+    sources = sorted({r["gpu_source"] for r in records.system if "gpu_source" in r})
+    if sources:
+        bits.append(f"GPU figures from {', '.join(sources)}")
+    if records.skipped:
+        bits.append(f"{len(records.skipped)} recorded step(s) skipped by the AMP scaler "
+                    "(left out of the rules)")
     return ", ".join(bits)
 
 

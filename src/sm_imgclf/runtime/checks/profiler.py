@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
+from sm_imgclf.runtime.checks.gpu import GpuProbe
 from sm_imgclf.runtime.checks.records import OPERATORS, STEPS, SYSTEM
 
 WINDOW_START, WINDOW_STEPS = 3, 3  # torch.profiler watches steps 3 to 5 of the job
@@ -15,7 +16,10 @@ TOP_OPERATORS = 15
 
 
 class SystemSampler:
-    """Samples CPU, memory, disk, network and (through NVML) GPU every ``interval`` seconds.
+    """Samples CPU, memory, disk, network and GPU every ``interval`` seconds.
+
+    The GPU comes from NVML, else ``nvidia-smi``, else torch (memory only); see
+    :class:`~sm_imgclf.runtime.checks.gpu.GpuProbe`.
 
     Args:
         folder: The ``debug`` folder.
@@ -27,7 +31,7 @@ class SystemSampler:
         self._out: TextIO = (folder / SYSTEM).open("a")
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="sm-imgclf-system", daemon=True)
-        self._gpu = _nvml_handle()
+        self._gpu = GpuProbe()
 
     def start(self) -> None:
         """Start sampling in a background thread."""
@@ -52,7 +56,7 @@ class SystemSampler:
                 "memory": psutil.virtual_memory().percent,
                 "rss_mb": process.memory_info().rss / 2**20,
                 **{k: (now[k] - base[k]) / 2**20 for k in now}}
-            row.update(_gpu_sample(self._gpu))
+            row.update(self._gpu.sample())
             self._out.write(json.dumps(row) + "\n")
             self._out.flush()
 
@@ -64,26 +68,6 @@ def _io_counters() -> dict[str, float]:
     return {"read_mb": float(disk.read_bytes) if disk else 0.0,
             "write_mb": float(disk.write_bytes) if disk else 0.0,
             "sent_mb": float(net.bytes_sent), "recv_mb": float(net.bytes_recv)}
-
-
-def _nvml_handle() -> Any:
-    try:
-        import pynvml
-
-        pynvml.nvmlInit()
-        return pynvml.nvmlDeviceGetHandleByIndex(0)
-    except Exception:  # no NVML library, no driver or no GPU: sample without it
-        return None
-
-
-def _gpu_sample(handle: Any) -> dict[str, float]:
-    if handle is None:
-        return {}
-    import pynvml
-
-    use = pynvml.nvmlDeviceGetUtilizationRates(handle)
-    memory = pynvml.nvmlDeviceGetMemoryInfo(handle)
-    return {"gpu_util": float(use.gpu), "gpu_memory": 100.0 * memory.used / memory.total}
 
 
 class StepProfiler:

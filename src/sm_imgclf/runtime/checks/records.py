@@ -15,7 +15,9 @@ Files (JSON lines, one object a line, appended as the job runs):
     when a rule first triggers in the job.
 ``system.jsonl``
     ``{"t", "cpu", "memory", "rss_mb", "read_mb", "write_mb", "sent_mb", "recv_mb",
-    "gpu_util", "gpu_memory"}`` every ``interval`` seconds (GPU fields with a GPU).
+    "gpu_util", "gpu_memory", "gpu_source"}`` every ``interval`` seconds (GPU fields
+    with a GPU; ``gpu_source`` is ``nvml``, ``nvidia-smi`` or ``torch.cuda``, which
+    has no ``gpu_util``).
 ``steps.jsonl``
     ``{"type": "split", "step", "data", "forward", "backward", "optimizer"}`` (seconds)
     for recorded steps, and ``{"type": "durations", "epoch", "seconds": [...]}`` per epoch.
