@@ -17,7 +17,7 @@ import json
 import os
 import struct
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http import HTTPStatus
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from sm_imgclf.runtime.images import normalise, resize_size, square_tensor
 from sm_imgclf.runtime.models import HeadSpec, rebuild_model
 from sm_imgclf.runtime.package import MANIFEST_NAME, WEIGHTS_NAME, read_manifest
+from sm_imgclf.runtime.serving.forward import ForwardChoice, choose
 
 if TYPE_CHECKING:
     import torch
@@ -64,11 +65,15 @@ class RequestError(ValueError, _ToolkitError):
 
 @dataclass
 class LoadedModel:
-    """A model ready to serve, with what its manifest says about it."""
+    """A model ready to serve, with what its manifest says about it.
+
+    ``forward`` is the path chosen when it loaded (see :mod:`.forward`).
+    """
 
     model: Any
     manifest: dict[str, Any]
     device: Any
+    forward: ForwardChoice = field(default_factory=lambda: ForwardChoice("eager", "default"))
 
     @property
     def image_size(self) -> int:
@@ -109,7 +114,10 @@ def model_fn(model_dir: str, context: Any = None) -> LoadedModel:
     state = torch.load(folder / WEIGHTS_NAME, map_location="cpu", weights_only=True)
     model.load_state_dict(state)
     device = serving_device(context)
-    return LoadedModel(model.to(device).eval(), manifest, device)
+    model = model.to(device).eval()
+    forward = choose(model, int(manifest["image_size"]), device)
+    print(f"forward: {forward.path} ({forward.reason})", flush=True)
+    return LoadedModel(model, manifest, device, forward)
 
 
 def serving_device(context: Any = None) -> torch.device:
@@ -152,8 +160,8 @@ def predict_fn(batch: Batch, model: LoadedModel) -> dict[str, Any]:
     import torch
 
     manifest = model.manifest
-    inputs = normalise(batch.images.to(model.device), tuple(manifest["mean"]),
-                       tuple(manifest["std"]))
+    inputs = model.forward.inputs(normalise(batch.images.to(model.device),
+                                            tuple(manifest["mean"]), tuple(manifest["std"])))
     with torch.inference_mode():
         probabilities = torch.softmax(model.model(inputs).float(), dim=1).cpu()
     return {"probabilities": probabilities, "top_k": batch.top_k,
