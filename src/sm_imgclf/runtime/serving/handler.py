@@ -116,7 +116,6 @@ def model_fn(model_dir: str, context: Any = None) -> LoadedModel:
     device = serving_device(context)
     model = model.to(device).eval()
     forward = choose(model, int(manifest["image_size"]), device)
-    print(f"forward: {forward.path} ({forward.reason})", flush=True)
     return LoadedModel(model, manifest, device, forward)
 
 

@@ -54,7 +54,9 @@ class EndpointServer(ThreadingHTTPServer):
         try:
             self.model = model_fn(self.model_dir)
             self.batcher = Batcher(self.model, **self.batch_options)
-            print(f"model loaded from {self.model_dir}", flush=True)
+            forward = self.model.forward
+            print(f"model loaded from {self.model_dir}; forward: {forward.path} "
+                  f"({forward.reason})", flush=True)
         except Exception as error:
             self.load_error = f"{type(error).__name__}: {error}"
             print(f"cannot load the model: {self.load_error}", file=sys.stderr, flush=True)
