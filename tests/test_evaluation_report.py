@@ -195,6 +195,9 @@ def test_heatmaps_from_a_package_in_the_fake_backends_store(tmp_path: Path) -> N
         found = explainer.explain(images(tmp_path, 3), classes=[None, "003.bird", None])
         assert explainer.target.method == "grad-cam" and explainer.target.layer == "layer3"
     assert [e.class_id for e in found][1] == "003.bird"
+    with ModelExplainer(uri, session=smi.Session(backend)) as explainer:
+        one = images(tmp_path, 1)[0]
+        assert len(explainer.explain(one)) == 1 == len(explainer.explain(str(one)))
     for item in found:
         assert item.heatmap.shape == (32, 32) and item.heatmap.min() >= 0.0
         assert item.heatmap.max() <= 1.0 and item.image.size == (32, 32)

@@ -140,12 +140,12 @@ class ModelExplainer:
 
         return find_target(self.loaded.model, self.loaded.image_size)
 
-    def explain(self, images: Sequence[Any], *, classes: Sequence[str | None] | None = None,
+    def explain(self, images: Any, *, classes: Sequence[str | None] | None = None,
                 top_k: int = 3, batch_size: int = 16) -> list[Explanation]:
         """Heatmaps of each image for its predicted class, or for the class given.
 
         Args:
-            images: Paths, bytes, PIL images or uint8 arrays.
+            images: A path, bytes, PIL image or uint8 array, or a list of them.
             classes: Per image, a class id to explain (``None``: the predicted class).
             top_k: Classes listed with each explanation.
             batch_size: Images per forward and backward pass.
@@ -153,6 +153,8 @@ class ModelExplainer:
         Raises:
             ConfigurationError: ``classes`` has the wrong length or names an unknown class.
         """
+        if not isinstance(images, list | tuple):
+            images = [images]  # one image, not a sequence of characters or pixel rows
         wanted = list(classes) if classes is not None else [None] * len(images)
         if len(wanted) != len(images):
             raise bad_value("classes", f"one class id (or None) per image ({len(images)})",
