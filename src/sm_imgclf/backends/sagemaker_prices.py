@@ -7,6 +7,7 @@ answers, and every figure says which source and date it comes from.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 from collections.abc import Callable
@@ -54,6 +55,7 @@ class PriceBook:
         self.region, self._client, self.cache = region, pricing_client, cache
         self.today = today or dt.date.today()
         self.api_failure: str | None = None
+        self._read: dict[str, Any] | None = None
 
     def price(self, instance_type: str, use: str) -> Price | None:
         """The price of ``instance_type`` for ``use``, or ``None`` if no source knows it."""
@@ -89,13 +91,14 @@ class PriceBook:
         return Price(instance_type, use, self.region, usd, API_SOURCE, self.today.isoformat())
 
     def _cached(self) -> dict[str, Any]:
-        if self.cache is None or not self.cache.is_file():
-            return {}
-        try:
-            data: dict[str, Any] = json.loads(self.cache.read_text())
-        except (OSError, ValueError):
-            return {}  # a damaged cache is rebuilt
-        return data
+        """The cache file's prices, read once per book (listings ask for many)."""
+        if self._read is None:
+            self._read = {}
+            if self.cache is not None and self.cache.is_file():
+                # A damaged cache is rebuilt.
+                with contextlib.suppress(OSError, ValueError):
+                    self._read = json.loads(self.cache.read_text())
+        return self._read
 
     def _fresh(self, as_of: str) -> bool:
         try:

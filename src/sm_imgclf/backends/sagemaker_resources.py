@@ -18,8 +18,7 @@ _UP = frozenset({"InService", "Creating", "Updating", "SystemUpdating", "Rolling
 
 def list_resources(client: Any, prices: PriceBook) -> list[Resource]:
     """Every endpoint that is up and every training, tuning and transform job in progress."""
-    return [*_endpoints(client, prices), *_training_jobs(client, prices),
-            *_tuning_jobs(client), *_transform_jobs(client, prices)]
+    return [*_endpoints(client, prices), *_jobs(client, prices), *_tuning_jobs(client)]
 
 
 def remove(client: Any, resource: Resource) -> None:
@@ -71,19 +70,28 @@ def _endpoints(client: Any, prices: PriceBook) -> Iterator[Resource]:
                         summary["EndpointArn"], summary["CreationTime"], (kind, count), price)
 
 
-def _training_jobs(client: Any, prices: PriceBook) -> Iterator[Resource]:
-    for summary in _pages(client, "list_training_jobs", "TrainingJobSummaries",
-                          StatusEquals="InProgress"):
-        name = summary["TrainingJobName"]
-        with translate_errors("DescribeTrainingJob", name):
-            job = client.describe_training_job(TrainingJobName=name)
-        config = job.get("ResourceConfig", {})
-        kind = config.get("InstanceType")
-        price = prices.price(kind, "training") if kind else None
-        yield _resource(client, TRAINING, name, summary["TrainingJobStatus"],
-                        summary["TrainingJobArn"],
-                        job.get("TrainingStartTime") or summary["CreationTime"],
-                        (kind, int(config.get("InstanceCount", 1))), price)
+# Per kind of job: list call, its list key, the name in a summary, describe call,
+# where the instances are described, and the use its price is for.
+_JOBS = ((TRAINING, "list_training_jobs", "TrainingJobSummaries", "TrainingJob",
+          "describe_training_job", "ResourceConfig", "training"),
+         (TRANSFORM, "list_transform_jobs", "TransformJobSummaries", "TransformJob",
+          "describe_transform_job", "TransformResources", "transform"))
+
+
+def _jobs(client: Any, prices: PriceBook) -> Iterator[Resource]:
+    """Training and transform jobs in progress, with their instances and prices."""
+    for kind, listing, key, noun, describe, resources, use in _JOBS:
+        for summary in _pages(client, listing, key, StatusEquals="InProgress"):
+            name = summary[f"{noun}Name"]
+            with translate_errors(describe, name):
+                job = getattr(client, describe)(**{f"{noun}Name": name})
+            config = job.get(resources, {})
+            instance = config.get("InstanceType")
+            yield _resource(client, kind, name, summary[f"{noun}Status"],
+                            summary[f"{noun}Arn"],
+                            job.get("TrainingStartTime") or summary["CreationTime"],
+                            (instance, int(config.get("InstanceCount", 1))),
+                            prices.price(instance, use) if instance else None)
 
 
 def _tuning_jobs(client: Any) -> Iterator[Resource]:
@@ -93,20 +101,6 @@ def _tuning_jobs(client: Any) -> Iterator[Resource]:
                         summary["HyperParameterTuningJobStatus"],
                         summary["HyperParameterTuningJobArn"], summary["CreationTime"],
                         (None, 0), None)
-
-
-def _transform_jobs(client: Any, prices: PriceBook) -> Iterator[Resource]:
-    for summary in _pages(client, "list_transform_jobs", "TransformJobSummaries",
-                          StatusEquals="InProgress"):
-        name = summary["TransformJobName"]
-        with translate_errors("DescribeTransformJob", name):
-            job = client.describe_transform_job(TransformJobName=name)
-        config = job.get("TransformResources", {})
-        kind = config.get("InstanceType")
-        price = prices.price(kind, "transform") if kind else None
-        yield _resource(client, TRANSFORM, name, summary["TransformJobStatus"],
-                        summary["TransformJobArn"], summary["CreationTime"],
-                        (kind, int(config.get("InstanceCount", 1))), price)
 
 
 def _delete_endpoint(client: Any, name: str) -> None:

@@ -135,9 +135,16 @@ def write_report(name: str, records: Records, path: Path, rules: list[RuleResult
 <h2 id=training>Training</h2>{''.join(charts)}
 <h2 id=profiler>Profiler</h2>{_insight_rows(found)}{''.join(profile)}
 <h3>Top operators (torch.profiler window)</h3>{_operator_rows(records.operators)}"""
-    page = (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>Checks: "
-            f"{html.escape(name)}</title><style>{STYLE}</style></head>"
-            f"<body>{body}</body></html>")
+    return write_page(path, f"Checks: {name}", body)
+
+
+def write_page(path: Path, title: str, body: str, *, style: str = "", script: str = ""
+               ) -> Path:
+    """Write a self-contained HTML page (the reports' shared style plus ``style``)."""
+    tail = f"<script>{script}</script>" if script else ""
+    page = (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>"
+            f"{html.escape(title)}</title><style>{STYLE}{style}</style></head>"
+            f"<body>{body}{tail}</body></html>")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(page, encoding="utf-8")
     return path

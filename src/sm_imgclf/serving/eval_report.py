@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sm_imgclf.debug.plots import inline_png
-from sm_imgclf.debug.report import STYLE
+from sm_imgclf.debug.report import write_page
 from sm_imgclf.serving import eval_gallery, eval_plots
 
 if TYPE_CHECKING:
@@ -62,12 +62,7 @@ def write_report(result: Scores, path: Path, *, explain: Any, gallery: int,
 <h2 id=matrix>Confusion matrix</h2>{matrix}
 <h2 id=calibration>Calibration</h2>{_calibration(result)}
 <h2 id=latency>Latency</h2>{_latency(result)}"""
-    page = (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>"
-            f"{html.escape(heading)}</title><style>{STYLE}{_EXTRA_STYLE}</style></head>"
-            f"<body>{body}<script>{_SORT_SCRIPT}</script></body></html>")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(page, encoding="utf-8")
-    return path
+    return write_page(path, heading, body, style=_EXTRA_STYLE, script=_SORT_SCRIPT)
 
 
 def _cards(result: Scores) -> str:
