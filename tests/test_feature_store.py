@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +13,8 @@ import pytest
 import sm_imgclf as smi
 from sm_imgclf.contracts.hyperparameters import Hyperparameters
 from sm_imgclf.runtime.job import feature_store
+from sm_imgclf.runtime.job.contract import JobEnvironment
+from sm_imgclf.runtime.job.main import parse_args, run
 from sm_imgclf.runtime.sources import resolve
 
 HEAD = {"image_size": 32, "epochs": 3, "batch_size": 32, "augmentation": "none", "lr": 0.01,
@@ -88,7 +92,7 @@ def sharing_for(digits: tuple, store: Path) -> feature_store.Sharing:
     settings = {"model": "efficientnet_lite0", "weights": "DEFAULT", "trainable": ["head"]}
     sharing, reason = feature_store.plan(settings, Hyperparameters.from_dict(HEAD), folders,
                                          resolve("efficientnet_lite0"), distributed=False,
-                                         amp=False, env={"SM_IMGCLF_FEATURE_STORE": str(store)})
+                                         env={"SM_IMGCLF_FEATURE_STORE": str(store)})
     assert sharing is not None, reason
     return sharing
 
@@ -130,13 +134,98 @@ def test_the_key_ignores_head_settings_and_follows_the_data(digits: tuple,
 
     def key(**hp: object) -> dict[str, object]:
         return feature_store.feature_key(settings, Hyperparameters.from_dict({**HEAD, **hp}),
-                                         folders, found, amp=False)
+                                         folders, found)
 
     assert key(lr=0.1, epochs=9, head_hidden=64, batch_size=8) == key()
     assert key(image_size=64) != key()
     fewer = {"train": folders["train"]}
-    assert feature_store.feature_key(settings, Hyperparameters.from_dict(HEAD), fewer, found,
-                                     amp=False) != key()
+    assert feature_store.feature_key(settings, Hyperparameters.from_dict(HEAD), fewer,
+                                     found) != key()
+
+
+def test_a_weights_file_is_keyed_by_its_content_not_its_copy(digits: tuple,
+                                                             tmp_path: Path) -> None:
+    _, channels = digits
+    folders = {n: Path(u.removeprefix("file://")) for n, u in channels.items()}
+    found = resolve("resnet18")
+
+    def key(path: Path) -> dict[str, object]:
+        settings = {"model": "resnet18", "weights": str(path), "trainable": ["head"]}
+        return feature_store.feature_key(settings, Hyperparameters.from_dict(HEAD), folders,
+                                         found)
+
+    first, copy = tmp_path / "a" / "w.pt", tmp_path / "b" / "w.pt"
+    for path in (first, copy):
+        path.parent.mkdir()
+        path.write_bytes(b"the same weights")
+    os.utime(copy, (1, 1))  # another machine's copy: another change time
+    assert key(first)["weights"] == [str(first), key(copy)["weights"][1]]
+    copy.write_bytes(b"other weights")
+    assert key(first)["weights"][1] != key(copy)["weights"][1]
+
+
+def job_environment(tmp_path: Path, channels: smi.Channels, name: str,
+                    **extra: Path) -> JobEnvironment:
+    folders = {n: Path(u.removeprefix("file://")) for n, u in channels.items()}
+    return JobEnvironment(channels={**folders, **extra}, model_dir=tmp_path / name / "model",
+                          output_dir=tmp_path / name / "output",
+                          checkpoint_dir=tmp_path / name / "checkpoints", num_gpus=0,
+                          hosts=("algo-1",), current_host="algo-1")
+
+
+@pytest.mark.slow
+def test_a_features_job_serves_trials_through_a_read_only_channel(
+        digits: tuple, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """As on SageMaker: the features job's checkpoint folder becomes the trials' channel."""
+    _, channels = digits
+    monkeypatch.delenv("SM_IMGCLF_FEATURE_STORE", raising=False)
+    args = ["--model", "efficientnet_lite0", "--weights", "DEFAULT", "--trainable", "head"]
+    hp = [part for k, v in HEAD.items() for part in (f"--{k}", str(v))]
+    settings, params = parse_args([*args, *hp, "--features-only", "true"])
+    features = job_environment(tmp_path, channels, "features")
+    described = run(features, settings, params)["features"]
+    assert COMPUTED in capsys.readouterr().out
+    store = features.checkpoint_dir / "features"
+    assert [p.name for p in store.glob("*.pt")] == [described["file"]]
+    assert json.loads((features.model_dir / "features.json").read_text())["key"] \
+        == described["key"]
+    assert not (features.model_dir / "model.pth").exists()  # it trains and packages nothing
+    store.chmod(0o555)  # a channel is read-only to the trial: it must not try to write
+    try:
+        settings, params = parse_args([*args, *hp, "--lr", "0.05"])
+        reading = run(job_environment(tmp_path, channels, "trial", features=store),
+                      settings, params)
+        out = capsys.readouterr().out
+        assert READ in out and COMPUTED not in out
+        assert sorted(p.name for p in store.iterdir()) == sorted(
+            [described["file"], f"{described['key']}.lock"])  # nothing added
+    finally:
+        store.chmod(0o755)
+    alone = run(job_environment(tmp_path, channels, "alone"), settings, params)
+    assert COMPUTED in capsys.readouterr().out
+    def learned(metrics: dict) -> list[dict]:
+        return [{k: v for k, v in h.items() if k != "epoch_seconds"}
+                for h in metrics["history"]]
+
+    assert learned(reading) == learned(alone)  # the same features, the same head
+
+
+@pytest.mark.slow
+def test_a_trial_whose_channel_lacks_its_features_computes_them(
+        digits: tuple, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    _, channels = digits
+    monkeypatch.delenv("SM_IMGCLF_FEATURE_STORE", raising=False)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    settings, params = parse_args(["--model", "efficientnet_lite0", "--weights", "DEFAULT",
+                                   *[p for k, v in {**HEAD, "epochs": 1}.items()
+                                     for p in (f"--{k}", str(v))]])
+    run(job_environment(tmp_path, channels, "trial", features=empty), settings, params)
+    out = capsys.readouterr().out
+    assert "channel holds no features for this job" in out and COMPUTED in out
+    assert list(empty.iterdir()) == []
 
 
 @pytest.mark.slow

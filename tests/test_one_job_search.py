@@ -124,3 +124,87 @@ def test_trial_lines_read_back() -> None:
     (record,) = trials_from_log(lines, "job")
     assert record.job_name == "job/trial-004" and record.objective == 0.91
     assert record.hyperparameters == {"lr": "0.01"} and record.epochs == 3
+
+
+def per_trial(session: smi.Session, space: dict = SPACE, **options: object) -> smi.TuningRun:
+    return smi.TuningRun(head_estimator(session), space, max_jobs=6, in_one_job=False,
+                         **options)  # type: ignore[arg-type]
+
+
+def test_plan_shares_features_across_trial_jobs_on_sagemaker(
+        sm_session: smi.SageMakerSession, local_session: smi.LocalSession) -> None:
+    spec = per_trial(sm_session).plan(CHANNELS, name="dog-heads-3")
+    assert spec.shared_features and spec.trial_instance_type == "ml.m5.xlarge"
+    assert spec.features_training().features_only
+    assert spec.features_training().instance_type == "ml.g4dn.xlarge"  # the backbone's GPU
+    assert spec.trial_training().instance_type == "ml.m5.xlarge"
+    assert per_trial(sm_session, trial_instance_type="ml.c5.2xlarge").plan(
+        CHANNELS).trial_instance_type == "ml.c5.2xlarge"
+    assert not per_trial(sm_session, share_features=False).plan(CHANNELS).shared_features
+    assert not per_trial(local_session).plan(CHANNELS).shared_features  # the store shares
+    assert not per_trial(local_session, share_features=True).plan(CHANNELS).shared_features
+    one_job = smi.TuningRun(head_estimator(sm_session), SPACE, max_jobs=6).plan(CHANNELS)
+    assert one_job.in_one_job and not one_job.shared_features
+    tuned_size = per_trial(sm_session, {"image_size": smi.Categorical([32, 64])}).plan(CHANNELS)
+    assert not tuned_size.shared_features and tuned_size.trial_instance_type is None
+
+
+def test_sharing_features_where_it_cannot_apply_says_why(
+        sm_session: smi.SageMakerSession) -> None:
+    run = per_trial(sm_session, {"image_size": smi.Categorical([32, 64])}, share_features=True)
+    with pytest.raises(smi.ConfigurationError, match="image_size change the backbone"):
+        run.plan(CHANNELS)
+    run = per_trial(sm_session, {"image_size": smi.Categorical([32, 64])},
+                    trial_instance_type="ml.m5.large")
+    with pytest.raises(smi.ConfigurationError, match="trial_instance_type"):
+        run.plan(CHANNELS)
+    with pytest.raises(smi.ConfigurationError, match="trial_instance_type"):
+        per_trial(sm_session, trial_instance_type="m5.large")
+
+
+def test_trials_read_the_features_job_output_as_a_channel(  # type: ignore[no-untyped-def]
+        sm_session: smi.SageMakerSession, bucket: str, boto_session, moto_url: str,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    run = per_trial(sm_session)
+    result = run.run(CHANNELS, name="dog-heads-4", wait=False)
+    out = capsys.readouterr().out
+    assert "features: job dog-heads-4-features runs the backbone once on ml.g4dn.xlarge" in out
+    client = boto_session.client("sagemaker", endpoint_url=moto_url)
+    features = client.describe_training_job(TrainingJobName="dog-heads-4-features")
+    assert features["HyperParameters"]["features_only"] == "true"
+    assert features["ResourceConfig"]["InstanceType"] == "ml.g4dn.xlarge"
+    stored = features["CheckpointConfig"]["S3Uri"]
+    tuning = client.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=result.name)
+    definition = tuning["TrainingJobDefinition"]
+    channels = {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"]
+                for c in definition["InputDataConfig"]}
+    assert channels["features"] == f"{stored}/features/"
+    assert channels["train"] == "s3://b/data/train/"
+    assert definition["ResourceConfig"]["InstanceType"] == "ml.m5.xlarge"
+    assert "features_only" not in definition["StaticHyperParameters"]
+    # The dry run is the same, validated request (a CPU image for the CPU trials).
+    request = run.dry_run(CHANNELS, name="dog-heads-4")
+    trial_image = request["TrainingJobDefinition"]["AlgorithmSpecification"]["TrainingImage"]
+    assert trial_image == IMAGE  # the estimator named its image; it is kept
+    looked_up = smi.TuningRun(smi.TransferLearningEstimator(
+        "efficientnet_lite0", session=sm_session, hyperparameters=HEAD), SPACE, max_jobs=6,
+        in_one_job=False).dry_run(CHANNELS, name="dog-heads-4")
+    assert "-cpu-" in looked_up["TrainingJobDefinition"]["AlgorithmSpecification"][
+        "TrainingImage"]
+    assert "and first the features job, training: 1 x ml.g4dn.xlarge" in str(
+        run.estimate(CHANNELS))
+
+
+def test_a_failed_features_job_creates_no_tuning_job(  # type: ignore[no-untyped-def]
+        sm_session: smi.SageMakerSession, boto_session, moto_url: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from sm_imgclf.contracts.status import JobState, JobStatus
+
+    monkeypatch.setattr(sm_session.backend, "describe_training",
+                        lambda name: JobStatus(JobState.FAILED, "CUDA out of memory"))
+    with pytest.raises(smi.TrainingJobFailedError, match="CUDA out of memory"):
+        per_trial(sm_session).run(CHANNELS, name="dog-heads-5", wait=False, logs=False)
+    client = boto_session.client("sagemaker", endpoint_url=moto_url)
+    names = [j["HyperParameterTuningJobName"] for j in client.list_hyper_parameter_tuning_jobs(
+        NameContains="dog-heads-5")["HyperParameterTuningJobSummaries"]]
+    assert names == []

@@ -340,3 +340,37 @@ def test_a_search_in_one_job_runs_under_the_toolkit(aws: dict[str, Any], tmp_pat
     manifest = json.loads((tmp_path / "model" / "manifest.json").read_text())
     assert manifest["architecture"] == "efficientnet_lite0"
     assert "optuna==" in (tmp_path / "code" / "requirements.txt").read_text()
+
+
+def test_trials_read_a_features_jobs_output_under_the_toolkit(aws: dict[str, Any],
+                                                              tmp_path: Path) -> None:
+    est = smi.TransferLearningEstimator(
+        "efficientnet_lite0", session=aws["session"], image_uri=IMAGE,
+        hyperparameters={"image_size": 32, "epochs": 2, "batch_size": 16,
+                         "augmentation": "none"})
+    run = smi.TuningRun(est, {"lr": smi.Continuous(1e-3, 1e-1, scale="log")}, max_jobs=3,
+                        in_one_job=False)
+    run.run(aws["channels"], name="toolkit-shared", wait=False, logs=False)
+    client = aws["boto"].client("sagemaker", endpoint_url=aws["url"])
+    features = dict(client.describe_training_job(TrainingJobName="toolkit-shared-features"))
+    container_dirs(aws, features, tmp_path / "features")
+    done = run_training(tmp_path / "features", "toolkit-shared-features")
+    assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
+    assert "features: backbone run once" in done.stdout
+    # What SageMaker does for the job: copy its checkpoint folder to CheckpointConfig.S3Uri.
+    bucket, _, prefix = features["CheckpointConfig"]["S3Uri"][5:].partition("/")
+    s3 = aws["boto"].client("s3", endpoint_url=aws["url"])
+    stored = list((tmp_path / "features" / "checkpoints" / "features").iterdir())
+    for path in stored:
+        s3.upload_file(str(path), bucket, f"{prefix}/features/{path.name}")
+    definition = client.describe_hyper_parameter_tuning_job(
+        HyperParameterTuningJobName="toolkit-shared")["TrainingJobDefinition"]
+    trial = {"HyperParameters": {**definition["StaticHyperParameters"], "lr": "0.01"},
+             "InputDataConfig": definition["InputDataConfig"]}
+    container_dirs(aws, trial, tmp_path / "trial")
+    done = run_training(tmp_path / "trial", "toolkit-shared-001")
+    log = done.stdout + done.stderr
+    assert done.returncode == 0, log[-4000:]
+    assert "from the shared store" in log and "backbone run once" not in log
+    manifest = json.loads((tmp_path / "trial" / "model" / "manifest.json").read_text())
+    assert manifest["hyperparameters"]["lr"] == 0.01

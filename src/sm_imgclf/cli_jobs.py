@@ -28,6 +28,15 @@ def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
     tune.add_argument("--max-jobs", type=int, default=10)
     tune.add_argument("--parallel", type=int, default=2, help="trials at once")
     tune.add_argument("--name", help="name the run (reuse a stopped local one to carry on)")
+    tune.add_argument("--in-one-job", choices=("auto", "yes", "no"), default="auto",
+                      help="run a head-only search inside one training job (auto: on "
+                           "SageMaker whenever it applies)")
+    tune.add_argument("--share-features", choices=("auto", "yes", "no"), default="auto",
+                      help="with one job per trial on SageMaker, a first job runs the "
+                           "backbone once and every trial reads its features")
+    tune.add_argument("--trial-instance-type", metavar="TYPE",
+                      help="instance type of trials that read shared features "
+                           "(default ml.m5.xlarge)")
     report = commands.add_parser("report", parents=[common],
                                  help="run the checks on a job and write the HTML report")
     report.add_argument("job", help="job name, job output folder, or output.tar.gz")
@@ -92,6 +101,10 @@ def train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _choice(text: str) -> bool | None:
+    return {"auto": None, "yes": True, "no": False}[text]
+
+
 def tune(args: argparse.Namespace) -> int:
     """Tune and print the trials, best first."""
     from sm_imgclf.tuning.run import TuningRun
@@ -101,7 +114,9 @@ def tune(args: argparse.Namespace) -> int:
                                                                     "--param").items()}
     result = TuningRun(estimator, space, objective=args.objective, strategy=args.strategy,
                        max_jobs=args.max_jobs, max_parallel_jobs=args.parallel,
-                       max_cost=args.max_cost).run(
+                       max_cost=args.max_cost, in_one_job=_choice(args.in_one_job),
+                       share_features=_choice(args.share_features),
+                       trial_instance_type=args.trial_instance_type).run(
         channels, logs=not args.json, name=args.name)
     if args.json:
         best = result.best

@@ -10,8 +10,10 @@ from sm_imgclf._params import bad_value
 from sm_imgclf.backends import one_job, sagemaker_resources, sagemaker_tuning
 from sm_imgclf.backends.sagemaker_errors import translate_errors
 from sm_imgclf.backends.sagemaker_jobs import LOG_GROUP, SageMakerJobs
+from sm_imgclf.backends.sagemaker_training import features_uri
 from sm_imgclf.contracts.costs import CostEstimate, estimate_for, tuning_runtime_cap
 from sm_imgclf.contracts.resources import ENDPOINT, Resource
+from sm_imgclf.contracts.search import FEATURES_CHANNEL
 from sm_imgclf.contracts.status import JobState, TrialRecord, TuningStatus
 from sm_imgclf.contracts.tuning import Search, TuningSpec
 from sm_imgclf.errors import BackendError
@@ -61,10 +63,14 @@ class SageMakerBackend(SageMakerJobs):
         return self._tuning_request(replace(spec, training=training), next(iter(uploads)))
 
     def _tuning_request(self, spec: TuningSpec, source_key: str) -> dict[str, Any]:
-        request = sagemaker_tuning.tuning_request(spec, self._request(spec.training, source_key))
+        trial = spec.trial_training()
+        if spec.shared_features:  # what the features job stored, as a read-only channel
+            trial = replace(trial, channels=(*trial.channels, (FEATURES_CHANNEL, features_uri(
+                self.bucket, spec.features_job_name))))
+        request = sagemaker_tuning.tuning_request(spec, self._request(trial, source_key))
         if spec.max_cost is not None:
             seconds, _ = tuning_runtime_cap(
-                spec, self.prices.price(spec.training.instance_type, "training"))
+                spec, self.prices.price(trial.instance_type, "training"))
             if seconds is not None and seconds < 120:
                 raise bad_value("max_cost", "enough for two minutes of the run (SageMaker's "
                                 "shortest limit)", spec.max_cost,
@@ -85,7 +91,7 @@ class SageMakerBackend(SageMakerJobs):
         training, uploads = self._artifacts(spec.training)
         spec = replace(spec, training=training)
         request = self._tuning_request(spec, next(iter(uploads)))
-        training = spec.training
+        training = spec.trial_training()
         self.check_quota(training.instance_type, "spot training job usage" if training.use_spot
                          else "training job usage",
                          training.instance_count * spec.max_parallel_jobs)

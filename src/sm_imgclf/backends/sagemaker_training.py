@@ -19,7 +19,7 @@ from sm_imgclf._params import bad_value
 from sm_imgclf.backends.sagemaker_images import processor
 from sm_imgclf.backends.sagemaker_validation import strict_problems
 from sm_imgclf.contracts.metrics import EPOCH_DEFINITION, METRIC_DEFINITIONS
-from sm_imgclf.contracts.search import TRIAL_DEFINITION
+from sm_imgclf.contracts.search import FEATURES_CHANNEL, TRIAL_DEFINITION
 from sm_imgclf.contracts.training import TrainingSpec
 from sm_imgclf.errors import ConfigurationError
 from sm_imgclf.runtime.package import requirement_lines
@@ -121,13 +121,23 @@ def training_request(spec: TrainingSpec, *, bucket: str, region: str, image_uri:
                            "VolumeSizeInGB": spec.volume_size_gb},
         "StoppingCondition": {"MaxRuntimeInSeconds": spec.max_run},
         "EnableManagedSpotTraining": spec.use_spot,
-        "CheckpointConfig": {"S3Uri": f"s3://{bucket}/jobs/{name}/checkpoints",
+        "CheckpointConfig": {"S3Uri": checkpoint_uri(bucket, name),
                              "LocalPath": CHECKPOINT_PATH},
         "Tags": [{"Key": k, "Value": v} for k, v in spec.tags],
     }
     if spec.max_wait is not None:
         request["StoppingCondition"]["MaxWaitTimeInSeconds"] = spec.max_wait
     return request
+
+
+def checkpoint_uri(bucket: str, job_name: str) -> str:
+    """Where SageMaker keeps a job's checkpoint folder (and a features job's features)."""
+    return f"s3://{bucket}/jobs/{job_name}/checkpoints"
+
+
+def features_uri(bucket: str, features_job: str) -> str:
+    """The prefix a features job's stored features land under, read as a channel."""
+    return f"{checkpoint_uri(bucket, features_job)}/{FEATURES_CHANNEL}/"
 
 
 def _launcher(instance_type: str) -> dict[str, str]:

@@ -108,8 +108,8 @@ def estimate_for(spec: Any, price: Callable[[str, str], Price | None]) -> CostEs
         if spec.in_one_job:
             return replace(estimate_for(spec.one_job_training(), price), what="tuning",
                            note=f"the whole search ({spec.max_jobs} trials) runs in one job")
-        found = price(spec.training.instance_type, "training")
-        training, trial_note = capped(spec.training, found)
+        found = price(spec.trial_training().instance_type, "training")
+        training, trial_note = capped(spec.trial_training(), found)
         hours = training.max_run / 3600 * spec.max_jobs
         cap, note = tuning_runtime_cap(spec, found)
         if cap is not None:
@@ -117,6 +117,9 @@ def estimate_for(spec: Any, price: Callable[[str, str], Price | None]) -> CostEs
         notes = [f"{spec.max_jobs} trials, each at most {training.max_run / 3600:,.2f} h"
                  + (" (the estimator's max_cost)" if trial_note and
                     training.max_run < spec.training.max_run else ""), note]
+        if spec.shared_features:
+            notes.append("and first the features job, "
+                         + str(estimate_for(spec.features_training(), price)))
         return CostEstimate("tuning", training.instance_type, training.instance_count, hours,
                             found, training.use_spot, "; ".join(n for n in notes if n))
     if isinstance(spec, DeploySpec):
@@ -176,7 +179,7 @@ def tuning_runtime_cap(spec: TuningSpec, price: Price | None) -> tuple[int | Non
     if spec.max_cost is None:
         return None, ""
     if price is None:
-        raise bad_value("max_cost", f"a known price for {spec.training.instance_type}",
+        raise bad_value("max_cost", f"a known price for {spec.trial_training().instance_type}",
                         spec.max_cost, "No price is known for it here: bound the trials "
                         "with the estimator's max_run= and max_jobs= instead.")
     rate = price.usd_per_hour * spec.training.instance_count * spec.max_parallel_jobs

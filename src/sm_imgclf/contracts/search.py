@@ -24,6 +24,8 @@ HEAD_PARAMS = frozenset({
     "class_weighting", "early_stopping_patience", "head_hidden", "head_dropout",
 })
 TRIAL_PREFIX = "trial "
+# The channel through which tuning trials receive features a first job stored.
+FEATURES_CHANNEL = "features"
 # SageMaker charts this line's value per trial (the job's own epoch lines are the best's).
 TRIAL_DEFINITION = {"Name": "trial:objective", "Regex": r"trial_objective=([-+0-9.eE]+)"}
 

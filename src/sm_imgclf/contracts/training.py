@@ -39,6 +39,9 @@ class TrainingSpec:
             :mod:`sm_imgclf.contracts.search`); empty for an ordinary job.
         max_cost: US dollars the job may cost at most; on SageMaker it lowers
             ``max_run`` to what that buys at the instance's on-demand price.
+        features_only: Compute the backbone's features, store them for the
+            trials of a tuning run, and train nothing (see
+            :attr:`TuningSpec.shared_features <sm_imgclf.contracts.tuning.TuningSpec>`).
     """
 
     job_name: str
@@ -59,6 +62,7 @@ class TrainingSpec:
     source_dir: str | None = None
     search: str = ""
     max_cost: float | None = None
+    features_only: bool = False
 
     def __post_init__(self) -> None:
         check_resource_name("job_name", self.job_name)
@@ -88,6 +92,8 @@ class TrainingSpec:
     def job_arguments(self) -> dict[str, str]:
         """Every job argument as a string: the SageMaker hyperparameter map."""
         search = {"search": self.search} if self.search else {}
+        if self.features_only:
+            search["features_only"] = "true"
         return {"model": self.model, "weights": self.weights,
                 "trainable": ",".join(self.trainable), **search,
                 **self.hyperparameters.to_strings()}

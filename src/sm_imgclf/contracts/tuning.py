@@ -59,6 +59,12 @@ class TuningSpec:
             see :mod:`sm_imgclf.contracts.search`).
         max_cost: US dollars the whole run may cost at most; on SageMaker it
             bounds the run's wall time (see :func:`~sm_imgclf.contracts.costs.tuning_runtime_cap`).
+        shared_features: One job per trial, but the backbone runs once: a first
+            job (:meth:`features_training`) stores the features, and every trial
+            reads them as its ``features`` channel (head-only searches, as for
+            :attr:`in_one_job`).
+        trial_instance_type: The instance type the trials run on when they read
+            shared features (they train only a head); ``None``: the estimator's.
     """
 
     name: str
@@ -76,6 +82,8 @@ class TuningSpec:
     warm_start_type: str = "identical_data"
     in_one_job: bool = False
     max_cost: float | None = None
+    shared_features: bool = False
+    trial_instance_type: str | None = None
 
     def __post_init__(self) -> None:
         check_resource_name("name", self.name, max_length=32)
@@ -93,6 +101,23 @@ class TuningSpec:
             check_number("max_cost", self.max_cost, low=0.0, low_open=True)
         if self.in_one_job:
             self._check_one_job()
+        if self.shared_features:
+            self._check_shared()
+        elif self.trial_instance_type is not None:
+            raise bad_value("trial_instance_type", "None unless the trials read shared "
+                            "features", self.trial_instance_type, "Trials that run the "
+                            "backbone themselves use the estimator's instance_type.")
+
+    def _check_shared(self) -> None:
+        if self.in_one_job:
+            raise bad_value("shared_features", "False with in_one_job=True", True,
+                            "A search in one job computes its features once already.")
+        blockers = one_job_blockers(self.training, dict(self.space))
+        if blockers:
+            raise bad_value("shared_features", "False for this search", True,
+                            "Trials can share the backbone's features only when each "
+                            "trains the head on the same features: " + "; ".join(blockers)
+                            + ".")
 
     def _check_one_job(self) -> None:
         blockers = one_job_blockers(self.training, dict(self.space))
@@ -138,13 +163,32 @@ class TuningSpec:
         return replace(self.training, job_name=self.name, max_cost=cost,
                        search=self.in_job_search().to_argument())
 
+    @property
+    def features_job_name(self) -> str:
+        """The name of the job that stores the features trials share."""
+        return f"{self.name}-features"
+
+    def features_training(self) -> TrainingSpec:
+        """The job that computes the backbone's features once for every trial."""
+        from dataclasses import replace
+
+        return replace(self.training, job_name=self.features_job_name, features_only=True)
+
+    def trial_training(self) -> TrainingSpec:
+        """The training job every trial starts from, on the trials' instance type."""
+        from dataclasses import replace
+
+        if self.trial_instance_type is None:
+            return self.training
+        return replace(self.training, instance_type=self.trial_instance_type)
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-friendly copy (read back by :meth:`from_dict`)."""
         return {
             **{name: getattr(self, name) for name in (
                 "name", "objective", "direction", "max_jobs", "max_parallel_jobs",
                 "early_stopping", "min_epochs", "seed", "warm_start_type", "in_one_job",
-                "max_cost")},
+                "max_cost", "shared_features", "trial_instance_type")},
             "strategy": str(self.strategy), "warm_start": list(self.warm_start),
             "training": spec_to_dict(self.training),
             "space": {name: describe(value) for name, value in self.space},

@@ -18,6 +18,9 @@ if TYPE_CHECKING:
     from sm_imgclf.tuning.result import TuningResult
 
 WARM_START_TYPES = ("identical_data", "transfer_learning")
+#: Where trials that read shared features run unless told otherwise: a head on
+#: stored features needs no GPU.
+TRIAL_INSTANCE_TYPE = "ml.m5.xlarge"
 
 
 class TuningRun:
@@ -60,6 +63,19 @@ class TuningRun:
             run's wall time is capped so that ``max_parallel_jobs`` trials at the
             instance's on-demand price cannot spend more (SageMaker stops it
             then); :meth:`estimate` says to what. Locally it is only reported.
+        share_features: With one job per trial on SageMaker, run the backbone
+            once: a first job (``<name>-features``, on the estimator's instance
+            type) stores the features, and every trial reads them as a channel
+            and trains only its head. It applies where ``in_one_job`` would.
+            ``None`` (default) chooses it on SageMaker whenever it applies and
+            the search is not in one job; ``True`` insists (and says why it
+            cannot); ``False`` lets every trial run the backbone. :meth:`run`
+            then waits for the features job before it creates the tuning job,
+            even with ``wait=False``. Local sessions share features across
+            trials through their own store (``LocalSession(share_features=)``).
+        trial_instance_type: The instance type of trials that read shared
+            features: they train a head on stored features, which a small CPU
+            instance does well. Default :data:`TRIAL_INSTANCE_TYPE`.
     """
 
     def __init__(
@@ -79,6 +95,8 @@ class TuningRun:
         warm_start_type: str = "identical_data",
         in_one_job: bool | None = None,
         max_cost: float | None = None,
+        share_features: bool | None = None,
+        trial_instance_type: str | None = None,
     ) -> None:
         if not isinstance(estimator, TransferLearningEstimator):
             raise bad_value("estimator", "a TransferLearningEstimator", estimator)
@@ -106,6 +124,14 @@ class TuningRun:
         self.in_one_job = in_one_job
         self.max_cost = None if max_cost is None else check_number(
             "max_cost", max_cost, low=0.0, low_open=True)
+        if share_features not in (None, True, False):
+            raise bad_value("share_features", "None, True or False", share_features)
+        self.share_features = share_features
+        if trial_instance_type is not None and not (
+                isinstance(trial_instance_type, str) and trial_instance_type.startswith("ml.")):
+            raise bad_value("trial_instance_type", "a SageMaker instance type such as "
+                            f"{TRIAL_INSTANCE_TYPE!r}", trial_instance_type)
+        self.trial_instance_type = trial_instance_type
         self._check_strategy()
 
     def _check_strategy(self) -> None:
@@ -140,20 +166,31 @@ class TuningRun:
         if len(name) > 32:
             raise bad_value("name", "at most 32 characters (SageMaker's limit)", name)
         training = self.estimator.plan(channels, job_name=name)
+        one_job = self._one_job(training)
+        shared = self._shared(training, one_job)
         return TuningSpec(
             name=name, training=training,
             space=tuple(sorted(self.space.items())), objective=self.objective,
             direction=self.direction, strategy=self.strategy, max_jobs=self.max_jobs,
             max_parallel_jobs=self.max_parallel_jobs, early_stopping=self.early_stopping,
             min_epochs=self.min_epochs, seed=self.seed, warm_start=self.warm_start,
-            warm_start_type=self.warm_start_type, in_one_job=self._one_job(training),
-            max_cost=self.max_cost)
+            warm_start_type=self.warm_start_type, in_one_job=one_job,
+            max_cost=self.max_cost, shared_features=shared,
+            trial_instance_type=(self.trial_instance_type or TRIAL_INSTANCE_TYPE)
+            if shared else self.trial_instance_type)
 
     def _one_job(self, training: TrainingSpec) -> bool:
         if self.in_one_job is not None:
             return self.in_one_job  # the spec refuses True, saying why, where it cannot apply
         return (self.estimator.session.backend.name == "sagemaker" and not self.warm_start
                 and not one_job_blockers(training, self.space))
+
+    def _shared(self, training: TrainingSpec, one_job: bool) -> bool:
+        if self.estimator.session.backend.name != "sagemaker":
+            return False  # local trials share through the session's store already
+        if self.share_features is not None:
+            return self.share_features  # the spec refuses True, saying why, where it cannot
+        return not one_job and not one_job_blockers(training, self.space)
 
     def dry_run(self, channels: Mapping[str, str], *, name: str | None = None
                 ) -> dict[str, Any]:
@@ -183,11 +220,26 @@ class TuningRun:
         spec = self.plan(channels, name=name)
         if spec.max_cost is not None:
             print(f"budget: {self.estimator.session.estimate(spec)}", flush=True)
+        if spec.shared_features:
+            self._store_features(spec, logs=logs)
         self.estimator.session.backend.start_tuning(spec)
         result = TuningResult(spec.name, self.estimator.session)
         if wait:
             result.wait(logs=logs)
         return result
+
+
+    def _store_features(self, spec: TuningSpec, *, logs: bool) -> None:
+        """Run the features job to its end (a job of that name that exists is adopted)."""
+        from sm_imgclf.training.job import TrainingJob
+
+        features = spec.features_training()
+        print(f"features: job {features.job_name} runs the backbone once on "
+              f"{features.instance_type}; then {spec.max_jobs} trials on "
+              f"{spec.trial_instance_type} read its features and train only their heads",
+              flush=True)
+        self.estimator.session.backend.start_training(features)
+        TrainingJob(features.job_name, self.estimator.session).wait(logs=logs)
 
 
 def _check_objective(objective: object) -> str:

@@ -23,6 +23,8 @@ JOB_PARAMS: tuple[Param, ...] = (
     Param("weights", str, "none", help="'none', 'DEFAULT', a weights enum name, or a file"),
     Param("trainable", list, ("head",), help="'head', 'all', or block names"),
     Param("search", str, "", help="a head-only search to run in-process (JSON)"),
+    Param("features_only", bool, False,
+          help="store the backbone features for later jobs and train nothing"),
 )
 
 

@@ -7,6 +7,12 @@ named by ``SM_IMGCLF_FEATURE_STORE`` before decoding a single image. The first
 job to need a key holds its lock while it computes; jobs that start meanwhile
 wait and then read. Files appear under their final name only when complete,
 so a writer killed mid-way leaves nothing another job would read.
+
+On SageMaker the trials of a tuning job cannot share a folder: a features job
+(``--features-only true``) writes the store into its checkpoint folder, which
+SageMaker copies to S3, and every trial receives that prefix as its read-only
+``features`` channel
+(:data:`sm_imgclf.contracts.search.FEATURES_CHANNEL`).
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ if TYPE_CHECKING:
     from sm_imgclf.runtime.sources import Backbone
 
 MANIFEST = "manifest.json"
-FORMAT = 1
+FORMAT = 2
 
 
 @dataclass(frozen=True)
@@ -42,6 +48,7 @@ class Sharing:
     folder: Path
     key: str
     described: dict[str, Any]
+    writable: bool = True
 
     @property
     def path(self) -> Path:
@@ -50,11 +57,22 @@ class Sharing:
 
 
 def plan(settings: Mapping[str, Any], hp: Hyperparameters, channels: Mapping[str, Path],
-         found: Backbone, *, distributed: bool, amp: bool,
-         env: Mapping[str, str] | None = None) -> tuple[Sharing | None, str]:
-    """Return the sharing plan of a job, or ``None`` with the reason it does not apply."""
+         found: Backbone, *, distributed: bool, env: Mapping[str, str] | None = None,
+         shared: Path | None = None) -> tuple[Sharing | None, str]:
+    """Return the sharing plan of a job, or ``None`` with the reason it does not apply.
+
+    Args:
+        settings: The job settings.
+        hp: The job's hyperparameters.
+        channels: The data channels' folders.
+        found: The resolved backbone.
+        distributed: Whether the job runs on several processes.
+        env: Read ``SM_IMGCLF_FEATURE_STORE`` here (``os.environ`` by default).
+        shared: A read-only store (the ``features`` channel), used when no
+            writable store is configured.
+    """
     env = os.environ if env is None else env
-    store = env.get(FEATURE_STORE)
+    store = env.get(FEATURE_STORE) or (str(shared) if shared else None)
     trainable = list(settings["trainable"])
     reason = ("no feature store is configured" if not store
               else f"trainable={','.join(trainable)}, not head" if trainable != ["head"]
@@ -64,26 +82,34 @@ def plan(settings: Mapping[str, Any], hp: Hyperparameters, channels: Mapping[str
                          for n, f in channels.items() if not (f / MANIFEST).is_file()), ""))
     if reason:
         return None, reason
-    described = feature_key(settings, hp, channels, found, amp=amp)
+    described = feature_key(settings, hp, channels, found)
     key = hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()[:32]
-    return Sharing(Path(str(store)), key, described), ""
+    writable = bool(env.get(FEATURE_STORE))
+    return Sharing(Path(str(store)), key, described, writable), ""
 
 
 def feature_key(settings: Mapping[str, Any], hp: Hyperparameters,
-                channels: Mapping[str, Path], found: Backbone, *, amp: bool) -> dict[str, Any]:
-    """Everything the features depend on, and nothing else (not the head's settings)."""
+                channels: Mapping[str, Path], found: Backbone) -> dict[str, Any]:
+    """Everything the features depend on, and nothing else (not the head's settings).
+
+    Not the device either: features computed under autocast on a GPU are stored
+    in float32 and serve trials on a CPU as well.
+    """
     return {
         "format": FORMAT, "pipeline": IMAGE_PIPELINE, "library": __version__,
         "model": found.model, "weights": _weights_identity(str(settings["weights"]), found),
         "image_size": hp.image_size, "resize": resize_size(hp.image_size),
-        "mean": list(found.mean), "std": list(found.std), "amp": amp,
+        "mean": list(found.mean), "std": list(found.std),
         "splits": {name: hashlib.sha256((folder / MANIFEST).read_bytes()).hexdigest()
                    for name, folder in sorted(channels.items())},
     }
 
 
 def _weights_identity(weights: str, found: Backbone) -> Any:
-    """The weights value, and for files their size and change time (no full read)."""
+    """The weights value, and for files their content's digest.
+
+    Not their change time: a trial on another machine holds another copy of the file.
+    """
     kind = kind_of(weights)
     if kind == "default" and found.default_weights not in (None, "DEFAULT"):
         return _weights_identity(str(found.default_weights), found)
@@ -92,9 +118,16 @@ def _weights_identity(weights: str, found: Backbone) -> Any:
 
         path = package_file(weights) if kind == "package" else Path(weights).expanduser()
         if path.is_file():
-            stat = path.stat()
-            return [weights, stat.st_size, stat.st_mtime_ns]
+            return [weights, _digest(path)]
     return weights
+
+
+def _digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 @contextlib.contextmanager
@@ -102,6 +135,9 @@ def claimed(sharing: Sharing | None) -> Iterator[dict[str, SplitData] | None]:
     """Yield the stored features, or ``None`` while holding the key's lock to compute them."""
     if sharing is None:
         yield None
+        return
+    if not sharing.writable:  # a channel: complete before the job began, nobody writes
+        yield read(sharing)
         return
     sharing.folder.mkdir(parents=True, exist_ok=True)
     with _locked(sharing.folder / f"{sharing.key}.lock"):

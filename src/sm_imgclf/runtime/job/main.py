@@ -61,7 +61,6 @@ def run(env: JobEnvironment, settings: dict[str, Any], hp: Hyperparameters) -> d
     from sm_imgclf.runtime.job.data import load_splits
     from sm_imgclf.runtime.job.distributed import setup, teardown
     from sm_imgclf.runtime.job.setup import prepare
-    from sm_imgclf.runtime.sources import resolve
 
     distributed = setup(env)
     torch.manual_seed(hp.seed)
@@ -70,18 +69,18 @@ def run(env: JobEnvironment, settings: dict[str, Any], hp: Hyperparameters) -> d
     device = _device()
     print(f"job: {settings['model']} on {device}, channels {sorted(channels)}, "
           f"hyperparameters {json.dumps(hp.to_dict())}", flush=True)
-    sharing, reason = feature_store.plan(settings, hp, channels, resolve(settings["model"]),
-                                         distributed=distributed is not None,
-                                         amp=device.type == "cuda")
-    if reason and "no feature store" not in reason:
-        print(f"features: not shared, since {reason}", flush=True)
+    sharing = _sharing(settings, hp, channels, env, distributed is not None)
     with feature_store.claimed(sharing) as stored:
         splits = stored or load_splits(channels, hp.image_size, hp.augmentation,
                                        hp.num_workers)
         trainer, head, model = prepare(settings, hp, splits, device, env, distributed,
                                        features_ready=stored is not None)
-        if sharing is not None and stored is None and trainer.features:
+        if sharing is not None and sharing.writable and stored is None and trainer.features:
             feature_store.write(sharing, splits)
+    if settings["features_only"]:
+        if trainer.monitor is not None:
+            trainer.monitor.close()
+        return _features_only(env, sharing)
     if settings["search"]:
         trainer, head, hp, state = _search(settings, hp, splits, trainer, head, model, env)
     else:
@@ -103,6 +102,40 @@ def run(env: JobEnvironment, settings: dict[str, Any], hp: Hyperparameters) -> d
         _write_outputs(env, settings, hp, splits["train"], model, head, metrics)
     teardown()
     return metrics
+
+
+def _sharing(settings: dict[str, Any], hp: Hyperparameters, channels: dict[str, Any],
+             env: JobEnvironment, distributed: bool) -> Any:
+    """Where this job's backbone features are shared, if anywhere; says why not."""
+    from sm_imgclf.contracts.search import FEATURES_CHANNEL
+    from sm_imgclf.runtime.job import feature_store
+    from sm_imgclf.runtime.job.control import FEATURE_STORE
+    from sm_imgclf.runtime.sources import resolve
+
+    store = dict(os.environ)
+    if settings["features_only"] and not store.get(FEATURE_STORE):
+        # SageMaker copies the checkpoint folder to S3, whence the trials read it.
+        store[FEATURE_STORE] = str(env.checkpoint_dir / FEATURES_CHANNEL)
+    shared = env.channels.get(FEATURES_CHANNEL)
+    sharing, reason = feature_store.plan(settings, hp, channels, resolve(settings["model"]),
+                                         distributed=distributed, env=store, shared=shared)
+    if reason and settings["features_only"]:
+        raise ConfigurationError(f"A features-only job cannot store features: {reason}.")
+    if reason and "no feature store" not in reason:
+        print(f"features: not shared, since {reason}", flush=True)
+    if sharing is not None and not sharing.writable and not sharing.path.is_file():
+        print(f"features: the {FEATURES_CHANNEL!r} channel holds no features "
+              f"for this job (key {sharing.key[:12]}): the backbone runs here", flush=True)
+    return sharing
+
+
+def _features_only(env: JobEnvironment, sharing: Any) -> dict[str, Any]:
+    """End a features job: say where its features are; it packages no model."""
+    described = {"key": sharing.key, "file": sharing.path.name, **sharing.described}
+    env.model_dir.mkdir(parents=True, exist_ok=True)
+    (env.model_dir / "features.json").write_text(json.dumps(described, indent=2))
+    print(f"features: ready for the trials in {sharing.path}", flush=True)
+    return {"features": described}
 
 
 def _search(settings: dict[str, Any], hp: Hyperparameters, splits: dict[str, Any],
