@@ -27,6 +27,15 @@ os.environ["AWS_CONFIG_FILE"] = os.devnull
 os.environ["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
 
 
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path_factory: pytest.TempPathFactory,
+                  monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test's own cache: no user's prices or measured speeds, none left behind."""
+    folder = tmp_path_factory.mktemp("cache")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(folder))
+    return folder
+
+
 def write_image(path: Path, *, size: tuple[int, int] = (48, 40), mode: str = "RGB",
                 seed: int | None = None, fmt: str | None = None, **save: object) -> Path:
     """Write a random (hence unique) image; ``seed`` makes the same pixels twice."""

@@ -382,3 +382,74 @@ def test_a_tuning_budget_below_sagemakers_shortest_limit_is_refused(
                         max_parallel_jobs=2, max_cost=0.02, in_one_job=False)
     with pytest.raises(smi.ConfigurationError, match="two minutes"):
         run.dry_run(CHANNELS)
+
+
+# Expected time from measured speed ---------------------------------------------------------
+
+EPOCHS = ["job: resnet18 on cpu", "epoch=1 train:loss=1.0 valid:accuracy=0.5 "
+          "epoch_seconds=10.000 train_images=1000",
+          "epoch=2 train:loss=0.9 epoch_seconds=8.000 train_images=1000",
+          "epoch=3 train:loss=0.8 epoch_seconds=0.000 train_images=1000",  # never divides by 0
+          "epoch=4 train:loss=0.7 epoch_seconds=12.5 train_images=1000",
+          "epoch=5 cut short by a kill", "best_epoch=2 valid.accuracy=0.5000"]
+
+
+def test_speed_is_the_median_epoch_of_a_log() -> None:
+    from sm_imgclf.contracts.speeds import speed_from_log
+
+    assert speed_from_log(EPOCHS) == pytest.approx(100.0)  # 100, 125 and 80 images/s
+    assert speed_from_log(["epoch=1 train:loss=1.0"]) is None  # an older job's log
+
+
+def test_a_measured_speed_gives_an_expected_time_and_cost(sm_session: smi.SageMakerSession,
+                                                          tmp_path: Path) -> None:
+    from sm_imgclf.backends import speeds
+
+    smi.digits_to_folder(tmp_path / "images", limit_per_class=6)
+    channels = smi.ImageFolderDataset(tmp_path / "images").split(valid=0.25, seed=0).upload(
+        sm_session, "digits-speed", progress=False)
+    est = smi.TransferLearningEstimator("resnet18", session=sm_session, image_uri=TRAIN_IMAGE,
+                                        max_run=7200, hyperparameters={"epochs": 30})
+    assert est.estimate(channels).expected_hours is None  # nothing measured yet: no guess
+    assert speeds.record("sagemaker", est.plan(channels), EPOCHS, "dogs-1") is not None
+    estimate = est.estimate(channels)
+    images = len(json.loads(sm_session.store.get_bytes("digits-speed/train/manifest.json"))[
+        "entries"])
+    assert 20 <= images <= 45  # 60 digits less those kept for validation and test
+    assert estimate.expected_hours == pytest.approx(30 * images / 100.0 / 3600)
+    text = str(estimate)
+    assert f"30 epochs x {images} images at 100.0 images/s, measured by job dogs-1" in text
+    assert f"expected about {30 * images / 100 / 60:.1f} min ($0.0" in text
+    assert "for at most 2.00 h" in text
+    run = smi.TuningRun(est, {"lr": smi.Continuous(1e-4, 1e-1, scale="log")}, max_jobs=6,
+                        in_one_job=False)
+    assert run.estimate(channels).expected_hours == pytest.approx(
+        6 * estimate.expected_hours)  # type: ignore[operator]
+    assert "6 trials x (30 epochs" in str(run.estimate(channels))
+    other = smi.TransferLearningEstimator("resnet18", session=sm_session, image_uri=TRAIN_IMAGE,
+                                          instance_type="ml.g5.xlarge")
+    assert other.estimate(channels).expected_hours is None  # another instance type
+    assert est.estimate(CHANNELS).expected_hours is None  # data without a manifest
+
+
+@pytest.mark.slow
+def test_a_completed_local_job_teaches_later_estimates(tmp_path: Path) -> None:
+    smi.digits_to_folder(tmp_path / "images", limit_per_class=10)
+    session = smi.LocalSession(tmp_path / "session")
+    channels = smi.ImageFolderDataset(tmp_path / "images").split(valid=0.2, seed=0).upload(
+        session, "digits", progress=False)
+    est = smi.TransferLearningEstimator(
+        "resnet18", session=session, weights=None,
+        hyperparameters={"image_size": 16, "epochs": 2, "batch_size": 32, "record_every": 0})
+    assert est.estimate(channels).expected_hours is None
+    job = est.fit(channels, logs=False)
+    later = smi.TransferLearningEstimator(
+        "resnet18", session=session, weights=None,
+        hyperparameters={"image_size": 16, "epochs": 20, "lr": 0.1})
+    text = str(later.estimate(channels))
+    assert "20 epochs x " in text and " images at " in text
+    assert f"measured by job {job.name}" in text
+    assert "expected about" in text
+    bigger = smi.TransferLearningEstimator("resnet18", session=session, weights=None,
+                                           hyperparameters={"image_size": 32})
+    assert bigger.estimate(channels).expected_hours is None

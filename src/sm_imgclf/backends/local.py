@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
 from sm_imgclf._params import bad_value
-from sm_imgclf.backends import local_costs, local_runner, local_serving
+from sm_imgclf.backends import local_costs, local_runner, local_serving, speeds
 from sm_imgclf.backends._processes import alive
 from sm_imgclf.backends.one_job import spec_file_search, trials, tuning_status
 from sm_imgclf.contracts.costs import CostEstimate
@@ -296,7 +296,8 @@ class LocalBackend:
 
     def estimate(self, spec: Any) -> CostEstimate:
         """Local work costs no AWS money; the estimate says so, with its time bound."""
-        return local_costs.estimate(spec, self.price_per_hour)
+        return local_costs.estimate(spec, self.price_per_hour, speeds.expecter(
+            self.name, speeds.image_counter(self.store)))
 
 
 def _spawn(folder: Path, module: str) -> None:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from sm_imgclf.contracts.costs import CostEstimate, Price, estimate_for
 from sm_imgclf.contracts.resources import ENDPOINT, TRAINING, Resource
+from sm_imgclf.contracts.speeds import Expected
 from sm_imgclf.contracts.status import JobState
+from sm_imgclf.contracts.training import TrainingSpec
 
 
 def price(use: str, usd_per_hour: float = 0.0) -> Price:
@@ -18,9 +21,10 @@ def price(use: str, usd_per_hour: float = 0.0) -> Price:
     return Price("this machine", use, "local", usd_per_hour, source, dt.date.today().isoformat())
 
 
-def estimate(spec: Any, usd_per_hour: float) -> CostEstimate:
-    """The estimate of local work, with its time bound."""
-    found = estimate_for(spec, lambda _type, use: price(use, usd_per_hour))
+def estimate(spec: Any, usd_per_hour: float,
+             expect: Callable[[TrainingSpec], Expected | None] | None = None) -> CostEstimate:
+    """The estimate of local work, with its time bound (and expected time, if measured)."""
+    found = estimate_for(spec, lambda _type, use: price(use, usd_per_hour), expect)
     return replace(found, instance_type="this machine", instance_count=1, spot=False,
                    note="runs on this machine: no AWS charge")
 

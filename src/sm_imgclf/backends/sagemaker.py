@@ -7,7 +7,7 @@ from functools import cached_property
 from typing import Any
 
 from sm_imgclf._params import bad_value
-from sm_imgclf.backends import one_job, sagemaker_resources, sagemaker_tuning
+from sm_imgclf.backends import one_job, sagemaker_resources, sagemaker_tuning, speeds
 from sm_imgclf.backends.sagemaker_errors import translate_errors
 from sm_imgclf.backends.sagemaker_jobs import LOG_GROUP, SageMakerJobs
 from sm_imgclf.backends.sagemaker_training import features_uri
@@ -215,4 +215,5 @@ class SageMakerBackend(SageMakerJobs):
 
     def estimate(self, spec: Any) -> CostEstimate:
         """What ``spec`` may cost at SageMaker's prices in this region."""
-        return estimate_for(spec, self.prices.price)
+        return estimate_for(spec, self.prices.price, speeds.expecter(
+            self.name, speeds.image_counter(self.store)))

@@ -7,9 +7,10 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from sm_imgclf._params import bad_value
+from sm_imgclf.contracts.speeds import Expected
+from sm_imgclf.contracts.training import TrainingSpec
 
 if TYPE_CHECKING:
-    from sm_imgclf.contracts.training import TrainingSpec
     from sm_imgclf.contracts.tuning import TuningSpec
 
 # SageMaker bills managed spot training for what it uses, at up to 90% less than
@@ -54,6 +55,10 @@ class CostEstimate:
         price: The price used, or ``None`` when unknown.
         spot: Whether managed spot training is used.
         note: Why a figure is missing, or what it assumes.
+        expected_hours: The instance-hours a training or tuning run is
+            expected to take from a measured speed (see
+            :mod:`sm_imgclf.contracts.speeds`); ``None`` when no speed is known.
+        expected_basis: How :attr:`expected_hours` was worked out.
     """
 
     what: str
@@ -63,6 +68,8 @@ class CostEstimate:
     price: Price | None
     spot: bool = False
     note: str = ""
+    expected_hours: float | None = None
+    expected_basis: str = ""
 
     @property
     def on_demand_usd(self) -> float | None:
@@ -76,6 +83,13 @@ class CostEstimate:
         """The same at a typical spot saving (see :data:`SPOT_SHARE`); ``None`` if unknown."""
         total = self.on_demand_usd
         return None if total is None else total * SPOT_SHARE
+
+    @property
+    def expected_usd(self) -> float | None:
+        """What the expected hours cost on demand; ``None`` without a speed or a price."""
+        if self.price is None or self.expected_hours is None:
+            return None
+        return self.price.usd_per_hour * self.instance_count * self.expected_hours
 
     @property
     def usd(self) -> float | None:
@@ -96,17 +110,53 @@ class CostEstimate:
                 if self.spot else "")
         return (f"{self.what}: {count} for at most {self.hours:,.2f} h at {self.price}: at most "
                 f"${self.on_demand_usd:,.2f} on demand{spot}"
-                + (f"; {self.note}" if self.note else ""))
+                + (f"; {self.note}" if self.note else "") + self._expected_text())
+
+    def _expected_text(self) -> str:
+        if self.expected_hours is None:
+            return ""
+        hours = self.expected_hours
+        span = f"{hours * 60:,.1f} min" if hours < 1 else f"{hours:,.2f} h"
+        return (f"; expected about {span} (${self.expected_usd:,.2f}) from "
+                f"{self.expected_basis}")
 
 
-def estimate_for(spec: Any, price: Callable[[str, str], Price | None]) -> CostEstimate:
-    """The cost estimate of a training, tuning, deploy or batch spec at ``price(type, use)``."""
+def estimate_for(spec: Any, price: Callable[[str, str], Price | None],
+                 expect: Callable[[TrainingSpec], Expected | None] | None = None
+                 ) -> CostEstimate:
+    """The cost estimate of a training, tuning, deploy or batch spec at ``price(type, use)``.
+
+    ``expect(training_spec)`` gives the time a training job is expected to take,
+    when a speed was measured for it; a tuning run expects that of every trial.
+    """
+    found = _bounded(spec, price)
+    training = _trial_template(spec)
+    timed = None if training is None or expect is None else expect(training)
+    if training is None or timed is None:
+        return found
+    trials = spec.max_jobs if training is not spec else 1
+    hours = min(timed.seconds / 3600, training.max_run / 3600) * trials
+    basis = timed.basis if trials == 1 else f"{trials} trials x ({timed.basis})"
+    return replace(found, expected_hours=min(hours, found.hours), expected_basis=basis)
+
+
+def _trial_template(spec: Any) -> TrainingSpec | None:
+    """The training job whose time a training or tuning spec's time is made of."""
+    from sm_imgclf.contracts.tuning import TuningSpec
+
+    if isinstance(spec, TuningSpec):
+        return spec.trial_training()
+    return spec if isinstance(spec, TrainingSpec) else None
+
+
+def _bounded(spec: Any, price: Callable[[str, str], Price | None]) -> CostEstimate:
+    """The estimate from the run-time bounds alone."""
     from sm_imgclf.contracts.deploy import BatchSpec, DeploySpec
     from sm_imgclf.contracts.tuning import TuningSpec
 
     if isinstance(spec, TuningSpec):
         if spec.in_one_job:
-            return replace(estimate_for(spec.one_job_training(), price), what="tuning",
+            return replace(_bounded(spec.one_job_training(), price), what="tuning",
                            note=f"the whole search ({spec.max_jobs} trials) runs in one job")
         found = price(spec.trial_training().instance_type, "training")
         training, trial_note = capped(spec.trial_training(), found)
@@ -119,7 +169,7 @@ def estimate_for(spec: Any, price: Callable[[str, str], Price | None]) -> CostEs
                     training.max_run < spec.training.max_run else ""), note]
         if spec.shared_features:
             notes.append("and first the features job, "
-                         + str(estimate_for(spec.features_training(), price)))
+                         + str(_bounded(spec.features_training(), price)))
         return CostEstimate("tuning", training.instance_type, training.instance_count, hours,
                             found, training.use_spot, "; ".join(n for n in notes if n))
     if isinstance(spec, DeploySpec):

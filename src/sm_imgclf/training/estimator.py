@@ -174,7 +174,16 @@ class TransferLearningEstimator:
         job = TrainingJob(spec.job_name, self.session)
         if wait:
             job.wait(logs=logs)
+            remember_speed(self.session, spec, job)
         return job
+
+
+def remember_speed(session: Session, spec: TrainingSpec, job: TrainingJob) -> None:
+    """Keep how fast a completed ``job`` trained, so estimates of jobs like it expect a time."""
+    from sm_imgclf.backends import speeds
+
+    if job.status == "Completed" and not spec.search and not spec.features_only:
+        speeds.record(session.backend.name, spec, job.logs(), job.name)
 
 
 def _default_session() -> Session:

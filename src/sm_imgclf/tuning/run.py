@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -226,7 +227,18 @@ class TuningRun:
         result = TuningResult(spec.name, self.estimator.session)
         if wait:
             result.wait(logs=logs)
+            self._remember_speed(spec, result)
         return result
+
+    def _remember_speed(self, spec: TuningSpec, result: TuningResult) -> None:
+        """Keep the speed of the best trial, so later estimates expect a time."""
+        from sm_imgclf.errors import SmImgclfError
+        from sm_imgclf.training.estimator import remember_speed
+
+        if spec.in_one_job:
+            return  # the trials' epochs are not the job's
+        with contextlib.suppress(SmImgclfError):  # no completed trial: nothing measured
+            remember_speed(self.estimator.session, spec.trial_training(), result.best.job)
 
 
     def _store_features(self, spec: TuningSpec, *, logs: bool) -> None:

@@ -70,7 +70,9 @@ class Trainer:
             self._save(state, optimizer, scheduler, epoch, scaler)
             # Reported only once saved: an epoch in the log survives a kill.
             shown = " ".join(f"{k}={v:.4f}" for k, v in metrics.items() if ":" in k)
-            self.log(f"epoch={epoch} {shown}")
+            # The speed the library keeps to tell later jobs how long they will take.
+            self.log(f"epoch={epoch} {shown} epoch_seconds={metrics['epoch_seconds']:.3f} "
+                     f"train_images={len(train)}")
             if self.monitor is not None:
                 self.monitor.epoch({"epoch": epoch, **metrics, "confusion": self.confusion})
             patience = self._should_stop(state)
