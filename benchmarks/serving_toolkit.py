@@ -9,12 +9,15 @@ environment ``deploy()`` sets for the instance type given (``ml.m5.large``,
 ratio. Needs the toolkits (``nox -s toolkits`` installs them) and Java 17:
 
     .nox/toolkits/bin/python benchmarks/serving_toolkit.py [--requests 96] [--instance ml.m5.large]
+
+``--json FILE`` also writes the figures, for ``benchmarks/serving.py``'s one table.
 """
 
 from __future__ import annotations
 
 import argparse
 import io
+import json
 import os
 import shutil
 import signal
@@ -116,6 +119,7 @@ def main() -> None:
     parser.add_argument("--instance", default="ml.m5.large")
     parser.add_argument("--threads", type=int, action="append", default=[],
                         help="also one worker with this many threads (repeatable)")
+    parser.add_argument("--json", type=Path, help="write the figures to this file too")
     args = parser.parse_args()
     ours = deploy_environment(args.instance)
     settings = {"container defaults": {k: v for k, v in ours.items()
@@ -147,6 +151,9 @@ def main() -> None:
               f"(p50 {p50_8:7.1f} ms)")
     default, configured = list(figures.values())[:2]
     print(f"  c=8 throughput, ours / defaults: {configured[1][0] / default[1][0]:.2f}x")
+    if args.json:
+        args.json.write_text(json.dumps({label: {"c1_p50_ms": rows[0][1], "c8_rps": rows[1][0]}
+                                         for label, rows in figures.items()}))
 
 
 if __name__ == "__main__":

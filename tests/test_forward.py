@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 import torch
 import torchvision
@@ -32,11 +34,14 @@ def test_every_path_gives_the_eager_outputs(path: str) -> None:
     torch.testing.assert_close(found, expected, rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize(("eager", "last", "chosen"), [
-    (0.020, 0.010, "channels_last"), (0.010, 0.020, "eager"), (0.0100, 0.0099, "eager")])
-def test_the_faster_path_by_a_margin_is_kept(monkeypatch: pytest.MonkeyPatch, eager: float,
-                                            last: float, chosen: str) -> None:
-    def timed(model: torch.nn.Module, inputs: torch.Tensor, timer: object) -> float:
+@pytest.mark.parametrize(("eager", "last", "onnx", "chosen"), [
+    (0.020, 0.010, 0.015, "channels_last"), (0.010, 0.020, 0.030, "eager"),
+    (0.0100, 0.0099, 0.0098, "eager"), (0.020, 0.015, 0.010, "onnxruntime")])
+def test_the_fastest_path_by_a_margin_is_kept(monkeypatch: pytest.MonkeyPatch, eager: float,
+                                             last: float, onnx: float, chosen: str) -> None:
+    def timed(model: object, inputs: torch.Tensor, timer: object) -> float:
+        if isinstance(model, forward.OnnxRunner):
+            return onnx
         return last if inputs.is_contiguous(memory_format=torch.channels_last) else eager
 
     monkeypatch.setattr(forward, "_time", timed)
@@ -44,7 +49,51 @@ def test_the_faster_path_by_a_margin_is_kept(monkeypatch: pytest.MonkeyPatch, ea
     model = resnet()
     choice = choose(model, 32, torch.device("cpu"))
     assert choice.path == chosen and is_channels_last(model) == (chosen == "channels_last")
-    assert "eager" in choice.reason and "ms" in choice.reason
+    assert (choice.runner is not None) == (chosen == "onnxruntime")
+    assert "eager" in choice.reason and "onnxruntime" in choice.reason and "ms" in choice.reason
+
+
+def test_onnxruntime_serves_the_eager_outputs_at_any_batch_size() -> None:
+    model = resnet()
+    choice = choose(model, 64, torch.device("cpu"), requested="onnxruntime")
+    assert choice.path == "onnxruntime" and not is_channels_last(model)
+    for size in (1, 5):
+        inputs = torch.randn(size, 3, 64, 64, generator=torch.Generator().manual_seed(size))
+        with torch.inference_mode():
+            expected = model(inputs)
+            found = choice.logits(model, choice.inputs(inputs))
+        torch.testing.assert_close(found, expected, **forward.ONNX_TOLERANCE)
+
+
+class Branching(torch.nn.Module):
+    """A model whose path depends on its input's values: no static graph to export."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.head = torch.nn.Linear(3, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pooled = x.mean(dim=(2, 3))
+        if pooled.sum() > 0:
+            return self.head(pooled)
+        return -self.head(pooled)
+
+
+def test_a_model_onnx_cannot_hold_is_served_by_torch_with_the_reason(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SM_IMGCLF_FORWARD", raising=False)
+    choice = choose(Branching().eval(), 16, torch.device("cpu"))
+    assert choice.path in ("eager", "channels_last") and choice.runner is None
+    assert "onnxruntime left out: " in choice.reason
+    with pytest.raises(RuntimeError, match="SM_IMGCLF_FORWARD=onnxruntime, but "):
+        choose(Branching().eval(), 16, torch.device("cpu"), requested="onnxruntime")
+
+
+def test_without_onnxruntime_the_torch_paths_serve(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # an import that fails
+    monkeypatch.delenv("SM_IMGCLF_FORWARD", raising=False)
+    choice = choose(resnet(), 32, torch.device("cpu"))
+    assert "onnxruntime is not installed (pip install 'sm-imgclf[onnx]')" in choice.reason
 
 
 def test_the_environment_skips_the_measurement(monkeypatch: pytest.MonkeyPatch) -> None:

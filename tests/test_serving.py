@@ -408,3 +408,17 @@ def test_a_batch_waits_only_while_requests_are_being_decoded() -> None:
     for thread in [first, *others]:
         thread.join(10)
     assert batcher.batches == 2 and batcher.waits == 1  # the two queued ones went together
+
+
+@pytest.mark.parametrize(("setting", "expected"), [
+    ("3", 3), ("", None), ("0", None), ("many", None)])
+def test_decoding_takes_the_cores_the_forward_leaves(monkeypatch: pytest.MonkeyPatch,
+                                                     setting: str, expected: int | None) -> None:
+    from sm_imgclf.runtime.serving import server
+
+    monkeypatch.setenv("SM_IMGCLF_DECODE_THREADS", setting)
+    monkeypatch.setattr(server.os, "cpu_count", lambda: 8)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 6)
+    assert server.decode_threads() == (expected or 2)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 8)
+    assert server.decode_threads() == (expected or 1)  # never none

@@ -162,7 +162,8 @@ def predict_fn(batch: Batch, model: LoadedModel) -> dict[str, Any]:
     inputs = model.forward.inputs(normalise(batch.images.to(model.device),
                                             tuple(manifest["mean"]), tuple(manifest["std"])))
     with torch.inference_mode():
-        probabilities = torch.softmax(model.model(inputs).float(), dim=1).cpu()
+        logits = model.forward.logits(model.model, inputs)
+        probabilities = torch.softmax(logits.float(), dim=1).cpu()
     return {"probabilities": probabilities, "top_k": batch.top_k,
             "class_ids": manifest["class_ids"], "class_names": manifest["class_names"]}
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import sys
 import threading
 import traceback
@@ -40,6 +41,7 @@ class EndpointServer(ThreadingHTTPServer):
         self.model: Any = None
         self.batcher: Any = None
         self.load_error: str | None = None
+        self.decoders = threading.BoundedSemaphore(decode_threads())
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """A client that hung up is not a server fault; anything else is printed."""
@@ -57,6 +59,8 @@ class EndpointServer(ThreadingHTTPServer):
             forward = self.model.forward
             print(f"model loaded from {self.model_dir}; forward: {forward.path} "
                   f"({forward.reason})", flush=True)
+            print(f"threads: the forward uses {_torch_threads()}, {decode_threads()} "
+                  "request(s) decode at once", flush=True)
         except Exception as error:
             self.load_error = f"{type(error).__name__}: {error}"
             print(f"cannot load the model: {self.load_error}", file=sys.stderr, flush=True)
@@ -86,7 +90,7 @@ class _Handler(BaseHTTPRequestHandler):
                 raise RequestError("Not found: use POST /invocations.", status=404)
             if self.server.batcher is None:
                 raise RequestError("The model is still loading; retry shortly.", status=503)
-            with self.server.batcher.decoding():
+            with self.server.batcher.decoding(), self.server.decoders:
                 batch = input_fn(body, self.headers.get("Content-Type", ""), self.server.model)
             prediction = self.server.batcher.predict(batch)
             accept = self.headers.get("Accept") or "application/json"
@@ -129,6 +133,25 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Connection", "close")
         self.end_headers()
         self.wfile.write(body)
+
+
+def decode_threads() -> int:
+    """Requests decoded at once: the cores the forward's threads leave, and at least one.
+
+    Every connection has its own thread; unbounded, a burst of them would decode
+    all at once and take the cores from the forward pass that every one of them
+    waits for. ``SM_IMGCLF_DECODE_THREADS`` sets the number.
+    """
+    setting = os.environ.get("SM_IMGCLF_DECODE_THREADS", "").strip()
+    if setting.isdigit() and int(setting) > 0:
+        return int(setting)
+    return max(1, (os.cpu_count() or 1) - _torch_threads())
+
+
+def _torch_threads() -> int:
+    import torch
+
+    return int(torch.get_num_threads())
 
 
 def _error(message: str) -> bytes:
