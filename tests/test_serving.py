@@ -151,6 +151,9 @@ def post(port: int, method: str, path: str, body: bytes | None,
 
 def test_endpoint_predictions_match_the_model(trained: dict, endpoint: smi.EndpointClient) -> None:
     assert call(endpoint, "GET", "/ping")[0] == 200
+    chosen = endpoint.forward  # the server's own account of its forward path
+    assert chosen is not None and chosen.split()[0] in ("eager", "channels_last", "onnxruntime")
+    assert "batch 1 at 32 px" in chosen or "SM_IMGCLF_FORWARD" in chosen
     files = sorted(trained["test"].glob("*/*.png"))[:12]
     predictions = endpoint.predict(files, top_k=3)
     for path, prediction in zip(files, predictions, strict=True):

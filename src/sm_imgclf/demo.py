@@ -221,6 +221,7 @@ def _serve(job: TrainingJob, channels: Channels, workdir: Path,
     test = Path(url2pathname(urlsplit(channels["test"]).path))
     say("9. Deploying the better model package to a local endpoint ...")
     with job.deploy("digits-demo") as endpoint:
+        say(f"     forward pass chosen when the model loaded: {endpoint.forward or 'unknown'}")
         samples = [next((test / digit).glob("*.png")) for digit in ("3", "5", "8")]
         for path, prediction in zip(samples, endpoint.predict(samples, top_k=2), strict=True):
             say(f"     {path.parent.name}/{path.name}: predicted {prediction.label!r} "

@@ -106,7 +106,18 @@ def describe(folder: Path) -> dict[str, Any]:
     expired = state.get("delete_at") is not None and time.time() >= state["delete_at"] - 5.0
     state["status"] = "InService" if running else "Deleted" if expired else "Failed"
     state["max_payload_bytes"] = PAYLOAD_LIMIT  # the local server takes what SageMaker's does
+    state["forward"] = _forward_line(folder / "server.log")
     return state
+
+
+def _forward_line(log: Path) -> str | None:
+    """The forward path the server's log says it chose."""
+    try:
+        lines = log.read_text(errors="replace").splitlines()
+    except OSError:
+        return None
+    return next((line.split("; forward: ", 1)[1] for line in lines if "; forward: " in line),
+                None)
 
 
 def delete(folder: Path) -> None:

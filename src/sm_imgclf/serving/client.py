@@ -96,6 +96,19 @@ class EndpointClient:
             return None
         return str(uri) if uri else None
 
+    @property
+    def forward(self) -> str | None:
+        """The forward path the endpoint's server chose and why, where the backend says.
+
+        Local endpoints do (``"onnxruntime (1.46x eager (...))"``); on SageMaker
+        the choice is in the endpoint's CloudWatch log.
+        """
+        try:
+            found = self.session.backend.describe_endpoint(self.name).get("forward")
+        except BackendError:
+            return None
+        return str(found) if found else None
+
     def invoke(self, body: bytes, content_type: str, accept: str = "application/json",
                retries: int = 4) -> bytes:
         """Send a raw request; 429 and 503 answers are retried with backoff."""
