@@ -211,3 +211,26 @@ def test_stop_and_failure(sm_session: smi.SageMakerSession) -> None:
                               expected_params={"HyperParameterTuningJobName": "nope"})
         with pytest.raises(smi.BackendError, match="DescribeHyperParameterTuningJob"):
             smi.TuningResult.attach("nope", sm_session)
+
+
+def test_a_run_that_used_its_wall_time_says_it_stopped_for_it(
+        sm_session: smi.SageMakerSession) -> None:
+    backend = sm_session.backend
+    ended = describe("dogs-b", "Completed")
+    ended["HyperParameterTuningJobConfig"]["ResourceLimits"]["MaxRuntimeInSeconds"] = 3600
+    ended["ConsumedResources"] = {"RuntimeInSeconds": 3600}
+    ended["TrainingJobStatusCounters"] = {"Completed": 1, "Stopped": 1, "InProgress": 0,
+                                          "RetryableError": 0, "NonRetryableError": 0}
+    finished = describe("dogs-c", "Completed")  # every trial started before the limit
+    finished["HyperParameterTuningJobConfig"]["ResourceLimits"]["MaxRuntimeInSeconds"] = 3600
+    finished["ConsumedResources"] = {"RuntimeInSeconds": 1800}
+    with Stubber(backend.sagemaker_client) as stub:
+        for name, answer in (("dogs-b", ended), ("dogs-c", finished)):
+            stub.add_response("describe_hyper_parameter_tuning_job", answer,
+                              {"HyperParameterTuningJobName": name})
+        budget = backend.describe_tuning("dogs-b")
+        plain = backend.describe_tuning("dogs-c")
+    assert budget.stop_reason == ("stopped at the run's wall-time limit: 3,600 s of 3,600 s "
+                                  "(MaxRuntimeInSeconds, which max_cost sets); 2 of 3 trials "
+                                  "started")
+    assert plain.stop_reason is None

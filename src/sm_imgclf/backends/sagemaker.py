@@ -154,7 +154,7 @@ class SageMakerBackend(SageMakerJobs):
             JobState(answer["HyperParameterTuningJobStatus"]), answer.get("FailureReason"),
             answer.get("BestTrainingJob", {}).get("TrainingJobName"), objective["MetricName"],
             "maximize" if objective["Type"] == "Maximize" else "minimize",
-            tuple(r["Name"] for r in categories))
+            tuple(r["Name"] for r in categories), sagemaker_tuning.stop_reason(answer))
 
     def list_trials(self, name: str) -> list[TrialRecord]:
         """Every trial, through ``ListTrainingJobsForHyperParameterTuningJob``'s pages.

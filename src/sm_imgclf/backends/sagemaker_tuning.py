@@ -109,3 +109,23 @@ def trial_record(summary: dict[str, Any], early_stopping: bool) -> TrialRecord:
 
 def _seconds(moment: Any) -> float | None:
     return None if moment is None else float(moment.timestamp())
+
+
+def stop_reason(answer: dict[str, Any]) -> str | None:
+    """Why an ended run started fewer trials than it could: its wall-time limit.
+
+    ``max_cost`` becomes the run's ``MaxRuntimeInSeconds``; SageMaker reports the
+    time the run consumed, so a run that used it all before starting every
+    trial ended on that limit.
+    """
+    if answer.get("HyperParameterTuningJobStatus") not in ("Completed", "Stopped"):
+        return None
+    limits = answer["HyperParameterTuningJobConfig"].get("ResourceLimits", {})
+    cap = limits.get("MaxRuntimeInSeconds")
+    used = answer.get("ConsumedResources", {}).get("RuntimeInSeconds")
+    started = sum(answer.get("TrainingJobStatusCounters", {}).values())
+    if not cap or used is None or used < cap or started >= limits["MaxNumberOfTrainingJobs"]:
+        return None
+    return (f"stopped at the run's wall-time limit: {used:,} s of {cap:,} s "
+            f"(MaxRuntimeInSeconds, which max_cost sets); {started} of "
+            f"{limits['MaxNumberOfTrainingJobs']} trials started")
