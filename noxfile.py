@@ -30,6 +30,14 @@ def toolkits(session: nox.Session) -> None:
 
 
 @nox.session
+def gpu(session: nox.Session) -> None:
+    """The CUDA path on a machine with a GPU: its tests, then its figures."""
+    session.install("-e", ".[dev]")
+    session.run("pytest", "-m", "gpu", "tests/test_gpu.py", *session.posargs)
+    session.run("python", "benchmarks/gpu.py")
+
+
+@nox.session
 def reliability(session: nox.Session) -> None:
     """Hostile inputs, faults and load; SM_IMGCLF_RELIABILITY=full for the full sizes."""
     session.install("-e", ".[dev]")

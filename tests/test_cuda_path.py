@@ -246,3 +246,14 @@ def test_the_report_says_where_gpu_figures_came_from(tmp_path: Path) -> None:
     gpu = next(i for i in found if i.name == "gpu_underused")
     assert "unknown" in gpu.message and not gpu.triggered
     assert "GPU figures from torch.cuda" in text_summary("job", records, [], found)
+
+
+def test_each_torchrun_process_decodes_with_its_share_of_the_cores(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from sm_imgclf.runtime.job import data
+
+    monkeypatch.setattr(data.os, "cpu_count", lambda: 16)
+    assert data.decode_workers(0, {"LOCAL_WORLD_SIZE": "4"}) == 4  # a 4-GPU host
+    assert data.decode_workers(0, {}) == 16  # one process: every core
+    assert data.decode_workers(0, {"LOCAL_WORLD_SIZE": "32"}) == 1
+    assert data.decode_workers(3, {"LOCAL_WORLD_SIZE": "4"}) == 3  # num_workers wins

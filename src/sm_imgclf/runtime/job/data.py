@@ -67,12 +67,25 @@ def load_split(name: str, folder: Path, side: int, *, shorter: int, workers: int
             raise DatasetError(f"Cannot decode {path} in the {name!r} channel: {error}. "
                                "Validate the dataset and upload it again.") from error
 
-    with ThreadPoolExecutor(workers or os.cpu_count() or 1) as pool:
+    with ThreadPoolExecutor(decode_workers(workers)) as pool:
         for _ in pool.map(decode, range(len(files))):
             pass  # re-raises the first decoding error
     labels = torch.tensor([label for _, label in files], dtype=torch.long)
     logger.info("%s: %d images decoded once into %s", name, len(files), tuple(images.shape))
     return SplitData(images, labels, class_ids, class_names)
+
+
+def decode_workers(workers: int, env: dict[str, str] | None = None) -> int:
+    """Decoding threads: ``workers`` if set, else this process's share of the cores.
+
+    torchrun starts one process per GPU on a host (``LOCAL_WORLD_SIZE``); each
+    taking every core would make them all wait on each other.
+    """
+    if workers > 0:
+        return workers
+    env = dict(os.environ) if env is None else env
+    processes = max(1, int(env.get("LOCAL_WORLD_SIZE", "1") or 1))
+    return max(1, (os.cpu_count() or 1) // processes)
 
 
 def load_splits(channels: dict[str, Path], image_size: int, augmentation: str,

@@ -1,0 +1,98 @@
+"""The CUDA path end to end: run by ``nox -s gpu`` where a GPU is, skipped elsewhere.
+
+What a CPU can prove about this path lives in ``test_cuda_path.py``; these tests
+need the device itself: AMP training with the checks recorder on, a job over
+two GPUs under torchrun, the serving handler on a GPU, and GPU samples in the
+profiler's records.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import sm_imgclf as smi
+from sm_imgclf.runtime.serving.handler import Batch, model_fn, predict_fn
+
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(),
+                       reason="needs a CUDA GPU: run `nox -s gpu` on a machine with one"),
+]
+HP = {"image_size": 64, "epochs": 2, "batch_size": 32, "record_every": 5, "lr": 0.01}
+
+
+@pytest.fixture(scope="module")
+def channels(tmp_path_factory: pytest.TempPathFactory) -> smi.Channels:
+    root = tmp_path_factory.mktemp("gpu")
+    smi.digits_to_folder(root / "images", limit_per_class=40)
+    session = smi.LocalSession(root / "uploads")
+    return smi.ImageFolderDataset(root / "images").split(valid=0.2, seed=0).upload(
+        session, "digits", progress=False)
+
+
+@pytest.fixture(scope="module")
+def amp_job(channels: smi.Channels, tmp_path_factory: pytest.TempPathFactory
+            ) -> smi.TrainingJob:
+    session = smi.LocalSession(tmp_path_factory.mktemp("session"))
+    est = smi.TransferLearningEstimator("resnet18", session=session, weights=None,
+                                        hyperparameters=HP)
+    return est.fit(channels, logs=False)
+
+
+def test_amp_training_with_the_recorder_raises_no_false_alarm(amp_job: smi.TrainingJob
+                                                               ) -> None:
+    log = "\n".join(amp_job.logs())
+    assert amp_job.status == "Completed", amp_job.failure_reason
+    assert "on cuda" in log  # the job's first line names its device
+    with smi.DebugProfileAnalyzer.from_job(amp_job) as analyzer:
+        fired = {r.name for r in analyzer.rules() if r.triggered}
+        assert "exploding_tensor" not in fired, fired  # skipped AMP steps are left out
+
+
+def test_the_profiler_samples_the_gpu_and_names_its_source(amp_job: smi.TrainingJob) -> None:
+    with smi.DebugProfileAnalyzer.from_job(amp_job) as analyzer:
+        system = analyzer.records.system
+    sampled = [s for s in system if s.get("gpu_memory") is not None]
+    assert sampled, "no GPU figures in the profiler's samples"
+    assert {s["gpu_source"] for s in sampled} <= {"nvml", "nvidia-smi", "torch.cuda"}
+
+
+def test_serving_on_the_gpu_matches_the_cpu(amp_job: smi.TrainingJob, tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from sm_imgclf._archive import safe_extract
+
+    package = safe_extract(amp_job.model_uri.removeprefix("file://"),  # type: ignore[union-attr]
+                           tmp_path / "package")
+    on_gpu = model_fn(str(package))
+    assert on_gpu.device.type == "cuda"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    on_cpu = model_fn(str(package))
+    images = torch.randint(0, 255, (8, 3, 64, 64), dtype=torch.uint8,
+                           generator=torch.Generator().manual_seed(0))
+    gpu = predict_fn(Batch(images, 3), on_gpu)["probabilities"]
+    cpu = predict_fn(Batch(images, 3), on_cpu)["probabilities"]
+    torch.testing.assert_close(gpu, cpu, rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two GPUs for torchrun")
+def test_a_job_over_two_gpus_under_torchrun(channels: smi.Channels, tmp_path: Path) -> None:
+    folders = {n: u.removeprefix("file://") for n, u in channels.items()}
+    env = {**os.environ, "SM_CHANNELS": '["train", "valid"]',
+           "SM_CHANNEL_TRAIN": folders["train"], "SM_CHANNEL_VALID": folders["valid"],
+           "SM_MODEL_DIR": str(tmp_path / "model"), "SM_OUTPUT_DATA_DIR": str(tmp_path / "out"),
+           "SM_IMGCLF_CHECKPOINT_DIR": str(tmp_path / "checkpoints"), "SM_NUM_GPUS": "2"}
+    argv = ["--model", "resnet18", "--weights", "none", "--trainable", "all",
+            *[part for k, v in HP.items() for part in (f"--{k}", str(v))]]
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                           "--nproc_per_node", "2", "-m", "sm_imgclf.runtime.job", *argv],
+                          env=env, capture_output=True, text=True, timeout=900, check=False)
+    log = done.stdout + done.stderr
+    assert done.returncode == 0, log[-4000:]
+    assert "rank 1 of 2 (nccl)" in log and log.count("test ") <= 1
+    assert (tmp_path / "model" / "manifest.json").is_file()
