@@ -257,3 +257,20 @@ def test_each_torchrun_process_decodes_with_its_share_of_the_cores(
     assert data.decode_workers(0, {}) == 16  # one process: every core
     assert data.decode_workers(0, {"LOCAL_WORLD_SIZE": "32"}) == 1
     assert data.decode_workers(3, {"LOCAL_WORLD_SIZE": "4"}) == 3  # num_workers wins
+
+
+def test_a_training_epoch_reads_its_totals_once(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Per-step reads would make a GPU wait for the host after every step."""
+    reads = []
+    for name in ("item", "__float__", "__int__"):
+        original = getattr(torch.Tensor, name)
+        monkeypatch.setattr(torch.Tensor, name,
+                            lambda self, _o=original, _n=name: reads.append(_n) or _o(self))
+    trained = trainer(tmp_path, record_every=0)
+    data = features(n=160)
+    optimizer = torch.optim.SGD(trained.model.parameters(), lr=0.1)
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    metrics = trained._train_epoch(data, 1, optimizer, torch.nn.CrossEntropyLoss(), scaler)
+    assert len(reads) <= 2, reads  # the loss total and the correct count, at the end
+    assert 0 < metrics["loss"] < 10 and 0 <= metrics["accuracy"] <= 1

@@ -96,7 +96,10 @@ class Trainer:
             module.eval()  # frozen batch norms keep their pretrained statistics
         generator = torch.Generator().manual_seed(self.hp.seed * 1_000_003 + epoch)
         order = self._order(len(data), generator)
-        total_loss, correct, seen = 0.0, 0, 0
+        # Totals stay on the device: a GPU never waits for the host between steps.
+        total_loss = torch.zeros((), dtype=torch.float64, device=self.device)
+        correct = torch.zeros((), dtype=torch.long, device=self.device)
+        seen = 0
         per_epoch = math.ceil(len(order) / self.hp.batch_size)
         for number, start in enumerate(range(0, len(order), self.hp.batch_size)):
             if self.control is not None:
@@ -108,15 +111,15 @@ class Trainer:
             labels = data.labels[index].to(self.device, non_blocking=True)
             step = (epoch - 1) * per_epoch + number + 1
             loss, logits = self._step(inputs, labels, step, epoch, optimizer, loss_fn, scaler)
-            total_loss += loss * len(index)
-            correct += int((logits.argmax(1) == labels).sum())
+            total_loss += loss.double() * len(index)
+            correct += (logits.argmax(1) == labels).sum()
             seen += len(index)
             if self._agree(self.monitor is not None and self.monitor.stop):
                 break
-        return self._reduce(total_loss, correct, seen)
+        return self._reduce(float(total_loss), int(correct), seen)
 
     def _step(self, inputs: torch.Tensor, labels: torch.Tensor, step: int, epoch: int,
-              optimizer: Any, loss_fn: Any, scaler: Any) -> tuple[float, torch.Tensor]:
+              optimizer: Any, loss_fn: Any, scaler: Any) -> tuple[torch.Tensor, torch.Tensor]:
         import torch
 
         monitor = self.monitor
@@ -128,20 +131,20 @@ class Trainer:
             monitor.mark(recorded)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
-        value = float(loss.detach())
         if monitor is not None:
             monitor.mark(recorded)
             if recorded:
                 scaler.unscale_(optimizer)  # true gradients for the record (no-op on CPU)
-                monitor.gradients(self.model, step, epoch, value)
-        scale = scaler.get_scale() if scaler.is_enabled() else None
+                monitor.gradients(self.model, step, epoch, float(loss.detach()))
+        # Reading the scale waits for the GPU: only the recorder needs it.
+        scale = scaler.get_scale() if monitor is not None and scaler.is_enabled() else None
         scaler.step(optimizer)
         scaler.update()
         if monitor is not None:
             # The scaler lowers its scale exactly when it skipped a step for inf gradients.
             skipped = scale is not None and scaler.get_scale() < scale
             monitor.end(step, self.model, recorded, amp_skipped=skipped)
-        return value, logits
+        return loss.detach(), logits
 
     def evaluate(self, data: SplitData, loss_fn: Any = None) -> dict[str, float]:
         """Return loss and accuracy on ``data`` (unaugmented).

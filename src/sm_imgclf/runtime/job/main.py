@@ -164,6 +164,9 @@ def _device() -> Any:
     # torchrun starts one process per GPU; each must use its own.
     local = int(os.environ.get("LOCAL_RANK", "0")) % torch.cuda.device_count()
     torch.cuda.set_device(local)
+    # Batches keep one shape (images decoded once at one size, the last batch aside):
+    # cuDNN can pick its fastest convolution algorithms once per shape.
+    torch.backends.cudnn.benchmark = True
     return torch.device("cuda", local)
 
 
