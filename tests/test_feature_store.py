@@ -173,6 +173,13 @@ def job_environment(tmp_path: Path, channels: smi.Channels, name: str,
                           hosts=("algo-1",), current_host="algo-1")
 
 
+def job_args(*extra: str, **hp: object) -> tuple[dict, Hyperparameters]:
+    """The parsed arguments of a head-only lite0 job with ``HEAD`` and ``hp``."""
+    pairs = [part for k, v in {**HEAD, **hp}.items() for part in (f"--{k}", str(v))]
+    return parse_args(["--model", "efficientnet_lite0", "--weights", "DEFAULT",
+                       "--trainable", "head", *pairs, *extra])
+
+
 @pytest.mark.slow
 def test_a_features_job_serves_trials_through_a_read_only_channel(
         digits: tuple, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -180,9 +187,7 @@ def test_a_features_job_serves_trials_through_a_read_only_channel(
     """As on SageMaker: the features job's checkpoint folder becomes the trials' channel."""
     _, channels = digits
     monkeypatch.delenv("SM_IMGCLF_FEATURE_STORE", raising=False)
-    args = ["--model", "efficientnet_lite0", "--weights", "DEFAULT", "--trainable", "head"]
-    hp = [part for k, v in HEAD.items() for part in (f"--{k}", str(v))]
-    settings, params = parse_args([*args, *hp, "--features-only", "true"])
+    settings, params = job_args("--features-only", "true")
     features = job_environment(tmp_path, channels, "features")
     described = run(features, settings, params)["features"]
     assert COMPUTED in capsys.readouterr().out
@@ -193,7 +198,7 @@ def test_a_features_job_serves_trials_through_a_read_only_channel(
     assert not (features.model_dir / "model.pth").exists()  # it trains and packages nothing
     store.chmod(0o555)  # a channel is read-only to the trial: it must not try to write
     try:
-        settings, params = parse_args([*args, *hp, "--lr", "0.05"])
+        settings, params = job_args(lr=0.05)
         reading = run(job_environment(tmp_path, channels, "trial", features=store),
                       settings, params)
         out = capsys.readouterr().out
@@ -204,6 +209,7 @@ def test_a_features_job_serves_trials_through_a_read_only_channel(
         store.chmod(0o755)
     alone = run(job_environment(tmp_path, channels, "alone"), settings, params)
     assert COMPUTED in capsys.readouterr().out
+
     def learned(metrics: dict) -> list[dict]:
         return [{k: v for k, v in h.items() if k != "epoch_seconds"}
                 for h in metrics["history"]]
@@ -219,9 +225,7 @@ def test_a_trial_whose_channel_lacks_its_features_computes_them(
     monkeypatch.delenv("SM_IMGCLF_FEATURE_STORE", raising=False)
     empty = tmp_path / "empty"
     empty.mkdir()
-    settings, params = parse_args(["--model", "efficientnet_lite0", "--weights", "DEFAULT",
-                                   *[p for k, v in {**HEAD, "epochs": 1}.items()
-                                     for p in (f"--{k}", str(v))]])
+    settings, params = job_args(epochs=1)
     run(job_environment(tmp_path, channels, "trial", features=empty), settings, params)
     out = capsys.readouterr().out
     assert "channel holds no features for this job" in out and COMPUTED in out

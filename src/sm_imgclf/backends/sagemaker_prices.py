@@ -7,13 +7,13 @@ answers, and every figure says which source and date it comes from.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from sm_imgclf.backends.cache_files import cache_path, read_json, write_json
 from sm_imgclf.contracts.costs import Price
 
 TABLE_SOURCE = "the library's table"
@@ -34,10 +34,7 @@ _USES = {"training": "Training", "hosting": "Hosting", "transform": "BatchTransf
 
 def price_cache_path() -> Path:
     """Where prices read from the API are kept: ``$XDG_CACHE_HOME/sm-imgclf/prices.json``."""
-    import os
-
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "sm-imgclf" / "prices.json"
+    return cache_path("prices.json")
 
 
 class PriceBook:
@@ -93,11 +90,7 @@ class PriceBook:
     def _cached(self) -> dict[str, Any]:
         """The cache file's prices, read once per book (listings ask for many)."""
         if self._read is None:
-            self._read = {}
-            if self.cache is not None and self.cache.is_file():
-                # A damaged cache is rebuilt.
-                with contextlib.suppress(OSError, ValueError):
-                    self._read = json.loads(self.cache.read_text())
+            self._read = {} if self.cache is None else read_json(self.cache)
         return self._read
 
     def _fresh(self, as_of: str) -> bool:
@@ -112,13 +105,7 @@ class PriceBook:
             return
         data = self._cached()
         data[key] = {"usd": price.usd_per_hour, "as_of": price.as_of}
-        try:
-            self.cache.parent.mkdir(parents=True, exist_ok=True)
-            temporary = self.cache.with_suffix(".tmp")
-            temporary.write_text(json.dumps(data, indent=1, sort_keys=True))
-            temporary.replace(self.cache)
-        except OSError:
-            pass  # a cache that cannot be written only costs another API call
+        write_json(self.cache, data)  # unwritten, it only costs another API call
 
 
 def hourly_usd(price_list: list[str]) -> float | None:

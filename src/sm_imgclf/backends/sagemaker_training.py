@@ -23,7 +23,7 @@ from sm_imgclf.contracts.search import FEATURES_CHANNEL, TRIAL_DEFINITION
 from sm_imgclf.contracts.training import TrainingSpec
 from sm_imgclf.errors import ConfigurationError
 from sm_imgclf.runtime.package import requirement_lines
-from sm_imgclf.runtime.weights import WEIGHTS_CHANNEL, kind_of
+from sm_imgclf.runtime.weights import WEIGHTS_CHANNEL, file_digest, kind_of
 
 ENTRY_POINT = "train.py"
 CHECKPOINT_PATH = "/opt/ml/checkpoints"
@@ -177,11 +177,7 @@ def _weights(spec: TrainingSpec) -> list[dict[str, Any]]:
 
 def weights_key(path: Path) -> str:
     """The bucket key of a local weights file, named by its content."""
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return f"sm-imgclf/weights/{digest.hexdigest()[:16]}/{path.name}"
+    return f"sm-imgclf/weights/{file_digest(path)[:16]}/{path.name}"
 
 
 def validate_request(client: Any, operation: str, request: dict[str, Any]) -> None:

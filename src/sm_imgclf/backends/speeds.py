@@ -10,19 +10,18 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from sm_imgclf.backends.cache_files import cache_path, read_json, write_json
 from sm_imgclf.contracts.speeds import Expected, Speed, expected, speed_from_log, speed_key
 from sm_imgclf.contracts.training import TrainingSpec
 
 
 def speeds_path() -> Path:
     """``$XDG_CACHE_HOME/sm-imgclf/speeds.json``."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "sm-imgclf" / "speeds.json"
+    return cache_path("speeds.json")
 
 
 def where(backend: str, spec: TrainingSpec) -> str:
@@ -30,19 +29,11 @@ def where(backend: str, spec: TrainingSpec) -> str:
     return spec.instance_type if backend == "sagemaker" else backend
 
 
-def _read(path: Path) -> dict[str, dict[str, object]]:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}  # none yet, or damaged: rebuilt by the next record
-    return data if isinstance(data, dict) else {}
-
-
 def lookup(backend: str, spec: TrainingSpec, path: Path | None = None) -> Speed | None:
     """The speed measured for jobs like ``spec``, if one was."""
-    found = _read(path or speeds_path()).get(speed_key(where(backend, spec), spec))
+    found = read_json(path or speeds_path()).get(speed_key(where(backend, spec), spec))
     try:
-        return Speed(**found) if isinstance(found, dict) else None  # type: ignore[arg-type]
+        return Speed(**found) if isinstance(found, dict) else None
     except TypeError:
         return None
 
@@ -55,16 +46,10 @@ def record(backend: str, spec: TrainingSpec, log: Iterable[str], job: str,
         return None
     speed = Speed(rate, job, dt.date.today().isoformat())
     path = path or speeds_path()
-    data = _read(path)
+    data = read_json(path)
     data[speed_key(where(backend, spec), spec)] = vars(speed)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(f".{path.name}.{os.getpid()}")
-        partial.write_text(json.dumps(data, indent=1, sort_keys=True))
-        os.replace(partial, path)
-    except OSError:
-        return None  # a read-only home loses the measurement, never the job
-    return speed
+    # A read-only home loses the measurement, never the job.
+    return speed if write_json(path, data) else None
 
 
 def expecter(backend: str, count_images: Callable[[str], int | None],

@@ -158,8 +158,9 @@ def _bounded(spec: Any, price: Callable[[str, str], Price | None]) -> CostEstima
         if spec.in_one_job:
             return replace(_bounded(spec.one_job_training(), price), what="tuning",
                            note=f"the whole search ({spec.max_jobs} trials) runs in one job")
-        found = price(spec.trial_training().instance_type, "training")
-        training, trial_note = capped(spec.trial_training(), found)
+        trial = spec.trial_training()
+        found = price(trial.instance_type, "training")
+        training, trial_note = capped(trial, found)
         hours = training.max_run / 3600 * spec.max_jobs
         cap, note = tuning_runtime_cap(spec, found)
         if cap is not None:

@@ -93,6 +93,17 @@ def package_file(weights: str) -> Path:
     return path
 
 
+def file_digest(path: Path) -> str:
+    """The hex SHA-256 of a weights file, read in 1 MiB blocks: its identity anywhere."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        while block := stream.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def read_file(path: Path) -> dict[str, Any]:
     """Read a state dict file without running any code it holds."""
     import torch

@@ -114,20 +114,12 @@ def _weights_identity(weights: str, found: Backbone) -> Any:
     if kind == "default" and found.default_weights not in (None, "DEFAULT"):
         return _weights_identity(str(found.default_weights), found)
     if kind in {"file", "package"}:
-        from sm_imgclf.runtime.weights import package_file
+        from sm_imgclf.runtime.weights import file_digest, package_file
 
         path = package_file(weights) if kind == "package" else Path(weights).expanduser()
         if path.is_file():
-            return [weights, _digest(path)]
+            return [weights, file_digest(path)]
     return weights
-
-
-def _digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @contextlib.contextmanager

@@ -116,7 +116,7 @@ class Trainer:
             seen += len(index)
             if self._agree(self.monitor is not None and self.monitor.stop):
                 break
-        return self._reduce(float(total_loss), int(correct), seen)
+        return self._reduce(total_loss, correct, seen)
 
     def _step(self, inputs: torch.Tensor, labels: torch.Tensor, step: int, epoch: int,
               optimizer: Any, loss_fn: Any, scaler: Any) -> tuple[torch.Tensor, torch.Tensor]:
@@ -195,16 +195,20 @@ class Trainer:
             order = order[: n - n % world][rank::world]
         return order
 
-    def _reduce(self, total_loss: float, correct: int, seen: int) -> dict[str, float]:
+    def _reduce(self, total_loss: torch.Tensor, correct: torch.Tensor, seen: int
+                ) -> dict[str, float]:
+        """Loss and accuracy from the epoch's device totals, summed over ranks if several."""
+        import torch
+
+        # On the device: NCCL, the GPU backend, reduces no CPU tensors.
+        sums = torch.stack([total_loss, correct.double(),
+                            torch.tensor(float(seen), dtype=torch.float64, device=self.device)])
         if self.distributed is not None:
-            import torch
             import torch.distributed as dist
 
-            # On the device: NCCL, the GPU backend, reduces no CPU tensors.
-            sums = torch.tensor([total_loss, float(correct), float(seen)], device=self.device)
             dist.all_reduce(sums)
-            total_loss, correct, seen = float(sums[0]), int(sums[1]), int(sums[2])
-        return {"loss": total_loss / seen, "accuracy": correct / seen}
+        loss, right, count = sums.tolist()  # the epoch's one read from the device
+        return {"loss": loss / count, "accuracy": right / count}
 
     def _agree(self, stop: bool) -> bool:
         """Whether any rank wants to stop; every rank gets the same answer.

@@ -41,7 +41,8 @@ class EndpointServer(ThreadingHTTPServer):
         self.model: Any = None
         self.batcher: Any = None
         self.load_error: str | None = None
-        self.decoders = threading.BoundedSemaphore(decode_threads())
+        self.decode_threads = decode_threads()
+        self.decoders = threading.BoundedSemaphore(self.decode_threads)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """A client that hung up is not a server fault; anything else is printed."""
@@ -59,7 +60,7 @@ class EndpointServer(ThreadingHTTPServer):
             forward = self.model.forward
             print(f"model loaded from {self.model_dir}; forward: {forward.path} "
                   f"({forward.reason})", flush=True)
-            print(f"threads: the forward uses {_torch_threads()}, {decode_threads()} "
+            print(f"threads: the forward uses {_torch_threads()}, {self.decode_threads} "
                   "request(s) decode at once", flush=True)
         except Exception as error:
             self.load_error = f"{type(error).__name__}: {error}"

@@ -1,0 +1,39 @@
+"""JSON files the library keeps under the user's cache folder (prices, measured speeds).
+
+Both are a cache: an unreadable file reads as empty and is rebuilt, and a file
+that cannot be written only loses what it would have kept.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+
+def cache_path(name: str) -> Path:
+    """``$XDG_CACHE_HOME/sm-imgclf/<name>`` (``~/.cache`` when the variable is unset)."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "sm-imgclf" / name
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """The file's object; empty when it is missing, damaged or not an object."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def write_json(path: Path, data: dict[str, Any]) -> bool:
+    """Replace the file atomically (a temporary file, then a rename); ``False`` if it can't."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f".{path.name}.{os.getpid()}")
+        partial.write_text(json.dumps(data, indent=1, sort_keys=True))
+        os.replace(partial, path)
+    except OSError:
+        return False
+    return True
