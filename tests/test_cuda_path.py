@@ -274,3 +274,102 @@ def test_a_training_epoch_reads_its_totals_once(tmp_path: Path,
     metrics = trained._train_epoch(data, 1, optimizer, torch.nn.CrossEntropyLoss(), scaler)
     assert len(reads) <= 2, reads  # the loss total and the correct count, at the end
     assert 0 < metrics["loss"] < 10 and 0 <= metrics["accuracy"] <= 1
+
+
+class FakeClock:
+    """Stands in for ``time.perf_counter``: moves only when told."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def perf_counter(self) -> float:
+        return self.now
+
+
+def test_the_recorders_own_work_is_left_out_of_the_step_phases(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sm_imgclf.runtime.checks import monitor as monitor_module
+
+    clock = FakeClock()
+    monkeypatch.setattr(monitor_module, "time", clock)
+    hyper = smi.Hyperparameters.from_dict({"record_every": 1})
+    monitor = Monitor(tmp_path / "debug", hyper, {"model": "test"}, torch.device("cpu"),
+                      lambda line: None)
+    model = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2))
+    slow_watch, slow_gradients = monitor.recorder.watch, monitor.recorder.gradients
+
+    def watch(*args: object) -> None:
+        clock.now += 2.0  # recording set-up, inside the data phase
+        slow_watch(*args)  # type: ignore[arg-type]
+
+    def gradients(*args: object) -> dict:
+        clock.now += 5.0  # recording the gradients, inside the optimizer phase
+        return slow_gradients(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(monitor.recorder, "watch", watch)
+    monkeypatch.setattr(monitor.recorder, "gradients", gradients)
+    try:
+        monitor.start()
+        clock.now += 0.5  # preparing the batch
+        recorded = monitor.begin(1, model)
+        model(torch.randn(3, 4)).sum().backward()
+        clock.now += 0.25  # forward
+        monitor.mark(recorded)
+        clock.now += 0.125  # backward
+        monitor.mark(recorded)
+        monitor.gradients(model, 1, 1, 0.7)
+        clock.now += 0.0625  # the optimizer's own step
+        monitor.end(1, model, recorded)
+        monitor.epoch({"epoch": 1, "train:loss": 0.7})
+    finally:
+        monitor.close()
+    records = read_records(tmp_path / "debug")
+    (split,) = records.splits
+    assert (split["data"], split["forward"], split["backward"], split["optimizer"]) == (
+        0.5, 0.25, 0.125, 0.0625)
+    assert split["recorder"] == 7.0
+    assert records.durations[0]["seconds"] == [0.9375]  # the step without its recording
+
+
+def test_a_recorded_steps_forward_pass_never_waits_for_the_device(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A read inside a ReLU hook would stall a GPU's forward pass once per ReLU."""
+    hyper = smi.Hyperparameters.from_dict({"record_every": 1})
+    monitor = Monitor(tmp_path / "debug", hyper, {"model": "test"}, torch.device("cpu"),
+                      lambda line: None)
+    model = nn.Sequential(*[layer for _ in range(6) for layer in (nn.Linear(8, 8), nn.ReLU())])
+    reads: list[str] = []
+    for name in ("item", "__float__", "__int__", "tolist"):
+        original = getattr(torch.Tensor, name)
+        monkeypatch.setattr(torch.Tensor, name,
+                            lambda self, *a, _o=original, _n=name: reads.append(_n) or _o(self,
+                                                                                         *a))
+    try:
+        monitor.start()
+        recorded = monitor.begin(1, model)
+        model(torch.randn(5, 8)).pow(2).mean().backward()
+        assert recorded and reads == []  # the forward pass read nothing
+        monitor.mark(recorded)
+        monitor.mark(recorded)
+        monitor.gradients(model, 1, 1, 0.5)
+        monitor.end(1, model, recorded)
+    finally:
+        monitor.close()
+    # ReLU shares, gradient sums and weight sums: one read each, not one per tensor.
+    assert len(reads) <= 3, reads
+    (step,) = read_records(tmp_path / "debug").steps
+    assert set(step["relu_zero"]) == {str(i) for i in range(1, 12, 2)}
+    assert all(0 <= share <= 1 for share in step["relu_zero"].values())
+    assert step["grad_norm"]["0"] > 0 and step["weight"]["0"]["std"] > 0
+
+
+def test_the_data_advice_names_what_a_decode_once_job_can_change() -> None:
+    from sm_imgclf.debug.insights import insights
+    from sm_imgclf.runtime.checks.records import Records
+
+    records = Records()
+    records.splits = [{"type": "split", "step": s, "data": 0.6, "forward": 0.1,
+                       "backward": 0.2, "optimizer": 0.1, "recorder": 0.0} for s in (1, 2)]
+    (found,) = [i for i in insights(records) if i.name == "data_bottleneck"]
+    assert found.triggered and "num_workers does not touch" in found.suggestion
+    assert "Raise num_workers" not in found.suggestion

@@ -51,8 +51,10 @@ def _data_bottleneck(records: Records) -> Insight | None:
     return Insight("data_bottleneck", share > 0.3,
                    f"Preparing batches takes {share:.0%} of a step (median of {len(rows)} "
                    "recorded steps).",
-                   "Raise num_workers, use augmentation='none' or 'light', or a smaller "
-                   "image_size; decoding happens once, so this is augmentation and copies.")
+                   "Images are decoded once before training, so this is augmentation "
+                   "and copies, which num_workers does not touch: use augmentation='none' "
+                   "or 'light', or a smaller image_size; on a GPU the job augments on the "
+                   "device, so a CPU-bound share there points at the host-to-GPU copy.")
 
 
 def _memory(records: Records) -> Insight | None:

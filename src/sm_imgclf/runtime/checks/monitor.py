@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +36,9 @@ class Monitor:
         self.system.start()
         self._record: dict[str, Any] | None = None
         self._marks: list[float] = []
+        # The recorder's own seconds inside each phase: the split and the step times
+        # describe training, not the recording of it.
+        self._own = [0.0] * 4
 
     @property
     def stop(self) -> bool:
@@ -46,7 +50,8 @@ class Monitor:
         recorded = self.recorder.wants(step)
         if recorded:
             self.profiler.sync()
-            self.recorder.watch(model)
+            with self._recording():
+                self.recorder.watch(model)
         self._marks.append(time.perf_counter())
         return recorded
 
@@ -59,10 +64,23 @@ class Monitor:
     def start(self) -> None:
         """Note the start of a step, before its batch is prepared."""
         self._marks = [time.perf_counter()]
+        self._own = [0.0] * 4
 
     def gradients(self, model: nn.Module, step: int, epoch: int, loss: float) -> None:
         """Record gradients after the backward pass of a recorded step."""
-        self._record = self.recorder.gradients(model, step, epoch, loss)
+        self.profiler.sync()
+        with self._recording():
+            self._record = self.recorder.gradients(model, step, epoch, loss)
+
+    @contextlib.contextmanager
+    def _recording(self) -> Iterator[None]:
+        """Count the time inside as the recorder's, in the phase under way."""
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            phase = min(len(self._marks), len(self._own)) - 1
+            self._own[max(phase, 0)] += time.perf_counter() - started
 
     def end(self, step: int, model: nn.Module, recorded: bool, *,
             amp_skipped: bool = False) -> None:
@@ -77,7 +95,7 @@ class Monitor:
                 self._record["amp_skipped"] = True
             self.recorder.weights(model, self._record)
             self._record = None
-        self.profiler.step(step, self._marks, recorded)
+        self.profiler.step(step, self._marks, recorded, self._own)
 
     def epoch(self, row: dict[str, Any]) -> None:
         """Record an epoch's metrics and step durations."""

@@ -91,13 +91,21 @@ class StepProfiler:
 
             torch.cuda.synchronize(self.device)
 
-    def step(self, step: int, marks: list[float], split: bool) -> None:
-        """Record one step's timestamps (start, data ready, forward, backward, optimizer)."""
-        self._durations.append(marks[-1] - marks[0])
+    def step(self, step: int, marks: list[float], split: bool,
+             own: list[float] | None = None) -> None:
+        """Record one step's timestamps (start, data ready, forward, backward, optimizer).
+
+        ``own`` holds the recorder's seconds inside each phase; they are left out
+        of the phases and the step's duration and written apart as ``recorder``.
+        """
+        own = own or [0.0] * 4
+        self._durations.append(marks[-1] - marks[0] - sum(own))
         if split:
             names = ("data", "forward", "backward", "optimizer")
-            row = {"type": "split", "step": step, **{n: round(b - a, 6) for n, a, b in zip(
-                names, marks[:-1], marks[1:], strict=True)}}
+            row: dict[str, Any] = {"type": "split", "step": step}
+            for name, a, b, mine in zip(names, marks[:-1], marks[1:], own, strict=True):
+                row[name] = round(max(b - a - mine, 0.0), 6)
+            row["recorder"] = round(sum(own), 6)
             self._out.write(json.dumps(row) + "\n")
         self._operators(step)
 

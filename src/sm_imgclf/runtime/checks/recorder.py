@@ -49,7 +49,7 @@ class Recorder:
         self.triggered: set[str] = set()
         self.stop = False
         self._hooks: list[Any] = []
-        self._relu: dict[str, list[float]] = {}
+        self._relu: dict[str, list[Any]] = {}
 
     def wants(self, step: int) -> bool:
         """Whether ``step`` is recorded."""
@@ -61,7 +61,8 @@ class Recorder:
 
         def hook(name: str) -> Any:
             def record(module: Any, inputs: Any, output: Any) -> None:
-                self._relu.setdefault(name, []).append(float((output == 0).float().mean()))
+                # Kept on the device: reading it here would stall the forward pass it times.
+                self._relu.setdefault(name, []).append((output == 0).float().mean())
             return record
 
         self._relu = {}
@@ -75,38 +76,33 @@ class Recorder:
             handle.remove()
         self._hooks = []
         norms: dict[str, float] = {}
-        sums: dict[str, list[float]] = {}
-        for name, param in model.named_parameters():
-            if param.grad is None:
-                continue
-            grad = param.grad.detach().float()
-            group = group_of(name)
-            acc = sums.setdefault(group, [0.0, 0.0, 0.0])
-            acc[0] += float(grad.pow(2).sum())
-            acc[1] += float(grad.abs().sum())
-            acc[2] += grad.numel()
+        sums = _per_group(model, lambda p: p.grad,
+                          lambda g: [g.pow(2).sum(), g.abs().sum()], ("sum", "sum"))
         for group, (squares, _, _) in sums.items():
             norms[group] = math.sqrt(squares) if math.isfinite(squares) else math.inf
         return {"type": "step", "step": step, "epoch": epoch, "loss": loss,
                 "grad_norm": norms,
                 "grad_mean": {g: a[1] / max(a[2], 1) for g, a in sums.items()},
                 "nonfinite": [g for g, v in norms.items() if not math.isfinite(v)],
-                "relu_zero": {n: sum(v) / len(v) for n, v in self._relu.items()}}
+                "relu_zero": self._relu_zero()}
+
+    def _relu_zero(self) -> dict[str, float]:
+        """Each ReLU's share of zero outputs over this step's calls, in one device read."""
+        import torch
+
+        if not self._relu:
+            return {}
+        means = torch.stack([torch.stack(v).mean() for v in self._relu.values()]).tolist()
+        return dict(zip(self._relu, means, strict=True))
 
     def weights(self, model: nn.Module, record: dict[str, Any]) -> None:
         """Finish the record with weight statistics of every group's matrices and kernels."""
-        sums: dict[str, list[float]] = {}
-        for name, param in model.named_parameters():
-            if param.ndim < 2:
-                continue  # biases and norm scales start constant by design
-            data = param.detach().float()
-            acc = sums.setdefault(group_of(name), [0.0, 0.0, 0.0, 0.0])
-            acc[0] += float(data.sum())
-            acc[1] += float(data.pow(2).sum())
-            acc[2] += data.numel()
-            acc[3] = max(acc[3], float(data.abs().max()))
+        # Biases and norm scales start constant by design: matrices and kernels only.
+        sums = _per_group(model, lambda p: p if p.ndim >= 2 else None,
+                          lambda d: [d.sum(), d.pow(2).sum(), d.abs().max()],
+                          ("sum", "sum", "max"))
         stats = {}
-        for group, (total, squares, count, absmax) in sums.items():
+        for group, (total, squares, absmax, count) in sums.items():
             mean = total / count
             variance = max(squares / count - mean * mean, 0.0)
             stats[group] = {"mean": mean, "std": math.sqrt(variance) if math.isfinite(
@@ -142,3 +138,35 @@ class Recorder:
     def close(self) -> None:
         """Close the records file."""
         self._out.close()
+
+
+def _per_group(model: nn.Module, pick: Callable[[Any], Any],
+               measure: Callable[[Any], list[Any]], combine: tuple[str, ...]
+               ) -> dict[str, list[float]]:
+    """Statistics of each picked tensor, combined per layer group, plus its element count.
+
+    Every statistic is read from the device in one transfer: a read per tensor
+    would wait on a GPU dozens of times per recorded step.
+    """
+    import torch
+
+    groups, rows, counts = [], [], []
+    for name, param in model.named_parameters():
+        tensor = pick(param)
+        if tensor is None:
+            continue
+        values = tensor.detach().float()
+        groups.append(group_of(name))
+        rows.append(torch.stack(measure(values)).double())
+        counts.append(values.numel())
+    read = torch.stack(rows).tolist() if rows else []
+    sums: dict[str, list[float]] = {}
+    for group, values, count in zip(groups, read, counts, strict=True):
+        acc = sums.get(group)
+        if acc is None:
+            sums[group] = [*values, float(count)]
+            continue
+        for i, (how, value) in enumerate(zip(combine, values, strict=True)):
+            acc[i] = max(acc[i], value) if how == "max" else acc[i] + value
+        acc[-1] += count
+    return sums

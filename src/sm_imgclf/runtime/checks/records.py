@@ -19,8 +19,10 @@ Files (JSON lines, one object a line, appended as the job runs):
     with a GPU; ``gpu_source`` is ``nvml``, ``nvidia-smi`` or ``torch.cuda``, which
     has no ``gpu_util``).
 ``steps.jsonl``
-    ``{"type": "split", "step", "data", "forward", "backward", "optimizer"}`` (seconds)
-    for recorded steps, and ``{"type": "durations", "epoch", "seconds": [...]}`` per epoch.
+    ``{"type": "split", "step", "data", "forward", "backward", "optimizer", "recorder"}``
+    (seconds) for recorded steps, the recorder's own work counted apart from the four
+    phases, and ``{"type": "durations", "epoch", "seconds": [...]}`` per epoch (without
+    the recorder's work).
 ``operators.json``
     The top operators of a short ``torch.profiler`` window.
 
