@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -16,6 +18,8 @@ from sm_imgclf.runtime.images import open_rgb, resize_size, square_tensor
 
 if TYPE_CHECKING:
     import torch
+
+    from sm_imgclf.runtime.job.host_share import HostShare
 
 logger = logging.getLogger(__name__)
 
@@ -47,32 +51,51 @@ def list_channel(folder: Path) -> tuple[list[tuple[Path, int]], tuple[str, ...],
     return files, tuple(layout.classes), tuple(display_name(c) for c in layout.classes)
 
 
-def load_split(name: str, folder: Path, side: int, *, shorter: int, workers: int) -> SplitData:
-    """Decode every image of a channel once into ``side``-pixel squares."""
+def load_split(name: str, folder: Path, side: int, *, shorter: int, workers: int,
+               share: HostShare | None = None) -> SplitData:
+    """Decode every image of a channel once into ``side``-pixel squares.
+
+    With ``share`` the host's training processes each decode their part into
+    one tensor they all map, instead of each decoding everything.
+    """
     import torch
 
     files, class_ids, class_names = list_channel(folder)
     if not files:
         raise DatasetError(f"The {name!r} channel at {folder} holds no images.")
+    shape = (len(files), 3, side, side)
+    with _image_tensor(name, shape, share) as images:
+        mine = range(len(files)) if share is None else share.mine(len(files))
+
+        def decode(index: int) -> None:
+            path = files[index][0]
+            try:
+                images[index] = square_tensor(open_rgb(path.read_bytes(), shorter), side,
+                                              shorter=shorter)
+            except (OSError, ValueError, SyntaxError) as error:
+                raise DatasetError(f"Cannot decode {path} in the {name!r} channel: {error}. "
+                                   "Validate the dataset and upload it again.") from error
+
+        with ThreadPoolExecutor(decode_workers(workers)) as pool:
+            for _ in pool.map(decode, mine):
+                pass  # re-raises the first decoding error
+    labels = torch.tensor([label for _, label in files], dtype=torch.long)
+    shared = "" if share is None else f" ({len(mine)} here, shared by {share.local_world})"
+    logger.info("%s: %d images decoded once into %s%s", name, len(files), shape, shared)
+    return SplitData(images, labels, class_ids, class_names)
+
+
+@contextmanager
+def _image_tensor(name: str, shape: tuple[int, ...], share: HostShare | None
+                  ) -> Iterator[torch.Tensor]:
+    if share is not None:
+        with share.tensor(name, shape) as images:
+            yield images
+        return
+    import torch
 
     # Filled in place: stacking a list of decoded images would hold two copies at the peak.
-    images = torch.empty((len(files), 3, side, side), dtype=torch.uint8)
-
-    def decode(index: int) -> None:
-        path = files[index][0]
-        try:
-            images[index] = square_tensor(open_rgb(path.read_bytes(), shorter), side,
-                                          shorter=shorter)
-        except (OSError, ValueError, SyntaxError) as error:
-            raise DatasetError(f"Cannot decode {path} in the {name!r} channel: {error}. "
-                               "Validate the dataset and upload it again.") from error
-
-    with ThreadPoolExecutor(decode_workers(workers)) as pool:
-        for _ in pool.map(decode, range(len(files))):
-            pass  # re-raises the first decoding error
-    labels = torch.tensor([label for _, label in files], dtype=torch.long)
-    logger.info("%s: %d images decoded once into %s", name, len(files), tuple(images.shape))
-    return SplitData(images, labels, class_ids, class_names)
+    yield torch.empty(shape, dtype=torch.uint8)
 
 
 def decode_workers(workers: int, env: dict[str, str] | None = None) -> int:
@@ -89,13 +112,14 @@ def decode_workers(workers: int, env: dict[str, str] | None = None) -> int:
 
 
 def load_splits(channels: dict[str, Path], image_size: int, augmentation: str,
-                workers: int) -> dict[str, SplitData]:
+                workers: int, share: HostShare | None = None) -> dict[str, SplitData]:
     """Load ``train`` (with a margin for random crops) and the evaluation channels."""
     shorter = resize_size(image_size)
     splits = {}
     for name, folder in channels.items():
         side = shorter if name == "train" and augmentation != "none" else image_size
-        splits[name] = load_split(name, folder, side, shorter=shorter, workers=workers)
+        splits[name] = load_split(name, folder, side, shorter=shorter, workers=workers,
+                                  share=share)
     _check_classes(splits)
     return splits
 

@@ -60,19 +60,20 @@ def run(env: JobEnvironment, settings: dict[str, Any], hp: Hyperparameters) -> d
     from sm_imgclf.runtime.job import feature_store
     from sm_imgclf.runtime.job.data import load_splits
     from sm_imgclf.runtime.job.distributed import setup, teardown
+    from sm_imgclf.runtime.job.host_share import HostShare
     from sm_imgclf.runtime.job.setup import prepare
 
+    device = _device()  # before the process group: NCCL's collectives use this GPU
     distributed = setup(env)
     torch.manual_seed(hp.seed)
     channels = {name: path for name in ("train", "valid", "test")
                 if (path := env.channel(name, required=name == "train")) is not None}
-    device = _device()
     print(f"job: {settings['model']} on {device}, channels {sorted(channels)}, "
           f"hyperparameters {json.dumps(hp.to_dict())}", flush=True)
     sharing = _sharing(settings, hp, channels, env, distributed is not None)
     with feature_store.claimed(sharing) as stored:
         splits = stored or load_splits(channels, hp.image_size, hp.augmentation,
-                                       hp.num_workers)
+                                       hp.num_workers, HostShare.from_env())
         trainer, head, model = prepare(settings, hp, splits, device, env, distributed,
                                        features_ready=stored is not None)
         if sharing is not None and sharing.writable and stored is None and trainer.features:

@@ -1,0 +1,119 @@
+"""One decode per host: the training processes of a host fill one shared image tensor.
+
+torchrun starts one process per GPU. Each decoding the whole dataset into its
+own tensor would hold ``GPUs x`` the decoded images in host memory (eight
+copies on an 8-GPU host) and spend ``GPUs x`` the CPU time. Instead the first
+process of a host creates a file-backed tensor, every process of the host
+decodes its share of the images into it, and all of them read the one copy.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from sm_imgclf.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    import torch
+
+logger = logging.getLogger(__name__)
+
+MEMORY_FOLDER = Path("/dev/shm")  # memory, not disk, where the container gives it room
+
+
+@dataclass(frozen=True)
+class HostShare:
+    """The processes of one host that share decoded images.
+
+    Attributes:
+        local_rank: This process's index on its host.
+        local_world: How many training processes the host runs.
+        token: A name part every process of this host agrees on, unique to the run.
+        barrier: Waits until every process of the job got there.
+        folders: Where the shared file may go, most preferred first.
+    """
+
+    local_rank: int
+    local_world: int
+    token: str
+    barrier: Callable[[], None]
+    folders: tuple[Path, ...] = (MEMORY_FOLDER, Path(tempfile.gettempdir()))
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> HostShare | None:
+        """The host's share under torchrun with several local processes, else ``None``."""
+        env = dict(os.environ) if env is None else env
+        local_world = int(env.get("LOCAL_WORLD_SIZE", "1") or 1)
+        if local_world < 2 or "LOCAL_RANK" not in env:
+            return None
+        import torch.distributed as dist
+
+        if not (dist.is_available() and dist.is_initialized()):
+            return None
+        # torchrun's agent is the parent of every worker on its host, and of no other run's.
+        return cls(int(env["LOCAL_RANK"]), local_world, f"{os.getppid()}", _barrier)
+
+    def mine(self, count: int) -> range:
+        """The indices of ``count`` images this process decodes."""
+        return range(self.local_rank, count, self.local_world)
+
+    @contextmanager
+    def tensor(self, name: str, shape: tuple[int, ...]) -> Iterator[torch.Tensor]:
+        """A uint8 tensor of ``shape`` every process of the host maps; filled inside.
+
+        On leaving, every process has filled its share and the file is unlinked
+        (the mappings stay valid), so nothing is left behind on the host.
+        """
+        import torch
+
+        size = 1
+        for side in shape:
+            size *= side
+        filename = f"sm-imgclf-{self.token}-{name}-{'x'.join(map(str, shape))}.u8"
+        if self.local_rank == 0:
+            path = self._place(filename, size)
+        self.barrier()  # the file exists before anyone else maps it
+        if self.local_rank != 0:
+            path = self._find(filename)
+        images = torch.from_file(str(path), shared=True, size=size, dtype=torch.uint8)
+        try:
+            yield images.view(shape)
+            self.barrier()  # every share is decoded
+        finally:
+            if self.local_rank == 0:
+                path.unlink(missing_ok=True)
+
+    def _find(self, filename: str) -> Path:
+        found = next((f / filename for f in self.folders if (f / filename).is_file()), None)
+        if found is None:
+            raise FileNotFoundError(f"{filename}: the host's first process did not create "
+                                    f"it in any of {list(map(str, self.folders))}")
+        return found
+
+    def _place(self, filename: str, size: int) -> Path:
+        """The first folder with room for ``size`` bytes (and a tenth more)."""
+        for folder in self.folders:
+            if folder.is_dir() and shutil.disk_usage(folder).free > size * 1.1:
+                logger.info("decoded images shared by %d processes through %s (%.1f MiB)",
+                            self.local_world, folder, size / 2**20)
+                path = folder / filename
+                with path.open("wb") as file:  # whole before the others look for it
+                    file.truncate(size)
+                return path
+        raise ConfigurationError(f"No room for {size / 2**30:.1f} GiB of decoded images in any of "
+                      f"{list(map(str, self.folders))}: use a smaller image_size or an "
+                      "instance with more memory.")
+
+
+def _barrier() -> None:
+    import torch.distributed as dist
+
+    dist.barrier()

@@ -1,0 +1,110 @@
+"""One decode per host under torchrun: each process decodes its share into one mapped tensor."""
+
+from __future__ import annotations
+
+import dataclasses
+import multiprocessing
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from sm_imgclf.errors import ConfigurationError
+from sm_imgclf.runtime.job import data
+from sm_imgclf.runtime.job.host_share import HostShare
+
+pytestmark = pytest.mark.slow
+COUNT = 21  # odd: the two processes decode unequal shares
+
+
+def write_images(root: Path) -> Path:
+    rng = np.random.default_rng(0)
+    for i in range(COUNT):
+        folder = root / ("a", "b")[i % 2]
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)).save(
+            folder / f"{i}.png")
+    return root
+
+
+def rank_main(rank: int, port: int, images: str, folder: str) -> None:
+    import os
+
+    import torch.distributed as dist
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+                      WORLD_SIZE="2", LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE="2")
+    dist.init_process_group("gloo", rank=rank, world_size=2)
+    decoded = []
+    real = data.open_rgb
+    data.open_rgb = lambda raw, shorter: decoded.append(1) or real(raw, shorter)  # type: ignore[assignment]
+    share = HostShare.from_env()
+    assert share is not None
+    share = dataclasses.replace(share, folders=(Path(folder) / "missing", Path(folder) / "shm"))
+    split = data.load_split("train", Path(images), 16, shorter=18, workers=2, share=share)
+    dist.barrier()
+    left = sorted(p.name for p in (Path(folder) / "shm").iterdir())
+    torch.save({"images": split.images.clone(), "labels": split.labels, "decoded": len(decoded),
+                "token": share.token, "left": left}, Path(folder) / f"rank-{rank}.pt")
+    dist.destroy_process_group()
+
+
+def run_ranks(tmp_path: Path, images: Path) -> list[dict]:
+    (tmp_path / "shm").mkdir(parents=True)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    context = multiprocessing.get_context("spawn")
+    ranks = [context.Process(target=rank_main, args=(r, port, str(images), str(tmp_path)))
+             for r in range(2)]
+    for process in ranks:
+        process.start()
+    for process in ranks:
+        process.join(timeout=180)  # a process left waiting at a barrier would hang here
+    hung = [process.pid for process in ranks if process.is_alive()]
+    for process in ranks:
+        process.kill()
+    assert not hung, "a process was left waiting for the other"
+    assert [p.exitcode for p in ranks] == [0, 0]
+    return [torch.load(tmp_path / f"rank-{r}.pt", weights_only=True) for r in range(2)]
+
+
+def test_the_processes_of_a_host_decode_each_image_once_between_them(tmp_path: Path) -> None:
+    images = write_images(tmp_path / "images")
+    first, second = run_ranks(tmp_path / "run", images)
+    alone = data.load_split("train", images, 16, shorter=18, workers=2)
+    assert (first["decoded"], second["decoded"]) == (11, 10)  # not 21 each
+    assert first["token"] == second["token"]  # both found the one file
+    for found in (first, second):
+        assert torch.equal(found["images"], alone.images)  # all of it, as one process sees it
+        assert torch.equal(found["labels"], alone.labels)
+        assert found["left"] == []  # the shared file is gone once both mapped it
+
+
+def test_a_host_without_room_for_the_images_says_what_to_change(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sm_imgclf.runtime.job import host_share
+
+    monkeypatch.setattr(host_share.shutil, "disk_usage", lambda folder: type(
+        "Usage", (), {"free": 1000})())
+    share = HostShare(0, 2, "t", lambda: None, folders=(tmp_path,))
+    with pytest.raises(ConfigurationError, match="smaller image_size") as raised:
+        with share.tensor("train", (10, 3, 16, 16)):
+            pass
+    assert str(tmp_path) in str(raised.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_one_process_per_host_shares_nothing() -> None:
+    assert HostShare.from_env({}) is None
+    assert HostShare.from_env({"LOCAL_WORLD_SIZE": "1", "LOCAL_RANK": "0"}) is None
+    # Several local processes but no process group joined: nothing to wait on together.
+    assert HostShare.from_env({"LOCAL_WORLD_SIZE": "4", "LOCAL_RANK": "1"}) is None
+
+
+def test_the_shares_cover_every_image_once() -> None:
+    shares = [HostShare(r, 3, "t", lambda: None).mine(10) for r in range(3)]
+    assert sorted(i for share in shares for i in share) == list(range(10))
