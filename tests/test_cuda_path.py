@@ -373,3 +373,52 @@ def test_the_data_advice_names_what_a_decode_once_job_can_change() -> None:
     (found,) = [i for i in insights(records) if i.name == "data_bottleneck"]
     assert found.triggered and "num_workers does not touch" in found.suggestion
     assert "Raise num_workers" not in found.suggestion
+
+
+def test_evaluation_reads_its_totals_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                          ) -> None:
+    reads: list[str] = []
+    for name in ("item", "__float__", "__int__", "tolist"):
+        original = getattr(torch.Tensor, name)
+        monkeypatch.setattr(torch.Tensor, name,
+                            lambda self, *a, _o=original, _n=name: reads.append(_n) or _o(self,
+                                                                                         *a))
+    run = trainer(tmp_path, record_every=0)
+    data = features(n=300)  # five evaluation batches
+    metrics = run.evaluate(data)
+    assert reads == ["tolist", "tolist"], reads  # the totals, then the confusion counts
+    assert sum(map(sum, run.confusion)) == 300
+    assert metrics["accuracy"] == pytest.approx(
+        sum(run.confusion[i][i] for i in range(3)) / 300)
+
+
+def uint8_split(n: int = 12, side: int = 20) -> SplitData:
+    images = torch.randint(0, 256, (n, 3, side, side), dtype=torch.uint8,
+                           generator=torch.Generator().manual_seed(1))
+    return SplitData(images, torch.arange(n) % 3, CLASSES, CLASSES)
+
+
+@pytest.mark.parametrize("policy", ["none", "light", "strong"])
+def test_augmenting_after_the_copy_gives_the_batch_augmenting_before_it_gives(
+        tmp_path: Path, policy: str) -> None:
+    """On a GPU the batch is augmented after it crosses; the pixels must not change."""
+    data = uint8_split()
+    batches = []
+    for on_device in (False, True):
+        run = trainer(tmp_path, augmentation=policy, image_size=16)
+        run.features, run.augment_on_device = False, on_device
+        generator = torch.Generator().manual_seed(7)
+        batches.append(run._train_inputs(data, torch.tensor([3, 0, 7, 5]), generator))
+    assert batches[0].shape == (4, 3, 16, 16)
+    torch.testing.assert_close(batches[0], batches[1], rtol=0, atol=0)
+
+
+def test_the_feeder_hands_over_exactly_the_rows_asked_for() -> None:
+    from sm_imgclf.runtime.job.feed import Feeder
+
+    data = uint8_split()
+    feed = Feeder(torch.device("cpu"))
+    assert not feed.pinned  # pinned buffers only towards a GPU
+    index = torch.tensor([4, 1, 9])
+    assert torch.equal(feed.rows(data.images, index), data.images[index])
+    assert torch.equal(feed.span(data.labels, 8, 20), data.labels[8:])

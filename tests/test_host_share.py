@@ -91,9 +91,9 @@ def test_a_host_without_room_for_the_images_says_what_to_change(
     monkeypatch.setattr(host_share.shutil, "disk_usage", lambda folder: type(
         "Usage", (), {"free": 1000})())
     share = HostShare(0, 2, "t", lambda: None, folders=(tmp_path,))
-    with pytest.raises(ConfigurationError, match="smaller image_size") as raised:
-        with share.tensor("train", (10, 3, 16, 16)):
-            pass
+    with (pytest.raises(ConfigurationError, match="smaller image_size") as raised,
+          share.tensor("train", (10, 3, 16, 16))):
+        pass
     assert str(tmp_path) in str(raised.value)
     assert list(tmp_path.iterdir()) == []
 

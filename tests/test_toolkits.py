@@ -315,6 +315,8 @@ def test_torchrun_two_processes(aws: dict[str, Any], tmp_path: Path) -> None:
     assert done.returncode == 0, log[-4000:]
     assert "torch.distributed.run" in log or "torchrun" in log
     assert "distributed: rank 0 of 2 (gloo)" in log and "distributed: rank 1 of 2 (gloo)" in log
+    # The host's two processes decoded the images once between them, not once each.
+    assert log.count("here, shared by 2)") >= 4, log[-4000:]  # train and valid, both ranks
     assert log.count("model package written") == 1  # rank 0 writes it
     assert (tmp_path / "output" / "success").exists()
     assert json.loads((tmp_path / "model" / "manifest.json").read_text())["architecture"] == \

@@ -12,6 +12,10 @@ def augment(batch: torch.Tensor, policy: str, size: int, generator: torch.Genera
             ) -> torch.Tensor:
     """Return ``size``-pixel crops of a uint8 NCHW ``batch`` under ``policy``.
 
+    The random choices come from ``generator`` (on the CPU) and the pixels are
+    worked on wherever ``batch`` is, so a batch on a GPU is augmented there,
+    exactly as the same batch would be on the CPU.
+
     ``none`` crops the centre, ``light`` takes a random crop and a random
     horizontal flip, ``strong`` a random resized crop (8-100 % of the area),
     a flip and brightness/contrast jitter.
@@ -42,7 +46,7 @@ def _random_crop(batch: torch.Tensor, size: int, generator: torch.Generator) -> 
 def _flip(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     import torch
 
-    flip = torch.rand(batch.shape[0], generator=generator) < 0.5
+    flip = (torch.rand(batch.shape[0], generator=generator) < 0.5).to(batch.device)
     return torch.where(flip.view(-1, 1, 1, 1), batch.flip(3), batch)
 
 
@@ -70,8 +74,8 @@ def _jitter(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     import torch
 
     n = batch.shape[0]
-    brightness = torch.empty(n, 1, 1, 1).uniform_(0.7, 1.3, generator=generator)
-    contrast = torch.empty(n, 1, 1, 1).uniform_(0.7, 1.3, generator=generator)
+    brightness = torch.empty(n, 1, 1, 1).uniform_(0.7, 1.3, generator=generator).to(batch.device)
+    contrast = torch.empty(n, 1, 1, 1).uniform_(0.7, 1.3, generator=generator).to(batch.device)
     images = batch.float()
     mean = images.mean(dim=(1, 2, 3), keepdim=True)
     images = ((images - mean) * contrast + mean) * brightness

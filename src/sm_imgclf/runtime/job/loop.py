@@ -16,6 +16,7 @@ from sm_imgclf.runtime.images import normalise
 from sm_imgclf.runtime.job import checkpoint
 from sm_imgclf.runtime.job.augment import augment, center_crop
 from sm_imgclf.runtime.job.control import JobControl
+from sm_imgclf.runtime.job.feed import Feeder
 
 if TYPE_CHECKING:
     import torch
@@ -42,6 +43,9 @@ class Trainer:
     monitor: Any = None
     confusion: Any = None
     control: JobControl | None = None
+    # None: on the device when it is a GPU (the benchmarks set it to compare).
+    augment_on_device: bool | None = None
+    _feeder: Feeder | None = field(default=None, init=False, repr=False)
 
     def fit(self, train: SplitData, valid: SplitData | None) -> dict[str, Any]:
         """Train for ``hp.epochs`` (resuming a checkpoint if one exists); return the history."""
@@ -107,8 +111,8 @@ class Trainer:
             if self.monitor is not None:
                 self.monitor.start()
             index = order[start:start + self.hp.batch_size]
-            inputs = self._inputs(data.images[index], generator, train=True)
-            labels = data.labels[index].to(self.device, non_blocking=True)
+            inputs = self._train_inputs(data, index, generator)
+            labels = self._feed.rows(data.labels, index)
             step = (epoch - 1) * per_epoch + number + 1
             loss, logits = self._step(inputs, labels, step, epoch, optimizer, loss_fn, scaler)
             total_loss += loss.double() * len(index)
@@ -157,33 +161,53 @@ class Trainer:
 
         loss_fn = loss_fn or torch.nn.CrossEntropyLoss()
         self.model.eval()
-        total_loss, correct = 0.0, 0
         classes = len(data.class_ids)
-        counts = torch.zeros(classes * classes, dtype=torch.long)
+        # Totals stay on the device, read once at the end, as in training.
+        total_loss = torch.zeros((), dtype=torch.float64, device=self.device)
+        correct = torch.zeros((), dtype=torch.long, device=self.device)
+        counts = torch.zeros(classes * classes, dtype=torch.long, device=self.device)
         step = max(self.hp.batch_size, 64)  # no gradients: larger batches fit
         with torch.inference_mode(), oom_guard(step, self.device, "evaluation batch"):
             for start in range(0, len(data), step):
-                inputs = self._inputs(data.images[start:start + step], None, train=False)
-                labels = data.labels[start:start + inputs.shape[0]].to(self.device)
+                inputs = self._eval_inputs(data, start, start + step)
+                labels = self._feed.span(data.labels, start, start + step)
                 with torch.autocast(self.device.type, enabled=self.device.type == "cuda"):
                     logits = self.model(inputs)
-                total_loss += float(loss_fn(logits.float(), labels)) * len(labels)
-                correct += int((logits.argmax(1) == labels).sum())
-                counts += torch.bincount((labels * classes + logits.argmax(1)).cpu(),
-                                         minlength=classes * classes)
+                total_loss += loss_fn(logits.float(), labels).double() * len(labels)
+                predicted = logits.argmax(1)
+                correct += (predicted == labels).sum()
+                counts += torch.bincount(labels * classes + predicted, minlength=classes**2)
+        loss, right = torch.stack([total_loss, correct.double()]).tolist()
         self.confusion = counts.view(classes, classes).tolist()
-        return {"loss": total_loss / len(data), "accuracy": correct / len(data)}
+        return {"loss": loss / len(data), "accuracy": right / len(data)}
 
-    def _inputs(self, batch: torch.Tensor, generator: torch.Generator | None,
-                train: bool) -> torch.Tensor:
+    @property
+    def _feed(self) -> Feeder:
+        if self._feeder is None:
+            self._feeder = Feeder(self.device)
+        return self._feeder
+
+    def _train_inputs(self, data: SplitData, index: torch.Tensor,
+                      generator: torch.Generator) -> torch.Tensor:
+        """A training batch on the device, augmented and normalised."""
         if self.features:
-            return batch.to(self.device, non_blocking=True)
-        size = self.hp.image_size
-        if train and generator is not None:
-            batch = augment(batch, self.hp.augmentation, size, generator)
-        elif batch.shape[-1] != size:
-            batch = center_crop(batch, size)
-        return normalise(batch.to(self.device, non_blocking=True), self.mean, self.std)
+            return self._feed.rows(data.images, index)
+        policy, size = self.hp.augmentation, self.hp.image_size
+        on_device = self.device.type == "cuda" if self.augment_on_device is None \
+            else self.augment_on_device
+        if on_device:  # the uint8 batch crosses, and the GPU crops, flips and jitters it
+            batch = augment(self._feed.rows(data.images, index), policy, size, generator)
+        else:
+            batch = augment(data.images[index], policy, size, generator).to(self.device)
+        return normalise(batch, self.mean, self.std)
+
+    def _eval_inputs(self, data: SplitData, start: int, stop: int) -> torch.Tensor:
+        batch = self._feed.span(data.images, start, stop)
+        if self.features:
+            return batch
+        if batch.shape[-1] != self.hp.image_size:
+            batch = center_crop(batch, self.hp.image_size)
+        return normalise(batch, self.mean, self.std)
 
     def _order(self, n: int, generator: torch.Generator) -> torch.Tensor:
         import torch

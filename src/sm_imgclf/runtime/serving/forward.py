@@ -12,8 +12,14 @@ size and the fastest kept, with the figures in the server's log:
   installed. Its outputs must match eager within :data:`ONNX_TOLERANCE` on a
   probe batch, or it is left out and the log says why.
 
-``SM_IMGCLF_FORWARD=eager``, ``=channels_last`` or ``=onnxruntime`` skips the
-measurement. On a GPU the module runs as it is.
+On a GPU the candidates are ``eager``, ``channels_last`` and ``autocast``
+(float16 autocast over channels-last weights, for the tensor cores), timed at
+batch :data:`GPU_PROBE_BATCH`, since a GPU's batch 1 is bound by kernel launches
+and says nothing of its arithmetic. ``autocast`` must give the float32
+probabilities within :data:`AUTOCAST_TOLERANCE`, or it is left out with the reason.
+
+``SM_IMGCLF_FORWARD=eager``, ``=channels_last``, ``=onnxruntime`` or ``=autocast``
+(bfloat16 on a CPU) skips the measurement.
 """
 
 from __future__ import annotations
@@ -34,12 +40,16 @@ if TYPE_CHECKING:
     from torch import nn
 
 EAGER, CHANNELS_LAST, ONNXRUNTIME = "eager", "channels_last", "onnxruntime"
-PATHS = (EAGER, CHANNELS_LAST, ONNXRUNTIME)
+AUTOCAST = "autocast"
+PATHS = (EAGER, CHANNELS_LAST, ONNXRUNTIME, AUTOCAST)
 # A path must beat eager by this much to be kept: smaller gains are within noise.
 MARGIN = 1.05
 # ONNX Runtime fuses and reorders float32 arithmetic; logits may differ this much.
 ONNX_TOLERANCE = {"rtol": 1e-3, "atol": 1e-4}
 _RTOL, _ATOL = ONNX_TOLERANCE["rtol"], ONNX_TOLERANCE["atol"]
+# Half precision moves each class probability by at most this much, or is left out.
+AUTOCAST_TOLERANCE = 1e-2
+GPU_PROBE_BATCH = 16
 
 
 @dataclass(frozen=True)
@@ -60,7 +70,7 @@ class ForwardChoice:
         """``batch`` in the memory format the chosen path wants."""
         import torch
 
-        if self.path == CHANNELS_LAST:
+        if self.path in (CHANNELS_LAST, AUTOCAST):
             return batch.contiguous(memory_format=torch.channels_last)
         return batch
 
@@ -68,7 +78,18 @@ class ForwardChoice:
         """Run the chosen path on ``inputs`` (already in :meth:`inputs`' format)."""
         if self.runner is not None:
             return self.runner(inputs)  # type: ignore[no-any-return]
+        if self.path == AUTOCAST:
+            return half_logits(model, inputs)
         return model(inputs)  # type: ignore[no-any-return]
+
+
+def half_logits(model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
+    """Float32 logits of ``model`` run under half-precision autocast on ``inputs``' device."""
+    import torch
+
+    half = torch.float16 if inputs.device.type == "cuda" else torch.bfloat16
+    with torch.autocast(inputs.device.type, dtype=half):
+        return model(inputs).float()  # type: ignore[no-any-return]
 
 
 class OnnxRunner:
@@ -101,9 +122,10 @@ def choose(model: nn.Module, image_size: int, device: torch.device, *,
     Args:
         model: The model in eval mode; converted to channels-last in place if chosen.
         image_size: Side of its square input.
-        device: Where it runs; only CPUs are measured.
-        requested: ``"eager"``, ``"channels_last"``, ``"onnxruntime"``, ``"auto"``
-            or ``None`` (``None`` reads ``SM_IMGCLF_FORWARD``, default ``auto``).
+        device: Where it runs; CPUs and CUDA devices are measured.
+        requested: ``"eager"``, ``"channels_last"``, ``"onnxruntime"``,
+            ``"autocast"``, ``"auto"`` or ``None`` (``None`` reads
+            ``SM_IMGCLF_FORWARD``, default ``auto``).
         timer: The clock (for tests).
 
     Raises:
@@ -121,9 +143,43 @@ def choose(model: nn.Module, image_size: int, device: torch.device, *,
     if wanted in PATHS:
         _convert(model, wanted)
         return ForwardChoice(wanted, "set by SM_IMGCLF_FORWARD")
+    if device.type == "cuda":
+        return _measured_gpu(model, probe.expand(GPU_PROBE_BATCH, -1, -1, -1).clone(), timer)
     if device.type != "cpu":
         return ForwardChoice(EAGER, f"not measured on {device.type}")
     return _measured(model, probe, timer)
+
+
+def _measured_gpu(model: nn.Module, probe: torch.Tensor, timer: Callable[[], float]
+                  ) -> ForwardChoice:
+    """Time eager, channels-last and half-precision autocast; keep the fastest by the margin."""
+    import torch
+
+    times = {EAGER: _time(model, probe, timer)}
+    _convert(model, CHANNELS_LAST)
+    last = probe.contiguous(memory_format=torch.channels_last)
+    times[CHANNELS_LAST] = _time(model, last, timer)
+    left_out = autocast_check(model, last)
+    if not left_out:
+        times[AUTOCAST] = _time(lambda x: half_logits(model, x), last, timer)
+    _convert(model, EAGER)
+    return _fastest(model, times, probe, left_out and f"autocast left out: {left_out}")
+
+
+def autocast_check(model: nn.Module, probe: torch.Tensor) -> str:
+    """Why half-precision autocast cannot serve ``model`` (empty when it can)."""
+    import torch
+
+    check = torch.randn(probe.shape, generator=torch.Generator().manual_seed(0))
+    check = check.to(probe.device, memory_format=torch.channels_last)
+    with torch.inference_mode():
+        full = torch.softmax(model(check).float(), dim=1)
+        half = torch.softmax(half_logits(model, check), dim=1)
+    moved = float((full - half).abs().max())
+    if not moved <= AUTOCAST_TOLERANCE:  # NaN too
+        return (f"probabilities moved by up to {moved:.3g} in half precision "
+                f"(more than {AUTOCAST_TOLERANCE})")
+    return ""
 
 
 def _measured(model: nn.Module, probe: torch.Tensor, timer: Callable[[], float]
@@ -139,16 +195,24 @@ def _measured(model: nn.Module, probe: torch.Tensor, timer: Callable[[], float]
     _convert(model, EAGER)
     if runner is not None:
         times[ONNXRUNTIME] = _time(runner, probe, timer)
-    figures = f"batch 1 at {probe.shape[-1]} px: " + ", ".join(
+    choice = _fastest(model, times, probe, left_out and f"onnxruntime left out: {left_out}")
+    if choice.path == ONNXRUNTIME:
+        return ForwardChoice(ONNXRUNTIME, choice.reason, runner)
+    return choice
+
+
+def _fastest(model: nn.Module, times: dict[str, float], probe: torch.Tensor, note: str
+             ) -> ForwardChoice:
+    """Keep the fastest path that beats eager by the margin; the reason holds the figures."""
+    figures = f"batch {probe.shape[0]} at {probe.shape[-1]} px: " + ", ".join(
         f"{name.replace('_', '-')} {seconds * 1000:.1f} ms" for name, seconds in times.items())
-    if left_out:
-        figures += f"; onnxruntime left out: {left_out}"
+    if note:
+        figures += f"; {note}"
     best = min(times, key=lambda name: times[name])
     if best == EAGER or times[best] * MARGIN >= times[EAGER]:
         return ForwardChoice(EAGER, f"no other path was faster by {MARGIN - 1:.0%} ({figures})")
     _convert(model, best)
-    return ForwardChoice(best, f"{times[EAGER] / times[best]:.2f}x eager ({figures})",
-                         runner if best == ONNXRUNTIME else None)
+    return ForwardChoice(best, f"{times[EAGER] / times[best]:.2f}x eager ({figures})")
 
 
 def onnx_runner(model: nn.Module, probe: torch.Tensor) -> tuple[OnnxRunner | None, str]:
@@ -196,7 +260,7 @@ def _export(model: nn.Module, probe: torch.Tensor, path: Path) -> None:
 def _convert(model: nn.Module, path: str) -> None:
     import torch
 
-    model.to(memory_format=torch.channels_last if path == CHANNELS_LAST
+    model.to(memory_format=torch.channels_last if path in (CHANNELS_LAST, AUTOCAST)
              else torch.contiguous_format)
 
 
@@ -205,11 +269,17 @@ def _time(model: Callable[[torch.Tensor], Any], inputs: torch.Tensor,
     """The best of ``repeats`` forward passes after one warm-up, in seconds."""
     import torch
 
+    def synchronise() -> None:  # a GPU's work is queued: time it done, not launched
+        if inputs.device.type == "cuda":
+            torch.cuda.synchronize(inputs.device)
+
     best = float("inf")
     with torch.inference_mode():
         model(inputs)
         for _ in range(repeats):
+            synchronise()
             started = timer()
             model(inputs)
+            synchronise()
             best = min(best, timer() - started)
     return best
