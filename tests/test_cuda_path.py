@@ -408,7 +408,7 @@ def test_augmenting_after_the_copy_gives_the_batch_augmenting_before_it_gives(
         run = trainer(tmp_path, augmentation=policy, image_size=16)
         run.features, run.augment_on_device = False, on_device
         generator = torch.Generator().manual_seed(7)
-        batches.append(run._train_inputs(data, torch.tensor([3, 0, 7, 5]), generator))
+        batches.append(run._batches.train(data, torch.tensor([3, 0, 7, 5]), generator))
     assert batches[0].shape == (4, 3, 16, 16)
     torch.testing.assert_close(batches[0], batches[1], rtol=0, atol=0)
 
@@ -422,3 +422,22 @@ def test_the_feeder_hands_over_exactly_the_rows_asked_for() -> None:
     index = torch.tensor([4, 1, 9])
     assert torch.equal(feed.rows(data.images, index), data.images[index])
     assert torch.equal(feed.span(data.labels, 8, 20), data.labels[8:])
+
+
+def test_channels_last_training_learns_what_the_default_layout_learns(tmp_path: Path) -> None:
+    data = uint8_split(n=48, side=16)
+    runs = []
+    for last in (False, True):
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                              nn.Flatten(), nn.Linear(8, 3))
+        hyper = smi.Hyperparameters.from_dict({"epochs": 2, "batch_size": 16, "image_size": 16,
+                                               "augmentation": "light", "record_every": 0})
+        run = Trainer(model, hyper, torch.device("cpu"), (0.5,) * 3, (0.25,) * 3,
+                      tmp_path / f"checkpoints-{last}", log=lambda line: None,
+                      channels_last=last)
+        runs.append(run.fit(data, data))
+        assert model[0].weight.is_contiguous(memory_format=torch.channels_last) == last
+    for plain, last in zip(runs[0]["history"], runs[1]["history"], strict=True):
+        assert last["train:loss"] == pytest.approx(plain["train:loss"], rel=1e-4)
+        assert last["valid:loss"] == pytest.approx(plain["valid:loss"], rel=1e-4)

@@ -12,11 +12,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sm_imgclf.errors import ConfigurationError
-from sm_imgclf.runtime.images import normalise
 from sm_imgclf.runtime.job import checkpoint
-from sm_imgclf.runtime.job.augment import augment, center_crop
 from sm_imgclf.runtime.job.control import JobControl
-from sm_imgclf.runtime.job.feed import Feeder
+from sm_imgclf.runtime.job.feed import Batches, Feeder
 
 if TYPE_CHECKING:
     import torch
@@ -45,12 +43,16 @@ class Trainer:
     control: JobControl | None = None
     # None: on the device when it is a GPU (the benchmarks set it to compare).
     augment_on_device: bool | None = None
-    _feeder: Feeder | None = field(default=None, init=False, repr=False)
+    # NHWC weights and batches (tensor-core convolutions); off until a GPU's figures say on.
+    channels_last: bool = False
+    _made: Batches | None = field(default=None, init=False, repr=False)
 
     def fit(self, train: SplitData, valid: SplitData | None) -> dict[str, Any]:
         """Train for ``hp.epochs`` (resuming a checkpoint if one exists); return the history."""
         import torch
 
+        if self.channels_last and not self.features:
+            self.model.to(memory_format=torch.channels_last)
         params = [p for p in self.model.parameters() if p.requires_grad]
         optimizer = make_optimizer(params, self.hp)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(self.hp))
@@ -111,8 +113,8 @@ class Trainer:
             if self.monitor is not None:
                 self.monitor.start()
             index = order[start:start + self.hp.batch_size]
-            inputs = self._train_inputs(data, index, generator)
-            labels = self._feed.rows(data.labels, index)
+            inputs = self._batches.train(data, index, generator)
+            labels = self._batches.feeder.rows(data.labels, index)
             step = (epoch - 1) * per_epoch + number + 1
             loss, logits = self._step(inputs, labels, step, epoch, optimizer, loss_fn, scaler)
             total_loss += loss.double() * len(index)
@@ -169,8 +171,8 @@ class Trainer:
         step = max(self.hp.batch_size, 64)  # no gradients: larger batches fit
         with torch.inference_mode(), oom_guard(step, self.device, "evaluation batch"):
             for start in range(0, len(data), step):
-                inputs = self._eval_inputs(data, start, start + step)
-                labels = self._feed.span(data.labels, start, start + step)
+                inputs = self._batches.evaluation(data, start, start + step)
+                labels = self._batches.feeder.span(data.labels, start, start + step)
                 with torch.autocast(self.device.type, enabled=self.device.type == "cuda"):
                     logits = self.model(inputs)
                 total_loss += loss_fn(logits.float(), labels).double() * len(labels)
@@ -182,32 +184,15 @@ class Trainer:
         return {"loss": loss / len(data), "accuracy": right / len(data)}
 
     @property
-    def _feed(self) -> Feeder:
-        if self._feeder is None:
-            self._feeder = Feeder(self.device)
-        return self._feeder
-
-    def _train_inputs(self, data: SplitData, index: torch.Tensor,
-                      generator: torch.Generator) -> torch.Tensor:
-        """A training batch on the device, augmented and normalised."""
-        if self.features:
-            return self._feed.rows(data.images, index)
-        policy, size = self.hp.augmentation, self.hp.image_size
-        on_device = self.device.type == "cuda" if self.augment_on_device is None \
-            else self.augment_on_device
-        if on_device:  # the uint8 batch crosses, and the GPU crops, flips and jitters it
-            batch = augment(self._feed.rows(data.images, index), policy, size, generator)
-        else:
-            batch = augment(data.images[index], policy, size, generator).to(self.device)
-        return normalise(batch, self.mean, self.std)
-
-    def _eval_inputs(self, data: SplitData, start: int, stop: int) -> torch.Tensor:
-        batch = self._feed.span(data.images, start, stop)
-        if self.features:
-            return batch
-        if batch.shape[-1] != self.hp.image_size:
-            batch = center_crop(batch, self.hp.image_size)
-        return normalise(batch, self.mean, self.std)
+    def _batches(self) -> Batches:
+        if self._made is None:
+            on_device = self.device.type == "cuda" if self.augment_on_device is None \
+                else self.augment_on_device
+            self._made = Batches(Feeder(self.device), self.hp.image_size,
+                                 self.hp.augmentation, self.mean, self.std,
+                                 features=self.features, augment_on_device=on_device,
+                                 channels_last=self.channels_last)
+        return self._made
 
     def _order(self, n: int, generator: torch.Generator) -> torch.Tensor:
         import torch
