@@ -127,3 +127,30 @@ def test_pinned_batches_arrive_whole_while_their_buffers_take_turns() -> None:
     moved = [feed.rows(images, order[i:i + 64]) for i in range(0, 500, 64)]
     for start, batch in zip(range(0, 500, 64), moved, strict=True):
         assert torch.equal(batch.cpu(), images[order[start:start + 64]])
+
+
+def test_every_collective_runs_on_nccl(tmp_path: Path) -> None:
+    """NCCL reduces no CPU tensor: one stray CPU total would fail the first epoch's end."""
+    import torch.distributed as dist
+    from torch import nn
+
+    from sm_imgclf.runtime.job.data import SplitData
+    from sm_imgclf.runtime.job.loop import Trainer
+
+    dist.init_process_group("nccl", init_method=f"file://{tmp_path / 'store'}", rank=0,
+                            world_size=1, device_id=torch.device("cuda", 0))
+    try:
+        classes = ("a", "b")
+        inputs = torch.randn(64, 8, generator=torch.Generator().manual_seed(0))
+        data = SplitData(inputs, (inputs[:, 0] > 0).long(), classes, classes)
+        hyper = smi.Hyperparameters.from_dict({"epochs": 2, "batch_size": 16,
+                                               "augmentation": "none", "record_every": 0})
+        model = nn.parallel.DistributedDataParallel(nn.Linear(8, 2).cuda())
+        run = Trainer(model, hyper, torch.device("cuda", 0), (0.5,) * 3, (0.25,) * 3,
+                      tmp_path / "checkpoints", log=lambda line: None, features=True,
+                      distributed=(0, 1))
+        state = run.fit(data, data)
+    finally:
+        dist.destroy_process_group()
+    assert [h["epoch"] for h in state["history"]] == [1, 2]
+    assert state["history"][-1]["train:accuracy"] > 0.5

@@ -64,8 +64,7 @@ def load_split(name: str, folder: Path, side: int, *, shorter: int, workers: int
     if not files:
         raise DatasetError(f"The {name!r} channel at {folder} holds no images.")
     shape = (len(files), 3, side, side)
-    with _image_tensor(name, shape, share) as images:
-        mine = range(len(files)) if share is None else share.mine(len(files))
+    with _image_tensor(name, shape, share) as (images, mine):
 
         def decode(index: int) -> None:
             path = files[index][0]
@@ -80,22 +79,24 @@ def load_split(name: str, folder: Path, side: int, *, shorter: int, workers: int
             for _ in pool.map(decode, mine):
                 pass  # re-raises the first decoding error
     labels = torch.tensor([label for _, label in files], dtype=torch.long)
-    shared = "" if share is None else f" ({len(mine)} here, shared by {share.local_world})"
+    shared = "" if len(mine) == len(files) else \
+        f" ({len(mine)} here, shared by {share.local_world if share else 1})"
     logger.info("%s: %d images decoded once into %s%s", name, len(files), shape, shared)
     return SplitData(images, labels, class_ids, class_names)
 
 
 @contextmanager
 def _image_tensor(name: str, shape: tuple[int, ...], share: HostShare | None
-                  ) -> Iterator[torch.Tensor]:
+                  ) -> Iterator[tuple[torch.Tensor, range]]:
+    """The tensor the images go into, and the rows this process decodes."""
     if share is not None:
-        with share.tensor(name, shape) as images:
-            yield images
+        with share.tensor(name, shape) as (images, mine):
+            yield images, mine
         return
     import torch
 
     # Filled in place: stacking a list of decoded images would hold two copies at the peak.
-    yield torch.empty(shape, dtype=torch.uint8)
+    yield torch.empty(shape, dtype=torch.uint8), range(shape[0])
 
 
 def decode_workers(workers: int, env: dict[str, str] | None = None) -> int:

@@ -10,6 +10,7 @@ decodes its share of the images into it, and all of them read the one copy.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import shutil
 import tempfile
@@ -18,8 +19,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
-
-from sm_imgclf.errors import ConfigurationError
 
 if TYPE_CHECKING:
     import torch
@@ -66,51 +65,51 @@ class HostShare:
         return range(self.local_rank, count, self.local_world)
 
     @contextmanager
-    def tensor(self, name: str, shape: tuple[int, ...]) -> Iterator[torch.Tensor]:
-        """A uint8 tensor of ``shape`` every process of the host maps; filled inside.
+    def tensor(self, name: str, shape: tuple[int, ...]
+               ) -> Iterator[tuple[torch.Tensor, range]]:
+        """A uint8 tensor of ``shape`` the host's processes map, and the rows to fill here.
 
-        On leaving, every process has filled its share and the file is unlinked
-        (the mappings stay valid), so nothing is left behind on the host.
+        On leaving, every process has filled its rows and the file is unlinked
+        (the mappings stay valid), so nothing is left behind on the host. Where
+        no folder has room, each process gets a private tensor and every row, as
+        if it were alone: more memory, but the job runs as it would unshared.
         """
         import torch
 
-        size = 1
-        for side in shape:
-            size *= side
+        size = math.prod(shape)
         filename = f"sm-imgclf-{self.token}-{name}-{'x'.join(map(str, shape))}.u8"
-        if self.local_rank == 0:
-            path = self._place(filename, size)
-        self.barrier()  # the file exists before anyone else maps it
+        path = self._place(filename, size) if self.local_rank == 0 else None
+        self.barrier()  # the file exists, whole, before anyone else looks for it
         if self.local_rank != 0:
             path = self._find(filename)
+        if path is None:
+            yield torch.empty(shape, dtype=torch.uint8), range(shape[0])
+            return
         images = torch.from_file(str(path), shared=True, size=size, dtype=torch.uint8)
         try:
-            yield images.view(shape)
+            yield images.view(shape), self.mine(shape[0])
             self.barrier()  # every share is decoded
         finally:
             if self.local_rank == 0:
                 path.unlink(missing_ok=True)
 
-    def _find(self, filename: str) -> Path:
-        found = next((f / filename for f in self.folders if (f / filename).is_file()), None)
-        if found is None:
-            raise FileNotFoundError(f"{filename}: the host's first process did not create "
-                                    f"it in any of {list(map(str, self.folders))}")
-        return found
+    def _find(self, filename: str) -> Path | None:
+        return next((f / filename for f in self.folders if (f / filename).is_file()), None)
 
-    def _place(self, filename: str, size: int) -> Path:
-        """The first folder with room for ``size`` bytes (and a tenth more)."""
+    def _place(self, filename: str, size: int) -> Path | None:
+        """A file of ``size`` bytes in the first folder with room (and a tenth more)."""
         for folder in self.folders:
             if folder.is_dir() and shutil.disk_usage(folder).free > size * 1.1:
                 logger.info("decoded images shared by %d processes through %s (%.1f MiB)",
                             self.local_world, folder, size / 2**20)
                 path = folder / filename
-                with path.open("wb") as file:  # whole before the others look for it
+                with path.open("wb") as file:
                     file.truncate(size)
                 return path
-        raise ConfigurationError(f"No room for {size / 2**30:.1f} GiB of decoded images in any of "
-                      f"{list(map(str, self.folders))}: use a smaller image_size or an "
-                      "instance with more memory.")
+        logger.warning("no room for %.1f MiB of decoded images in %s: each of the %d "
+                       "processes decodes every image into its own memory", size / 2**20,
+                       ", ".join(map(str, self.folders)), self.local_world)
+        return None
 
 
 def _barrier() -> None:
