@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import multiprocessing
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +11,7 @@ import torch
 from sklearn.datasets import load_digits
 
 import sm_imgclf as smi
+from helpers.ranks import run_two
 from sm_imgclf.runtime.job.contract import JobEnvironment
 from sm_imgclf.runtime.job.data import SplitData
 
@@ -76,22 +75,7 @@ def rank_main(rank: int, port: int, folder: str, trainable: str, stop: bool) -> 
 
 
 def run_ranks(tmp_path: Path, trainable: str, stop: bool = False) -> list[dict[str, Any]]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    context = multiprocessing.get_context("spawn")
-    ranks = [context.Process(target=rank_main, args=(r, port, str(tmp_path), trainable, stop))
-             for r in range(2)]
-    for process in ranks:
-        process.start()
-    for process in ranks:
-        process.join(timeout=180)  # a rank left waiting in a collective would hang here
-    hung = [process.pid for process in ranks if process.is_alive()]
-    for process in ranks:
-        process.kill()
-    assert not hung, "a rank was left waiting for the other"
-    assert [p.exitcode for p in ranks] == [0, 0]
-    return [torch.load(tmp_path / f"rank-{r}.pt", weights_only=True) for r in range(2)]
+    return run_two(rank_main, tmp_path, str(tmp_path), trainable, stop)
 
 
 @pytest.mark.parametrize("trainable", ["head", "all"])

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import multiprocessing
-import socket
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
+from helpers.ranks import run_two
 from sm_imgclf.runtime.job import data
 from sm_imgclf.runtime.job.host_share import HostShare
 
@@ -53,22 +52,7 @@ def rank_main(rank: int, port: int, images: str, folder: str) -> None:
 
 def run_ranks(tmp_path: Path, images: Path) -> list[dict]:
     (tmp_path / "shm").mkdir(parents=True)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    context = multiprocessing.get_context("spawn")
-    ranks = [context.Process(target=rank_main, args=(r, port, str(images), str(tmp_path)))
-             for r in range(2)]
-    for process in ranks:
-        process.start()
-    for process in ranks:
-        process.join(timeout=180)  # a process left waiting at a barrier would hang here
-    hung = [process.pid for process in ranks if process.is_alive()]
-    for process in ranks:
-        process.kill()
-    assert not hung, "a process was left waiting for the other"
-    assert [p.exitcode for p in ranks] == [0, 0]
-    return [torch.load(tmp_path / f"rank-{r}.pt", weights_only=True) for r in range(2)]
+    return run_two(rank_main, tmp_path, str(images), str(tmp_path))
 
 
 def test_the_processes_of_a_host_decode_each_image_once_between_them(tmp_path: Path) -> None:
