@@ -441,3 +441,41 @@ def test_channels_last_training_learns_what_the_default_layout_learns(tmp_path: 
     for plain, last in zip(runs[0]["history"], runs[1]["history"], strict=True):
         assert last["train:loss"] == pytest.approx(plain["train:loss"], rel=1e-4)
         assert last["valid:loss"] == pytest.approx(plain["valid:loss"], rel=1e-4)
+
+
+def test_normalising_constants_are_made_once_and_serve_gradients_too() -> None:
+    from sm_imgclf.runtime import images
+
+    batch = torch.randint(0, 256, (2, 3, 4, 4), dtype=torch.uint8)
+    with torch.inference_mode():  # first made while serving ...
+        served = images.normalise(batch, (0.5, 0.4, 0.3), (0.2, 0.2, 0.2))
+    made = images._channel_constants((0.5, 0.4, 0.3), (0.2, 0.2, 0.2), torch.device("cpu"))
+    assert made[0] is images._channel_constants((0.5, 0.4, 0.3), (0.2, 0.2, 0.2),
+                                                torch.device("cpu"))[0]  # not per batch
+    pixels = batch.float().requires_grad_()  # ... then used where gradients flow through
+    out = (pixels / 255 - made[0]) / made[1]
+    out.sum().backward()
+    assert pixels.grad is not None and torch.allclose(out.detach(), served)
+
+
+def test_ranks_agree_on_stopping_only_where_the_recorder_runs(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Agreeing is a collective and a read: once a step, it would stall every GPU step."""
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0,
+                            world_size=1)
+    calls = []
+    reduce = dist.all_reduce
+    monkeypatch.setattr(dist, "all_reduce",
+                        lambda tensor, *a, **k: calls.append(tensor.device) or reduce(tensor,
+                                                                                     *a, **k))
+    try:
+        run = trainer(tmp_path, record_every=4, epochs=1)
+        run.distributed = (0, 1)
+        run.fit(features(n=160), None)  # 10 steps: recorded at 1, 4 and 8
+    finally:
+        dist.destroy_process_group()
+    # Three steps, the epoch's end, and the epoch's totals: not ten steps' worth.
+    assert len(calls) == 5, calls
+    assert set(calls) == {run.device}

@@ -66,6 +66,8 @@ def rank_main(rank: int, port: int, folder: str, trainable: str, stop: bool) -> 
     steps = [0]
     trainer.model.register_forward_pre_hook(
         lambda module, args: steps.__setitem__(0, steps[0] + module.training))
+    if stop:  # ranks agree on stopping where the recorder runs: every step here
+        trainer.hp = smi.Hyperparameters.from_dict({**hp.to_dict(), "record_every": 1})
     if stop and rank == 0:
         trainer.monitor = StoppingMonitor()
     trainer.fit(splits["train"], splits["valid"])

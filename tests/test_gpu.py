@@ -154,3 +154,37 @@ def test_every_collective_runs_on_nccl(tmp_path: Path) -> None:
         dist.destroy_process_group()
     assert [h["epoch"] for h in state["history"]] == [1, 2]
     assert state["history"][-1]["train:accuracy"] > 0.5
+
+
+def test_training_steps_never_wait_for_the_host(tmp_path: Path) -> None:
+    """Pinned copies, augmentation on the GPU, device totals and fused optimizers: the CPU
+    queues step after step, and only the epoch's end reads from the GPU."""
+    import warnings
+
+    from torch import nn
+
+    from sm_imgclf.runtime.job.data import SplitData
+    from sm_imgclf.runtime.job.loop import Trainer
+    from sm_imgclf.runtime.models import build_model
+
+    model, _ = build_model("resnet18", 3)
+    images = torch.randint(0, 256, (160, 3, 72, 72), dtype=torch.uint8,
+                           generator=torch.Generator().manual_seed(0))
+    data = SplitData(images, torch.arange(160) % 3, ("a", "b", "c"), ("a", "b", "c"))
+    hyper = smi.Hyperparameters.from_dict({"batch_size": 16, "image_size": 64,
+                                           "augmentation": "strong", "record_every": 0})
+    run = Trainer(model.cuda(), hyper, torch.device("cuda", 0), (0.5,) * 3, (0.25,) * 3,
+                  tmp_path / "checkpoints", log=lambda line: None)
+    optimizer = torch.optim.AdamW([p for p in model.parameters()], lr=1e-3, fused=True)
+    scaler = torch.amp.GradScaler("cuda")
+    loss_fn = nn.CrossEntropyLoss()
+    run._train_epoch(data, 1, optimizer, loss_fn, scaler)  # warm-up: allocations, pinning
+    torch.cuda.set_sync_debug_mode("warn")
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            run._train_epoch(data, 2, optimizer, loss_fn, scaler)  # ten steps
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    syncs = [str(w.message) for w in caught if "synchroniz" in str(w.message)]
+    assert len(syncs) <= 3, syncs  # the epoch's totals, not ten steps' worth

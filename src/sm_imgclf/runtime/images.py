@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 from typing import TYPE_CHECKING
@@ -74,8 +75,23 @@ def eval_tensor(data: bytes, image_size: int) -> torch.Tensor:
 def normalise(batch: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]
               ) -> torch.Tensor:
     """Turn a uint8 NCHW batch into normalised float32."""
+    m, s = _channel_constants(tuple(mean), tuple(std), batch.device)
+    return (batch.float().div_(255.0) - m) / s
+
+
+@functools.lru_cache(maxsize=16)
+def _channel_constants(mean: tuple[float, ...], std: tuple[float, ...], device: torch.device
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``mean`` and ``std`` as tensors on ``device``, made once.
+
+    Making them per batch would copy them to a GPU per batch, and such a copy
+    waits for all the GPU's queued work first.
+    """
     import torch
 
-    m = torch.tensor(mean, device=batch.device).view(1, -1, 1, 1)
-    s = torch.tensor(std, device=batch.device).view(1, -1, 1, 1)
-    return (batch.float().div_(255.0) - m) / s
+    # Ordinary tensors even when first asked for under inference mode: training and
+    # input gradients use them too.
+    with torch.inference_mode(False):
+        m = torch.tensor(mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+        s = torch.tensor(std, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+    return m, s

@@ -46,7 +46,7 @@ def _random_crop(batch: torch.Tensor, size: int, generator: torch.Generator) -> 
 def _flip(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     import torch
 
-    flip = (torch.rand(batch.shape[0], generator=generator) < 0.5).to(batch.device)
+    flip = to_device(torch.rand(batch.shape[0], generator=generator) < 0.5, batch.device)
     return torch.where(flip.view(-1, 1, 1, 1), batch.flip(3), batch)
 
 
@@ -74,9 +74,21 @@ def _jitter(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     import torch
 
     n = batch.shape[0]
-    brightness = torch.empty(n, 1, 1, 1).uniform_(0.7, 1.3, generator=generator).to(batch.device)
-    contrast = torch.empty(n, 1, 1, 1).uniform_(0.7, 1.3, generator=generator).to(batch.device)
+    brightness = torch.empty(n, 1, 1, 1).uniform_(0.7, 1.3, generator=generator)
+    contrast = torch.empty(n, 1, 1, 1).uniform_(0.7, 1.3, generator=generator)
+    brightness, contrast = to_device(brightness, batch.device), to_device(contrast, batch.device)
     images = batch.float()
     mean = images.mean(dim=(1, 2, 3), keepdim=True)
     images = ((images - mean) * contrast + mean) * brightness
     return images.clamp_(0, 255).to(torch.uint8)
+
+
+def to_device(values: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Random draws made on the CPU, on ``device`` without waiting for it.
+
+    A copy from ordinary memory to a GPU first waits for all its queued work; a
+    copy from pinned memory joins the queue.
+    """
+    if device.type != "cuda":
+        return values.to(device)
+    return values.pin_memory().to(device, non_blocking=True)

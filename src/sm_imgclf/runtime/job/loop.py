@@ -120,7 +120,10 @@ class Trainer:
             total_loss += loss.double() * len(index)
             correct += (logits.argmax(1) == labels).sum()
             seen += len(index)
-            if self._agree(self.monitor is not None and self.monitor.stop):
+            # A rule can only have fired on a recorded step: ranks agree on those alone,
+            # since agreeing is a collective and a read, which would stall every step.
+            if self._may_stop(step) and self._agree(self.monitor is not None
+                                                    and self.monitor.stop):
                 break
         return self._reduce(total_loss, correct, seen)
 
@@ -219,6 +222,15 @@ class Trainer:
         loss, right, count = sums.tolist()  # the epoch's one read from the device
         return {"loss": loss / count, "accuracy": right / count}
 
+    def _may_stop(self, step: int) -> bool:
+        """Whether a rule may ask to stop at ``step``.
+
+        One process: at every step. Ranks: where the recorder runs, which every
+        rank can tell, monitor or not.
+        """
+        every = self.hp.record_every
+        return self.distributed is None or (bool(every) and (step == 1 or step % every == 0))
+
     def _agree(self, stop: bool) -> bool:
         """Whether any rank wants to stop; every rank gets the same answer.
 
@@ -291,11 +303,15 @@ def make_optimizer(params: list[Any], hp: Hyperparameters) -> Any:
     """Return the optimizer ``hp.optimizer`` names."""
     import torch
 
+    # On a GPU the fused kernels take the AMP scaler's inf check on the device; the
+    # others make the scaler read it on the host every step.
+    fused = bool(params) and all(p.is_cuda for p in params)
     if hp.optimizer == "sgd":
         return torch.optim.SGD(params, lr=hp.lr, momentum=hp.momentum,
-                               weight_decay=hp.weight_decay)
+                               weight_decay=hp.weight_decay, fused=fused or None)
     kind = torch.optim.Adam if hp.optimizer == "adam" else torch.optim.AdamW
-    return kind(params, lr=hp.lr, eps=hp.eps, weight_decay=hp.weight_decay)
+    return kind(params, lr=hp.lr, eps=hp.eps, weight_decay=hp.weight_decay,
+                fused=fused or None)
 
 
 def lr_factor(hp: Hyperparameters) -> Callable[[int], float]:
