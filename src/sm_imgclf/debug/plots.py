@@ -98,14 +98,20 @@ def system(records: Records, path: str | Path | None = None) -> Any:
 
 
 def step_times(records: Records, path: str | Path | None = None) -> Any:
-    """Each recorded step's time split into data, forward, backward and optimizer."""
+    """Each recorded step's time split into data, forward, backward and optimizer.
+
+    The recorder's own work, left out of the four phases, is stacked on top in
+    grey (records from before it was measured apart have none).
+    """
     fig, ax = figure()
     rows = records.splits
     bottom = [0.0] * len(rows)
     labels = [str(r["step"]) for r in rows]
-    for key in ("data", "forward", "backward", "optimizer"):
-        values = [r[key] * 1000 for r in rows]
-        ax.bar(labels, values, bottom=bottom, label=key)
+    for key in ("data", "forward", "backward", "optimizer", "recorder"):
+        values = [r.get(key, 0.0) * 1000 for r in rows]
+        style = {"color": "#bbbbbb", "label": "recorder (not training)"} \
+            if key == "recorder" else {"label": key}
+        ax.bar(labels, values, bottom=bottom, **style)
         bottom = [b + v for b, v in zip(bottom, values, strict=True)]
     ax.set_xlabel("recorded step")
     ax.set_ylabel("milliseconds")
