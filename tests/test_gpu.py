@@ -188,3 +188,43 @@ def test_training_steps_never_wait_for_the_host(tmp_path: Path) -> None:
         torch.cuda.set_sync_debug_mode("default")
     syncs = [str(w.message) for w in caught if "synchroniz" in str(w.message)]
     assert len(syncs) <= 3, syncs  # the epoch's totals, not ten steps' worth
+
+
+def test_evaluating_before_training_leaves_the_pinned_buffers_usable(tmp_path: Path) -> None:
+    """A buffer first made under inference mode would refuse training's writes."""
+    from torch import nn
+
+    from sm_imgclf.runtime.job.data import SplitData
+    from sm_imgclf.runtime.job.loop import Trainer
+
+    images = torch.randint(0, 256, (48, 3, 32, 32), dtype=torch.uint8)
+    data = SplitData(images, torch.arange(48) % 2, ("a", "b"), ("a", "b"))
+    hyper = smi.Hyperparameters.from_dict({"batch_size": 16, "image_size": 32, "epochs": 1,
+                                           "augmentation": "none", "record_every": 0})
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                          nn.Linear(4, 2)).cuda()
+    run = Trainer(model, hyper, torch.device("cuda", 0), (0.5,) * 3, (0.25,) * 3,
+                  tmp_path / "checkpoints", log=lambda line: None)
+    before = run.evaluate(data)
+    state = run.fit(data, data)
+    assert 0 <= before["accuracy"] <= 1 and len(state["history"]) == 1
+
+
+def test_the_feature_pass_on_the_gpu_gives_the_cpus_features(tmp_path: Path) -> None:
+    from sm_imgclf.runtime.job.data import SplitData
+    from sm_imgclf.runtime.job.setup import _to_features
+    from sm_imgclf.runtime.models import build_model
+
+    images = torch.randint(0, 256, (100, 3, 64, 64), dtype=torch.uint8,
+                           generator=torch.Generator().manual_seed(0))
+    found = []
+    for device in ("cpu", "cuda"):
+        torch.manual_seed(0)
+        model, head = build_model("resnet18", 2)
+        splits = {"train": SplitData(images.clone(), torch.arange(100) % 2, ("a", "b"),
+                                     ("a", "b"))}
+        _to_features(model.to(device), head, splits, torch.device(device), (0.5,) * 3,
+                     (0.25,) * 3, 32)
+        found.append(splits["train"].images)
+    assert found[1].device.type == "cpu" and found[1].shape == found[0].shape == (100, 512)
+    torch.testing.assert_close(found[1], found[0], rtol=2e-2, atol=2e-2)  # AMP on the GPU

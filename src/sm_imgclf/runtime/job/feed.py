@@ -55,8 +55,11 @@ class Feeder:
         if slot.copied is not None:
             slot.copied.synchronize()  # the copy that last read this buffer is done
         if slot.buffer is None or slot.buffer.shape[0] < len(index):
-            slot.buffer = torch.empty((len(index), *source.shape[1:]), dtype=source.dtype,
-                                      pin_memory=True)
+            # An ordinary tensor even when first needed under inference mode (evaluation):
+            # training writes into the same buffer later, which an inference tensor refuses.
+            with torch.inference_mode(False):
+                slot.buffer = torch.empty((len(index), *source.shape[1:]), dtype=source.dtype,
+                                          pin_memory=True)
         staged: torch.Tensor = slot.buffer[:len(index)]
         torch.index_select(source, 0, index, out=staged)
         moved = staged.to(self.device, non_blocking=True)

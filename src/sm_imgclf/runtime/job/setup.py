@@ -107,20 +107,30 @@ def _to_features(model: nn.Module, head: HeadSpec, splits: dict[str, SplitData],
     from torch import nn
 
     from sm_imgclf.runtime.images import normalise
+    from sm_imgclf.runtime.job.feed import Feeder
     from sm_imgclf.runtime.job.loop import oom_guard
 
     layer = head_module(model, head)
     set_submodule(model, head.path, nn.Identity())
     model.eval()
     started = time.perf_counter()
-    with torch.inference_mode(), oom_guard(max(batch_size, 64), device, "feature batch"):
+    feeder, step = Feeder(device), max(batch_size, 64)
+    with torch.inference_mode(), oom_guard(step, device, "feature batch"):
         for split in splits.values():
-            chunks = []
-            for start in range(0, len(split), max(batch_size, 64)):
-                batch = split.images[start:start + max(batch_size, 64)].to(device)
+            features = None
+            for start in range(0, len(split), step):
+                batch = normalise(feeder.span(split.images, start, start + step), mean, std)
                 with torch.autocast(device.type, enabled=device.type == "cuda"):
-                    chunks.append(model(normalise(batch, mean, std)).float().cpu())
-            split.images = torch.cat(chunks)
+                    found = model(batch).float()
+                if features is None:  # filled in place: no second copy from concatenating
+                    features = torch.empty((len(split), *found.shape[1:]),
+                                           pin_memory=feeder.pinned)
+                # From a GPU into pinned memory: queued, so the next batch need not wait.
+                features[start:start + len(found)].copy_(found, non_blocking=True)
+            if feeder.pinned:
+                torch.cuda.synchronize(device)
+            assert features is not None  # load_split refuses a channel without images
+            split.images = features
     set_submodule(model, head.path, layer)
     print(f"features: backbone run once over {sum(len(s) for s in splits.values())} images "
           f"in {time.perf_counter() - started:.1f}s; the head trains on cached features",
