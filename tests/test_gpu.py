@@ -118,12 +118,13 @@ def test_augmenting_on_the_gpu_matches_the_cpu(policy: str) -> None:
     assert worst <= (1 if policy == "strong" else 0), worst
 
 
-def test_pinned_batches_arrive_whole_while_their_buffers_take_turns() -> None:
+def test_pinned_batches_arrive_whole_while_the_gpu_is_busy() -> None:
     from sm_imgclf.runtime.job.feed import Feeder
 
     images = torch.randint(0, 256, (500, 3, 32, 32), dtype=torch.uint8)
     feed = Feeder(torch.device("cuda"))
     order = torch.randperm(500)
+    torch.cuda._sleep(200_000_000)  # the GPU busy: every copy waits in its queue
     moved = [feed.rows(images, order[i:i + 64]) for i in range(0, 500, 64)]
     for start, batch in zip(range(0, 500, 64), moved, strict=True):
         assert torch.equal(batch.cpu(), images[order[start:start + 64]])
@@ -190,8 +191,8 @@ def test_training_steps_never_wait_for_the_host(tmp_path: Path) -> None:
     assert len(syncs) <= 3, syncs  # the epoch's totals, not ten steps' worth
 
 
-def test_evaluating_before_training_leaves_the_pinned_buffers_usable(tmp_path: Path) -> None:
-    """A buffer first made under inference mode would refuse training's writes."""
+def test_evaluating_before_training_then_training(tmp_path: Path) -> None:
+    """Batches made under inference mode first, then for training: both on the GPU."""
     from torch import nn
 
     from sm_imgclf.runtime.job.data import SplitData

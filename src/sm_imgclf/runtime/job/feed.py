@@ -5,15 +5,15 @@ the uint8 batch crossed) and normalised on the device.
 
 On a GPU a copy from ordinary (pageable) host memory waits for all queued GPU
 work before it starts, so every step would stall. Each batch is instead
-gathered into a page-locked (pinned) buffer and copied asynchronously; two
-buffers per shape take turns, and a buffer is refilled only once the copy
-that last read it has finished. On a CPU the batch is a plain gather.
+gathered into page-locked (pinned) memory and copied asynchronously, so the
+host prepares the next batch while the GPU works. On a CPU the batch is a
+plain gather.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from sm_imgclf.runtime.images import normalise
 from sm_imgclf.runtime.job.augment import augment, center_crop
@@ -23,26 +23,16 @@ if TYPE_CHECKING:
 
     from sm_imgclf.runtime.job.data import SplitData
 
-SLOTS = 2  # one buffer being copied from while the next batch is gathered into the other
 
-
-@dataclass
-class _Slot:
-    buffer: Any = None  # pinned host memory, grown to the largest batch seen
-    copied: Any = None  # the CUDA event recorded after the copy that last read it
-
-
-@dataclass
+@dataclass(frozen=True)
 class Feeder:
-    """Moves rows of host tensors to ``device``, through pinned buffers on CUDA."""
+    """Moves rows of host tensors to ``device``, through pinned memory on CUDA."""
 
     device: torch.device
-    _slots: dict[tuple[Any, ...], list[_Slot]] = field(default_factory=dict)
-    _turns: dict[tuple[Any, ...], int] = field(default_factory=dict)
 
     @property
     def pinned(self) -> bool:
-        """Whether batches go through pinned buffers (only towards a CUDA device)."""
+        """Whether batches go through pinned memory (only towards a CUDA device)."""
         return self.device.type == "cuda"
 
     def rows(self, source: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
@@ -51,21 +41,12 @@ class Feeder:
             return source[index].to(self.device)
         import torch
 
-        slot = self._next_slot((tuple(source.shape[1:]), source.dtype))
-        if slot.copied is not None:
-            slot.copied.synchronize()  # the copy that last read this buffer is done
-        if slot.buffer is None or slot.buffer.shape[0] < len(index):
-            # An ordinary tensor even when first needed under inference mode (evaluation):
-            # training writes into the same buffer later, which an inference tensor refuses.
-            with torch.inference_mode(False):
-                slot.buffer = torch.empty((len(index), *source.shape[1:]), dtype=source.dtype,
-                                          pin_memory=True)
-        staged: torch.Tensor = slot.buffer[:len(index)]
+        # torch's pinned-memory cache hands this block out again only once the copy
+        # that reads it has finished, so nothing here waits for the GPU.
+        staged = torch.empty((len(index), *source.shape[1:]), dtype=source.dtype,
+                             pin_memory=True)
         torch.index_select(source, 0, index, out=staged)
-        moved = staged.to(self.device, non_blocking=True)
-        slot.copied = torch.cuda.Event()  # type: ignore[no-untyped-call]
-        slot.copied.record()
-        return moved
+        return staged.to(self.device, non_blocking=True)
 
     def span(self, source: torch.Tensor, start: int, stop: int) -> torch.Tensor:
         """Rows ``start:stop`` of ``source`` on the device."""
@@ -74,12 +55,6 @@ class Feeder:
         import torch
 
         return self.rows(source, torch.arange(start, min(stop, source.shape[0])))
-
-    def _next_slot(self, key: tuple[Any, ...]) -> _Slot:
-        slots = self._slots.setdefault(key, [_Slot() for _ in range(SLOTS)])
-        turn = self._turns.get(key, 0)
-        self._turns[key] = (turn + 1) % SLOTS
-        return slots[turn]
 
 
 @dataclass
