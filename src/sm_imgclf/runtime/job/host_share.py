@@ -113,6 +113,10 @@ class HostShare:
 
 
 def _barrier() -> None:
+    import torch
     import torch.distributed as dist
 
-    dist.barrier()
+    if dist.get_backend() == "nccl":  # its barrier runs on a GPU: this process's own
+        dist.barrier(device_ids=[torch.cuda.current_device()])
+    else:
+        dist.barrier()
