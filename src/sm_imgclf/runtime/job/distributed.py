@@ -39,5 +39,16 @@ def teardown() -> None:
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
-        dist.barrier()
+        barrier()
         dist.destroy_process_group()
+
+
+def barrier() -> None:
+    """Wait until every process of the job got here."""
+    import torch
+    import torch.distributed as dist
+
+    if dist.get_backend() == "nccl":  # its barrier runs on a GPU: this process's own
+        dist.barrier(device_ids=[torch.cuda.current_device()])
+    else:
+        dist.barrier()

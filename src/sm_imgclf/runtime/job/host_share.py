@@ -58,7 +58,9 @@ class HostShare:
         if not (dist.is_available() and dist.is_initialized()):
             return None
         # torchrun's agent is the parent of every worker on its host, and of no other run's.
-        return cls(int(env["LOCAL_RANK"]), local_world, f"{os.getppid()}", _barrier)
+        from sm_imgclf.runtime.job.distributed import barrier
+
+        return cls(int(env["LOCAL_RANK"]), local_world, f"{os.getppid()}", barrier)
 
     def mine(self, count: int) -> range:
         """The indices of ``count`` images this process decodes."""
@@ -110,13 +112,3 @@ class HostShare:
                        "processes decodes every image into its own memory", size / 2**20,
                        ", ".join(map(str, self.folders)), self.local_world)
         return None
-
-
-def _barrier() -> None:
-    import torch
-    import torch.distributed as dist
-
-    if dist.get_backend() == "nccl":  # its barrier runs on a GPU: this process's own
-        dist.barrier(device_ids=[torch.cuda.current_device()])
-    else:
-        dist.barrier()
