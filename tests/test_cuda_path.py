@@ -4,6 +4,7 @@ each serving worker on its own GPU."""
 from __future__ import annotations
 
 import types
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -479,3 +480,15 @@ def test_ranks_agree_on_stopping_only_where_the_recorder_runs(
     # Three steps, the epoch's end, and the epoch's totals: not ten steps' worth.
     assert len(calls) == 5, calls
     assert set(calls) == {run.device}
+
+
+def test_the_operator_window_avoids_recorded_steps() -> None:
+    from sm_imgclf.runtime.checks.profiler import window_start
+
+    def every(n: int) -> Callable[[int], bool]:
+        return lambda step: step == 1 or step % n == 0
+
+    assert window_start(every(25)) == 3  # steps 3-5: the default records none of them
+    assert window_start(every(5)) == 6  # 5 is recorded: 6-8
+    assert window_start(every(2)) == 3  # no three unrecorded steps in a row: the first
+    assert window_start(None) == 3

@@ -31,7 +31,7 @@ class Monitor:
     def __init__(self, folder: Path, hp: Hyperparameters, meta: dict[str, Any], device: Any,
                  log: Callable[[str], None]) -> None:
         self.recorder = Recorder(folder, hp.record_every, meta, hp.stop_on, log)
-        self.profiler = StepProfiler(folder, device)
+        self.profiler = StepProfiler(folder, device, self.recorder.wants)
         self.system = SystemSampler(folder, hp.profile_interval)
         self.system.start()
         self._record: dict[str, Any] | None = None

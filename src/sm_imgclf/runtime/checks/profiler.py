@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -12,7 +13,21 @@ from sm_imgclf.runtime.checks.gpu import GpuProbe
 from sm_imgclf.runtime.checks.records import OPERATORS, STEPS, SYSTEM
 
 WINDOW_START, WINDOW_STEPS = 3, 3  # torch.profiler watches steps 3 to 5 of the job
+WINDOW_SEARCH = 100  # steps after WINDOW_START where a window free of recording may start
 TOP_OPERATORS = 15
+
+
+def window_start(recorded: Callable[[int], bool] | None) -> int:
+    """The first step from ``WINDOW_START`` on that starts ``WINDOW_STEPS`` unrecorded ones.
+
+    The recorder's work on a recorded step would fill the operator table with
+    its own reductions. Where every few steps are recorded, no such window
+    exists and the first one is taken, recording and all.
+    """
+    for start in range(WINDOW_START, WINDOW_START + WINDOW_SEARCH):
+        if recorded is None or not any(map(recorded, range(start, start + WINDOW_STEPS))):
+            return start
+    return WINDOW_START
 
 
 class SystemSampler:
@@ -76,13 +91,16 @@ class StepProfiler:
     Args:
         folder: The ``debug`` folder.
         device: The training device (GPU work is synchronised on recorded steps only).
+        recorded: Which steps the recorder records; the operator window avoids them.
     """
 
-    def __init__(self, folder: Path, device: Any) -> None:
+    def __init__(self, folder: Path, device: Any,
+                 recorded: Callable[[int], bool] | None = None) -> None:
         self.folder, self.device = folder, device
         self._out: TextIO = (folder / STEPS).open("a")
         self._durations: list[float] = []
         self._window: Any = None
+        self._first = window_start(recorded)
 
     def sync(self) -> None:
         """Wait for queued GPU work, so the next timestamp is true."""
@@ -118,14 +136,14 @@ class StepProfiler:
         self._durations = []
 
     def _operators(self, step: int) -> None:
-        if step == WINDOW_START - 1 and not (self.folder / OPERATORS).exists():
+        if step == self._first - 1 and not (self.folder / OPERATORS).exists():
             from torch.profiler import ProfilerActivity, profile
 
             kinds = [ProfilerActivity.CPU] + (
                 [ProfilerActivity.CUDA] if self.device.type == "cuda" else [])
             self._window = profile(activities=kinds)
             self._window.__enter__()
-        elif self._window is not None and step == WINDOW_START + WINDOW_STEPS - 1:
+        elif self._window is not None and step == self._first + WINDOW_STEPS - 1:
             self._window.__exit__(None, None, None)
             (self.folder / OPERATORS).write_text(json.dumps(top_operators(self._window)))
             self._window = None
