@@ -91,3 +91,47 @@ def test_every_rank_ends_with_the_same_weights(tmp_path: Path, trainable: str) -
 def test_a_stop_on_one_rank_ends_both_at_the_same_step(tmp_path: Path) -> None:
     first, second = run_ranks(tmp_path, "all", stop=True)
     assert first["steps"] == second["steps"] == STOP_AT
+
+
+def backbone(rows: list[int]) -> tuple[torch.nn.Module, Any]:
+    from sm_imgclf.runtime.models import build_model
+
+    torch.manual_seed(0)
+    model, head = build_model("resnet18", 10)
+    model.register_forward_pre_hook(lambda module, args: rows.append(len(args[0])))
+    return model, head
+
+
+def features_main(rank: int, port: int, folder: str) -> None:
+    import os
+
+    import torch.distributed as dist
+
+    from sm_imgclf.runtime.job.backbone_pass import to_features
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), OMP_NUM_THREADS="1")
+    dist.init_process_group("gloo", rank=rank, world_size=2)
+    rows: list[int] = []
+    model, head = backbone(rows)
+    # 7: blocks of 4 and 3; 1: a block and none (which still learns the features' shape)
+    splits = {"train": digits(90), "valid": digits(7), "test": digits(1)}
+    to_features(model, head, splits, torch.device("cpu"), (0.5,) * 3, (0.25,) * 3, 16,
+                (rank, 2))
+    torch.save({**{name: split.images for name, split in splits.items()}, "rows": sum(rows)},
+               Path(folder) / f"rank-{rank}.pt")
+    dist.destroy_process_group()
+
+
+def test_each_process_runs_the_backbone_over_its_block_and_all_get_every_feature(
+        tmp_path: Path) -> None:
+    from sm_imgclf.runtime.job.backbone_pass import to_features
+
+    first, second = run_two(features_main, tmp_path, str(tmp_path))
+    rows: list[int] = []
+    model, head = backbone(rows)
+    alone = {"train": digits(90), "valid": digits(7), "test": digits(1)}
+    to_features(model, head, alone, torch.device("cpu"), (0.5,) * 3, (0.25,) * 3, 16)
+    assert (first["rows"], second["rows"], sum(rows)) == (45 + 4 + 1, 45 + 3 + 1, 98)
+    for found in (first, second):
+        for name in ("train", "valid", "test"):
+            torch.testing.assert_close(found[name], alone[name].images, rtol=1e-4, atol=1e-5)

@@ -212,8 +212,8 @@ def test_evaluating_before_training_then_training(tmp_path: Path) -> None:
 
 
 def test_the_feature_pass_on_the_gpu_gives_the_cpus_features(tmp_path: Path) -> None:
+    from sm_imgclf.runtime.job.backbone_pass import to_features
     from sm_imgclf.runtime.job.data import SplitData
-    from sm_imgclf.runtime.job.setup import _to_features
     from sm_imgclf.runtime.models import build_model
 
     images = torch.randint(0, 256, (100, 3, 64, 64), dtype=torch.uint8,
@@ -224,7 +224,7 @@ def test_the_feature_pass_on_the_gpu_gives_the_cpus_features(tmp_path: Path) -> 
         model, head = build_model("resnet18", 2)
         splits = {"train": SplitData(images.clone(), torch.arange(100) % 2, ("a", "b"),
                                      ("a", "b"))}
-        _to_features(model.to(device), head, splits, torch.device(device), (0.5,) * 3,
+        to_features(model.to(device), head, splits, torch.device(device), (0.5,) * 3,
                      (0.25,) * 3, 32)
         found.append(splits["train"].images)
     assert found[1].device.type == "cpu" and found[1].shape == found[0].shape == (100, 512)

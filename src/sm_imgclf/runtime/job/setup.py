@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING, Any
 
+from sm_imgclf.runtime.job.backbone_pass import to_features
 from sm_imgclf.runtime.job.contract import JobEnvironment
 from sm_imgclf.runtime.job.control import JobControl
 from sm_imgclf.runtime.job.loop import Trainer
@@ -12,7 +12,6 @@ from sm_imgclf.runtime.models import (
     HeadSpec,
     build_model,
     head_module,
-    set_submodule,
     set_trainable,
 )
 from sm_imgclf.runtime.sources import resolve
@@ -60,7 +59,7 @@ def prepare(settings: dict[str, Any], hp: Hyperparameters, splits: dict[str, Spl
     head_layer = head_module(model, head)
     if trainable == "head" and hp.augmentation == "none" and not isinstance(head_layer, nn.Conv2d):
         if not features_ready:
-            _to_features(model, head, splits, device, mean, std, hp.batch_size)
+            to_features(model, head, splits, device, mean, std, hp.batch_size, distributed)
         # Each rank trains on its share of the features: the head's gradients must be
         # averaged across ranks like the whole model's, or every rank learns its own head.
         head_trainee: nn.Module = head_layer
@@ -97,41 +96,3 @@ def make_monitor(settings: dict[str, Any], hp: Hyperparameters, splits: dict[str
 
 def _quiet(line: str) -> None:
     """Other ranks stay silent, so metrics are reported once."""
-
-
-def _to_features(model: nn.Module, head: HeadSpec, splits: dict[str, SplitData],
-                 device: torch.device, mean: tuple[float, ...], std: tuple[float, ...],
-                 batch_size: int) -> None:
-    """Replace every split's images by backbone features, computed once."""
-    import torch
-    from torch import nn
-
-    from sm_imgclf.runtime.images import normalise
-    from sm_imgclf.runtime.job.feed import Feeder
-    from sm_imgclf.runtime.job.loop import oom_guard
-
-    layer = head_module(model, head)
-    set_submodule(model, head.path, nn.Identity())
-    model.eval()
-    started = time.perf_counter()
-    feeder, step = Feeder(device), max(batch_size, 64)
-    with torch.inference_mode(), oom_guard(step, device, "feature batch"):
-        for split in splits.values():
-            features = None
-            for start in range(0, len(split), step):
-                batch = normalise(feeder.span(split.images, start, start + step), mean, std)
-                with torch.autocast(device.type, enabled=device.type == "cuda"):
-                    found = model(batch).float()
-                if features is None:  # filled in place: no second copy from concatenating
-                    features = torch.empty((len(split), *found.shape[1:]),
-                                           pin_memory=feeder.pinned)
-                # From a GPU into pinned memory: queued, so the next batch need not wait.
-                features[start:start + len(found)].copy_(found, non_blocking=True)
-            if feeder.pinned:
-                torch.cuda.synchronize(device)
-            assert features is not None  # load_split refuses a channel without images
-            split.images = features
-    set_submodule(model, head.path, layer)
-    print(f"features: backbone run once over {sum(len(s) for s in splits.values())} images "
-          f"in {time.perf_counter() - started:.1f}s; the head trains on cached features",
-          flush=True)

@@ -1,0 +1,101 @@
+"""The backbone run once over every split, so a head trains on cached features.
+
+Under several processes (hosts, or torchrun's processes) each runs the backbone
+over its own block of every split and the blocks are gathered, so every
+process ends with all the features for a fraction of the work.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import TYPE_CHECKING
+
+from sm_imgclf.runtime.models import HeadSpec, head_module, set_submodule
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from sm_imgclf.runtime.job.data import SplitData
+
+
+def to_features(model: nn.Module, head: HeadSpec, splits: dict[str, SplitData],
+                device: torch.device, mean: tuple[float, ...], std: tuple[float, ...],
+                batch_size: int, distributed: tuple[int, int] | None = None) -> None:
+    """Replace every split's images by backbone features, computed once.
+
+    Args:
+        model: The whole model; its head is bypassed during the pass.
+        head: Where the head sits in ``model``.
+        splits: The decoded splits; their ``images`` become features.
+        device: Where the backbone runs.
+        mean: Normalisation mean.
+        std: Normalisation standard deviation.
+        batch_size: The training batch size (the pass uses at least 64).
+        distributed: ``(rank, world)`` when several processes share the pass.
+    """
+    import torch
+    from torch import nn
+
+    from sm_imgclf.runtime.job.loop import oom_guard
+
+    layer = head_module(model, head)
+    set_submodule(model, head.path, nn.Identity())
+    model.eval()
+    started = time.perf_counter()
+    step = max(batch_size, 64)
+    with torch.inference_mode(), oom_guard(step, device, "feature batch"):
+        for split in splits.values():
+            rank, world = distributed or (0, 1)
+            block = math.ceil(len(split) / world)
+            mine = split.images[rank * block:(rank + 1) * block]
+            # A block past the end (fewer images than processes) still needs the shape.
+            features = _features(model, mine if len(mine) else split.images[:1], device,
+                                 mean, std, step)[:len(mine)]
+            if distributed is not None:
+                features = _gathered(features, len(split), block, device, world)
+            split.images = features
+    set_submodule(model, head.path, layer)
+    shared = "" if distributed is None else f" ({distributed[1]} processes, a block each)"
+    print(f"features: backbone run once over {sum(len(s) for s in splits.values())} images "
+          f"in {time.perf_counter() - started:.1f}s{shared}; the head trains on cached "
+          "features", flush=True)
+
+
+def _features(model: nn.Module, images: torch.Tensor, device: torch.device,
+              mean: tuple[float, ...], std: tuple[float, ...], step: int) -> torch.Tensor:
+    """The backbone's features of ``images``, on the host."""
+    import torch
+
+    from sm_imgclf.runtime.images import normalise
+    from sm_imgclf.runtime.job.feed import Feeder
+
+    feeder = Feeder(device)
+    features = None
+    for start in range(0, len(images), step):
+        batch = normalise(feeder.span(images, start, start + step), mean, std)
+        with torch.autocast(device.type, enabled=device.type == "cuda"):
+            found = model(batch).float()
+        if features is None:  # filled in place: no second copy from concatenating
+            features = torch.empty((len(images), *found.shape[1:]), pin_memory=feeder.pinned)
+        # From a GPU into pinned memory: queued, so the next batch need not wait.
+        features[start:start + len(found)].copy_(found, non_blocking=True)
+    if feeder.pinned:
+        torch.cuda.synchronize(device)
+    assert features is not None  # never called without images
+    return features
+
+
+def _gathered(mine: torch.Tensor, total: int, block: int, device: torch.device, world: int
+              ) -> torch.Tensor:
+    """Every process's block, in rank order: ``total`` rows on the host."""
+    import torch
+    import torch.distributed as dist
+
+    # Blocks must be the same size to be gathered; the last is padded, then cut.
+    padded = torch.zeros((block, *mine.shape[1:]), device=device)
+    padded[:len(mine)] = mine.to(device)
+    blocks = [torch.empty_like(padded) for _ in range(world)]
+    dist.all_gather(blocks, padded)
+    return torch.cat(blocks)[:total].cpu()
