@@ -45,17 +45,19 @@ def to_features(model: nn.Module, head: HeadSpec, splits: dict[str, SplitData],
     model.eval()
     started = time.perf_counter()
     step = max(batch_size, 64)
+    rank, world = distributed or (0, 1)
     with torch.inference_mode(), oom_guard(step, device, "feature batch"):
         for split in splits.values():
-            rank, world = distributed or (0, 1)
             block = math.ceil(len(split) / world)
             mine = split.images[rank * block:(rank + 1) * block]
-            # A block past the end (fewer images than processes) still needs the shape.
-            features = _features(model, mine if len(mine) else split.images[:1], device,
-                                 mean, std, step)[:len(mine)]
-            if distributed is not None:
-                features = _gathered(features, len(split), block, device, world)
-            split.images = features
+            if distributed is None:
+                split.images = _features(model, mine, device, mean, std, step)
+                continue
+            # Blocks are gathered at one size, on the device: the last is padded, and a
+            # block past the end (fewer images than processes) still needs the shape.
+            found = _features(model, mine if len(mine) else split.images[:1], device, mean,
+                              std, step, rows=block, on_host=False)
+            split.images = _gathered(found, len(split), world)
     set_submodule(model, head.path, layer)
     shared = "" if distributed is None else f" ({distributed[1]} processes, a block each)"
     print(f"features: backbone run once over {sum(len(s) for s in splits.values())} images "
@@ -64,8 +66,12 @@ def to_features(model: nn.Module, head: HeadSpec, splits: dict[str, SplitData],
 
 
 def _features(model: nn.Module, images: torch.Tensor, device: torch.device,
-              mean: tuple[float, ...], std: tuple[float, ...], step: int) -> torch.Tensor:
-    """The backbone's features of ``images``, on the host."""
+              mean: tuple[float, ...], std: tuple[float, ...], step: int, *,
+              rows: int | None = None, on_host: bool = True) -> torch.Tensor:
+    """The backbone's features of ``images``, in the first rows of ``rows`` (zeros after).
+
+    On the host by default (pinned when the backbone runs on a GPU), else on ``device``.
+    """
     import torch
 
     from sm_imgclf.runtime.images import normalise
@@ -78,24 +84,22 @@ def _features(model: nn.Module, images: torch.Tensor, device: torch.device,
         with torch.autocast(device.type, enabled=device.type == "cuda"):
             found = model(batch).float()
         if features is None:  # filled in place: no second copy from concatenating
-            features = torch.empty((len(images), *found.shape[1:]), pin_memory=feeder.pinned)
+            features = torch.zeros((rows or len(images), *found.shape[1:]),
+                                   device="cpu" if on_host else device,
+                                   pin_memory=on_host and feeder.pinned)
         # From a GPU into pinned memory: queued, so the next batch need not wait.
         features[start:start + len(found)].copy_(found, non_blocking=True)
-    if feeder.pinned:
+    if on_host and feeder.pinned:
         torch.cuda.synchronize(device)
     assert features is not None  # never called without images
     return features
 
 
-def _gathered(mine: torch.Tensor, total: int, block: int, device: torch.device, world: int
-              ) -> torch.Tensor:
-    """Every process's block, in rank order: ``total`` rows on the host."""
+def _gathered(block: torch.Tensor, total: int, world: int) -> torch.Tensor:
+    """Every process's ``block`` (all the same size), in rank order: ``total`` rows on the host."""
     import torch
     import torch.distributed as dist
 
-    # Blocks must be the same size to be gathered; the last is padded, then cut.
-    padded = torch.zeros((block, *mine.shape[1:]), device=device)
-    padded[:len(mine)] = mine.to(device)
-    blocks = [torch.empty_like(padded) for _ in range(world)]
-    dist.all_gather(blocks, padded)
+    blocks = [torch.empty_like(block) for _ in range(world)]
+    dist.all_gather(blocks, block)
     return torch.cat(blocks)[:total].cpu()

@@ -79,8 +79,8 @@ def load_split(name: str, folder: Path, side: int, *, shorter: int, workers: int
             for _ in pool.map(decode, mine):
                 pass  # re-raises the first decoding error
     labels = torch.tensor([label for _, label in files], dtype=torch.long)
-    shared = "" if len(mine) == len(files) else \
-        f" ({len(mine)} here, shared by {share.local_world if share else 1})"
+    shared = "" if share is None or len(mine) == len(files) else \
+        f" ({len(mine)} here, shared by {share.local_world})"
     logger.info("%s: %d images decoded once into %s%s", name, len(files), shape, shared)
     return SplitData(images, labels, class_ids, class_names)
 

@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 EAGER, CHANNELS_LAST, ONNXRUNTIME = "eager", "channels_last", "onnxruntime"
 AUTOCAST = "autocast"
 PATHS = (EAGER, CHANNELS_LAST, ONNXRUNTIME, AUTOCAST)
+_NHWC = (CHANNELS_LAST, AUTOCAST)  # the paths that keep weights and inputs channels-last
 # A path must beat eager by this much to be kept: smaller gains are within noise.
 MARGIN = 1.05
 # ONNX Runtime fuses and reorders float32 arithmetic; logits may differ this much.
@@ -70,7 +71,7 @@ class ForwardChoice:
         """``batch`` in the memory format the chosen path wants."""
         import torch
 
-        if self.path in (CHANNELS_LAST, AUTOCAST):
+        if self.path in _NHWC:
             return batch.contiguous(memory_format=torch.channels_last)
         return batch
 
@@ -195,14 +196,12 @@ def _measured(model: nn.Module, probe: torch.Tensor, timer: Callable[[], float]
     _convert(model, EAGER)
     if runner is not None:
         times[ONNXRUNTIME] = _time(runner, probe, timer)
-    choice = _fastest(model, times, probe, left_out and f"onnxruntime left out: {left_out}")
-    if choice.path == ONNXRUNTIME:
-        return ForwardChoice(ONNXRUNTIME, choice.reason, runner)
-    return choice
+    return _fastest(model, times, probe, left_out and f"onnxruntime left out: {left_out}",
+                    runner)
 
 
-def _fastest(model: nn.Module, times: dict[str, float], probe: torch.Tensor, note: str
-             ) -> ForwardChoice:
+def _fastest(model: nn.Module, times: dict[str, float], probe: torch.Tensor, note: str,
+             runner: OnnxRunner | None = None) -> ForwardChoice:
     """Keep the fastest path that beats eager by the margin; the reason holds the figures."""
     figures = f"batch {probe.shape[0]} at {probe.shape[-1]} px: " + ", ".join(
         f"{name.replace('_', '-')} {seconds * 1000:.1f} ms" for name, seconds in times.items())
@@ -212,7 +211,8 @@ def _fastest(model: nn.Module, times: dict[str, float], probe: torch.Tensor, not
     if best == EAGER or times[best] * MARGIN >= times[EAGER]:
         return ForwardChoice(EAGER, f"no other path was faster by {MARGIN - 1:.0%} ({figures})")
     _convert(model, best)
-    return ForwardChoice(best, f"{times[EAGER] / times[best]:.2f}x eager ({figures})")
+    return ForwardChoice(best, f"{times[EAGER] / times[best]:.2f}x eager ({figures})",
+                         runner if best == ONNXRUNTIME else None)
 
 
 def onnx_runner(model: nn.Module, probe: torch.Tensor) -> tuple[OnnxRunner | None, str]:
@@ -260,8 +260,7 @@ def _export(model: nn.Module, probe: torch.Tensor, path: Path) -> None:
 def _convert(model: nn.Module, path: str) -> None:
     import torch
 
-    model.to(memory_format=torch.channels_last if path in (CHANNELS_LAST, AUTOCAST)
-             else torch.contiguous_format)
+    model.to(memory_format=torch.channels_last if path in _NHWC else torch.contiguous_format)
 
 
 def _time(model: Callable[[torch.Tensor], Any], inputs: torch.Tensor,
