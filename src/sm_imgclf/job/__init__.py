@@ -1,1 +1,0 @@
-"""Moved to :mod:`sm_imgclf.runtime.job`; ``python -m sm_imgclf.job`` keeps working."""

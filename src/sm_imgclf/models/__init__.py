@@ -1,1 +1,0 @@
-"""Moved to :mod:`sm_imgclf.runtime.models`; ``sm_imgclf.models.registry`` keeps working."""
