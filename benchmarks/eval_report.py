@@ -27,9 +27,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from sm_imgclf.serving.eval_plots import write_plots
-from sm_imgclf.serving.evaluation import _score
-from sm_imgclf.serving.explain import ModelExplainer
+from sm_imgclf.evaluation.evaluate import _score
+from sm_imgclf.evaluation.explain import ModelExplainer
+from sm_imgclf.evaluation.plots import write_plots
 from test_evaluation_report import images, scored_from, softmax, untrained_package
 
 

@@ -35,7 +35,7 @@ import numpy as np
 from PIL import Image
 
 import sm_imgclf as smi
-from sm_imgclf.backends._processes import free_port
+from sm_imgclf.backends.local.processes import free_port
 from sm_imgclf.runtime.images import resize_size
 from sm_imgclf.runtime.models import build_model
 from sm_imgclf.runtime.package import write_package

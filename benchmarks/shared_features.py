@@ -33,7 +33,7 @@ MODES = {"alone": "a job per trial, no sharing", "shared": "a job per trial, sha
 
 def search(root: Path, channels: smi.Channels, weights: Path, mode: str,
            args: argparse.Namespace) -> dict[str, float]:
-    session = smi.LocalSession(root / mode, share_features=mode == "shared")
+    session = smi.LocalSession(root / mode, feature_store=mode == "shared")
     estimator = smi.TransferLearningEstimator(
         "resnet18", session=session, weights=str(weights), trainable="head",
         hyperparameters={"image_size": args.size, "epochs": args.epochs, "batch_size": 32,

@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from sm_imgclf.cli import main
-from sm_imgclf.demo import run_demo
+from sm_imgclf.cli.demo import run_demo
+from sm_imgclf.cli.main import main
 
 
 def test_help_imports_nothing_heavy() -> None:
     code = (
         "import sys, contextlib, io\n"
-        "from sm_imgclf.cli import main\n"
+        "from sm_imgclf.cli.main import main\n"
         "out = io.StringIO()\n"
         "with contextlib.suppress(SystemExit), contextlib.redirect_stdout(out):\n"
         "    main(['--help'])\n"
@@ -184,7 +184,7 @@ def test_command_errors(args: list[str], code: int, message: str, digits_folder:
 
 def test_every_command_has_quick_help() -> None:
     code = ("import sys, contextlib, io, time\n"
-            "from sm_imgclf.cli import main\n"
+            "from sm_imgclf.cli.main import main\n"
             "for name in ['train', 'tune', 'report', 'jobs', 'deploy', 'predict', 'evaluate',"
             " 'endpoints']:\n"
             "    out = io.StringIO()\n"

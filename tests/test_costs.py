@@ -13,8 +13,8 @@ import pytest
 from botocore.stub import Stubber
 
 import sm_imgclf as smi
-from sm_imgclf.backends.sagemaker_prices import TABLE_DATE, PriceBook, hourly_usd
-from sm_imgclf.backends.sagemaker_schedules import DELETE_TARGET, schedule_name
+from sm_imgclf.backends.sagemaker.prices import TABLE_DATE, PriceBook, hourly_usd
+from sm_imgclf.backends.sagemaker.schedules import DELETE_TARGET, schedule_name
 from sm_imgclf.contracts.deploy import BatchSpec, DeploySpec
 from sm_imgclf.contracts.resources import Resource, select
 
@@ -332,7 +332,7 @@ def cli_env(monkeypatch: pytest.MonkeyPatch, moto_url: str, bucket: str, tmp_pat
 def test_cli_resources_and_cleanup(cli_env: list[str], boto_session, moto_url: str,  # type: ignore[no-untyped-def]
                                    capsys: pytest.CaptureFixture[str],
                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    from sm_imgclf.cli import main
+    from sm_imgclf.cli.main import main
 
     client = boto_session.client("sagemaker", endpoint_url=moto_url)
     name = f"cli-{uuid.uuid4().hex[:8]}"

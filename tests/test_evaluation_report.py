@@ -12,10 +12,10 @@ from PIL import Image
 
 import sm_imgclf as smi
 from sm_imgclf.backends.fake import FakeBackend
-from sm_imgclf.serving.calibration import expected_calibration_error, reliability
-from sm_imgclf.serving.evaluation import _score
-from sm_imgclf.serving.explain import ModelExplainer
-from sm_imgclf.serving.scores import ScoredImage
+from sm_imgclf.evaluation.calibration import expected_calibration_error, reliability
+from sm_imgclf.evaluation.evaluate import _score
+from sm_imgclf.evaluation.explain import ModelExplainer
+from sm_imgclf.evaluation.scores import ScoredImage
 
 CLASSES = ("001.cat", "002.dog", "003.bird")
 
@@ -306,7 +306,7 @@ def test_the_report_renders_in_chromium(evaluated: dict, chromium: str) -> None:
 def test_the_command_line_writes_the_report_and_heatmaps(evaluated: dict, tmp_path: Path,
                                                          capsys: pytest.CaptureFixture[str]
                                                          ) -> None:
-    from sm_imgclf.cli import main
+    from sm_imgclf.cli.main import main
 
     job, session_root = evaluated["job"], str(evaluated["root"] / "session")
     common = ["--session-root", session_root]

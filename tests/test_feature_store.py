@@ -59,7 +59,7 @@ def test_a_second_job_reads_the_features_and_learns_the_same(digits: tuple,
     assert len(list((tmp_path / "session" / "features").glob("*.pt"))) == 1
     other = head_job(session, image_size=48).fit(channels, logs=False)
     assert COMPUTED in log_of(other)  # another image size is another key
-    alone = head_job(smi.LocalSession(tmp_path / "alone", share_features=False)).fit(
+    alone = head_job(smi.LocalSession(tmp_path / "alone", feature_store=False)).fit(
         channels, logs=False)
     assert COMPUTED in log_of(alone) and "stored for later jobs" not in log_of(alone)
     assert best(alone) == best(first)
@@ -237,7 +237,7 @@ def test_a_trial_whose_channel_lacks_its_features_computes_them(
 def test_tuning_trials_share_as_their_session_says(digits: tuple, tmp_path: Path,
                                                    share: bool) -> None:
     _, channels = digits
-    session = smi.LocalSession(tmp_path / "session", share_features=share)
+    session = smi.LocalSession(tmp_path / "session", feature_store=share)
     run = smi.TuningRun(head_job(session, epochs=2),
                         {"lr": smi.Continuous(1e-3, 1e-1, scale="log")}, strategy="random",
                         max_jobs=3, max_parallel_jobs=1, seed=0)

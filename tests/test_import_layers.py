@@ -66,6 +66,34 @@ def test_a_circle_fails(layers: ModuleType, tree: Path) -> None:
 def test_the_command_line_reports_and_exits_1(layers: ModuleType, tree: Path,
                                               capsys: pytest.CaptureFixture[str]) -> None:
     assert layers.main([str(ROOT / "src")]) == 0
-    add_line(tree, "runtime/models.py", "import sm_imgclf.backends.local")
+    add_line(tree, "runtime/models.py", "import sm_imgclf.backends.local.backend")
     assert layers.main([str(tree)]) == 1
-    assert "runtime.models imports sm_imgclf.backends.local" in capsys.readouterr().out
+    assert "runtime.models imports sm_imgclf.backends.local.backend" in capsys.readouterr().out
+
+
+def test_a_package_circle_fails(layers: ModuleType, tree: Path) -> None:
+    # No two modules import each other, but the packages do: debug -> evaluation -> debug.
+    add_line(tree, "evaluation/gallery.py", "from sm_imgclf.debug.insights import Insight")
+    add_line(tree, "debug/report.py", "from sm_imgclf.evaluation.calibration import ConfidenceBin")
+    problems = layers.check(tree)
+    assert not any(p.startswith("import circle") for p in problems)
+    [package] = [p for p in problems if p.startswith("package circle among: ")]
+    assert {"sm_imgclf.debug", "sm_imgclf.evaluation"} <= set(package.split(": ")[1].split(", "))
+
+
+def test_a_package_importing_its_own_parent_is_no_circle(layers: ModuleType,
+                                                         tree: Path) -> None:
+    add_line(tree, "runtime/job/feed.py", "from sm_imgclf.runtime import images")
+    assert layers.check(tree) == []
+
+
+def test_a_model_package_ships_every_module_serving_imports(layers: ModuleType) -> None:
+    from sm_imgclf.runtime.package import SERVING_MODULES
+
+    shipped = {"sm_imgclf." + m.removesuffix("/__init__").replace("/", ".")
+               for m in SERVING_MODULES}
+    edges = layers.graph(ROOT / "src")
+    missing = {target for source in shipped for target in edges[source]} - shipped
+    assert not missing, f"add to SERVING_MODULES: {sorted(missing)}"
+    assert not any(m.startswith(("sm_imgclf.cli", "sm_imgclf.backends", "sm_imgclf.runtime.job"))
+                   for m in shipped)

@@ -10,8 +10,8 @@ import optuna
 import pytest
 
 import sm_imgclf as smi
-from sm_imgclf.backends.local import LocalBackend
-from sm_imgclf.backends.local_tuner import LocalTuner, _Active
+from sm_imgclf.backends.local.backend import LocalBackend
+from sm_imgclf.backends.local.tuner import LocalTuner, _Active
 from sm_imgclf.contracts.metrics import best_line
 from sm_imgclf.runtime.optuna_study import trial_record
 

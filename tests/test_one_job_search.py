@@ -36,7 +36,7 @@ def sm_session(moto_url: str, bucket: str, boto_session) -> smi.SageMakerSession
 @pytest.mark.slow
 def test_one_job_runs_the_whole_search_locally(tmp_path: Path) -> None:
     smi.digits_to_folder(tmp_path / "images", limit_per_class=20)
-    session = smi.LocalSession(tmp_path / "session", share_features=False)
+    session = smi.LocalSession(tmp_path / "session", feature_store=False)
     data = smi.ImageFolderDataset(tmp_path / "images").split(valid=0.25, test=0.2, seed=0)
     channels = data.upload(session, "digits")
     run = smi.TuningRun(head_estimator(session), SPACE, strategy="hyperband", max_jobs=5,
@@ -142,7 +142,8 @@ def test_plan_shares_features_across_trial_jobs_on_sagemaker(
         CHANNELS).trial_instance_type == "ml.c5.2xlarge"
     assert not per_trial(sm_session, share_features=False).plan(CHANNELS).shared_features
     assert not per_trial(local_session).plan(CHANNELS).shared_features  # the store shares
-    assert not per_trial(local_session, share_features=True).plan(CHANNELS).shared_features
+    with pytest.raises(smi.ConfigurationError, match="feature store"):
+        per_trial(local_session, share_features=True).plan(CHANNELS)  # no features job locally
     one_job = smi.TuningRun(head_estimator(sm_session), SPACE, max_jobs=6).plan(CHANNELS)
     assert one_job.in_one_job and not one_job.shared_features
     tuned_size = per_trial(sm_session, {"image_size": smi.Categorical([32, 64])}).plan(CHANNELS)

@@ -200,7 +200,7 @@ def test_a_default_bucket_name_taken_by_another_account_is_refused() -> None:
     import boto3
     from botocore.stub import Stubber
 
-    from sm_imgclf.backends.sagemaker_bucket import default_bucket
+    from sm_imgclf.backends.sagemaker.bucket import default_bucket
 
     s3 = boto3.client("s3", region_name="us-east-1")
     sts = boto3.client("sts", region_name="us-east-1")

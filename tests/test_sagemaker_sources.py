@@ -13,7 +13,7 @@ import torch
 
 import sm_imgclf as smi
 from helpers.backbones import write_source_dir
-from sm_imgclf.backends.sagemaker_training import source_key, source_tarball
+from sm_imgclf.backends.sagemaker.training import source_key, source_tarball
 
 ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
 IMAGE = "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.5.1-gpu-py311"

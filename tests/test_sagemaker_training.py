@@ -14,7 +14,7 @@ import pytest
 from botocore.stub import Stubber
 
 import sm_imgclf as smi
-from sm_imgclf.backends.sagemaker_training import source_key, source_tarball
+from sm_imgclf.backends.sagemaker.training import source_key, source_tarball
 
 ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
 IMAGE = "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.5.1-gpu-py311"
@@ -115,7 +115,7 @@ def test_image_lookup_needs_no_sdk(sm_session: smi.SageMakerSession,
      "763104351884.dkr.ecr.us-west-2.amazonaws.com/pytorch-inference:2.5.1-cpu-py311"),
 ])
 def test_image_table(region: str, instance: str | None, expected: str) -> None:
-    from sm_imgclf.backends.sagemaker_images import pytorch_image
+    from sm_imgclf.backends.sagemaker.images import pytorch_image
 
     assert pytorch_image(None, scope="inference", region=region,
                          instance_type=instance) == expected
@@ -128,7 +128,7 @@ def test_image_table(region: str, instance: str | None, expected: str) -> None:
 ])
 def test_image_lookup_errors_say_how_to_pass_an_image(options: dict[str, Any],
                                                       message: str) -> None:
-    from sm_imgclf.backends.sagemaker_images import pytorch_image
+    from sm_imgclf.backends.sagemaker.images import pytorch_image
 
     arguments = {"scope": "training", "region": "us-east-1", "instance_type": "ml.g5.xlarge",
                  **options}

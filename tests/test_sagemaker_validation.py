@@ -11,7 +11,7 @@ import pytest
 from botocore.stub import Stubber
 
 import sm_imgclf as smi
-from sm_imgclf.backends.sagemaker_training import validate_request
+from sm_imgclf.backends.sagemaker.training import validate_request
 from sm_imgclf.contracts.deploy import DeploySpec
 
 ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"

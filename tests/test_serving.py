@@ -16,7 +16,7 @@ from PIL import Image
 
 import sm_imgclf as smi
 from sm_imgclf._archive import safe_extract
-from sm_imgclf.backends import local_serving
+from sm_imgclf.backends.local import serving as local_serving
 from sm_imgclf.runtime.serving.handler import (
     RequestError,
     input_fn,

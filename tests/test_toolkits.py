@@ -31,7 +31,7 @@ from PIL import Image
 
 import sm_imgclf as smi
 from helpers.backbones import write_source_dir
-from sm_imgclf.backends._processes import free_port
+from sm_imgclf.backends.local.processes import free_port
 from sm_imgclf.runtime.serving.handler import input_fn, model_fn, output_fn, predict_fn
 
 pytestmark = [pytest.mark.toolkits, pytest.mark.slow]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -51,16 +53,43 @@ def test_digits_from_scratch_reach_90_percent(digits: tuple, tmp_path: Path) -> 
     assert manifest["class_names"] == [str(d) for d in range(10)]
     assert manifest["metrics"]["valid:accuracy"] >= 0.9 and "test:accuracy" in manifest["metrics"]
     assert (package / "code/inference.py").is_file()
-    assert (package / "code/sm_imgclf/serving/handler.py").is_file()
+    shipped = package / "code/sm_imgclf"
+    assert (shipped / "runtime/serving/handler.py").is_file()
+    assert not any((shipped / part).exists() for part in ("cli", "backends", "runtime/job",
+                                                          "training", "session.py"))
+    assert_serves_from_its_own_code(package, seven_png(channels))
     state = torch.load(package / "model.pth", weights_only=True)
     assert state["fc.weight"].shape == (10, 512)
     loaded = model_fn(str(package))
-    seven = next((Path(channels["test"].removeprefix("file://")) / "7").glob("*.png"))
+    seven = seven_png(channels)
     answer = json.loads(output_fn(predict_fn(input_fn(seven.read_bytes(), "image/png", loaded),
                                              loaded)))
     top = answer["predictions"][0]["top_k"]
     assert len(top) == 5 and top[0]["label"] in manifest["class_names"]
     assert abs(sum(p["probability"] for p in top) - 1) < 0.5
+
+
+def seven_png(channels: dict[str, str]) -> Path:
+    return next((Path(channels["test"].removeprefix("file://")) / "7").glob("*.png"))
+
+
+def assert_serves_from_its_own_code(package: Path, image: Path) -> None:
+    """The package's code/ alone (not the installed library) loads the model and answers."""
+    script = (
+        "import json, sys\n"
+        "import sm_imgclf\n"
+        "from sm_imgclf.runtime.serving.handler import model_fn, transform_fn\n"
+        "assert sm_imgclf.__file__.startswith(sys.argv[1]), sm_imgclf.__file__\n"
+        "body = open(sys.argv[2], 'rb').read()\n"
+        "answer, _ = transform_fn(model_fn(sys.argv[1] + '/..'), body, 'image/png',"
+        " 'application/json')\n"
+        "print(json.loads(answer)['predictions'][0]['top_k'][0]['label'])\n")
+    code = package / "code"
+    done = subprocess.run([sys.executable, "-c", script, str(code), str(image)],
+                          env={**os.environ, "PYTHONPATH": str(code)}, cwd=package,
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() in [str(d) for d in range(10)]
 
 
 def weights_file(folder: Path) -> Path:

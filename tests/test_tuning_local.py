@@ -11,7 +11,7 @@ import optuna
 import pytest
 
 import sm_imgclf as smi
-from sm_imgclf.backends.local_tuner import STUDY
+from sm_imgclf.backends.local.tuner import STUDY
 from sm_imgclf.contracts.tuning import TuningSpec
 
 pytestmark = pytest.mark.slow

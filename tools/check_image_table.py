@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-from sm_imgclf.backends.sagemaker_images import (
+from sm_imgclf.backends.sagemaker.images import (
     FRAMEWORK_VERSION,
     REGISTRIES,
     VERSIONS,

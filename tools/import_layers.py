@@ -7,7 +7,9 @@ exits 1, naming each offending import, when
 
 - a module imports one from a higher layer (see :data:`LAYERS`),
 - a module imports one that its layer is kept apart from (see :data:`APART`), or
-- modules import each other in a circle, other than the pairs in :data:`ALLOWED_CIRCLES`.
+- modules import each other in a circle, other than the pairs in :data:`ALLOWED_CIRCLES`, or
+- packages do: a module of package ``a`` imports one of ``b`` and a module of ``b`` (or of
+  a package inside it) imports one of ``a``, even when no two modules form a circle.
 
 ``nox -s lint`` runs it; the architecture page of the docs draws the same layers.
 """
@@ -23,16 +25,14 @@ PACKAGE = "sm_imgclf"
 
 # Bottom first. A module belongs to the layer of its longest matching prefix.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("base", ("errors", "_params", "_version", "_lazy", "_progress", "_archive", "_pacing")),
+    ("base", ("errors", "_params", "_version", "_lazy", "_progress", "_archive", "_pacing",
+              "_pages", "_inputs")),
     ("contracts", ("contracts",)),
     ("storage, dataset files and runtime", ("storage", "data", "runtime")),
     ("backends", ("backends",)),
     ("session", ("session",)),
-    ("public handles", ("data.dataset", "training", "tuning", "serving", "debug",
-                        # old paths of moved modules, kept working
-                        "models", "job")),
-    ("command line", ("cli", "cli_args", "cli_costs", "cli_jobs", "cli_serving", "demo",
-                      "__main__", "")),
+    ("public handles", ("data.dataset", "training", "tuning", "serving", "evaluation", "debug")),
+    ("command line", ("cli", "__main__", "")),
 )
 
 # Within a layer: (importer prefix, imported prefix) pairs that must stay apart.
@@ -120,8 +120,38 @@ def layer_problems(edges: dict[str, dict[str, int]], files: dict[str, Path]) -> 
     return problems
 
 
+def package_of(module: str, files: dict[str, Path]) -> str:
+    """The package holding ``module``: itself for a package's ``__init__``, else its parent."""
+    if files[module].name == "__init__.py":
+        return module
+    return module.rpartition(".")[0] or module
+
+
+def package_edges(edges: dict[str, dict[str, int]],
+                  files: dict[str, Path]) -> dict[str, dict[str, int]]:
+    """Package to the packages its modules import, leaving out a package's own parents.
+
+    A module importing a package above its own (``runtime.job`` importing ``runtime``) is
+    reaching its own base, not another part: only imports between parts that neither holds
+    the other make a package circle.
+    """
+    found: dict[str, dict[str, int]] = {package_of(name, files): {} for name in files}
+    for source, targets in edges.items():
+        mine = package_of(source, files)
+        for target, line in targets.items():
+            theirs = package_of(target, files)
+            if theirs == mine or _within(mine, theirs) or _within(theirs, mine):
+                continue
+            found[mine].setdefault(theirs, line)
+    return found
+
+
+def _within(package: str, parent: str) -> bool:
+    return package.startswith(parent + ".")
+
+
 def circles(edges: dict[str, dict[str, int]]) -> list[list[str]]:
-    """Groups of modules that import each other (Tarjan's strongly connected components)."""
+    """Groups of nodes that import each other (Tarjan's strongly connected components)."""
     index: dict[str, int] = {}
     low: dict[str, int] = {}
     stack: list[str] = []
@@ -158,6 +188,8 @@ def check(src: Path) -> list[str]:
     edges = graph(src)
     problems = layer_problems(edges, files)
     problems += [f"import circle among: {', '.join(group)}" for group in circles(edges)]
+    problems += [f"package circle among: {', '.join(group)}"
+                 for group in circles(package_edges(edges, files))]
     return problems
 
 

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from sm_imgclf.contracts.costs import CostEstimate, Price
     from sm_imgclf.contracts.deploy import DeploySpec
     from sm_imgclf.contracts.hyperparameters import Hyperparameters
+    from sm_imgclf.contracts.prediction import Prediction
     from sm_imgclf.contracts.resources import Resource
     from sm_imgclf.contracts.space import Categorical, Continuous, Integer
     from sm_imgclf.contracts.status import (
@@ -57,14 +58,13 @@ if TYPE_CHECKING:
     from sm_imgclf.data.upload import Channels
     from sm_imgclf.debug.analyzer import DebugProfileAnalyzer
     from sm_imgclf.debug.insights import Insight
+    from sm_imgclf.evaluation.evaluate import Evaluation
+    from sm_imgclf.evaluation.explain import Explanation, ModelExplainer
+    from sm_imgclf.evaluation.scores import ScoredImage, Scores
     from sm_imgclf.runtime.checks.rules import RuleResult
     from sm_imgclf.runtime.models import list_models
     from sm_imgclf.runtime.sources import backbone, register_model
     from sm_imgclf.serving.client import EndpointClient
-    from sm_imgclf.serving.evaluation import Evaluation
-    from sm_imgclf.serving.explain import Explanation, ModelExplainer
-    from sm_imgclf.serving.prediction import Prediction
-    from sm_imgclf.serving.scores import ScoredImage, Scores
     from sm_imgclf.session import LocalSession, SageMakerSession, Session
     from sm_imgclf.training.estimator import TransferLearningEstimator
     from sm_imgclf.training.job import TrainingJob
@@ -80,15 +80,15 @@ _LAZY = {
     "Insight": "sm_imgclf.debug.insights",
     "RuleResult": "sm_imgclf.runtime.checks.rules",
     "EndpointClient": "sm_imgclf.serving.client",
-    "Evaluation": "sm_imgclf.serving.evaluation",
+    "Evaluation": "sm_imgclf.evaluation.evaluate",
     "CostEstimate": "sm_imgclf.contracts.costs",
     "Price": "sm_imgclf.contracts.costs",
     "Resource": "sm_imgclf.contracts.resources",
-    "ScoredImage": "sm_imgclf.serving.scores",
-    "Scores": "sm_imgclf.serving.scores",
-    "Explanation": "sm_imgclf.serving.explain",
-    "ModelExplainer": "sm_imgclf.serving.explain",
-    "Prediction": "sm_imgclf.serving.prediction",
+    "ScoredImage": "sm_imgclf.evaluation.scores",
+    "Scores": "sm_imgclf.evaluation.scores",
+    "Explanation": "sm_imgclf.evaluation.explain",
+    "ModelExplainer": "sm_imgclf.evaluation.explain",
+    "Prediction": "sm_imgclf.contracts.prediction",
     "FakeBackend": "sm_imgclf.backends.fake",
     "Finding": "sm_imgclf.data.report",
     "ImageFolderDataset": "sm_imgclf.data.dataset",

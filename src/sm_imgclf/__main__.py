@@ -2,6 +2,6 @@
 
 import sys
 
-from sm_imgclf.cli import main
+from sm_imgclf.cli.main import main
 
 sys.exit(main())

@@ -111,7 +111,7 @@ class LocalSession(Session):
     Args:
         root: The session directory; defaults to ``$SM_IMGCLF_HOME`` or ``~/.sm-imgclf``.
         max_concurrency: Files copied at once when uploading.
-        share_features: Let head-only jobs without augmentation share the frozen
+        feature_store: Let head-only jobs without augmentation share the frozen
             backbone's features through ``<root>/features``: the first job with a
             given model, weights, image size and data computes them, every later
             one reads them instead of running the backbone.
@@ -122,15 +122,15 @@ class LocalSession(Session):
 
     def __init__(
         self, root: str | os.PathLike[str] | None = None, *, max_concurrency: int = 4,
-        share_features: bool = True, price_per_hour: float = 0.0,
+        feature_store: bool = True, price_per_hour: float = 0.0,
     ) -> None:
-        from sm_imgclf.backends.local import LocalBackend
+        from sm_imgclf.backends.local.backend import LocalBackend
 
         check_number("max_concurrency", max_concurrency, low=1, integer=True)
         self.root = Path(root).expanduser().absolute() if root is not None else default_root()
         check_number("price_per_hour", price_per_hour, low=0.0)
         super().__init__(LocalBackend(self.root, max_concurrency=max_concurrency,
-                                      share_features=bool(share_features),
+                                      feature_store=bool(feature_store),
                                       price_per_hour=float(price_per_hour)))
 
 
@@ -170,7 +170,7 @@ class SageMakerSession(Session):
         max_concurrency: int = 16,
         tags: Mapping[str, str] | None = None,
     ) -> None:
-        from sm_imgclf.backends.sagemaker import SageMakerBackend
+        from sm_imgclf.backends.sagemaker.backend import SageMakerBackend
 
         if bucket is not None:
             _check_bucket(bucket)

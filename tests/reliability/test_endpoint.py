@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from reliability.conftest import FIGURES, scale
-from sm_imgclf.backends import local_serving
+from sm_imgclf.backends.local import serving as local_serving
 
 pytestmark = pytest.mark.reliability
 TYPES = ["image/jpeg", "image/png", "application/x-image", "application/x-npy",

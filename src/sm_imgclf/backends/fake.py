@@ -57,6 +57,8 @@ class FakeBackend:
     name = "fake"
     stop_on_interrupt = True
     min_poll_seconds = 0.0
+    costly_job_starts = False
+    shares_features_by_job = False
 
     def __init__(self, name: str = "fake") -> None:
         self._store = MemoryStore(name)
@@ -121,6 +123,12 @@ class FakeBackend:
         path = target / "model.tar.gz"
         path.write_bytes(self._store.objects[key])
         return path
+
+    def record_speed(self, spec: TrainingSpec, log: list[str], name: str) -> None:
+        """Keep the speed in ``log`` of completed job ``name`` for later estimates."""
+        from sm_imgclf.backends import speeds
+
+        speeds.record(self.name, spec, log, name)
 
     def stop_training(self, name: str) -> None:
         """Mark the job stopped, unless it already ended."""

@@ -28,11 +28,19 @@ class Backend(Protocol):
             told how to re-attach or stop it).
         min_poll_seconds: The shortest wait between looks at a job or run
             (0 locally; SageMaker limits how often it may be asked).
+        costly_job_starts: Whether starting a job costs minutes of paid instance
+            time (SageMaker: yes), so a head-only search is best run inside one
+            job by default rather than as one job per trial.
+        shares_features_by_job: Whether trials can share backbone features only
+            through a features job run first (SageMaker); where ``False``, trials
+            already share them through the session's own feature store.
     """
 
     name: str
     stop_on_interrupt: bool
     min_poll_seconds: float
+    costly_job_starts: bool
+    shares_features_by_job: bool
 
     @property
     def store(self) -> Store:
@@ -73,6 +81,13 @@ class Backend(Protocol):
 
     def stop_training(self, name: str) -> None:
         """Stop a running job; its checkpoints are kept."""
+        ...
+
+    def record_speed(self, spec: TrainingSpec, log: list[str], name: str) -> None:
+        """Keep how fast the completed job ``name`` trained, read from its ``log``.
+
+        Later estimates of jobs like ``spec`` on this backend then expect a time.
+        """
         ...
 
     def tuning_request(self, spec: TuningSpec) -> dict[str, Any]:

@@ -5,44 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from sm_imgclf._pages import figure, finish
 from sm_imgclf.runtime.checks.records import Records
-
-
-def figure(width: float = 8.0, height: float = 3.6) -> tuple[Any, Any]:
-    """A new figure and axes on the file-only backend."""
-    from sm_imgclf._lazy import require
-
-    require("matplotlib", extra="plots")
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt.subplots(figsize=(width, height))
-
-
-def finish(fig: Any, ax: Any, title: str, path: str | Path | None) -> Any:
-    """Title, grid, layout; save when ``path`` is given."""
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    if path is not None:
-        fig.savefig(path, dpi=100)
-    return fig
-
-
-def inline_png(fig: Any, *, alt: str = "chart", dpi: int = 90) -> str:
-    """An ``<img>`` tag holding ``fig`` as a base64 PNG (the figure is closed)."""
-    import base64
-    import io
-
-    import matplotlib.pyplot as plt
-
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi)
-    plt.close(fig)
-    data = base64.b64encode(buffer.getvalue()).decode()
-    return f'<img alt="{alt}" src="data:image/png;base64,{data}">'
 
 
 def losses(records: Records, path: str | Path | None = None) -> Any:

@@ -7,22 +7,11 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from sm_imgclf._pages import inline_png, write_page
 from sm_imgclf.debug import plots
 from sm_imgclf.debug.insights import Insight
 from sm_imgclf.runtime.checks.records import Records
 from sm_imgclf.runtime.checks.rules import RuleResult
-
-STYLE = """
-body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2rem auto;max-width:980px;
-color:#1d2330;padding:0 1rem}h1{margin-bottom:.2rem}h2{margin-top:2.2rem;border-bottom:1px solid
-#dde2ea;padding-bottom:.3rem}.verdict{padding:1rem 1.2rem;border-radius:8px;margin:1rem 0;
-font-size:1.05rem}.ok{background:#e7f6ec;border:1px solid #8fd3a5}.bad{background:#fdecea;border:
-1px solid #f1a39b}table{border-collapse:collapse;width:100%;font-size:.92rem}th,td{text-align:
-left;padding:.45rem .6rem;border-bottom:1px solid #e6e9ef;vertical-align:top}th{background:
-#f4f6f9}.tag{font-weight:600;border-radius:4px;padding:.1rem .45rem;font-size:.8rem}.fired{
-background:#f9d3cf;color:#8a1c12}.clear{background:#d4efdc;color:#175c2c}img{max-width:100%;
-border:1px solid #e6e9ef;border-radius:6px;margin:.5rem 0}.meta{color:#5b6475}
-"""
 
 
 def _headline(rules: list[RuleResult], found: list[Insight]) -> tuple[bool, str]:
@@ -122,12 +111,12 @@ def write_report(name: str, records: Records, path: Path, rules: list[RuleResult
                  found: list[Insight]) -> Path:
     """Write the HTML report of job ``name`` to ``path``: no external assets, charts inline."""
     good, headline = _headline(rules, found)
-    charts = [plots.inline_png(plots.losses(records, None))]
+    charts = [inline_png(plots.losses(records, None))]
     if records.steps:
-        charts.append(plots.inline_png(plots.gradients(records, None)))
-    profile = [plots.inline_png(plots.step_times(records, None))] if records.splits else []
+        charts.append(inline_png(plots.gradients(records, None)))
+    profile = [inline_png(plots.step_times(records, None))] if records.splits else []
     if records.system:
-        profile.append(plots.inline_png(plots.system(records, None)))
+        profile.append(inline_png(plots.system(records, None)))
     body = f"""<h1>Training checks and profile</h1>
 <p class=meta>{html.escape(name)} · {html.escape(_facts(records))}</p>
 <div id=summary class="verdict {'ok' if good else 'bad'}">{html.escape(headline)}</div>
@@ -136,15 +125,3 @@ def write_report(name: str, records: Records, path: Path, rules: list[RuleResult
 <h2 id=profiler>Profiler</h2>{_insight_rows(found)}{''.join(profile)}
 <h3>Top operators (torch.profiler window)</h3>{_operator_rows(records.operators)}"""
     return write_page(path, f"Checks: {name}", body)
-
-
-def write_page(path: Path, title: str, body: str, *, style: str = "", script: str = ""
-               ) -> Path:
-    """Write a self-contained HTML page (the reports' shared style plus ``style``)."""
-    tail = f"<script>{script}</script>" if script else ""
-    page = (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>"
-            f"{html.escape(title)}</title><style>{STYLE}{style}</style></head>"
-            f"<body>{body}{tail}</body></html>")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(page, encoding="utf-8")
-    return path

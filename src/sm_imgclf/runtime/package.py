@@ -24,6 +24,22 @@ from sm_imgclf.runtime.serving.handler import model_fn, transform_fn
 
 __all__ = ["model_fn", "transform_fn"]
 '''
+# What serving imports, and nothing else: the handler, the endpoint server, Grad-CAM
+# and what they import (a test walks the imports to keep this complete). The CLI, the
+# backends and the job program stay out of every model package.
+SERVING_MODULES = (
+    "_params", "_version", "errors", "contracts/__init__", "contracts/deploy", "contracts/tags",
+    "runtime/__init__", "runtime/explain", "runtime/images", "runtime/lite", "runtime/models",
+    "runtime/package", "runtime/sources", "runtime/weights", "runtime/serving/__init__",
+    "runtime/serving/batching", "runtime/serving/forward", "runtime/serving/handler",
+    "runtime/serving/server",
+)
+ROOT_INIT = '''"""The part of sm-imgclf that serves a model package (its ``runtime`` and base)."""
+
+from sm_imgclf._version import __version__
+
+__all__ = ["__version__"]
+'''
 
 
 def write_package(model_dir: Path, state_dict: dict[str, Any], manifest: dict[str, Any], *,
@@ -50,8 +66,8 @@ def write_package(model_dir: Path, state_dict: dict[str, Any], manifest: dict[st
         shutil.rmtree(code)
     code.mkdir()
     (code / "inference.py").write_text(INFERENCE_SCRIPT)
+    _copy_serving_modules(code / "sm_imgclf")
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    shutil.copytree(Path(__file__).resolve().parents[1], code / "sm_imgclf", ignore=ignore)
     if code_source is not None:
         if code_source.is_dir():
             shutil.copytree(code_source, code / code_source.name, ignore=ignore)
@@ -60,6 +76,15 @@ def write_package(model_dir: Path, state_dict: dict[str, Any], manifest: dict[st
     lines = [*requirements, *user_requirements(code_source)]
     if lines:
         (code / "requirements.txt").write_text("\n".join(dict.fromkeys(lines)) + "\n")
+
+
+def _copy_serving_modules(target: Path) -> None:
+    library = Path(__file__).resolve().parents[1]
+    for module in SERVING_MODULES:
+        destination = target / f"{module}.py"
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(library / f"{module}.py", destination)
+    (target / "__init__.py").write_text(ROOT_INIT)
 
 
 def user_requirements(code: Path | None) -> list[str]:

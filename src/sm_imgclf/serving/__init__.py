@@ -1,4 +1,5 @@
-"""Serving from the client side: the endpoint client and evaluation.
+"""Serving from the client side: the endpoint client.
 
-The handler and the endpoint server run inside containers: see ``runtime.serving``.
+The handler and the endpoint server run inside containers: see ``runtime.serving``;
+evaluating an endpoint is ``evaluation``.
 """

@@ -10,14 +10,14 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sm_imgclf._inputs import encode
 from sm_imgclf._params import bad_value
 from sm_imgclf.contracts.deploy import SERVERLESS_PAYLOAD_LIMIT
+from sm_imgclf.contracts.prediction import Prediction
 from sm_imgclf.errors import BackendError, EndpointError
-from sm_imgclf.serving.inputs import encode
-from sm_imgclf.serving.prediction import Prediction
 
 if TYPE_CHECKING:
-    from sm_imgclf.serving.evaluation import Evaluation
+    from sm_imgclf.evaluation.evaluate import Evaluation
     from sm_imgclf.session import Session
 
 
@@ -124,7 +124,7 @@ class EndpointClient:
     def evaluate(self, folder: str | Path, *, top_k: int = 5, plots: str | Path | None = None
                  ) -> Evaluation:
         """Score every image of a labelled folder; see :class:`~sm_imgclf.Evaluation`."""
-        from sm_imgclf.serving.evaluation import evaluate
+        from sm_imgclf.evaluation.evaluate import evaluate
 
         return evaluate(lambda path: self.predict(path, top_k=top_k), Path(folder), plots=plots)
 

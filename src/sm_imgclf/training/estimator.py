@@ -180,10 +180,8 @@ class TransferLearningEstimator:
 
 def remember_speed(session: Session, spec: TrainingSpec, job: TrainingJob) -> None:
     """Keep how fast a completed ``job`` trained, so estimates of jobs like it expect a time."""
-    from sm_imgclf.backends import speeds
-
     if job.status == "Completed" and not spec.search and not spec.features_only:
-        speeds.record(session.backend.name, spec, job.logs(), job.name)
+        session.backend.record_speed(spec, job.logs(), job.name)
 
 
 def _default_session() -> Session:

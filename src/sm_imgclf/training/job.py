@@ -13,8 +13,8 @@ from sm_imgclf.contracts.training import new_job_name
 from sm_imgclf.errors import BackendError, TrainingJobFailedError
 
 if TYPE_CHECKING:
+    from sm_imgclf.evaluation.explain import Explanation
     from sm_imgclf.serving.client import EndpointClient
-    from sm_imgclf.serving.explain import Explanation
     from sm_imgclf.session import Session
 
 class TrainingJob:
@@ -153,7 +153,7 @@ class TrainingJob:
         Returns:
             One :class:`~sm_imgclf.Explanation` per image.
         """
-        from sm_imgclf.serving.explain import ModelExplainer
+        from sm_imgclf.evaluation.explain import ModelExplainer
 
         items = list(images) if isinstance(images, list | tuple) else [images]
         with ModelExplainer(self) as explainer:

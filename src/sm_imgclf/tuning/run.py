@@ -73,7 +73,8 @@ class TuningRun:
             cannot); ``False`` lets every trial run the backbone. :meth:`run`
             then waits for the features job before it creates the tuning job,
             even with ``wait=False``. Local sessions share features across
-            trials through their own store (``LocalSession(share_features=)``).
+            trials through their own store (``LocalSession(feature_store=)``),
+            so they refuse ``True``.
         trial_instance_type: The instance type of trials that read shared
             features: they train a head on stored features, which a small CPU
             instance does well. Default :data:`TRIAL_INSTANCE_TYPE`.
@@ -183,12 +184,17 @@ class TuningRun:
     def _one_job(self, training: TrainingSpec) -> bool:
         if self.in_one_job is not None:
             return self.in_one_job  # the spec refuses True, saying why, where it cannot apply
-        return (self.estimator.session.backend.name == "sagemaker" and not self.warm_start
+        return (self.estimator.session.backend.costly_job_starts and not self.warm_start
                 and not one_job_blockers(training, self.space))
 
     def _shared(self, training: TrainingSpec, one_job: bool) -> bool:
-        if self.estimator.session.backend.name != "sagemaker":
-            return False  # local trials share through the session's store already
+        if not self.estimator.session.backend.shares_features_by_job:
+            if self.share_features:
+                raise bad_value("share_features", "None or False on this session", True,
+                                "Its trials already share the backbone's features through "
+                                "the session's feature store (LocalSession(feature_store="
+                                "True), the default); no features job is needed.")
+            return False
         if self.share_features is not None:
             return self.share_features  # the spec refuses True, saying why, where it cannot
         return not one_job and not one_job_blockers(training, self.space)

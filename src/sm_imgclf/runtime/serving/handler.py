@@ -3,9 +3,9 @@
 The model is rebuilt from the package manifest (architecture, head, classes,
 input size, normalisation); requests are preprocessed exactly as evaluation
 was during training. Bodies are image bytes, a NumPy array (one image or a
-batch) or JSON ``{"instances": [{"b64": ...}], "top_k": 5}``. URLs in requests
-are never fetched; ``{"s3": "s3://..."}`` instances are read only when
-``SM_IMGCLF_ALLOW_S3_INPUTS=1``.
+batch) or JSON ``{"instances": [{"b64": ...}], "top_k": 5}``. Nothing a request
+names is fetched (no URLs, no S3 objects): images in S3 are scored by a batch
+transform, which reads them itself.
 """
 
 from __future__ import annotations
@@ -285,20 +285,5 @@ def _instance_bytes(item: Any) -> bytes:
             return base64.b64decode(item["b64"], validate=True)
         except (binascii.Error, ValueError) as error:
             raise RequestError(f"An instance is not valid base64: {error}") from None
-    if isinstance(item, dict) and isinstance(item.get("s3"), str):
-        return _read_s3(item["s3"])
-    raise RequestError('Each instance must be {"b64": "<base64 image>"}; URLs are never '
-                       "fetched.")
-
-
-def _read_s3(uri: str) -> bytes:
-    if os.environ.get("SM_IMGCLF_ALLOW_S3_INPUTS") != "1":
-        raise RequestError("s3:// inputs are disabled on this endpoint; send the image bytes, "
-                           "or set SM_IMGCLF_ALLOW_S3_INPUTS=1 on the endpoint.", status=403)
-    import boto3
-
-    bucket, _, key = uri.removeprefix("s3://").partition("/")
-    try:
-        return bytes(boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read())
-    except Exception as error:
-        raise RequestError(f"Cannot read {uri}: {error}") from None
+    raise RequestError('Each instance must be {"b64": "<base64 image>"}; URLs and S3 '
+                       "objects are never fetched (score images in S3 with batch_predict).")

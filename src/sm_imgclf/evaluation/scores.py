@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from sm_imgclf.serving.calibration import (
+from sm_imgclf.evaluation.calibration import (
     ConfidenceBin,
     expected_calibration_error,
     reliability,

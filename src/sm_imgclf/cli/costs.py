@@ -8,7 +8,7 @@ import json
 import sys
 from typing import TYPE_CHECKING, Any
 
-from sm_imgclf.cli_args import make_session, pairs
+from sm_imgclf.cli.args import make_session, pairs
 
 if TYPE_CHECKING:
     from sm_imgclf.contracts.resources import Resource

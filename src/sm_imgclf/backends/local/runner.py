@@ -1,6 +1,6 @@
 """The local stand-in for SageMaker's platform around one training job.
 
-``python -m sm_imgclf.backends.local_runner <job_dir>`` runs the job program
+``python -m sm_imgclf.backends.local.runner <job_dir>`` runs the job program
 with the SageMaker environment contract, records its status in
 ``status.json``, and on success packs ``model/`` into ``output/model.tar.gz``
 as SageMaker does. It runs in its own process session, so the job outlives
@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sm_imgclf.backends._processes import alive
+from sm_imgclf.backends.local.processes import alive
 from sm_imgclf.runtime.job.control import EPOCH_GATE, FEATURE_STORE, STOP_FILE
 
 STATUS, SPEC, LOG = "status.json", "spec.json", "log.txt"

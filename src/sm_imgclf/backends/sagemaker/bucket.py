@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sm_imgclf.backends.sagemaker_errors import translate_errors
+from sm_imgclf.backends.sagemaker.errors import translate_errors
 from sm_imgclf.errors import StorageAccessDeniedError
 
 

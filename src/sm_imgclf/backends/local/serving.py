@@ -16,7 +16,7 @@ from urllib.request import url2pathname
 
 from sm_imgclf._archive import safe_extract
 from sm_imgclf._params import bad_value, parse_duration
-from sm_imgclf.backends._processes import alive, free_port
+from sm_imgclf.backends.local.processes import alive, free_port
 from sm_imgclf.contracts.deploy import PAYLOAD_LIMIT, DeploySpec
 from sm_imgclf.errors import BackendError, EndpointError
 

@@ -170,9 +170,9 @@ class ModelExplainer:
                top_k: int) -> list[Explanation]:
         import torch
 
+        from sm_imgclf._inputs import encode
         from sm_imgclf.runtime.explain import heatmaps
         from sm_imgclf.runtime.images import eval_tensor, normalise
-        from sm_imgclf.serving.inputs import encode
 
         loaded, manifest = self.loaded, self.loaded.manifest
         pixels = torch.stack([eval_tensor(encode(item), loaded.image_size) for item in images])

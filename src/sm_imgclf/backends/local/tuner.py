@@ -1,6 +1,6 @@
 """The local tuner: an Optuna study whose trials are local training jobs.
 
-``python -m sm_imgclf.backends.local_tuner <folder>`` runs the tuning run
+``python -m sm_imgclf.backends.local.tuner <folder>`` runs the tuning run
 described by ``<folder>/spec.json`` in its own process session, like a
 SageMaker tuning job runs beside the caller. The study lives in
 ``study.journal`` (an append-only file that survives a kill), so a rerun with
@@ -20,8 +20,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sm_imgclf.backends.local import LocalBackend
-from sm_imgclf.backends.local_runner import (
+from sm_imgclf.backends.local.backend import LocalBackend
+from sm_imgclf.backends.local.runner import (
     BACKEND_OPTIONS,
     LOG,
     SPEC,

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sm_imgclf.contracts.prediction import Prediction
 from sm_imgclf.errors import DatasetError
-from sm_imgclf.serving.prediction import Prediction
-from sm_imgclf.serving.scores import ScoredImage, Scores
+from sm_imgclf.evaluation.scores import ScoredImage, Scores
 
 
 @dataclass
@@ -32,7 +32,7 @@ class Evaluation(Scores):
             top_pairs: Most confused class pairs listed.
             title: The page's title (by default, the evaluated folder).
         """
-        from sm_imgclf.serving.eval_report import write_report
+        from sm_imgclf.evaluation.report import write_report
 
         return write_report(self, Path(path), explain=explain, gallery=gallery,
                             top_pairs=top_pairs, title=title)
@@ -72,7 +72,7 @@ def evaluate(predict: Callable[[Path], Prediction], folder: Path, *,
     result = _score(scored)
     result.source = str(folder)
     if plots is not None:
-        from sm_imgclf.serving.eval_plots import write_plots
+        from sm_imgclf.evaluation.plots import write_plots
 
         result.plots = write_plots(result, Path(plots))
     return result

@@ -7,7 +7,7 @@ import json
 from dataclasses import asdict
 from typing import Any
 
-from sm_imgclf.cli_args import list_or_act, make_session
+from sm_imgclf.cli.args import list_or_act, make_session
 
 
 def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
@@ -138,7 +138,7 @@ def _model(name: str, session: Any) -> Any:
 
 
 def _explainer(model: Any, session: Any) -> Any:
-    from sm_imgclf.serving.explain import ModelExplainer
+    from sm_imgclf.evaluation.explain import ModelExplainer
 
     return ModelExplainer(model, session=session)
 

@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from PIL import Image
 
-    from sm_imgclf.serving.explain import Explanation
-    from sm_imgclf.serving.scores import ScoredImage, Scores
+    from sm_imgclf.evaluation.explain import Explanation
+    from sm_imgclf.evaluation.scores import ScoredImage, Scores
 
 THUMBNAIL = 280  # pixels; shown at half size, so they stay sharp on dense screens
 
@@ -37,7 +37,7 @@ def section(result: Scores, explain: Any, count: int) -> str:
 
 
 def _explanations(mistakes: list[ScoredImage], explain: Any) -> list[Explanation]:
-    from sm_imgclf.serving.explain import ModelExplainer
+    from sm_imgclf.evaluation.explain import ModelExplainer
 
     if isinstance(explain, ModelExplainer):
         return explain.explain([m.path for m in mistakes], classes=[m.predicted for m in mistakes])

@@ -13,8 +13,11 @@ from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
 from sm_imgclf._params import bad_value
-from sm_imgclf.backends import local_costs, local_runner, local_serving, speeds
-from sm_imgclf.backends._processes import alive
+from sm_imgclf.backends import speeds
+from sm_imgclf.backends.local import costs as local_costs
+from sm_imgclf.backends.local import runner as local_runner
+from sm_imgclf.backends.local import serving as local_serving
+from sm_imgclf.backends.local.processes import alive
 from sm_imgclf.backends.one_job import spec_file_search, trials, tuning_status
 from sm_imgclf.contracts.costs import CostEstimate
 from sm_imgclf.contracts.deploy import BatchSpec, DeploySpec
@@ -36,7 +39,7 @@ class LocalBackend:
     Args:
         root: The session directory.
         max_concurrency: Files copied at once.
-        share_features: Give jobs the feature store ``root/features``.
+        feature_store: Give jobs the feature store ``root/features``.
         price_per_hour: What an hour of this machine is worth, in US dollars, for
             rehearsing budgets: with it a tuning run's ``max_cost`` starts no trial
             that could pass the budget, as it would count on SageMaker.
@@ -45,12 +48,14 @@ class LocalBackend:
     name = "local"
     stop_on_interrupt = True
     min_poll_seconds = 0.0
+    costly_job_starts = False
+    shares_features_by_job = False
 
     def __init__(self, root: Path, *, max_concurrency: int = 4,
-                 share_features: bool = True, price_per_hour: float = 0.0) -> None:
+                 feature_store: bool = True, price_per_hour: float = 0.0) -> None:
         self.root = root
         self.max_concurrency = max_concurrency
-        self.share_features = share_features
+        self.feature_store = feature_store
         self.price_per_hour = price_per_hour
 
     def __repr__(self) -> str:
@@ -76,7 +81,7 @@ class LocalBackend:
             "channels": channels,
             "hyperparameters": spec.job_arguments(),
             "source_dir": spec.source_dir,
-            "feature_store": str(self.root / "features") if self.share_features else None,
+            "feature_store": str(self.root / "features") if self.feature_store else None,
         }
 
     def start_training(self, spec: TrainingSpec, *, epoch_gate: bool = False) -> None:
@@ -106,7 +111,7 @@ class LocalBackend:
         (folder / local_runner.STATUS).unlink(missing_ok=True)
         shutil.rmtree(folder / local_runner.GATE, ignore_errors=True)  # verdicts of a past run
         local_runner.write_status(folder, status="InProgress")
-        _spawn(folder, "sm_imgclf.backends.local_runner")
+        _spawn(folder, "sm_imgclf.backends.local.runner")
 
     def continue_training(self, name: str, epoch: int) -> None:
         """Let a job started with ``epoch_gate=True`` go on past ``epoch``."""
@@ -148,6 +153,10 @@ class LocalBackend:
         except ConfigurationError as error:
             raise BackendError(f"No local model package at {uri}: {error}") from error
 
+    def record_speed(self, spec: TrainingSpec, log: list[str], name: str) -> None:
+        """Keep the speed in ``log`` of completed job ``name`` for later estimates."""
+        speeds.record(self.name, spec, log, name)
+
     def stop_training(self, name: str) -> None:
         """Send the runner SIGTERM; it interrupts the job, which keeps its checkpoint."""
         if self.describe_training(name).status is JobState.IN_PROGRESS:
@@ -165,7 +174,7 @@ class LocalBackend:
         self.training_request(spec.training)  # checks the channels' form
         folder = self.tuning_dir(spec.name)
         return {"name": spec.name, "spec": spec.to_dict(),
-                "command": [sys.executable, "-m", "sm_imgclf.backends.local_tuner", str(folder)]}
+                "command": [sys.executable, "-m", "sm_imgclf.backends.local.tuner", str(folder)]}
 
     def start_tuning(self, spec: TuningSpec) -> None:
         """Start the tuner; a stopped or failed run of the same spec carries on."""
@@ -186,7 +195,7 @@ class LocalBackend:
         (folder / local_runner.SPEC).write_text(json.dumps(request["spec"], indent=2))
         # The tuner's own backend starts the trials: it must share features as this one does.
         (folder / local_runner.BACKEND_OPTIONS).write_text(
-            json.dumps({"share_features": self.share_features,
+            json.dumps({"feature_store": self.feature_store,
                         "price_per_hour": self.price_per_hour}))
         (folder / "runner.pid").unlink(missing_ok=True)
         (folder / local_runner.STOP).unlink(missing_ok=True)
@@ -194,7 +203,7 @@ class LocalBackend:
                                   accepts_stop=False,
                                   objective=spec.objective, direction=spec.direction,
                                   categorical=spec.categorical)
-        _spawn(folder, "sm_imgclf.backends.local_tuner")
+        _spawn(folder, "sm_imgclf.backends.local.tuner")
 
     def _check_restart(self, spec: TuningSpec, folder: Path) -> None:
         status = self.describe_tuning(spec.name).status

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 from sm_imgclf._params import bad_value
 from sm_imgclf._version import __version__
-from sm_imgclf.backends.sagemaker_errors import translate_errors
-from sm_imgclf.backends.sagemaker_prices import PriceBook, price_cache_path
+from sm_imgclf.backends.sagemaker.errors import translate_errors
+from sm_imgclf.backends.sagemaker.prices import PriceBook, price_cache_path
 from sm_imgclf.storage.s3 import S3Store
 
 if TYPE_CHECKING:
@@ -76,7 +76,7 @@ class SageMakerClients:
         account becomes the expected owner of every S3 call.
         """
         if self._bucket is None:
-            from sm_imgclf.backends.sagemaker_bucket import default_bucket
+            from sm_imgclf.backends.sagemaker.bucket import default_bucket
 
             self._bucket, account = default_bucket(self.s3_client, self.client("sts"),
                                                    self.region_name)
@@ -159,8 +159,8 @@ class SageMakerClients:
         Raises:
             ConfigurationError: The request breaks SageMaker's service model.
         """
-        from sm_imgclf.backends.sagemaker_tags import tagged
-        from sm_imgclf.backends.sagemaker_training import validate_request
+        from sm_imgclf.backends.sagemaker.tags import tagged
+        from sm_imgclf.backends.sagemaker.training import validate_request
 
         request = tagged(request, self.session_id, self.tags)
         validate_request(self.sagemaker_client, operation, request)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sm_imgclf.backends.sagemaker_instances import serving_environment
+from sm_imgclf.backends.sagemaker.instances import serving_environment
 from sm_imgclf.contracts.deploy import BatchSpec, DeploySpec
 from sm_imgclf.contracts.tags import DELETE_AT
 from sm_imgclf.errors import ConfigurationError

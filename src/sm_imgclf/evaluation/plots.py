@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sm_imgclf.debug.plots import figure
+from sm_imgclf._pages import figure
 
 if TYPE_CHECKING:
-    from sm_imgclf.serving.scores import Scores
+    from sm_imgclf.evaluation.scores import Scores
 
 
 def write_plots(result: Scores, folder: Path) -> list[str]:

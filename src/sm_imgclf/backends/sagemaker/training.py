@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from sm_imgclf._params import bad_value
-from sm_imgclf.backends.sagemaker_images import processor
-from sm_imgclf.backends.sagemaker_validation import strict_problems
+from sm_imgclf.backends.sagemaker.images import processor
+from sm_imgclf.backends.sagemaker.validation import strict_problems
 from sm_imgclf.contracts.metrics import EPOCH_DEFINITION, METRIC_DEFINITIONS
 from sm_imgclf.contracts.search import FEATURES_CHANNEL, TRIAL_DEFINITION
 from sm_imgclf.contracts.training import TrainingSpec
@@ -45,7 +45,7 @@ def source_tarball(source_dir: str | None = None, requirements: Sequence[str] = 
     training toolkit installs. Members are sorted and carry no timestamps or
     owners, so the same inputs always give the same bytes (and the same MD5).
     """
-    package = Path(__file__).resolve().parents[1]
+    package = Path(__file__).resolve().parents[2]
     members = {ENTRY_POINT: _ENTRY_SCRIPT}
     for path in [*sorted(package.rglob("*.py")), package / "py.typed"]:
         if "__pycache__" not in path.parts:

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from sm_imgclf.cli_args import list_or_act, make_session, pairs, parse_range
+from sm_imgclf.cli.args import list_or_act, make_session, pairs, parse_range
 
 EXIT_CHECKS = 1
 

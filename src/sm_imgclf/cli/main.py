@@ -12,8 +12,10 @@ import json
 import sys
 from collections.abc import Sequence
 
-from sm_imgclf import cli_costs, cli_jobs, cli_serving
-from sm_imgclf.cli_args import make_session, session_options
+from sm_imgclf.cli import costs as cli_costs
+from sm_imgclf.cli import jobs as cli_jobs
+from sm_imgclf.cli import serving as cli_serving
+from sm_imgclf.cli.args import make_session, session_options
 
 EXIT_INVALID, EXIT_USAGE, EXIT_STORAGE, EXIT_ERROR = 1, 2, 3, 4
 
@@ -62,7 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from sm_imgclf.demo import run_demo
+    from sm_imgclf.cli.demo import run_demo
 
     run_demo(args.workdir)
     return 0

@@ -7,10 +7,12 @@ from functools import cached_property
 from typing import Any
 
 from sm_imgclf._params import bad_value
-from sm_imgclf.backends import one_job, sagemaker_resources, sagemaker_tuning, speeds
-from sm_imgclf.backends.sagemaker_errors import translate_errors
-from sm_imgclf.backends.sagemaker_jobs import LOG_GROUP, SageMakerJobs
-from sm_imgclf.backends.sagemaker_training import features_uri
+from sm_imgclf.backends import one_job, speeds
+from sm_imgclf.backends.sagemaker import resources as sagemaker_resources
+from sm_imgclf.backends.sagemaker import tuning as sagemaker_tuning
+from sm_imgclf.backends.sagemaker.errors import translate_errors
+from sm_imgclf.backends.sagemaker.jobs import LOG_GROUP, SageMakerJobs
+from sm_imgclf.backends.sagemaker.training import features_uri
 from sm_imgclf.contracts.costs import CostEstimate, estimate_for, tuning_runtime_cap
 from sm_imgclf.contracts.resources import ENDPOINT, Resource
 from sm_imgclf.contracts.search import FEATURES_CHANNEL
@@ -25,12 +27,14 @@ class SageMakerBackend(SageMakerJobs):
     """Runs training, tuning and serving on SageMaker, keeping data in an S3 bucket.
 
     Clients are created on first use; the arguments are those of
-    :class:`~sm_imgclf.backends.sagemaker_clients.SageMakerClients`.
+    :class:`~sm_imgclf.backends.sagemaker.clients.SageMakerClients`.
     """
 
     name = "sagemaker"
     stop_on_interrupt = False
     min_poll_seconds = 5.0
+    costly_job_starts = True
+    shares_features_by_job = True
 
     @cached_property
     def _ended_logs(self) -> dict[str, list[str]]:

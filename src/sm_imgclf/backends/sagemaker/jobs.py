@@ -8,10 +8,10 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from sm_imgclf.backends import sagemaker_training
-from sm_imgclf.backends.sagemaker_endpoints import SageMakerEndpoints
-from sm_imgclf.backends.sagemaker_errors import already_exists, translate_errors
-from sm_imgclf.backends.sagemaker_images import pytorch_image
+from sm_imgclf.backends.sagemaker import training as sagemaker_training
+from sm_imgclf.backends.sagemaker.endpoints import SageMakerEndpoints
+from sm_imgclf.backends.sagemaker.errors import already_exists, translate_errors
+from sm_imgclf.backends.sagemaker.images import pytorch_image
 from sm_imgclf.contracts.costs import capped
 from sm_imgclf.contracts.status import JobState, JobStatus
 from sm_imgclf.contracts.storage import UploadItem
@@ -170,6 +170,12 @@ class SageMakerJobs(SageMakerEndpoints):
             return store.get_file(key, target / "model.tar.gz")
         except StorageError as error:
             raise BackendError(f"Cannot fetch the model package {uri}: {error}") from error
+
+    def record_speed(self, spec: TrainingSpec, log: list[str], name: str) -> None:
+        """Keep the speed in ``log`` of completed job ``name`` for later estimates."""
+        from sm_imgclf.backends import speeds
+
+        speeds.record("sagemaker", spec, log, name)
 
     def stop_training(self, name: str) -> None:
         """Call ``StopTrainingJob`` on a running job; SageMaker keeps the checkpoints in S3.

@@ -22,7 +22,7 @@ from sm_imgclf.data.dataset import ImageFolderDataset
 from sm_imgclf.data.digits import digits_to_folder
 from sm_imgclf.data.report import ValidationReport
 from sm_imgclf.data.upload import Channels
-from sm_imgclf.serving.evaluation import Evaluation
+from sm_imgclf.evaluation.evaluate import Evaluation
 from sm_imgclf.session import LocalSession
 from sm_imgclf.training.job import TrainingJob
 from sm_imgclf.tuning.result import TuningResult

@@ -6,10 +6,11 @@ import contextlib
 from dataclasses import replace
 from typing import Any
 
-from sm_imgclf.backends import sagemaker_serving, sagemaker_training
-from sm_imgclf.backends.sagemaker_clients import SageMakerClients
-from sm_imgclf.backends.sagemaker_errors import translate_errors
-from sm_imgclf.backends.sagemaker_images import pytorch_image
+from sm_imgclf.backends.sagemaker import serving as sagemaker_serving
+from sm_imgclf.backends.sagemaker import training as sagemaker_training
+from sm_imgclf.backends.sagemaker.clients import SageMakerClients
+from sm_imgclf.backends.sagemaker.errors import translate_errors
+from sm_imgclf.backends.sagemaker.images import pytorch_image
 from sm_imgclf.contracts.deploy import (
     PAYLOAD_LIMIT,
     SERVERLESS_PAYLOAD_LIMIT,
@@ -21,7 +22,7 @@ from sm_imgclf.errors import BackendError, EndpointError
 
 
 class SageMakerEndpoints(SageMakerClients):
-    """The serving half of :class:`~sm_imgclf.backends.sagemaker.SageMakerBackend`."""
+    """The serving half of :class:`~sm_imgclf.backends.sagemaker.backend.SageMakerBackend`."""
 
     def list_endpoints(self) -> list[dict[str, Any]]:
         """The 100 newest endpoints with their status."""
@@ -81,7 +82,7 @@ class SageMakerEndpoints(SageMakerClients):
         import datetime as dt
 
         from sm_imgclf._params import parse_duration
-        from sm_imgclf.backends import sagemaker_schedules as schedules
+        from sm_imgclf.backends.sagemaker import schedules
 
         seconds = parse_duration("delete_after", spec.delete_after)
         when = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=seconds)
@@ -140,7 +141,7 @@ class SageMakerEndpoints(SageMakerClients):
         """Remove the endpoint's deletion schedule, if its tags say it has one."""
         from botocore.exceptions import ClientError
 
-        from sm_imgclf.backends.sagemaker_schedules import schedule_name
+        from sm_imgclf.backends.sagemaker.schedules import schedule_name
         from sm_imgclf.contracts.tags import DELETE_AT
 
         try:

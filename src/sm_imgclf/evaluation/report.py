@@ -6,12 +6,12 @@ import html
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sm_imgclf.debug.plots import inline_png
-from sm_imgclf.debug.report import write_page
-from sm_imgclf.serving import eval_gallery, eval_plots
+from sm_imgclf._pages import inline_png, write_page
+from sm_imgclf.evaluation import gallery as eval_gallery
+from sm_imgclf.evaluation import plots as eval_plots
 
 if TYPE_CHECKING:
-    from sm_imgclf.serving.scores import Scores
+    from sm_imgclf.evaluation.scores import Scores
 
 # Beyond this many classes a full matrix is unreadable: the confused pairs stand in for it.
 MATRIX_LIMIT = 30

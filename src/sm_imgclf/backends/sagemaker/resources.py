@@ -6,9 +6,9 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
-from sm_imgclf.backends.sagemaker_errors import translate_errors
-from sm_imgclf.backends.sagemaker_prices import PriceBook
-from sm_imgclf.backends.sagemaker_tags import created_by_library
+from sm_imgclf.backends.sagemaker.errors import translate_errors
+from sm_imgclf.backends.sagemaker.prices import PriceBook
+from sm_imgclf.backends.sagemaker.tags import created_by_library
 from sm_imgclf.contracts.resources import ENDPOINT, TRAINING, TRANSFORM, TUNING, Resource
 
 # Endpoint states in which instances run (and bill); Failed and Deleting ones have none.

@@ -1,0 +1,1 @@
+"""The local backend: jobs as subprocesses, endpoints as local servers, Optuna's tuner."""

@@ -1,0 +1,1 @@
+"""The SageMaker backend: requests built by pure functions, sent through boto3."""

@@ -1,0 +1,1 @@
+"""The ``sm-imgclf`` command and the end-to-end demo."""

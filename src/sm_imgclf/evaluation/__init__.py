@@ -1,0 +1,1 @@
+"""Evaluation of an endpoint: scores, calibration, the report, its gallery and explanations."""
