@@ -209,7 +209,7 @@ def test_local_and_fake_estimates(tmp_path: Path) -> None:
 def library_tags(session: smi.SageMakerSession) -> dict[str, str]:
     return {"team": "vision", "sm-imgclf:created-by": "sm-imgclf",
             "sm-imgclf:version": smi.__version__,
-            "sm-imgclf:session": session.backend.session_id}  # type: ignore[attr-defined]
+            "sm-imgclf:session": session.backend.aws.session_id}  # type: ignore[attr-defined]
 
 
 def test_every_create_call_carries_the_tags(sm_session: smi.SageMakerSession, boto_session,  # type: ignore[no-untyped-def]

@@ -20,8 +20,8 @@ from sm_imgclf.storage.s3 import S3Store
 
 
 def listing(session: smi.SageMakerSession, prefix: str = "") -> dict[str, str]:
-    client = session.backend.s3_client  # type: ignore[attr-defined]
-    bucket = session.backend.bucket  # type: ignore[attr-defined]
+    client = session.backend.aws.s3_client  # type: ignore[attr-defined]
+    bucket = session.backend.aws.bucket  # type: ignore[attr-defined]
     pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
     return {o["Key"]: o["ETag"].strip('"') for p in pages for o in p.get("Contents", [])}
 
@@ -43,8 +43,8 @@ def test_upload_to_s3(dataset_root: Path, s3_session: smi.SageMakerSession, buck
 def test_second_s3_upload_skips_everything(dataset_root: Path,
                                            s3_session: smi.SageMakerSession) -> None:
     smi.ImageFolderDataset(dataset_root).upload(s3_session, "pets")
-    client = s3_session.backend.s3_client  # type: ignore[attr-defined]
-    client.delete_object(Bucket=s3_session.backend.bucket, Key="pets/train/002.dog/img_3.jpg")  # type: ignore[attr-defined]
+    client = s3_session.backend.aws.s3_client  # type: ignore[attr-defined]
+    client.delete_object(Bucket=s3_session.backend.aws.bucket, Key="pets/train/002.dog/img_3.jpg")  # type: ignore[attr-defined]
     again = smi.ImageFolderDataset(dataset_root).upload(s3_session, "pets")
     assert again.summary.uploaded == ["pets/train/002.dog/img_3.jpg"]
     assert len(again.summary.skipped) == 23
@@ -75,7 +75,7 @@ def test_missing_bucket_is_named(dataset_root: Path, moto_url: str, boto_session
 def test_access_denied_is_explained(dataset_root: Path, moto_url: str, boto_session) -> None:  # type: ignore[no-untyped-def]
     session = smi.SageMakerSession("locked", boto_session=boto_session,
                                    endpoint_urls={"s3": moto_url})
-    with Stubber(session.backend.s3_client) as stub:  # type: ignore[attr-defined]
+    with Stubber(session.backend.aws.s3_client) as stub:  # type: ignore[attr-defined]
         stub.add_client_error("head_bucket", service_error_code="403", http_status_code=403,
                               expected_params={"Bucket": "locked"})
         with pytest.raises(smi.StorageAccessDeniedError, match="Access denied: HeadBucket on s3://locked"):
@@ -136,7 +136,7 @@ def test_persistent_failures_raise_after_the_rest_is_stored(
     with S3Proxy(moto_url, fault=refuse_cats) as proxy:
         session = smi.SageMakerSession(bucket, boto_session=boto_session,
                                        endpoint_urls={"s3": proxy.url})
-        session.backend.s3_client = boto_session.client(  # type: ignore[attr-defined]
+        session.backend.aws.s3_client = boto_session.client(  # type: ignore[attr-defined]
             "s3", endpoint_url=proxy.url, config=Config(retries={"max_attempts": 2}))
         with pytest.raises(smi.TransferError, match="8 of 24 files failed") as caught:
             smi.ImageFolderDataset(dataset_root).upload(session, "pets")
@@ -170,7 +170,7 @@ def test_dropped_connections_are_retried(dataset_root: Path, moto_url: str, buck
 
 
 def test_client_retries_with_backoff(s3_session: smi.SageMakerSession) -> None:
-    config = s3_session.backend.s3_client.meta.config  # type: ignore[attr-defined]
+    config = s3_session.backend.aws.s3_client.meta.config  # type: ignore[attr-defined]
     assert config.retries == {"mode": "standard", "total_max_attempts": 10}
     assert "sm-imgclf/" in config.user_agent_extra
 
@@ -190,7 +190,7 @@ def test_the_default_bucket_is_made_once_private_and_owned(  # type: ignore[no-u
     assert all(block.values())
     rules = s3.get_bucket_ownership_controls(Bucket=name)["OwnershipControls"]["Rules"]
     assert rules == [{"ObjectOwnership": "BucketOwnerEnforced"}]
-    assert session.backend.expected_bucket_owner == "123456789012"  # type: ignore[attr-defined]
+    assert session.backend.aws.expected_bucket_owner == "123456789012"  # type: ignore[attr-defined]
     again = smi.SageMakerSession(region="eu-west-1", boto_session=boto_session,
                                  endpoint_urls=urls)
     assert again.store.get_bytes("k") == b"v"  # the same bucket, found, not made again

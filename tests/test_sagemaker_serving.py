@@ -111,7 +111,7 @@ def test_deploy_and_delete_against_moto(sm_session: smi.SageMakerSession, boto_s
 
 def test_failed_endpoint_reports_the_reason(sm_session: smi.SageMakerSession) -> None:
     backend = sm_session.backend
-    with Stubber(backend.sagemaker_client) as stub:  # type: ignore[attr-defined]
+    with Stubber(backend.aws.sagemaker_client) as stub:  # type: ignore[attr-defined]
         stub.add_response("create_model", {"ModelArn": "arn:aws:sagemaker:us-east-1:1:model/e"})
         stub.add_response("create_endpoint_config",
                           {"EndpointConfigArn": "arn:aws:sagemaker:us-east-1:1:endpoint-config/e"})
@@ -136,7 +136,7 @@ def test_failed_endpoint_reports_the_reason(sm_session: smi.SageMakerSession) ->
 def test_a_deploy_that_meets_a_name_in_use_removes_only_what_it_created(
         sm_session: smi.SageMakerSession) -> None:
     backend = sm_session.backend
-    with Stubber(backend.sagemaker_client) as stub:  # type: ignore[attr-defined]
+    with Stubber(backend.aws.sagemaker_client) as stub:  # type: ignore[attr-defined]
         stub.add_response("create_model", {"ModelArn": "arn:aws:sagemaker:us-east-1:1:model/e"})
         stub.add_client_error("create_endpoint_config", "ValidationException",
                               "Cannot create already existing endpoint configuration")
@@ -149,7 +149,7 @@ def test_a_deploy_that_meets_a_name_in_use_removes_only_what_it_created(
 def test_invoke_retries_throttling(sm_session: smi.SageMakerSession) -> None:
     answer = json.dumps({"predictions": [{"top_k": [
         {"index": 3, "class_id": "004.cat", "label": "cat", "probability": 0.7}]}]}).encode()
-    runtime = sm_session.backend.runtime_client  # type: ignore[attr-defined]
+    runtime = sm_session.backend.aws.runtime_client  # type: ignore[attr-defined]
     with Stubber(runtime) as stub:
         stub.add_client_error("invoke_endpoint", service_error_code="ThrottlingException",
                               http_status_code=429)
@@ -165,8 +165,8 @@ def test_serverless_requests_stay_under_4_mb(sm_session: smi.SageMakerSession) -
         {"index": 3, "class_id": "004.cat", "label": "cat", "probability": 0.7}]}]}).encode()
     backend = sm_session.backend
     images = [bytes([i]) * 2_000_000 for i in range(2)]  # ~5.3 MB in one JSON request
-    with Stubber(backend.sagemaker_client) as control, \
-            Stubber(backend.runtime_client) as runtime:  # type: ignore[attr-defined]
+    with Stubber(backend.aws.sagemaker_client) as control, \
+            Stubber(backend.aws.runtime_client) as runtime:  # type: ignore[attr-defined]
         control.add_response("describe_endpoint", {
             "EndpointName": "e", "EndpointArn": "arn:aws:sagemaker:us-east-1:1:endpoint/e",
             "EndpointStatus": "InService", "CreationTime": 0, "LastModifiedTime": 0,
@@ -183,7 +183,7 @@ def test_serverless_requests_stay_under_4_mb(sm_session: smi.SageMakerSession) -
 
 
 def test_client_errors_are_not_retried(sm_session: smi.SageMakerSession) -> None:
-    runtime = sm_session.backend.runtime_client  # type: ignore[attr-defined]
+    runtime = sm_session.backend.aws.runtime_client  # type: ignore[attr-defined]
     with Stubber(runtime) as stub:
         stub.add_client_error("invoke_endpoint", service_error_code="ModelError",
                               http_status_code=400, service_message="Cannot decode the image")

@@ -53,7 +53,7 @@ def test_dry_run_is_the_validated_request(sm_session: smi.SageMakerSession, buck
     assert "valid:accuracy" in names and request["Tags"] == [
         {"Key": "team", "Value": "vision"}, {"Key": "sm-imgclf:created-by", "Value": "sm-imgclf"},
         {"Key": "sm-imgclf:version", "Value": smi.__version__},
-        {"Key": "sm-imgclf:session", "Value": sm_session.backend.session_id}]
+        {"Key": "sm-imgclf:session", "Value": sm_session.backend.aws.session_id}]
 
 
 def test_fit_uploads_the_source_and_creates_the_job(  # type: ignore[no-untyped-def]
@@ -148,7 +148,7 @@ def test_a_create_that_meets_its_own_job_carries_on(
     for drop in ("Tags", "EnableManagedSpotTraining", "CheckpointConfig"):
         found.pop(drop, None)
     est = estimator(sm_session).with_hyperparameters({"lr": lr})
-    with Stubber(sm_session.backend.sagemaker_client) as stub:  # type: ignore[attr-defined]
+    with Stubber(sm_session.backend.aws.sagemaker_client) as stub:  # type: ignore[attr-defined]
         stub.add_client_error("create_training_job", "ResourceInUse",
                               "Training job names must be unique ... already exists")
         stub.add_response("describe_training_job", found, {"TrainingJobName": "dogs-3"})
@@ -197,7 +197,7 @@ def test_a_zero_quota_is_named_before_the_job_is_created(  # type: ignore[no-unt
                                    endpoint_urls=urls)
     quota = {"ServiceCode": "sagemaker", "QuotaCode": "L-TEST1",
              "QuotaName": "ml.g4dn.xlarge for training job usage", "Value": 0.0}
-    with Stubber(session.backend.quotas_client) as stub:  # type: ignore[attr-defined]
+    with Stubber(session.backend.aws.quotas_client) as stub:  # type: ignore[attr-defined]
         stub.add_response("list_service_quotas", {"Quotas": [quota]},
                           {"ServiceCode": "sagemaker"})
         with pytest.raises(smi.ConfigurationError) as caught:
@@ -236,8 +236,8 @@ def stub_job(session: smi.SageMakerSession, statuses: list[dict[str, object]],
     backend = session.backend
     if not real_pacing:  # stubbed answers need no 5 s between looks
         backend.min_poll_seconds = 0.0  # type: ignore[misc]
-    sagemaker = Stubber(backend.sagemaker_client)  # type: ignore[attr-defined]
-    logs = Stubber(backend.logs_client)  # type: ignore[attr-defined]
+    sagemaker = Stubber(backend.aws.sagemaker_client)  # type: ignore[attr-defined]
+    logs = Stubber(backend.aws.logs_client)  # type: ignore[attr-defined]
     stream = "job-1/algo-1-1700000000"
     for status in statuses:
         sagemaker.add_response("describe_training_job", {

@@ -148,7 +148,7 @@ def test_run_creates_the_job_and_reads_typed_trials(sm_session: smi.SageMakerSes
     request = run.dry_run(CHANNELS, name="dogs-t")
     backend = sm_session.backend
     name = "dogs-t"
-    with Stubber(backend.sagemaker_client) as stub:
+    with Stubber(backend.aws.sagemaker_client) as stub:
         stub.add_response("create_hyper_parameter_tuning_job",
                           {"HyperParameterTuningJobArn": "arn:x"}, request)
         # One description a refresh: list_trials reuses the run's configuration.
@@ -190,7 +190,7 @@ def test_run_creates_the_job_and_reads_typed_trials(sm_session: smi.SageMakerSes
 
 def test_stop_and_failure(sm_session: smi.SageMakerSession) -> None:
     backend = sm_session.backend
-    with Stubber(backend.sagemaker_client) as stub:
+    with Stubber(backend.aws.sagemaker_client) as stub:
         stub.add_response("stop_hyper_parameter_tuning_job", {},
                           {"HyperParameterTuningJobName": "dogs-f"})
         failed = describe("dogs-f", "Failed")
@@ -224,7 +224,7 @@ def test_a_run_that_used_its_wall_time_says_it_stopped_for_it(
     finished = describe("dogs-c", "Completed")  # every trial started before the limit
     finished["HyperParameterTuningJobConfig"]["ResourceLimits"]["MaxRuntimeInSeconds"] = 3600
     finished["ConsumedResources"] = {"RuntimeInSeconds": 1800}
-    with Stubber(backend.sagemaker_client) as stub:
+    with Stubber(backend.aws.sagemaker_client) as stub:
         for name, answer in (("dogs-b", ended), ("dogs-c", finished)):
             stub.add_response("describe_hyper_parameter_tuning_job", answer,
                               {"HyperParameterTuningJobName": name})

@@ -77,7 +77,7 @@ CASES: list[tuple[str, str, Any, str]] = [
 def test_what_the_service_would_refuse_is_named_before_any_call(
         session: smi.SageMakerSession, built: dict[str, dict[str, Any]], operation: str,
         path: str, value: Any, message: str) -> None:
-    client = session.backend.sagemaker_client  # type: ignore[attr-defined]
+    client = session.backend.aws.sagemaker_client  # type: ignore[attr-defined]
     validate_request(client, operation, built[operation])  # as built, it is valid
     with Stubber(client), pytest.raises(smi.ConfigurationError) as caught:  # no call may go out
         validate_request(client, operation, change(built[operation], path, value))
@@ -88,7 +88,7 @@ def test_spot_needs_a_wait_at_least_the_run(session: smi.SageMakerSession) -> No
     est = smi.TransferLearningEstimator("resnet50", session=session, image_uri=IMAGE,
                                         use_spot=True, max_run=3600)
     request = est.dry_run(CHANNELS, job_name="dogs-2")
-    client = session.backend.sagemaker_client  # type: ignore[attr-defined]
+    client = session.backend.aws.sagemaker_client  # type: ignore[attr-defined]
     short = change(request, "StoppingCondition.MaxWaitTimeInSeconds", 600)
     with pytest.raises(smi.ConfigurationError, match="at least MaxRuntimeInSeconds"):
         validate_request(client, "CreateTrainingJob", short)

@@ -161,7 +161,7 @@ def test_throttling_and_server_errors_are_retried_then_named(
     with S3Proxy(moto_url, fault=flaky) as proxy:
         session = smi.SageMakerSession("reliability-503", boto_session=boto_session,
                                        endpoint_urls={"s3": proxy.url})
-        session.backend.s3_client = boto_session.client(  # type: ignore[attr-defined]
+        session.backend.aws.s3_client = boto_session.client(  # type: ignore[attr-defined]
             "s3", endpoint_url=proxy.url,
             config=Config(retries={"mode": "standard", "total_max_attempts": 4}))
         with pytest.raises(smi.TransferError) as caught:
@@ -210,7 +210,7 @@ def test_expected_bucket_owner_on_every_s3_call(tmp_path: Path, moto_url: str,
                                    endpoint_urls={"s3": moto_url},
                                    expected_bucket_owner="123456789012")
     calls: list[tuple[str, str | None]] = []
-    client = session.backend.s3_client  # type: ignore[attr-defined]
+    client = session.backend.aws.s3_client  # type: ignore[attr-defined]
     client.meta.events.register(
         "before-parameter-build.s3.*",
         lambda params, model, **_: calls.append((model.name, params.get("ExpectedBucketOwner"))))

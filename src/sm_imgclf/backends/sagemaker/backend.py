@@ -1,33 +1,44 @@
-"""The SageMaker backend: S3 for storage, the SageMaker service API through boto3."""
+"""The SageMaker backend: S3 for storage, the SageMaker service API through boto3.
+
+It is composed, not inherited: :class:`SageMakerClients` makes the AWS clients,
+and three parts send the requests pure functions build (``training``,
+``tuning`` and ``serving``) through them: :class:`TrainingJobs`,
+:class:`TuningRuns` and :class:`Endpoints`. The backend answers the
+``Backend`` protocol by handing each call to its part.
+"""
 
 from __future__ import annotations
 
-from dataclasses import replace
-from functools import cached_property
-from typing import Any
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from sm_imgclf._params import bad_value
-from sm_imgclf.backends import one_job, speeds
-from sm_imgclf.backends.sagemaker import resources as sagemaker_resources
-from sm_imgclf.backends.sagemaker import tuning as sagemaker_tuning
-from sm_imgclf.backends.sagemaker.errors import translate_errors
-from sm_imgclf.backends.sagemaker.jobs import LOG_GROUP, SageMakerJobs
-from sm_imgclf.backends.sagemaker.training import features_uri
-from sm_imgclf.contracts.costs import CostEstimate, estimate_for, tuning_runtime_cap
+from sm_imgclf.backends import speeds
+from sm_imgclf.backends.sagemaker import resources
+from sm_imgclf.backends.sagemaker.clients import SageMakerClients
+from sm_imgclf.backends.sagemaker.endpoints import Endpoints
+from sm_imgclf.backends.sagemaker.jobs import LOG_GROUP, TrainingJobs
+from sm_imgclf.backends.sagemaker.tuning_runs import TuningRuns
+from sm_imgclf.contracts.costs import CostEstimate, estimate_for
+from sm_imgclf.contracts.deploy import BatchSpec, DeploySpec
 from sm_imgclf.contracts.resources import ENDPOINT, Resource
-from sm_imgclf.contracts.search import FEATURES_CHANNEL
-from sm_imgclf.contracts.status import JobState, TrialRecord, TuningStatus
-from sm_imgclf.contracts.tuning import Search, TuningSpec
-from sm_imgclf.errors import BackendError
+from sm_imgclf.contracts.status import JobStatus, TrialRecord, TuningStatus
+from sm_imgclf.contracts.training import TrainingSpec
+from sm_imgclf.contracts.tuning import TuningSpec
+from sm_imgclf.storage.s3 import S3Store
+
+if TYPE_CHECKING:
+    import boto3
 
 __all__ = ["LOG_GROUP", "SageMakerBackend"]
 
 
-class SageMakerBackend(SageMakerJobs):
+class SageMakerBackend:
     """Runs training, tuning and serving on SageMaker, keeping data in an S3 bucket.
 
     Clients are created on first use; the arguments are those of
-    :class:`~sm_imgclf.backends.sagemaker.clients.SageMakerClients`.
+    :class:`~sm_imgclf.backends.sagemaker.clients.SageMakerClients`, which
+    ``aws`` holds.
     """
 
     name = "sagemaker"
@@ -36,188 +47,137 @@ class SageMakerBackend(SageMakerJobs):
     costly_job_starts = True
     shares_features_by_job = True
 
-    @cached_property
-    def _ended_logs(self) -> dict[str, list[str]]:
-        """The whole log of each completed one-job search, which never changes."""
-        return {}
+    def __init__(
+        self,
+        bucket: str | None = None,
+        *,
+        region: str | None = None,
+        boto_session: boto3.Session | None = None,
+        endpoint_urls: Mapping[str, str] | None = None,
+        expected_bucket_owner: str | None = None,
+        max_concurrency: int = 16,
+        tags: Mapping[str, str] | None = None,
+    ) -> None:
+        self.aws = SageMakerClients(
+            bucket, region=region, boto_session=boto_session, endpoint_urls=endpoint_urls,
+            expected_bucket_owner=expected_bucket_owner, max_concurrency=max_concurrency,
+            tags=tags)
+        self.jobs = TrainingJobs(self.aws)
+        self.tuning = TuningRuns(self.aws, self.jobs)
+        self.endpoints = Endpoints(self.aws)
 
-    def _ended_log(self, name: str) -> list[str]:
-        if name not in self._ended_logs:
-            self._ended_logs[name] = self._whole_log(name)
-        return self._ended_logs[name]
+    def __repr__(self) -> str:
+        return repr(self.aws).replace("SageMakerClients", type(self).__name__, 1)
 
-    @cached_property
-    def _searches(self) -> dict[str, Search | None]:
-        """Per run name: its search if it is one training job, else ``None``."""
-        return {}
+    @property
+    def store(self) -> S3Store:
+        """The S3 store under the session's bucket."""
+        return self.aws.store
 
-    @cached_property
-    def _tuning_configs(self) -> dict[str, dict[str, Any]]:
-        """Each tuning run's configuration, which never changes."""
-        return {}
+    # Training jobs
+    def training_request(self, spec: TrainingSpec) -> dict[str, Any]:
+        """The validated ``CreateTrainingJob`` request for ``spec`` (nothing is sent)."""
+        return self.jobs.training_request(spec)
 
+    def start_training(self, spec: TrainingSpec) -> None:
+        """Upload what the job needs, then create it."""
+        self.jobs.start_training(spec)
+
+    def describe_training(self, name: str) -> JobStatus:
+        """``DescribeTrainingJob`` as a :class:`~sm_imgclf.JobStatus`."""
+        return self.jobs.describe_training(name)
+
+    def training_log(self, name: str, cursor: Any) -> tuple[list[str], Any]:
+        """New CloudWatch log lines of every host of the job."""
+        return self.jobs.training_log(name, cursor)
+
+    def training_output(self, name: str, target: Path) -> Path:
+        """Download the job's ``output.tar.gz``."""
+        return self.jobs.training_output(name, target)
+
+    def fetch_model(self, uri: str, target: Path) -> Path:
+        """Download the ``model.tar.gz`` at an ``s3://`` URI."""
+        return self.jobs.fetch_model(uri, target)
+
+    def stop_training(self, name: str) -> None:
+        """``StopTrainingJob``; a job that already ended is left alone."""
+        self.jobs.stop_training(name)
+
+    def record_speed(self, spec: TrainingSpec, log: list[str], name: str) -> None:
+        """Keep the speed in ``log`` of completed job ``name`` for later estimates."""
+        speeds.record(self.name, spec, log, name)
+
+    def list_jobs(self) -> list[dict[str, Any]]:
+        """The 100 newest training jobs with their status."""
+        return self.jobs.list_jobs()
+
+    # Tuning runs
     def tuning_request(self, spec: TuningSpec) -> dict[str, Any]:
-        """The validated ``CreateHyperParameterTuningJob`` request (nothing is sent).
-
-        A search in one job is one ``CreateTrainingJob`` request instead.
-        """
-        if spec.in_one_job:
-            return self.training_request(spec.one_job_training())
-        training, uploads = self._artifacts(spec.training)
-        return self._tuning_request(replace(spec, training=training), next(iter(uploads)))
-
-    def _tuning_request(self, spec: TuningSpec, source_key: str) -> dict[str, Any]:
-        trial = spec.trial_training()
-        if spec.shared_features:  # what the features job stored, as a read-only channel
-            trial = replace(trial, channels=(*trial.channels, (FEATURES_CHANNEL, features_uri(
-                self.bucket, spec.features_job_name))))
-        request = sagemaker_tuning.tuning_request(spec, self._request(trial, source_key))
-        if spec.max_cost is not None:
-            seconds, _ = tuning_runtime_cap(
-                spec, self.prices.price(trial.instance_type, "training"))
-            if seconds is not None and seconds < 120:
-                raise bad_value("max_cost", "enough for two minutes of the run (SageMaker's "
-                                "shortest limit)", spec.max_cost,
-                                f"It buys {seconds} s of {spec.max_parallel_jobs} trial(s) "
-                                "at once.")
-            if seconds is not None:
-                request["HyperParameterTuningJobConfig"]["ResourceLimits"][
-                    "MaxRuntimeInSeconds"] = seconds
-        return self.checked("CreateHyperParameterTuningJob", request)
+        """The validated tuning (or one-job search) request (nothing is sent)."""
+        return self.tuning.tuning_request(spec)
 
     def start_tuning(self, spec: TuningSpec) -> None:
-        """Upload the source tarball (and weights) if needed, then create the tuning job."""
-        if spec.in_one_job:
-            training = spec.one_job_training()
-            self.start_training(training)
-            self._searches[spec.name] = spec.in_job_search()
-            return
-        training, uploads = self._artifacts(spec.training)
-        spec = replace(spec, training=training)
-        request = self._tuning_request(spec, next(iter(uploads)))
-        training = spec.trial_training()
-        self.check_quota(training.instance_type, "spot training job usage" if training.use_spot
-                         else "training job usage",
-                         training.instance_count * spec.max_parallel_jobs)
-        self._upload(uploads)
-        with translate_errors("CreateHyperParameterTuningJob", spec.name):
-            self.sagemaker_client.create_hyper_parameter_tuning_job(**request)
-        self._searches[spec.name] = None
-
-    def _one_job_search(self, name: str) -> Search | None:
-        """The search of run ``name`` if it is one training job; asked of SageMaker once."""
-        if name not in self._searches:
-            self._probe(name)
-        return self._searches[name]
-
-    def _probe(self, name: str) -> dict[str, Any] | None:
-        """Tell a tuning job from a search in one job; return the tuning job's description."""
-        try:
-            answer = self._describe_tuning(name)
-        except BackendError as missing:
-            argument = self._job_search_argument(name)
-            if argument is None:
-                raise missing from None
-            self._searches[name] = one_job.search_of(argument)
-            return None
-        self._searches[name] = None
-        return answer
-
-    def _job_search_argument(self, name: str) -> str | None:
-        try:
-            with translate_errors("DescribeTrainingJob", name):
-                answer = self.sagemaker_client.describe_training_job(TrainingJobName=name)
-        except BackendError:
-            return None
-        found: str | None = answer.get("HyperParameters", {}).get("search") or None
-        return found
-
-    def _describe_tuning(self, name: str) -> dict[str, Any]:
-        with translate_errors("DescribeHyperParameterTuningJob", name):
-            answer: dict[str, Any] = self.sagemaker_client.describe_hyper_parameter_tuning_job(
-                HyperParameterTuningJobName=name)
-        # A run's configuration never changes: list_trials reads it from here.
-        self._tuning_configs[name] = answer["HyperParameterTuningJobConfig"]
-        return answer
+        """Create the tuning job, or the one training job a search runs in."""
+        self.tuning.start_tuning(spec)
 
     def describe_tuning(self, name: str) -> TuningStatus:
-        """Map ``DescribeHyperParameterTuningJob`` onto :class:`TuningStatus`.
-
-        A run that is one training job (no tuning job of that name) maps that job.
-        """
-        answer = self._probe(name) if name not in self._searches else None
-        search = self._searches[name]
-        if search is not None:
-            return one_job.tuning_status(name, self.describe_training(name), search,
-                                         lambda: self._ended_log(name))
-        answer = answer or self._describe_tuning(name)
-        config = answer["HyperParameterTuningJobConfig"]
-        objective = config["HyperParameterTuningJobObjective"]
-        categories = config.get("ParameterRanges", {}).get("CategoricalParameterRanges", [])
-        return TuningStatus(
-            JobState(answer["HyperParameterTuningJobStatus"]), answer.get("FailureReason"),
-            answer.get("BestTrainingJob", {}).get("TrainingJobName"), objective["MetricName"],
-            "maximize" if objective["Type"] == "Maximize" else "minimize",
-            tuple(r["Name"] for r in categories), sagemaker_tuning.stop_reason(answer))
+        """The run's status, whether a tuning job or a search in one job."""
+        return self.tuning.describe_tuning(name)
 
     def list_trials(self, name: str) -> list[TrialRecord]:
-        """Every trial, through ``ListTrainingJobsForHyperParameterTuningJob``'s pages.
-
-        The trials of a run that is one job come from that job's log.
-        """
-        if self._one_job_search(name) is not None:
-            return one_job.trials(name, self._whole_log(name))
-        config = self._tuning_configs.get(name) or self._describe_tuning(name)[
-            "HyperParameterTuningJobConfig"]
-        early = (config.get("TrainingJobEarlyStoppingType") == "Auto"
-                 or config.get("Strategy") == "Hyperband")
-        summaries: list[dict[str, Any]] = []
-        token: str | None = None
-        while True:
-            args: dict[str, Any] = {"HyperParameterTuningJobName": name, "MaxResults": 100,
-                                    "SortBy": "CreationTime", "SortOrder": "Ascending"}
-            if token:
-                args["NextToken"] = token
-            with translate_errors("ListTrainingJobsForHyperParameterTuningJob", name):
-                page = self.sagemaker_client.list_training_jobs_for_hyper_parameter_tuning_job(
-                    **args)
-            summaries += page["TrainingJobSummaries"]
-            token = page.get("NextToken")
-            if not token:
-                break
-        records = [sagemaker_tuning.trial_record(s, early) for s in summaries]
-        return [replace(r, epochs=self._trained_epochs(r.job_name))
-                if r.status.terminal else r for r in records]
+        """Every trial of the run so far."""
+        return self.tuning.list_trials(name)
 
     def stop_tuning(self, name: str) -> None:
-        """Call ``StopHyperParameterTuningJob``; SageMaker stops its running trials.
+        """Stop the run; SageMaker stops its running trials."""
+        self.tuning.stop_tuning(name)
 
-        A run that already ended is left alone (the service refuses to stop it).
-        """
-        if self._searches.get(name) is not None:
-            self.stop_training(name)
-            return
-        try:
-            with translate_errors("StopHyperParameterTuningJob", name):
-                self.sagemaker_client.stop_hyper_parameter_tuning_job(
-                    HyperParameterTuningJobName=name)
-        except BackendError:
-            if self._one_job_search(name) is not None:
-                self.stop_training(name)
-            elif not self.describe_tuning(name).status.terminal:
-                raise
+    # Endpoints and batch transforms
+    def list_endpoints(self) -> list[dict[str, Any]]:
+        """The 100 newest endpoints with their status."""
+        return self.endpoints.list_endpoints()
 
+    def deploy_requests(self, spec: DeploySpec) -> dict[str, dict[str, Any]]:
+        """The validated CreateModel, CreateEndpointConfig and CreateEndpoint requests."""
+        return self.endpoints.deploy_requests(spec)
+
+    def schedule_request(self, spec: DeploySpec) -> dict[str, Any]:
+        """The validated ``CreateSchedule`` request that deletes the endpoint in time."""
+        return self.endpoints.schedule_request(spec)
+
+    def deploy(self, spec: DeploySpec, *, poll: float = 15.0) -> None:
+        """Create the model, config and endpoint, then wait for ``InService``."""
+        self.endpoints.deploy(spec, poll=poll)
+
+    def describe_endpoint(self, name: str) -> dict[str, Any]:
+        """Status, failure reason and the largest request the endpoint takes."""
+        return self.endpoints.describe_endpoint(name)
+
+    def invoke(self, name: str, body: bytes, content_type: str, accept: str) -> bytes:
+        """``InvokeEndpoint`` through the SageMaker runtime."""
+        return self.endpoints.invoke(name, body, content_type, accept)
+
+    def delete_endpoint(self, name: str) -> None:
+        """Delete the endpoint, its config, its model and its deletion schedule."""
+        self.endpoints.delete_endpoint(name)
+
+    def batch_predict(self, spec: BatchSpec, *, poll: float = 30.0) -> str:
+        """Run a batch transform to its end; return where the predictions are."""
+        return self.endpoints.batch_predict(spec, poll=poll)
+
+    # What costs money
     def list_resources(self) -> list[Resource]:
         """Endpoints up and training, tuning and transform jobs in progress, priced."""
-        return sagemaker_resources.list_resources(self.sagemaker_client, self.prices)
+        return resources.list_resources(self.aws.sagemaker_client, self.aws.prices)
 
     def remove_resource(self, resource: Resource) -> None:
         """Delete an endpoint with its config, models and schedule, or stop a job."""
         if resource.kind == ENDPOINT:
-            self._unschedule(resource.name)
-        sagemaker_resources.remove(self.sagemaker_client, resource)
+            self.endpoints.unschedule(resource.name)
+        resources.remove(self.aws.sagemaker_client, resource)
 
-    def estimate(self, spec: Any) -> CostEstimate:
+    def estimate(self, spec: TrainingSpec | TuningSpec | DeploySpec | BatchSpec
+                 ) -> CostEstimate:
         """What ``spec`` may cost at SageMaker's prices in this region."""
-        return estimate_for(spec, self.prices.price, speeds.expecter(
+        return estimate_for(spec, self.aws.prices.price, speeds.expecter(
             self.name, speeds.image_counter(self.store)))

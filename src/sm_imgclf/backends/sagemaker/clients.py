@@ -237,7 +237,7 @@ class SageMakerClients:
             return {}
         return table
 
-    def _check_bucket_region(self) -> None:
+    def check_bucket_region(self) -> None:
         """Refuse a bucket in another region than the jobs: SageMaker cannot read it there."""
         if self._bucket_region_checked:
             return

@@ -21,38 +21,41 @@ from sm_imgclf.contracts.status import JobState
 from sm_imgclf.errors import BackendError, EndpointError
 
 
-class SageMakerEndpoints(SageMakerClients):
-    """The serving half of :class:`~sm_imgclf.backends.sagemaker.backend.SageMakerBackend`."""
+class Endpoints:
+    """Endpoints and batch transforms on SageMaker, through the backend's clients."""
+
+    def __init__(self, aws: SageMakerClients) -> None:
+        self.aws = aws
 
     def list_endpoints(self) -> list[dict[str, Any]]:
         """The 100 newest endpoints with their status."""
         with translate_errors("ListEndpoints", "endpoints"):
-            page = self.sagemaker_client.list_endpoints(
+            page = self.aws.sagemaker_client.list_endpoints(
                 SortBy="CreationTime", SortOrder="Descending", MaxResults=100)
         return [{"name": e["EndpointName"], "status": e["EndpointStatus"]}
                 for e in page["Endpoints"]]
 
     def deploy_requests(self, spec: DeploySpec) -> dict[str, dict[str, Any]]:
         """The validated CreateModel, CreateEndpointConfig and CreateEndpoint requests."""
-        spec = replace(spec, role=self.role_arn(spec.role))
+        spec = replace(spec, role=self.aws.role_arn(spec.role))
         built = sagemaker_serving.deploy_requests(
-            spec, region=self.region_name, image_uri=pytorch_image(
-                spec.image_uri, scope="inference", region=self.region_name,
+            spec, region=self.aws.region_name, image_uri=pytorch_image(
+                spec.image_uri, scope="inference", region=self.aws.region_name,
                 instance_type=None if spec.serverless_memory_mb else spec.instance_type))
-        return {operation: self.checked(operation, request) for operation, request in built.items()}
+        return {operation: self.aws.checked(operation, request) for operation, request in built.items()}
 
     def deploy(self, spec: DeploySpec, *, poll: float = 15.0) -> None:
         """Create the model, config and endpoint, then wait for ``InService``."""
         import time
 
-        client = self.sagemaker_client
+        client = self.aws.sagemaker_client
         calls = {"CreateModel": (client.create_model, client.delete_model, "ModelName"),
                  "CreateEndpointConfig": (client.create_endpoint_config,
                                           client.delete_endpoint_config, "EndpointConfigName"),
                  "CreateEndpoint": (client.create_endpoint, client.delete_endpoint,
                                     "EndpointName")}
         if not spec.serverless_memory_mb:
-            self.check_quota(spec.instance_type, "endpoint usage", spec.instance_count)
+            self.aws.check_quota(spec.instance_type, "endpoint usage", spec.instance_count)
         created: list[tuple[Any, str]] = []
         try:
             for operation, request in self.deploy_requests(spec).items():
@@ -86,16 +89,16 @@ class SageMakerEndpoints(SageMakerClients):
 
         seconds = parse_duration("delete_after", spec.delete_after)
         when = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=seconds)
-        role = (self.role_arn(spec.delete_role) if spec.delete_role
-                else schedules.default_role(self.role_arn(spec.role) or ""))
+        role = (self.aws.role_arn(spec.delete_role) if spec.delete_role
+                else schedules.default_role(self.aws.role_arn(spec.role) or ""))
         request = schedules.schedule_request(spec.endpoint_name, when, role or "")
-        sagemaker_training.validate_request(self.scheduler_client, "CreateSchedule", request)
+        sagemaker_training.validate_request(self.aws.scheduler_client, "CreateSchedule", request)
         return request
 
     def _schedule_deletion(self, spec: DeploySpec) -> None:
         request = self.schedule_request(spec)
         with translate_errors("CreateSchedule", request["Name"]):
-            self.scheduler_client.create_schedule(**request)
+            self.aws.scheduler_client.create_schedule(**request)
 
     def describe_endpoint(self, name: str) -> dict[str, Any]:
         """``DescribeEndpoint``: status, failure reason and the largest request it takes.
@@ -103,7 +106,7 @@ class SageMakerEndpoints(SageMakerClients):
         Serverless endpoints take 4 MB per request, instance endpoints 6 MB.
         """
         with translate_errors("DescribeEndpoint", name):
-            answer = self.sagemaker_client.describe_endpoint(EndpointName=name)
+            answer = self.aws.sagemaker_client.describe_endpoint(EndpointName=name)
         serverless = any("CurrentServerlessConfig" in v
                          for v in answer.get("ProductionVariants", []))
         return {"status": answer["EndpointStatus"], "failure_reason": answer.get("FailureReason"),
@@ -114,7 +117,7 @@ class SageMakerEndpoints(SageMakerClients):
         from botocore.exceptions import ClientError
 
         try:
-            answer = self.runtime_client.invoke_endpoint(
+            answer = self.aws.runtime_client.invoke_endpoint(
                 EndpointName=name, Body=body, ContentType=content_type, Accept=accept)
         except ClientError as error:
             status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
@@ -125,8 +128,8 @@ class SageMakerEndpoints(SageMakerClients):
         """Delete the endpoint, its config and its model; missing pieces are skipped."""
         from botocore.exceptions import ClientError
 
-        client = self.sagemaker_client
-        self._unschedule(name)
+        client = self.aws.sagemaker_client
+        self.unschedule(name)
         for delete, key in ((client.delete_endpoint, "EndpointName"),
                             (client.delete_endpoint_config, "EndpointConfigName"),
                             (client.delete_model, "ModelName")):
@@ -137,7 +140,7 @@ class SageMakerEndpoints(SageMakerClients):
                     raise BackendError(f"Deleting {name!r} failed: {error}", name=name) from error
 
 
-    def _unschedule(self, name: str) -> None:
+    def unschedule(self, name: str) -> None:
         """Remove the endpoint's deletion schedule, if its tags say it has one."""
         from botocore.exceptions import ClientError
 
@@ -145,13 +148,13 @@ class SageMakerEndpoints(SageMakerClients):
         from sm_imgclf.contracts.tags import DELETE_AT
 
         try:
-            arn = self.sagemaker_client.describe_endpoint(EndpointName=name)["EndpointArn"]
-            tags = self.sagemaker_client.list_tags(ResourceArn=arn).get("Tags", [])
+            arn = self.aws.sagemaker_client.describe_endpoint(EndpointName=name)["EndpointArn"]
+            tags = self.aws.sagemaker_client.list_tags(ResourceArn=arn).get("Tags", [])
         except ClientError:
             return  # no endpoint: nothing was scheduled for it by this library
         if any(t["Key"] == DELETE_AT for t in tags):
             try:
-                self.scheduler_client.delete_schedule(Name=schedule_name(name))
+                self.aws.scheduler_client.delete_schedule(Name=schedule_name(name))
             except ClientError as error:
                 if "ResourceNotFound" not in str(error):
                     raise BackendError(f"Deleting the schedule of {name!r} failed: {error}",
@@ -166,14 +169,14 @@ class SageMakerEndpoints(SageMakerClients):
                                                 image_uri=spec.image_uri, role=spec.role,
                                                 instance_type=spec.instance_type,
                                                 tags=spec.tags))["CreateModel"]
-        transform = self.checked("CreateTransformJob", sagemaker_serving.transform_request(spec))
+        transform = self.aws.checked("CreateTransformJob", sagemaker_serving.transform_request(spec))
         with translate_errors("CreateModel", spec.name):
-            self.sagemaker_client.create_model(**model)
+            self.aws.sagemaker_client.create_model(**model)
         try:
             answer = self._transform(transform, poll)
         finally:  # the model exists only for this transform
             with translate_errors("DeleteModel", spec.name):
-                self.sagemaker_client.delete_model(ModelName=spec.name)
+                self.aws.sagemaker_client.delete_model(ModelName=spec.name)
         if answer["TransformJobStatus"] != "Completed":
             raise BackendError(f"Batch transform {spec.name!r} is {answer['TransformJobStatus']}"
                                f": {answer.get('FailureReason') or 'no reason given'}",
@@ -186,10 +189,10 @@ class SageMakerEndpoints(SageMakerClients):
 
         name = transform["TransformJobName"]
         with translate_errors("CreateTransformJob", name):
-            self.sagemaker_client.create_transform_job(**transform)
+            self.aws.sagemaker_client.create_transform_job(**transform)
         while True:
             with translate_errors("DescribeTransformJob", name):
-                answer: dict[str, Any] = self.sagemaker_client.describe_transform_job(
+                answer: dict[str, Any] = self.aws.sagemaker_client.describe_transform_job(
                     TransformJobName=name)
             if JobState(answer["TransformJobStatus"]).terminal:
                 return answer

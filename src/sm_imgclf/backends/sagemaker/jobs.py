@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from functools import cached_property
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 from sm_imgclf.backends.sagemaker import training as sagemaker_training
-from sm_imgclf.backends.sagemaker.endpoints import SageMakerEndpoints
+from sm_imgclf.backends.sagemaker.clients import SageMakerClients
 from sm_imgclf.backends.sagemaker.errors import already_exists, translate_errors
 from sm_imgclf.backends.sagemaker.images import pytorch_image
 from sm_imgclf.contracts.costs import capped
@@ -23,25 +22,20 @@ from sm_imgclf.runtime.weights import kind_of
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 
 
-class SageMakerJobs(SageMakerEndpoints):
-    """Training jobs on SageMaker; ``SageMakerBackend`` adds tuning runs on top."""
+class TrainingJobs:
+    """Training jobs on SageMaker, through the backend's clients."""
 
-    @cached_property
-    def _epochs(self) -> dict[str, int | None]:
-        """Epochs trained by ended jobs, which never change."""
-        return {}
-
-    @cached_property
-    def _hosts(self) -> dict[str, int]:
-        """Each described job's instance count: the log streams to expect."""
-        return {}
+    def __init__(self, aws: SageMakerClients) -> None:
+        self.aws = aws
+        self._epochs: dict[str, int | None] = {}  # epochs trained by ended jobs: never change
+        self._hosts: dict[str, int] = {}  # each described job's instance count: its streams
 
     def training_request(self, spec: TrainingSpec) -> dict[str, Any]:
         """The validated ``CreateTrainingJob`` request for ``spec`` (nothing is sent)."""
-        spec, uploads = self._artifacts(spec)
-        return self._request(spec, next(iter(uploads)))
+        spec, uploads = self.artifacts(spec)
+        return self.request(spec, next(iter(uploads)))
 
-    def _artifacts(self, spec: TrainingSpec) -> tuple[TrainingSpec, dict[str, bytes | Path]]:
+    def artifacts(self, spec: TrainingSpec) -> tuple[TrainingSpec, dict[str, bytes | Path]]:
         """The spec as the job will see it, and the objects it needs: source tarball first.
 
         A local weights file goes to the bucket under a key named by its content
@@ -56,30 +50,30 @@ class SageMakerJobs(SageMakerEndpoints):
             path = Path(spec.weights)
             key = sagemaker_training.weights_key(path)
             uploads[key] = path
-            spec = replace(spec, weights=self.store.uri(key))
+            spec = replace(spec, weights=self.aws.store.uri(key))
         return spec, uploads
 
-    def _request(self, spec: TrainingSpec, source_key: str) -> dict[str, Any]:
+    def request(self, spec: TrainingSpec, source_key: str) -> dict[str, Any]:
         if spec.max_cost is not None:
-            spec, _ = capped(spec, self.prices.price(spec.instance_type, "training"))
-        spec = replace(spec, role=self.role_arn(spec.role))
+            spec, _ = capped(spec, self.aws.prices.price(spec.instance_type, "training"))
+        spec = replace(spec, role=self.aws.role_arn(spec.role))
         request = sagemaker_training.training_request(
-            spec, bucket=self.bucket, region=self.region_name,
-            image_uri=pytorch_image(spec.image_uri, scope="training", region=self.region_name,
+            spec, bucket=self.aws.bucket, region=self.aws.region_name,
+            image_uri=pytorch_image(spec.image_uri, scope="training", region=self.aws.region_name,
                                     instance_type=spec.instance_type),
-            source_uri=self.store.uri(source_key))
-        return self.checked("CreateTrainingJob", request)
+            source_uri=self.aws.store.uri(source_key))
+        return self.aws.checked("CreateTrainingJob", request)
 
     def start_training(self, spec: TrainingSpec) -> None:
         """Upload the source tarball (and weights) if not there yet, then create the job."""
-        spec, uploads = self._artifacts(spec)
-        request = self._request(spec, next(iter(uploads)))
-        self.check_quota(spec.instance_type, "spot training job usage" if spec.use_spot
+        spec, uploads = self.artifacts(spec)
+        request = self.request(spec, next(iter(uploads)))
+        self.aws.check_quota(spec.instance_type, "spot training job usage" if spec.use_spot
                          else "training job usage", spec.instance_count)
-        self._upload(uploads)
+        self.upload(uploads)
         try:
             with translate_errors("CreateTrainingJob", spec.job_name):
-                self.sagemaker_client.create_training_job(**request)
+                self.aws.sagemaker_client.create_training_job(**request)
         except BackendError as error:
             self._adopt(request, error)
 
@@ -93,7 +87,7 @@ class SageMakerJobs(SageMakerEndpoints):
         if not already_exists(error):
             raise error
         with translate_errors("DescribeTrainingJob", name):
-            found = self.sagemaker_client.describe_training_job(TrainingJobName=name)
+            found = self.aws.sagemaker_client.describe_training_job(TrainingJobName=name)
         fields = ("HyperParameters", "RoleArn", "InputDataConfig", "OutputDataConfig")
         same = all(found.get(f) == request.get(f) for f in fields) and (
             found["AlgorithmSpecification"]["TrainingImage"]
@@ -105,7 +99,7 @@ class SageMakerJobs(SageMakerEndpoints):
     def describe_training(self, name: str) -> JobStatus:
         """Map ``DescribeTrainingJob`` onto :class:`~sm_imgclf.JobStatus`."""
         with translate_errors("DescribeTrainingJob", name):
-            answer = self.sagemaker_client.describe_training_job(TrainingJobName=name)
+            answer = self.aws.sagemaker_client.describe_training_job(TrainingJobName=name)
         self._hosts[name] = int(answer.get("ResourceConfig", {}).get("InstanceCount", 1))
         return JobStatus(JobState(answer["TrainingJobStatus"]), answer.get("FailureReason"),
                          answer.get("ModelArtifacts", {}).get("S3ModelArtifacts"),
@@ -132,13 +126,13 @@ class SageMakerJobs(SageMakerEndpoints):
             if tokens[stream]:
                 args["nextToken"] = tokens[stream]
             with translate_errors("GetLogEvents", name):
-                page = self.logs_client.get_log_events(**args)
+                page = self.aws.logs_client.get_log_events(**args)
             lines += [event["message"] for event in page["events"]]
             tokens[stream] = page["nextForwardToken"]
         return lines, {"tokens": tokens, "quiet": not lines}
 
     def _log_streams(self, name: str) -> list[str] | None:
-        logs = self.logs_client
+        logs = self.aws.logs_client
         try:
             with translate_errors("DescribeLogStreams", name):
                 answer = logs.describe_log_streams(logGroupName=LOG_GROUP,
@@ -153,9 +147,9 @@ class SageMakerJobs(SageMakerEndpoints):
         """Download the job's ``output.tar.gz`` (SageMaker writes it when the job ends)."""
         key = f"jobs/{name}/output/output.tar.gz"
         try:
-            return self.store.get_file(key, target / "output.tar.gz")
+            return self.aws.store.get_file(key, target / "output.tar.gz")
         except StorageError as error:
-            raise BackendError(f"Job {name!r} has no output archive at {self.store.uri(key)} "
+            raise BackendError(f"Job {name!r} has no output archive at {self.aws.store.uri(key)} "
                                "yet; SageMaker writes it when the job ends.", name=name) from error
 
     def fetch_model(self, uri: str, target: Path) -> Path:
@@ -165,17 +159,11 @@ class SageMakerJobs(SageMakerEndpoints):
         bucket, _, key = uri.removeprefix("s3://").partition("/")
         if not uri.startswith("s3://") or not key:
             raise BackendError(f"Expected the s3:// URI of a model package; got {uri!r}.")
-        store = self.store if bucket == self.bucket else S3Store(self.s3_client, bucket)
+        store = self.aws.store if bucket == self.aws.bucket else S3Store(self.aws.s3_client, bucket)
         try:
             return store.get_file(key, target / "model.tar.gz")
         except StorageError as error:
             raise BackendError(f"Cannot fetch the model package {uri}: {error}") from error
-
-    def record_speed(self, spec: TrainingSpec, log: list[str], name: str) -> None:
-        """Keep the speed in ``log`` of completed job ``name`` for later estimates."""
-        from sm_imgclf.backends import speeds
-
-        speeds.record("sagemaker", spec, log, name)
 
     def stop_training(self, name: str) -> None:
         """Call ``StopTrainingJob`` on a running job; SageMaker keeps the checkpoints in S3.
@@ -184,24 +172,24 @@ class SageMakerJobs(SageMakerEndpoints):
         """
         try:
             with translate_errors("StopTrainingJob", name):
-                self.sagemaker_client.stop_training_job(TrainingJobName=name)
+                self.aws.sagemaker_client.stop_training_job(TrainingJobName=name)
         except BackendError:
             if not self.describe_training(name).status.terminal:
                 raise
 
-    def _upload(self, uploads: dict[str, bytes | Path]) -> None:
+    def upload(self, uploads: dict[str, bytes | Path]) -> None:
         """Put each object the job needs that the bucket lacks (keys name their content)."""
-        self.store.check_access()
-        self._check_bucket_region()
+        self.aws.store.check_access()
+        self.aws.check_bucket_region()
         for key, data in uploads.items():
-            if key in self.store.list_objects(key):
+            if key in self.aws.store.list_objects(key):
                 continue
             if isinstance(data, bytes):
-                self.store.put_bytes(key, data)
+                self.aws.store.put_bytes(key, data)
             else:
-                self.store.put_file(UploadItem(data, key, data.stat().st_size), lambda _: None)
+                self.aws.store.put_file(UploadItem(data, key, data.stat().st_size), lambda _: None)
 
-    def _whole_log(self, name: str) -> list[str]:
+    def whole_log(self, name: str) -> list[str]:
         lines: list[str] = []
         cursor = None
         while True:
@@ -210,11 +198,11 @@ class SageMakerJobs(SageMakerEndpoints):
                 return lines
             lines += found
 
-    def _trained_epochs(self, name: str) -> int | None:
+    def trained_epochs(self, name: str) -> int | None:
         """The final value of a job's ``epoch`` metric: how many epochs it trained."""
         if name not in self._epochs:
             with translate_errors("DescribeTrainingJob", name):
-                answer = self.sagemaker_client.describe_training_job(TrainingJobName=name)
+                answer = self.aws.sagemaker_client.describe_training_job(TrainingJobName=name)
             final = {m["MetricName"]: m["Value"] for m in answer.get("FinalMetricDataList", [])}
             self._epochs[name] = int(final["epoch"]) if "epoch" in final else None
         return self._epochs[name]
@@ -222,7 +210,7 @@ class SageMakerJobs(SageMakerEndpoints):
     def list_jobs(self) -> list[dict[str, Any]]:
         """The 100 newest training jobs with their status."""
         with translate_errors("ListTrainingJobs", "jobs"):
-            page = self.sagemaker_client.list_training_jobs(
+            page = self.aws.sagemaker_client.list_training_jobs(
                 SortBy="CreationTime", SortOrder="Descending", MaxResults=100)
         return [{"name": j["TrainingJobName"], "status": j["TrainingJobStatus"]}
                 for j in page["TrainingJobSummaries"]]
