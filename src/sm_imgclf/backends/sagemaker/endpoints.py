@@ -42,7 +42,8 @@ class Endpoints:
             spec, region=self.aws.region_name, image_uri=pytorch_image(
                 spec.image_uri, scope="inference", region=self.aws.region_name,
                 instance_type=None if spec.serverless_memory_mb else spec.instance_type))
-        return {operation: self.aws.checked(operation, request) for operation, request in built.items()}
+        return {operation: self.aws.checked(operation, request)
+                for operation, request in built.items()}
 
     def deploy(self, spec: DeploySpec, *, poll: float = 15.0) -> None:
         """Create the model, config and endpoint, then wait for ``InService``."""
@@ -169,7 +170,8 @@ class Endpoints:
                                                 image_uri=spec.image_uri, role=spec.role,
                                                 instance_type=spec.instance_type,
                                                 tags=spec.tags))["CreateModel"]
-        transform = self.aws.checked("CreateTransformJob", sagemaker_serving.transform_request(spec))
+        transform = self.aws.checked("CreateTransformJob",
+                                     sagemaker_serving.transform_request(spec))
         with translate_errors("CreateModel", spec.name):
             self.aws.sagemaker_client.create_model(**model)
         try:

@@ -54,6 +54,7 @@ class TrainingJobs:
         return spec, uploads
 
     def request(self, spec: TrainingSpec, source_key: str) -> dict[str, Any]:
+        """The checked ``CreateTrainingJob`` request, its source tarball at ``source_key``."""
         if spec.max_cost is not None:
             spec, _ = capped(spec, self.aws.prices.price(spec.instance_type, "training"))
         spec = replace(spec, role=self.aws.role_arn(spec.role))
@@ -190,6 +191,7 @@ class TrainingJobs:
                 self.aws.store.put_file(UploadItem(data, key, data.stat().st_size), lambda _: None)
 
     def whole_log(self, name: str) -> list[str]:
+        """Every log line of the job so far, of all its hosts."""
         lines: list[str] = []
         cursor = None
         while True:
