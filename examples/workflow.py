@@ -48,10 +48,7 @@ def run(args: argparse.Namespace, root: Path, prefix: str) -> smi.Evaluation:
     weights = None if args.weights.lower() == "none" else args.weights
     trainable = args.trainable if args.trainable in ("head", "all") \
         else args.trainable.split(",")
-    estimator = smi.TransferLearningEstimator(
-        args.model, session=chosen, weights=weights, trainable=trainable,
-        instance_type=args.instance_type,
-        hyperparameters={"image_size": args.image_size, "epochs": args.epochs})
+    estimator = smi.TransferLearningEstimator(args.model, session=chosen, weights=weights, trainable=trainable, hyperparameters={"image_size": args.image_size, "epochs": args.epochs}, compute=smi.Compute(instance_type=args.instance_type))
     # The ranges people tune for this job: learning rate, batch size and epochs.
     space = {"lr": smi.Continuous(1e-4, 1e-1, scale="log"),
              "batch_size": smi.Categorical([32, 64, 128])}
@@ -67,8 +64,8 @@ def run(args: argparse.Namespace, root: Path, prefix: str) -> smi.Evaluation:
         print(analyzer.summary())
         analyzer.report(reports / "checks.html")
 
-    options = {"instance_type": "ml.m5.large"} if args.backend == "sagemaker" else {}
-    with best.job.deploy(**options) as endpoint:
+    # Instances matter only on SageMaker; the local endpoint serves on this machine.
+    with best.job.deploy(options=smi.DeployOptions(instance_type="ml.m5.large")) as endpoint:
         evaluation = endpoint.evaluate(Path(root) / "test", plots=reports)
     print(evaluation)
     # Where it errs and why: confused pairs, its most confident mistakes with

@@ -81,12 +81,9 @@ def test_deleting_an_unknown_endpoint_does_nothing(session: smi.Session) -> None
 @pytest.mark.slow
 def test_start_describe_list_and_stop(session: smi.Session, tmp_path: Path) -> None:
     backend = session.backend
-    estimator = smi.TransferLearningEstimator(
-        "resnet18", session=session, weights=None, trainable="all", image_uri=IMAGE,
-        instance_type="ml.m5.large",
-        hyperparameters={"image_size": 16, "epochs": 50, "batch_size": 4,
-                         "augmentation": "none", "record_every": 0})
-    spec = estimator.plan(channels(session, tmp_path), job_name="contract-1")
+    estimator = smi.TransferLearningEstimator("resnet18", session=session, weights=None, trainable="all", hyperparameters={"image_size": 16, "epochs": 50, "batch_size": 4,
+                         "augmentation": "none", "record_every": 0}, compute=smi.Compute(image_uri=IMAGE, instance_type="ml.m5.large"))
+    spec = estimator.plan(channels(session, tmp_path), name="contract-1")
     backend.start_training(spec)
     status = backend.describe_training("contract-1")
     assert isinstance(status, JobStatus) and isinstance(status.status, JobState)

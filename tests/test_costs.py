@@ -70,12 +70,10 @@ def test_bad_budgets_are_refused(value: object, named: str) -> None:
 
 
 def test_a_budget_needs_a_known_price_and_a_minute(sm_session: smi.SageMakerSession) -> None:
-    est = smi.TransferLearningEstimator("resnet18", session=sm_session, image_uri=TRAIN_IMAGE,
-                                        instance_type="ml.inf2.xlarge", max_cost=5.0)
+    est = smi.TransferLearningEstimator("resnet18", session=sm_session, max_cost=5.0, compute=smi.Compute(image_uri=TRAIN_IMAGE, instance_type="ml.inf2.xlarge"))
     with pytest.raises(smi.ConfigurationError, match=r"known price for ml\.inf2\.xlarge"):
         est.dry_run(CHANNELS)
-    tiny = smi.TransferLearningEstimator("resnet18", session=sm_session, image_uri=TRAIN_IMAGE,
-                                         max_cost=0.001)
+    tiny = smi.TransferLearningEstimator("resnet18", session=sm_session, max_cost=0.001, compute=smi.Compute(image_uri=TRAIN_IMAGE))
     with pytest.raises(smi.ConfigurationError, match="one minute"):
         tiny.dry_run(CHANNELS)
 
@@ -146,8 +144,7 @@ def test_hourly_usd_reads_only_hourly_nonzero_on_demand_prices() -> None:
 
 def test_estimates_for_training_tuning_endpoints_and_transforms(sm_session: smi.SageMakerSession
                                                                 ) -> None:
-    est = smi.TransferLearningEstimator("resnet18", session=sm_session, image_uri=TRAIN_IMAGE,
-                                        max_run=7200, use_spot=True)
+    est = smi.TransferLearningEstimator("resnet18", session=sm_session, compute=smi.Compute(image_uri=TRAIN_IMAGE, max_run=7200, use_spot=True))
     training = est.estimate(CHANNELS)
     assert training.on_demand_usd == pytest.approx(0.736 * 2)
     assert training.spot_usd == pytest.approx(0.736 * 2 * 0.3)
@@ -167,22 +164,20 @@ def test_estimates_for_training_tuning_endpoints_and_transforms(sm_session: smi.
 
 
 def test_max_cost_caps_the_run_and_says_so(sm_session: smi.SageMakerSession) -> None:
-    est = smi.TransferLearningEstimator("resnet18", session=sm_session, image_uri=TRAIN_IMAGE,
-                                        use_spot=True, max_cost=5.0)
+    est = smi.TransferLearningEstimator("resnet18", session=sm_session, max_cost=5.0, compute=smi.Compute(image_uri=TRAIN_IMAGE, use_spot=True))
     request = est.dry_run(CHANNELS)
     seconds = int(5.0 / 0.736 * 3600)
     assert request["StoppingCondition"]["MaxRuntimeInSeconds"] == seconds
     assert request["StoppingCondition"]["MaxWaitTimeInSeconds"] >= seconds
     text = str(est.estimate(CHANNELS))
     assert f"caps the run at {seconds / 3600:,.2f} h" in text and "at most $5.00" in text
-    loose = smi.TransferLearningEstimator("resnet18", session=sm_session, image_uri=TRAIN_IMAGE,
-                                          max_run=600, max_cost=100.0)
+    loose = smi.TransferLearningEstimator("resnet18", session=sm_session, max_cost=100.0, compute=smi.Compute(image_uri=TRAIN_IMAGE, max_run=600))
     assert loose.dry_run(CHANNELS)["StoppingCondition"]["MaxRuntimeInSeconds"] == 600
     assert "max_run (0.17 h) is the tighter bound" in str(loose.estimate(CHANNELS))
 
 
 def test_a_tuning_budget_bounds_the_runs_wall_time(sm_session: smi.SageMakerSession) -> None:
-    est = smi.TransferLearningEstimator("resnet18", session=sm_session, image_uri=TRAIN_IMAGE)
+    est = smi.TransferLearningEstimator("resnet18", session=sm_session, compute=smi.Compute(image_uri=TRAIN_IMAGE))
     run = smi.TuningRun(est, {"lr": smi.Continuous(1e-4, 1e-1, scale="log")}, max_jobs=20,
                         max_parallel_jobs=4, max_cost=30.0, in_one_job=False)
     limits = run.dry_run(CHANNELS)["HyperParameterTuningJobConfig"]["ResourceLimits"]
@@ -200,7 +195,7 @@ def test_local_and_fake_estimates(tmp_path: Path) -> None:
     assert "$0.00" in text and "no AWS charge" in text
     fake = smi.FakeBackend()
     fake.prices["ml.g4dn.xlarge"] = 2.0
-    est = smi.TransferLearningEstimator("resnet18", session=smi.Session(fake), max_run=1800)
+    est = smi.TransferLearningEstimator("resnet18", session=smi.Session(fake), compute=smi.Compute(max_run=1800))
     assert est.estimate({"train": "memory://fake/train"}).on_demand_usd == pytest.approx(1.0)
 
 
@@ -225,11 +220,9 @@ def test_every_create_call_carries_the_tags(sm_session: smi.SageMakerSession, bo
     for arn in arns:
         tags = {t["Key"]: t["Value"] for t in client.list_tags(ResourceArn=arn)["Tags"]}
         assert tags == {**expected, "owner": "ana"}, arn
-    request = smi.TransferLearningEstimator("resnet18", session=sm_session,
-                                            image_uri=TRAIN_IMAGE).dry_run(CHANNELS)
+    request = smi.TransferLearningEstimator("resnet18", session=sm_session, compute=smi.Compute(image_uri=TRAIN_IMAGE)).dry_run(CHANNELS)
     assert {t["Key"]: t["Value"] for t in request["Tags"]} == expected
-    run = smi.TuningRun(smi.TransferLearningEstimator("resnet18", session=sm_session,
-                                                      image_uri=TRAIN_IMAGE),
+    run = smi.TuningRun(smi.TransferLearningEstimator("resnet18", session=sm_session, compute=smi.Compute(image_uri=TRAIN_IMAGE)),
                         {"lr": smi.Continuous(1e-4, 1e-1)}, max_jobs=2, in_one_job=False)
     assert {t["Key"]: t["Value"] for t in run.dry_run(CHANNELS)["Tags"]} == expected
     transform = BatchSpec(f"{name}-b", MODEL, "s3://b/in/", "s3://b/out/", image_uri=IMAGE,
@@ -377,7 +370,7 @@ def test_a_local_endpoint_stops_itself_after_delete_after(tmp_path: Path) -> Non
 
 def test_a_tuning_budget_below_sagemakers_shortest_limit_is_refused(
         sm_session: smi.SageMakerSession) -> None:
-    est = smi.TransferLearningEstimator("resnet18", session=sm_session, image_uri=TRAIN_IMAGE)
+    est = smi.TransferLearningEstimator("resnet18", session=sm_session, compute=smi.Compute(image_uri=TRAIN_IMAGE))
     run = smi.TuningRun(est, {"lr": smi.Continuous(1e-4, 1e-1)}, max_jobs=4,
                         max_parallel_jobs=2, max_cost=0.02, in_one_job=False)
     with pytest.raises(smi.ConfigurationError, match="two minutes"):
@@ -408,8 +401,7 @@ def test_a_measured_speed_gives_an_expected_time_and_cost(sm_session: smi.SageMa
     smi.digits_to_folder(tmp_path / "images", limit_per_class=6)
     channels = smi.ImageFolderDataset(tmp_path / "images").split(valid=0.25, seed=0).upload(
         sm_session, "digits-speed", progress=False)
-    est = smi.TransferLearningEstimator("resnet18", session=sm_session, image_uri=TRAIN_IMAGE,
-                                        max_run=7200, hyperparameters={"epochs": 30})
+    est = smi.TransferLearningEstimator("resnet18", session=sm_session, hyperparameters={"epochs": 30}, compute=smi.Compute(image_uri=TRAIN_IMAGE, max_run=7200))
     assert est.estimate(channels).expected_hours is None  # nothing measured yet: no guess
     assert speeds.record("sagemaker", est.plan(channels), EPOCHS, "dogs-1") is not None
     estimate = est.estimate(channels)
@@ -426,8 +418,7 @@ def test_a_measured_speed_gives_an_expected_time_and_cost(sm_session: smi.SageMa
     assert run.estimate(channels).expected_hours == pytest.approx(
         6 * estimate.expected_hours)  # type: ignore[operator]
     assert "6 trials x (30 epochs" in str(run.estimate(channels))
-    other = smi.TransferLearningEstimator("resnet18", session=sm_session, image_uri=TRAIN_IMAGE,
-                                          instance_type="ml.g5.xlarge")
+    other = smi.TransferLearningEstimator("resnet18", session=sm_session, compute=smi.Compute(image_uri=TRAIN_IMAGE, instance_type="ml.g5.xlarge"))
     assert other.estimate(channels).expected_hours is None  # another instance type
     assert est.estimate(CHANNELS).expected_hours is None  # data without a manifest
 

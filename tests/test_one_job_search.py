@@ -23,8 +23,7 @@ CHANNELS = {"train": "s3://b/data/train", "valid": "s3://b/data/valid"}
 
 
 def head_estimator(session: smi.Session, **hp: object) -> smi.TransferLearningEstimator:
-    return smi.TransferLearningEstimator("efficientnet_lite0", session=session, image_uri=IMAGE,
-                                         hyperparameters={**HEAD, **hp})
+    return smi.TransferLearningEstimator("efficientnet_lite0", session=session, hyperparameters={**HEAD, **hp}, compute=smi.Compute(image_uri=IMAGE))
 
 
 @pytest.fixture

@@ -212,3 +212,22 @@ def test_a_default_bucket_name_taken_by_another_account_is_refused() -> None:
         with pytest.raises(smi.StorageAccessDeniedError, match="taken by another account"):
             default_bucket(s3, sts, "us-east-1")
         s3_stub.assert_no_pending_responses()  # nothing was created in its place
+
+
+def test_an_s3_channel_is_copied_for_evaluation(dataset_root: Path, tmp_path: Path,
+                                                s3_session: smi.SageMakerSession,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    from sm_imgclf.evaluation.channels import channel_folder
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    channels = smi.ImageFolderDataset(dataset_root).upload(s3_session, "datasets/pets")
+    folder = channel_folder(channels["test"], s3_session.store)
+    assert folder.is_relative_to(tmp_path / "cache")
+    copied = {p.relative_to(folder).as_posix() for p in folder.rglob("*.jpg")}
+    assert copied == {p.relative_to(dataset_root / "test").as_posix()
+                      for p in (dataset_root / "test").rglob("*.jpg")}
+    image = folder / "001.cat/img_0.jpg"
+    assert image.read_bytes() == (dataset_root / "test/001.cat/img_0.jpg").read_bytes()
+    before = image.stat().st_mtime_ns
+    assert channel_folder(channels["test"], s3_session.store) == folder
+    assert image.stat().st_mtime_ns == before  # unchanged objects are not fetched again

@@ -30,8 +30,17 @@ def test_deploy_requests(sm_session: smi.SageMakerSession) -> None:
     container = requests["CreateModel"]["PrimaryContainer"]
     assert container["ModelDataUrl"] == MODEL and container["Image"] == IMAGE
     assert container["Environment"]["SAGEMAKER_PROGRAM"] == "inference.py"
+    assert container["Environment"]["SM_IMGCLF_TOP_K"] == "5"
+    assert container["Environment"]["SM_IMGCLF_FORWARD"] == "auto"
     variant = requests["CreateEndpointConfig"]["ProductionVariants"][0]
     assert variant["InstanceType"] == "ml.g4dn.xlarge" and variant["InitialInstanceCount"] == 1
+    tuned = backend.deploy_requests(  # type: ignore[attr-defined]
+        smi.DeployOptions(image_uri=IMAGE, top_k=2, forward="onnxruntime", decode_threads=3,
+                          max_pixels=1000).spec("dogs", MODEL, role=ROLE))
+    assert {k: v for k, v in tuned["CreateModel"]["PrimaryContainer"]["Environment"].items()
+            if k.startswith("SM_IMGCLF_")} == {
+        "SM_IMGCLF_TOP_K": "2", "SM_IMGCLF_FORWARD": "onnxruntime",
+        "SM_IMGCLF_DECODE_THREADS": "3", "SM_IMGCLF_MAX_PIXELS": "1000"}
     serverless = backend.deploy_requests(  # type: ignore[attr-defined]
         DeploySpec("dogs", MODEL, image_uri=IMAGE, role=ROLE, serverless_memory_mb=3072))
     assert serverless["CreateEndpointConfig"]["ProductionVariants"][0]["ServerlessConfig"] == {
@@ -213,7 +222,7 @@ def test_batch_predict_twice_from_one_job_uses_two_names() -> None:
     backend = smi.FakeBackend()
     session = smi.Session(backend)
     job = smi.TransferLearningEstimator("resnet18", session=session).fit(
-        {"train": "memory://fake/train"}, wait=False, job_name="digits-1")
+        {"train": "memory://fake/train"}, wait=False, name="digits-1")
     backend.complete(job.name)
     for _ in range(2):
         job.batch_predict("s3://b/inbox/", "s3://b/scores/")

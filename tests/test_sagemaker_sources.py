@@ -61,20 +61,17 @@ def test_source_dir_may_not_replace_the_library(tmp_path: Path) -> None:
 
 def test_custom_model_job_uploads_its_source_dir(  # type: ignore[no-untyped-def]
         sm_session: smi.SageMakerSession, source_dir: Path, boto_session, moto_url: str) -> None:
-    estimator = smi.TransferLearningEstimator(
-        "teamnets.tiny:tiny", session=sm_session, weights=None, source_dir=source_dir,
-        image_uri=IMAGE)
-    request = estimator.dry_run(CHANNELS, job_name="team-1")
+    estimator = smi.TransferLearningEstimator("teamnets.tiny:tiny", session=sm_session, weights=None, source_dir=source_dir, compute=smi.Compute(image_uri=IMAGE))
+    request = estimator.dry_run(CHANNELS, name="team-1")
     assert request["HyperParameters"]["model"] == "teamnets.tiny:tiny"
-    estimator.fit(CHANNELS, wait=False, job_name="team-1")
+    estimator.fit(CHANNELS, wait=False, name="team-1")
     key = request["HyperParameters"]["sagemaker_submit_directory"].split("/", 3)[3]
     assert "teamnets/tiny.py" in members(sm_session.store.get_bytes(key))
 
 
 def test_s3_weights_arrive_as_their_own_channel(sm_session: smi.SageMakerSession) -> None:
     uri = "s3://models-bucket/pretrained/resnet50-11ad3fa6.pth"
-    request = smi.TransferLearningEstimator(
-        "resnet50", session=sm_session, weights=uri, image_uri=IMAGE).dry_run(CHANNELS)
+    request = smi.TransferLearningEstimator("resnet50", session=sm_session, weights=uri, compute=smi.Compute(image_uri=IMAGE)).dry_run(CHANNELS)
     channel = request["InputDataConfig"][-1]
     assert channel["ChannelName"] == "weights"
     assert channel["DataSource"]["S3DataSource"]["S3Uri"] == uri  # the key itself, no slash
@@ -85,21 +82,19 @@ def test_local_weights_are_uploaded_by_content(  # type: ignore[no-untyped-def]
         sm_session: smi.SageMakerSession, bucket: str, tmp_path: Path) -> None:
     path = tmp_path / "mine.pth"
     torch.save({"w": torch.arange(4)}, path)
-    estimator = smi.TransferLearningEstimator("resnet18", session=sm_session, weights=str(path),
-                                              image_uri=IMAGE)
+    estimator = smi.TransferLearningEstimator("resnet18", session=sm_session, weights=str(path), compute=smi.Compute(image_uri=IMAGE))
     request = estimator.dry_run(CHANNELS)
     uri = request["HyperParameters"]["weights"]
     assert uri.startswith(f"s3://{bucket}/sm-imgclf/weights/") and uri.endswith("/mine.pth")
     assert request["InputDataConfig"][-1]["DataSource"]["S3DataSource"]["S3Uri"] == uri
     assert not sm_session.store.list_objects("sm-imgclf/weights/")  # a dry run sends nothing
-    estimator.fit(CHANNELS, wait=False, job_name="mine-1")
+    estimator.fit(CHANNELS, wait=False, name="mine-1")
     assert sm_session.store.get_bytes(uri.split("/", 3)[3]) == path.read_bytes()
 
 
 def test_tuning_trials_get_the_weights_channel(sm_session: smi.SageMakerSession) -> None:
     uri = "s3://models-bucket/pretrained/r18.pth"
-    estimator = smi.TransferLearningEstimator("resnet18", session=sm_session, weights=uri,
-                                              image_uri=IMAGE)
+    estimator = smi.TransferLearningEstimator("resnet18", session=sm_session, weights=uri, compute=smi.Compute(image_uri=IMAGE))
     run = smi.TuningRun(estimator, {"lr": smi.Continuous(1e-4, 1e-2, scale="log")},
                         max_jobs=2, max_parallel_jobs=1)
     request = run.dry_run(CHANNELS)

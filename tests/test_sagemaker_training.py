@@ -28,14 +28,14 @@ def sm_session(moto_url: str, bucket: str, boto_session) -> smi.SageMakerSession
 
 
 def estimator(session: smi.Session, **options: object) -> smi.TransferLearningEstimator:
+    options.setdefault("compute", smi.Compute(image_uri=IMAGE))
     return smi.TransferLearningEstimator(
-        "resnet50", session=session, image_uri=IMAGE,
+        "resnet50", session=session,
         hyperparameters={"lr": 0.01, "batch_size": 64, "epochs": 3}, **options)  # type: ignore[arg-type]
 
 
 def test_dry_run_is_the_validated_request(sm_session: smi.SageMakerSession, bucket: str) -> None:
-    request = estimator(sm_session, use_spot=True, instance_count=2,
-                        tags={"team": "vision"}).dry_run(CHANNELS, job_name="dogs-1")
+    request = estimator(sm_session, tags={"team": "vision"}, compute=smi.Compute(use_spot=True, instance_count=2, image_uri=IMAGE)).dry_run(CHANNELS, name="dogs-1")
     hp = request["HyperParameters"]
     assert hp["batch_size"] == "64" and hp["lr"] == "0.01" and hp["model"] == "resnet50"
     assert hp["sagemaker_program"] == "train.py" and hp["sagemaker_region"] == "us-east-1"
@@ -58,7 +58,7 @@ def test_dry_run_is_the_validated_request(sm_session: smi.SageMakerSession, buck
 
 def test_fit_uploads_the_source_and_creates_the_job(  # type: ignore[no-untyped-def]
         sm_session: smi.SageMakerSession, bucket: str, boto_session, moto_url: str) -> None:
-    job = estimator(sm_session).fit(CHANNELS, wait=False, job_name="dogs-2")
+    job = estimator(sm_session).fit(CHANNELS, wait=False, name="dogs-2")
     source = source_tarball()
     assert sm_session.store.get_bytes(source_key(source)) == source
     client = boto_session.client("sagemaker", endpoint_url=moto_url)
@@ -98,8 +98,7 @@ def test_image_lookup_needs_no_sdk(sm_session: smi.SageMakerSession,
     request = smi.TransferLearningEstimator("resnet50", session=sm_session).dry_run(CHANNELS)
     assert request["AlgorithmSpecification"]["TrainingImage"] == (
         "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.5.1-gpu-py311")
-    cpu = smi.TransferLearningEstimator("resnet50", session=sm_session,
-                                        instance_type="ml.m5.xlarge").dry_run(CHANNELS)
+    cpu = smi.TransferLearningEstimator("resnet50", session=sm_session, compute=smi.Compute(instance_type="ml.m5.xlarge")).dry_run(CHANNELS)
     assert cpu["AlgorithmSpecification"]["TrainingImage"].endswith(":2.5.1-cpu-py311")
     # torchrun launching, which AWS supports on GPU instances only.
     assert request["HyperParameters"]["sagemaker_torch_distributed_enabled"] == "true"
@@ -141,7 +140,7 @@ def test_image_lookup_errors_say_how_to_pass_an_image(options: dict[str, Any],
 def test_a_create_that_meets_its_own_job_carries_on(
         sm_session: smi.SageMakerSession, lr: float, adopted: bool) -> None:
     # The answer to CreateTrainingJob was lost and the retry found the job there.
-    request = estimator(sm_session).dry_run(CHANNELS, job_name="dogs-3")
+    request = estimator(sm_session).dry_run(CHANNELS, name="dogs-3")
     found = {**request, "TrainingJobArn": "arn:aws:sagemaker:us-east-1:1:training-job/dogs-3",
              "TrainingJobStatus": "InProgress", "SecondaryStatus": "Starting",
              "CreationTime": 0, "ModelArtifacts": {"S3ModelArtifacts": "s3://b/m"}}
@@ -153,10 +152,10 @@ def test_a_create_that_meets_its_own_job_carries_on(
                               "Training job names must be unique ... already exists")
         stub.add_response("describe_training_job", found, {"TrainingJobName": "dogs-3"})
         if adopted:
-            assert est.fit(CHANNELS, wait=False, job_name="dogs-3").name == "dogs-3"
+            assert est.fit(CHANNELS, wait=False, name="dogs-3").name == "dogs-3"
         else:
             with pytest.raises(smi.BackendError, match="exists already with other settings"):
-                est.fit(CHANNELS, wait=False, job_name="dogs-3")
+                est.fit(CHANNELS, wait=False, name="dogs-3")
 
 
 def test_a_bucket_in_another_region_is_refused_before_any_job(  # type: ignore[no-untyped-def]
@@ -168,7 +167,7 @@ def test_a_bucket_in_another_region_is_refused_before_any_job(  # type: ignore[n
     session = smi.SageMakerSession("far-bucket", role=ROLE, boto_session=boto_session,
                                    endpoint_urls=urls)
     with pytest.raises(smi.ConfigurationError, match=r"far-bucket \(in eu-west-1\)") as caught:
-        estimator(session).fit(CHANNELS, wait=False, job_name="far-1")
+        estimator(session).fit(CHANNELS, wait=False, name="far-1")
     assert "region='eu-west-1'" in str(caught.value)
     client = boto_session.client("sagemaker", endpoint_url=moto_url)
     assert all(j["TrainingJobName"] != "far-1"
@@ -182,11 +181,11 @@ def test_a_role_given_by_name_is_sent_as_its_arn(  # type: ignore[no-untyped-def
     urls = {"s3": moto_url, "sagemaker": moto_url, "logs": moto_url, "iam": moto_url}
     session = smi.SageMakerSession(bucket, role="SageMakerByName", boto_session=boto_session,
                                    endpoint_urls=urls)
-    assert estimator(session).dry_run(CHANNELS, job_name="by-name")["RoleArn"] == arn
+    assert estimator(session).dry_run(CHANNELS, name="by-name")["RoleArn"] == arn
     missing = smi.SageMakerSession(bucket, role="NoSuchRole", boto_session=boto_session,
                                    endpoint_urls=urls)
     with pytest.raises(smi.ConfigurationError, match="role must be an IAM role of this account"):
-        estimator(missing).dry_run(CHANNELS, job_name="by-name")
+        estimator(missing).dry_run(CHANNELS, name="by-name")
 
 
 def test_a_zero_quota_is_named_before_the_job_is_created(  # type: ignore[no-untyped-def]
@@ -201,7 +200,7 @@ def test_a_zero_quota_is_named_before_the_job_is_created(  # type: ignore[no-unt
         stub.add_response("list_service_quotas", {"Quotas": [quota]},
                           {"ServiceCode": "sagemaker"})
         with pytest.raises(smi.ConfigurationError) as caught:
-            estimator(session).fit(CHANNELS, wait=False, job_name="no-quota")
+            estimator(session).fit(CHANNELS, wait=False, name="no-quota")
     assert "'ml.g4dn.xlarge for training job usage' (L-TEST1) is 0" in str(caught.value)
     assert "Service Quotas console" in str(caught.value)
     client = boto_session.client("sagemaker", endpoint_url=moto_url)
@@ -334,7 +333,7 @@ def test_sagemaker_is_asked_every_5_s_at_most_and_less_while_nothing_changes(
 def test_fake_backend_scripts_outcomes() -> None:
     backend = smi.FakeBackend()
     session = smi.Session(backend)
-    job = estimator(session).fit({"train": "memory://fake/t"}, wait=False, job_name="j")
+    job = estimator(session).fit({"train": "memory://fake/t"}, wait=False, name="j")
     assert backend.jobs["j"].spec.hyperparameters.batch_size == 64
     backend.complete("j", ["epoch=1 train:loss=1.0 train:accuracy=0.5"])
     assert job.wait(out=io.StringIO()).status == "Completed"

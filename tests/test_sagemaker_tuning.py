@@ -26,9 +26,7 @@ def sm_session(moto_url: str, bucket: str, boto_session) -> smi.SageMakerSession
 
 
 def tuning(session: smi.Session, space: dict | None = None, **options: object) -> smi.TuningRun:
-    est = smi.TransferLearningEstimator(
-        "resnet50", session=session, image_uri=IMAGE,
-        hyperparameters={"lr": 0.01, "batch_size": 64, "epochs": 9})
+    est = smi.TransferLearningEstimator("resnet50", session=session, hyperparameters={"lr": 0.01, "batch_size": 64, "epochs": 9}, compute=smi.Compute(image_uri=IMAGE))
     return smi.TuningRun(est, space or SPACE, max_jobs=20, max_parallel_jobs=2,
                          **options)  # type: ignore[arg-type]
 
@@ -36,7 +34,7 @@ def tuning(session: smi.Session, space: dict | None = None, **options: object) -
 def test_request_reuses_the_training_definition(sm_session: smi.SageMakerSession) -> None:
     run = tuning(sm_session, early_stopping="auto", warm_start=["dogs-old"], seed=7)
     request = run.dry_run(CHANNELS, name="dogs-tune")
-    training = run.estimator.dry_run(CHANNELS, job_name="dogs-tune")
+    training = run.estimator.dry_run(CHANNELS, name="dogs-tune")
     definition = request["TrainingJobDefinition"]
     for key in ("AlgorithmSpecification", "RoleArn", "InputDataConfig", "OutputDataConfig",
                 "ResourceConfig", "StoppingCondition"):
@@ -72,9 +70,7 @@ def test_request_reuses_the_training_definition(sm_session: smi.SageMakerSession
 def test_hyperband_and_spot_requests(sm_session: smi.SageMakerSession, bucket: str) -> None:
     run = tuning(sm_session, {"lr": smi.Continuous(1e-4, 1e-1, scale="log")},
                  strategy="hyperband", min_epochs=2)
-    run.estimator = run.estimator.__class__(
-        "resnet50", session=sm_session, image_uri=IMAGE, use_spot=True,
-        hyperparameters={"epochs": 9})
+    run.estimator = run.estimator.__class__("resnet50", session=sm_session, hyperparameters={"epochs": 9}, compute=smi.Compute(image_uri=IMAGE, use_spot=True))
     request = run.dry_run(CHANNELS, name="dogs-hb")
     config = request["HyperParameterTuningJobConfig"]
     assert config["Strategy"] == "Hyperband"
@@ -90,8 +86,7 @@ def test_hyperband_and_spot_requests(sm_session: smi.SageMakerSession, bucket: s
 def test_request_outside_the_service_limits_is_refused(sm_session: smi.SageMakerSession) -> None:
     # Bad names are refused by botocore's own validation before anything is sent.
     run = tuning(sm_session)
-    run.estimator = smi.TransferLearningEstimator("resnet50", session=sm_session, image_uri=IMAGE,
-                                                  role="arn:aws:iam::123:role/ShortAccount")
+    run.estimator = smi.TransferLearningEstimator("resnet50", session=sm_session, role="arn:aws:iam::123:role/ShortAccount", compute=smi.Compute(image_uri=IMAGE))
     with pytest.raises(smi.ConfigurationError, match="CreateTrainingJob request is invalid"):
         run.dry_run(CHANNELS, name="dogs-tags")
 

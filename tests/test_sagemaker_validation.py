@@ -30,12 +30,12 @@ def session() -> smi.SageMakerSession:
 
 @pytest.fixture(scope="module")
 def built(session: smi.SageMakerSession) -> dict[str, dict[str, Any]]:
-    est = smi.TransferLearningEstimator("resnet50", session=session, image_uri=IMAGE)
+    est = smi.TransferLearningEstimator("resnet50", session=session, compute=smi.Compute(image_uri=IMAGE))
     run = smi.TuningRun(est, {"lr": smi.Continuous(1e-4, 1e-1, scale="log"),
                               "batch_size": smi.Categorical([32, 64])}, strategy="hyperband")
     deploy = session.backend.deploy_requests(  # type: ignore[attr-defined]
         DeploySpec("dogs", "s3://b/m.tar.gz", role=ROLE, serverless_memory_mb=2048))
-    return {"CreateTrainingJob": est.dry_run(CHANNELS, job_name="dogs-1"),
+    return {"CreateTrainingJob": est.dry_run(CHANNELS, name="dogs-1"),
             "CreateHyperParameterTuningJob": run.dry_run(CHANNELS, name="dogs-tune"),
             **deploy}
 
@@ -85,9 +85,8 @@ def test_what_the_service_would_refuse_is_named_before_any_call(
 
 
 def test_spot_needs_a_wait_at_least_the_run(session: smi.SageMakerSession) -> None:
-    est = smi.TransferLearningEstimator("resnet50", session=session, image_uri=IMAGE,
-                                        use_spot=True, max_run=3600)
-    request = est.dry_run(CHANNELS, job_name="dogs-2")
+    est = smi.TransferLearningEstimator("resnet50", session=session, compute=smi.Compute(image_uri=IMAGE, use_spot=True, max_run=3600))
+    request = est.dry_run(CHANNELS, name="dogs-2")
     client = session.backend.aws.sagemaker_client  # type: ignore[attr-defined]
     short = change(request, "StoppingCondition.MaxWaitTimeInSeconds", 600)
     with pytest.raises(smi.ConfigurationError, match="at least MaxRuntimeInSeconds"):
@@ -99,11 +98,11 @@ def test_spot_needs_a_wait_at_least_the_run(session: smi.SageMakerSession) -> No
 
 @pytest.mark.parametrize(("build", "message"), [
     (lambda s: smi.TransferLearningEstimator("resnet50", session=s).plan(
-        CHANNELS, job_name="dogs_1"), "job_name must be 1-63 letters, digits and hyphens"),
+        CHANNELS, name="dogs_1"), "name must be 1-63 letters, digits and hyphens"),
     (lambda s: smi.TuningRun(smi.TransferLearningEstimator("resnet50", session=s),
                              {"lr": smi.Continuous(1e-4, 1e-1)}).plan(
         CHANNELS, name="dogs-tune-" + "x" * 23), "name must be at most 32 characters"),
-    (lambda s: DeploySpec("dogs.v2", "s3://b/m.tar.gz"), "endpoint_name must be"),
+    (lambda s: DeploySpec("dogs.v2", "s3://b/m.tar.gz"), "name must be"),
 ])
 def test_user_names_are_checked_when_the_plan_is_built(
         session: smi.SageMakerSession, build: Callable[[smi.Session], object],

@@ -41,6 +41,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict:
     package = safe_extract(job.model_uri.removeprefix("file://"), root / "package")
     test_dir = Path(channels["test"].removeprefix("file://"))
     return {"session": session, "job": job, "package": package, "test": test_dir,
+            "test_uri": channels["test"],
             "loaded": model_fn(str(package))}
 
 
@@ -133,7 +134,7 @@ def test_package_without_manifest(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def endpoint(trained: dict):  # type: ignore[no-untyped-def]
-    client = trained["job"].deploy("digits-endpoint", max_wait_ms=20.0)
+    client = trained["job"].deploy("digits-endpoint", options=smi.DeployOptions(max_wait_ms=20.0))
     yield client
     client.delete()
 
@@ -252,6 +253,37 @@ def test_context_manager_deletes_the_endpoint(trained: dict) -> None:
         assert client.predict(jpeg_bytes()).label
     with pytest.raises(smi.BackendError, match="No local endpoint named 'short-lived'"):
         smi.EndpointClient.attach("short-lived", session)
+
+
+def test_endpoint_settings_reach_the_local_server(trained: dict) -> None:
+    options = smi.DeployOptions(top_k=2, forward="eager", max_pixels=100 * 100)
+    with trained["job"].deploy("settings", options=options) as client:
+        assert len(client.predict(jpeg_bytes()).top_k) == 2  # the endpoint's own default
+        assert len(client.predict(jpeg_bytes(), top_k=4).top_k) == 4  # a request still asks
+        assert client.forward is not None and client.forward.startswith("eager")
+        with pytest.raises(smi.EndpointError) as caught:
+            client.predict(jpeg_bytes((120, 120)))  # 14,400 pixels: over this endpoint's limit
+        assert caught.value.status == 413
+    mine = smi.DeployOptions(top_k=2, environment={"SM_IMGCLF_TOP_K": "3"})
+    with trained["job"].deploy("settings", options=mine) as client:
+        assert len(client.predict(jpeg_bytes()).top_k) == 3  # environment wins, as on SageMaker
+
+
+def test_deploy_options_are_checked_before_anything_starts(trained: dict) -> None:
+    with pytest.raises(smi.ConfigurationError, match="forward must be one of"):
+        smi.DeployOptions(forward="fastest")
+    with pytest.raises(smi.ConfigurationError, match="options must be a DeployOptions"):
+        trained["job"].deploy("bad", options={"top_k": 2})
+    with pytest.raises(smi.BackendError, match="No local endpoint named 'bad'"):
+        smi.EndpointClient.attach("bad", trained["session"])
+
+
+def test_evaluate_takes_the_channel_uri_an_upload_returned(trained: dict,
+                                                          endpoint: smi.EndpointClient) -> None:
+    uri = trained["test_uri"]  # file://...
+    assert endpoint.evaluate(uri).accuracy == endpoint.evaluate(trained["test"]).accuracy
+    with pytest.raises(smi.ConfigurationError, match="folder must be a folder, a file:// URI"):
+        endpoint.evaluate("s3://someone-else/test")
 
 
 def test_fake_backend_endpoint() -> None:

@@ -114,5 +114,5 @@ def test_missing_s3_weights_fail_before_the_job_starts(  # type: ignore[no-untyp
                                               weights=f"s3://{bucket}/w/none.pth",
                                               hyperparameters=SMALL)
     with pytest.raises(smi.StorageError, match=r"none\.pth"):
-        estimator.fit(channels, logs=False, job_name="no-weights")
+        estimator.fit(channels, logs=False, name="no-weights")
     assert not (session.root / "jobs" / "no-weights" / "status.json").exists()

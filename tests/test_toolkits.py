@@ -61,12 +61,9 @@ def aws(moto_url: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, An
 def submitted_job(aws: dict[str, Any], model: str, name: str,
                   source_dir: Path | None = None) -> dict[str, Any]:
     """Submit a job through the backend; return what the service recorded."""
-    est = smi.TransferLearningEstimator(
-        model, session=aws["session"], weights=None, trainable="all", image_uri=IMAGE,
-        source_dir=source_dir,
-        hyperparameters={"image_size": 32, "epochs": 2, "batch_size": 16,
-                         "augmentation": "none", "lr": 0.003})
-    est.fit(aws["channels"], wait=False, job_name=name)
+    est = smi.TransferLearningEstimator(model, session=aws["session"], weights=None, trainable="all", source_dir=source_dir, hyperparameters={"image_size": 32, "epochs": 2, "batch_size": 16,
+                         "augmentation": "none", "lr": 0.003}, compute=smi.Compute(image_uri=IMAGE))
+    est.fit(aws["channels"], wait=False, name=name)
     client = aws["boto"].client("sagemaker", endpoint_url=aws["url"])
     return dict(client.describe_training_job(TrainingJobName=name))
 
@@ -324,10 +321,8 @@ def test_torchrun_two_processes(aws: dict[str, Any], tmp_path: Path) -> None:
 
 
 def test_a_search_in_one_job_runs_under_the_toolkit(aws: dict[str, Any], tmp_path: Path) -> None:
-    est = smi.TransferLearningEstimator(
-        "efficientnet_lite0", session=aws["session"], image_uri=IMAGE,
-        hyperparameters={"image_size": 32, "epochs": 2, "batch_size": 16,
-                         "augmentation": "none"})
+    est = smi.TransferLearningEstimator("efficientnet_lite0", session=aws["session"], hyperparameters={"image_size": 32, "epochs": 2, "batch_size": 16,
+                         "augmentation": "none"}, compute=smi.Compute(image_uri=IMAGE))
     run = smi.TuningRun(est, {"lr": smi.Continuous(1e-3, 1e-1, scale="log")},
                         max_jobs=3, in_one_job=True)
     run.run(aws["channels"], name="toolkit-search", wait=False)
@@ -346,10 +341,8 @@ def test_a_search_in_one_job_runs_under_the_toolkit(aws: dict[str, Any], tmp_pat
 
 def test_trials_read_a_features_jobs_output_under_the_toolkit(aws: dict[str, Any],
                                                               tmp_path: Path) -> None:
-    est = smi.TransferLearningEstimator(
-        "efficientnet_lite0", session=aws["session"], image_uri=IMAGE,
-        hyperparameters={"image_size": 32, "epochs": 2, "batch_size": 16,
-                         "augmentation": "none"})
+    est = smi.TransferLearningEstimator("efficientnet_lite0", session=aws["session"], hyperparameters={"image_size": 32, "epochs": 2, "batch_size": 16,
+                         "augmentation": "none"}, compute=smi.Compute(image_uri=IMAGE))
     run = smi.TuningRun(est, {"lr": smi.Continuous(1e-3, 1e-1, scale="log")}, max_jobs=3,
                         in_one_job=False)
     run.run(aws["channels"], name="toolkit-shared", wait=False, logs=False)

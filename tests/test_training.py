@@ -151,7 +151,7 @@ def test_killed_job_resumes_from_its_checkpoint(digits: tuple) -> None:
     while job.status == "InProgress":
         time.sleep(0.2)
     assert job.status == "Failed" and "signal 9" in (job.failure_reason or "")
-    resumed = est.fit(channels, job_name=job.name, logs=False)
+    resumed = est.fit(channels, name=job.name, logs=False)
     log = resumed.logs()
     assert any(line.startswith("resumed from checkpoint at epoch") for line in log)
     assert resumed.status == "Completed"

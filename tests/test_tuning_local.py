@@ -159,8 +159,7 @@ def test_a_budget_stops_launching_trials_and_says_why(digits: tuple) -> None:
     # $0.40 the second trial may start only if the first spent at most $0.10 (10 s),
     # and no trial ever starts that could take the run past $0.40.
     priced = smi.LocalSession(session.root, price_per_hour=36.0)
-    est = smi.TransferLearningEstimator("resnet18", session=priced, weights=None,
-                                        trainable="all", hyperparameters=TINY, max_run=30)
+    est = smi.TransferLearningEstimator("resnet18", session=priced, weights=None, trainable="all", hyperparameters=TINY, compute=smi.Compute(max_run=30))
     run = smi.TuningRun(est, SPACE, max_jobs=8, max_parallel_jobs=1, max_cost=0.40)
     assert "at most $0.40" in str(run.estimate(channels))
     result = run.run(channels, name="budget", logs=False)

@@ -35,7 +35,7 @@ from sm_imgclf.errors import (
 if TYPE_CHECKING:
     from sm_imgclf.backends.fake import FakeBackend
     from sm_imgclf.contracts.costs import CostEstimate, Price
-    from sm_imgclf.contracts.deploy import DeploySpec
+    from sm_imgclf.contracts.deploy import DeployOptions, DeploySpec
     from sm_imgclf.contracts.hyperparameters import Hyperparameters
     from sm_imgclf.contracts.prediction import Prediction
     from sm_imgclf.contracts.resources import Resource
@@ -48,7 +48,7 @@ if TYPE_CHECKING:
         TuningStatus,
     )
     from sm_imgclf.contracts.storage import TransferSummary
-    from sm_imgclf.contracts.training import TrainingSpec
+    from sm_imgclf.contracts.training import Compute, TrainingSpec
     from sm_imgclf.contracts.tuning import Strategy, TuningSpec
     from sm_imgclf.data.cifar10 import cifar10_to_folder
     from sm_imgclf.data.dataset import ImageFolderDataset
@@ -75,6 +75,7 @@ if TYPE_CHECKING:
 _LAZY = {
     "Channels": "sm_imgclf.data.upload",
     "DatasetManifest": "sm_imgclf.data.manifest",
+    "DeployOptions": "sm_imgclf.contracts.deploy",
     "DeploySpec": "sm_imgclf.contracts.deploy",
     "DebugProfileAnalyzer": "sm_imgclf.debug.analyzer",
     "Insight": "sm_imgclf.debug.insights",
@@ -100,6 +101,7 @@ _LAZY = {
     "TransferSummary": "sm_imgclf.contracts.storage",
     "TransferLearningEstimator": "sm_imgclf.training.estimator",
     "Hyperparameters": "sm_imgclf.contracts.hyperparameters",
+    "Compute": "sm_imgclf.contracts.training",
     "JobStatus": "sm_imgclf.contracts.status",
     "JobState": "sm_imgclf.contracts.status",
     "TrialState": "sm_imgclf.contracts.status",
@@ -128,6 +130,7 @@ __all__ = [
     "BucketNotFoundError",
     "Categorical",
     "Channels",
+    "Compute",
     "ConfigurationError",
     "Continuous",
     "CostEstimate",
@@ -137,6 +140,7 @@ __all__ = [
     "DatasetValidationError",
     "DebugDataNotFoundError",
     "DebugProfileAnalyzer",
+    "DeployOptions",
     "DeploySpec",
     "EndpointClient",
     "EndpointError",

@@ -57,15 +57,15 @@ def kill_group(folder: Path) -> None:
 
 def test_killed_training_resumes_to_the_same_result(digits: tuple) -> None:
     session, channels = digits
-    baseline = estimator(session).fit(channels, logs=False, job_name="uninterrupted")
+    baseline = estimator(session).fit(channels, logs=False, name="uninterrupted")
     at = random.Random().randint(1, 3)
-    job = estimator(session).fit(channels, wait=False, job_name="killed")
+    job = estimator(session).fit(channels, wait=False, name="killed")
     folder = session.backend.job_dir("killed")
     log = folder / "log.txt"
     wait_for(lambda: log.exists() and f"epoch={at} " in log.read_text())
     kill_group(folder)  # SIGKILL: no handler runs, as when a machine dies
     wait_for(lambda: job.status == "Failed")
-    resumed = estimator(session).fit(channels, logs=False, job_name="killed")
+    resumed = estimator(session).fit(channels, logs=False, name="killed")
     epochs = [m for m in resumed.metrics if m["epoch"] is not None]
     log = (folder / "log.txt").read_text()
     assert [m["epoch"] for m in epochs] == [1, 2, 3, 4]
@@ -191,9 +191,7 @@ def test_no_credentials_or_signed_urls_reach_the_logs(
                                    endpoint_urls={"s3": moto_url})
     channels = smi.ImageFolderDataset(tmp_path / "data").upload(session, "logs")
     print(channels.summary)
-    request = smi.TransferLearningEstimator(
-        "resnet18", session=session, image_uri="1.dkr.ecr.us-east-1.amazonaws.com/x:1"
-    ).dry_run(dict(channels), job_name="logs-job")
+    request = smi.TransferLearningEstimator("resnet18", session=session, compute=smi.Compute(image_uri="1.dkr.ecr.us-east-1.amazonaws.com/x:1")).dry_run(dict(channels), name="logs-job")
     out, err = capfd.readouterr()
     text = out + err + caplog.text + json.dumps(request)
     for leak in (secret, "X-Amz-Signature", "X-Amz-Credential", "AKIAEXAMPLEKEYID0001"):

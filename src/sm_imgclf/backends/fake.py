@@ -211,7 +211,7 @@ class FakeBackend:
 
     def deploy(self, spec: DeploySpec) -> None:
         """Record the endpoint; :attr:`answers` scripts what it returns."""
-        self.endpoints[spec.endpoint_name] = spec
+        self.endpoints[spec.name] = spec
 
     def describe_endpoint(self, name: str) -> dict[str, Any]:
         """``InService`` for a recorded endpoint."""

@@ -68,6 +68,7 @@ def _estimator_options(parser: argparse.ArgumentParser) -> None:
 
 def _estimator(args: argparse.Namespace) -> tuple[Any, dict[str, str]]:
     from sm_imgclf.contracts.hyperparameters import Hyperparameters
+    from sm_imgclf.contracts.training import Compute
     from sm_imgclf.data.dataset import ImageFolderDataset
     from sm_imgclf.training.estimator import TransferLearningEstimator
 
@@ -79,7 +80,8 @@ def _estimator(args: argparse.Namespace) -> tuple[Any, dict[str, str]]:
     # Checked before the upload: a typo in a name costs nothing.
     estimator = TransferLearningEstimator(
         args.model, session=session, weights=weights, hyperparameters=hyper,
-        trainable=trainable, instance_type=args.instance_type, source_dir=args.source_dir,
+        trainable=trainable, compute=Compute(instance_type=args.instance_type),
+        source_dir=args.source_dir,
         max_cost=args.max_cost if args.command == "train" else None)
     data = Path(args.data)
     channels = ImageFolderDataset(data).upload(
@@ -91,7 +93,7 @@ def train(args: argparse.Namespace) -> int:
     """Train and print the job's outcome."""
     estimator, channels = _estimator(args)
     job = estimator.fit(channels, wait=not args.no_wait, logs=not args.json,
-                        job_name=args.job_name)
+                        name=args.job_name)
     status = job.describe()
     if args.json:
         print(json.dumps({"job_name": job.name, "status": status.status,

@@ -16,17 +16,25 @@ def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
                                  help="serve a job's model at an endpoint")
     deploy.add_argument("job", help="the training job whose model to serve")
     deploy.add_argument("--endpoint", help="endpoint name (default: the job name)")
-    deploy.add_argument("--instance-type", default="ml.m5.large")
+    deploy.add_argument("--instance-type", default="ml.m5.large",
+                        help="SageMaker instance type (default: ml.m5.large; not used locally)")
+    deploy.add_argument("--top-k", type=int, default=5,
+                        help="classes per answer when a request does not ask (default: 5)")
+    deploy.add_argument("--forward", default="auto",
+                        choices=("auto", "eager", "channels_last", "onnxruntime", "autocast"),
+                        help="the forward path (default: auto, the fastest measured at load)")
     deploy.add_argument("--delete-after", metavar="DURATION",
                         help="delete the endpoint by itself after this long (4h, 90m, 2d)")
     predict = commands.add_parser("predict", parents=[common], help="classify images")
     predict.add_argument("endpoint")
     predict.add_argument("images", nargs="+", help="image files")
-    predict.add_argument("--top-k", type=int, default=3)
+    predict.add_argument("--top-k", type=int,
+                         help="classes per image (default: the endpoint's own, 5 unless set)")
     evaluate = commands.add_parser("evaluate", parents=[common],
                                    help="accuracy, per class, confusion, latency on a folder")
     evaluate.add_argument("endpoint")
-    evaluate.add_argument("folder", help="a labelled folder (one sub-folder per class)")
+    evaluate.add_argument("folder", help="a labelled folder (one sub-folder per class), or the "
+                          "channel URI an upload printed (file:// or s3://)")
     evaluate.add_argument("--plots", help="folder for the confusion and per-class plots")
     evaluate.add_argument("--report", metavar="HTML",
                           help="write an HTML report: confused pairs, mistakes, calibration")
@@ -39,7 +47,7 @@ def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
     explain.add_argument("images", nargs="+", help="image files")
     explain.add_argument("--out", default="explanations",
                          help="folder for the heatmap overlays (default: ./explanations)")
-    explain.add_argument("--top-k", type=int, default=3)
+    explain.add_argument("--top-k", type=int, default=5, help="classes per image (default: 5)")
     endpoints = commands.add_parser("endpoints", parents=[common],
                                     help="list or delete endpoints")
     endpoints.add_argument("action", choices=("list", "delete"))
@@ -48,14 +56,14 @@ def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
 
 def deploy(args: argparse.Namespace) -> int:
     """Start an endpoint that stays up until ``endpoints delete``."""
+    from sm_imgclf.contracts.deploy import DeployOptions
     from sm_imgclf.training.job import TrainingJob
 
     session = make_session(args)
     job = TrainingJob.attach(args.job, session)
-    options: dict[str, Any] = {"delete_after": args.delete_after}
-    if args.backend == "sagemaker":
-        options["instance_type"] = args.instance_type
-    client = job.deploy(args.endpoint, **options)
+    options = DeployOptions(instance_type=args.instance_type, top_k=args.top_k,
+                            forward=args.forward)
+    client = job.deploy(args.endpoint, options=options, delete_after=args.delete_after)
     client.owned = False  # the command returns; the endpoint must outlive it
     if args.json:
         print(json.dumps({"endpoint": client.name}))

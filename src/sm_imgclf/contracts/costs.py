@@ -215,8 +215,8 @@ def capped(spec: TrainingSpec, price: Price | None) -> tuple[TrainingSpec, str]:
     if seconds >= spec.max_run:
         return spec, (f"max_cost ${spec.max_cost:,.2f} allows {seconds / 3600:,.2f} h; "
                       f"max_run ({spec.max_run / 3600:,.2f} h) is the tighter bound")
-    wait = None if spec.max_wait is None else max(spec.max_wait, seconds)
-    return replace(spec, max_run=seconds, max_wait=wait), (
+    wait = None if spec.max_spot_wait is None else max(spec.max_spot_wait, seconds)
+    return replace(spec, max_run=seconds, max_spot_wait=wait), (
         f"max_cost ${spec.max_cost:,.2f} caps the run at {seconds / 3600:,.2f} h")
 
 

@@ -12,9 +12,59 @@ from sm_imgclf._params import bad_value, check_number, check_resource_name
 from sm_imgclf.contracts.hyperparameters import Hyperparameters
 
 
+@dataclass(frozen=True, kw_only=True)
+class Compute:
+    """What a SageMaker training job runs on; the local backend uses this machine instead.
+
+    One value for the settings only SageMaker has, the way httpx groups its
+    timeouts: pass it as ``TransferLearningEstimator(compute=...)``.
+
+    Attributes:
+        instance_type: SageMaker instance type.
+        instance_count: Hosts; more than one trains data-parallel.
+        volume_size_gb: Disk per host.
+        use_spot: Use managed spot capacity (checkpoints make interruptions harmless).
+        max_run: Maximum training seconds.
+        max_spot_wait: Maximum seconds including waiting for spot capacity;
+            with spot, ``2 * max_run`` when not given.
+        image_uri: Training container image; looked up when ``None``.
+    """
+
+    instance_type: str = "ml.g4dn.xlarge"
+    instance_count: int = 1
+    volume_size_gb: int = 30
+    use_spot: bool = False
+    max_run: int = 86_400
+    max_spot_wait: int | None = None
+    image_uri: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.instance_type, str) or not self.instance_type.startswith(
+                ("ml.", "local")):
+            raise bad_value("instance_type", "a SageMaker instance type such as "
+                            "'ml.g4dn.xlarge'", self.instance_type)
+        check_number("instance_count", self.instance_count, low=1, high=100, integer=True)
+        check_number("volume_size_gb", self.volume_size_gb, low=1, integer=True)
+        check_number("max_run", self.max_run, low=1, integer=True)
+        if self.max_spot_wait is not None and not self.use_spot:
+            raise bad_value("max_spot_wait", "None unless use_spot=True", self.max_spot_wait,
+                            "It bounds the wait for spot capacity; SageMaker refuses it "
+                            "otherwise.")
+        if self.use_spot and self.max_spot_wait is None:
+            object.__setattr__(self, "max_spot_wait", 2 * self.max_run)
+        if self.max_spot_wait is not None:
+            check_number("max_spot_wait", self.max_spot_wait, low=self.max_run, integer=True)
+
+    def settings(self) -> dict[str, Any]:
+        """The fields by name, for a spec."""
+        return {f.name: getattr(self, f.name) for f in fields(Compute)}
+
+
 @dataclass(frozen=True)
-class TrainingSpec:
+class TrainingSpec(Compute):
     """Everything a backend needs to run one training job; built without any I/O.
+
+    Its :class:`Compute` fields (``instance_type`` to ``image_uri``) are keywords.
 
     Attributes:
         job_name: Unique name of the job.
@@ -24,13 +74,6 @@ class TrainingSpec:
         trainable: ``("head",)``, ``("all",)`` or block names.
         hyperparameters: Typed hyperparameters.
         channels: Channel name to URI (``file://`` or ``s3://``).
-        instance_type: SageMaker instance type (ignored by the local backend).
-        instance_count: Hosts; more than one trains data-parallel.
-        volume_size_gb: Disk per host on SageMaker.
-        use_spot: Use managed spot capacity (checkpoints make interruptions harmless).
-        max_run: Maximum training seconds.
-        max_wait: Maximum seconds including waiting for spot capacity.
-        image_uri: Training container image; looked up when ``None``.
         role: IAM role ARN for SageMaker.
         tags: Tags for the job.
         source_dir: A local folder shipped with the job: importable inside it,
@@ -50,13 +93,6 @@ class TrainingSpec:
     trainable: tuple[str, ...]
     hyperparameters: Hyperparameters
     channels: tuple[tuple[str, str], ...]
-    instance_type: str = "ml.g4dn.xlarge"
-    instance_count: int = 1
-    volume_size_gb: int = 30
-    use_spot: bool = False
-    max_run: int = 86_400
-    max_wait: int | None = None
-    image_uri: str | None = None
     role: str | None = None
     tags: tuple[tuple[str, str], ...] = field(default_factory=tuple)
     source_dir: str | None = None
@@ -68,18 +104,7 @@ class TrainingSpec:
         check_resource_name("job_name", self.job_name)
         if self.max_cost is not None:
             check_number("max_cost", self.max_cost, low=0.0, low_open=True)
-        check_number("instance_count", self.instance_count, low=1, high=100, integer=True)
-        check_number("volume_size_gb", self.volume_size_gb, low=1, integer=True)
-        check_number("max_run", self.max_run, low=1, integer=True)
-        if self.max_wait is not None and not self.use_spot:
-            raise bad_value("max_wait", "None unless use_spot=True", self.max_wait,
-                            "It bounds the wait for spot capacity; SageMaker refuses it "
-                            "otherwise.")
-        if self.max_wait is not None:
-            check_number("max_wait", self.max_wait, low=self.max_run, integer=True)
-        elif self.use_spot:
-            raise bad_value("max_wait", "set (>= max_run) for spot training", None,
-                            "SageMaker needs the longest wait for spot capacity.")
+        super().__post_init__()
         if "train" not in dict(self.channels):
             raise bad_value("channels", "a mapping with at least a 'train' channel URI",
                             dict(self.channels))

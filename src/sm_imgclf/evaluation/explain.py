@@ -141,7 +141,7 @@ class ModelExplainer:
         return find_target(self.loaded.model, self.loaded.image_size)
 
     def explain(self, images: Any, *, classes: Sequence[str | None] | None = None,
-                top_k: int = 3, batch_size: int = 16) -> list[Explanation]:
+                top_k: int = 5, batch_size: int = 16) -> list[Explanation]:
         """Heatmaps of each image for its predicted class, or for the class given.
 
         Args:

@@ -8,7 +8,7 @@ import json
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 from sm_imgclf._inputs import encode
 from sm_imgclf._params import bad_value
@@ -54,23 +54,33 @@ class EndpointClient:
         """Delete the endpoint and what was created for it."""
         self.session.backend.delete_endpoint(self.name)
 
-    def predict(self, images: Any, *, top_k: int = 5) -> Any:
+    @overload
+    def predict(self, images: list[Any] | tuple[Any, ...], *,
+                top_k: int | None = None) -> list[Prediction]: ...
+
+    @overload
+    def predict(self, images: Any, *, top_k: int | None = None) -> Prediction: ...
+
+    def predict(self, images: Any, *, top_k: int | None = None
+                ) -> Prediction | list[Prediction]:
         """Classify one image or a list of them.
 
         Args:
             images: A path, bytes, a PIL image or a uint8 numpy array (H, W, 3),
                 or a list of those.
-            top_k: Classes to return per image.
+            top_k: Classes to return per image; by default the endpoint's own
+                (``DeployOptions.top_k``, 5 unless set).
 
         Returns:
-            A :class:`Prediction` for one image, a list for a list.
+            A :class:`~sm_imgclf.Prediction` for one image, a list for a list.
         """
         single = not isinstance(images, list | tuple)
         items = [images] if single else list(images)
+        asked = {} if top_k is None else {"top_k": top_k}
         predictions: list[Prediction] = []
         for chunk in _chunks([encode(item) for item in items], self.max_payload_bytes):
             body = json.dumps({"instances": [{"b64": base64.b64encode(b).decode()}
-                                             for b in chunk], "top_k": top_k}).encode()
+                                             for b in chunk], **asked}).encode()
             answer = json.loads(self.invoke(body, "application/json"))
             predictions += [_prediction(row) for row in answer["predictions"]]
         return predictions[0] if single else predictions
@@ -121,12 +131,22 @@ class EndpointClient:
                 time.sleep(0.1 * 2 ** attempt)
         raise AssertionError("unreachable")
 
-    def evaluate(self, folder: str | Path, *, top_k: int = 5, plots: str | Path | None = None
-                 ) -> Evaluation:
-        """Score every image of a labelled folder; see :class:`~sm_imgclf.Evaluation`."""
+    def evaluate(self, folder: str | Path, *, top_k: int | None = None,
+                 plots: str | Path | None = None) -> Evaluation:
+        """Score every image of a labelled folder; see :class:`~sm_imgclf.Evaluation`.
+
+        Args:
+            folder: A folder with one sub-folder per class, or the channel URI an
+                upload returned (``channels["test"]``: ``file://`` or, on a
+                SageMaker session, ``s3://``, copied to the user's cache folder first).
+            top_k: Classes asked per image (the endpoint's own by default).
+            plots: A folder for the confusion and per-class plots.
+        """
+        from sm_imgclf.evaluation.channels import channel_folder
         from sm_imgclf.evaluation.evaluate import evaluate
 
-        return evaluate(lambda path: self.predict(path, top_k=top_k), Path(folder), plots=plots)
+        local = channel_folder(folder, self.session.backend.store)
+        return evaluate(lambda path: self.predict(path, top_k=top_k), local, plots=plots)
 
 
 def _chunks(blobs: Sequence[bytes], limit: int) -> Iterator[list[bytes]]:

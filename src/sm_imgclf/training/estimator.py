@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from sm_imgclf._params import bad_value, check_number
 from sm_imgclf.contracts.hyperparameters import Hyperparameters
 from sm_imgclf.contracts.tags import check_user_tags
-from sm_imgclf.contracts.training import TrainingSpec, new_job_name
+from sm_imgclf.contracts.training import Compute, TrainingSpec, new_job_name
 from sm_imgclf.runtime.weights import WEIGHTS_CHANNEL, kind_of
 
 if TYPE_CHECKING:
@@ -41,13 +41,10 @@ class TransferLearningEstimator:
             By default ``"head"`` with pretrained weights and ``"all"`` without:
             a frozen backbone with random weights computes features nothing can
             learn from, so ``weights=None`` with anything but ``"all"`` is refused.
-        instance_type: SageMaker instance type.
-        instance_count: Hosts; more than one trains data-parallel.
-        use_spot: Use managed spot training (resumes from checkpoints).
-        max_run: Maximum training time in seconds.
-        max_wait: Maximum time including spot waits (defaults to ``2 * max_run`` with spot).
-        volume_size_gb: Disk per host on SageMaker.
-        image_uri: The training container image (looked up when omitted).
+        compute: What a SageMaker job runs on (instance type and count, disk,
+            spot and its wait, run limit, image): a :class:`~sm_imgclf.Compute`;
+            ``ml.g4dn.xlarge`` for a day at most by default. Local jobs run on
+            this machine and ignore it.
         role: IAM role ARN (defaults to the session's).
         tags: Tags for the job.
         base_job_name: Prefix of generated job names (defaults to the model name).
@@ -64,13 +61,7 @@ class TransferLearningEstimator:
         weights: str | None = "DEFAULT",
         hyperparameters: Mapping[str, Any] | Hyperparameters | None = None,
         trainable: str | Sequence[str] | None = None,
-        instance_type: str = "ml.g4dn.xlarge",
-        instance_count: int = 1,
-        use_spot: bool = False,
-        max_run: int = 86_400,
-        max_wait: int | None = None,
-        volume_size_gb: int = 30,
-        image_uri: str | None = None,
+        compute: Compute | None = None,
         role: str | None = None,
         tags: Mapping[str, str] | None = None,
         base_job_name: str | None = None,
@@ -88,17 +79,12 @@ class TransferLearningEstimator:
         self.hyperparameters = (hyperparameters if isinstance(hyperparameters, Hyperparameters)
                                 else Hyperparameters.from_dict(hyperparameters))
         self.trainable = _check_trainable(trainable, self.weights)
-        check_number("instance_count", instance_count, low=1, high=100, integer=True)
-        check_number("max_run", max_run, low=1, integer=True)
-        if not isinstance(instance_type, str) or not instance_type.startswith(("ml.", "local")):
-            raise bad_value("instance_type", "a SageMaker instance type such as 'ml.g4dn.xlarge'",
-                            instance_type)
+        self.compute = compute if compute is not None else Compute()
+        if not isinstance(self.compute, Compute):
+            raise bad_value("compute", "a Compute", compute,
+                            "Pass smi.Compute(instance_type=..., use_spot=...).")
         self.resources = {
-            "instance_type": instance_type, "instance_count": instance_count,
-            "volume_size_gb": check_number("volume_size_gb", volume_size_gb, low=1, integer=True),
-            "use_spot": bool(use_spot), "max_run": max_run,
-            "max_wait": max_wait if max_wait is not None or not use_spot else 2 * max_run,
-            "image_uri": image_uri,
+            **self.compute.settings(),
             "role": role if role is not None else self.session.role,
             "tags": check_user_tags(tags),
             "max_cost": None if max_cost is None else check_number(
@@ -117,29 +103,29 @@ class TransferLearningEstimator:
         clone.hyperparameters = self.hyperparameters.updated(**dict(values))
         return clone
 
-    def plan(self, channels: Mapping[str, str], *, job_name: str | None = None) -> TrainingSpec:
+    def plan(self, channels: Mapping[str, str], *, name: str | None = None) -> TrainingSpec:
         """Return the frozen spec of the job :meth:`fit` would run (no I/O)."""
         if not isinstance(channels, Mapping) or "train" not in channels:
             raise bad_value("channels", "a mapping with at least a 'train' channel URI",
                             channels, "Pass what ImageFolderDataset.upload() returned.")
-        for name, uri in channels.items():
+        for channel, uri in channels.items():
             if not isinstance(uri, str) or not uri:
-                raise bad_value(f"channel {name!r}", "a URI string", uri)
+                raise bad_value(f"channel {channel!r}", "a URI string", uri)
         if WEIGHTS_CHANNEL in channels and kind_of(self.weights) in {"s3", "file"}:
             raise bad_value("channels", f"free of a {WEIGHTS_CHANNEL!r} channel", sorted(channels),
                             "That channel brings the weights file into the job; rename yours.")
         return TrainingSpec(
-            job_name=job_name or new_job_name(self.base_job_name), model=self.model,
+            job_name=name or new_job_name(self.base_job_name), model=self.model,
             weights=self.weights, trainable=self.trainable,
             hyperparameters=self.hyperparameters,
             channels=tuple(sorted((str(k), str(v)) for k, v in channels.items())),
             source_dir=self.source_dir, **self.resources,
         )
 
-    def dry_run(self, channels: Mapping[str, str], *, job_name: str | None = None
+    def dry_run(self, channels: Mapping[str, str], *, name: str | None = None
                 ) -> dict[str, Any]:
         """Return exactly what :meth:`fit` would send to the backend, without sending it."""
-        return self.session.backend.training_request(self.plan(channels, job_name=job_name))
+        return self.session.backend.training_request(self.plan(channels, name=name))
 
     def estimate(self, channels: Mapping[str, str]) -> CostEstimate:
         """What a job of this estimator may cost at most, before it starts.
@@ -151,7 +137,7 @@ class TransferLearningEstimator:
         return self.session.estimate(self.plan(channels))
 
     def fit(self, channels: Mapping[str, str], *, wait: bool = True, logs: bool = True,
-            job_name: str | None = None) -> TrainingJob:
+            name: str | None = None) -> TrainingJob:
         """Start a training job and, by default, wait for it while streaming its log.
 
         Args:
@@ -159,7 +145,7 @@ class TransferLearningEstimator:
                 ``test`` are used when present (pass what ``upload()`` returned).
             wait: Block until the job ends.
             logs: Stream the job's log while waiting.
-            job_name: Name the job; reusing the name of a failed or stopped local
+            name: Name the job; reusing the name of a failed or stopped local
                 job resumes it from its last checkpoint.
 
         Raises:
@@ -167,7 +153,7 @@ class TransferLearningEstimator:
         """
         from sm_imgclf.training.job import TrainingJob
 
-        spec = self.plan(channels, job_name=job_name)
+        spec = self.plan(channels, name=name)
         if spec.max_cost is not None:
             print(f"budget: {self.session.estimate(spec)}", flush=True)
         self.session.backend.start_training(spec)

@@ -7,12 +7,14 @@ import time
 from typing import TYPE_CHECKING, Any, TextIO
 
 from sm_imgclf._pacing import Pacing
+from sm_imgclf._params import bad_value
 from sm_imgclf.contracts.metrics import metric_rows
 from sm_imgclf.contracts.status import TERMINAL, JobState, JobStatus
 from sm_imgclf.contracts.training import new_job_name
 from sm_imgclf.errors import BackendError, TrainingJobFailedError
 
 if TYPE_CHECKING:
+    from sm_imgclf.contracts.deploy import DeployOptions, DeploySpec
     from sm_imgclf.evaluation.explain import Explanation
     from sm_imgclf.serving.client import EndpointClient
     from sm_imgclf.session import Session
@@ -116,30 +118,46 @@ class TrainingJob:
             raise TrainingJobFailedError(self.name, status.failure_reason)
         return status
 
-    def deploy(self, endpoint_name: str | None = None, **options: Any) -> EndpointClient:
+    def deploy(self, name: str | None = None, *, options: DeployOptions | None = None,
+               delete_after: str | None = None) -> EndpointClient:
         """Serve this job's model package and return a client for it.
 
         Args:
-            endpoint_name: Name of the endpoint (defaults to the job name).
-            **options: Fields of :class:`~sm_imgclf.contracts.deploy.DeploySpec`
-                (``instance_type``, ``serverless_memory_mb``, ``max_batch`` ...).
+            name: Name of the endpoint (defaults to the job name).
+            options: Where and how it serves (instances or serverless, batching,
+                answers, the forward path ...): a :class:`~sm_imgclf.DeployOptions`.
+            delete_after: Delete the endpoint this long after it is created
+                (``"90m"``, ``"4h"``, ``"2d"``), on either backend.
 
         Returns:
             A client that deletes the endpoint when used as a context manager.
         """
-        from sm_imgclf.contracts.deploy import DeploySpec
         from sm_imgclf.serving.client import EndpointClient
+
+        spec = self.deploy_spec(name, options=options, delete_after=delete_after)
+        self.session.backend.deploy(spec)
+        return EndpointClient(spec.name, self.session, owned=True)
+
+    def deploy_spec(self, name: str | None = None, *, options: DeployOptions | None = None,
+                    delete_after: str | None = None) -> DeploySpec:
+        """The frozen plan :meth:`deploy` would hand the backend (no I/O but the job's status).
+
+        Raises:
+            BackendError: The job has no model package (yet).
+        """
+        from sm_imgclf.contracts.deploy import DeployOptions
 
         model_uri = self.model_uri
         if model_uri is None:
             raise BackendError(f"Job {self.name!r} has no model package (status {self.status}).",
                                name=self.name)
-        options.setdefault("role", self.session.role)
-        spec = DeploySpec(endpoint_name or self.name, model_uri, **options)
-        self.session.backend.deploy(spec)
-        return EndpointClient(spec.endpoint_name, self.session, owned=True)
+        chosen = options if options is not None else DeployOptions()
+        if not isinstance(chosen, DeployOptions):
+            raise bad_value("options", "a DeployOptions", chosen)
+        return chosen.spec(name or self.name, model_uri, role=self.session.role,
+                           delete_after=delete_after)
 
-    def explain(self, images: Any, *, classes: Any = None, top_k: int = 3) -> list[Explanation]:
+    def explain(self, images: Any, *, classes: Any = None, top_k: int = 5) -> list[Explanation]:
         """Heatmaps of where this job's model looked, for each image.
 
         Runs on this machine from the job's model package (downloaded once per

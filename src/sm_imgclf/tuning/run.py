@@ -167,7 +167,7 @@ class TuningRun:
         name = name or new_tuning_name(self.estimator.base_job_name)
         if len(name) > 32:
             raise bad_value("name", "at most 32 characters (SageMaker's limit)", name)
-        training = self.estimator.plan(channels, job_name=name)
+        training = self.estimator.plan(channels, name=name)
         one_job = self._one_job(training)
         shared = self._shared(training, one_job)
         return TuningSpec(

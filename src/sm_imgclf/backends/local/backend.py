@@ -265,7 +265,7 @@ class LocalBackend:
 
     def deploy(self, spec: DeploySpec) -> None:
         """Start a local server for ``spec.model_uri`` and wait until it is ready."""
-        folder = self.endpoint_dir(spec.endpoint_name)
+        folder = self.endpoint_dir(spec.name)
         folder.mkdir(parents=True, exist_ok=True)
         local_serving.deploy(folder, spec)
 

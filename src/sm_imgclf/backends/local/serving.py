@@ -26,8 +26,8 @@ STATE = "endpoint.json"
 def deploy(folder: Path, spec: DeploySpec, *, timeout: float = 120.0) -> dict[str, Any]:
     """Extract the package, start the server, and wait until ``/ping`` answers 200."""
     if (folder / STATE).exists() and alive(json.loads((folder / STATE).read_text())["pid"]):
-        raise BackendError(f"A local endpoint named {spec.endpoint_name!r} is running. Delete it "
-                           "or choose another name.", name=spec.endpoint_name)
+        raise BackendError(f"A local endpoint named {spec.name!r} is running. Delete it "
+                           "or choose another name.", name=spec.name)
     package = package_path(spec.model_uri)
     safe_extract(package, folder / "model")
     port = free_port()
@@ -40,6 +40,7 @@ def deploy(folder: Path, spec: DeploySpec, *, timeout: float = 120.0) -> dict[st
         command += ["--stop-after", str(delete_after)]
     with (folder / "server.log").open("ab") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
+                                   env=os.environ | spec.container_environment(),
                                    start_new_session=True)
     state: dict[str, Any] = {"pid": process.pid, "port": port, "model_uri": spec.model_uri}
     (folder / STATE).write_text(json.dumps(state))

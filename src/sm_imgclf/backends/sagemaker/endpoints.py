@@ -61,16 +61,16 @@ class Endpoints:
         try:
             for operation, request in self.deploy_requests(spec).items():
                 create, delete, key = calls[operation]
-                with translate_errors(operation, spec.endpoint_name):
+                with translate_errors(operation, spec.name):
                     create(**request)
                 created.append((delete, key))
-            while (state := self.describe_endpoint(spec.endpoint_name))["status"] not in (
+            while (state := self.describe_endpoint(spec.name))["status"] not in (
                     "InService", "Failed", "OutOfService"):
                 time.sleep(poll)
             if state["status"] != "InService":
-                raise BackendError(f"Endpoint {spec.endpoint_name!r} is {state['status']}: "
+                raise BackendError(f"Endpoint {spec.name!r} is {state['status']}: "
                                    f"{state.get('failure_reason') or 'no reason given'}",
-                                   name=spec.endpoint_name)
+                                   name=spec.name)
             if spec.delete_after is not None:
                 self._schedule_deletion(spec)
         except BaseException:
@@ -78,7 +78,7 @@ class Endpoints:
             # existed before (a name already in use) is not touched.
             for delete, key in reversed(created):
                 with contextlib.suppress(Exception):
-                    delete(**{key: spec.endpoint_name})
+                    delete(**{key: spec.name})
             raise
 
     def schedule_request(self, spec: DeploySpec) -> dict[str, Any]:
@@ -92,7 +92,7 @@ class Endpoints:
         when = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=seconds)
         role = (self.aws.role_arn(spec.delete_role) if spec.delete_role
                 else schedules.default_role(self.aws.role_arn(spec.role) or ""))
-        request = schedules.schedule_request(spec.endpoint_name, when, role or "")
+        request = schedules.schedule_request(spec.name, when, role or "")
         sagemaker_training.validate_request(self.aws.scheduler_client, "CreateSchedule", request)
         return request
 

@@ -17,7 +17,7 @@ def deploy_requests(spec: DeploySpec, *, image_uri: str, region: str) -> dict[st
                                  "SageMakerSession or to deploy().")
     if not spec.model_uri.startswith("s3://"):
         raise ConfigurationError(f"SageMaker serves model packages from S3; got {spec.model_uri}.")
-    name = spec.endpoint_name
+    name = spec.name
     variant: dict[str, Any] = {"VariantName": "AllTraffic", "ModelName": name}
     if spec.serverless_memory_mb is None:
         variant |= {"InstanceType": spec.instance_type,
@@ -39,7 +39,7 @@ def deploy_requests(spec: DeploySpec, *, image_uri: str, region: str) -> dict[st
                                      **serving_environment(
                                          None if spec.serverless_memory_mb is not None
                                          else spec.instance_type),
-                                     **dict(spec.environment)}},
+                                     **spec.container_environment()}},
         },
         "CreateEndpointConfig": {"EndpointConfigName": name, "ProductionVariants": [variant],
                                  "Tags": tags},

@@ -125,8 +125,8 @@ def training_request(spec: TrainingSpec, *, bucket: str, region: str, image_uri:
                              "LocalPath": CHECKPOINT_PATH},
         "Tags": [{"Key": k, "Value": v} for k, v in spec.tags],
     }
-    if spec.max_wait is not None:
-        request["StoppingCondition"]["MaxWaitTimeInSeconds"] = spec.max_wait
+    if spec.max_spot_wait is not None:
+        request["StoppingCondition"]["MaxWaitTimeInSeconds"] = spec.max_spot_wait
     return request
 
 
