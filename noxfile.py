@@ -17,9 +17,16 @@ def tests(session: nox.Session) -> None:
     session.run("pytest", *session.posargs)
 
 
-TOOLKITS = ("sagemaker-training", "sagemaker-pytorch-training", "sagemaker-inference",
-            "sagemaker-pytorch-inference", "torchserve", "torch-model-archiver",
-            "setuptools<81", "pyyaml")
+TOOLKITS = (
+    "sagemaker-training",
+    "sagemaker-pytorch-training",
+    "sagemaker-inference",
+    "sagemaker-pytorch-inference",
+    "torchserve",
+    "torch-model-archiver",
+    "setuptools<81",
+    "pyyaml",
+)
 
 
 @nox.session
@@ -41,9 +48,17 @@ def gpu(session: nox.Session) -> None:
 def reliability(session: nox.Session) -> None:
     """Hostile inputs, faults and load; SM_IMGCLF_RELIABILITY=full for the full sizes."""
     session.install("-e", ".[dev]")
-    session.run("pytest", "-m", "reliability", "-s", "-p", "no:cacheprovider",
-                "tests/reliability", *session.posargs,
-                env={"SM_IMGCLF_RELIABILITY": os.environ.get("SM_IMGCLF_RELIABILITY", "")})
+    session.run(
+        "pytest",
+        "-m",
+        "reliability",
+        "-s",
+        "-p",
+        "no:cacheprovider",
+        "tests/reliability",
+        *session.posargs,
+        env={"SM_IMGCLF_RELIABILITY": os.environ.get("SM_IMGCLF_RELIABILITY", "")},
+    )
 
 
 @nox.session
@@ -55,12 +70,16 @@ def image_table(session: nox.Session) -> None:
         session.run("python", "tools/check_image_table.py")
 
 
+RUFF = "ruff==0.17.6"  # one version: its formatter's output is what --check compares
+
+
 @nox.session
 def lint(session: nox.Session) -> None:
     """Check style and common mistakes with ruff, and that imports keep to their layers."""
-    session.install("ruff>=0.5")
-    session.run("ruff", "check", "src", "tests", "benchmarks", "examples", "tools", "noxfile.py",
-                "docs/conf.py")
+    session.install(RUFF)
+    paths = ("src", "tests", "benchmarks", "examples", "tools", "noxfile.py", "docs/conf.py")
+    session.run("ruff", "check", *paths)
+    session.run("ruff", "format", "--check", *paths)
     session.run("python", "tools/import_layers.py", "src")
 
 
@@ -75,8 +94,16 @@ def typecheck(session: nox.Session) -> None:
 def docs(session: nox.Session) -> None:
     """Build the documentation, treating every warning as an error."""
     session.install("-e", ".[docs]")
-    session.run("sphinx-build", "-W", "--keep-going", "-b", "html", "docs", "docs/_build/html",
-                env={"SM_IMGCLF_DOCS_OFFLINE": os.environ.get("SM_IMGCLF_DOCS_OFFLINE", "")})
+    session.run(
+        "sphinx-build",
+        "-W",
+        "--keep-going",
+        "-b",
+        "html",
+        "docs",
+        "docs/_build/html",
+        env={"SM_IMGCLF_DOCS_OFFLINE": os.environ.get("SM_IMGCLF_DOCS_OFFLINE", "")},
+    )
 
 
 @nox.session
@@ -90,8 +117,15 @@ def demo(session: nox.Session) -> None:
 def benchmarks(session: nox.Session) -> None:
     """Run the benchmarks and print their figures (name some to run only those)."""
     session.install("-e", ".[dev]")
-    names = session.posargs or ["upload", "train_throughput", "serving", "tuning",
-                                "recorder_overhead", "shared_features", "eval_report"]
+    names = session.posargs or [
+        "upload",
+        "train_throughput",
+        "serving",
+        "tuning",
+        "recorder_overhead",
+        "shared_features",
+        "eval_report",
+    ]
     for name in names:
         extra = ["--trials", "12", "--trials", "24"] if name == "tuning" else []
         session.run("python", f"benchmarks/{name}.py", *extra)

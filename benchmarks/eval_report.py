@@ -75,20 +75,28 @@ def main() -> None:
         plots = timed(lambda: write_plots(result, folder / "plots"))
         page = folder / "eval.html"
         report = timed(lambda: result.report(page))
-        print(f"{args.classes} classes, {result.images} images: report {report:.2f} s "
-              f"({page.stat().st_size / 1e6:.1f} MB) vs the two PNG plots {plots:.2f} s: "
-              f"{report / plots:.2f}x")
-        package = untrained_package(folder / "model", tuple(f"c{i:03d}" for i in range(10)),
-                                    size=args.size, model=args.model)
+        print(
+            f"{args.classes} classes, {result.images} images: report {report:.2f} s "
+            f"({page.stat().st_size / 1e6:.1f} MB) vs the two PNG plots {plots:.2f} s: "
+            f"{report / plots:.2f}x"
+        )
+        package = untrained_package(
+            folder / "model",
+            tuple(f"c{i:03d}" for i in range(10)),
+            size=args.size,
+            model=args.model,
+        )
         files = images(folder / "explain", args.explain)
         with ModelExplainer(package) as explainer:
             explainer.explain(files[:1])  # loads the model and finds the layer once
             forward = timed(lambda: serve_only(explainer, files))
             heat = timed(lambda: explainer.explain(files))
-        print(f"heatmaps of {args.explain} images ({args.model}, {args.size} px, "
-              f"{explainer.target.method} on {explainer.target.layer}): {heat:.2f} s, "
-              f"{heat / args.explain * 1000:.0f} ms per image; {heat / forward:.2f}x serving "
-              f"the same images ({forward:.2f} s)")
+        print(
+            f"heatmaps of {args.explain} images ({args.model}, {args.size} px, "
+            f"{explainer.target.method} on {explainer.target.layer}): {heat:.2f} s, "
+            f"{heat / args.explain * 1000:.0f} ms per image; {heat / forward:.2f}x serving "
+            f"the same images ({forward:.2f} s)"
+        )
 
 
 if __name__ == "__main__":

@@ -41,20 +41,29 @@ TRAINING_ROWS = (  # (label, augmentation, augmented on the device, channels-las
 )
 
 
-def training(args: argparse.Namespace, work: Path, augmentation: str, on_device: bool,
-             channels_last: bool) -> float:
+def training(
+    args: argparse.Namespace, work: Path, augmentation: str, on_device: bool, channels_last: bool
+) -> float:
     """Images/s of full fine-tuning with the job's own loop, from the second epoch on."""
     classes = tuple(str(i) for i in range(10))
     generator = torch.Generator().manual_seed(0)
     side = round(args.size / 0.875)  # decoded with the margin random crops take from
-    images = torch.randint(0, 255, (args.images, 3, side, side), dtype=torch.uint8,
-                           generator=generator)
+    images = torch.randint(
+        0, 255, (args.images, 3, side, side), dtype=torch.uint8, generator=generator
+    )
     labels = torch.randint(0, 10, (args.images,), generator=generator)
     splits = {"train": SplitData(images, labels, classes, classes)}
-    hp = Hyperparameters(epochs=3, image_size=args.size, batch_size=args.batch,
-                         lr_schedule="none", augmentation=augmentation, record_every=0)
-    env = JobEnvironment({}, work / "model", work / "out", work / "ckpt", 1, ("localhost",),
-                         "localhost")
+    hp = Hyperparameters(
+        epochs=3,
+        image_size=args.size,
+        batch_size=args.batch,
+        lr_schedule="none",
+        augmentation=augmentation,
+        record_every=0,
+    )
+    env = JobEnvironment(
+        {}, work / "model", work / "out", work / "ckpt", 1, ("localhost",), "localhost"
+    )
     settings = {"model": args.model, "weights": "none", "trainable": ("all",)}
     trainer, _, _ = prepare(settings, hp, splits, torch.device(args.device), env, None)
     trainer.log = lambda line: None
@@ -69,11 +78,20 @@ def serving(args: argparse.Namespace, work: Path) -> tuple[str, list[str]]:
     """The handler's measured choice, and each forward path's batch-1 and batch-32 figures."""
     network, head = build_model(args.model, 10)
     folder = work / "package"
-    write_package(folder, network.state_dict(), {
-        "architecture": args.model, "head": head.to_dict(),
-        "class_ids": [str(i) for i in range(10)], "class_names": [str(i) for i in range(10)],
-        "image_size": args.size, "resize_size": round(args.size / 0.875),
-        "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)})
+    write_package(
+        folder,
+        network.state_dict(),
+        {
+            "architecture": args.model,
+            "head": head.to_dict(),
+            "class_ids": [str(i) for i in range(10)],
+            "class_names": [str(i) for i in range(10)],
+            "image_size": args.size,
+            "resize_size": round(args.size / 0.875),
+            "mean": list(IMAGENET_MEAN),
+            "std": list(IMAGENET_STD),
+        },
+    )
     rows = []
     for path in (EAGER, CHANNELS_LAST, AUTOCAST, "auto"):
         os.environ["SM_IMGCLF_FORWARD"] = path
@@ -89,8 +107,10 @@ def serving(args: argparse.Namespace, work: Path) -> tuple[str, list[str]]:
                 predict_fn(Batch(images, 5), loaded)  # ends with a copy to the host
                 seconds.append(time.perf_counter() - started)
             figures.append(statistics.median(seconds))
-        rows.append(f"{path:>13}: batch 1 {figures[0] * 1000:6.1f} ms, batch 32 "
-                    f"{32 / figures[1]:8,.0f} images/s")
+        rows.append(
+            f"{path:>13}: batch 1 {figures[0] * 1000:6.1f} ms, batch 32 "
+            f"{32 / figures[1]:8,.0f} images/s"
+        )
         if path == "auto":
             chosen = f"{loaded.forward.path} ({loaded.forward.reason})"
     del os.environ["SM_IMGCLF_FORWARD"]
@@ -109,8 +129,10 @@ def main() -> None:
         print("no CUDA device here: nothing measured (run it where `nox -s gpu` runs)")
         return
     name = torch.cuda.get_device_name(0) if args.device == "cuda" else "the CPU"
-    print(f"{args.model} at {args.size} px on {name} ({torch.cuda.device_count()} GPU(s)), "
-          f"torch {torch.__version__}")
+    print(
+        f"{args.model} at {args.size} px on {name} ({torch.cuda.device_count()} GPU(s)), "
+        f"torch {torch.__version__}"
+    )
     amp = "with AMP" if args.device == "cuda" else "fp32"
     with tempfile.TemporaryDirectory() as tmp:
         print(f"  training, full fine-tuning {amp}, batch {args.batch}, images/s:")

@@ -30,15 +30,31 @@ def run(args: argparse.Namespace, data: SplitData, every: int, folder: Path) -> 
     """Train ``args.epochs`` epochs; return the whole run's seconds per step."""
     torch.manual_seed(0)
     model, _ = build_model(args.model, 10, weights=None)
-    hp = Hyperparameters(image_size=args.size, batch_size=args.batch, epochs=args.epochs,
-                         augmentation="none", record_every=every)
+    hp = Hyperparameters(
+        image_size=args.size,
+        batch_size=args.batch,
+        epochs=args.epochs,
+        augmentation="none",
+        record_every=every,
+    )
     monitor = None
     if every:
-        meta = {"model": args.model, "class_names": [str(i) for i in range(10)],
-                "train_counts": torch.bincount(data.labels, minlength=10).tolist()}
+        meta = {
+            "model": args.model,
+            "class_names": [str(i) for i in range(10)],
+            "train_counts": torch.bincount(data.labels, minlength=10).tolist(),
+        }
         monitor = Monitor(folder / "debug", hp, meta, torch.device("cpu"), lambda line: None)
-    trainer = Trainer(model, hp, torch.device("cpu"), (0.5,) * 3, (0.25,) * 3,
-                      folder / "checkpoints", log=lambda line: None, monitor=monitor)
+    trainer = Trainer(
+        model,
+        hp,
+        torch.device("cpu"),
+        (0.5,) * 3,
+        (0.25,) * 3,
+        folder / "checkpoints",
+        log=lambda line: None,
+        monitor=monitor,
+    )
     started = time.perf_counter()
     trainer.fit(data, None)
     seconds = time.perf_counter() - started
@@ -57,8 +73,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
     generator = torch.Generator().manual_seed(0)
-    images = torch.randint(0, 256, (args.images, 3, args.size, args.size), dtype=torch.uint8,
-                           generator=generator)
+    images = torch.randint(
+        0, 256, (args.images, 3, args.size, args.size), dtype=torch.uint8, generator=generator
+    )
     labels = torch.arange(args.images) % 10
     names = tuple(str(i) for i in range(10))
     data = SplitData(images, labels, names, names)
@@ -69,8 +86,10 @@ def main() -> None:
             for name, every in (("off", 0), ("on", 25)):
                 times[name].append(run(args, data, every, Path(tmp) / f"{name}{round_}"))
     off, on = statistics.median(times["off"]), statistics.median(times["on"])
-    print(f"{args.model} at {args.size}px, batch {args.batch}, {args.images} images, "
-          f"{args.epochs} epochs x {args.rounds} rounds, CPU threads {torch.get_num_threads()}")
+    print(
+        f"{args.model} at {args.size}px, batch {args.batch}, {args.images} images, "
+        f"{args.epochs} epochs x {args.rounds} rounds, CPU threads {torch.get_num_threads()}"
+    )
     print(f"recorder off: {off * 1000:.1f} ms/step   on (defaults): {on * 1000:.1f} ms/step")
     print(f"overhead ratio on/off: {on / off:.3f} (target <= 1.05)")
 

@@ -51,10 +51,20 @@ TOOLKIT_PYTHON = ROOT / ".nox" / "toolkits" / "bin" / "python"
 
 def make_package(folder: Path, model: str, size: int) -> Path:
     network, head = build_model(model, 10)
-    write_package(folder, network.state_dict(), {
-        "architecture": model, "head": head.to_dict(), "class_ids": [str(i) for i in range(10)],
-        "class_names": [str(i) for i in range(10)], "image_size": size,
-        "resize_size": round(size / 0.875), "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)})
+    write_package(
+        folder,
+        network.state_dict(),
+        {
+            "architecture": model,
+            "head": head.to_dict(),
+            "class_ids": [str(i) for i in range(10)],
+            "class_names": [str(i) for i in range(10)],
+            "image_size": size,
+            "resize_size": round(size / 0.875),
+            "mean": list(IMAGENET_MEAN),
+            "std": list(IMAGENET_STD),
+        },
+    )
     return folder
 
 
@@ -94,20 +104,35 @@ def http_caller(port: int, body: bytes):  # type: ignore[no-untyped-def]
         answer = connection.getresponse()
         answer.read()
         assert answer.status == 200, answer.status
+
     return call
 
 
-def start_server(package: Path, max_batch: int, max_wait_ms: float, log: Path
-                 ) -> tuple[subprocess.Popen, int]:  # type: ignore[type-arg]
+def start_server(
+    package: Path, max_batch: int, max_wait_ms: float, log: Path
+) -> tuple[subprocess.Popen, int]:  # type: ignore[type-arg]
     import socket
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     server = "sm_imgclf.runtime.serving.server"
-    process = subprocess.Popen([sys.executable, "-m", server, "--model-dir", str(package),
-                                "--port", str(port), "--max-batch", str(max_batch),
-                                "--max-wait-ms", str(max_wait_ms)], stdout=log.open("w"))
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            server,
+            "--model-dir",
+            str(package),
+            "--port",
+            str(port),
+            "--max-batch",
+            str(max_batch),
+            "--max-wait-ms",
+            str(max_wait_ms),
+        ],
+        stdout=log.open("w"),
+    )
     while True:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=1) as answer:
@@ -133,8 +158,9 @@ def forward_figures(package: Path, size: int, repeats: int = 15) -> dict[str, tu
         timed = []
         for batch in (1, 8):
             images = torch.randint(0, 255, (batch, 3, size, size), dtype=torch.uint8)
-            inputs = choice.inputs(normalise(images, tuple(manifest["mean"]),
-                                             tuple(manifest["std"])))
+            inputs = choice.inputs(
+                normalise(images, tuple(manifest["mean"]), tuple(manifest["std"]))
+            )
             seconds = []
             with torch.inference_mode():
                 choice.logits(loaded.model, inputs)
@@ -154,9 +180,19 @@ def toolkit_figures(requests: int) -> dict[str, dict[str, float]] | None:
         return None
     with tempfile.TemporaryDirectory() as folder:
         out = Path(folder) / "toolkit.json"
-        done = subprocess.run([str(TOOLKIT_PYTHON), str(ROOT / "benchmarks" / "serving_toolkit.py"),
-                               "--requests", str(requests), "--json", str(out)],
-                              capture_output=True, text=True, check=False)
+        done = subprocess.run(
+            [
+                str(TOOLKIT_PYTHON),
+                str(ROOT / "benchmarks" / "serving_toolkit.py"),
+                "--requests",
+                str(requests),
+                "--json",
+                str(out),
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         if done.returncode != 0 or not out.exists():
             print(f"  toolkit: failed ({done.stderr.strip().splitlines()[-1:]})")
             return None
@@ -165,8 +201,10 @@ def toolkit_figures(requests: int) -> dict[str, dict[str, float]] | None:
 
 def report(label: str, concurrency: int, rate: float, latencies: list[float]) -> None:
     p = statistics.quantiles(latencies, n=100, method="inclusive")
-    print(f"  {label:<10} c={concurrency:<3} {rate:8.1f} req/s   p50 {p[49]:7.1f} ms   "
-          f"p99 {p[98]:7.1f} ms")
+    print(
+        f"  {label:<10} c={concurrency:<3} {rate:8.1f} req/s   p50 {p[49]:7.1f} ms   "
+        f"p99 {p[98]:7.1f} ms"
+    )
 
 
 def main() -> None:
@@ -177,8 +215,10 @@ def main() -> None:
     parser.add_argument("--no-toolkit", action="store_true", help="skip AWS's toolkit rows")
     args = parser.parse_args()
     body = jpeg()
-    print(f"{args.model} at {args.size} px, {torch.get_num_threads()} CPU threads, "
-          f"{args.requests} requests per setting, a 320x240 JPEG each")
+    print(
+        f"{args.model} at {args.size} px, {torch.get_num_threads()} CPU threads, "
+        f"{args.requests} requests per setting, a 320x240 JPEG each"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         package = make_package(Path(tmp) / "package", args.model, args.size)
         forwards = forward_figures(package, args.size)
@@ -188,31 +228,44 @@ def main() -> None:
     toolkit = None if args.no_toolkit else toolkit_figures(max(48, args.requests // 2))
     if toolkit:
         for label, row in toolkit.items():
-            print(f"  toolkit, {label:<32} c=1 p50 {row['c1_p50_ms']:7.1f} ms   "
-                  f"c=8 {row['c8_rps']:6.1f} req/s")
+            print(
+                f"  toolkit, {label:<32} c=1 p50 {row['c1_p50_ms']:7.1f} ms   "
+                f"c=8 {row['c8_rps']:6.1f} req/s"
+            )
     targets(forwards, served, toolkit)
 
 
-def serve_rows(package: Path, body: bytes, size: int, requests: int, tmp: Path
-               ) -> dict[tuple[str, int], tuple[float, list[float]]]:
+def serve_rows(
+    package: Path, body: bytes, size: int, requests: int, tmp: Path
+) -> dict[tuple[str, int], tuple[float, list[float]]]:
     """Throughput and latencies of the raw batcher, the naive server and ours."""
     loaded = model_fn(str(package))
     image = decode_image(body, size)
     batcher = Batcher(loaded, max_batch=32, max_wait=0.005)
     results: dict[tuple[str, int], tuple[float, list[float]]] = {}
     logs = {"naive": tmp / "naive.log", "sm-imgclf": tmp / "ours.log"}
-    servers = {"naive": start_server(package, 1, 0.0, logs["naive"]),
-               "sm-imgclf": start_server(package, 32, 5.0, logs["sm-imgclf"])}
-    chosen = next((line.split("forward: ", 1)[1] for line in logs["sm-imgclf"].read_text()
-                   .splitlines() if "forward: " in line), "?")
+    servers = {
+        "naive": start_server(package, 1, 0.0, logs["naive"]),
+        "sm-imgclf": start_server(package, 32, 5.0, logs["sm-imgclf"]),
+    }
+    chosen = next(
+        (
+            line.split("forward: ", 1)[1]
+            for line in logs["sm-imgclf"].read_text().splitlines()
+            if "forward: " in line
+        ),
+        "?",
+    )
     print(f"  the server's forward: {chosen}")
     try:
         for concurrency in (1, 8, 32):
             results[("raw", concurrency)] = run_load(
-                lambda state: batcher.predict(Batch(image[None], 5)), concurrency, requests)
+                lambda state: batcher.predict(Batch(image[None], 5)), concurrency, requests
+            )
             for label, (_, port) in servers.items():
-                results[(label, concurrency)] = run_load(http_caller(port, body),
-                                                         concurrency, requests)
+                results[(label, concurrency)] = run_load(
+                    http_caller(port, body), concurrency, requests
+                )
             for label in ("raw", "naive", "sm-imgclf"):
                 report(label, concurrency, *results[(label, concurrency)])
     finally:
@@ -221,26 +274,38 @@ def serve_rows(package: Path, body: bytes, size: int, requests: int, tmp: Path
     return results
 
 
-def targets(forwards: dict[str, tuple[float, float]],
-            served: dict[tuple[str, int], tuple[float, list[float]]],
-            toolkit: dict[str, dict[str, float]] | None) -> None:
+def targets(
+    forwards: dict[str, tuple[float, float]],
+    served: dict[tuple[str, int], tuple[float, list[float]]],
+    toolkit: dict[str, dict[str, float]] | None,
+) -> None:
     ours8 = served[("sm-imgclf", 8)][0]
     ours1 = statistics.median(served[("sm-imgclf", 1)][1])
     best8 = max(forwards, key=lambda p: forwards[p][1])
     best1 = min(forwards, key=lambda p: forwards[p][0])
     print("targets:")
-    print(f"  c=8: sm-imgclf {ours8:.1f} req/s / best batched forward ({best8}, "
-          f"{forwards[best8][1]:.1f} images/s) = {ours8 / forwards[best8][1]:.2f}x (>= 0.8x)")
-    configured = next((row for label, row in (toolkit or {}).items()
-                       if label.startswith("as deploy() sets")), None)
+    print(
+        f"  c=8: sm-imgclf {ours8:.1f} req/s / best batched forward ({best8}, "
+        f"{forwards[best8][1]:.1f} images/s) = {ours8 / forwards[best8][1]:.2f}x (>= 0.8x)"
+    )
+    configured = next(
+        (row for label, row in (toolkit or {}).items() if label.startswith("as deploy() sets")),
+        None,
+    )
     if configured:
-        print(f"  c=8: sm-imgclf / toolkit as deploy() sets it ({configured['c8_rps']:.1f} "
-              f"req/s) = {ours8 / configured['c8_rps']:.2f}x (>= 1.5x)")
-    print(f"  c=1: p50 sm-imgclf {ours1:.1f} ms - best batch-1 forward ({best1}, "
-          f"{forwards[best1][0]:.1f} ms) = {ours1 - forwards[best1][0]:+.1f} ms (<= +5 ms)")
+        print(
+            f"  c=8: sm-imgclf / toolkit as deploy() sets it ({configured['c8_rps']:.1f} "
+            f"req/s) = {ours8 / configured['c8_rps']:.2f}x (>= 1.5x)"
+        )
+    print(
+        f"  c=1: p50 sm-imgclf {ours1:.1f} ms - best batch-1 forward ({best1}, "
+        f"{forwards[best1][0]:.1f} ms) = {ours1 - forwards[best1][0]:+.1f} ms (<= +5 ms)"
+    )
     ours32, raw32, naive32 = (served[(k, 32)][0] for k in ("sm-imgclf", "raw", "naive"))
-    print(f"  c=32: sm-imgclf / raw batcher = {ours32 / raw32:.2f}x, / naive = "
-          f"{ours32 / naive32:.2f}x")
+    print(
+        f"  c=32: sm-imgclf / raw batcher = {ours32 / raw32:.2f}x, / naive = "
+        f"{ours32 / naive32:.2f}x"
+    )
 
 
 if __name__ == "__main__":

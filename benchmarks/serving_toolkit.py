@@ -46,20 +46,39 @@ IMAGE = "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-inference:2.5.1-cp
 
 def package(folder: Path) -> Path:
     model, head = build_model("resnet18", 10)
-    write_package(folder / "model", model.state_dict(), {
-        "architecture": "resnet18", "source": "torchvision", "head": head.to_dict(),
-        "class_ids": [str(i) for i in range(10)], "class_names": [str(i) for i in range(10)],
-        "image_size": 224, "resize_size": resize_size(224), "mean": [0.485, 0.456, 0.406],
-        "std": [0.229, 0.224, 0.225], "weights": "none", "trainable": ["all"],
-        "hyperparameters": {}, "metrics": {}})
+    write_package(
+        folder / "model",
+        model.state_dict(),
+        {
+            "architecture": "resnet18",
+            "source": "torchvision",
+            "head": head.to_dict(),
+            "class_ids": [str(i) for i in range(10)],
+            "class_names": [str(i) for i in range(10)],
+            "image_size": 224,
+            "resize_size": resize_size(224),
+            "mean": [0.485, 0.456, 0.406],
+            "std": [0.229, 0.224, 0.225],
+            "weights": "none",
+            "trainable": ["all"],
+            "hyperparameters": {},
+            "metrics": {},
+        },
+    )
     return folder / "model"
 
 
 def deploy_environment(instance: str) -> dict[str, str]:
-    session = smi.SageMakerSession("bench", role="arn:aws:iam::123456789012:role/R",
-                                   region="us-east-1")
-    spec = smi.DeploySpec("bench", "s3://bench/model.tar.gz", role=session.role,
-                          image_uri=IMAGE, instance_type=instance)
+    session = smi.SageMakerSession(
+        "bench", role="arn:aws:iam::123456789012:role/R", region="us-east-1"
+    )
+    spec = smi.DeploySpec(
+        "bench",
+        "s3://bench/model.tar.gz",
+        role=session.role,
+        image_uri=IMAGE,
+        instance_type=instance,
+    )
     requests = session.backend.deploy_requests(spec)  # type: ignore[attr-defined]
     return dict(requests["CreateModel"]["PrimaryContainer"]["Environment"])
 
@@ -71,15 +90,26 @@ def serve(model: Path, environment: dict[str, str], workdir: Path) -> tuple[str,
         (base / name).mkdir()
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS",)}
-    env |= environment | {"SAGEMAKER_BASE_DIR": str(base), "SAGEMAKER_BIND_TO_PORT": str(port),
-                          "TEMP": str(base / "tmp"), "LOG_LOCATION": str(base / "logs"),
-                          "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
-    code = ("import sagemaker_pytorch_serving_container.torchserve as ts\n"
-            f"ts.TS_CONFIG_FILE = {str(base / 'ts.properties')!r}\n"
-            "from sagemaker_pytorch_serving_container.serving import main\nmain()\n")
-    process = subprocess.Popen([sys.executable, "-c", code], env=env, cwd=base,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               start_new_session=True)
+    env |= environment | {
+        "SAGEMAKER_BASE_DIR": str(base),
+        "SAGEMAKER_BIND_TO_PORT": str(port),
+        "TEMP": str(base / "tmp"),
+        "LOG_LOCATION": str(base / "logs"),
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
+    code = (
+        "import sagemaker_pytorch_serving_container.torchserve as ts\n"
+        f"ts.TS_CONFIG_FILE = {str(base / 'ts.properties')!r}\n"
+        "from sagemaker_pytorch_serving_container.serving import main\nmain()\n"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", code],
+        env=env,
+        cwd=base,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     url = f"http://127.0.0.1:{port}/invocations"
     for _ in range(300):
         try:
@@ -117,18 +147,29 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=96)
     parser.add_argument("--instance", default="ml.m5.large")
-    parser.add_argument("--threads", type=int, action="append", default=[],
-                        help="also one worker with this many threads (repeatable)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        action="append",
+        default=[],
+        help="also one worker with this many threads (repeatable)",
+    )
     parser.add_argument("--json", type=Path, help="write the figures to this file too")
     args = parser.parse_args()
     ours = deploy_environment(args.instance)
-    settings = {"container defaults": {k: v for k, v in ours.items()
-                                       if k not in ("SAGEMAKER_MODEL_SERVER_WORKERS",
-                                                    "OMP_NUM_THREADS")},
-                f"as deploy() sets for {args.instance}": ours}
+    settings = {
+        "container defaults": {
+            k: v
+            for k, v in ours.items()
+            if k not in ("SAGEMAKER_MODEL_SERVER_WORKERS", "OMP_NUM_THREADS")
+        },
+        f"as deploy() sets for {args.instance}": ours,
+    }
     for threads in args.threads:
         settings[f"1 worker x {threads} thread(s)"] = ours | {
-            "SAGEMAKER_MODEL_SERVER_WORKERS": "1", "OMP_NUM_THREADS": str(threads)}
+            "SAGEMAKER_MODEL_SERVER_WORKERS": "1",
+            "OMP_NUM_THREADS": str(threads),
+        }
     figures = {}
     with tempfile.TemporaryDirectory() as folder:
         model = package(Path(folder))
@@ -143,17 +184,26 @@ def main() -> None:
                     process.wait(30)
     workers = ours.get("SAGEMAKER_MODEL_SERVER_WORKERS", "default")
     threads = ours.get("OMP_NUM_THREADS", "default")
-    print(f"AWS inference toolkit + TorchServe, resnet18 at 224 px, {os.cpu_count()} CPUs here, "
-          f"{args.requests} requests per setting (ours: {workers} worker(s) x {threads} threads)")
+    print(
+        f"AWS inference toolkit + TorchServe, resnet18 at 224 px, {os.cpu_count()} CPUs here, "
+        f"{args.requests} requests per setting (ours: {workers} worker(s) x {threads} threads)"
+    )
     for label, rows in figures.items():
         (_, p50_1), (rate8, p50_8) = rows
-        print(f"  {label:<34} c=1 p50 {p50_1:7.1f} ms   c=8 {rate8:6.1f} req/s "
-              f"(p50 {p50_8:7.1f} ms)")
+        print(
+            f"  {label:<34} c=1 p50 {p50_1:7.1f} ms   c=8 {rate8:6.1f} req/s (p50 {p50_8:7.1f} ms)"
+        )
     default, configured = list(figures.values())[:2]
     print(f"  c=8 throughput, ours / defaults: {configured[1][0] / default[1][0]:.2f}x")
     if args.json:
-        args.json.write_text(json.dumps({label: {"c1_p50_ms": rows[0][1], "c8_rps": rows[1][0]}
-                                         for label, rows in figures.items()}))
+        args.json.write_text(
+            json.dumps(
+                {
+                    label: {"c1_p50_ms": rows[0][1], "c8_rps": rows[1][0]}
+                    for label, rows in figures.items()
+                }
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -46,12 +46,18 @@ def make_images(root: Path, count: int, classes: int = 10) -> None:
 def classic(root: Path, args: argparse.Namespace, epochs: int, head_only: bool) -> list[float]:
     from torchvision import datasets, transforms
 
-    tf = transforms.Compose([
-        transforms.Resize(resize_size(args.size)), transforms.RandomCrop(args.size),
-        transforms.RandomHorizontalFlip(), transforms.ToTensor(),
-        transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
-    loader = torch.utils.data.DataLoader(datasets.ImageFolder(str(root), tf),
-                                         batch_size=args.batch, shuffle=True)
+    tf = transforms.Compose(
+        [
+            transforms.Resize(resize_size(args.size)),
+            transforms.RandomCrop(args.size),
+            transforms.RandomHorizontalFlip(),
+            transforms.ToTensor(),
+            transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+        ]
+    )
+    loader = torch.utils.data.DataLoader(
+        datasets.ImageFolder(str(root), tf), batch_size=args.batch, shuffle=True
+    )
     model, head = build_model(args.model, 10)
     set_trainable(model, head, "head" if head_only else "all")
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
@@ -68,8 +74,9 @@ def classic(root: Path, args: argparse.Namespace, epochs: int, head_only: bool) 
     return times
 
 
-def minimal(images: torch.Tensor, labels: torch.Tensor, args: argparse.Namespace,
-            epochs: int) -> list[float]:
+def minimal(
+    images: torch.Tensor, labels: torch.Tensor, args: argparse.Namespace, epochs: int
+) -> list[float]:
     model, _ = build_model(args.model, 10)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     times = []
@@ -78,11 +85,12 @@ def minimal(images: torch.Tensor, labels: torch.Tensor, args: argparse.Namespace
         model.train()
         order = torch.randperm(len(labels))
         for start in range(0, len(order), args.batch):
-            index = order[start:start + args.batch]
+            index = order[start : start + args.batch]
             batch = images[index]
             batch = torch.where(torch.rand(len(index), 1, 1, 1) < 0.5, batch.flip(3), batch)
             loss = torch.nn.functional.cross_entropy(
-                model(normalise(batch, IMAGENET_MEAN, IMAGENET_STD)), labels[index])
+                model(normalise(batch, IMAGENET_MEAN, IMAGENET_STD)), labels[index]
+            )
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -90,14 +98,24 @@ def minimal(images: torch.Tensor, labels: torch.Tensor, args: argparse.Namespace
     return times
 
 
-def ours(root: Path, args: argparse.Namespace, epochs: int, head_only: bool,
-         work: Path) -> tuple[list[float], float]:
-    hp = Hyperparameters(epochs=epochs, image_size=args.size, batch_size=args.batch,
-                         lr_schedule="none", augmentation="none" if head_only else "light")
-    env = JobEnvironment({"train": root}, work / "model", work / "out", work / "ckpt", 0,
-                         ("localhost",), "localhost")
-    settings = {"model": args.model, "weights": "none",
-                "trainable": ("head",) if head_only else ("all",)}
+def ours(
+    root: Path, args: argparse.Namespace, epochs: int, head_only: bool, work: Path
+) -> tuple[list[float], float]:
+    hp = Hyperparameters(
+        epochs=epochs,
+        image_size=args.size,
+        batch_size=args.batch,
+        lr_schedule="none",
+        augmentation="none" if head_only else "light",
+    )
+    env = JobEnvironment(
+        {"train": root}, work / "model", work / "out", work / "ckpt", 0, ("localhost",), "localhost"
+    )
+    settings = {
+        "model": args.model,
+        "weights": "none",
+        "trainable": ("head",) if head_only else ("all",),
+    }
     started = time.perf_counter()
     splits = load_splits({"train": root}, args.size, hp.augmentation, 0)
     trainer, _, _ = prepare(settings, hp, splits, torch.device("cpu"), env, None)
@@ -112,7 +130,7 @@ def backbone_pass(images: torch.Tensor, args: argparse.Namespace) -> float:
     started = time.perf_counter()
     with torch.inference_mode():
         for start in range(0, len(images), 64):
-            model(normalise(images[start:start + 64], IMAGENET_MEAN, IMAGENET_STD))
+            model(normalise(images[start : start + 64], IMAGENET_MEAN, IMAGENET_STD))
     return time.perf_counter() - started
 
 
@@ -129,23 +147,27 @@ def main() -> None:
         root = Path(tmp) / "images"
         make_images(root, args.images)
         n = args.images
-        print(f"{args.model}, {n} JPEGs of 320x240, image_size {args.size}, batch {args.batch}, "
-              f"{torch.get_num_threads()} CPU threads")
+        print(
+            f"{args.model}, {n} JPEGs of 320x240, image_size {args.size}, batch {args.batch}, "
+            f"{torch.get_num_threads()} CPU threads"
+        )
         splits = load_splits({"train": root}, args.size, "none", 0)
         cached = splits["train"]
 
         print("(a) full fine-tuning, images/s from the second epoch on:")
         rates = {}
         for label, times in (
-                ("classic ImageFolder loop", classic(root, args, args.epochs, False)),
-                ("minimal loop on tensors", minimal(cached.images, cached.labels, args,
-                                                    args.epochs)),
-                ("sm-imgclf job loop", ours(root, args, args.epochs, False, Path(tmp) / "a")[0])):
+            ("classic ImageFolder loop", classic(root, args, args.epochs, False)),
+            ("minimal loop on tensors", minimal(cached.images, cached.labels, args, args.epochs)),
+            ("sm-imgclf job loop", ours(root, args, args.epochs, False, Path(tmp) / "a")[0]),
+        ):
             rates[label] = n * (len(times) - 1) / sum(times[1:])
             print(f"  {label:<26} {rates[label]:8.1f} images/s")
         mine = rates["sm-imgclf job loop"]
-        print(f"  sm-imgclf / classic = {mine / rates['classic ImageFolder loop']:.2f}x, "
-              f"sm-imgclf / minimal = {mine / rates['minimal loop on tensors']:.2f}x")
+        print(
+            f"  sm-imgclf / classic = {mine / rates['classic ImageFolder loop']:.2f}x, "
+            f"sm-imgclf / minimal = {mine / rates['minimal loop on tensors']:.2f}x"
+        )
 
         print("(b) trainable='head', ten epochs end to end:")
         classic_ten = sum(classic(root, args, 10, True))
@@ -154,8 +176,10 @@ def main() -> None:
         print(f"  classic loop, 10 epochs:          {classic_ten:7.2f}s")
         print(f"  sm-imgclf (decode, features once, 10 head epochs): {ours_ten:7.2f}s")
         print(f"  one backbone pass over pre-decoded images: {one_pass:7.2f}s")
-        print(f"  classic / sm-imgclf = {classic_ten / ours_ten:.1f}x faster; "
-              f"sm-imgclf / one backbone pass = {ours_ten / one_pass:.2f}x")
+        print(
+            f"  classic / sm-imgclf = {classic_ten / ours_ten:.1f}x faster; "
+            f"sm-imgclf / one backbone pass = {ours_ten / one_pass:.2f}x"
+        )
 
 
 if __name__ == "__main__":

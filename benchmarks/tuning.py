@@ -21,17 +21,34 @@ from pathlib import Path
 import sm_imgclf as smi
 
 
-def tune(session: smi.Session, channels: smi.Channels, strategy: str,
-         args: argparse.Namespace) -> dict[str, float]:
+def tune(
+    session: smi.Session, channels: smi.Channels, strategy: str, args: argparse.Namespace
+) -> dict[str, float]:
     est = smi.TransferLearningEstimator(
-        "resnet18", session=session, weights=None, trainable="all",
-        hyperparameters={"image_size": args.size, "augmentation": "none",
-                         "epochs": args.epochs, "batch_size": 32})
-    space = {"lr": smi.Continuous(1e-5, 1.0, scale="log"),
-             "optimizer": smi.Categorical(["sgd", "adamw"]),
-             "weight_decay": smi.Continuous(1e-6, 1e-1, scale="log")}
-    run = smi.TuningRun(est, space, strategy=strategy, max_jobs=args.trials,
-                        max_parallel_jobs=args.parallel, seed=args.seed)
+        "resnet18",
+        session=session,
+        weights=None,
+        trainable="all",
+        hyperparameters={
+            "image_size": args.size,
+            "augmentation": "none",
+            "epochs": args.epochs,
+            "batch_size": 32,
+        },
+    )
+    space = {
+        "lr": smi.Continuous(1e-5, 1.0, scale="log"),
+        "optimizer": smi.Categorical(["sgd", "adamw"]),
+        "weight_decay": smi.Continuous(1e-6, 1e-1, scale="log"),
+    }
+    run = smi.TuningRun(
+        est,
+        space,
+        strategy=strategy,
+        max_jobs=args.trials,
+        max_parallel_jobs=args.parallel,
+        seed=args.seed,
+    )
     started = time.perf_counter()
     result = run.run(channels, name=f"bench-{strategy}", logs=False)
     seconds = time.perf_counter() - started
@@ -46,15 +63,17 @@ def tune(session: smi.Session, channels: smi.Channels, strategy: str,
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--trials", type=int, action="append",
-                        help="trial budget (repeat for several; default 12)")
+    parser.add_argument(
+        "--trials", type=int, action="append", help="trial budget (repeat for several; default 12)"
+    )
     parser.add_argument("--epochs", type=int, default=9)
     parser.add_argument("--parallel", type=int, default=2)
     parser.add_argument("--per-class", type=int, default=60)
     parser.add_argument("--size", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--strategies", default="random,hyperband",
-                        help="comma-separated; the ratios need both")
+    parser.add_argument(
+        "--strategies", default="random,hyperband", help="comma-separated; the ratios need both"
+    )
     args = parser.parse_args()
     for trials in args.trials or [12]:
         compare(argparse.Namespace(**{**vars(args), "trials": trials}))
@@ -69,20 +88,30 @@ def compare(args: argparse.Namespace) -> None:
         data = smi.ImageFolderDataset(root / "images").split(valid=0.25, seed=0)
         channels = data.upload(session, "digits", progress=False)
         figures = {s: tune(session, channels, s, args) for s in args.strategies.split(",")}
-    print(f"digits, {args.per_class} images per class at {args.size}px, resnet18 from scratch, "
-          f"{args.trials} trials of up to {args.epochs} epochs, {args.parallel} at a time")
-    print(f"{'strategy':10} {'best valid:accuracy':>20} {'epochs trained':>15} "
-          f"{'pruned':>7} {'seconds':>8}")
+    print(
+        f"digits, {args.per_class} images per class at {args.size}px, resnet18 from scratch, "
+        f"{args.trials} trials of up to {args.epochs} epochs, {args.parallel} at a time"
+    )
+    print(
+        f"{'strategy':10} {'best valid:accuracy':>20} {'epochs trained':>15} "
+        f"{'pruned':>7} {'seconds':>8}"
+    )
     for name, row in figures.items():
-        print(f"{name:10} {row['best']:20.4f} {row['epochs']:15.0f} {row['pruned']:7.0f} "
-              f"{row['seconds']:8.1f}")
+        print(
+            f"{name:10} {row['best']:20.4f} {row['epochs']:15.0f} {row['pruned']:7.0f} "
+            f"{row['seconds']:8.1f}"
+        )
     if set(figures) != {"random", "hyperband"}:
         return
     random, hyper = figures["random"], figures["hyperband"]
-    print(f"hyperband - random best: {100 * (hyper['best'] - random['best']):+.1f} points "
-          f"(target >= -1.0)")
-    print(f"hyperband / random epochs: {hyper['epochs'] / random['epochs']:.2f}x "
-          f"(target <= 0.50); wall time {hyper['seconds'] / random['seconds']:.2f}x")
+    print(
+        f"hyperband - random best: {100 * (hyper['best'] - random['best']):+.1f} points "
+        f"(target >= -1.0)"
+    )
+    print(
+        f"hyperband / random epochs: {hyper['epochs'] / random['epochs']:.2f}x "
+        f"(target <= 0.50); wall time {hyper['seconds'] / random['seconds']:.2f}x"
+    )
 
 
 if __name__ == "__main__":

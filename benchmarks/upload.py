@@ -58,8 +58,9 @@ class Bench:
     def __init__(self, moto_url: str, root: Path, files: list[Path], concurrency: int) -> None:
         import boto3
 
-        self.boto = boto3.Session(aws_access_key_id="bench", aws_secret_access_key="bench",
-                                  region_name="us-east-1")
+        self.boto = boto3.Session(
+            aws_access_key_id="bench", aws_secret_access_key="bench", region_name="us-east-1"
+        )
         self.admin = self.boto.client("s3", endpoint_url=moto_url)
         self.root, self.files, self.concurrency = root, files, concurrency
         self.buckets = 0
@@ -78,11 +79,16 @@ class Bench:
             client.upload_file(str(path), bucket, f"seq/{path.relative_to(self.root).as_posix()}")
         return time.perf_counter() - started
 
-    def ours(self, url: str, dataset: smi.ImageFolderDataset,
-             bucket: str | None = None) -> tuple[float, smi.Channels, str]:
+    def ours(
+        self, url: str, dataset: smi.ImageFolderDataset, bucket: str | None = None
+    ) -> tuple[float, smi.Channels, str]:
         bucket = bucket or self.bucket()
-        session = smi.SageMakerSession(bucket, boto_session=self.boto, endpoint_urls={"s3": url},
-                                       max_concurrency=self.concurrency)
+        session = smi.SageMakerSession(
+            bucket,
+            boto_session=self.boto,
+            endpoint_urls={"s3": url},
+            max_concurrency=self.concurrency,
+        )
         started = time.perf_counter()
         channels = dataset.upload(session, "ours", progress=False)
         return time.perf_counter() - started, channels, bucket
@@ -101,8 +107,10 @@ def main() -> None:
         root = Path(tmp) / "images"
         files = make_jpegs(root, args.files)
         total = sum(p.stat().st_size for p in files)
-        print(f"{len(files)} JPEGs, {total / len(files):,.0f} bytes each on average; "
-              f"{os.cpu_count()} CPUs; concurrency {args.concurrency}")
+        print(
+            f"{len(files)} JPEGs, {total / len(files):,.0f} bytes each on average; "
+            f"{os.cpu_count()} CPUs; concurrency {args.concurrency}"
+        )
         dataset = smi.ImageFolderDataset(root)
         started = time.perf_counter()
         dataset.validate(progress=False)
@@ -116,29 +124,36 @@ def main() -> None:
                 label = f"through a proxy adding {args.delay * 1000:.0f} ms per request"
                 (first, baseline), bucket = report(bench, dataset, proxy.url, label, len(files))
                 second, channels, _ = bench.ours(proxy.url, dataset, bucket)
-                print(f"  second upload, unchanged data: {second:.2f}s, "
-                      f"{channels.summary.bytes_uploaded} bytes sent, "
-                      f"{len(channels.summary.skipped)} files skipped; "
-                      f"{first / second:.1f}x faster than our first upload, "
-                      f"{baseline / second:.1f}x faster than the sequential loop")
+                print(
+                    f"  second upload, unchanged data: {second:.2f}s, "
+                    f"{channels.summary.bytes_uploaded} bytes sent, "
+                    f"{len(channels.summary.skipped)} files skipped; "
+                    f"{first / second:.1f}x faster than our first upload, "
+                    f"{baseline / second:.1f}x faster than the sequential loop"
+                )
                 fresh = smi.ImageFolderDataset(root)  # as a new process would: validates again
                 again, channels, _ = bench.ours(proxy.url, fresh, bucket)
-                print(f"  the same with validation redone (a new process): {again:.2f}s, "
-                      f"{channels.summary.bytes_uploaded} bytes sent; "
-                      f"{first / again:.1f}x faster than our first upload")
+                print(
+                    f"  the same with validation redone (a new process): {again:.2f}s, "
+                    f"{channels.summary.bytes_uploaded} bytes sent; "
+                    f"{first / again:.1f}x faster than our first upload"
+                )
         finally:
             server.stop()  # type: ignore[attr-defined]
 
 
-def report(bench: Bench, dataset: smi.ImageFolderDataset, url: str, label: str,
-           count: int) -> tuple[tuple[float, float], str]:
+def report(
+    bench: Bench, dataset: smi.ImageFolderDataset, url: str, label: str, count: int
+) -> tuple[tuple[float, float], str]:
     baseline = bench.sequential(url)
     ours, channels, bucket = bench.ours(url, dataset)
     assert len(channels.summary.uploaded) == count, channels.summary
     print(f"{label}:")
     print(f"  sequential upload_file loop: {baseline:7.2f}s  {count / baseline:7.1f} files/s")
-    print(f"  sm-imgclf upload:            {ours:7.2f}s  {count / ours:7.1f} files/s  "
-          f"({baseline / ours:.1f}x)")
+    print(
+        f"  sm-imgclf upload:            {ours:7.2f}s  {count / ours:7.1f} files/s  "
+        f"({baseline / ours:.1f}x)"
+    )
     return (ours, baseline), bucket
 
 

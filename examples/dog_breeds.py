@@ -27,8 +27,10 @@ def main() -> None:
     workflow.add_options(parser, model="resnet50", epochs=4)
     args = parser.parse_args()
     if not (args.data / "train").is_dir():
-        raise SystemExit(f"{args.data} has no train/ folder: pass the unzipped dogImages "
-                         "folder (train/, valid/, test/, one folder per breed).")
+        raise SystemExit(
+            f"{args.data} has no train/ folder: pass the unzipped dogImages "
+            "folder (train/, valid/, test/, one folder per breed)."
+        )
     workflow.run(args, args.data, "datasets/dog-breeds")
 
 

@@ -46,16 +46,25 @@ def run(args: argparse.Namespace, root: Path, prefix: str) -> smi.Evaluation:
     print(channels.summary)
 
     weights = None if args.weights.lower() == "none" else args.weights
-    trainable = args.trainable if args.trainable in ("head", "all") \
-        else args.trainable.split(",")
-    estimator = smi.TransferLearningEstimator(args.model, session=chosen, weights=weights, trainable=trainable, hyperparameters={"image_size": args.image_size, "epochs": args.epochs}, compute=smi.Compute(instance_type=args.instance_type))
+    trainable = args.trainable if args.trainable in ("head", "all") else args.trainable.split(",")
+    estimator = smi.TransferLearningEstimator(
+        args.model,
+        session=chosen,
+        weights=weights,
+        trainable=trainable,
+        hyperparameters={"image_size": args.image_size, "epochs": args.epochs},
+        compute=smi.Compute(instance_type=args.instance_type),
+    )
     # The ranges people tune for this job: learning rate, batch size and epochs.
-    space = {"lr": smi.Continuous(1e-4, 1e-1, scale="log"),
-             "batch_size": smi.Categorical([32, 64, 128])}
+    space = {
+        "lr": smi.Continuous(1e-4, 1e-1, scale="log"),
+        "batch_size": smi.Categorical([32, 64, 128]),
+    }
     if args.epochs > 1:
         space["epochs"] = smi.Integer(1, args.epochs)
-    result = smi.TuningRun(estimator, space, max_jobs=args.trials,
-                           max_parallel_jobs=min(args.parallel, args.trials)).run(channels)
+    result = smi.TuningRun(
+        estimator, space, max_jobs=args.trials, max_parallel_jobs=min(args.parallel, args.trials)
+    ).run(channels)
     print(result)
     result.plot(reports / "tuning_trials.png")
     best = result.best

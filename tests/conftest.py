@@ -28,16 +28,24 @@ os.environ["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
 
 
 @pytest.fixture(autouse=True)
-def private_cache(tmp_path_factory: pytest.TempPathFactory,
-                  monkeypatch: pytest.MonkeyPatch) -> Path:
+def private_cache(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Path:
     """Each test's own cache: no user's prices or measured speeds, none left behind."""
     folder = tmp_path_factory.mktemp("cache")
     monkeypatch.setenv("XDG_CACHE_HOME", str(folder))
     return folder
 
 
-def write_image(path: Path, *, size: tuple[int, int] = (48, 40), mode: str = "RGB",
-                seed: int | None = None, fmt: str | None = None, **save: object) -> Path:
+def write_image(
+    path: Path,
+    *,
+    size: tuple[int, int] = (48, 40),
+    mode: str = "RGB",
+    seed: int | None = None,
+    fmt: str | None = None,
+    **save: object,
+) -> Path:
     """Write a random (hence unique) image; ``seed`` makes the same pixels twice."""
     rng = np.random.default_rng(seed if seed is not None else zlib.crc32(str(path).encode()))
     pixels = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
@@ -47,8 +55,11 @@ def write_image(path: Path, *, size: tuple[int, int] = (48, 40), mode: str = "RG
     return path
 
 
-def make_dataset(root: Path, classes: tuple[str, ...] = ("001.cat", "002.dog", "003.bird"),
-                 counts: dict[str, int] | None = None) -> Path:
+def make_dataset(
+    root: Path,
+    classes: tuple[str, ...] = ("001.cat", "002.dog", "003.bird"),
+    counts: dict[str, int] | None = None,
+) -> Path:
     """A clean split dataset: train/valid/test with distinct images in every class."""
     counts = counts or {"train": 4, "valid": 2, "test": 2}
     for split, n in counts.items():
@@ -111,8 +122,9 @@ def moto_url() -> Iterator[str]:
 def boto_session():  # type: ignore[no-untyped-def]
     import boto3
 
-    return boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing",
-                         region_name="us-east-1")
+    return boto3.Session(
+        aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
+    )
 
 
 @pytest.fixture
@@ -125,5 +137,6 @@ def bucket(moto_url: str, boto_session, request: pytest.FixtureRequest) -> str: 
 
 @pytest.fixture
 def s3_session(moto_url: str, bucket: str, boto_session) -> smi.SageMakerSession:  # type: ignore[no-untyped-def]
-    return smi.SageMakerSession(bucket, boto_session=boto_session, endpoint_urls={"s3": moto_url},
-                                max_concurrency=8)
+    return smi.SageMakerSession(
+        bucket, boto_session=boto_session, endpoint_urls={"s3": moto_url}, max_concurrency=8
+    )

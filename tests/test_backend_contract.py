@@ -27,8 +27,12 @@ def session(request: pytest.FixtureRequest, tmp_path: Path) -> smi.Session:
         return smi.Session(smi.FakeBackend())
     moto_url = request.getfixturevalue("moto_url")
     urls = {"s3": moto_url, "sagemaker": moto_url, "logs": moto_url}
-    return smi.SageMakerSession(request.getfixturevalue("bucket"), role=ROLE, endpoint_urls=urls,
-                                boto_session=request.getfixturevalue("boto_session"))
+    return smi.SageMakerSession(
+        request.getfixturevalue("bucket"),
+        role=ROLE,
+        endpoint_urls=urls,
+        boto_session=request.getfixturevalue("boto_session"),
+    )
 
 
 def channels(session: smi.Session, tmp_path: Path) -> dict[str, str]:
@@ -54,21 +58,32 @@ def test_each_backend_implements_the_protocol(session: smi.Session) -> None:
         ours = inspect.signature(getattr(backend, name)).parameters
         theirs = list(inspect.signature(member).parameters)[1:]  # without self
         required = [p for p, v in ours.items() if v.default is inspect.Parameter.empty]
-        assert list(ours)[:len(theirs)] == theirs, f"{backend.name}.{name} parameters"
+        assert list(ours)[: len(theirs)] == theirs, f"{backend.name}.{name} parameters"
         assert set(required) <= set(theirs), f"{backend.name}.{name} needs more than the protocol"
 
 
-@pytest.mark.parametrize("call", [
-    lambda b: b.describe_training("no-such-job"),
-    lambda b: b.stop_training("no-such-job"),
-    lambda b: b.describe_tuning("no-such-run"),
-    lambda b: b.list_trials("no-such-run"),
-    lambda b: b.stop_tuning("no-such-run"),
-    lambda b: b.describe_endpoint("no-such-endpoint"),
-], ids=["describe_training", "stop_training", "describe_tuning", "list_trials", "stop_tuning",
-        "describe_endpoint"])
-def test_unknown_names_are_a_backend_error(session: smi.Session,
-                                           call: Callable[[Backend], object]) -> None:
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda b: b.describe_training("no-such-job"),
+        lambda b: b.stop_training("no-such-job"),
+        lambda b: b.describe_tuning("no-such-run"),
+        lambda b: b.list_trials("no-such-run"),
+        lambda b: b.stop_tuning("no-such-run"),
+        lambda b: b.describe_endpoint("no-such-endpoint"),
+    ],
+    ids=[
+        "describe_training",
+        "stop_training",
+        "describe_tuning",
+        "list_trials",
+        "stop_tuning",
+        "describe_endpoint",
+    ],
+)
+def test_unknown_names_are_a_backend_error(
+    session: smi.Session, call: Callable[[Backend], object]
+) -> None:
     with pytest.raises(smi.BackendError):
         call(session.backend)
 
@@ -81,15 +96,28 @@ def test_deleting_an_unknown_endpoint_does_nothing(session: smi.Session) -> None
 @pytest.mark.slow
 def test_start_describe_list_and_stop(session: smi.Session, tmp_path: Path) -> None:
     backend = session.backend
-    estimator = smi.TransferLearningEstimator("resnet18", session=session, weights=None, trainable="all", hyperparameters={"image_size": 16, "epochs": 50, "batch_size": 4,
-                         "augmentation": "none", "record_every": 0}, compute=smi.Compute(image_uri=IMAGE, instance_type="ml.m5.large"))
+    estimator = smi.TransferLearningEstimator(
+        "resnet18",
+        session=session,
+        weights=None,
+        trainable="all",
+        hyperparameters={
+            "image_size": 16,
+            "epochs": 50,
+            "batch_size": 4,
+            "augmentation": "none",
+            "record_every": 0,
+        },
+        compute=smi.Compute(image_uri=IMAGE, instance_type="ml.m5.large"),
+    )
     spec = estimator.plan(channels(session, tmp_path), name="contract-1")
     backend.start_training(spec)
     status = backend.describe_training("contract-1")
     assert isinstance(status, JobStatus) and isinstance(status.status, JobState)
     assert status.status in (JobState.IN_PROGRESS, JobState.COMPLETED)
     assert {"name": "contract-1", "status": status.status} in [
-        {"name": j["name"], "status": JobState(j["status"])} for j in backend.list_jobs()]
+        {"name": j["name"], "status": JobState(j["status"])} for j in backend.list_jobs()
+    ]
     backend.stop_training("contract-1")
     wait_for(lambda: backend.describe_training("contract-1").status.terminal, "the job to end")
     ended = backend.describe_training("contract-1").status

@@ -23,8 +23,15 @@ def write_batches(folder: Path, per_class: int = 3) -> Path:
         labels = [c for c in range(10) for _ in range(per_class)]
         data = rng.integers(0, 256, (len(labels), 3072), dtype=np.uint8)
         with (folder / name).open("wb") as f:
-            pickle.dump({b"batch_label": name.encode(), b"labels": labels, b"data": data,
-                         b"filenames": [b"x.png"] * len(labels)}, f)
+            pickle.dump(
+                {
+                    b"batch_label": name.encode(),
+                    b"labels": labels,
+                    b"data": data,
+                    b"filenames": [b"x.png"] * len(labels),
+                },
+                f,
+            )
         if i == 0:
             first = data[0]
     np.save(folder / "first.npy", first)

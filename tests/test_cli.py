@@ -23,13 +23,15 @@ def test_help_imports_nothing_heavy() -> None:
         "heavy = [m for m in ('torch', 'boto3', 'PIL', 'numpy') if m in sys.modules]\n"
         "print(heavy, 'upload' in out.getvalue())\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
     assert result.stdout.strip() == "[] True"
 
 
-def test_validate_exit_codes_and_json(dataset_root: Path,
-                                     capsys: pytest.CaptureFixture[str]) -> None:
+def test_validate_exit_codes_and_json(
+    dataset_root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["validate", str(dataset_root)]) == 0
     capsys.readouterr()
     (dataset_root / "train/001.cat/zero.jpg").touch()
@@ -43,8 +45,9 @@ def test_missing_root_is_exit_1(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert "does not exist" in capsys.readouterr().err
 
 
-def test_upload_local_json(dataset_root: Path, tmp_path: Path,
-                           capsys: pytest.CaptureFixture[str]) -> None:
+def test_upload_local_json(
+    dataset_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     args = ["upload", str(dataset_root), "pets", "--session-root", str(tmp_path / "s"), "--json"]
     assert main(args) == 0
     first = json.loads(capsys.readouterr().out)
@@ -53,8 +56,9 @@ def test_upload_local_json(dataset_root: Path, tmp_path: Path,
     assert json.loads(capsys.readouterr().out)["unchanged"] == 24
 
 
-def test_upload_sagemaker_needs_a_bucket(dataset_root: Path,
-                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_upload_sagemaker_needs_a_bucket(
+    dataset_root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["upload", str(dataset_root), "pets", "--backend", "sagemaker"]) == 2
     assert "--bucket must be given" in capsys.readouterr().err
 
@@ -73,8 +77,9 @@ def test_demo(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_demo_tunes_checks_and_serves(tmp_path: Path) -> None:
-    result = run_demo(tmp_path / "demo", per_class=30, epochs=2, trials=2, transfer_epochs=3,
-                      echo=False)
+    result = run_demo(
+        tmp_path / "demo", per_class=30, epochs=2, trials=2, transfer_epochs=3, echo=False
+    )
     assert result.tuning is not None and len(result.tuning.trials) == 2
     assert result.transfer is not None and result.transfer.status == "Completed"
     assert any(line.startswith("features: backbone run once") for line in result.transfer.logs())
@@ -100,9 +105,22 @@ def digits_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return images
 
 
-TINY = ["--model", "resnet18", "--weights", "none", "--trainable", "all",
-        "--hp", "image_size=16", "--hp", "epochs=2", "--hp", "augmentation=none",
-        "--hp", "record_every=2"]
+TINY = [
+    "--model",
+    "resnet18",
+    "--weights",
+    "none",
+    "--trainable",
+    "all",
+    "--hp",
+    "image_size=16",
+    "--hp",
+    "epochs=2",
+    "--hp",
+    "augmentation=none",
+    "--hp",
+    "record_every=2",
+]
 
 
 def run_json(args: list[str], capsys: pytest.CaptureFixture[str], code: int = 0) -> object:
@@ -110,8 +128,9 @@ def run_json(args: list[str], capsys: pytest.CaptureFixture[str], code: int = 0)
     return json.loads(capsys.readouterr().out)
 
 
-def test_train_report_deploy_predict_evaluate(digits_folder: Path, tmp_path: Path,
-                                              capsys: pytest.CaptureFixture[str]) -> None:
+def test_train_report_deploy_predict_evaluate(
+    digits_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     root = ["--session-root", str(tmp_path / "s"), "--json"]
     split = tmp_path / "split"
     import shutil
@@ -127,23 +146,25 @@ def test_train_report_deploy_predict_evaluate(digits_folder: Path, tmp_path: Pat
     assert code == (1 if any(r["triggered"] for r in checks["rules"]) else 0)
     assert len(checks["rules"]) == 8 and (tmp_path / "checks.html").is_file()
     assert run_json(["deploy", "cli-job", "--endpoint", "cli-ep", *root], capsys) == {
-        "endpoint": "cli-ep"}
+        "endpoint": "cli-ep"
+    }
     try:
         assert run_json(["endpoints", "list", *root], capsys) == [
-            {"name": "cli-ep", "status": "InService"}]
+            {"name": "cli-ep", "status": "InService"}
+        ]
         seven = next((digits_folder / "7").glob("*.png"))
         answers = run_json(["predict", "cli-ep", str(seven), "--top-k", "2", *root], capsys)
         assert answers[0]["image"] == str(seven) and len(answers[0]["top_k"]) == 2
         evaluation = run_json(["evaluate", "cli-ep", str(digits_folder), *root], capsys)
         assert evaluation["images"] == 120
     finally:
-        assert run_json(["endpoints", "delete", "cli-ep", *root], capsys) == {
-            "deleted": "cli-ep"}
+        assert run_json(["endpoints", "delete", "cli-ep", *root], capsys) == {"deleted": "cli-ep"}
     assert run_json(["endpoints", "list", *root], capsys) == []
 
 
-def test_tune_from_the_command_line(digits_folder: Path, tmp_path: Path,
-                                    capsys: pytest.CaptureFixture[str]) -> None:
+def test_tune_from_the_command_line(
+    digits_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     import shutil
 
     for folder in sorted(digits_folder.iterdir()):
@@ -151,30 +172,61 @@ def test_tune_from_the_command_line(digits_folder: Path, tmp_path: Path,
             target = tmp_path / "data" / ("train" if index < 8 else "valid") / folder.name
             target.mkdir(parents=True, exist_ok=True)
             shutil.copy(image, target / image.name)
-    result = run_json(["tune", str(tmp_path / "data"), *TINY, "--param", "lr=log:1e-3:1e-1",
-                       "--param", "batch_size=16,32", "--max-jobs", "2", "--parallel", "2",
-                       "--strategy", "random", "--name", "cli-tune", "--session-root",
-                       str(tmp_path / "s"), "--json"], capsys)
+    result = run_json(
+        [
+            "tune",
+            str(tmp_path / "data"),
+            *TINY,
+            "--param",
+            "lr=log:1e-3:1e-1",
+            "--param",
+            "batch_size=16,32",
+            "--max-jobs",
+            "2",
+            "--parallel",
+            "2",
+            "--strategy",
+            "random",
+            "--name",
+            "cli-tune",
+            "--session-root",
+            str(tmp_path / "s"),
+            "--json",
+        ],
+        capsys,
+    )
     assert result["status"] == "Completed" and len(result["trials"]) == 2
     assert result["best"]["hyperparameters"]["batch_size"] in (16, 32)
     assert isinstance(result["best"]["hyperparameters"]["lr"], float)
 
 
-@pytest.mark.parametrize(("args", "code", "message"), [
-    (["train", "{data}", "--hp", "lr"], 2, "--hp must be name=value"),
-    (["train", "{data}", "--hp", "lr=fast"], 2, "lr must be a number"),
-    (["tune", "{data}", "--param", "lr=log:1e-3"], 2, "--param lr must be"),
-    (["tune", "{data}", "--param", "lr=log:a:b"], 2, "--param lr must be log:<min>:<max>"),
-    (["train", "{data}", "--model", "resnt18"], 2, "Did you mean 'resnet18'"),
-    (["train", "{data}", "--model", "teamnets.tiny:tiny", "--source-dir", "/no/such/dir"], 2,
-     "source_dir must be an existing folder"),
-    (["jobs", "stop"], 2, "jobs stop must be given a job name"),
-    (["endpoints", "delete"], 2, "endpoints delete must be given"),
-    (["report", "no-such-job"], 3, "No local training job named 'no-such-job'"),
-    (["predict", "no-such-endpoint", "x.png"], 3, "No local endpoint named"),
-])
-def test_command_errors(args: list[str], code: int, message: str, digits_folder: Path,
-                        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["train", "{data}", "--hp", "lr"], 2, "--hp must be name=value"),
+        (["train", "{data}", "--hp", "lr=fast"], 2, "lr must be a number"),
+        (["tune", "{data}", "--param", "lr=log:1e-3"], 2, "--param lr must be"),
+        (["tune", "{data}", "--param", "lr=log:a:b"], 2, "--param lr must be log:<min>:<max>"),
+        (["train", "{data}", "--model", "resnt18"], 2, "Did you mean 'resnet18'"),
+        (
+            ["train", "{data}", "--model", "teamnets.tiny:tiny", "--source-dir", "/no/such/dir"],
+            2,
+            "source_dir must be an existing folder",
+        ),
+        (["jobs", "stop"], 2, "jobs stop must be given a job name"),
+        (["endpoints", "delete"], 2, "endpoints delete must be given"),
+        (["report", "no-such-job"], 3, "No local training job named 'no-such-job'"),
+        (["predict", "no-such-endpoint", "x.png"], 3, "No local endpoint named"),
+    ],
+)
+def test_command_errors(
+    args: list[str],
+    code: int,
+    message: str,
+    digits_folder: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     args = [a.replace("{data}", str(digits_folder)) for a in args]
     assert main([*args, "--session-root", str(tmp_path / "s")]) == code
     assert message in capsys.readouterr().err
@@ -183,16 +235,19 @@ def test_command_errors(args: list[str], code: int, message: str, digits_folder:
 
 
 def test_every_command_has_quick_help() -> None:
-    code = ("import sys, contextlib, io, time\n"
-            "from sm_imgclf.cli.main import main\n"
-            "for name in ['train', 'tune', 'report', 'jobs', 'deploy', 'predict', 'evaluate',"
-            " 'endpoints']:\n"
-            "    out = io.StringIO()\n"
-            "    with contextlib.suppress(SystemExit), contextlib.redirect_stdout(out):\n"
-            "        main([name, '--help'])\n"
-            "    assert '--backend' in out.getvalue(), name\n"
-            "heavy = ('torch', 'boto3', 'PIL', 'numpy', 'optuna')\n"
-            "print([m for m in heavy if m in sys.modules])\n")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            check=True)
+    code = (
+        "import sys, contextlib, io, time\n"
+        "from sm_imgclf.cli.main import main\n"
+        "for name in ['train', 'tune', 'report', 'jobs', 'deploy', 'predict', 'evaluate',"
+        " 'endpoints']:\n"
+        "    out = io.StringIO()\n"
+        "    with contextlib.suppress(SystemExit), contextlib.redirect_stdout(out):\n"
+        "        main([name, '--help'])\n"
+        "    assert '--backend' in out.getvalue(), name\n"
+        "heavy = ('torch', 'boto3', 'PIL', 'numpy', 'optuna')\n"
+        "print([m for m in heavy if m in sys.modules])\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
     assert result.stdout.strip() == "[]"

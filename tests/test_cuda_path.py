@@ -32,24 +32,40 @@ def features(n: int = 70, seed: int = 0) -> SplitData:
 
 def trainer(tmp_path: Path, monitor: Monitor | None = None, **hp: object) -> Trainer:
     torch.manual_seed(0)
-    settings = {"epochs": 2, "batch_size": 16, "augmentation": "none", "record_every": 1,
-                "class_weighting": "balanced", "label_smoothing": 0.2, **hp}
-    return Trainer(nn.Linear(8, 3), smi.Hyperparameters.from_dict(settings),
-                   torch.device("cpu"), (0.5,) * 3, (0.25,) * 3, tmp_path / "checkpoints",
-                   log=lambda line: None, features=True, monitor=monitor)
+    settings = {
+        "epochs": 2,
+        "batch_size": 16,
+        "augmentation": "none",
+        "record_every": 1,
+        "class_weighting": "balanced",
+        "label_smoothing": 0.2,
+        **hp,
+    }
+    return Trainer(
+        nn.Linear(8, 3),
+        smi.Hyperparameters.from_dict(settings),
+        torch.device("cpu"),
+        (0.5,) * 3,
+        (0.25,) * 3,
+        tmp_path / "checkpoints",
+        log=lambda line: None,
+        features=True,
+        monitor=monitor,
+    )
 
 
 def test_valid_loss_is_the_training_loss_function(tmp_path: Path) -> None:
     data = features()
     run = trainer(tmp_path)
-    loss_fn = torch.nn.CrossEntropyLoss(weight=class_weights(data, "balanced"),
-                                        label_smoothing=0.2)
+    loss_fn = torch.nn.CrossEntropyLoss(weight=class_weights(data, "balanced"), label_smoothing=0.2)
     found = run.evaluate(data, loss_fn)["loss"]
     with torch.no_grad():  # the same batches and weighting as the evaluation
         step = 64
-        expected = sum(float(loss_fn(run.model(data.images[i:i + step]),
-                                     data.labels[i:i + step])) * len(data.labels[i:i + step])
-                       for i in range(0, len(data), step)) / len(data)
+        expected = sum(
+            float(loss_fn(run.model(data.images[i : i + step]), data.labels[i : i + step]))
+            * len(data.labels[i : i + step])
+            for i in range(0, len(data), step)
+        ) / len(data)
         plain = float(torch.nn.functional.cross_entropy(run.model(data.images), data.labels))
     assert found == pytest.approx(expected, rel=1e-5)
     assert abs(found - plain) > 1e-3  # class weights and smoothing changed it: both counted
@@ -81,10 +97,15 @@ class SkippingScaler:
 
 
 def inf_step(tmp_path: Path, scaler: object) -> smi.DebugProfileAnalyzer:
-    hyper = smi.Hyperparameters.from_dict({"augmentation": "none", "record_every": 1,
-                                           "batch_size": 16})
-    meta = {"model": "test", "class_names": list(CLASSES), "train_counts": [40, 20, 10],
-            "steps_per_epoch": 5}
+    hyper = smi.Hyperparameters.from_dict(
+        {"augmentation": "none", "record_every": 1, "batch_size": 16}
+    )
+    meta = {
+        "model": "test",
+        "class_names": list(CLASSES),
+        "train_counts": [40, 20, 10],
+        "steps_per_epoch": 5,
+    }
     monitor = Monitor(tmp_path / "debug", hyper, meta, torch.device("cpu"), lambda line: None)
     run = trainer(tmp_path, monitor)
     data = features()
@@ -124,24 +145,32 @@ def test_the_scaler_state_is_checkpointed_and_restored(tmp_path: Path) -> None:
     saved = checkpoint.load(tmp_path / "checkpoints")
     assert saved is not None and "scaler" in saved
     scaler = torch.amp.GradScaler("cpu", enabled=True, init_scale=4096.0)
-    state = {"epoch": 2, "history": [], "best_state": None, "best": None, "best_epoch": 0,
-             "since_best": 0, "model": run.model.state_dict(),
-             "optimizer": torch.optim.SGD(run.model.parameters(), lr=0.1).state_dict(),
-             "scheduler": torch.optim.lr_scheduler.LambdaLR(
-                 torch.optim.SGD(run.model.parameters(), lr=0.1), lambda e: 1.0).state_dict(),
-             "scaler": {**scaler.state_dict(), "scale": 256.0}}
+    state = {
+        "epoch": 2,
+        "history": [],
+        "best_state": None,
+        "best": None,
+        "best_epoch": 0,
+        "since_best": 0,
+        "model": run.model.state_dict(),
+        "optimizer": torch.optim.SGD(run.model.parameters(), lr=0.1).state_dict(),
+        "scheduler": torch.optim.lr_scheduler.LambdaLR(
+            torch.optim.SGD(run.model.parameters(), lr=0.1), lambda e: 1.0
+        ).state_dict(),
+        "scaler": {**scaler.state_dict(), "scale": 256.0},
+    }
     checkpoint.save(tmp_path / "other", state)
     again = trainer(tmp_path)
     again.checkpoint_dir = tmp_path / "other"
     optimizer = torch.optim.SGD(again.model.parameters(), lr=0.1)
     restored = torch.amp.GradScaler("cpu", enabled=True)
-    again._resume(optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda e: 1.0),
-                  restored)
+    again._resume(optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda e: 1.0), restored)
     assert restored.state_dict()["scale"] == 256.0
 
 
-def test_each_serving_worker_gets_the_gpu_its_context_names(monkeypatch: pytest.MonkeyPatch
-                                                            ) -> None:
+def test_each_serving_worker_gets_the_gpu_its_context_names(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     context = types.SimpleNamespace(system_properties={"gpu_id": 3, "model_dir": "/opt/ml"})
     assert serving_device(context) == torch.device("cpu")  # no CUDA here: the CPU
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
@@ -159,7 +188,7 @@ def test_the_inference_toolkit_passes_its_context_to_model_fn() -> None:
     assert len(inspect.signature(model_fn).parameters) == 2
 
 
-PEAK = '''
+PEAK = """
 import resource, sys
 from pathlib import Path
 import torch
@@ -170,7 +199,7 @@ before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 split = load_split("train", folder / "train", side, shorter=side, workers=2)
 after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 print((after - before) * 1024, split.images.numel())
-'''
+"""
 
 
 @pytest.mark.slow
@@ -187,9 +216,15 @@ def test_the_decode_once_cache_costs_one_copy_of_host_memory(tmp_path: Path) -> 
         folder.mkdir(parents=True)
         for i in range(count):
             Image.fromarray(rng.integers(0, 256, (136, 136, 3), dtype=np.uint8)).save(
-                folder / f"{i}.png")
-    done = subprocess.run([sys.executable, "-c", PEAK, str(tmp_path), "128"],
-                          capture_output=True, text=True, check=True, timeout=600)
+                folder / f"{i}.png"
+            )
+    done = subprocess.run(
+        [sys.executable, "-c", PEAK, str(tmp_path), "128"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=600,
+    )
     grown, cache = (int(v) for v in done.stdout.split()[-2:])
     # Stacking a list of decoded images would grow the peak by two copies of the cache.
     assert grown < 1.5 * cache, (grown, cache)
@@ -206,8 +241,9 @@ def test_evaluation_out_of_memory_gives_the_same_advice(tmp_path: Path) -> None:
         run.evaluate(features())
 
 
-def test_gpu_figures_come_from_nvidia_smi_without_nvml(tmp_path: Path,
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_gpu_figures_come_from_nvidia_smi_without_nvml(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from sm_imgclf.runtime.checks.gpu import GpuProbe
 
     fake = tmp_path / "bin" / "nvidia-smi"
@@ -221,8 +257,9 @@ def test_gpu_figures_come_from_nvidia_smi_without_nvml(tmp_path: Path,
     assert probe.sample() == {"gpu_util": 37.0, "gpu_memory": 6.25, "gpu_source": "nvidia-smi"}
 
 
-def test_torch_memory_is_the_last_gpu_source(monkeypatch: pytest.MonkeyPatch,
-                                             tmp_path: Path) -> None:
+def test_torch_memory_is_the_last_gpu_source(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     from sm_imgclf.runtime.checks.gpu import GpuProbe
 
     monkeypatch.setenv("PATH", str(tmp_path))  # no nvidia-smi
@@ -240,9 +277,19 @@ def test_the_report_says_where_gpu_figures_came_from(tmp_path: Path) -> None:
     from sm_imgclf.debug.report import text_summary
     from sm_imgclf.runtime.checks.records import Records
 
-    records = Records(meta={"model": "m", "class_names": list(CLASSES)}, system=[
-        {"t": 1.0, "cpu": 50.0, "memory": 40.0, "rss_mb": 900.0, "gpu_memory": 30.0,
-         "gpu_source": "torch.cuda"}])
+    records = Records(
+        meta={"model": "m", "class_names": list(CLASSES)},
+        system=[
+            {
+                "t": 1.0,
+                "cpu": 50.0,
+                "memory": 40.0,
+                "rss_mb": 900.0,
+                "gpu_memory": 30.0,
+                "gpu_source": "torch.cuda",
+            }
+        ],
+    )
     found = insights(records)
     gpu = next(i for i in found if i.name == "gpu_underused")
     assert "unknown" in gpu.message and not gpu.triggered
@@ -250,7 +297,8 @@ def test_the_report_says_where_gpu_figures_came_from(tmp_path: Path) -> None:
 
 
 def test_each_torchrun_process_decodes_with_its_share_of_the_cores(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from sm_imgclf.runtime.job import data
 
     monkeypatch.setattr(data.os, "cpu_count", lambda: 16)
@@ -260,14 +308,16 @@ def test_each_torchrun_process_decodes_with_its_share_of_the_cores(
     assert data.decode_workers(3, {"LOCAL_WORLD_SIZE": "4"}) == 3  # num_workers wins
 
 
-def test_a_training_epoch_reads_its_totals_once(tmp_path: Path,
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_training_epoch_reads_its_totals_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Per-step reads would make a GPU wait for the host after every step."""
     reads = []
     for name in ("item", "__float__", "__int__"):
         original = getattr(torch.Tensor, name)
-        monkeypatch.setattr(torch.Tensor, name,
-                            lambda self, _o=original, _n=name: reads.append(_n) or _o(self))
+        monkeypatch.setattr(
+            torch.Tensor, name, lambda self, _o=original, _n=name: reads.append(_n) or _o(self)
+        )
     trained = trainer(tmp_path, record_every=0)
     data = features(n=160)
     optimizer = torch.optim.SGD(trained.model.parameters(), lr=0.1)
@@ -288,14 +338,16 @@ class FakeClock:
 
 
 def test_the_recorders_own_work_is_left_out_of_the_step_phases(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from sm_imgclf.runtime.checks import monitor as monitor_module
 
     clock = FakeClock()
     monkeypatch.setattr(monitor_module, "time", clock)
     hyper = smi.Hyperparameters.from_dict({"record_every": 1})
-    monitor = Monitor(tmp_path / "debug", hyper, {"model": "test"}, torch.device("cpu"),
-                      lambda line: None)
+    monitor = Monitor(
+        tmp_path / "debug", hyper, {"model": "test"}, torch.device("cpu"), lambda line: None
+    )
     model = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2))
     slow_watch, slow_gradients = monitor.recorder.watch, monitor.recorder.gradients
 
@@ -327,24 +379,32 @@ def test_the_recorders_own_work_is_left_out_of_the_step_phases(
     records = read_records(tmp_path / "debug")
     (split,) = records.splits
     assert (split["data"], split["forward"], split["backward"], split["optimizer"]) == (
-        0.5, 0.25, 0.125, 0.0625)
+        0.5,
+        0.25,
+        0.125,
+        0.0625,
+    )
     assert split["recorder"] == 7.0
     assert records.durations[0]["seconds"] == [0.9375]  # the step without its recording
 
 
 def test_a_recorded_steps_forward_pass_never_waits_for_the_device(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A read inside a ReLU hook would stall a GPU's forward pass once per ReLU."""
     hyper = smi.Hyperparameters.from_dict({"record_every": 1})
-    monitor = Monitor(tmp_path / "debug", hyper, {"model": "test"}, torch.device("cpu"),
-                      lambda line: None)
+    monitor = Monitor(
+        tmp_path / "debug", hyper, {"model": "test"}, torch.device("cpu"), lambda line: None
+    )
     model = nn.Sequential(*[layer for _ in range(6) for layer in (nn.Linear(8, 8), nn.ReLU())])
     reads: list[str] = []
     for name in ("item", "__float__", "__int__", "tolist"):
         original = getattr(torch.Tensor, name)
-        monkeypatch.setattr(torch.Tensor, name,
-                            lambda self, *a, _o=original, _n=name: reads.append(_n) or _o(self,
-                                                                                         *a))
+        monkeypatch.setattr(
+            torch.Tensor,
+            name,
+            lambda self, *a, _o=original, _n=name: reads.append(_n) or _o(self, *a),
+        )
     try:
         monitor.start()
         recorded = monitor.begin(1, model)
@@ -369,39 +429,51 @@ def test_the_data_advice_names_what_a_decode_once_job_can_change() -> None:
     from sm_imgclf.runtime.checks.records import Records
 
     records = Records()
-    records.splits = [{"type": "split", "step": s, "data": 0.6, "forward": 0.1,
-                       "backward": 0.2, "optimizer": 0.1, "recorder": 0.0} for s in (1, 2)]
+    records.splits = [
+        {
+            "type": "split",
+            "step": s,
+            "data": 0.6,
+            "forward": 0.1,
+            "backward": 0.2,
+            "optimizer": 0.1,
+            "recorder": 0.0,
+        }
+        for s in (1, 2)
+    ]
     (found,) = [i for i in insights(records) if i.name == "data_bottleneck"]
     assert found.triggered and "num_workers does not touch" in found.suggestion
     assert "Raise num_workers" not in found.suggestion
 
 
-def test_evaluation_reads_its_totals_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-                                          ) -> None:
+def test_evaluation_reads_its_totals_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     reads: list[str] = []
     for name in ("item", "__float__", "__int__", "tolist"):
         original = getattr(torch.Tensor, name)
-        monkeypatch.setattr(torch.Tensor, name,
-                            lambda self, *a, _o=original, _n=name: reads.append(_n) or _o(self,
-                                                                                         *a))
+        monkeypatch.setattr(
+            torch.Tensor,
+            name,
+            lambda self, *a, _o=original, _n=name: reads.append(_n) or _o(self, *a),
+        )
     run = trainer(tmp_path, record_every=0)
     data = features(n=300)  # five evaluation batches
     metrics = run.evaluate(data)
     assert reads == ["tolist", "tolist"], reads  # the totals, then the confusion counts
     assert sum(map(sum, run.confusion)) == 300
-    assert metrics["accuracy"] == pytest.approx(
-        sum(run.confusion[i][i] for i in range(3)) / 300)
+    assert metrics["accuracy"] == pytest.approx(sum(run.confusion[i][i] for i in range(3)) / 300)
 
 
 def uint8_split(n: int = 12, side: int = 20) -> SplitData:
-    images = torch.randint(0, 256, (n, 3, side, side), dtype=torch.uint8,
-                           generator=torch.Generator().manual_seed(1))
+    images = torch.randint(
+        0, 256, (n, 3, side, side), dtype=torch.uint8, generator=torch.Generator().manual_seed(1)
+    )
     return SplitData(images, torch.arange(n) % 3, CLASSES, CLASSES)
 
 
 @pytest.mark.parametrize("policy", ["none", "light", "strong"])
 def test_augmenting_after_the_copy_gives_the_batch_augmenting_before_it_gives(
-        tmp_path: Path, policy: str) -> None:
+    tmp_path: Path, policy: str
+) -> None:
     """On a GPU the batch is augmented after it crosses; the pixels must not change."""
     data = uint8_split()
     batches = []
@@ -430,13 +502,28 @@ def test_channels_last_training_learns_what_the_default_layout_learns(tmp_path: 
     runs = []
     for last in (False, True):
         torch.manual_seed(0)
-        model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
-                              nn.Flatten(), nn.Linear(8, 3))
-        hyper = smi.Hyperparameters.from_dict({"epochs": 2, "batch_size": 16, "image_size": 16,
-                                               "augmentation": "light", "record_every": 0})
-        run = Trainer(model, hyper, torch.device("cpu"), (0.5,) * 3, (0.25,) * 3,
-                      tmp_path / f"checkpoints-{last}", log=lambda line: None,
-                      channels_last=last)
+        model = nn.Sequential(
+            nn.Conv2d(3, 8, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 3)
+        )
+        hyper = smi.Hyperparameters.from_dict(
+            {
+                "epochs": 2,
+                "batch_size": 16,
+                "image_size": 16,
+                "augmentation": "light",
+                "record_every": 0,
+            }
+        )
+        run = Trainer(
+            model,
+            hyper,
+            torch.device("cpu"),
+            (0.5,) * 3,
+            (0.25,) * 3,
+            tmp_path / f"checkpoints-{last}",
+            log=lambda line: None,
+            channels_last=last,
+        )
         runs.append(run.fit(data, data))
         assert model[0].weight.is_contiguous(memory_format=torch.channels_last) == last
     for plain, last in zip(runs[0]["history"], runs[1]["history"], strict=True):
@@ -451,8 +538,10 @@ def test_normalising_constants_are_made_once_and_serve_gradients_too() -> None:
     with torch.inference_mode():  # first made while serving ...
         served = images.normalise(batch, (0.5, 0.4, 0.3), (0.2, 0.2, 0.2))
     made = images._channel_constants((0.5, 0.4, 0.3), (0.2, 0.2, 0.2), torch.device("cpu"))
-    assert made[0] is images._channel_constants((0.5, 0.4, 0.3), (0.2, 0.2, 0.2),
-                                                torch.device("cpu"))[0]  # not per batch
+    assert (
+        made[0]
+        is images._channel_constants((0.5, 0.4, 0.3), (0.2, 0.2, 0.2), torch.device("cpu"))[0]
+    )  # not per batch
     pixels = batch.float().requires_grad_()  # ... then used where gradients flow through
     out = (pixels / 255 - made[0]) / made[1]
     out.sum().backward()
@@ -460,17 +549,21 @@ def test_normalising_constants_are_made_once_and_serve_gradients_too() -> None:
 
 
 def test_ranks_agree_on_stopping_only_where_the_recorder_runs(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Agreeing is a collective and a read: once a step, it would stall every GPU step."""
     import torch.distributed as dist
 
-    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0,
-                            world_size=1)
+    dist.init_process_group(
+        "gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1
+    )
     calls = []
     reduce = dist.all_reduce
-    monkeypatch.setattr(dist, "all_reduce",
-                        lambda tensor, *a, **k: calls.append(tensor.device) or reduce(tensor,
-                                                                                     *a, **k))
+    monkeypatch.setattr(
+        dist,
+        "all_reduce",
+        lambda tensor, *a, **k: calls.append(tensor.device) or reduce(tensor, *a, **k),
+    )
     try:
         run = trainer(tmp_path, record_every=4, epochs=1)
         run.distributed = (0, 1)

@@ -34,8 +34,9 @@ def test_root_without_class_folders(tmp_path: Path) -> None:
     assert str(tmp_path) in str(caught.value)
 
 
-def test_constructor_does_no_io(dataset_root: Path, tmp_path: Path,
-                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_constructor_does_no_io(
+    dataset_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import builtins
     import os
 
@@ -45,6 +46,7 @@ def test_constructor_does_no_io(dataset_root: Path, tmp_path: Path,
         def call(*args: object, **kwargs: object) -> None:
             touched.append(f"{name}{args[:1]}")
             raise AssertionError(f"the constructor called {name}")
+
         return call
 
     with monkeypatch.context() as patched:
@@ -58,10 +60,19 @@ def test_constructor_does_no_io(dataset_root: Path, tmp_path: Path,
         smi.ImageFolderDataset(tmp_path / "not-yet").validate()
 
 
-@pytest.mark.parametrize(("option", "value"), [
-    ("splits", "train"), ("splits", ()), ("splits", ("train", "a/b")), ("min_side", 0),
-    ("max_pixels", -5), ("imbalance_ratio", 0.5), ("workers", 0), ("min_side", 2.5),
-])
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("splits", "train"),
+        ("splits", ()),
+        ("splits", ("train", "a/b")),
+        ("min_side", 0),
+        ("max_pixels", -5),
+        ("imbalance_ratio", 0.5),
+        ("workers", 0),
+        ("min_side", 2.5),
+    ],
+)
 def test_bad_options_name_the_parameter(tmp_path: Path, option: str, value: object) -> None:
     with pytest.raises(smi.ConfigurationError, match="must be"):
         smi.ImageFolderDataset(tmp_path, **{option: value})  # type: ignore[arg-type]
@@ -77,10 +88,17 @@ def test_classes_are_sorted_and_shared_across_splits(tmp_path: Path) -> None:
     assert dataset.splits == ("train", "valid")
 
 
-@pytest.mark.parametrize(("class_id", "name"), [
-    ("001.Affenpinscher", "Affenpinscher"), ("12_cat", "cat"), ("7", "7"), ("cat", "cat"),
-    ("2024-birds", "birds"), ("x_y_z", "x y z"),
-])
+@pytest.mark.parametrize(
+    ("class_id", "name"),
+    [
+        ("001.Affenpinscher", "Affenpinscher"),
+        ("12_cat", "cat"),
+        ("7", "7"),
+        ("cat", "cat"),
+        ("2024-birds", "birds"),
+        ("x_y_z", "x y z"),
+    ],
+)
 def test_display_name(class_id: str, name: str) -> None:
     assert display_name(class_id) == name
 
@@ -107,8 +125,11 @@ def test_single_folder_is_one_training_split(tmp_path: Path) -> None:
     assert dataset.splits == ("train",)
     cut = dataset.split(valid=0.2, test=0.1, seed=3)
     assert cut.splits == ("train", "valid", "test")
-    assert cut.validate().counts == {"train": {"a": 7, "b": 7}, "valid": {"a": 2, "b": 2},
-                                     "test": {"a": 1, "b": 1}}
+    assert cut.validate().counts == {
+        "train": {"a": 7, "b": 7},
+        "valid": {"a": 2, "b": 2},
+        "test": {"a": 1, "b": 1},
+    }
     again = dataset.split(valid=0.2, test=0.1, seed=3)
     assert [f.split for f in again.layout.files] == [f.split for f in cut.layout.files]
     assert dataset.splits == ("train",)  # the original is untouched
@@ -128,10 +149,15 @@ def test_split_fractions_must_leave_training_data(tmp_path: Path) -> None:
 
 
 @settings(max_examples=60, deadline=None)
-@given(labels=st.lists(st.sampled_from("abcde"), min_size=1, max_size=200),
-       valid=st.floats(0, 0.45), test=st.floats(0, 0.45), seed=st.integers(0, 2**31))
-def test_stratified_split_properties(labels: list[str], valid: float, test: float,
-                                     seed: int) -> None:
+@given(
+    labels=st.lists(st.sampled_from("abcde"), min_size=1, max_size=200),
+    valid=st.floats(0, 0.45),
+    test=st.floats(0, 0.45),
+    seed=st.integers(0, 2**31),
+)
+def test_stratified_split_properties(
+    labels: list[str], valid: float, test: float, seed: int
+) -> None:
     names = stratified_split(labels, {"valid": valid, "test": test}, seed)
     assert names == stratified_split(labels, {"valid": valid, "test": test}, seed)
     per_class = Counter(labels)

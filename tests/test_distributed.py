@@ -25,7 +25,8 @@ def digits(count: int) -> SplitData:
     order = np.random.default_rng(0).permutation(len(data.target))[:count]
     images = torch.from_numpy((data.images[order] * (255 / 16)).astype(np.uint8))
     images = torch.nn.functional.interpolate(
-        images.unsqueeze(1).repeat(1, 3, 1, 1).float(), size=16).to(torch.uint8)
+        images.unsqueeze(1).repeat(1, 3, 1, 1).float(), size=16
+    ).to(torch.uint8)
     return SplitData(images, torch.from_numpy(data.target[order]).long(), CLASSES, CLASSES)
 
 
@@ -35,7 +36,9 @@ class StoppingMonitor:
     stop = False
 
     def start(self) -> None: ...
-    def begin(self, step: int, model: Any) -> bool: return False
+    def begin(self, step: int, model: Any) -> bool:
+        return False
+
     def mark(self, recorded: bool) -> None: ...
     def gradients(self, *args: Any) -> None: ...
     def epoch(self, metrics: dict[str, Any]) -> None: ...
@@ -55,24 +58,38 @@ def rank_main(rank: int, port: int, folder: str, trainable: str, stop: bool) -> 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), OMP_NUM_THREADS="1")
     dist.init_process_group("gloo", rank=rank, world_size=2)
     torch.manual_seed(0)
-    hp = smi.Hyperparameters.from_dict({"epochs": 2, "batch_size": 16, "image_size": 16,
-                                        "augmentation": "none", "record_every": 0,
-                                        "lr": 0.01})
-    env = JobEnvironment({}, Path(folder) / f"model-{rank}", Path(folder) / f"out-{rank}",
-                         Path(folder) / f"checkpoints-{rank}", 0, ("a", "b"), "ab"[rank])
+    hp = smi.Hyperparameters.from_dict(
+        {
+            "epochs": 2,
+            "batch_size": 16,
+            "image_size": 16,
+            "augmentation": "none",
+            "record_every": 0,
+            "lr": 0.01,
+        }
+    )
+    env = JobEnvironment(
+        {},
+        Path(folder) / f"model-{rank}",
+        Path(folder) / f"out-{rank}",
+        Path(folder) / f"checkpoints-{rank}",
+        0,
+        ("a", "b"),
+        "ab"[rank],
+    )
     settings = {"model": "resnet18", "weights": "none", "trainable": (trainable,)}
     splits = {"train": digits(128), "valid": digits(32)}
     trainer, _, model = prepare(settings, hp, splits, torch.device("cpu"), env, (rank, 2))
     steps = [0]
     trainer.model.register_forward_pre_hook(
-        lambda module, args: steps.__setitem__(0, steps[0] + module.training))
+        lambda module, args: steps.__setitem__(0, steps[0] + module.training)
+    )
     if stop:  # ranks agree on stopping where the recorder runs: every step here
         trainer.hp = smi.Hyperparameters.from_dict({**hp.to_dict(), "record_every": 1})
     if stop and rank == 0:
         trainer.monitor = StoppingMonitor()
     trainer.fit(splits["train"], splits["valid"])
-    torch.save({"weights": model.state_dict(), "steps": steps[0]},
-               Path(folder) / f"rank-{rank}.pt")
+    torch.save({"weights": model.state_dict(), "steps": steps[0]}, Path(folder) / f"rank-{rank}.pt")
     dist.destroy_process_group()
 
 
@@ -115,15 +132,17 @@ def features_main(rank: int, port: int, folder: str) -> None:
     model, head = backbone(rows)
     # 7: blocks of 4 and 3; 1: a block and none (which still learns the features' shape)
     splits = {"train": digits(90), "valid": digits(7), "test": digits(1)}
-    to_features(model, head, splits, torch.device("cpu"), (0.5,) * 3, (0.25,) * 3, 16,
-                (rank, 2))
-    torch.save({**{name: split.images for name, split in splits.items()}, "rows": sum(rows)},
-               Path(folder) / f"rank-{rank}.pt")
+    to_features(model, head, splits, torch.device("cpu"), (0.5,) * 3, (0.25,) * 3, 16, (rank, 2))
+    torch.save(
+        {**{name: split.images for name, split in splits.items()}, "rows": sum(rows)},
+        Path(folder) / f"rank-{rank}.pt",
+    )
     dist.destroy_process_group()
 
 
 def test_each_process_runs_the_backbone_over_its_block_and_all_get_every_feature(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     from sm_imgclf.runtime.job.backbone_pass import to_features
 
     first, second = run_two(features_main, tmp_path, str(tmp_path))

@@ -20,8 +20,9 @@ from sm_imgclf.evaluation.scores import ScoredImage
 CLASSES = ("001.cat", "002.dog", "003.bird")
 
 
-def untrained_package(root: Path, classes: tuple[str, ...] = CLASSES, *, size: int = 32,
-                      model: str = "resnet18") -> Path:
+def untrained_package(
+    root: Path, classes: tuple[str, ...] = CLASSES, *, size: int = 32, model: str = "resnet18"
+) -> Path:
     """A real model package (random weights) as ``model.tar.gz``, without a training run."""
     from sm_imgclf.runtime.models import rebuild_model, replace_head
     from sm_imgclf.runtime.package import write_package
@@ -32,11 +33,21 @@ def untrained_package(root: Path, classes: tuple[str, ...] = CLASSES, *, size: i
     head = replace_head(network, len(classes))
     assert rebuild_model(model, head) is not None
     folder = root / "package"
-    write_package(folder, network.state_dict(), {
-        "architecture": model, "source": found.source, "head": head.to_dict(),
-        "class_ids": list(classes), "class_names": [c.split(".")[-1] for c in classes],
-        "image_size": size, "resize_size": size, "mean": list(found.mean),
-        "std": list(found.std)})
+    write_package(
+        folder,
+        network.state_dict(),
+        {
+            "architecture": model,
+            "source": found.source,
+            "head": head.to_dict(),
+            "class_ids": list(classes),
+            "class_names": [c.split(".")[-1] for c in classes],
+            "image_size": size,
+            "resize_size": size,
+            "mean": list(found.mean),
+            "std": list(found.std),
+        },
+    )
     archive = root / "model.tar.gz"
     with tarfile.open(archive, "w:gz") as tar:
         for item in folder.iterdir():
@@ -55,16 +66,26 @@ def images(root: Path, count: int = 4) -> list[Path]:
     return paths
 
 
-def scored_from(probabilities: np.ndarray, truths: np.ndarray, files: list[str] | None = None,
-                ids: tuple[str, ...] | None = None) -> list[ScoredImage]:
+def scored_from(
+    probabilities: np.ndarray,
+    truths: np.ndarray,
+    files: list[str] | None = None,
+    ids: tuple[str, ...] | None = None,
+) -> list[ScoredImage]:
     ids = ids or tuple(f"{i:03d}" for i in range(probabilities.shape[1]))
     rows = []
     for n, (p, t) in enumerate(zip(probabilities, truths, strict=True)):
         order = np.argsort(-p)[:3]
-        rows.append(ScoredImage(files[n] if files else f"img{n}.png", ids[t], ids[order[0]],
-                                float(p[order[0]]),
-                                tuple((ids[i], f"class {ids[i]}", float(p[i])) for i in order),
-                                5.0 + n % 7))
+        rows.append(
+            ScoredImage(
+                files[n] if files else f"img{n}.png",
+                ids[t],
+                ids[order[0]],
+                float(p[order[0]]),
+                tuple((ids[i], f"class {ids[i]}", float(p[i])) for i in order),
+                5.0 + n % 7,
+            )
+        )
     return rows
 
 
@@ -74,6 +95,7 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 
 # Bad input first -----------------------------------------------------------------------------
+
 
 def test_reliability_refuses_bad_bins_and_lengths() -> None:
     with pytest.raises(smi.ConfigurationError, match="bins"):
@@ -101,12 +123,14 @@ def test_a_job_without_a_model_cannot_be_explained() -> None:
     backend = FakeBackend()
     session = smi.Session(backend)
     job = smi.TransferLearningEstimator("resnet18", session=session, weights=None).fit(
-        {"train": backend.store.uri("d/train")}, wait=False)
+        {"train": backend.store.uri("d/train")}, wait=False
+    )
     with pytest.raises(smi.ConfigurationError, match="no model package yet"):
         job.explain(Path("any.png"))
 
 
 # Calibration ---------------------------------------------------------------------------------
+
 
 def test_an_over_confident_model_has_a_larger_calibration_error(tmp_path: Path) -> None:
     from sklearn.datasets import load_digits
@@ -115,8 +139,9 @@ def test_an_over_confident_model_has_a_larger_calibration_error(tmp_path: Path) 
     features, labels = load_digits(return_X_y=True)
     model = LogisticRegression(max_iter=500).fit(features[:300], labels[:300])
     logits, truths = model.decision_function(features[900:]), labels[900:]
-    results = {scale: _score(scored_from(softmax(logits * scale), truths))
-               for scale in (4.0, 1.0, 0.3)}
+    results = {
+        scale: _score(scored_from(softmax(logits * scale), truths)) for scale in (4.0, 1.0, 0.3)
+    }
     for result in results.values():
         # Scaling logits never changes the best class, only how sure the model says it is.
         assert result.accuracy == pytest.approx(float((logits.argmax(1) == truths).mean()))
@@ -124,8 +149,7 @@ def test_an_over_confident_model_has_a_larger_calibration_error(tmp_path: Path) 
     assert np.mean([s.score for s in sharp.scored]) > sharp.accuracy + 0.05  # over-confident
     assert sharp.expected_calibration_error > 2 * plain.expected_calibration_error
     assert "(over-confident)" in sharp.report(tmp_path / "sharp.html", gallery=0).read_text()
-    assert "(under-confident)" in results[0.3].report(tmp_path / "soft.html",
-                                                      gallery=0).read_text()
+    assert "(under-confident)" in results[0.3].report(tmp_path / "soft.html", gallery=0).read_text()
 
 
 def test_reliability_bins_add_up() -> None:
@@ -138,6 +162,7 @@ def test_reliability_bins_add_up() -> None:
 
 
 # The report ----------------------------------------------------------------------------------
+
 
 def many_classes(tmp_path: Path, classes: int = 133, per_class: int = 6) -> smi.Evaluation:
     rng = np.random.default_rng(1)
@@ -160,8 +185,10 @@ def test_confused_pairs_are_the_largest_off_diagonal_cells(tmp_path: Path) -> No
     index = {c: i for i, c in enumerate(result.class_ids)}
     for true, guess, count in pairs:
         assert result.confusion[index[true]][index[guess]] == count
-    off_diagonal = sorted((v for i, row in enumerate(result.confusion)
-                           for j, v in enumerate(row) if i != j), reverse=True)
+    off_diagonal = sorted(
+        (v for i, row in enumerate(result.confusion) for j, v in enumerate(row) if i != j),
+        reverse=True,
+    )
     assert counts == off_diagonal[:5]
 
 
@@ -170,9 +197,9 @@ def test_133_classes_keep_the_page_readable(tmp_path: Path) -> None:
     page = result.report(tmp_path / "out" / "eval.html", gallery=12, top_pairs=15)
     text = page.read_text()
     assert "http://" not in text and "https://" not in text
-    assert 'class=matrix' not in text and "133 classes: the full matrix is left out" in text
+    assert "class=matrix" not in text and "133 classes: the full matrix is left out" in text
     assert text.count("<tr><td>class ") >= 15  # the confused pairs' rows
-    assert text.count('class=shot') == 12 and "Pass <code>explain=</code>" in text
+    assert text.count("class=shot") == 12 and "Pass <code>explain=</code>" in text
     assert text.count("<tr><td>class ") >= 133  # the per-class table holds every class
 
 
@@ -204,24 +231,27 @@ def test_heatmaps_from_a_package_in_the_fake_backends_store(tmp_path: Path) -> N
         assert item.png().startswith(b"\x89PNG")
     with pytest.raises(smi.BackendError, match="No fake model package"):
         ModelExplainer(backend.store.uri("nothing"), session=smi.Session(backend)).explain(
-            images(tmp_path, 1))
+            images(tmp_path, 1)
+        )
 
 
-def test_heatmaps_from_a_package_in_s3(s3_session: smi.SageMakerSession, tmp_path: Path
-                                       ) -> None:
+def test_heatmaps_from_a_package_in_s3(s3_session: smi.SageMakerSession, tmp_path: Path) -> None:
     package = untrained_package(tmp_path)
     store = s3_session.backend.store
     store.put_bytes("jobs/trained/output/model.tar.gz", package.read_bytes())
-    with ModelExplainer(store.uri("jobs/trained/output/model.tar.gz"),
-                        session=s3_session) as explainer:
+    with ModelExplainer(
+        store.uri("jobs/trained/output/model.tar.gz"), session=s3_session
+    ) as explainer:
         found = explainer.explain(images(tmp_path, 2))
     assert len(found) == 2 and found[0].method == "grad-cam"
     with pytest.raises(smi.BackendError, match="Cannot fetch the model package"):
         ModelExplainer(store.uri("jobs/none/model.tar.gz"), session=s3_session).explain(
-            images(tmp_path, 1))
+            images(tmp_path, 1)
+        )
 
 
 # With trained models (slow) ------------------------------------------------------------------
+
 
 def corner_dataset(root: Path, size: int = 128) -> Path:
     """Two classes told apart only by stripes in the top-left corner; the rest is noise."""
@@ -236,7 +266,7 @@ def corner_dataset(root: Path, size: int = 128) -> Path:
                     stripes[:, ::4] = 255
                 else:
                     stripes[::4, :] = 255
-                pixels[2:2 + patch, 2:2 + patch] = stripes
+                pixels[2 : 2 + patch, 2 : 2 + patch] = stripes
                 path = root / split / f"stripes_{'vertical' if label == 0 else 'horizontal'}"
                 path.mkdir(parents=True, exist_ok=True)
                 Image.fromarray(pixels).save(path / f"{i:03d}.png")
@@ -249,9 +279,17 @@ def test_the_heatmap_points_at_the_corner_that_decides(tmp_path: Path) -> None:
     session = smi.LocalSession(tmp_path / "session")
     channels = smi.ImageFolderDataset(data).upload(session, "corner", progress=False)
     job = smi.TransferLearningEstimator(
-        "efficientnet_lite0", session=session, trainable="all",
-        hyperparameters={"image_size": 128, "epochs": 4, "lr": 0.003, "batch_size": 16,
-                         "augmentation": "none"}).fit(channels, logs=False)
+        "efficientnet_lite0",
+        session=session,
+        trainable="all",
+        hyperparameters={
+            "image_size": 128,
+            "epochs": 4,
+            "lr": 0.003,
+            "batch_size": 16,
+            "augmentation": "none",
+        },
+    ).fit(channels, logs=False)
     files = sorted((data / "test").glob("*/*.png"))
     found = job.explain(files)
     assert np.mean([e.class_id == Path(e.source).parent.name for e in found]) >= 0.9
@@ -267,10 +305,16 @@ def evaluated(tmp_path_factory: pytest.TempPathFactory) -> dict:
     root = tmp_path_factory.mktemp("evaluated")
     smi.digits_to_folder(root / "images", limit_per_class=30)
     session = smi.LocalSession(root / "session")
-    channels = smi.ImageFolderDataset(root / "images").split(valid=0.2, test=0.3, seed=0).upload(
-        session, "digits", progress=False)
+    channels = (
+        smi.ImageFolderDataset(root / "images")
+        .split(valid=0.2, test=0.3, seed=0)
+        .upload(session, "digits", progress=False)
+    )
     job = smi.TransferLearningEstimator(
-        "resnet18", session=session, weights=None, trainable="all",
+        "resnet18",
+        session=session,
+        weights=None,
+        trainable="all",
         hyperparameters={"image_size": 32, "epochs": 3, "lr": 0.003, "augmentation": "none"},
     ).fit(channels, logs=False)
     test = Path(channels["test"].removeprefix("file://"))
@@ -287,25 +331,41 @@ def test_the_report_renders_in_chromium(evaluated: dict, chromium: str) -> None:
     text = page.read_text()
     assert "http://" not in text and "https://" not in text  # self-contained
     flags = ["--headless", "--no-sandbox", "--disable-gpu", "--window-size=1100,3200"]
-    dom = subprocess.run([chromium, *flags, "--dump-dom", page.as_uri()], capture_output=True,
-                         text=True, timeout=120, check=True).stdout
-    for section in ("summary", "confused", "gallery", "per-class", "matrix", "calibration",
-                    "latency"):
+    dom = subprocess.run(
+        [chromium, *flags, "--dump-dom", page.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
+    for section in (
+        "summary",
+        "confused",
+        "gallery",
+        "per-class",
+        "matrix",
+        "calibration",
+        "latency",
+    ):
         assert f'id="{section}"' in dom, section
     shown = min(9, len(result.misclassified))
     assert dom.count('alt="heatmap of ') == shown and dom.count('class="shot"') == shown
     assert "Grad-CAM on <code>layer3</code>" in dom
     assert dom.count('src="data:image/png;base64,') >= 2  # reliability and latency charts
     shot = root / "report" / "evaluation.png"
-    subprocess.run([chromium, *flags, f"--screenshot={shot}", page.as_uri()],
-                   capture_output=True, timeout=120, check=True)
+    subprocess.run(
+        [chromium, *flags, f"--screenshot={shot}", page.as_uri()],
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
     assert shot.stat().st_size > 50_000
 
 
 @pytest.mark.slow
-def test_the_command_line_writes_the_report_and_heatmaps(evaluated: dict, tmp_path: Path,
-                                                         capsys: pytest.CaptureFixture[str]
-                                                         ) -> None:
+def test_the_command_line_writes_the_report_and_heatmaps(
+    evaluated: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from sm_imgclf.cli.main import main
 
     job, session_root = evaluated["job"], str(evaluated["root"] / "session")
@@ -313,8 +373,12 @@ def test_the_command_line_writes_the_report_and_heatmaps(evaluated: dict, tmp_pa
     assert main(["deploy", job.name, "--endpoint", "cli-report", *common]) == 0
     try:
         report = tmp_path / "eval.html"
-        assert main(["evaluate", "cli-report", str(evaluated["test"]), "--report", str(report),
-                     *common]) == 0
+        assert (
+            main(
+                ["evaluate", "cli-report", str(evaluated["test"]), "--report", str(report), *common]
+            )
+            == 0
+        )
         assert "report: " in capsys.readouterr().out and "(no heatmaps" not in report.name
         assert 'alt="heatmap of ' in report.read_text()  # the endpoint's own model
     finally:

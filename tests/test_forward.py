@@ -35,11 +35,18 @@ def test_every_path_gives_the_eager_outputs(path: str) -> None:
     torch.testing.assert_close(found, expected, rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize(("eager", "last", "onnx", "chosen"), [
-    (0.020, 0.010, 0.015, "channels_last"), (0.010, 0.020, 0.030, "eager"),
-    (0.0100, 0.0099, 0.0098, "eager"), (0.020, 0.015, 0.010, "onnxruntime")])
-def test_the_fastest_path_by_a_margin_is_kept(monkeypatch: pytest.MonkeyPatch, eager: float,
-                                             last: float, onnx: float, chosen: str) -> None:
+@pytest.mark.parametrize(
+    ("eager", "last", "onnx", "chosen"),
+    [
+        (0.020, 0.010, 0.015, "channels_last"),
+        (0.010, 0.020, 0.030, "eager"),
+        (0.0100, 0.0099, 0.0098, "eager"),
+        (0.020, 0.015, 0.010, "onnxruntime"),
+    ],
+)
+def test_the_fastest_path_by_a_margin_is_kept(
+    monkeypatch: pytest.MonkeyPatch, eager: float, last: float, onnx: float, chosen: str
+) -> None:
     def timed(model: object, inputs: torch.Tensor, timer: object) -> float:
         if isinstance(model, forward.OnnxRunner):
             return onnx
@@ -81,7 +88,8 @@ class Branching(torch.nn.Module):
 
 
 def test_a_model_onnx_cannot_hold_is_served_by_torch_with_the_reason(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.delenv("SM_IMGCLF_FORWARD", raising=False)
     choice = choose(Branching().eval(), 16, torch.device("cpu"))
     assert choice.path in ("eager", "channels_last") and choice.runner is None
@@ -141,13 +149,19 @@ def test_a_model_half_precision_would_change_is_left_out_with_the_reason() -> No
     assert reason.startswith("probabilities moved by up to 0.23")
 
 
-@pytest.mark.parametrize(("times", "chosen"), [
-    ({"eager": 0.020, "channels_last": 0.015, "autocast": 0.008}, "autocast"),
-    ({"eager": 0.010, "channels_last": 0.0099, "autocast": 0.0098}, "eager"),
-    ({"eager": 0.020, "channels_last": 0.010, "autocast": 0.012}, "channels_last")])
+@pytest.mark.parametrize(
+    ("times", "chosen"),
+    [
+        ({"eager": 0.020, "channels_last": 0.015, "autocast": 0.008}, "autocast"),
+        ({"eager": 0.010, "channels_last": 0.0099, "autocast": 0.0098}, "eager"),
+        ({"eager": 0.020, "channels_last": 0.010, "autocast": 0.012}, "channels_last"),
+    ],
+)
 def test_on_a_gpu_the_fastest_of_three_by_a_margin_is_kept(
-        monkeypatch: pytest.MonkeyPatch, times: dict[str, float], chosen: str) -> None:
+    monkeypatch: pytest.MonkeyPatch, times: dict[str, float], chosen: str
+) -> None:
     """The choice on a GPU, driven by faked timings (the timings themselves need a GPU)."""
+
     def timed(model: object, inputs: torch.Tensor, timer: object) -> float:
         if not isinstance(model, torch.nn.Module):
             return times["autocast"]
@@ -163,7 +177,8 @@ def test_on_a_gpu_the_fastest_of_three_by_a_margin_is_kept(
 
 
 def test_on_a_gpu_autocast_is_left_out_when_it_moves_the_probabilities(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setattr(forward, "_time", lambda model, inputs, timer: 0.01)
     choice = forward._measured_gpu(Close().eval(), torch.zeros(16, 3, 8, 8), time.perf_counter)
     assert choice.path == "eager"

@@ -22,8 +22,10 @@ from sm_imgclf.runtime.serving.handler import Batch, model_fn, predict_fn
 
 pytestmark = [
     pytest.mark.gpu,
-    pytest.mark.skipif(not torch.cuda.is_available(),
-                       reason="needs a CUDA GPU: run `nox -s gpu` on a machine with one"),
+    pytest.mark.skipif(
+        not torch.cuda.is_available(),
+        reason="needs a CUDA GPU: run `nox -s gpu` on a machine with one",
+    ),
 ]
 HP = {"image_size": 64, "epochs": 2, "batch_size": 32, "record_every": 5, "lr": 0.01}
 
@@ -33,21 +35,23 @@ def channels(tmp_path_factory: pytest.TempPathFactory) -> smi.Channels:
     root = tmp_path_factory.mktemp("gpu")
     smi.digits_to_folder(root / "images", limit_per_class=40)
     session = smi.LocalSession(root / "uploads")
-    return smi.ImageFolderDataset(root / "images").split(valid=0.2, seed=0).upload(
-        session, "digits", progress=False)
+    return (
+        smi.ImageFolderDataset(root / "images")
+        .split(valid=0.2, seed=0)
+        .upload(session, "digits", progress=False)
+    )
 
 
 @pytest.fixture(scope="module")
-def amp_job(channels: smi.Channels, tmp_path_factory: pytest.TempPathFactory
-            ) -> smi.TrainingJob:
+def amp_job(channels: smi.Channels, tmp_path_factory: pytest.TempPathFactory) -> smi.TrainingJob:
     session = smi.LocalSession(tmp_path_factory.mktemp("session"))
-    est = smi.TransferLearningEstimator("resnet18", session=session, weights=None,
-                                        hyperparameters=HP)
+    est = smi.TransferLearningEstimator(
+        "resnet18", session=session, weights=None, hyperparameters=HP
+    )
     return est.fit(channels, logs=False)
 
 
-def test_amp_training_with_the_recorder_raises_no_false_alarm(amp_job: smi.TrainingJob
-                                                               ) -> None:
+def test_amp_training_with_the_recorder_raises_no_false_alarm(amp_job: smi.TrainingJob) -> None:
     log = "\n".join(amp_job.logs())
     assert amp_job.status == "Completed", amp_job.failure_reason
     assert "on cuda" in log  # the job's first line names its device
@@ -64,18 +68,22 @@ def test_the_profiler_samples_the_gpu_and_names_its_source(amp_job: smi.Training
     assert {s["gpu_source"] for s in sampled} <= {"nvml", "nvidia-smi", "torch.cuda"}
 
 
-def test_serving_on_the_gpu_matches_the_cpu(amp_job: smi.TrainingJob, tmp_path: Path,
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_serving_on_the_gpu_matches_the_cpu(
+    amp_job: smi.TrainingJob, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from sm_imgclf._archive import safe_extract
 
-    package = safe_extract(amp_job.model_uri.removeprefix("file://"),  # type: ignore[union-attr]
-                           tmp_path / "package")
+    package = safe_extract(
+        amp_job.model_uri.removeprefix("file://"),  # type: ignore[union-attr]
+        tmp_path / "package",
+    )
     on_gpu = model_fn(str(package))
     assert on_gpu.device.type == "cuda"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     on_cpu = model_fn(str(package))
-    images = torch.randint(0, 255, (8, 3, 64, 64), dtype=torch.uint8,
-                           generator=torch.Generator().manual_seed(0))
+    images = torch.randint(
+        0, 255, (8, 3, 64, 64), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)
+    )
     gpu = predict_fn(Batch(images, 3), on_gpu)["probabilities"]
     cpu = predict_fn(Batch(images, 3), on_cpu)["probabilities"]
     assert "batch 16" in on_gpu.forward.reason  # measured on the GPU when it loaded
@@ -88,15 +96,43 @@ def test_serving_on_the_gpu_matches_the_cpu(amp_job: smi.TrainingJob, tmp_path: 
 @pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two GPUs for torchrun")
 def test_a_job_over_two_gpus_under_torchrun(channels: smi.Channels, tmp_path: Path) -> None:
     folders = {n: u.removeprefix("file://") for n, u in channels.items()}
-    env = {**os.environ, "SM_CHANNELS": '["train", "valid"]',
-           "SM_CHANNEL_TRAIN": folders["train"], "SM_CHANNEL_VALID": folders["valid"],
-           "SM_MODEL_DIR": str(tmp_path / "model"), "SM_OUTPUT_DATA_DIR": str(tmp_path / "out"),
-           "SM_IMGCLF_CHECKPOINT_DIR": str(tmp_path / "checkpoints"), "SM_NUM_GPUS": "2"}
-    argv = ["--model", "resnet18", "--weights", "none", "--trainable", "all",
-            *[part for k, v in HP.items() for part in (f"--{k}", str(v))]]
-    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
-                           "--nproc_per_node", "2", "-m", "sm_imgclf.runtime.job", *argv],
-                          env=env, capture_output=True, text=True, timeout=900, check=False)
+    env = {
+        **os.environ,
+        "SM_CHANNELS": '["train", "valid"]',
+        "SM_CHANNEL_TRAIN": folders["train"],
+        "SM_CHANNEL_VALID": folders["valid"],
+        "SM_MODEL_DIR": str(tmp_path / "model"),
+        "SM_OUTPUT_DATA_DIR": str(tmp_path / "out"),
+        "SM_IMGCLF_CHECKPOINT_DIR": str(tmp_path / "checkpoints"),
+        "SM_NUM_GPUS": "2",
+    }
+    argv = [
+        "--model",
+        "resnet18",
+        "--weights",
+        "none",
+        "--trainable",
+        "all",
+        *[part for k, v in HP.items() for part in (f"--{k}", str(v))],
+    ]
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            "-m",
+            "sm_imgclf.runtime.job",
+            *argv,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
     log = done.stdout + done.stderr
     assert done.returncode == 0, log[-4000:]
     assert "rank 1 of 2 (nccl)" in log and log.count("test ") <= 1
@@ -108,8 +144,9 @@ def test_a_job_over_two_gpus_under_torchrun(channels: smi.Channels, tmp_path: Pa
 def test_augmenting_on_the_gpu_matches_the_cpu(policy: str) -> None:
     from sm_imgclf.runtime.job.augment import augment
 
-    batch = torch.randint(0, 256, (16, 3, 40, 40), dtype=torch.uint8,
-                          generator=torch.Generator().manual_seed(0))
+    batch = torch.randint(
+        0, 256, (16, 3, 40, 40), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)
+    )
     cpu = augment(batch, policy, 32, torch.Generator().manual_seed(3))
     gpu = augment(batch.cuda(), policy, 32, torch.Generator().manual_seed(3))
     assert gpu.device.type == "cuda" and gpu.dtype == torch.uint8
@@ -125,9 +162,9 @@ def test_pinned_batches_arrive_whole_while_the_gpu_is_busy() -> None:
     feed = Feeder(torch.device("cuda"))
     order = torch.randperm(500)
     torch.cuda._sleep(200_000_000)  # the GPU busy: every copy waits in its queue
-    moved = [feed.rows(images, order[i:i + 64]) for i in range(0, 500, 64)]
+    moved = [feed.rows(images, order[i : i + 64]) for i in range(0, 500, 64)]
     for start, batch in zip(range(0, 500, 64), moved, strict=True):
-        assert torch.equal(batch.cpu(), images[order[start:start + 64]])
+        assert torch.equal(batch.cpu(), images[order[start : start + 64]])
 
 
 def test_every_collective_runs_on_nccl(tmp_path: Path) -> None:
@@ -138,18 +175,32 @@ def test_every_collective_runs_on_nccl(tmp_path: Path) -> None:
     from sm_imgclf.runtime.job.data import SplitData
     from sm_imgclf.runtime.job.loop import Trainer
 
-    dist.init_process_group("nccl", init_method=f"file://{tmp_path / 'store'}", rank=0,
-                            world_size=1, device_id=torch.device("cuda", 0))
+    dist.init_process_group(
+        "nccl",
+        init_method=f"file://{tmp_path / 'store'}",
+        rank=0,
+        world_size=1,
+        device_id=torch.device("cuda", 0),
+    )
     try:
         classes = ("a", "b")
         inputs = torch.randn(64, 8, generator=torch.Generator().manual_seed(0))
         data = SplitData(inputs, (inputs[:, 0] > 0).long(), classes, classes)
-        hyper = smi.Hyperparameters.from_dict({"epochs": 2, "batch_size": 16,
-                                               "augmentation": "none", "record_every": 0})
+        hyper = smi.Hyperparameters.from_dict(
+            {"epochs": 2, "batch_size": 16, "augmentation": "none", "record_every": 0}
+        )
         model = nn.parallel.DistributedDataParallel(nn.Linear(8, 2).cuda())
-        run = Trainer(model, hyper, torch.device("cuda", 0), (0.5,) * 3, (0.25,) * 3,
-                      tmp_path / "checkpoints", log=lambda line: None, features=True,
-                      distributed=(0, 1))
+        run = Trainer(
+            model,
+            hyper,
+            torch.device("cuda", 0),
+            (0.5,) * 3,
+            (0.25,) * 3,
+            tmp_path / "checkpoints",
+            log=lambda line: None,
+            features=True,
+            distributed=(0, 1),
+        )
         state = run.fit(data, data)
     finally:
         dist.destroy_process_group()
@@ -169,13 +220,22 @@ def test_training_steps_never_wait_for_the_host(tmp_path: Path) -> None:
     from sm_imgclf.runtime.models import build_model
 
     model, _ = build_model("resnet18", 3)
-    images = torch.randint(0, 256, (160, 3, 72, 72), dtype=torch.uint8,
-                           generator=torch.Generator().manual_seed(0))
+    images = torch.randint(
+        0, 256, (160, 3, 72, 72), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)
+    )
     data = SplitData(images, torch.arange(160) % 3, ("a", "b", "c"), ("a", "b", "c"))
-    hyper = smi.Hyperparameters.from_dict({"batch_size": 16, "image_size": 64,
-                                           "augmentation": "strong", "record_every": 0})
-    run = Trainer(model.cuda(), hyper, torch.device("cuda", 0), (0.5,) * 3, (0.25,) * 3,
-                  tmp_path / "checkpoints", log=lambda line: None)
+    hyper = smi.Hyperparameters.from_dict(
+        {"batch_size": 16, "image_size": 64, "augmentation": "strong", "record_every": 0}
+    )
+    run = Trainer(
+        model.cuda(),
+        hyper,
+        torch.device("cuda", 0),
+        (0.5,) * 3,
+        (0.25,) * 3,
+        tmp_path / "checkpoints",
+        log=lambda line: None,
+    )
     optimizer = torch.optim.AdamW([p for p in model.parameters()], lr=1e-3, fused=True)
     scaler = torch.amp.GradScaler("cuda")
     loss_fn = nn.CrossEntropyLoss()
@@ -200,12 +260,21 @@ def test_evaluating_before_training_then_training(tmp_path: Path) -> None:
 
     images = torch.randint(0, 256, (48, 3, 32, 32), dtype=torch.uint8)
     data = SplitData(images, torch.arange(48) % 2, ("a", "b"), ("a", "b"))
-    hyper = smi.Hyperparameters.from_dict({"batch_size": 16, "image_size": 32, "epochs": 1,
-                                           "augmentation": "none", "record_every": 0})
-    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-                          nn.Linear(4, 2)).cuda()
-    run = Trainer(model, hyper, torch.device("cuda", 0), (0.5,) * 3, (0.25,) * 3,
-                  tmp_path / "checkpoints", log=lambda line: None)
+    hyper = smi.Hyperparameters.from_dict(
+        {"batch_size": 16, "image_size": 32, "epochs": 1, "augmentation": "none", "record_every": 0}
+    )
+    model = nn.Sequential(
+        nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2)
+    ).cuda()
+    run = Trainer(
+        model,
+        hyper,
+        torch.device("cuda", 0),
+        (0.5,) * 3,
+        (0.25,) * 3,
+        tmp_path / "checkpoints",
+        log=lambda line: None,
+    )
     before = run.evaluate(data)
     state = run.fit(data, data)
     assert 0 <= before["accuracy"] <= 1 and len(state["history"]) == 1
@@ -216,16 +285,17 @@ def test_the_feature_pass_on_the_gpu_gives_the_cpus_features(tmp_path: Path) -> 
     from sm_imgclf.runtime.job.data import SplitData
     from sm_imgclf.runtime.models import build_model
 
-    images = torch.randint(0, 256, (100, 3, 64, 64), dtype=torch.uint8,
-                           generator=torch.Generator().manual_seed(0))
+    images = torch.randint(
+        0, 256, (100, 3, 64, 64), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)
+    )
     found = []
     for device in ("cpu", "cuda"):
         torch.manual_seed(0)
         model, head = build_model("resnet18", 2)
-        splits = {"train": SplitData(images.clone(), torch.arange(100) % 2, ("a", "b"),
-                                     ("a", "b"))}
-        to_features(model.to(device), head, splits, torch.device(device), (0.5,) * 3,
-                     (0.25,) * 3, 32)
+        splits = {"train": SplitData(images.clone(), torch.arange(100) % 2, ("a", "b"), ("a", "b"))}
+        to_features(
+            model.to(device), head, splits, torch.device(device), (0.5,) * 3, (0.25,) * 3, 32
+        )
         found.append(splits["train"].images)
     assert found[1].device.type == "cpu" and found[1].shape == found[0].shape == (100, 512)
     torch.testing.assert_close(found[1], found[0], rtol=2e-2, atol=2e-2)  # AMP on the GPU

@@ -23,8 +23,7 @@ def write_images(root: Path) -> Path:
     for i in range(COUNT):
         folder = root / ("a", "b")[i % 2]
         folder.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)).save(
-            folder / f"{i}.png")
+        Image.fromarray(rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)).save(folder / f"{i}.png")
     return root
 
 
@@ -33,8 +32,14 @@ def rank_main(rank: int, port: int, images: str, folder: str) -> None:
 
     import torch.distributed as dist
 
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
-                      WORLD_SIZE="2", LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE="2")
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        WORLD_SIZE="2",
+        LOCAL_RANK=str(rank),
+        LOCAL_WORLD_SIZE="2",
+    )
     dist.init_process_group("gloo", rank=rank, world_size=2)
     decoded = []
     real = data.open_rgb
@@ -45,8 +50,16 @@ def rank_main(rank: int, port: int, images: str, folder: str) -> None:
     split = data.load_split("train", Path(images), 16, shorter=18, workers=2, share=share)
     dist.barrier()
     left = sorted(p.name for p in (Path(folder) / "shm").iterdir())
-    torch.save({"images": split.images.clone(), "labels": split.labels, "decoded": len(decoded),
-                "token": share.token, "left": left}, Path(folder) / f"rank-{rank}.pt")
+    torch.save(
+        {
+            "images": split.images.clone(),
+            "labels": split.labels,
+            "decoded": len(decoded),
+            "token": share.token,
+            "left": left,
+        },
+        Path(folder) / f"rank-{rank}.pt",
+    )
     dist.destroy_process_group()
 
 
@@ -68,17 +81,17 @@ def test_the_processes_of_a_host_decode_each_image_once_between_them(tmp_path: P
 
 
 def test_a_host_without_room_decodes_as_if_each_process_were_alone(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-        ) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     from sm_imgclf.runtime.job import host_share
 
-    monkeypatch.setattr(host_share.shutil, "disk_usage", lambda folder: type(
-        "Usage", (), {"free": 1000})())
+    monkeypatch.setattr(
+        host_share.shutil, "disk_usage", lambda folder: type("Usage", (), {"free": 1000})()
+    )
     waits = []
     for rank in (0, 1):  # the first process finds no room; the second then finds no file
         share = HostShare(rank, 2, "t", lambda r=rank: waits.append(r), folders=(tmp_path,))
-        with caplog.at_level("WARNING"), share.tensor("train", (10, 3, 16, 16)) as (images,
-                                                                                   mine):
+        with caplog.at_level("WARNING"), share.tensor("train", (10, 3, 16, 16)) as (images, mine):
             assert images.shape == (10, 3, 16, 16) and mine == range(10)
     assert waits == [0, 1]  # both met at the one barrier, and at no other
     assert "no room for 0.0 MiB of decoded images" in caplog.text

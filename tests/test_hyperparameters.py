@@ -19,8 +19,9 @@ def values_for(param: Param) -> st.SearchStrategy[object]:
     if param.kind is int:
         return st.integers(int(param.low or 0), int(min(param.high or 2**31, 2**31 - 1)))
     low, high = param.low or 0.0, param.high if param.high is not None else 1e6
-    return st.floats(low, high, exclude_min=param.low_open, exclude_max=param.high_open,
-                     allow_nan=False)
+    return st.floats(
+        low, high, exclude_min=param.low_open, exclude_max=param.high_open, allow_nan=False
+    )
 
 
 hyperparameters = st.fixed_dictionaries({p.name: values_for(p) for p in PARAMS})
@@ -48,19 +49,21 @@ def test_types_are_real() -> None:
     assert smi.Hyperparameters(lr=1).lr == 1.0
 
 
-@pytest.mark.parametrize(("values", "message"), [
-    ({"lr": 0}, r"lr must be a number in \(0, 10\]; got 0.0"),
-    ({"lr": math.nan}, "lr must be a number"),
-    ({"batch_size": 0}, r"batch_size must be an integer in \[1, 8192\]; got 0"),
-    ({"batch_size": 32.5}, "batch_size must be an integer"),
-    ({"batch_size": True}, "batch_size must be an integer"),
-    ({"optimizer": "adamm"}, "Did you mean 'adam'"),
-    ({"momentum": 1.0}, r"momentum must be a number in \[0, 1\)"),
-    ({"lr_schedule": "linear"}, "one of \\['none', 'step', 'cosine'\\]"),
-    ({"bach_size": 32}, "Did you mean 'batch_size'"),
-])
-def test_bad_values_name_parameter_range_and_value(values: dict[str, object],
-                                                   message: str) -> None:
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"lr": 0}, r"lr must be a number in \(0, 10\]; got 0.0"),
+        ({"lr": math.nan}, "lr must be a number"),
+        ({"batch_size": 0}, r"batch_size must be an integer in \[1, 8192\]; got 0"),
+        ({"batch_size": 32.5}, "batch_size must be an integer"),
+        ({"batch_size": True}, "batch_size must be an integer"),
+        ({"optimizer": "adamm"}, "Did you mean 'adam'"),
+        ({"momentum": 1.0}, r"momentum must be a number in \[0, 1\)"),
+        ({"lr_schedule": "linear"}, "one of \\['none', 'step', 'cosine'\\]"),
+        ({"bach_size": 32}, "Did you mean 'batch_size'"),
+    ],
+)
+def test_bad_values_name_parameter_range_and_value(values: dict[str, object], message: str) -> None:
     with pytest.raises(smi.ConfigurationError, match=message):
         smi.Hyperparameters.from_dict(values)
 
@@ -78,4 +81,5 @@ def test_dataclass_and_schema_declare_the_same_defaults() -> None:
     declared = {f.name: f.default for f in fields(smi.Hyperparameters)}
     assert declared == {p.name: p.default for p in PARAMS}
     assert {f.name: f.type for f in fields(smi.Hyperparameters)} == {
-        p.name: p.kind.__name__ for p in PARAMS}
+        p.name: p.kind.__name__ for p in PARAMS
+    }

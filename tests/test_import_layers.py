@@ -24,8 +24,11 @@ def layers() -> ModuleType:
 
 @pytest.fixture
 def tree(tmp_path: Path) -> Path:
-    shutil.copytree(ROOT / "src" / "sm_imgclf", tmp_path / "sm_imgclf",
-                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(
+        ROOT / "src" / "sm_imgclf",
+        tmp_path / "sm_imgclf",
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
     return tmp_path
 
 
@@ -45,8 +48,11 @@ def test_an_upward_import_fails(layers: ModuleType, tree: Path) -> None:
 
 
 def test_an_annotation_import_counts(layers: ModuleType, tree: Path) -> None:
-    add_line(tree, "backends/fake.py",
-             "if TYPE_CHECKING:\n    from sm_imgclf.training.job import TrainingJob")
+    add_line(
+        tree,
+        "backends/fake.py",
+        "if TYPE_CHECKING:\n    from sm_imgclf.training.job import TrainingJob",
+    )
     assert any("backends.fake imports sm_imgclf.training.job" in p for p in layers.check(tree))
 
 
@@ -60,11 +66,13 @@ def test_a_circle_fails(layers: ModuleType, tree: Path) -> None:
     [problem] = layers.check(tree)
     assert problem.startswith("import circle among: ")
     assert {"sm_imgclf.tuning.result", "sm_imgclf.tuning.trial"} <= set(
-        problem.split(": ")[1].split(", "))
+        problem.split(": ")[1].split(", ")
+    )
 
 
-def test_the_command_line_reports_and_exits_1(layers: ModuleType, tree: Path,
-                                              capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_command_line_reports_and_exits_1(
+    layers: ModuleType, tree: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert layers.main([str(ROOT / "src")]) == 0
     add_line(tree, "runtime/models.py", "import sm_imgclf.backends.local.backend")
     assert layers.main([str(tree)]) == 1
@@ -81,8 +89,7 @@ def test_a_package_circle_fails(layers: ModuleType, tree: Path) -> None:
     assert {"sm_imgclf.debug", "sm_imgclf.evaluation"} <= set(package.split(": ")[1].split(", "))
 
 
-def test_a_package_importing_its_own_parent_is_no_circle(layers: ModuleType,
-                                                         tree: Path) -> None:
+def test_a_package_importing_its_own_parent_is_no_circle(layers: ModuleType, tree: Path) -> None:
     add_line(tree, "runtime/job/feed.py", "from sm_imgclf.runtime import images")
     assert layers.check(tree) == []
 
@@ -90,10 +97,13 @@ def test_a_package_importing_its_own_parent_is_no_circle(layers: ModuleType,
 def test_a_model_package_ships_every_module_serving_imports(layers: ModuleType) -> None:
     from sm_imgclf.runtime.package import SERVING_MODULES
 
-    shipped = {"sm_imgclf." + m.removesuffix("/__init__").replace("/", ".")
-               for m in SERVING_MODULES}
+    shipped = {
+        "sm_imgclf." + m.removesuffix("/__init__").replace("/", ".") for m in SERVING_MODULES
+    }
     edges = layers.graph(ROOT / "src")
     missing = {target for source in shipped for target in edges[source]} - shipped
     assert not missing, f"add to SERVING_MODULES: {sorted(missing)}"
-    assert not any(m.startswith(("sm_imgclf.cli", "sm_imgclf.backends", "sm_imgclf.runtime.job"))
-                   for m in shipped)
+    assert not any(
+        m.startswith(("sm_imgclf.cli", "sm_imgclf.backends", "sm_imgclf.runtime.job"))
+        for m in shipped
+    )

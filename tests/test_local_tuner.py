@@ -28,18 +28,25 @@ class AlwaysPrune(optuna.pruners.BasePruner):
 
 
 def epoch_line(epoch: int, accuracy: float) -> str:
-    return (f"epoch={epoch} train:loss=0.5000 train:accuracy=0.9000 valid:loss=0.4000 "
-            f"valid:accuracy={accuracy:.4f}\n")
+    return (
+        f"epoch={epoch} train:loss=0.5000 train:accuracy=0.9000 valid:loss=0.4000 "
+        f"valid:accuracy={accuracy:.4f}\n"
+    )
 
 
 @pytest.fixture
 def tuner(tmp_path: Path) -> LocalTuner:
     session = smi.LocalSession(tmp_path)
-    estimator = smi.TransferLearningEstimator("resnet18", session=session, weights=None,
-                                              hyperparameters={"epochs": 6})
-    spec = smi.TuningRun(estimator, {"lr": smi.Continuous(1e-4, 1e-1, scale="log")},
-                         strategy="hyperband", max_jobs=2, max_parallel_jobs=1).plan(
-        {"train": str(tmp_path), "valid": str(tmp_path)}, name="late")
+    estimator = smi.TransferLearningEstimator(
+        "resnet18", session=session, weights=None, hyperparameters={"epochs": 6}
+    )
+    spec = smi.TuningRun(
+        estimator,
+        {"lr": smi.Continuous(1e-4, 1e-1, scale="log")},
+        strategy="hyperband",
+        max_jobs=2,
+        max_parallel_jobs=1,
+    ).plan({"train": str(tmp_path), "valid": str(tmp_path)}, name="late")
     backend = LocalBackend(tmp_path)
     folder = backend.tuning_dir("late")
     folder.mkdir(parents=True)
@@ -84,7 +91,8 @@ def test_no_verdict_is_asked_at_the_last_epoch(tuner: LocalTuner) -> None:
 
 
 def test_a_pruned_running_job_is_stopped_at_its_verdict_and_not_let_go_on(
-        tuner: LocalTuner) -> None:
+    tuner: LocalTuner,
+) -> None:
     trial, folder = job(tuner, "InProgress", epochs=2)
     tuner._follow(trial.number)
     assert tuner.active[trial.number].pruned_at == 1
@@ -102,5 +110,8 @@ def test_an_epoch_that_goes_on_releases_the_job(tmp_path: Path, tuner: LocalTune
     trial, folder = job(tuner, "InProgress", epochs=3)
     tuner._follow(trial.number)
     assert sorted(p.name for p in (folder / "gate").iterdir()) == [
-        "continue-1", "continue-2", "continue-3"]
+        "continue-1",
+        "continue-2",
+        "continue-3",
+    ]
     assert tuner.active[trial.number].reported == 3

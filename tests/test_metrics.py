@@ -18,20 +18,23 @@ from sm_imgclf.contracts.metrics import (
 )
 
 VALUES = st.floats(allow_nan=True, allow_infinity=True) | st.sampled_from(
-    [float("-inf"), float("inf"), float("nan"), -0.0, 1e-300, -1e300])
+    [float("-inf"), float("inf"), float("nan"), -0.0, 1e-300, -1e300]
+)
 
 
 def same(a: float, b: float) -> bool:
     return (math.isnan(a) and math.isnan(b)) or a == b
 
 
-@given(st.integers(1, 10_000), st.lists(VALUES, min_size=len(METRIC_NAMES),
-                                        max_size=len(METRIC_NAMES)))
+@given(
+    st.integers(1, 10_000), st.lists(VALUES, min_size=len(METRIC_NAMES), max_size=len(METRIC_NAMES))
+)
 def test_every_printed_value_is_read_back(epoch: int, values: list[float]) -> None:
     # The job prints with f"{v:.4f}"; repr covers what other printers would write.
     for show in (lambda v: f"{v:.4f}", repr):
         line = f"epoch={epoch} " + " ".join(
-            f"{n}={show(v)}" for n, v in zip(METRIC_NAMES, values, strict=True))
+            f"{n}={show(v)}" for n, v in zip(METRIC_NAMES, values, strict=True)
+        )
         [row] = parse_metrics([line])
         assert row["epoch"] == epoch
         for name, value in zip(METRIC_NAMES, values, strict=True):
@@ -50,11 +53,18 @@ def test_the_service_regexes_read_what_the_local_parser_reads() -> None:
 def test_the_final_row_merges_the_best_epoch_and_the_test_metrics() -> None:
     best = best_line(1, {"valid:accuracy": 0.6, "valid:loss": -math.inf, "epoch": 1})
     assert best == "best_epoch=1 valid.accuracy=0.6000 valid.loss=-inf"
-    rows = metric_rows(["epoch=1 valid:accuracy=0.5000", "epoch=1 valid:accuracy=0.6000",
-                        best, "test test:accuracy=0.7000"])
-    assert rows == [{"epoch": 1, "valid:accuracy": 0.6},
-                    {"epoch": None, "valid:accuracy": 0.6, "valid:loss": -math.inf,
-                     "test:accuracy": 0.7}]
+    rows = metric_rows(
+        [
+            "epoch=1 valid:accuracy=0.5000",
+            "epoch=1 valid:accuracy=0.6000",
+            best,
+            "test test:accuracy=0.7000",
+        ]
+    )
+    assert rows == [
+        {"epoch": 1, "valid:accuracy": 0.6},
+        {"epoch": None, "valid:accuracy": 0.6, "valid:loss": -math.inf, "test:accuracy": 0.7},
+    ]
 
 
 def test_the_service_counts_one_report_per_epoch() -> None:

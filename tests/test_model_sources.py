@@ -34,6 +34,7 @@ def fake() -> smi.Session:
 
 # --- names and sources -------------------------------------------------------------------
 
+
 def test_bare_and_prefixed_torchvision_names() -> None:
     assert resolve("resnet18").source == "torchvision"
     assert resolve("torchvision:resnet18").model == "resnet18"
@@ -82,8 +83,10 @@ def test_a_users_module_that_is_wrong_says_what_to_fix(source_dir: Path) -> None
         resolve("teamnets.tiny:tinny", source_dir)
     with pytest.raises(smi.ConfigurationError, match=r"cannot import 'teamnets\.huge'"):
         resolve("teamnets.huge:net", source_dir)
-    with pytest.raises(smi.ConfigurationError, match="Declare it with @backbone"), \
-            sources.importable(source_dir):
+    with (
+        pytest.raises(smi.ConfigurationError, match="Declare it with @backbone"),
+        sources.importable(source_dir),
+    ):
         build_model("teamnets.tiny:tiny_ten", 3)
 
 
@@ -92,8 +95,9 @@ def test_register_model_names_an_importable_factory(source_dir: Path) -> None:
         from teamnets.tiny import tiny
 
         smi.register_model("team-tiny", tiny)
-    estimator = smi.TransferLearningEstimator("team-tiny", session=fake(), weights=None,
-                                              source_dir=source_dir)
+    estimator = smi.TransferLearningEstimator(
+        "team-tiny", session=fake(), weights=None, source_dir=source_dir
+    )
     assert estimator.model == "teamnets.tiny:tiny"  # what the job can import
     assert estimator.plan({"train": "s3://b/t"}).source_dir == str(source_dir)
     with pytest.raises(smi.ConfigurationError, match="top level of an importable module"):
@@ -101,6 +105,7 @@ def test_register_model_names_an_importable_factory(source_dir: Path) -> None:
 
 
 # --- weights -----------------------------------------------------------------------------
+
 
 def test_mismatched_state_dict_lists_the_first_differences(tmp_path: Path) -> None:
     other = build_model("resnet34", 1000)[0].state_dict()
@@ -158,18 +163,19 @@ def test_estimator_checks_weights_before_any_job(tmp_path: Path, source_dir: Pat
     with pytest.raises(smi.ConfigurationError, match="belong to torchvision"):
         smi.TransferLearningEstimator("timm:resnet18", session=fake(), weights="IMAGENET1K_V1")
     with pytest.raises(smi.ConfigurationError, match="declares no default weights"):
-        smi.TransferLearningEstimator("teamnets.tiny:tiny", session=fake(),
-                                      source_dir=source_dir)
+        smi.TransferLearningEstimator("teamnets.tiny:tiny", session=fake(), source_dir=source_dir)
     with pytest.raises(smi.ConfigurationError, match="one file"):
         smi.TransferLearningEstimator("resnet18", session=fake(), weights="s3://bucket/dir/")
     estimator = smi.TransferLearningEstimator("efficientnet_lite0", session=fake())
     assert estimator.trainable == ("head",) and estimator.weights == "DEFAULT"
     with pytest.raises(smi.ConfigurationError, match="free of a 'weights' channel"):
         smi.TransferLearningEstimator("resnet18", session=fake(), weights="s3://b/w.pth").plan(
-            {"train": "s3://b/t", "weights": "s3://b/w"})
+            {"train": "s3://b/t", "weights": "s3://b/w"}
+        )
 
 
 # --- real pretrained features ------------------------------------------------------------
+
 
 @pytest.mark.slow
 def test_lite0_shipped_weights_beat_random_features_on_digits() -> None:
@@ -190,10 +196,12 @@ def test_lite0_shipped_weights_beat_random_features_on_digits() -> None:
         model._fc = torch.nn.Identity()
         model.eval()
         with torch.inference_mode():
-            features = model(normalise((images * 255).to(torch.uint8), (0.5,) * 3,
-                                       (0.5,) * 3)).numpy()
+            features = model(
+                normalise((images * 255).to(torch.uint8), (0.5,) * 3, (0.5,) * 3)
+            ).numpy()
         train_x, test_x, train_y, test_y = train_test_split(
-            features, digits.target, test_size=0.3, stratify=digits.target, random_state=0)
+            features, digits.target, test_size=0.3, stratify=digits.target, random_state=0
+        )
         classifier = LogisticRegression(max_iter=2000).fit(train_x, train_y)
         scores[weights] = classifier.score(test_x, test_y)
     print(f"digits, frozen efficientnet_lite0 features, 32 px: {scores}")

@@ -13,14 +13,14 @@ HEAVY = ("torch", "torchvision", "boto3", "botocore", "sagemaker", "PIL", "numpy
 
 
 def run_python(code: str) -> str:
-    return subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
-                          text=True).stdout.strip()
+    return subprocess.run(
+        [sys.executable, "-c", code], check=True, capture_output=True, text=True
+    ).stdout.strip()
 
 
 def test_import_is_free() -> None:
     loaded = run_python(
-        "import sys, sm_imgclf\n"
-        f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))"
+        f"import sys, sm_imgclf\nprint(','.join(m for m in {HEAVY!r} if m in sys.modules))"
     )
     assert loaded == ""
 
@@ -50,15 +50,27 @@ def test_error_tree() -> None:
     assert issubclass(smi.ConfigurationError, ValueError)
     assert issubclass(smi.MissingDependencyError, ImportError)
     assert issubclass(smi.DatasetNotFoundError, FileNotFoundError)
-    for error in (smi.ConfigurationError, smi.DatasetError, smi.StorageError, smi.BackendError,
-                  smi.BucketNotFoundError, smi.TransferError, smi.DatasetValidationError):
+    for error in (
+        smi.ConfigurationError,
+        smi.DatasetError,
+        smi.StorageError,
+        smi.BackendError,
+        smi.BucketNotFoundError,
+        smi.TransferError,
+        smi.DatasetValidationError,
+    ):
         assert issubclass(error, smi.SmImgclfError)
 
 
-@pytest.mark.parametrize(("bucket", "hint"), [
-    ("s3://my-bucket", "without 's3://'"), ("My_Bucket", "3-63 lowercase"), ("ab", "3-63"),
-    (42, "bucket name"),
-])
+@pytest.mark.parametrize(
+    ("bucket", "hint"),
+    [
+        ("s3://my-bucket", "without 's3://'"),
+        ("My_Bucket", "3-63 lowercase"),
+        ("ab", "3-63"),
+        (42, "bucket name"),
+    ],
+)
 def test_bad_bucket_names(bucket: object, hint: str) -> None:
     with pytest.raises(smi.ConfigurationError, match=hint):
         smi.SageMakerSession(bucket)  # type: ignore[arg-type]

@@ -13,8 +13,14 @@ from sm_imgclf.runtime.models import build_model, list_models, rebuild_model, se
 
 def test_lists_torchvision_classifiers() -> None:
     names = list_models()
-    assert {"resnet50", "efficientnet_b0", "mobilenet_v3_large", "convnext_tiny",
-            "vit_b_16", "regnet_y_400mf"} <= set(names)
+    assert {
+        "resnet50",
+        "efficientnet_b0",
+        "mobilenet_v3_large",
+        "convnext_tiny",
+        "vit_b_16",
+        "regnet_y_400mf",
+    } <= set(names)
 
 
 def test_unknown_model_suggests_close_matches() -> None:
@@ -22,10 +28,17 @@ def test_unknown_model_suggests_close_matches() -> None:
         smi.TransferLearningEstimator("resnet05", session=smi.Session(smi.FakeBackend()))
 
 
-@pytest.mark.parametrize(("name", "path"), [
-    ("resnet18", "fc"), ("mobilenet_v3_small", "classifier.3"), ("squeezenet1_1", "classifier.1"),
-    ("efficientnet_b0", "classifier.1"), ("densenet121", "classifier"), ("vit_b_32", "heads.head"),
-])
+@pytest.mark.parametrize(
+    ("name", "path"),
+    [
+        ("resnet18", "fc"),
+        ("mobilenet_v3_small", "classifier.3"),
+        ("squeezenet1_1", "classifier.1"),
+        ("efficientnet_b0", "classifier.1"),
+        ("densenet121", "classifier"),
+        ("vit_b_32", "heads.head"),
+    ],
+)
 def test_head_is_replaced_whatever_the_family(name: str, path: str) -> None:
     model, head = build_model(name, 5)
     assert head.path == path and head.num_classes == 5
@@ -61,8 +74,9 @@ def test_weights_from_a_local_file(tmp_path: Path) -> None:
     assert torch.equal(model.conv1.weight, reference.conv1.weight)
 
 
-def test_unreachable_weights_say_how_to_supply_a_file(tmp_path: Path,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unreachable_weights_say_how_to_supply_a_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # an empty cache
     for proxy in ("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY"):
         monkeypatch.setenv(proxy, "http://127.0.0.1:9")  # nothing listens there

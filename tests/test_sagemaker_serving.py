@@ -26,7 +26,8 @@ def sm_session(moto_url: str, bucket: str, boto_session) -> smi.SageMakerSession
 def test_deploy_requests(sm_session: smi.SageMakerSession) -> None:
     backend = sm_session.backend
     requests = backend.deploy_requests(  # type: ignore[attr-defined]
-        DeploySpec("dogs", MODEL, image_uri=IMAGE, role=ROLE, instance_type="ml.g4dn.xlarge"))
+        DeploySpec("dogs", MODEL, image_uri=IMAGE, role=ROLE, instance_type="ml.g4dn.xlarge")
+    )
     container = requests["CreateModel"]["PrimaryContainer"]
     assert container["ModelDataUrl"] == MODEL and container["Image"] == IMAGE
     assert container["Environment"]["SAGEMAKER_PROGRAM"] == "inference.py"
@@ -35,32 +36,47 @@ def test_deploy_requests(sm_session: smi.SageMakerSession) -> None:
     variant = requests["CreateEndpointConfig"]["ProductionVariants"][0]
     assert variant["InstanceType"] == "ml.g4dn.xlarge" and variant["InitialInstanceCount"] == 1
     tuned = backend.deploy_requests(  # type: ignore[attr-defined]
-        smi.DeployOptions(image_uri=IMAGE, top_k=2, forward="onnxruntime", decode_threads=3,
-                          max_pixels=1000).spec("dogs", MODEL, role=ROLE))
-    assert {k: v for k, v in tuned["CreateModel"]["PrimaryContainer"]["Environment"].items()
-            if k.startswith("SM_IMGCLF_")} == {
-        "SM_IMGCLF_TOP_K": "2", "SM_IMGCLF_FORWARD": "onnxruntime",
-        "SM_IMGCLF_DECODE_THREADS": "3", "SM_IMGCLF_MAX_PIXELS": "1000"}
+        smi.DeployOptions(
+            image_uri=IMAGE, top_k=2, forward="onnxruntime", decode_threads=3, max_pixels=1000
+        ).spec("dogs", MODEL, role=ROLE)
+    )
+    assert {
+        k: v
+        for k, v in tuned["CreateModel"]["PrimaryContainer"]["Environment"].items()
+        if k.startswith("SM_IMGCLF_")
+    } == {
+        "SM_IMGCLF_TOP_K": "2",
+        "SM_IMGCLF_FORWARD": "onnxruntime",
+        "SM_IMGCLF_DECODE_THREADS": "3",
+        "SM_IMGCLF_MAX_PIXELS": "1000",
+    }
     serverless = backend.deploy_requests(  # type: ignore[attr-defined]
-        DeploySpec("dogs", MODEL, image_uri=IMAGE, role=ROLE, serverless_memory_mb=3072))
+        DeploySpec("dogs", MODEL, image_uri=IMAGE, role=ROLE, serverless_memory_mb=3072)
+    )
     assert serverless["CreateEndpointConfig"]["ProductionVariants"][0]["ServerlessConfig"] == {
-        "MemorySizeInMB": 3072, "MaxConcurrency": 5}
+        "MemorySizeInMB": 3072,
+        "MaxConcurrency": 5,
+    }
 
 
-@pytest.mark.parametrize(("instance", "workers", "threads"), [
-    ("ml.m5.large", "1", "2"),      # 2 vCPUs: the container's default would be 2 x 2 threads
-    ("ml.c5.xlarge", "1", "4"),
-    ("ml.c5.4xlarge", "4", "4"),
-    ("ml.m5.24xlarge", "24", "4"),
-    ("ml.g4dn.xlarge", "1", "4"),   # 4 vCPUs, 1 GPU
-    ("ml.g4dn.12xlarge", "4", "12"),  # 48 vCPUs, 4 GPUs
-    ("ml.p3.16xlarge", "8", "8"),
-])
-def test_endpoint_workers_and_threads_fit_the_instance(sm_session: smi.SageMakerSession,
-                                                       instance: str, workers: str,
-                                                       threads: str) -> None:
+@pytest.mark.parametrize(
+    ("instance", "workers", "threads"),
+    [
+        ("ml.m5.large", "1", "2"),  # 2 vCPUs: the container's default would be 2 x 2 threads
+        ("ml.c5.xlarge", "1", "4"),
+        ("ml.c5.4xlarge", "4", "4"),
+        ("ml.m5.24xlarge", "24", "4"),
+        ("ml.g4dn.xlarge", "1", "4"),  # 4 vCPUs, 1 GPU
+        ("ml.g4dn.12xlarge", "4", "12"),  # 48 vCPUs, 4 GPUs
+        ("ml.p3.16xlarge", "8", "8"),
+    ],
+)
+def test_endpoint_workers_and_threads_fit_the_instance(
+    sm_session: smi.SageMakerSession, instance: str, workers: str, threads: str
+) -> None:
     requests = sm_session.backend.deploy_requests(  # type: ignore[attr-defined]
-        DeploySpec("dogs", MODEL, image_uri=IMAGE, role=ROLE, instance_type=instance))
+        DeploySpec("dogs", MODEL, image_uri=IMAGE, role=ROLE, instance_type=instance)
+    )
     environment = requests["CreateModel"]["PrimaryContainer"]["Environment"]
     assert environment["SAGEMAKER_MODEL_SERVER_WORKERS"] == workers
     assert environment["OMP_NUM_THREADS"] == threads
@@ -69,14 +85,17 @@ def test_endpoint_workers_and_threads_fit_the_instance(sm_session: smi.SageMaker
 def test_endpoint_environment_defaults_and_overrides(sm_session: smi.SageMakerSession) -> None:
     def environment(**options: object) -> dict[str, str]:
         requests = sm_session.backend.deploy_requests(  # type: ignore[attr-defined]
-            DeploySpec("dogs", MODEL, image_uri=IMAGE, role=ROLE, **options))  # type: ignore[arg-type]
+            DeploySpec("dogs", MODEL, image_uri=IMAGE, role=ROLE, **options)
+        )  # type: ignore[arg-type]
         return dict(requests["CreateModel"]["PrimaryContainer"]["Environment"])
 
     assert environment(serverless_memory_mb=2048)["SAGEMAKER_MODEL_SERVER_WORKERS"] == "1"
     unknown = environment(instance_type="ml.inf2.xlarge")  # not in the table: defaults stay
     assert "SAGEMAKER_MODEL_SERVER_WORKERS" not in unknown and "OMP_NUM_THREADS" not in unknown
-    mine = environment(instance_type="ml.m5.xlarge",
-                       environment={"SAGEMAKER_MODEL_SERVER_WORKERS": "2", "MY_FLAG": "on"})
+    mine = environment(
+        instance_type="ml.m5.xlarge",
+        environment={"SAGEMAKER_MODEL_SERVER_WORKERS": "2", "MY_FLAG": "on"},
+    )
     assert mine["SAGEMAKER_MODEL_SERVER_WORKERS"] == "2" and mine["MY_FLAG"] == "on"
     assert mine["OMP_NUM_THREADS"] == "4"
     with pytest.raises(smi.ConfigurationError, match="environment must be"):
@@ -84,9 +103,11 @@ def test_endpoint_environment_defaults_and_overrides(sm_session: smi.SageMakerSe
 
 
 def test_serverless_without_an_image_gets_the_cpu_inference_image(
-        sm_session: smi.SageMakerSession) -> None:
+    sm_session: smi.SageMakerSession,
+) -> None:
     requests = sm_session.backend.deploy_requests(  # type: ignore[attr-defined]
-        DeploySpec("dogs", MODEL, role=ROLE, serverless_memory_mb=2048))
+        DeploySpec("dogs", MODEL, role=ROLE, serverless_memory_mb=2048)
+    )
     assert requests["CreateModel"]["PrimaryContainer"]["Image"] == IMAGE
 
 
@@ -103,11 +124,15 @@ def test_missing_role_and_local_package(sm_session: smi.SageMakerSession) -> Non
         backend.deploy_requests(DeploySpec("e", MODEL, image_uri=IMAGE))  # type: ignore[attr-defined]
     with pytest.raises(smi.ConfigurationError, match="from S3"):
         backend.deploy_requests(  # type: ignore[attr-defined]
-            DeploySpec("e", "file:///tmp/model.tar.gz", image_uri=IMAGE, role=ROLE))
+            DeploySpec("e", "file:///tmp/model.tar.gz", image_uri=IMAGE, role=ROLE)
+        )
 
 
-def test_deploy_and_delete_against_moto(sm_session: smi.SageMakerSession, boto_session,  # type: ignore[no-untyped-def]
-                                        moto_url: str) -> None:
+def test_deploy_and_delete_against_moto(
+    sm_session: smi.SageMakerSession,
+    boto_session,  # type: ignore[no-untyped-def]
+    moto_url: str,
+) -> None:
     backend = sm_session.backend
     backend.deploy(DeploySpec("digits", MODEL, image_uri=IMAGE, role=ROLE), poll=0)  # type: ignore[call-arg]
     client = boto_session.client("sagemaker", endpoint_url=moto_url)
@@ -122,17 +147,33 @@ def test_failed_endpoint_reports_the_reason(sm_session: smi.SageMakerSession) ->
     backend = sm_session.backend
     with Stubber(backend.aws.sagemaker_client) as stub:  # type: ignore[attr-defined]
         stub.add_response("create_model", {"ModelArn": "arn:aws:sagemaker:us-east-1:1:model/e"})
-        stub.add_response("create_endpoint_config",
-                          {"EndpointConfigArn": "arn:aws:sagemaker:us-east-1:1:endpoint-config/e"})
-        stub.add_response("create_endpoint",
-                          {"EndpointArn": "arn:aws:sagemaker:us-east-1:1:endpoint/e"})
+        stub.add_response(
+            "create_endpoint_config",
+            {"EndpointConfigArn": "arn:aws:sagemaker:us-east-1:1:endpoint-config/e"},
+        )
+        stub.add_response(
+            "create_endpoint", {"EndpointArn": "arn:aws:sagemaker:us-east-1:1:endpoint/e"}
+        )
         for status in ("Creating", "Failed"):
-            stub.add_response("describe_endpoint", {
-                "EndpointName": "e", "EndpointArn": "arn:aws:sagemaker:us-east-1:1:endpoint/e",
-                "EndpointStatus": status, "CreationTime": 0, "LastModifiedTime": 0,
-                **({"FailureReason": "The primary container did not pass the ping health "
-                                     "check."} if status == "Failed" else {})},
-                {"EndpointName": "e"})
+            stub.add_response(
+                "describe_endpoint",
+                {
+                    "EndpointName": "e",
+                    "EndpointArn": "arn:aws:sagemaker:us-east-1:1:endpoint/e",
+                    "EndpointStatus": status,
+                    "CreationTime": 0,
+                    "LastModifiedTime": 0,
+                    **(
+                        {
+                            "FailureReason": "The primary container did not pass the ping health "
+                            "check."
+                        }
+                        if status == "Failed"
+                        else {}
+                    ),
+                },
+                {"EndpointName": "e"},
+            )
         # A failed deploy removes what it created, so trying again can succeed.
         stub.add_response("delete_endpoint", {}, {"EndpointName": "e"})
         stub.add_response("delete_endpoint_config", {}, {"EndpointConfigName": "e"})
@@ -143,12 +184,16 @@ def test_failed_endpoint_reports_the_reason(sm_session: smi.SageMakerSession) ->
 
 
 def test_a_deploy_that_meets_a_name_in_use_removes_only_what_it_created(
-        sm_session: smi.SageMakerSession) -> None:
+    sm_session: smi.SageMakerSession,
+) -> None:
     backend = sm_session.backend
     with Stubber(backend.aws.sagemaker_client) as stub:  # type: ignore[attr-defined]
         stub.add_response("create_model", {"ModelArn": "arn:aws:sagemaker:us-east-1:1:model/e"})
-        stub.add_client_error("create_endpoint_config", "ValidationException",
-                              "Cannot create already existing endpoint configuration")
+        stub.add_client_error(
+            "create_endpoint_config",
+            "ValidationException",
+            "Cannot create already existing endpoint configuration",
+        )
         stub.add_response("delete_model", {}, {"ModelName": "e"})
         with pytest.raises(smi.BackendError, match="already existing"):
             backend.deploy(DeploySpec("e", MODEL, image_uri=IMAGE, role=ROLE), poll=0)  # type: ignore[call-arg]
@@ -156,35 +201,68 @@ def test_a_deploy_that_meets_a_name_in_use_removes_only_what_it_created(
 
 
 def test_invoke_retries_throttling(sm_session: smi.SageMakerSession) -> None:
-    answer = json.dumps({"predictions": [{"top_k": [
-        {"index": 3, "class_id": "004.cat", "label": "cat", "probability": 0.7}]}]}).encode()
+    answer = json.dumps(
+        {
+            "predictions": [
+                {"top_k": [{"index": 3, "class_id": "004.cat", "label": "cat", "probability": 0.7}]}
+            ]
+        }
+    ).encode()
     runtime = sm_session.backend.aws.runtime_client  # type: ignore[attr-defined]
     with Stubber(runtime) as stub:
-        stub.add_client_error("invoke_endpoint", service_error_code="ThrottlingException",
-                              http_status_code=429)
-        stub.add_response("invoke_endpoint", {
-            "Body": StreamingBody(io.BytesIO(answer), len(answer)),
-            "ContentType": "application/json"})
+        stub.add_client_error(
+            "invoke_endpoint", service_error_code="ThrottlingException", http_status_code=429
+        )
+        stub.add_response(
+            "invoke_endpoint",
+            {
+                "Body": StreamingBody(io.BytesIO(answer), len(answer)),
+                "ContentType": "application/json",
+            },
+        )
         prediction = smi.EndpointClient("e", sm_session).predict(b"\xff\xd8 jpeg bytes")
     assert (prediction.label, prediction.index, prediction.score) == ("cat", 3, 0.7)
 
 
 def test_serverless_requests_stay_under_4_mb(sm_session: smi.SageMakerSession) -> None:
-    answer = json.dumps({"predictions": [{"top_k": [
-        {"index": 3, "class_id": "004.cat", "label": "cat", "probability": 0.7}]}]}).encode()
+    answer = json.dumps(
+        {
+            "predictions": [
+                {"top_k": [{"index": 3, "class_id": "004.cat", "label": "cat", "probability": 0.7}]}
+            ]
+        }
+    ).encode()
     backend = sm_session.backend
     images = [bytes([i]) * 2_000_000 for i in range(2)]  # ~5.3 MB in one JSON request
-    with Stubber(backend.aws.sagemaker_client) as control, \
-            Stubber(backend.aws.runtime_client) as runtime:  # type: ignore[attr-defined]
-        control.add_response("describe_endpoint", {
-            "EndpointName": "e", "EndpointArn": "arn:aws:sagemaker:us-east-1:1:endpoint/e",
-            "EndpointStatus": "InService", "CreationTime": 0, "LastModifiedTime": 0,
-            "ProductionVariants": [{"VariantName": "AllTraffic", "CurrentServerlessConfig": {
-                "MemorySizeInMB": 2048, "MaxConcurrency": 5}}]}, {"EndpointName": "e"})
+    with (
+        Stubber(backend.aws.sagemaker_client) as control,
+        Stubber(backend.aws.runtime_client) as runtime,
+    ):  # type: ignore[attr-defined]
+        control.add_response(
+            "describe_endpoint",
+            {
+                "EndpointName": "e",
+                "EndpointArn": "arn:aws:sagemaker:us-east-1:1:endpoint/e",
+                "EndpointStatus": "InService",
+                "CreationTime": 0,
+                "LastModifiedTime": 0,
+                "ProductionVariants": [
+                    {
+                        "VariantName": "AllTraffic",
+                        "CurrentServerlessConfig": {"MemorySizeInMB": 2048, "MaxConcurrency": 5},
+                    }
+                ],
+            },
+            {"EndpointName": "e"},
+        )
         for _ in images:  # one request each: together they pass the serverless limit
-            runtime.add_response("invoke_endpoint", {
-                "Body": StreamingBody(io.BytesIO(answer), len(answer)),
-                "ContentType": "application/json"})
+            runtime.add_response(
+                "invoke_endpoint",
+                {
+                    "Body": StreamingBody(io.BytesIO(answer), len(answer)),
+                    "ContentType": "application/json",
+                },
+            )
         client = smi.EndpointClient("e", sm_session)
         assert len(client.predict(images)) == 2
         runtime.assert_no_pending_responses()
@@ -194,19 +272,27 @@ def test_serverless_requests_stay_under_4_mb(sm_session: smi.SageMakerSession) -
 def test_client_errors_are_not_retried(sm_session: smi.SageMakerSession) -> None:
     runtime = sm_session.backend.aws.runtime_client  # type: ignore[attr-defined]
     with Stubber(runtime) as stub:
-        stub.add_client_error("invoke_endpoint", service_error_code="ModelError",
-                              http_status_code=400, service_message="Cannot decode the image")
+        stub.add_client_error(
+            "invoke_endpoint",
+            service_error_code="ModelError",
+            http_status_code=400,
+            service_message="Cannot decode the image",
+        )
         with pytest.raises(smi.EndpointError, match="Cannot decode") as caught:
             smi.EndpointClient("e", sm_session).predict(b"garbage")
     assert caught.value.status == 400
 
 
-def test_batch_transform_against_moto(sm_session: smi.SageMakerSession, boto_session,  # type: ignore[no-untyped-def]
-                                      moto_url: str) -> None:
+def test_batch_transform_against_moto(
+    sm_session: smi.SageMakerSession,
+    boto_session,  # type: ignore[no-untyped-def]
+    moto_url: str,
+) -> None:
     from sm_imgclf.contracts.deploy import BatchSpec
 
-    spec = BatchSpec("score-1", MODEL, "s3://b/inbox/", "s3://b/scores/", image_uri=IMAGE,
-                     role=ROLE, top_k=3)
+    spec = BatchSpec(
+        "score-1", MODEL, "s3://b/inbox/", "s3://b/scores/", image_uri=IMAGE, role=ROLE, top_k=3
+    )
     assert sm_session.backend.batch_predict(spec, poll=0) == "s3://b/scores/"  # type: ignore[call-arg]
     client = boto_session.client("sagemaker", endpoint_url=moto_url)
     job = client.describe_transform_job(TransformJobName="score-1")
@@ -222,7 +308,8 @@ def test_batch_predict_twice_from_one_job_uses_two_names() -> None:
     backend = smi.FakeBackend()
     session = smi.Session(backend)
     job = smi.TransferLearningEstimator("resnet18", session=session).fit(
-        {"train": "memory://fake/train"}, wait=False, name="digits-1")
+        {"train": "memory://fake/train"}, wait=False, name="digits-1"
+    )
     backend.complete(job.name)
     for _ in range(2):
         job.batch_predict("s3://b/inbox/", "s3://b/scores/")

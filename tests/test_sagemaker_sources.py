@@ -38,8 +38,11 @@ def source_dir(tmp_path: Path) -> Iterator[Path]:
 
 def members(data: bytes) -> dict[str, bytes]:
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
-        return {m.name: tar.extractfile(m).read() for m in tar.getmembers()  # type: ignore[union-attr]
-                if m.isfile()}
+        return {
+            m.name: tar.extractfile(m).read()
+            for m in tar.getmembers()  # type: ignore[union-attr]
+            if m.isfile()
+        }
 
 
 def test_source_dir_ships_at_the_top_with_merged_requirements(source_dir: Path) -> None:
@@ -60,8 +63,15 @@ def test_source_dir_may_not_replace_the_library(tmp_path: Path) -> None:
 
 
 def test_custom_model_job_uploads_its_source_dir(  # type: ignore[no-untyped-def]
-        sm_session: smi.SageMakerSession, source_dir: Path, boto_session, moto_url: str) -> None:
-    estimator = smi.TransferLearningEstimator("teamnets.tiny:tiny", session=sm_session, weights=None, source_dir=source_dir, compute=smi.Compute(image_uri=IMAGE))
+    sm_session: smi.SageMakerSession, source_dir: Path, boto_session, moto_url: str
+) -> None:
+    estimator = smi.TransferLearningEstimator(
+        "teamnets.tiny:tiny",
+        session=sm_session,
+        weights=None,
+        source_dir=source_dir,
+        compute=smi.Compute(image_uri=IMAGE),
+    )
     request = estimator.dry_run(CHANNELS, name="team-1")
     assert request["HyperParameters"]["model"] == "teamnets.tiny:tiny"
     estimator.fit(CHANNELS, wait=False, name="team-1")
@@ -71,7 +81,9 @@ def test_custom_model_job_uploads_its_source_dir(  # type: ignore[no-untyped-def
 
 def test_s3_weights_arrive_as_their_own_channel(sm_session: smi.SageMakerSession) -> None:
     uri = "s3://models-bucket/pretrained/resnet50-11ad3fa6.pth"
-    request = smi.TransferLearningEstimator("resnet50", session=sm_session, weights=uri, compute=smi.Compute(image_uri=IMAGE)).dry_run(CHANNELS)
+    request = smi.TransferLearningEstimator(
+        "resnet50", session=sm_session, weights=uri, compute=smi.Compute(image_uri=IMAGE)
+    ).dry_run(CHANNELS)
     channel = request["InputDataConfig"][-1]
     assert channel["ChannelName"] == "weights"
     assert channel["DataSource"]["S3DataSource"]["S3Uri"] == uri  # the key itself, no slash
@@ -79,10 +91,13 @@ def test_s3_weights_arrive_as_their_own_channel(sm_session: smi.SageMakerSession
 
 
 def test_local_weights_are_uploaded_by_content(  # type: ignore[no-untyped-def]
-        sm_session: smi.SageMakerSession, bucket: str, tmp_path: Path) -> None:
+    sm_session: smi.SageMakerSession, bucket: str, tmp_path: Path
+) -> None:
     path = tmp_path / "mine.pth"
     torch.save({"w": torch.arange(4)}, path)
-    estimator = smi.TransferLearningEstimator("resnet18", session=sm_session, weights=str(path), compute=smi.Compute(image_uri=IMAGE))
+    estimator = smi.TransferLearningEstimator(
+        "resnet18", session=sm_session, weights=str(path), compute=smi.Compute(image_uri=IMAGE)
+    )
     request = estimator.dry_run(CHANNELS)
     uri = request["HyperParameters"]["weights"]
     assert uri.startswith(f"s3://{bucket}/sm-imgclf/weights/") and uri.endswith("/mine.pth")
@@ -94,9 +109,12 @@ def test_local_weights_are_uploaded_by_content(  # type: ignore[no-untyped-def]
 
 def test_tuning_trials_get_the_weights_channel(sm_session: smi.SageMakerSession) -> None:
     uri = "s3://models-bucket/pretrained/r18.pth"
-    estimator = smi.TransferLearningEstimator("resnet18", session=sm_session, weights=uri, compute=smi.Compute(image_uri=IMAGE))
-    run = smi.TuningRun(estimator, {"lr": smi.Continuous(1e-4, 1e-2, scale="log")},
-                        max_jobs=2, max_parallel_jobs=1)
+    estimator = smi.TransferLearningEstimator(
+        "resnet18", session=sm_session, weights=uri, compute=smi.Compute(image_uri=IMAGE)
+    )
+    run = smi.TuningRun(
+        estimator, {"lr": smi.Continuous(1e-4, 1e-2, scale="log")}, max_jobs=2, max_parallel_jobs=1
+    )
     request = run.dry_run(CHANNELS)
     definition = request["TrainingJobDefinition"]
     assert [c["ChannelName"] for c in definition["InputDataConfig"]][-1] == "weights"

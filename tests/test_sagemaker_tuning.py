@@ -13,22 +13,32 @@ from sm_imgclf.backends.sagemaker.training import source_key, source_tarball
 ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
 IMAGE = "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.5.1-gpu-py311"
 CHANNELS = {"train": "s3://b/data/train", "valid": "s3://b/data/valid"}
-SPACE = {"lr": smi.Continuous(1e-4, 1e-1, scale="log"),
-         "momentum": smi.Continuous(0.8, 0.99, scale="reverse_log"),
-         "batch_size": smi.Categorical([32, 64]),
-         "head_hidden": smi.Integer(0, 512)}
+SPACE = {
+    "lr": smi.Continuous(1e-4, 1e-1, scale="log"),
+    "momentum": smi.Continuous(0.8, 0.99, scale="reverse_log"),
+    "batch_size": smi.Categorical([32, 64]),
+    "head_hidden": smi.Integer(0, 512),
+}
 
 
 @pytest.fixture
 def sm_session(moto_url: str, bucket: str, boto_session) -> smi.SageMakerSession:  # type: ignore[no-untyped-def]
-    return smi.SageMakerSession(bucket, role=ROLE, boto_session=boto_session,
-                                endpoint_urls={"s3": moto_url, "sagemaker": moto_url})
+    return smi.SageMakerSession(
+        bucket,
+        role=ROLE,
+        boto_session=boto_session,
+        endpoint_urls={"s3": moto_url, "sagemaker": moto_url},
+    )
 
 
 def tuning(session: smi.Session, space: dict | None = None, **options: object) -> smi.TuningRun:
-    est = smi.TransferLearningEstimator("resnet50", session=session, hyperparameters={"lr": 0.01, "batch_size": 64, "epochs": 9}, compute=smi.Compute(image_uri=IMAGE))
-    return smi.TuningRun(est, space or SPACE, max_jobs=20, max_parallel_jobs=2,
-                         **options)  # type: ignore[arg-type]
+    est = smi.TransferLearningEstimator(
+        "resnet50",
+        session=session,
+        hyperparameters={"lr": 0.01, "batch_size": 64, "epochs": 9},
+        compute=smi.Compute(image_uri=IMAGE),
+    )
+    return smi.TuningRun(est, space or SPACE, max_jobs=20, max_parallel_jobs=2, **options)  # type: ignore[arg-type]
 
 
 def test_request_reuses_the_training_definition(sm_session: smi.SageMakerSession) -> None:
@@ -36,8 +46,14 @@ def test_request_reuses_the_training_definition(sm_session: smi.SageMakerSession
     request = run.dry_run(CHANNELS, name="dogs-tune")
     training = run.estimator.dry_run(CHANNELS, name="dogs-tune")
     definition = request["TrainingJobDefinition"]
-    for key in ("AlgorithmSpecification", "RoleArn", "InputDataConfig", "OutputDataConfig",
-                "ResourceConfig", "StoppingCondition"):
+    for key in (
+        "AlgorithmSpecification",
+        "RoleArn",
+        "InputDataConfig",
+        "OutputDataConfig",
+        "ResourceConfig",
+        "StoppingCondition",
+    ):
         assert definition[key] == training[key]
     static = definition["StaticHyperParameters"]
     assert static["epochs"] == "9" and static["model"] == "resnet50"
@@ -47,35 +63,52 @@ def test_request_reuses_the_training_definition(sm_session: smi.SageMakerSession
     config = request["HyperParameterTuningJobConfig"]
     assert config["Strategy"] == "Bayesian" and config["RandomSeed"] == 7
     assert config["TrainingJobEarlyStoppingType"] == "Auto"
-    assert config["HyperParameterTuningJobObjective"] == {"Type": "Maximize",
-                                                          "MetricName": "valid:accuracy"}
-    assert config["ResourceLimits"] == {"MaxNumberOfTrainingJobs": 20,
-                                        "MaxParallelTrainingJobs": 2}
+    assert config["HyperParameterTuningJobObjective"] == {
+        "Type": "Maximize",
+        "MetricName": "valid:accuracy",
+    }
+    assert config["ResourceLimits"] == {"MaxNumberOfTrainingJobs": 20, "MaxParallelTrainingJobs": 2}
     ranges = config["ParameterRanges"]
-    assert ranges["CategoricalParameterRanges"] == [{"Name": "batch_size",
-                                                     "Values": ["32", "64"]}]
-    assert ranges["IntegerParameterRanges"] == [{"Name": "head_hidden", "MinValue": "0",
-                                                 "MaxValue": "512", "ScalingType": "Linear"}]
+    assert ranges["CategoricalParameterRanges"] == [{"Name": "batch_size", "Values": ["32", "64"]}]
+    assert ranges["IntegerParameterRanges"] == [
+        {"Name": "head_hidden", "MinValue": "0", "MaxValue": "512", "ScalingType": "Linear"}
+    ]
     assert ranges["ContinuousParameterRanges"] == [
         {"Name": "lr", "MinValue": "0.0001", "MaxValue": "0.1", "ScalingType": "Logarithmic"},
-        {"Name": "momentum", "MinValue": "0.8", "MaxValue": "0.99",
-         "ScalingType": "ReverseLogarithmic"}]
+        {
+            "Name": "momentum",
+            "MinValue": "0.8",
+            "MaxValue": "0.99",
+            "ScalingType": "ReverseLogarithmic",
+        },
+    ]
     assert request["WarmStartConfig"] == {
         "ParentHyperParameterTuningJobs": [{"HyperParameterTuningJobName": "dogs-old"}],
-        "WarmStartType": "IdenticalDataAndAlgorithm"}
+        "WarmStartType": "IdenticalDataAndAlgorithm",
+    }
     names = [d["Name"] for d in definition["AlgorithmSpecification"]["MetricDefinitions"]]
     assert "valid:accuracy" in names
 
 
 def test_hyperband_and_spot_requests(sm_session: smi.SageMakerSession, bucket: str) -> None:
-    run = tuning(sm_session, {"lr": smi.Continuous(1e-4, 1e-1, scale="log")},
-                 strategy="hyperband", min_epochs=2)
-    run.estimator = run.estimator.__class__("resnet50", session=sm_session, hyperparameters={"epochs": 9}, compute=smi.Compute(image_uri=IMAGE, use_spot=True))
+    run = tuning(
+        sm_session,
+        {"lr": smi.Continuous(1e-4, 1e-1, scale="log")},
+        strategy="hyperband",
+        min_epochs=2,
+    )
+    run.estimator = run.estimator.__class__(
+        "resnet50",
+        session=sm_session,
+        hyperparameters={"epochs": 9},
+        compute=smi.Compute(image_uri=IMAGE, use_spot=True),
+    )
     request = run.dry_run(CHANNELS, name="dogs-hb")
     config = request["HyperParameterTuningJobConfig"]
     assert config["Strategy"] == "Hyperband"
-    assert config["StrategyConfig"] == {"HyperbandStrategyConfig": {"MinResource": 2,
-                                                                    "MaxResource": 9}}
+    assert config["StrategyConfig"] == {
+        "HyperbandStrategyConfig": {"MinResource": 2, "MaxResource": 9}
+    }
     assert config["TrainingJobEarlyStoppingType"] == "Off"
     definition = request["TrainingJobDefinition"]
     assert definition["CheckpointConfig"]["S3Uri"] == f"s3://{bucket}/tuning/dogs-hb/checkpoints"
@@ -86,35 +119,54 @@ def test_hyperband_and_spot_requests(sm_session: smi.SageMakerSession, bucket: s
 def test_request_outside_the_service_limits_is_refused(sm_session: smi.SageMakerSession) -> None:
     # Bad names are refused by botocore's own validation before anything is sent.
     run = tuning(sm_session)
-    run.estimator = smi.TransferLearningEstimator("resnet50", session=sm_session, role="arn:aws:iam::123:role/ShortAccount", compute=smi.Compute(image_uri=IMAGE))
+    run.estimator = smi.TransferLearningEstimator(
+        "resnet50",
+        session=sm_session,
+        role="arn:aws:iam::123:role/ShortAccount",
+        compute=smi.Compute(image_uri=IMAGE),
+    )
     with pytest.raises(smi.ConfigurationError, match="CreateTrainingJob request is invalid"):
         run.dry_run(CHANNELS, name="dogs-tags")
 
 
-def summary(name: str, status: str, values: dict[str, str], objective: float | None,
-            **extra: object) -> dict:
+def summary(
+    name: str, status: str, values: dict[str, str], objective: float | None, **extra: object
+) -> dict:
     moment = dt.datetime(2026, 11, 25, 12, 0, tzinfo=dt.UTC)
-    item = {"TrainingJobName": name, "TrainingJobArn": f"arn:aws:sagemaker:us-east-1:1:x/{name}",
-            "CreationTime": moment, "TrainingJobStatus": status,
-            "TunedHyperParameters": values, "TrainingStartTime": moment,
-            "TrainingEndTime": moment + dt.timedelta(minutes=12), **extra}
+    item = {
+        "TrainingJobName": name,
+        "TrainingJobArn": f"arn:aws:sagemaker:us-east-1:1:x/{name}",
+        "CreationTime": moment,
+        "TrainingJobStatus": status,
+        "TunedHyperParameters": values,
+        "TrainingStartTime": moment,
+        "TrainingEndTime": moment + dt.timedelta(minutes=12),
+        **extra,
+    }
     if objective is not None:
-        item["FinalHyperParameterTuningJobObjectiveMetric"] = {"MetricName": "valid:accuracy",
-                                                               "Value": objective}
+        item["FinalHyperParameterTuningJobObjectiveMetric"] = {
+            "MetricName": "valid:accuracy",
+            "Value": objective,
+        }
     return item
 
 
 def training_job(name: str, status: str, epochs: int) -> dict:
     """A DescribeTrainingJob answer whose ``epoch`` metric ended at ``epochs``."""
     return {
-        "TrainingJobName": name, "TrainingJobArn": f"arn:aws:sagemaker:us-east-1:1:x/{name}",
+        "TrainingJobName": name,
+        "TrainingJobArn": f"arn:aws:sagemaker:us-east-1:1:x/{name}",
         "ModelArtifacts": {"S3ModelArtifacts": f"s3://b/jobs/{name}/output/model.tar.gz"},
-        "TrainingJobStatus": status, "SecondaryStatus": status,
+        "TrainingJobStatus": status,
+        "SecondaryStatus": status,
         "AlgorithmSpecification": {"TrainingInputMode": "File"},
         "ResourceConfig": {"InstanceCount": 1, "VolumeSizeInGB": 30},
-        "StoppingCondition": {}, "CreationTime": 0,
-        "FinalMetricDataList": [{"MetricName": "valid:accuracy", "Value": 0.5, "Timestamp": 0},
-                                {"MetricName": "epoch", "Value": float(epochs), "Timestamp": 0}],
+        "StoppingCondition": {},
+        "CreationTime": 0,
+        "FinalMetricDataList": [
+            {"MetricName": "valid:accuracy", "Value": 0.5, "Timestamp": 0},
+            {"MetricName": "epoch", "Value": float(epochs), "Timestamp": 0},
+        ],
     }
 
 
@@ -124,53 +176,107 @@ def describe(name: str, status: str, strategy: str = "Bayesian") -> dict:
         "HyperParameterTuningJobName": name,
         "HyperParameterTuningJobArn": f"arn:aws:sagemaker:us-east-1:1:tuning/{name}",
         "HyperParameterTuningJobConfig": {
-            "Strategy": strategy, "TrainingJobEarlyStoppingType": "Off",
-            "HyperParameterTuningJobObjective": {"Type": "Maximize",
-                                                 "MetricName": "valid:accuracy"},
-            "ResourceLimits": {"MaxNumberOfTrainingJobs": 3, "MaxParallelTrainingJobs": 2}},
-        "HyperParameterTuningJobStatus": status, "CreationTime": moment,
-        "TrainingJobStatusCounters": {}, "ObjectiveStatusCounters": {},
-        "BestTrainingJob": {"TrainingJobName": f"{name}-002-bbbb", "CreationTime": moment,
-                            "TrainingJobStatus": "Completed", "TunedHyperParameters": {},
-                            "TrainingJobArn": "arn:aws:sagemaker:us-east-1:1:training-job/x"},
+            "Strategy": strategy,
+            "TrainingJobEarlyStoppingType": "Off",
+            "HyperParameterTuningJobObjective": {
+                "Type": "Maximize",
+                "MetricName": "valid:accuracy",
+            },
+            "ResourceLimits": {"MaxNumberOfTrainingJobs": 3, "MaxParallelTrainingJobs": 2},
+        },
+        "HyperParameterTuningJobStatus": status,
+        "CreationTime": moment,
+        "TrainingJobStatusCounters": {},
+        "ObjectiveStatusCounters": {},
+        "BestTrainingJob": {
+            "TrainingJobName": f"{name}-002-bbbb",
+            "CreationTime": moment,
+            "TrainingJobStatus": "Completed",
+            "TunedHyperParameters": {},
+            "TrainingJobArn": "arn:aws:sagemaker:us-east-1:1:training-job/x",
+        },
     }
 
 
 def test_run_creates_the_job_and_reads_typed_trials(sm_session: smi.SageMakerSession) -> None:
-    run = tuning(sm_session, strategy="hyperband",
-                 space={"lr": smi.Continuous(1e-4, 1e-1, scale="log"),
-                        "batch_size": smi.Categorical([32, 64])})
+    run = tuning(
+        sm_session,
+        strategy="hyperband",
+        space={
+            "lr": smi.Continuous(1e-4, 1e-1, scale="log"),
+            "batch_size": smi.Categorical([32, 64]),
+        },
+    )
     request = run.dry_run(CHANNELS, name="dogs-t")
     backend = sm_session.backend
     name = "dogs-t"
     with Stubber(backend.aws.sagemaker_client) as stub:
-        stub.add_response("create_hyper_parameter_tuning_job",
-                          {"HyperParameterTuningJobArn": "arn:x"}, request)
+        stub.add_response(
+            "create_hyper_parameter_tuning_job", {"HyperParameterTuningJobArn": "arn:x"}, request
+        )
         # One description a refresh: list_trials reuses the run's configuration.
-        stub.add_response("describe_hyper_parameter_tuning_job", describe(name, "Completed",
-                                                                          "Hyperband"),
-                          {"HyperParameterTuningJobName": name})
-        stub.add_response("list_training_jobs_for_hyper_parameter_tuning_job", {
-            "TrainingJobSummaries": [
-                summary(f"{name}-001-aaaa", "Completed", {"lr": '"0.01"', "batch_size": '"32"'},
-                        0.71),
-                summary(f"{name}-002-bbbb", "Completed", {"lr": '"0.003"', "batch_size": '"64"'},
-                        0.84)],
-            "NextToken": "page-2"}, {"HyperParameterTuningJobName": name, "MaxResults": 100,
-                                     "SortBy": "CreationTime", "SortOrder": "Ascending"})
-        stub.add_response("list_training_jobs_for_hyper_parameter_tuning_job", {
-            "TrainingJobSummaries": [
-                summary(f"{name}-003-cccc", "Stopped", {"lr": "0.09", "batch_size": "64"}, 0.2),
-                summary(f"{name}-004-dddd", "Failed", {"lr": "0.0001", "batch_size": "32"},
-                        None, FailureReason="AlgorithmError: CUDA out of memory")]},
-            {"HyperParameterTuningJobName": name, "MaxResults": 100, "SortBy": "CreationTime",
-             "SortOrder": "Ascending", "NextToken": "page-2"})
-        for job, status, epochs in ((f"{name}-001-aaaa", "Completed", 9),
-                                    (f"{name}-002-bbbb", "Completed", 9),
-                                    (f"{name}-003-cccc", "Stopped", 3),
-                                    (f"{name}-004-dddd", "Failed", 1)):
-            stub.add_response("describe_training_job", training_job(job, status, epochs),
-                              {"TrainingJobName": job})
+        stub.add_response(
+            "describe_hyper_parameter_tuning_job",
+            describe(name, "Completed", "Hyperband"),
+            {"HyperParameterTuningJobName": name},
+        )
+        stub.add_response(
+            "list_training_jobs_for_hyper_parameter_tuning_job",
+            {
+                "TrainingJobSummaries": [
+                    summary(
+                        f"{name}-001-aaaa",
+                        "Completed",
+                        {"lr": '"0.01"', "batch_size": '"32"'},
+                        0.71,
+                    ),
+                    summary(
+                        f"{name}-002-bbbb",
+                        "Completed",
+                        {"lr": '"0.003"', "batch_size": '"64"'},
+                        0.84,
+                    ),
+                ],
+                "NextToken": "page-2",
+            },
+            {
+                "HyperParameterTuningJobName": name,
+                "MaxResults": 100,
+                "SortBy": "CreationTime",
+                "SortOrder": "Ascending",
+            },
+        )
+        stub.add_response(
+            "list_training_jobs_for_hyper_parameter_tuning_job",
+            {
+                "TrainingJobSummaries": [
+                    summary(f"{name}-003-cccc", "Stopped", {"lr": "0.09", "batch_size": "64"}, 0.2),
+                    summary(
+                        f"{name}-004-dddd",
+                        "Failed",
+                        {"lr": "0.0001", "batch_size": "32"},
+                        None,
+                        FailureReason="AlgorithmError: CUDA out of memory",
+                    ),
+                ]
+            },
+            {
+                "HyperParameterTuningJobName": name,
+                "MaxResults": 100,
+                "SortBy": "CreationTime",
+                "SortOrder": "Ascending",
+                "NextToken": "page-2",
+            },
+        )
+        for job, status, epochs in (
+            (f"{name}-001-aaaa", "Completed", 9),
+            (f"{name}-002-bbbb", "Completed", 9),
+            (f"{name}-003-cccc", "Stopped", 3),
+            (f"{name}-004-dddd", "Failed", 1),
+        ):
+            stub.add_response(
+                "describe_training_job", training_job(job, status, epochs), {"TrainingJobName": job}
+            )
         result = run.run(CHANNELS, name=name, wait=False)
         trials = result.trials
         stub.assert_no_pending_responses()
@@ -186,46 +292,68 @@ def test_run_creates_the_job_and_reads_typed_trials(sm_session: smi.SageMakerSes
 def test_stop_and_failure(sm_session: smi.SageMakerSession) -> None:
     backend = sm_session.backend
     with Stubber(backend.aws.sagemaker_client) as stub:
-        stub.add_response("stop_hyper_parameter_tuning_job", {},
-                          {"HyperParameterTuningJobName": "dogs-f"})
+        stub.add_response(
+            "stop_hyper_parameter_tuning_job", {}, {"HyperParameterTuningJobName": "dogs-f"}
+        )
         failed = describe("dogs-f", "Failed")
         failed["FailureReason"] = "All training jobs failed"
         del failed["BestTrainingJob"]
-        stub.add_response("describe_hyper_parameter_tuning_job", failed,  # once a refresh
-                          {"HyperParameterTuningJobName": "dogs-f"})
-        stub.add_response("list_training_jobs_for_hyper_parameter_tuning_job",
-                          {"TrainingJobSummaries": []}, {
-                              "HyperParameterTuningJobName": "dogs-f", "MaxResults": 100,
-                              "SortBy": "CreationTime", "SortOrder": "Ascending"})
+        stub.add_response(
+            "describe_hyper_parameter_tuning_job",
+            failed,  # once a refresh
+            {"HyperParameterTuningJobName": "dogs-f"},
+        )
+        stub.add_response(
+            "list_training_jobs_for_hyper_parameter_tuning_job",
+            {"TrainingJobSummaries": []},
+            {
+                "HyperParameterTuningJobName": "dogs-f",
+                "MaxResults": 100,
+                "SortBy": "CreationTime",
+                "SortOrder": "Ascending",
+            },
+        )
         result = smi.TuningResult("dogs-f", sm_session)
         result.stop()
         with pytest.raises(smi.TuningFailedError, match="All training jobs failed"):
             result.wait(logs=False)
-        stub.add_client_error("describe_hyper_parameter_tuning_job", "ResourceNotFound",
-                              "Amazon SageMaker can't find a tuning job",
-                              expected_params={"HyperParameterTuningJobName": "nope"})
+        stub.add_client_error(
+            "describe_hyper_parameter_tuning_job",
+            "ResourceNotFound",
+            "Amazon SageMaker can't find a tuning job",
+            expected_params={"HyperParameterTuningJobName": "nope"},
+        )
         with pytest.raises(smi.BackendError, match="DescribeHyperParameterTuningJob"):
             smi.TuningResult.attach("nope", sm_session)
 
 
 def test_a_run_that_used_its_wall_time_says_it_stopped_for_it(
-        sm_session: smi.SageMakerSession) -> None:
+    sm_session: smi.SageMakerSession,
+) -> None:
     backend = sm_session.backend
     ended = describe("dogs-b", "Completed")
     ended["HyperParameterTuningJobConfig"]["ResourceLimits"]["MaxRuntimeInSeconds"] = 3600
     ended["ConsumedResources"] = {"RuntimeInSeconds": 3600}
-    ended["TrainingJobStatusCounters"] = {"Completed": 1, "Stopped": 1, "InProgress": 0,
-                                          "RetryableError": 0, "NonRetryableError": 0}
+    ended["TrainingJobStatusCounters"] = {
+        "Completed": 1,
+        "Stopped": 1,
+        "InProgress": 0,
+        "RetryableError": 0,
+        "NonRetryableError": 0,
+    }
     finished = describe("dogs-c", "Completed")  # every trial started before the limit
     finished["HyperParameterTuningJobConfig"]["ResourceLimits"]["MaxRuntimeInSeconds"] = 3600
     finished["ConsumedResources"] = {"RuntimeInSeconds": 1800}
     with Stubber(backend.aws.sagemaker_client) as stub:
         for name, answer in (("dogs-b", ended), ("dogs-c", finished)):
-            stub.add_response("describe_hyper_parameter_tuning_job", answer,
-                              {"HyperParameterTuningJobName": name})
+            stub.add_response(
+                "describe_hyper_parameter_tuning_job", answer, {"HyperParameterTuningJobName": name}
+            )
         budget = backend.describe_tuning("dogs-b")
         plain = backend.describe_tuning("dogs-c")
-    assert budget.stop_reason == ("stopped at the run's wall-time limit: 3,600 s of 3,600 s "
-                                  "(MaxRuntimeInSeconds, which max_cost sets); 2 of 3 trials "
-                                  "started")
+    assert budget.stop_reason == (
+        "stopped at the run's wall-time limit: 3,600 s of 3,600 s "
+        "(MaxRuntimeInSeconds, which max_cost sets); 2 of 3 trials "
+        "started"
+    )
     assert plain.stop_reason is None

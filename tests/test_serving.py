@@ -32,17 +32,26 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict:
     root = tmp_path_factory.mktemp("serving")
     smi.digits_to_folder(root / "images", limit_per_class=40)
     session = smi.LocalSession(root / "session")
-    channels = smi.ImageFolderDataset(root / "images").split(valid=0.2, test=0.2).upload(
-        session, "digits")
+    channels = (
+        smi.ImageFolderDataset(root / "images").split(valid=0.2, test=0.2).upload(session, "digits")
+    )
     job = smi.TransferLearningEstimator(
-        "resnet18", session=session, weights=None, trainable="all",
+        "resnet18",
+        session=session,
+        weights=None,
+        trainable="all",
         hyperparameters={"image_size": 32, "epochs": 4, "lr": 0.003, "augmentation": "none"},
     ).fit(channels, logs=False)
     package = safe_extract(job.model_uri.removeprefix("file://"), root / "package")
     test_dir = Path(channels["test"].removeprefix("file://"))
-    return {"session": session, "job": job, "package": package, "test": test_dir,
-            "test_uri": channels["test"],
-            "loaded": model_fn(str(package))}
+    return {
+        "session": session,
+        "job": job,
+        "package": package,
+        "test": test_dir,
+        "test_uri": channels["test"],
+        "loaded": model_fn(str(package)),
+    }
 
 
 def png(image: Image.Image) -> bytes:
@@ -67,10 +76,13 @@ def test_handler_formats(trained: dict) -> None:
     assert torch.allclose(by_npy["probabilities"], one_by_one, atol=1e-5)
     raw = np.load(io.BytesIO(output_fn(by_npy, "application/x-npy")))
     assert raw.shape == (3, 10) and np.allclose(raw.sum(1), 1, atol=1e-5)
-    body = json.dumps({"instances": [{"b64": base64.b64encode(f.read_bytes()).decode()}
-                                     for f in files], "top_k": 3})
-    answer = json.loads(output_fn(predict_fn(input_fn(body, "application/json", loaded),
-                                             loaded)))
+    body = json.dumps(
+        {
+            "instances": [{"b64": base64.b64encode(f.read_bytes()).decode()} for f in files],
+            "top_k": 3,
+        }
+    )
+    answer = json.loads(output_fn(predict_fn(input_fn(body, "application/json", loaded), loaded)))
     assert [len(row["top_k"]) for row in answer["predictions"]] == [3, 3, 3]
     best = answer["predictions"][0]["top_k"][0]
     assert best["label"] == loaded.manifest["class_names"][best["index"]]
@@ -89,8 +101,12 @@ BAD_REQUESTS = [
     (jpeg_bytes(), "text/plain", 415, "Unsupported content type"),
     (jpeg_bytes(), "", 415, "Unsupported content type"),
     (b"{not json", "application/json", 400, "not valid JSON"),
-    (b'{"instances": [{"url": "http://169.254.169.254/latest"}]}', "application/json", 400,
-     "never fetched"),
+    (
+        b'{"instances": [{"url": "http://169.254.169.254/latest"}]}',
+        "application/json",
+        400,
+        "never fetched",
+    ),
     (b'{"instances": [{"s3": "s3://bucket/key.jpg"}]}', "application/json", 403, "disabled"),
     (b'{"instances": [{"b64": "%%%"}]}', "application/json", 400, "base64"),
     (b'{"instances": []}', "application/json", 400, "Expected JSON"),
@@ -99,8 +115,9 @@ BAD_REQUESTS = [
 
 
 @pytest.mark.parametrize(("body", "content_type", "status", "message"), BAD_REQUESTS)
-def test_bad_requests_get_the_right_status(trained: dict, body: bytes, content_type: str,
-                                           status: int, message: str) -> None:
+def test_bad_requests_get_the_right_status(
+    trained: dict, body: bytes, content_type: str, status: int, message: str
+) -> None:
     with pytest.raises(RequestError, match=message) as caught:
         input_fn(body, content_type, trained["loaded"])
     assert caught.value.status == status
@@ -114,7 +131,8 @@ def test_fifty_megapixel_image_is_refused_without_decoding(trained: dict) -> Non
 
 
 def test_an_internal_failure_after_decoding_is_not_a_bad_request(
-        trained: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    trained: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from sm_imgclf.runtime.serving import handler
 
     def broken(*args: object, **kwargs: object) -> None:
@@ -139,14 +157,20 @@ def endpoint(trained: dict):  # type: ignore[no-untyped-def]
     client.delete()
 
 
-def call(endpoint: smi.EndpointClient, method: str, path: str, body: bytes | None = None,
-         headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+def call(
+    endpoint: smi.EndpointClient,
+    method: str,
+    path: str,
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, bytes]:
     port = endpoint.session.backend.describe_endpoint(endpoint.name)["port"]
     return post(port, method, path, body, headers or {})
 
 
-def post(port: int, method: str, path: str, body: bytes | None,
-         headers: dict[str, str]) -> tuple[int, bytes]:
+def post(
+    port: int, method: str, path: str, body: bytes | None, headers: dict[str, str]
+) -> tuple[int, bytes]:
     return local_serving._request(port, method, path, body, headers, timeout=30)
 
 
@@ -168,8 +192,9 @@ def test_endpoint_predictions_match_the_model(trained: dict, endpoint: smi.Endpo
     assert endpoint.predict(Image.open(files[0])).index == predictions[0].index
 
 
-def test_concurrent_requests_are_batched_and_all_right(trained: dict,
-                                                      endpoint: smi.EndpointClient) -> None:
+def test_concurrent_requests_are_batched_and_all_right(
+    trained: dict, endpoint: smi.EndpointClient
+) -> None:
     files = sorted(trained["test"].glob("*/*.png"))[:32]
     expected = [int(local_probabilities(trained, f.read_bytes()).argmax()) for f in files]
     answers: dict[int, int] = {}
@@ -186,20 +211,28 @@ def test_concurrent_requests_are_batched_and_all_right(trained: dict,
 
 
 @pytest.mark.parametrize(("body", "content_type", "status", "message"), BAD_REQUESTS[:7])
-def test_server_answers_bad_requests_and_keeps_serving(endpoint: smi.EndpointClient, body: bytes,
-                                                       content_type: str, status: int,
-                                                       message: str) -> None:
-    code, answer = call(endpoint, "POST", "/invocations", body,
-                        {"Content-Type": content_type} if content_type else {})
+def test_server_answers_bad_requests_and_keeps_serving(
+    endpoint: smi.EndpointClient, body: bytes, content_type: str, status: int, message: str
+) -> None:
+    code, answer = call(
+        endpoint,
+        "POST",
+        "/invocations",
+        body,
+        {"Content-Type": content_type} if content_type else {},
+    )
     assert code == status and message in json.loads(answer)["error"]
     assert call(endpoint, "GET", "/ping")[0] == 200
-    assert call(endpoint, "POST", "/invocations", jpeg_bytes(), {"Content-Type": "image/jpeg"}
-                )[0] == 200
+    assert (
+        call(endpoint, "POST", "/invocations", jpeg_bytes(), {"Content-Type": "image/jpeg"})[0]
+        == 200
+    )
 
 
 def test_payload_over_the_limit(endpoint: smi.EndpointClient) -> None:
-    code, answer = call(endpoint, "POST", "/invocations", b"x" * (6 * 2**20 + 1),
-                        {"Content-Type": "image/jpeg"})
+    code, answer = call(
+        endpoint, "POST", "/invocations", b"x" * (6 * 2**20 + 1), {"Content-Type": "image/jpeg"}
+    )
     assert code == 413 and "exceeds the limit" in json.loads(answer)["error"]
     assert call(endpoint, "GET", "/ping")[0] == 200
     with pytest.raises(smi.EndpointError, match="415") as caught:
@@ -216,8 +249,13 @@ def test_dynamic_batching_groups_requests(trained: dict) -> None:
         results = []
 
         def ask() -> None:
-            status, answer = post(server.server_address[1], "POST", "/invocations", data,
-                                  {"Content-Type": "image/jpeg"})
+            status, answer = post(
+                server.server_address[1],
+                "POST",
+                "/invocations",
+                data,
+                {"Content-Type": "image/jpeg"},
+            )
             results.append((status, json.loads(answer)))
 
         threads = [threading.Thread(target=ask) for _ in range(16)]
@@ -235,8 +273,11 @@ def test_dynamic_batching_groups_requests(trained: dict) -> None:
 def test_evaluate_with_plots(trained: dict, endpoint: smi.EndpointClient, tmp_path: Path) -> None:
     result = endpoint.evaluate(trained["test"], plots=tmp_path / "plots")
     files = sorted(trained["test"].glob("*/*.png"))
-    right = sum(int(local_probabilities(trained, f.read_bytes()).argmax())
-                == trained["loaded"].manifest["class_ids"].index(f.parent.name) for f in files)
+    right = sum(
+        int(local_probabilities(trained, f.read_bytes()).argmax())
+        == trained["loaded"].manifest["class_ids"].index(f.parent.name)
+        for f in files
+    )
     assert result.images == len(files)
     assert result.accuracy == pytest.approx(right / len(files))
     assert len(result.misclassified) == len(files) - right
@@ -278,8 +319,9 @@ def test_deploy_options_are_checked_before_anything_starts(trained: dict) -> Non
         smi.EndpointClient.attach("bad", trained["session"])
 
 
-def test_evaluate_takes_the_channel_uri_an_upload_returned(trained: dict,
-                                                          endpoint: smi.EndpointClient) -> None:
+def test_evaluate_takes_the_channel_uri_an_upload_returned(
+    trained: dict, endpoint: smi.EndpointClient
+) -> None:
     uri = trained["test_uri"]  # file://...
     assert endpoint.evaluate(uri).accuracy == endpoint.evaluate(trained["test"]).accuracy
     with pytest.raises(smi.ConfigurationError, match="folder must be a folder, a file:// URI"):
@@ -294,8 +336,19 @@ def test_fake_backend_endpoint() -> None:
     from sm_imgclf.contracts.deploy import DeploySpec
 
     backend.deploy(DeploySpec("e", "memory://fake/m.tar.gz"))
-    backend.answers.append(json.dumps({"predictions": [{"top_k": [
-        {"index": 1, "class_id": "002.dog", "label": "dog", "probability": 0.9}]}]}).encode())
+    backend.answers.append(
+        json.dumps(
+            {
+                "predictions": [
+                    {
+                        "top_k": [
+                            {"index": 1, "class_id": "002.dog", "label": "dog", "probability": 0.9}
+                        ]
+                    }
+                ]
+            }
+        ).encode()
+    )
     assert client.predict(jpeg_bytes()).label == "dog"
     assert json.loads(backend.requests[0][1])["top_k"] == 5
 
@@ -307,8 +360,9 @@ def test_local_batch_predict(trained: dict, tmp_path: Path) -> None:
     shutil.copytree(trained["test"], folder, ignore=shutil.ignore_patterns("manifest.json"))
     (folder / "broken.jpg").write_bytes(b"\xff\xd8 not really")
     output = trained["job"].batch_predict(folder.as_uri(), (tmp_path / "out").as_uri(), top_k=2)
-    lines = [json.loads(line) for line in
-             Path(output.removeprefix("file://")).read_text().splitlines()]
+    lines = [
+        json.loads(line) for line in Path(output.removeprefix("file://")).read_text().splitlines()
+    ]
     images = sorted(p for p in folder.rglob("*.png"))
     assert len(lines) == len(images) + 1
     errors = [line for line in lines if "error" in line]
@@ -339,10 +393,16 @@ def test_full_queue_answers_503() -> None:
     from sm_imgclf.runtime.serving.handler import Batch, LoadedModel
 
     blocking = _Blocking()
-    manifest = {"mean": [0.5] * 3, "std": [0.5] * 3, "class_ids": ["a", "b"],
-                "class_names": ["a", "b"], "image_size": 8}
-    batcher = Batcher(LoadedModel(blocking, manifest, torch.device("cpu")), max_batch=1,
-                      max_wait=0, queue_size=1)
+    manifest = {
+        "mean": [0.5] * 3,
+        "std": [0.5] * 3,
+        "class_ids": ["a", "b"],
+        "class_names": ["a", "b"],
+        "image_size": 8,
+    }
+    batcher = Batcher(
+        LoadedModel(blocking, manifest, torch.device("cpu")), max_batch=1, max_wait=0, queue_size=1
+    )
     batch = Batch(torch.zeros(1, 3, 8, 8, dtype=torch.uint8), 1)
     first = threading.Thread(target=batcher.predict, args=(batch,))
     first.start()
@@ -373,8 +433,10 @@ def test_large_lists_are_sent_in_chunks_within_the_limit() -> None:
 
     backend.deploy(DeploySpec("e", "memory://fake/m.tar.gz"))
     row = {"top_k": [{"index": 0, "class_id": "a", "label": "a", "probability": 1.0}]}
-    backend.answers += [json.dumps({"predictions": [row] * 64}).encode(),
-                        json.dumps({"predictions": [row] * 6}).encode()]
+    backend.answers += [
+        json.dumps({"predictions": [row] * 64}).encode(),
+        json.dumps({"predictions": [row] * 6}).encode(),
+    ]
     predictions = smi.EndpointClient("e", smi.Session(backend)).predict([jpeg_bytes()] * 70)
     assert len(predictions) == 70 and len(backend.requests) == 2
 
@@ -404,10 +466,16 @@ def _blocking_batcher(max_wait: float) -> tuple[Any, _Blocking]:
     from sm_imgclf.runtime.serving.handler import LoadedModel
 
     blocking = _Blocking()
-    manifest = {"mean": [0.5] * 3, "std": [0.5] * 3, "class_ids": ["a", "b"],
-                "class_names": ["a", "b"], "image_size": 8}
-    return Batcher(LoadedModel(blocking, manifest, torch.device("cpu")), max_batch=8,
-                   max_wait=max_wait), blocking
+    manifest = {
+        "mean": [0.5] * 3,
+        "std": [0.5] * 3,
+        "class_ids": ["a", "b"],
+        "class_names": ["a", "b"],
+        "image_size": 8,
+    }
+    return Batcher(
+        LoadedModel(blocking, manifest, torch.device("cpu")), max_batch=8, max_wait=max_wait
+    ), blocking
 
 
 def test_a_lone_request_never_waits_for_company() -> None:
@@ -445,10 +513,12 @@ def test_a_batch_waits_only_while_requests_are_being_decoded() -> None:
     assert batcher.batches == 2 and batcher.waits == 1  # the two queued ones went together
 
 
-@pytest.mark.parametrize(("setting", "expected"), [
-    ("3", 3), ("", None), ("0", None), ("many", None)])
-def test_decoding_takes_the_cores_the_forward_leaves(monkeypatch: pytest.MonkeyPatch,
-                                                     setting: str, expected: int | None) -> None:
+@pytest.mark.parametrize(
+    ("setting", "expected"), [("3", 3), ("", None), ("0", None), ("many", None)]
+)
+def test_decoding_takes_the_cores_the_forward_leaves(
+    monkeypatch: pytest.MonkeyPatch, setting: str, expected: int | None
+) -> None:
     from sm_imgclf.runtime.serving import server
 
     monkeypatch.setenv("SM_IMGCLF_DECODE_THREADS", setting)

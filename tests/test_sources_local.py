@@ -19,8 +19,7 @@ from sm_imgclf.runtime.models import build_model
 
 pytestmark = pytest.mark.slow
 LABELS = {"cat", "dog", "bird"}
-SMALL = {"image_size": 32, "epochs": 1, "batch_size": 8, "augmentation": "none",
-         "record_every": 0}
+SMALL = {"image_size": 32, "epochs": 1, "batch_size": 8, "augmentation": "none", "record_every": 0}
 
 
 @pytest.fixture(scope="module")
@@ -45,24 +44,36 @@ def package_of(job: smi.TrainingJob, target: Path) -> Path:
 
 def predict_elsewhere(package: Path, image: Path) -> dict:
     """Load the package in a fresh interpreter that knows nothing of the user's folder."""
-    code = ("import json, sys\n"
-            "from sm_imgclf.runtime.serving.handler import model_fn, input_fn, predict_fn, "
-            "output_fn\n"
-            "m = model_fn(sys.argv[1])\n"
-            "body = open(sys.argv[2], 'rb').read()\n"
-            "print(output_fn(predict_fn(input_fn(body, 'image/jpeg', m), m)).decode())\n")
-    done = subprocess.run([sys.executable, "-c", code, str(package), str(image)],
-                          capture_output=True, text=True, cwd=package.parent, check=False)
+    code = (
+        "import json, sys\n"
+        "from sm_imgclf.runtime.serving.handler import model_fn, input_fn, predict_fn, "
+        "output_fn\n"
+        "m = model_fn(sys.argv[1])\n"
+        "body = open(sys.argv[2], 'rb').read()\n"
+        "print(output_fn(predict_fn(input_fn(body, 'image/jpeg', m), m)).decode())\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(package), str(image)],
+        capture_output=True,
+        text=True,
+        cwd=package.parent,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     return dict(json.loads(done.stdout)["predictions"][0]["top_k"][0])
 
 
-def test_users_module_trains_packages_and_serves(data: tuple, source_dir: Path,
-                                                 tmp_path: Path) -> None:
+def test_users_module_trains_packages_and_serves(
+    data: tuple, source_dir: Path, tmp_path: Path
+) -> None:
     session, channels = data
     job = smi.TransferLearningEstimator(
-        "teamnets.tiny:tiny", session=session, weights=None, source_dir=source_dir,
-        hyperparameters=SMALL).fit(channels, logs=False)
+        "teamnets.tiny:tiny",
+        session=session,
+        weights=None,
+        source_dir=source_dir,
+        hyperparameters=SMALL,
+    ).fit(channels, logs=False)
     package = package_of(job, tmp_path / "package")
     manifest = json.loads((package / "manifest.json").read_text())
     assert (manifest["architecture"], manifest["source"]) == ("teamnets.tiny:tiny", "module")
@@ -77,8 +88,9 @@ def test_users_module_trains_packages_and_serves(data: tuple, source_dir: Path,
 
 def test_timm_model_trains_and_serves(data: tuple, tmp_path: Path) -> None:
     session, channels = data
-    job = smi.TransferLearningEstimator("timm:resnet18", session=session, weights=None,
-                                        hyperparameters=SMALL).fit(channels, logs=False)
+    job = smi.TransferLearningEstimator(
+        "timm:resnet18", session=session, weights=None, hyperparameters=SMALL
+    ).fit(channels, logs=False)
     package = package_of(job, tmp_path / "package")
     requirements = (package / "code" / "requirements.txt").read_text()
     assert requirements.startswith("timm==")
@@ -89,8 +101,13 @@ def test_timm_model_trains_and_serves(data: tuple, tmp_path: Path) -> None:
 
 
 def test_frozen_weights_from_s3_and_from_a_file_reach_the_package(  # type: ignore[no-untyped-def]
-        data: tuple, tmp_path: Path, moto_url: str, bucket: str, boto_session,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    data: tuple,
+    tmp_path: Path,
+    moto_url: str,
+    bucket: str,
+    boto_session,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     session, channels = data
     pretrained = build_model("resnet18", 1000)[0].state_dict()
     path = tmp_path / "r18.pth"
@@ -98,8 +115,9 @@ def test_frozen_weights_from_s3_and_from_a_file_reach_the_package(  # type: igno
     boto_session.client("s3", endpoint_url=moto_url).upload_file(str(path), bucket, "w/r18.pth")
     monkeypatch.setenv("AWS_ENDPOINT_URL_S3", moto_url)  # the local backend's own S3 client
     for weights in (f"s3://{bucket}/w/r18.pth", str(path)):
-        job = smi.TransferLearningEstimator("resnet18", session=session, weights=weights,
-                                            hyperparameters=SMALL).fit(channels, logs=False)
+        job = smi.TransferLearningEstimator(
+            "resnet18", session=session, weights=weights, hyperparameters=SMALL
+        ).fit(channels, logs=False)
         package = package_of(job, tmp_path / job.name)
         state = torch.load(package / "model.pth", weights_only=True)
         assert torch.equal(state["layer3.0.conv1.weight"], pretrained["layer3.0.conv1.weight"])
@@ -107,12 +125,13 @@ def test_frozen_weights_from_s3_and_from_a_file_reach_the_package(  # type: igno
 
 
 def test_missing_s3_weights_fail_before_the_job_starts(  # type: ignore[no-untyped-def]
-        data: tuple, moto_url: str, bucket: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    data: tuple, moto_url: str, bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     session, channels = data
     monkeypatch.setenv("AWS_ENDPOINT_URL_S3", moto_url)
-    estimator = smi.TransferLearningEstimator("resnet18", session=session,
-                                              weights=f"s3://{bucket}/w/none.pth",
-                                              hyperparameters=SMALL)
+    estimator = smi.TransferLearningEstimator(
+        "resnet18", session=session, weights=f"s3://{bucket}/w/none.pth", hyperparameters=SMALL
+    )
     with pytest.raises(smi.StorageError, match=r"none\.pth"):
         estimator.fit(channels, logs=False, name="no-weights")
     assert not (session.root / "jobs" / "no-weights" / "status.json").exists()

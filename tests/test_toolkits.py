@@ -45,24 +45,48 @@ def aws(moto_url: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, An
     """A bucket on moto holding the digits, uploaded by a SageMakerSession."""
     import boto3
 
-    boto = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing",
-                         region_name="us-east-1")
+    boto = boto3.Session(
+        aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
+    )
     boto.client("s3", endpoint_url=moto_url).create_bucket(Bucket="toolkits")
-    session = smi.SageMakerSession("toolkits", role=ROLE, boto_session=boto, endpoint_urls={
-        "s3": moto_url, "sagemaker": moto_url, "logs": moto_url})
+    session = smi.SageMakerSession(
+        "toolkits",
+        role=ROLE,
+        boto_session=boto,
+        endpoint_urls={"s3": moto_url, "sagemaker": moto_url, "logs": moto_url},
+    )
     root = tmp_path_factory.mktemp("toolkit-data")
     smi.digits_to_folder(root / "images", limit_per_class=12)
     data = smi.ImageFolderDataset(root / "images").split(valid=0.25, seed=0)
     channels = data.upload(session, "digits", progress=False)
-    return {"session": session, "channels": channels, "boto": boto, "url": moto_url,
-            "images": root / "images"}
+    return {
+        "session": session,
+        "channels": channels,
+        "boto": boto,
+        "url": moto_url,
+        "images": root / "images",
+    }
 
 
-def submitted_job(aws: dict[str, Any], model: str, name: str,
-                  source_dir: Path | None = None) -> dict[str, Any]:
+def submitted_job(
+    aws: dict[str, Any], model: str, name: str, source_dir: Path | None = None
+) -> dict[str, Any]:
     """Submit a job through the backend; return what the service recorded."""
-    est = smi.TransferLearningEstimator(model, session=aws["session"], weights=None, trainable="all", source_dir=source_dir, hyperparameters={"image_size": 32, "epochs": 2, "batch_size": 16,
-                         "augmentation": "none", "lr": 0.003}, compute=smi.Compute(image_uri=IMAGE))
+    est = smi.TransferLearningEstimator(
+        model,
+        session=aws["session"],
+        weights=None,
+        trainable="all",
+        source_dir=source_dir,
+        hyperparameters={
+            "image_size": 32,
+            "epochs": 2,
+            "batch_size": 16,
+            "augmentation": "none",
+            "lr": 0.003,
+        },
+        compute=smi.Compute(image_uri=IMAGE),
+    )
     est.fit(aws["channels"], wait=False, name=name)
     client = aws["boto"].client("sagemaker", endpoint_url=aws["url"])
     return dict(client.describe_training_job(TrainingJobName=name))
@@ -74,13 +98,14 @@ def download(aws: dict[str, Any], uri: str, target: Path) -> None:
     s3 = aws["boto"].client("s3", endpoint_url=aws["url"])
     pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
     for item in (o for page in pages for o in page.get("Contents", [])):
-        path = target / item["Key"][len(prefix):].lstrip("/")
+        path = target / item["Key"][len(prefix) :].lstrip("/")
         path.parent.mkdir(parents=True, exist_ok=True)
         s3.download_file(bucket, item["Key"], str(path))
 
 
-def container_dirs(aws: dict[str, Any], job: dict[str, Any], base: Path,
-                   extra: dict[str, str] | None = None) -> None:
+def container_dirs(
+    aws: dict[str, Any], job: dict[str, Any], base: Path, extra: dict[str, str] | None = None
+) -> None:
     """Lay out ``SAGEMAKER_BASE_DIR`` as the platform does before the toolkit starts."""
     config = base / "input" / "config"
     config.mkdir(parents=True)
@@ -91,36 +116,50 @@ def container_dirs(aws: dict[str, Any], job: dict[str, Any], base: Path,
     hyperparameters["sagemaker_submit_directory"] = str(source)
     hyperparameters.update(extra or {})
     (config / "hyperparameters.json").write_text(json.dumps(hyperparameters))
-    (config / "resourceconfig.json").write_text(json.dumps(
-        {"current_host": "localhost", "hosts": ["localhost"]}))
+    (config / "resourceconfig.json").write_text(
+        json.dumps({"current_host": "localhost", "hosts": ["localhost"]})
+    )
     channels = {}
     for channel in job["InputDataConfig"]:
         name = channel["ChannelName"]
-        download(aws, channel["DataSource"]["S3DataSource"]["S3Uri"],
-                 base / "input" / "data" / name)
-        channels[name] = {"TrainingInputMode": "File", "S3DistributionType": "FullyReplicated",
-                          "RecordWrapperType": "None"}
+        download(
+            aws, channel["DataSource"]["S3DataSource"]["S3Uri"], base / "input" / "data" / name
+        )
+        channels[name] = {
+            "TrainingInputMode": "File",
+            "S3DistributionType": "FullyReplicated",
+            "RecordWrapperType": "None",
+        }
     (config / "inputdataconfig.json").write_text(json.dumps(channels))
 
 
 def run_training(base: Path, name: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "SAGEMAKER_BASE_DIR": str(base), "SM_STUDIO_LOCAL_MODE": "true",
-           "SAGEMAKER_TRAINING_MODULE": "sagemaker_pytorch_container.training:main",
-           "PIP_NO_INDEX": "1", "TRAINING_JOB_NAME": name, "OMP_NUM_THREADS": "1",
-           "SM_IMGCLF_CHECKPOINT_DIR": str(base / "checkpoints"),
-           "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env = {
+        **os.environ,
+        "SAGEMAKER_BASE_DIR": str(base),
+        "SM_STUDIO_LOCAL_MODE": "true",
+        "SAGEMAKER_TRAINING_MODULE": "sagemaker_pytorch_container.training:main",
+        "PIP_NO_INDEX": "1",
+        "TRAINING_JOB_NAME": name,
+        "OMP_NUM_THREADS": "1",
+        "SM_IMGCLF_CHECKPOINT_DIR": str(base / "checkpoints"),
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
     started = time.perf_counter()
-    done = subprocess.run([str(BIN / "train")], env=env, capture_output=True, text=True,
-                          timeout=600, check=False)
+    done = subprocess.run(
+        [str(BIN / "train")], env=env, capture_output=True, text=True, timeout=600, check=False
+    )
     print(f"toolkit training {name}: {time.perf_counter() - started:.1f} s")
     return done
 
 
 # torchvision twice, timm, and a user's module shipped from its source_dir.
-@pytest.fixture(scope="module", params=["resnet18", "mobilenet_v3_small", "timm:resnet18",
-                                        "teamnets.tiny:tiny"])
-def trained(request: pytest.FixtureRequest, aws: dict[str, Any],
-            tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+@pytest.fixture(
+    scope="module", params=["resnet18", "mobilenet_v3_small", "timm:resnet18", "teamnets.tiny:tiny"]
+)
+def trained(
+    request: pytest.FixtureRequest, aws: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Any]:
     """A model trained by AWS's training toolkit from what the backend submitted."""
     model = request.param
     slug = re.sub(r"[^a-z0-9]+", "-", model)
@@ -156,8 +195,9 @@ def test_training_toolkit_runs_the_job_and_leaves_the_package(trained: dict[str,
 
 
 @pytest.fixture(scope="module")
-def server(trained: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
-           ) -> Iterator[dict[str, Any]]:
+def server(
+    trained: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, Any]]:
     """The unchanged model directory served by the inference toolkit and TorchServe."""
     base = tmp_path_factory.mktemp(f"serve-{re.sub(r'[^a-z0-9]+', '-', trained['model'])}")
     shutil.copytree(trained["base"] / "model", base / "model")
@@ -165,25 +205,40 @@ def server(trained: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
     # The workers and threads are the ones deploy() sets for the instance (ml.m5.large).
     assert (request["SAGEMAKER_MODEL_SERVER_WORKERS"], request["OMP_NUM_THREADS"]) == ("1", "2")
     port = free_port()
-    env = {**os.environ, **request, "SAGEMAKER_BASE_DIR": str(base),
-           "SAGEMAKER_BIND_TO_PORT": str(port), "TEMP": str(base / "tmp"),
-           "LOG_LOCATION": str(base / "logs"),
-           "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env = {
+        **os.environ,
+        **request,
+        "SAGEMAKER_BASE_DIR": str(base),
+        "SAGEMAKER_BIND_TO_PORT": str(port),
+        "TEMP": str(base / "tmp"),
+        "LOG_LOCATION": str(base / "logs"),
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
     (base / "tmp").mkdir()
     (base / "logs").mkdir()
-    code = ("import sagemaker_pytorch_serving_container.torchserve as ts\n"
-            f"ts.TS_CONFIG_FILE = {str(base / 'ts.properties')!r}\n"
-            "from sagemaker_pytorch_serving_container.serving import main\nmain()\n")
+    code = (
+        "import sagemaker_pytorch_serving_container.torchserve as ts\n"
+        f"ts.TS_CONFIG_FILE = {str(base / 'ts.properties')!r}\n"
+        "from sagemaker_pytorch_serving_container.serving import main\nmain()\n"
+    )
     out = (base / "server.log").open("w")
     # The toolkit writes its model store and logs under the working directory.
-    process = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=out, cwd=base,
-                               stderr=subprocess.STDOUT, start_new_session=True)
+    process = subprocess.Popen(
+        [sys.executable, "-c", code],
+        env=env,
+        stdout=out,
+        cwd=base,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     started = time.perf_counter()
     url = f"http://127.0.0.1:{port}"
     try:
         first = wait_for_answer(url, process, base / "server.log")
-        print(f"toolkit serving {trained['model']}: first answer after "
-              f"{time.perf_counter() - started:.1f} s")
+        print(
+            f"toolkit serving {trained['model']}: first answer after "
+            f"{time.perf_counter() - started:.1f} s"
+        )
         yield {"url": url, "model_dir": base / "model", "first": first}
     finally:
         stop_group(process)
@@ -193,8 +248,9 @@ def server(trained: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
 def trained_deploy_environment(trained: dict[str, Any]) -> dict[str, str]:
     """The container environment the backend's CreateModel request sets."""
     session = smi.SageMakerSession("toolkits", role=ROLE, region="us-east-1")
-    spec = smi.DeploySpec("toolkit-endpoint", "s3://toolkits/jobs/x/output/model.tar.gz",
-                          role=ROLE, image_uri=IMAGE)
+    spec = smi.DeploySpec(
+        "toolkit-endpoint", "s3://toolkits/jobs/x/output/model.tar.gz", role=ROLE, image_uri=IMAGE
+    )
     requests = session.backend.deploy_requests(spec)
     return dict(requests["CreateModel"]["PrimaryContainer"]["Environment"])
 
@@ -213,10 +269,15 @@ def stop_group(process: subprocess.Popen[bytes]) -> None:
             continue
 
 
-def post(url: str, body: bytes, content_type: str, accept: str = "application/json"
-         ) -> tuple[int, bytes]:
-    request = urllib.request.Request(f"{url}/invocations", data=body, method="POST",
-                                     headers={"Content-Type": content_type, "Accept": accept})
+def post(
+    url: str, body: bytes, content_type: str, accept: str = "application/json"
+) -> tuple[int, bytes]:
+    request = urllib.request.Request(
+        f"{url}/invocations",
+        data=body,
+        method="POST",
+        headers={"Content-Type": content_type, "Accept": accept},
+    )
     try:
         with urllib.request.urlopen(request, timeout=60) as answer:
             return answer.status, answer.read()
@@ -252,16 +313,26 @@ def payloads(images: Path) -> dict[str, tuple[bytes, str]]:
     Image.open(io.BytesIO(png)).convert("RGB").save(jpeg, "JPEG", quality=95)
     array = io.BytesIO()
     np.save(array, np.asarray(Image.open(io.BytesIO(png)).convert("RGB")))
-    instances = json.dumps({"instances": [{"b64": base64.b64encode(png).decode()},
-                                          {"b64": base64.b64encode(jpeg.getvalue()).decode()}],
-                            "top_k": 3}).encode()
-    return {"png": (png, "image/png"), "jpeg": (jpeg.getvalue(), "image/jpeg"),
-            "npy": (array.getvalue(), "application/x-npy"),
-            "json": (instances, "application/json")}
+    instances = json.dumps(
+        {
+            "instances": [
+                {"b64": base64.b64encode(png).decode()},
+                {"b64": base64.b64encode(jpeg.getvalue()).decode()},
+            ],
+            "top_k": 3,
+        }
+    ).encode()
+    return {
+        "png": (png, "image/png"),
+        "jpeg": (jpeg.getvalue(), "image/jpeg"),
+        "npy": (array.getvalue(), "application/x-npy"),
+        "json": (instances, "application/json"),
+    }
 
 
-def test_inference_toolkit_answers_like_the_model(server: dict[str, Any],
-                                                   aws: dict[str, Any]) -> None:
+def test_inference_toolkit_answers_like_the_model(
+    server: dict[str, Any], aws: dict[str, Any]
+) -> None:
     for kind, (body, content_type) in payloads(aws["images"]).items():
         status, answer = post(server["url"], body, content_type)
         assert status == 200, (kind, answer[:500])
@@ -270,8 +341,11 @@ def test_inference_toolkit_answers_like_the_model(server: dict[str, Any],
         assert len(served["predictions"]) == len(expected["predictions"]), kind
         for got, want in zip(served["predictions"], expected["predictions"], strict=True):
             assert [p["label"] for p in got["top_k"]] == [p["label"] for p in want["top_k"]]
-            assert np.allclose([p["probability"] for p in got["top_k"]],
-                               [p["probability"] for p in want["top_k"]], atol=1e-4), kind
+            assert np.allclose(
+                [p["probability"] for p in got["top_k"]],
+                [p["probability"] for p in want["top_k"]],
+                atol=1e-4,
+            ), kind
 
 
 def test_inference_toolkit_npy_answer(server: dict[str, Any], aws: dict[str, Any]) -> None:
@@ -282,15 +356,19 @@ def test_inference_toolkit_npy_answer(server: dict[str, Any], aws: dict[str, Any
     assert probabilities.shape == (1, 10) and abs(float(probabilities.sum()) - 1) < 1e-4
 
 
-@pytest.mark.parametrize(("body", "content_type", "status"), [
-    (b"not an image at all", "image/png", 400),
-    (b"", "image/jpeg", 400),
-    (b"hello", "text/plain", 415),
-    (b'{"instances": "nope"}', "application/json", 400),
-    (b"{broken json", "application/json", 400),
-])
-def test_inference_toolkit_refuses_bad_payloads(server: dict[str, Any], body: bytes,
-                                                content_type: str, status: int) -> None:
+@pytest.mark.parametrize(
+    ("body", "content_type", "status"),
+    [
+        (b"not an image at all", "image/png", 400),
+        (b"", "image/jpeg", 400),
+        (b"hello", "text/plain", 415),
+        (b'{"instances": "nope"}', "application/json", 400),
+        (b"{broken json", "application/json", 400),
+    ],
+)
+def test_inference_toolkit_refuses_bad_payloads(
+    server: dict[str, Any], body: bytes, content_type: str, status: int
+) -> None:
     got, answer = post(server["url"], body, content_type)
     assert got == status, answer[:500]
     assert post(server["url"], *payloads_png())[0] == 200  # still serving
@@ -316,15 +394,21 @@ def test_torchrun_two_processes(aws: dict[str, Any], tmp_path: Path) -> None:
     assert log.count("here, shared by 2)") >= 4, log[-4000:]  # train and valid, both ranks
     assert log.count("model package written") == 1  # rank 0 writes it
     assert (tmp_path / "output" / "success").exists()
-    assert json.loads((tmp_path / "model" / "manifest.json").read_text())["architecture"] == \
-        "resnet18"
+    assert (
+        json.loads((tmp_path / "model" / "manifest.json").read_text())["architecture"] == "resnet18"
+    )
 
 
 def test_a_search_in_one_job_runs_under_the_toolkit(aws: dict[str, Any], tmp_path: Path) -> None:
-    est = smi.TransferLearningEstimator("efficientnet_lite0", session=aws["session"], hyperparameters={"image_size": 32, "epochs": 2, "batch_size": 16,
-                         "augmentation": "none"}, compute=smi.Compute(image_uri=IMAGE))
-    run = smi.TuningRun(est, {"lr": smi.Continuous(1e-3, 1e-1, scale="log")},
-                        max_jobs=3, in_one_job=True)
+    est = smi.TransferLearningEstimator(
+        "efficientnet_lite0",
+        session=aws["session"],
+        hyperparameters={"image_size": 32, "epochs": 2, "batch_size": 16, "augmentation": "none"},
+        compute=smi.Compute(image_uri=IMAGE),
+    )
+    run = smi.TuningRun(
+        est, {"lr": smi.Continuous(1e-3, 1e-1, scale="log")}, max_jobs=3, in_one_job=True
+    )
     run.run(aws["channels"], name="toolkit-search", wait=False)
     client = aws["boto"].client("sagemaker", endpoint_url=aws["url"])
     job = dict(client.describe_training_job(TrainingJobName="toolkit-search"))
@@ -339,12 +423,18 @@ def test_a_search_in_one_job_runs_under_the_toolkit(aws: dict[str, Any], tmp_pat
     assert "optuna==" in (tmp_path / "code" / "requirements.txt").read_text()
 
 
-def test_trials_read_a_features_jobs_output_under_the_toolkit(aws: dict[str, Any],
-                                                              tmp_path: Path) -> None:
-    est = smi.TransferLearningEstimator("efficientnet_lite0", session=aws["session"], hyperparameters={"image_size": 32, "epochs": 2, "batch_size": 16,
-                         "augmentation": "none"}, compute=smi.Compute(image_uri=IMAGE))
-    run = smi.TuningRun(est, {"lr": smi.Continuous(1e-3, 1e-1, scale="log")}, max_jobs=3,
-                        in_one_job=False)
+def test_trials_read_a_features_jobs_output_under_the_toolkit(
+    aws: dict[str, Any], tmp_path: Path
+) -> None:
+    est = smi.TransferLearningEstimator(
+        "efficientnet_lite0",
+        session=aws["session"],
+        hyperparameters={"image_size": 32, "epochs": 2, "batch_size": 16, "augmentation": "none"},
+        compute=smi.Compute(image_uri=IMAGE),
+    )
+    run = smi.TuningRun(
+        est, {"lr": smi.Continuous(1e-3, 1e-1, scale="log")}, max_jobs=3, in_one_job=False
+    )
     run.run(aws["channels"], name="toolkit-shared", wait=False, logs=False)
     client = aws["boto"].client("sagemaker", endpoint_url=aws["url"])
     features = dict(client.describe_training_job(TrainingJobName="toolkit-shared-features"))
@@ -359,9 +449,12 @@ def test_trials_read_a_features_jobs_output_under_the_toolkit(aws: dict[str, Any
     for path in stored:
         s3.upload_file(str(path), bucket, f"{prefix}/features/{path.name}")
     definition = client.describe_hyper_parameter_tuning_job(
-        HyperParameterTuningJobName="toolkit-shared")["TrainingJobDefinition"]
-    trial = {"HyperParameters": {**definition["StaticHyperParameters"], "lr": "0.01"},
-             "InputDataConfig": definition["InputDataConfig"]}
+        HyperParameterTuningJobName="toolkit-shared"
+    )["TrainingJobDefinition"]
+    trial = {
+        "HyperParameters": {**definition["StaticHyperParameters"], "lr": "0.01"},
+        "InputDataConfig": definition["InputDataConfig"],
+    }
     container_dirs(aws, trial, tmp_path / "trial")
     done = run_training(tmp_path / "trial", "toolkit-shared-001")
     log = done.stdout + done.stderr

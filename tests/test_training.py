@@ -36,8 +36,8 @@ def digits(tmp_path_factory: pytest.TempPathFactory) -> tuple[smi.LocalSession, 
 
 def estimator(session: smi.Session, **hp: object) -> smi.TransferLearningEstimator:
     return smi.TransferLearningEstimator(
-        "resnet18", session=session, weights=None, trainable="all",
-        hyperparameters={**SMALL, **hp})
+        "resnet18", session=session, weights=None, trainable="all", hyperparameters={**SMALL, **hp}
+    )
 
 
 def test_digits_from_scratch_reach_90_percent(digits: tuple, tmp_path: Path) -> None:
@@ -55,15 +55,18 @@ def test_digits_from_scratch_reach_90_percent(digits: tuple, tmp_path: Path) -> 
     assert (package / "code/inference.py").is_file()
     shipped = package / "code/sm_imgclf"
     assert (shipped / "runtime/serving/handler.py").is_file()
-    assert not any((shipped / part).exists() for part in ("cli", "backends", "runtime/job",
-                                                          "training", "session.py"))
+    assert not any(
+        (shipped / part).exists()
+        for part in ("cli", "backends", "runtime/job", "training", "session.py")
+    )
     assert_serves_from_its_own_code(package, seven_png(channels))
     state = torch.load(package / "model.pth", weights_only=True)
     assert state["fc.weight"].shape == (10, 512)
     loaded = model_fn(str(package))
     seven = seven_png(channels)
-    answer = json.loads(output_fn(predict_fn(input_fn(seven.read_bytes(), "image/png", loaded),
-                                             loaded)))
+    answer = json.loads(
+        output_fn(predict_fn(input_fn(seven.read_bytes(), "image/png", loaded), loaded))
+    )
     top = answer["predictions"][0]["top_k"]
     assert len(top) == 5 and top[0]["label"] in manifest["class_names"]
     assert abs(sum(p["probability"] for p in top) - 1) < 0.5
@@ -83,11 +86,17 @@ def assert_serves_from_its_own_code(package: Path, image: Path) -> None:
         "body = open(sys.argv[2], 'rb').read()\n"
         "answer, _ = transform_fn(model_fn(sys.argv[1] + '/..'), body, 'image/png',"
         " 'application/json')\n"
-        "print(json.loads(answer)['predictions'][0]['top_k'][0]['label'])\n")
+        "print(json.loads(answer)['predictions'][0]['top_k'][0]['label'])\n"
+    )
     code = package / "code"
-    done = subprocess.run([sys.executable, "-c", script, str(code), str(image)],
-                          env={**os.environ, "PYTHONPATH": str(code)}, cwd=package,
-                          capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(code), str(image)],
+        env={**os.environ, "PYTHONPATH": str(code)},
+        cwd=package,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() in [str(d) for d in range(10)]
 
@@ -104,14 +113,17 @@ def weights_file(folder: Path) -> Path:
 
 def test_random_frozen_features_are_refused_and_the_default_follows_the_weights() -> None:
     session = smi.Session(smi.FakeBackend())
-    assert smi.TransferLearningEstimator("resnet18", session=session,
-                                         weights=None).trainable == ("all",)
+    assert smi.TransferLearningEstimator("resnet18", session=session, weights=None).trainable == (
+        "all",
+    )
     assert smi.TransferLearningEstimator("resnet18", session=session).trainable == ("head",)
     for trainable in ("head", ["layer4"]):
-        with pytest.raises(smi.ConfigurationError, match="trainable must be 'all' when "
-                           "weights=None") as caught:
-            smi.TransferLearningEstimator("resnet18", session=session, weights=None,
-                                          trainable=trainable)
+        with pytest.raises(
+            smi.ConfigurationError, match="trainable must be 'all' when weights=None"
+        ) as caught:
+            smi.TransferLearningEstimator(
+                "resnet18", session=session, weights=None, trainable=trainable
+            )
         assert "random values" in str(caught.value) and "trainable='all'" in str(caught.value)
 
 
@@ -121,8 +133,9 @@ def test_generated_colours_with_cached_features(tmp_path: Path) -> None:
     for split, count in (("train", 12), ("valid", 4)):
         for name, rgb in colours.items():
             for i in range(count):
-                noise = write_image(tmp_path / "noise.png", size=(40, 40),
-                                    seed=hash((split, name, i)) % 2**31)
+                noise = write_image(
+                    tmp_path / "noise.png", size=(40, 40), seed=hash((split, name, i)) % 2**31
+                )
                 image = Image.blend(Image.new("RGB", (40, 40), rgb), Image.open(noise), 0.25)
                 (tmp_path / "data" / split / name).mkdir(parents=True, exist_ok=True)
                 image.save(tmp_path / "data" / split / name / f"{i}.png")
@@ -130,8 +143,11 @@ def test_generated_colours_with_cached_features(tmp_path: Path) -> None:
     channels = smi.ImageFolderDataset(tmp_path / "data").upload(session, "colours")
     # Weights from a file (here a seeded random init): the head trains on cached features.
     est = smi.TransferLearningEstimator(
-        "resnet18", session=session, weights=str(weights_file(tmp_path)),
-        hyperparameters={**SMALL, "epochs": 15, "lr": 0.01})
+        "resnet18",
+        session=session,
+        weights=str(weights_file(tmp_path)),
+        hyperparameters={**SMALL, "epochs": 15, "lr": 0.01},
+    )
     assert est.trainable == ("head",)
     job = est.fit(channels, logs=False)
     assert any("features: backbone run once" in line for line in job.logs())
@@ -173,10 +189,13 @@ def test_stop_keeps_the_checkpoint(digits: tuple) -> None:
 
 def test_failure_reason_reaches_the_caller(digits: tuple, tmp_path: Path) -> None:
     session, channels = digits
-    est = smi.TransferLearningEstimator("resnet18", session=session,
-                                        weights=str(weights_file(tmp_path)),
-                                        trainable=["layer9"], hyperparameters={**SMALL,
-                                                                               "epochs": 1})
+    est = smi.TransferLearningEstimator(
+        "resnet18",
+        session=session,
+        weights=str(weights_file(tmp_path)),
+        trainable=["layer9"],
+        hyperparameters={**SMALL, "epochs": 1},
+    )
     with pytest.raises(smi.TrainingJobFailedError, match="trainable must be") as caught:
         est.fit(channels, logs=False)
     assert "layer4" in (caught.value.reason or "")
@@ -185,9 +204,13 @@ def test_failure_reason_reaches_the_caller(digits: tuple, tmp_path: Path) -> Non
 def in_process_env(tmp_path: Path, channels: dict[str, str]) -> JobEnvironment:
     return JobEnvironment(
         channels={k: Path(v.removeprefix("file://")) for k, v in channels.items()},
-        model_dir=tmp_path / "model", output_dir=tmp_path / "output/data",
-        checkpoint_dir=tmp_path / "checkpoints", num_gpus=0, hosts=("localhost",),
-        current_host="localhost")
+        model_dir=tmp_path / "model",
+        output_dir=tmp_path / "output/data",
+        checkpoint_dir=tmp_path / "checkpoints",
+        num_gpus=0,
+        hosts=("localhost",),
+        current_host="localhost",
+    )
 
 
 def job_args(epochs: int) -> tuple[dict, smi.Hyperparameters]:
@@ -197,8 +220,9 @@ def job_args(epochs: int) -> tuple[dict, smi.Hyperparameters]:
     return parse_args(argv)
 
 
-def test_corrupt_checkpoint_falls_back_to_the_older_one(digits: tuple, tmp_path: Path,
-                                                        capsys: pytest.CaptureFixture[str]) -> None:
+def test_corrupt_checkpoint_falls_back_to_the_older_one(
+    digits: tuple, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     _, channels = digits
     env = in_process_env(tmp_path, dict(channels))
     run(env, *job_args(2))
@@ -234,16 +258,19 @@ def test_class_count_mismatch_between_channels(digits: tuple, tmp_path: Path) ->
     _, channels = digits
     for digit in range(3):
         write_image(tmp_path / "other" / f"x{digit}" / "a.png")
-    env = in_process_env(tmp_path, {"train": channels["train"],
-                                    "valid": (tmp_path / "other").as_uri()})
-    with pytest.raises(smi.ConfigurationError, match="'valid' channel has 3 classes but "
-                                                     "'train' has 10"):
+    env = in_process_env(
+        tmp_path, {"train": channels["train"], "valid": (tmp_path / "other").as_uri()}
+    )
+    with pytest.raises(
+        smi.ConfigurationError, match="'valid' channel has 3 classes but 'train' has 10"
+    ):
         run(env, *job_args(1))
 
 
 def test_out_of_memory_names_the_batch_size() -> None:
-    refused = pytest.raises(smi.ConfigurationError,
-                            match=r"batch_size=64 does not fit.*batch_size=32")
+    refused = pytest.raises(
+        smi.ConfigurationError, match=r"batch_size=64 does not fit.*batch_size=32"
+    )
     with refused, oom_guard(64, torch.device("cpu")):
         torch.empty(2**50, dtype=torch.uint8)  # a real allocator refusal
 
@@ -261,8 +288,11 @@ def test_unsafe_archives_write_nothing(tmp_path: Path) -> None:
 
     from sm_imgclf._archive import UnsafeArchiveError
 
-    for name, kind in (("../evil.txt", tarfile.REGTYPE), ("/abs.txt", tarfile.REGTYPE),
-                       ("link", tarfile.SYMTYPE)):
+    for name, kind in (
+        ("../evil.txt", tarfile.REGTYPE),
+        ("/abs.txt", tarfile.REGTYPE),
+        ("link", tarfile.SYMTYPE),
+    ):
         archive = tmp_path / f"{abs(hash(name))}.tar.gz"
         with tarfile.open(archive, "w:gz") as tar:
             good = tarfile.TarInfo("fine.txt")
@@ -288,20 +318,44 @@ def test_two_hosts_train_data_parallel(digits: tuple, tmp_path: Path) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    args = ["--model", "resnet18", "--weights", "none", "--trainable", "all", "--epochs", "2",
-            "--image_size", "32", "--augmentation", "light"]
+    args = [
+        "--model",
+        "resnet18",
+        "--weights",
+        "none",
+        "--trainable",
+        "all",
+        "--epochs",
+        "2",
+        "--image_size",
+        "32",
+        "--augmentation",
+        "light",
+    ]
     hosts = ["algo-1", "algo-2"]
     processes = []
     for host in hosts:
-        env = dict(os.environ, SM_HOSTS=json.dumps(hosts), SM_CURRENT_HOST=host,
-                   MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), OMP_NUM_THREADS="1",
-                   SM_CHANNEL_TRAIN=channels["train"].removeprefix("file://"),
-                   SM_CHANNEL_VALID=channels["valid"].removeprefix("file://"),
-                   SM_MODEL_DIR=str(tmp_path / host / "model"),
-                   SM_OUTPUT_DATA_DIR=str(tmp_path / host / "output/data"),
-                   SM_IMGCLF_CHECKPOINT_DIR=str(tmp_path / host / "checkpoints"))
-        processes.append(subprocess.Popen([sys.executable, "-m", "sm_imgclf.runtime.job", *args],
-                                          env=env, stdout=subprocess.PIPE, text=True))
+        env = dict(
+            os.environ,
+            SM_HOSTS=json.dumps(hosts),
+            SM_CURRENT_HOST=host,
+            MASTER_ADDR="127.0.0.1",
+            MASTER_PORT=str(port),
+            OMP_NUM_THREADS="1",
+            SM_CHANNEL_TRAIN=channels["train"].removeprefix("file://"),
+            SM_CHANNEL_VALID=channels["valid"].removeprefix("file://"),
+            SM_MODEL_DIR=str(tmp_path / host / "model"),
+            SM_OUTPUT_DATA_DIR=str(tmp_path / host / "output/data"),
+            SM_IMGCLF_CHECKPOINT_DIR=str(tmp_path / host / "checkpoints"),
+        )
+        processes.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "sm_imgclf.runtime.job", *args],
+                env=env,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+        )
     outputs = [p.communicate(timeout=300)[0] for p in processes]
     assert [p.returncode for p in processes] == [0, 0], outputs
     assert "distributed: rank 0 of 2 (gloo)" in outputs[0]

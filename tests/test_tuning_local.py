@@ -28,8 +28,9 @@ def digits(tmp_path_factory: pytest.TempPathFactory) -> tuple[smi.LocalSession, 
 
 
 def estimator(session: smi.Session, **hp: object) -> smi.TransferLearningEstimator:
-    return smi.TransferLearningEstimator("resnet18", session=session, weights=None,
-                                         trainable="all", hyperparameters={**TINY, **hp})
+    return smi.TransferLearningEstimator(
+        "resnet18", session=session, weights=None, trainable="all", hyperparameters={**TINY, **hp}
+    )
 
 
 SPACE = {"lr": smi.Continuous(1e-5, 0.5, scale="log"), "batch_size": smi.Categorical([16, 32])}
@@ -64,8 +65,9 @@ def test_six_trials_two_at_a_time_give_typed_best_values(digits: tuple) -> None:
 
 def test_interrupted_run_does_not_repeat_finished_trials(digits: tuple) -> None:
     session, channels = digits
-    run = smi.TuningRun(estimator(session), SPACE, strategy="random", max_jobs=5,
-                        max_parallel_jobs=2)
+    run = smi.TuningRun(
+        estimator(session), SPACE, strategy="random", max_jobs=5, max_parallel_jobs=2
+    )
     result = run.run(channels, name="resume", wait=False)
     deadline = time.monotonic() + 120
     while sum(t.status == "completed" for t in result.refresh().trials) < 2:
@@ -77,8 +79,9 @@ def test_interrupted_run_does_not_repeat_finished_trials(digits: tuple) -> None:
     assert result.status == "Stopped"
     finished = {t.job_name for t in result.trials if t.status == "completed"}
     with pytest.raises(smi.BackendError, match="exists with other settings"):
-        smi.TuningRun(estimator(session), SPACE, strategy="random", max_jobs=6,
-                      max_parallel_jobs=2).run(channels, name="resume")
+        smi.TuningRun(
+            estimator(session), SPACE, strategy="random", max_jobs=6, max_parallel_jobs=2
+        ).run(channels, name="resume")
     final = run.run(channels, name="resume", logs=False)
     assert final.status == "Completed" and len(final.trials) == 5
     assert {t.status for t in final.trials} == {"completed"}
@@ -90,8 +93,14 @@ def test_interrupted_run_does_not_repeat_finished_trials(digits: tuple) -> None:
 
 def test_hyperband_prunes_and_records_it(digits: tuple) -> None:
     session, channels = digits
-    run = smi.TuningRun(estimator(session, epochs=4), SPACE, strategy="hyperband",
-                        max_jobs=8, max_parallel_jobs=2, seed=1)
+    run = smi.TuningRun(
+        estimator(session, epochs=4),
+        SPACE,
+        strategy="hyperband",
+        max_jobs=8,
+        max_parallel_jobs=2,
+        seed=1,
+    )
     result = run.run(channels, name="hyper", logs=False)
     pruned = [t for t in result.trials if t.status == "pruned"]
     assert pruned, result.table()
@@ -109,7 +118,8 @@ def test_hyperband_prunes_and_records_it(digits: tuple) -> None:
 def test_objective_never_printed_fails_fast_with_the_printed_names(digits: tuple) -> None:
     session, channels = digits
     spec = smi.TuningRun(estimator(session, epochs=1), SPACE, max_jobs=4).plan(
-        channels, name="nometric")
+        channels, name="nometric"
+    )
     without_valid = {**spec.to_dict()}
     without_valid["training"]["channels"] = [["train", channels["train"]]]
     session.backend.start_tuning(TuningSpec.from_dict(without_valid))
@@ -123,9 +133,9 @@ def test_objective_never_printed_fails_fast_with_the_printed_names(digits: tuple
 def test_all_trials_failing_ends_with_their_reasons(digits: tuple, tmp_path: Path) -> None:
     session, channels = digits
     (tmp_path / "truncated.pth").write_bytes(b"PK\x03\x04 cut short")  # every job fails to read it
-    est = smi.TransferLearningEstimator("resnet18", session=session,
-                                        weights=str(tmp_path / "truncated.pth"),
-                                        hyperparameters=TINY)
+    est = smi.TransferLearningEstimator(
+        "resnet18", session=session, weights=str(tmp_path / "truncated.pth"), hyperparameters=TINY
+    )
     run = smi.TuningRun(est, SPACE, max_jobs=10, max_parallel_jobs=1)
     with pytest.raises(smi.TuningFailedError) as caught:
         run.run(channels, name="broken", logs=False)
@@ -137,20 +147,30 @@ def test_all_trials_failing_ends_with_their_reasons(digits: tuple, tmp_path: Pat
 
 def test_warm_start_seeds_the_study_with_the_parent_trials(digits: tuple) -> None:
     session, channels = digits
-    parent = smi.TuningRun(estimator(session, epochs=1), SPACE, max_jobs=2,
-                           max_parallel_jobs=2).run(channels, name="parent", logs=False)
-    child = smi.TuningRun(estimator(session, epochs=1), SPACE, max_jobs=1, max_parallel_jobs=1,
-                          warm_start=[parent]).run(channels, name="child", logs=False)
+    parent = smi.TuningRun(
+        estimator(session, epochs=1), SPACE, max_jobs=2, max_parallel_jobs=2
+    ).run(channels, name="parent", logs=False)
+    child = smi.TuningRun(
+        estimator(session, epochs=1), SPACE, max_jobs=1, max_parallel_jobs=1, warm_start=[parent]
+    ).run(channels, name="child", logs=False)
     assert len(child.trials) == 1 and child.trials[0].job_name == "child-002"
     path = session.root / "tuning" / "child" / STUDY
-    study = optuna.load_study(study_name="child", storage=optuna.storages.JournalStorage(
-        optuna.storages.journal.JournalFileBackend(str(path))))
+    study = optuna.load_study(
+        study_name="child",
+        storage=optuna.storages.JournalStorage(
+            optuna.storages.journal.JournalFileBackend(str(path))
+        ),
+    )
     seeded = [t for t in study.trials if t.user_attrs.get("warm_start")]
     assert len(seeded) == 2 and {t.user_attrs["parent"] for t in seeded} == {"parent"}
     parent_values = {json.dumps(t.user_attrs["values"], sort_keys=True) for t in seeded}
-    assert parent_values == {json.dumps({k: smi.Hyperparameters.from_dict(
-        t.hyperparameters).to_strings()[k] for k in SPACE}, sort_keys=True)
-        for t in parent.trials}
+    assert parent_values == {
+        json.dumps(
+            {k: smi.Hyperparameters.from_dict(t.hyperparameters).to_strings()[k] for k in SPACE},
+            sort_keys=True,
+        )
+        for t in parent.trials
+    }
 
 
 def test_a_budget_stops_launching_trials_and_says_why(digits: tuple) -> None:
@@ -159,13 +179,19 @@ def test_a_budget_stops_launching_trials_and_says_why(digits: tuple) -> None:
     # $0.40 the second trial may start only if the first spent at most $0.10 (10 s),
     # and no trial ever starts that could take the run past $0.40.
     priced = smi.LocalSession(session.root, price_per_hour=36.0)
-    est = smi.TransferLearningEstimator("resnet18", session=priced, weights=None, trainable="all", hyperparameters=TINY, compute=smi.Compute(max_run=30))
+    est = smi.TransferLearningEstimator(
+        "resnet18",
+        session=priced,
+        weights=None,
+        trainable="all",
+        hyperparameters=TINY,
+        compute=smi.Compute(max_run=30),
+    )
     run = smi.TuningRun(est, SPACE, max_jobs=8, max_parallel_jobs=1, max_cost=0.40)
     assert "at most $0.40" in str(run.estimate(channels))
     result = run.run(channels, name="budget", logs=False)
     assert result.status == "Completed" and 1 <= len(result.trials) < 8
-    assert result.stop_reason is not None and result.stop_reason.startswith(
-        "stopped for budget")
+    assert result.stop_reason is not None and result.stop_reason.startswith("stopped for budget")
     assert "could pass max_cost $0.40" in str(result)
     too_small = smi.TuningRun(est, SPACE, max_jobs=2, max_parallel_jobs=1, max_cost=0.10)
     with pytest.raises(smi.TuningFailedError, match="not even one trial fits"):

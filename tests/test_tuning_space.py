@@ -16,56 +16,63 @@ CHANNELS = {"train": "file:///data/train", "valid": "file:///data/valid"}
 @pytest.fixture
 def est() -> smi.TransferLearningEstimator:
     session = smi.Session(smi.FakeBackend())
-    return smi.TransferLearningEstimator("resnet18", session=session, weights=None,
-                                         hyperparameters={"epochs": 6})
+    return smi.TransferLearningEstimator(
+        "resnet18", session=session, weights=None, hyperparameters={"epochs": 6}
+    )
 
 
-def tuning(est: smi.TransferLearningEstimator, space: dict | None = None, **options: object
-           ) -> smi.TuningRun:
-    return smi.TuningRun(est, space or {"lr": smi.Continuous(1e-4, 1e-1, scale="log")},
-                         **options)  # type: ignore[arg-type]
+def tuning(
+    est: smi.TransferLearningEstimator, space: dict | None = None, **options: object
+) -> smi.TuningRun:
+    return smi.TuningRun(est, space or {"lr": smi.Continuous(1e-4, 1e-1, scale="log")}, **options)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize(("space", "message"), [
-    ({"learning_rate": smi.Continuous(0.01, 0.1)}, "'lr'"),
-    ({"batch_size": smi.Continuous(16.0, 64.0)}, "batch_size is an integer"),
-    ({"lr": smi.Integer(1, 3)}, "space['lr'] must be"),
-    ({"lr": smi.Continuous(0.0, 0.1)}, "lr accepts"),
-    ({"batch_size": smi.Integer(0, 64)}, "batch_size accepts"),
-    ({"momentum": smi.Continuous(0.5, 1.5)}, "momentum accepts"),
-    ({"batch_size": smi.Categorical([])}, "non-empty list"),
-    ({"batch_size": smi.Categorical([32, "64"])}, "values of one type"),
-    ({"batch_size": smi.Categorical([32, 32])}, "distinct values"),
-    ({"optimizer": smi.Categorical(["sgd", "lamb"])}, "optimizer accepts"),
-    ({"optimizer": smi.Continuous(0.1, 0.2)}, "a Categorical range"),
-    ({"lr": smi.Continuous(0.1, 0.01)}, "min < max"),
-    ({"weight_decay": smi.Continuous(0.0, 0.1, scale="log")}, "> 0 on a log scale"),
-    ({"lr": smi.Continuous(0.1, 2.0, scale="reverse_log")}, "within [0, 1)"),
-    ({"batch_size": smi.Integer(8, 64, scale="reverse_log")}, "within [0, 1)"),
-    ({"lr": smi.Continuous(0.01, 0.1, scale="logarithmic")}, "'log'"),
-    ({"batch_size": [32, 64]}, "Wrap lists in Categorical([32, 64])"),
-    ({"lr": 0.01}, "estimator's hyperparameters"),
-    ({}, "non-empty mapping"),
-])
+@pytest.mark.parametrize(
+    ("space", "message"),
+    [
+        ({"learning_rate": smi.Continuous(0.01, 0.1)}, "'lr'"),
+        ({"batch_size": smi.Continuous(16.0, 64.0)}, "batch_size is an integer"),
+        ({"lr": smi.Integer(1, 3)}, "space['lr'] must be"),
+        ({"lr": smi.Continuous(0.0, 0.1)}, "lr accepts"),
+        ({"batch_size": smi.Integer(0, 64)}, "batch_size accepts"),
+        ({"momentum": smi.Continuous(0.5, 1.5)}, "momentum accepts"),
+        ({"batch_size": smi.Categorical([])}, "non-empty list"),
+        ({"batch_size": smi.Categorical([32, "64"])}, "values of one type"),
+        ({"batch_size": smi.Categorical([32, 32])}, "distinct values"),
+        ({"optimizer": smi.Categorical(["sgd", "lamb"])}, "optimizer accepts"),
+        ({"optimizer": smi.Continuous(0.1, 0.2)}, "a Categorical range"),
+        ({"lr": smi.Continuous(0.1, 0.01)}, "min < max"),
+        ({"weight_decay": smi.Continuous(0.0, 0.1, scale="log")}, "> 0 on a log scale"),
+        ({"lr": smi.Continuous(0.1, 2.0, scale="reverse_log")}, "within [0, 1)"),
+        ({"batch_size": smi.Integer(8, 64, scale="reverse_log")}, "within [0, 1)"),
+        ({"lr": smi.Continuous(0.01, 0.1, scale="logarithmic")}, "'log'"),
+        ({"batch_size": [32, 64]}, "Wrap lists in Categorical([32, 64])"),
+        ({"lr": 0.01}, "estimator's hyperparameters"),
+        ({}, "non-empty mapping"),
+    ],
+)
 def test_bad_spaces(est: smi.TransferLearningEstimator, space: dict, message: str) -> None:
     with pytest.raises(smi.ConfigurationError) as caught:
         smi.TuningRun(est, space)
     assert message in str(caught.value)
 
 
-@pytest.mark.parametrize(("options", "message"), [
-    ({"objective": "valid:acc"}, "valid:accuracy"),
-    ({"objective": "test:accuracy"}, "leak it into model selection"),
-    ({"max_jobs": 2, "max_parallel_jobs": 3}, "at most max_jobs (2)"),
-    ({"max_jobs": 0}, "max_jobs must be"),
-    ({"strategy": "bayes"}, "bayesian"),
-    ({"direction": "up"}, "direction must be"),
-    ({"early_stopping": "on"}, "'auto'"),
-    ({"min_epochs": 7}, "min_epochs must be"),
-    ({"warm_start": [""]}, "warm_start must be"),
-    ({"warm_start_type": "same"}, "identical_data"),
-    ({"strategy": "hyperband", "early_stopping": "auto"}, "stops trials early itself"),
-])
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"objective": "valid:acc"}, "valid:accuracy"),
+        ({"objective": "test:accuracy"}, "leak it into model selection"),
+        ({"max_jobs": 2, "max_parallel_jobs": 3}, "at most max_jobs (2)"),
+        ({"max_jobs": 0}, "max_jobs must be"),
+        ({"strategy": "bayes"}, "bayesian"),
+        ({"direction": "up"}, "direction must be"),
+        ({"early_stopping": "on"}, "'auto'"),
+        ({"min_epochs": 7}, "min_epochs must be"),
+        ({"warm_start": [""]}, "warm_start must be"),
+        ({"warm_start_type": "same"}, "identical_data"),
+        ({"strategy": "hyperband", "early_stopping": "auto"}, "stops trials early itself"),
+    ],
+)
 def test_bad_settings(est: smi.TransferLearningEstimator, options: dict, message: str) -> None:
     with pytest.raises(smi.ConfigurationError) as caught:
         tuning(est, **options)
@@ -87,9 +94,13 @@ def test_hyperband_owns_the_epochs(est: smi.TransferLearningEstimator) -> None:
 def test_grid_needs_lists_and_caps_its_jobs(est: smi.TransferLearningEstimator) -> None:
     with pytest.raises(smi.ConfigurationError, match="Categorical range for strategy='grid'"):
         tuning(est, strategy="grid")
-    run = tuning(est, {"batch_size": smi.Categorical([16, 32]),
-                       "optimizer": smi.Categorical(["sgd", "adamw"])},
-                 strategy="grid", max_jobs=20, max_parallel_jobs=8)
+    run = tuning(
+        est,
+        {"batch_size": smi.Categorical([16, 32]), "optimizer": smi.Categorical(["sgd", "adamw"])},
+        strategy="grid",
+        max_jobs=20,
+        max_parallel_jobs=8,
+    )
     assert run.max_jobs == 4 and run.max_parallel_jobs == 4
 
 
@@ -100,11 +111,19 @@ def test_objective_needs_its_channel(est: smi.TransferLearningEstimator) -> None
 
 
 def test_plan_is_frozen_and_round_trips(est: smi.TransferLearningEstimator) -> None:
-    run = tuning(est, {"lr": smi.Continuous(1e-4, 1e-1, scale="log"),
-                       "momentum": smi.Continuous(0.5, 0.99, scale="reverse_log"),
-                       "batch_size": smi.Categorical([32, 64]),
-                       "head_hidden": smi.Integer(0, 256)},
-                 strategy="random", max_jobs=8, seed=3, warm_start=["older"])
+    run = tuning(
+        est,
+        {
+            "lr": smi.Continuous(1e-4, 1e-1, scale="log"),
+            "momentum": smi.Continuous(0.5, 0.99, scale="reverse_log"),
+            "batch_size": smi.Categorical([32, 64]),
+            "head_hidden": smi.Integer(0, 256),
+        },
+        strategy="random",
+        max_jobs=8,
+        seed=3,
+        warm_start=["older"],
+    )
     spec = run.plan(CHANNELS, name="dogs-tune")
     assert [name for name, _ in spec.space] == ["batch_size", "head_hidden", "lr", "momentum"]
     assert TuningSpec.from_dict(spec.to_dict()) == spec
@@ -120,21 +139,50 @@ def test_strategy_accepts_names_and_members(est: smi.TransferLearningEstimator) 
     assert tuning(est, strategy=smi.Strategy.BAYESIAN).strategy == "bayesian"
 
 
-def test_result_types_the_values_and_ranks_trials(est: smi.TransferLearningEstimator,
-                                                  tmp_path: Path) -> None:
+def test_result_types_the_values_and_ranks_trials(
+    est: smi.TransferLearningEstimator, tmp_path: Path
+) -> None:
     backend = est.session.backend
     result = tuning(est).run(CHANNELS, wait=False, name="fake-tune")
     assert result.status == "InProgress"
-    backend.finish_tuning("fake-tune", [  # type: ignore[attr-defined]
-        TrialRecord("fake-tune-000", "completed", {"lr": '"0.01"', "batch_size": '"64"'}, 0.81,
-                    100.0, 160.0, epochs=6),
-        TrialRecord("fake-tune-001", "pruned", {"lr": "0.5", "batch_size": "32"}, 0.2,
-                    100.0, 120.0, epochs=1),
-        TrialRecord("fake-tune-002", "completed", {"lr": "0.003", "batch_size": "32"}, 0.9,
-                    110.0, 170.0, epochs=6),
-        TrialRecord("fake-tune-003", "failed", {"lr": "0.0001", "batch_size": "32"},
-                    failure_reason="CUDA out of memory"),
-    ])
+    backend.finish_tuning(
+        "fake-tune",
+        [  # type: ignore[attr-defined]
+            TrialRecord(
+                "fake-tune-000",
+                "completed",
+                {"lr": '"0.01"', "batch_size": '"64"'},
+                0.81,
+                100.0,
+                160.0,
+                epochs=6,
+            ),
+            TrialRecord(
+                "fake-tune-001",
+                "pruned",
+                {"lr": "0.5", "batch_size": "32"},
+                0.2,
+                100.0,
+                120.0,
+                epochs=1,
+            ),
+            TrialRecord(
+                "fake-tune-002",
+                "completed",
+                {"lr": "0.003", "batch_size": "32"},
+                0.9,
+                110.0,
+                170.0,
+                epochs=6,
+            ),
+            TrialRecord(
+                "fake-tune-003",
+                "failed",
+                {"lr": "0.0001", "batch_size": "32"},
+                failure_reason="CUDA out of memory",
+            ),
+        ],
+    )
     best = result.best
     assert best.job_name == "fake-tune-002" and best.objective == 0.9
     assert best.hyperparameters == {"lr": 0.003, "batch_size": 32}
@@ -153,8 +201,13 @@ def test_result_types_the_values_and_ranks_trials(est: smi.TransferLearningEstim
 
 def test_failed_run_raises_with_the_reasons(est: smi.TransferLearningEstimator) -> None:
     result = tuning(est).run(CHANNELS, wait=False, name="fake-fail")
-    est.session.backend.finish_tuning("fake-fail", [], failure_reason=(  # type: ignore[attr-defined]
-        "All 3 trials failed; their reasons: bad weights path"))
+    est.session.backend.finish_tuning(
+        "fake-fail",
+        [],
+        failure_reason=(  # type: ignore[attr-defined]
+            "All 3 trials failed; their reasons: bad weights path"
+        ),
+    )
     with pytest.raises(smi.TuningFailedError, match="bad weights path") as caught:
         result.wait(logs=False, poll=0.01)
     assert "bad weights path" in (caught.value.reason or "")

@@ -30,8 +30,9 @@ def test_clean_dataset_has_no_findings(dataset_root: Path) -> None:
     report = smi.ImageFolderDataset(dataset_root).validate()
     assert report.ok and report.findings == []
     assert report.classes == ["001.cat", "002.dog", "003.bird"]
-    assert report.counts == {s: {c: n for c in report.classes}
-                             for s, n in (("train", 4), ("valid", 2), ("test", 2))}
+    assert report.counts == {
+        s: {c: n for c in report.classes} for s, n in (("train", 4), ("valid", 2), ("test", 2))
+    }
     assert report.files_checked == 24
     assert report.image_sizes["train"]["width"] == {"min": 48, "median": 48, "max": 48}
 
@@ -141,7 +142,9 @@ def test_class_only_in_valid_is_an_error(dataset_root: Path) -> None:
     write_image(dataset_root / "valid/004.fish/a.jpg")
     found = findings(dataset_root, "class_missing_from_split")
     assert {(f.split, f.severity) for f in found} == {
-        ("train", smi.Severity.ERROR), ("test", smi.Severity.WARNING)}
+        ("train", smi.Severity.ERROR),
+        ("test", smi.Severity.WARNING),
+    }
 
 
 def test_empty_class(dataset_root: Path) -> None:

@@ -41,9 +41,14 @@ def main() -> int:
             for processor, instance in INSTANCES.items():
                 ours = pytorch_image(None, scope=scope, region=region, instance_type=instance)
                 try:
-                    theirs = retrieve(framework="pytorch", region=region,  # type: ignore[operator]
-                                      version=image.version, py_version=image.py_version,
-                                      instance_type=instance, image_scope=scope)
+                    theirs = retrieve(
+                        framework="pytorch",
+                        region=region,  # type: ignore[operator]
+                        version=image.version,
+                        py_version=image.py_version,
+                        instance_type=instance,
+                        image_scope=scope,
+                    )
                 except ValueError as error:  # a region this SDK release does not know
                     theirs = f"(SDK: {error})"
                 checked += 1

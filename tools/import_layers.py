@@ -25,8 +25,20 @@ PACKAGE = "sm_imgclf"
 
 # Bottom first. A module belongs to the layer of its longest matching prefix.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("base", ("errors", "_params", "_version", "_lazy", "_progress", "_archive", "_pacing",
-              "_pages", "_inputs")),
+    (
+        "base",
+        (
+            "errors",
+            "_params",
+            "_version",
+            "_lazy",
+            "_progress",
+            "_archive",
+            "_pacing",
+            "_pages",
+            "_inputs",
+        ),
+    ),
     ("contracts", ("contracts",)),
     ("storage, dataset files and runtime", ("storage", "data", "runtime")),
     ("backends", ("backends",)),
@@ -37,7 +49,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
 
 # Within a layer: (importer prefix, imported prefix) pairs that must stay apart.
 APART: tuple[tuple[str, str], ...] = (
-    ("runtime", "storage"),       # what ships into containers never talks to a store
+    ("runtime", "storage"),  # what ships into containers never talks to a store
     ("runtime", "data.upload"),
     ("storage", "runtime"),
     ("storage", "data"),
@@ -112,8 +124,10 @@ def layer_problems(edges: dict[str, dict[str, int]], files: dict[str, Path]) -> 
             where = f"{files[source]}:{line}: {source} imports {target}"
             low, high = layer_of(target), layer_of(source)
             if low > high:
-                problems.append(f"{where}, which is in a higher layer "
-                                f"({LAYERS[low][0]!r} above {LAYERS[high][0]!r})")
+                problems.append(
+                    f"{where}, which is in a higher layer "
+                    f"({LAYERS[low][0]!r} above {LAYERS[high][0]!r})"
+                )
             for importer, imported in APART:
                 if _matches(source, importer) and _matches(target, imported):
                     problems.append(f"{where}; {importer} and {imported} are kept apart")
@@ -127,8 +141,9 @@ def package_of(module: str, files: dict[str, Path]) -> str:
     return module.rpartition(".")[0] or module
 
 
-def package_edges(edges: dict[str, dict[str, int]],
-                  files: dict[str, Path]) -> dict[str, dict[str, int]]:
+def package_edges(
+    edges: dict[str, dict[str, int]], files: dict[str, Path]
+) -> dict[str, dict[str, int]]:
     """Package to the packages its modules import, leaving out a package's own parents.
 
     A module importing a package above its own (``runtime.job`` importing ``runtime``) is
@@ -188,8 +203,10 @@ def check(src: Path) -> list[str]:
     edges = graph(src)
     problems = layer_problems(edges, files)
     problems += [f"import circle among: {', '.join(group)}" for group in circles(edges)]
-    problems += [f"package circle among: {', '.join(group)}"
-                 for group in circles(package_edges(edges, files))]
+    problems += [
+        f"package circle among: {', '.join(group)}"
+        for group in circles(package_edges(edges, files))
+    ]
     return problems
 
 

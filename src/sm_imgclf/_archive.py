@@ -31,8 +31,11 @@ def safe_extract(archive: str | Path, target: str | Path) -> Path:
 def _check(member: tarfile.TarInfo, target: Path) -> None:
     destination = (target / member.name).resolve()
     if target != destination and target not in destination.parents:
-        raise UnsafeArchiveError(f"Refusing archive member {member.name!r}: it would be "
-                                 f"written outside {target}.")
+        raise UnsafeArchiveError(
+            f"Refusing archive member {member.name!r}: it would be written outside {target}."
+        )
     if not (member.isfile() or member.isdir()):
-        raise UnsafeArchiveError(f"Refusing archive member {member.name!r}: only plain files "
-                                 "and folders are allowed in a model package.")
+        raise UnsafeArchiveError(
+            f"Refusing archive member {member.name!r}: only plain files "
+            "and folders are allowed in a model package."
+        )

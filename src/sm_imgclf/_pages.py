@@ -56,13 +56,14 @@ def inline_png(fig: Any, *, alt: str = "chart", dpi: int = 90) -> str:
     return f'<img alt="{alt}" src="data:image/png;base64,{data}">'
 
 
-def write_page(path: Path, title: str, body: str, *, style: str = "", script: str = ""
-               ) -> Path:
+def write_page(path: Path, title: str, body: str, *, style: str = "", script: str = "") -> Path:
     """Write a self-contained HTML page (the reports' shared style plus ``style``)."""
     tail = f"<script>{script}</script>" if script else ""
-    page = (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>"
-            f"{html.escape(title)}</title><style>{STYLE}{style}</style></head>"
-            f"<body>{body}{tail}</body></html>")
+    page = (
+        f"<!doctype html><html lang=en><head><meta charset=utf-8><title>"
+        f"{html.escape(title)}</title><style>{STYLE}{style}</style></head>"
+        f"<body>{body}{tail}</body></html>"
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(page, encoding="utf-8")
     return path

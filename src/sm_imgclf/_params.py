@@ -75,9 +75,14 @@ def check_resource_name(name: str, value: Any, *, max_length: int = 63) -> str:
     import re
 
     if not isinstance(value, str) or not re.fullmatch(
-            rf"[a-zA-Z0-9](-*[a-zA-Z0-9]){{0,{max_length - 1}}}", value):
-        raise bad_value(name, f"1-{max_length} letters, digits and hyphens, starting and "
-                        "ending with a letter or digit", value)
+        rf"[a-zA-Z0-9](-*[a-zA-Z0-9]){{0,{max_length - 1}}}", value
+    ):
+        raise bad_value(
+            name,
+            f"1-{max_length} letters, digits and hyphens, starting and "
+            "ending with a letter or digit",
+            value,
+        )
     return value
 
 

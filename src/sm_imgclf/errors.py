@@ -142,8 +142,7 @@ class TrainingJobFailedError(BackendError):
     """
 
     def __init__(self, name: str, reason: str | None) -> None:
-        super().__init__(f"Training job {name!r} failed: {reason or 'no reason given'}",
-                         name=name)
+        super().__init__(f"Training job {name!r} failed: {reason or 'no reason given'}", name=name)
         self.reason = reason
 
 
@@ -155,8 +154,7 @@ class TuningFailedError(BackendError):
     """
 
     def __init__(self, name: str, reason: str | None) -> None:
-        super().__init__(f"Tuning run {name!r} failed: {reason or 'no reason given'}",
-                         name=name)
+        super().__init__(f"Tuning run {name!r} failed: {reason or 'no reason given'}", name=name)
         self.reason = reason
 
 

@@ -46,10 +46,15 @@ class Session:
         # A static look: isinstance() on the protocol would evaluate lazy properties.
         if any(inspect.getattr_static(backend, name, None) is None for name in ("name", "store")):
             raise bad_value("backend", "an object implementing the Backend protocol", backend)
-        if role is not None and not (isinstance(role, str) and (
-                role.startswith("arn:") or re.fullmatch(r"[\w+=,.@-]{1,64}", role))):
-            raise bad_value("role", "an IAM role ARN such as 'arn:aws:iam::123456789012:role/X', "
-                            "or a role's name", role)
+        if role is not None and not (
+            isinstance(role, str)
+            and (role.startswith("arn:") or re.fullmatch(r"[\w+=,.@-]{1,64}", role))
+        ):
+            raise bad_value(
+                "role",
+                "an IAM role ARN such as 'arn:aws:iam::123456789012:role/X', or a role's name",
+                role,
+            )
         self.backend = backend
         self.role = role
 
@@ -65,9 +70,15 @@ class Session:
         """What costs money now: endpoints up and jobs in progress, with their prices."""
         return self.backend.list_resources()
 
-    def cleanup(self, names: Iterable[str] = (), *, older_than: str | None = None,
-                tags: Mapping[str, str] | None = None, by_library: bool = False,
-                dry_run: bool = False) -> list[Resource]:
+    def cleanup(
+        self,
+        names: Iterable[str] = (),
+        *,
+        older_than: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        by_library: bool = False,
+        dry_run: bool = False,
+    ) -> list[Resource]:
         """Delete the endpoints and stop the jobs that match every criterion given.
 
         Args:
@@ -85,15 +96,15 @@ class Session:
         """
         from sm_imgclf.contracts.resources import select
 
-        chosen = select(self.resources(), names=names, older_than=older_than, tags=tags,
-                        by_library=by_library)
+        chosen = select(
+            self.resources(), names=names, older_than=older_than, tags=tags, by_library=by_library
+        )
         if not dry_run:
             for resource in chosen:
                 self.backend.remove_resource(resource)
         return chosen
 
-    def estimate(self, spec: TrainingSpec | TuningSpec | DeploySpec | BatchSpec
-                 ) -> CostEstimate:
+    def estimate(self, spec: TrainingSpec | TuningSpec | DeploySpec | BatchSpec) -> CostEstimate:
         """What the work ``spec`` describes may cost (see :class:`~sm_imgclf.CostEstimate`)."""
         return self.backend.estimate(spec)
 
@@ -121,17 +132,26 @@ class LocalSession(Session):
     """
 
     def __init__(
-        self, root: str | os.PathLike[str] | None = None, *, max_concurrency: int = 4,
-        feature_store: bool = True, price_per_hour: float = 0.0,
+        self,
+        root: str | os.PathLike[str] | None = None,
+        *,
+        max_concurrency: int = 4,
+        feature_store: bool = True,
+        price_per_hour: float = 0.0,
     ) -> None:
         from sm_imgclf.backends.local.backend import LocalBackend
 
         check_number("max_concurrency", max_concurrency, low=1, integer=True)
         self.root = Path(root).expanduser().absolute() if root is not None else default_root()
         check_number("price_per_hour", price_per_hour, low=0.0)
-        super().__init__(LocalBackend(self.root, max_concurrency=max_concurrency,
-                                      feature_store=bool(feature_store),
-                                      price_per_hour=float(price_per_hour)))
+        super().__init__(
+            LocalBackend(
+                self.root,
+                max_concurrency=max_concurrency,
+                feature_store=bool(feature_store),
+                price_per_hour=float(price_per_hour),
+            )
+        )
 
 
 class SageMakerSession(Session):
@@ -175,10 +195,18 @@ class SageMakerSession(Session):
         if bucket is not None:
             _check_bucket(bucket)
         check_number("max_concurrency", max_concurrency, low=1, high=256, integer=True)
-        super().__init__(SageMakerBackend(
-            bucket, region=region, boto_session=boto_session, endpoint_urls=endpoint_urls,
-            expected_bucket_owner=expected_bucket_owner, max_concurrency=max_concurrency,
-            tags=tags), role=role)
+        super().__init__(
+            SageMakerBackend(
+                bucket,
+                region=region,
+                boto_session=boto_session,
+                endpoint_urls=endpoint_urls,
+                expected_bucket_owner=expected_bucket_owner,
+                max_concurrency=max_concurrency,
+                tags=tags,
+            ),
+            role=role,
+        )
 
 
 def _check_bucket(bucket: object) -> None:

@@ -16,8 +16,10 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
-SLOW_DOWN = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code>'
-             b"<Message>Please reduce your request rate.</Message></Error>")
+SLOW_DOWN = (
+    b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code>'
+    b"<Message>Please reduce your request rate.</Message></Error>"
+)
 _HOP = {"connection", "keep-alive", "transfer-encoding", "proxy-connection", "upgrade"}
 
 # fault(method, path) -> None to forward, an int status to refuse with, or "drop".
@@ -86,8 +88,11 @@ class S3Proxy:
                 response = connection.getresponse()
                 data = response.read()
                 connection.close()
-                kept = [(k, v) for k, v in response.getheaders()
-                        if k.lower() not in _HOP | {"content-length"}]
+                kept = [
+                    (k, v)
+                    for k, v in response.getheaders()
+                    if k.lower() not in _HOP | {"content-length"}
+                ]
                 self._reply(response.status, kept, data)
 
             def _reply(self, status: int, headers: list[tuple[str, str]], data: bytes) -> None:

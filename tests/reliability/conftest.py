@@ -38,15 +38,19 @@ def figures_table() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def trained_package(tmp_path_factory: pytest.TempPathFactory) -> tuple[smi.LocalSession,
-                                                                        smi.TrainingJob]:
+def trained_package(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[smi.LocalSession, smi.TrainingJob]:
     """A small model trained once for the endpoint tests."""
     root = tmp_path_factory.mktemp("reliability-model")
     smi.digits_to_folder(root / "images", limit_per_class=10)
     session = smi.LocalSession(root / "session")
     channels = smi.ImageFolderDataset(root / "images").upload(session, "d", progress=False)
     job = smi.TransferLearningEstimator(
-        "resnet18", session=session, weights=None, trainable="all",
-        hyperparameters={"image_size": 32, "epochs": 1, "augmentation": "none",
-                         "record_every": 0}).fit(channels, logs=False)
+        "resnet18",
+        session=session,
+        weights=None,
+        trainable="all",
+        hyperparameters={"image_size": 32, "epochs": 1, "augmentation": "none", "record_every": 0},
+    ).fit(channels, logs=False)
     return session, job

@@ -23,9 +23,20 @@ from reliability.conftest import FIGURES, scale
 from sm_imgclf.backends.local import serving as local_serving
 
 pytestmark = pytest.mark.reliability
-TYPES = ["image/jpeg", "image/png", "application/x-image", "application/x-npy",
-         "application/json", "text/plain", "application/octet-stream", "", "image/gif",
-         "application/json; charset=utf-8", "multipart/form-data", "IMAGE/PNG"]
+TYPES = [
+    "image/jpeg",
+    "image/png",
+    "application/x-image",
+    "application/x-npy",
+    "application/json",
+    "text/plain",
+    "application/octet-stream",
+    "",
+    "image/gif",
+    "application/json; charset=utf-8",
+    "multipart/form-data",
+    "IMAGE/PNG",
+]
 
 
 @pytest.fixture(scope="module")
@@ -36,8 +47,9 @@ def endpoint(trained_package: tuple) -> Iterator[dict[str, Any]]:
         yield {"client": client, "port": int(state["port"]), "pid": int(state["pid"])}
 
 
-def request(port: int, method: str, path: str, body: bytes = b"",
-            headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+def request(
+    port: int, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None
+) -> tuple[int, bytes]:
     return local_serving._request(port, method, path, body, headers or {}, timeout=60)
 
 
@@ -57,24 +69,39 @@ def npy(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() |
-                           st.text(max_size=20),
-                           lambda inner: st.lists(inner, max_size=4) |
-                           st.dictionaries(st.text(max_size=8), inner, max_size=4),
-                           max_leaves=12)
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
 bodies = st.one_of(
     st.binary(max_size=4096),
     st.builds(lambda v: json.dumps(v).encode(), json_values),
     st.builds(lambda v: json.dumps({"instances": v}).encode(), json_values),
-    st.builds(lambda n, k: json.dumps({"instances": [{"b64": "AAAA" * n}], "top_k": k})
-              .encode(), st.integers(0, 50), st.integers(-5, 20) | st.text(max_size=3)),
-    st.builds(lambda a: npy(a), st.sampled_from([
-        np.zeros((8, 8, 3), np.uint8), np.zeros((2, 5, 5, 3), np.uint8),
-        np.zeros((4,), np.float64), np.zeros((3, 3), np.int16), np.zeros((0, 4, 4, 3), np.uint8),
-        np.full((6, 6, 3), np.nan, np.float32)])),
+    st.builds(
+        lambda n, k: json.dumps({"instances": [{"b64": "AAAA" * n}], "top_k": k}).encode(),
+        st.integers(0, 50),
+        st.integers(-5, 20) | st.text(max_size=3),
+    ),
+    st.builds(
+        lambda a: npy(a),
+        st.sampled_from(
+            [
+                np.zeros((8, 8, 3), np.uint8),
+                np.zeros((2, 5, 5, 3), np.uint8),
+                np.zeros((4,), np.float64),
+                np.zeros((3, 3), np.int16),
+                np.zeros((0, 4, 4, 3), np.uint8),
+                np.full((6, 6, 3), np.nan, np.float32),
+            ]
+        ),
+    ),
     st.builds(lambda cut: image_bytes("PNG")[:cut], st.integers(0, 200)),
     st.builds(lambda cut: image_bytes("JPEG")[:cut], st.integers(0, 600)),
-    st.just(image_bytes("PNG")), st.just(image_bytes("JPEG", (5, 3000))),
+    st.just(image_bytes("PNG")),
+    st.just(image_bytes("JPEG", (5, 3000))),
 )
 
 
@@ -84,11 +111,18 @@ def test_fuzzed_payloads_never_cause_a_server_error(endpoint: dict[str, Any]) ->
     before = rss_mb(pid)
     count = scale(10_000, 800)
 
-    @settings(max_examples=count, deadline=None, database=None, derandomize=True,
-              suppress_health_check=list(HealthCheck))
-    @given(body=bodies, content_type=st.sampled_from(TYPES) | st.text(max_size=30),
-           accept=st.sampled_from(["application/json", "application/x-npy", "*/*",
-                                   "text/html", ""]))
+    @settings(
+        max_examples=count,
+        deadline=None,
+        database=None,
+        derandomize=True,
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(
+        body=bodies,
+        content_type=st.sampled_from(TYPES) | st.text(max_size=30),
+        accept=st.sampled_from(["application/json", "application/x-npy", "*/*", "text/html", ""]),
+    )
     def fuzz(body: bytes, content_type: str, accept: str) -> None:
         headers = {"Content-Type": content_type, "Accept": accept}
         headers = {k: v for k, v in headers.items() if v.isprintable() and v.isascii()}
@@ -100,10 +134,13 @@ def test_fuzzed_payloads_never_cause_a_server_error(endpoint: dict[str, Any]) ->
 
     fuzz()
     after = rss_mb(pid)
-    FIGURES["endpoint fuzzing"] = {"requests": sum(statuses.values()),
-                                   "statuses": dict(sorted(statuses.items())),
-                                   "5xx": sum(v for k, v in statuses.items() if k >= 500),
-                                   "rss_mb_before": round(before), "rss_mb_after": round(after)}
+    FIGURES["endpoint fuzzing"] = {
+        "requests": sum(statuses.values()),
+        "statuses": dict(sorted(statuses.items())),
+        "5xx": sum(v for k, v in statuses.items() if k >= 500),
+        "rss_mb_before": round(before),
+        "rss_mb_after": round(after),
+    }
     assert request(port, "GET", "/ping")[0] == 200
     assert after - before < 150, (before, after)
 
@@ -123,8 +160,9 @@ def test_load_at_concurrency_32(endpoint: dict[str, Any]) -> None:
         while time.monotonic() < deadline:
             started = time.perf_counter()
             try:
-                connection.request("POST", "/invocations", body=body,
-                                   headers={"Content-Type": "image/jpeg"})
+                connection.request(
+                    "POST", "/invocations", body=body, headers={"Content-Type": "image/jpeg"}
+                )
                 answer = connection.getresponse()
                 answer.read()
                 ok = answer.status == 200
@@ -148,23 +186,32 @@ def test_load_at_concurrency_32(endpoint: dict[str, Any]) -> None:
         memory.append(rss_mb(pid))
     ordered = sorted(latencies)
     p99 = ordered[int(0.99 * (len(ordered) - 1))] * 1000
-    FIGURES["load c=32"] = {"seconds": seconds, "requests": len(latencies),
-                            "errors": len(errors),
-                            "p50_ms": round(ordered[len(ordered) // 2] * 1000, 1),
-                            "p99_ms": round(p99, 1), "rss_mb_start": round(memory[0]),
-                            "rss_mb_peak": round(max(memory)), "rss_mb_end": round(memory[-1])}
+    FIGURES["load c=32"] = {
+        "seconds": seconds,
+        "requests": len(latencies),
+        "errors": len(errors),
+        "p50_ms": round(ordered[len(ordered) // 2] * 1000, 1),
+        "p99_ms": round(p99, 1),
+        "rss_mb_start": round(memory[0]),
+        "rss_mb_peak": round(max(memory)),
+        "rss_mb_end": round(memory[-1]),
+    }
     assert not errors, errors[:5]
-    assert max(memory[len(memory) // 2:]) - memory[len(memory) // 2] < 100  # flat
+    assert max(memory[len(memory) // 2 :]) - memory[len(memory) // 2] < 100  # flat
 
 
 def test_payload_limit_and_loopback_only(endpoint: dict[str, Any]) -> None:
     port = endpoint["port"]
-    status, _ = request(port, "POST", "/invocations", b"\0" * (7 * 2**20),
-                        {"Content-Type": "image/png"})
+    status, _ = request(
+        port, "POST", "/invocations", b"\0" * (7 * 2**20), {"Content-Type": "image/png"}
+    )
     assert status == 413
     assert request(port, "GET", "/ping")[0] == 200
-    listening = [c for c in psutil.Process(endpoint["pid"]).net_connections(kind="tcp")
-                 if c.status == psutil.CONN_LISTEN]
+    listening = [
+        c
+        for c in psutil.Process(endpoint["pid"]).net_connections(kind="tcp")
+        if c.status == psutil.CONN_LISTEN
+    ]
     assert listening and all(c.laddr.ip == "127.0.0.1" for c in listening)
     outward = _outward_address()
     if outward is not None:  # a machine with only loopback has nothing else to try
@@ -198,10 +245,18 @@ def test_urls_in_requests_are_never_fetched(endpoint: dict[str, Any]) -> None:
     threading.Thread(target=bait.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{bait.server_address[1]}/secret.png"
     try:
-        for body in ({"instances": [{"url": url}]}, {"instances": [url]},
-                     {"instances": [{"s3": "s3://bucket/key.png"}]}):
-            status, _ = request(endpoint["port"], "POST", "/invocations",
-                                json.dumps(body).encode(), {"Content-Type": "application/json"})
+        for body in (
+            {"instances": [{"url": url}]},
+            {"instances": [url]},
+            {"instances": [{"s3": "s3://bucket/key.png"}]},
+        ):
+            status, _ = request(
+                endpoint["port"],
+                "POST",
+                "/invocations",
+                json.dumps(body).encode(),
+                {"Content-Type": "application/json"},
+            )
             assert 400 <= status < 500
     finally:
         bait.shutdown()

@@ -57,9 +57,11 @@ def build_corpus(root: Path, outside: Path) -> dict[str, str]:
     add(f"{CAT}/copy.jpg", "duplicate_in_split").write_bytes(source.read_bytes())
     expected[f"{CAT}/copy.jpg|{CAT}/ok0.jpg"] = expected.pop(f"{CAT}/copy.jpg")
     add("valid/001.cat/leak.jpg", "duplicate_across_splits").write_bytes(
-        (root / CAT / "ok1.jpg").read_bytes())
+        (root / CAT / "ok1.jpg").read_bytes()
+    )
     add(f"{BIRD}/conflict.jpg", "conflicting_labels").write_bytes(
-        (root / DOG / "ok2.jpg").read_bytes())
+        (root / DOG / "ok2.jpg").read_bytes()
+    )
     add("train/005.empty/.keep", "hidden_file").write_text("")
     expected["005.empty"] = "empty_class"
     write_image(root / "valid" / "006.valid_only" / "only.jpg")
@@ -76,8 +78,11 @@ def test_every_hostile_input_is_reported_by_name(tmp_path: Path) -> None:
     expected = build_corpus(root, outside)
     report = smi.ImageFolderDataset(root).validate()
     found = {(f.path, f.code) for f in report.findings}
-    missing = {paths: code for paths, code in expected.items()
-               if not any((p, code) in found for p in paths.split("|"))}
+    missing = {
+        paths: code
+        for paths, code in expected.items()
+        if not any((p, code) in found for p in paths.split("|"))
+    }
     assert not missing, (missing, sorted(found))
     session = smi.LocalSession(tmp_path / "s")
     with pytest.raises(smi.DatasetValidationError) as refused:  # whole classes can't be skipped
@@ -88,19 +93,32 @@ def test_every_hostile_input_is_reported_by_name(tmp_path: Path) -> None:
     shutil.rmtree(root / "train" / "005.empty")
     shutil.rmtree(root / "valid" / "006.valid_only")
     # Nothing silently dropped: every file is stored or named by a finding that says why.
-    channels = smi.ImageFolderDataset(root).upload(session, "hostile", skip_invalid=True,
-                                                   progress=False)
+    channels = smi.ImageFolderDataset(root).upload(
+        session, "hostile", skip_invalid=True, progress=False
+    )
     store = session.backend.store
-    stored = {f"{split}/{entry.path}" for split in channels
-              for entry in smi.DatasetManifest.from_json(
-                  store.get_bytes(f"hostile/{split}/manifest.json")).entries}
+    stored = {
+        f"{split}/{entry.path}"
+        for split in channels
+        for entry in smi.DatasetManifest.from_json(
+            store.get_bytes(f"hostile/{split}/manifest.json")
+        ).entries
+    }
     named = {f.path for f in report.findings}
-    files = {str(p.relative_to(root)) for p in root.rglob("*")
-             if (p.is_file() or p.is_symlink()) and "004.linked/" not in str(p)}
-    unaccounted = sorted(f for f in files - stored - named
-                         if not any(f.startswith(n + "/") for n in named))
+    files = {
+        str(p.relative_to(root))
+        for p in root.rglob("*")
+        if (p.is_file() or p.is_symlink()) and "004.linked/" not in str(p)
+    }
+    unaccounted = sorted(
+        f for f in files - stored - named if not any(f.startswith(n + "/") for n in named)
+    )
     assert not unaccounted, unaccounted
-    FIGURES["hostile datasets"] = {"inputs": len(expected), "kinds": len(set(expected.values())),
-                                   "reported": len(expected) - len(missing),
-                                   "stored": len(stored), "unaccounted": len(unaccounted)}
+    FIGURES["hostile datasets"] = {
+        "inputs": len(expected),
+        "kinds": len(set(expected.values())),
+        "reported": len(expected) - len(missing),
+        "stored": len(stored),
+        "unaccounted": len(unaccounted),
+    }
     assert len(set(expected.values())) >= 20 and len(expected) >= 24

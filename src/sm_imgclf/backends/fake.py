@@ -77,8 +77,11 @@ class FakeBackend:
 
     def training_request(self, spec: TrainingSpec) -> dict[str, Any]:
         """The spec's job arguments and channels."""
-        return {"job_name": spec.job_name, "arguments": spec.job_arguments(),
-                "channels": spec.channel_map}
+        return {
+            "job_name": spec.job_name,
+            "arguments": spec.job_arguments(),
+            "channels": spec.channel_map,
+        }
 
     def start_training(self, spec: TrainingSpec) -> None:
         """Record the job as in progress."""
@@ -146,8 +149,9 @@ class FakeBackend:
             raise BackendError(f"A tuning run named {spec.name!r} exists.", name=spec.name)
         self.tunings[spec.name] = FakeTuning(spec)
 
-    def finish_tuning(self, name: str, trials: list[TrialRecord], *,
-                      failure_reason: str | None = None) -> None:
+    def finish_tuning(
+        self, name: str, trials: list[TrialRecord], *, failure_reason: str | None = None
+    ) -> None:
         """End a run with ``trials`` (failed if ``failure_reason`` is given)."""
         tuning = self._tuning(name)
         tuning.trials = list(trials)
@@ -157,9 +161,14 @@ class FakeBackend:
     def describe_tuning(self, name: str) -> TuningStatus:
         """The scripted status."""
         tuning = self._tuning(name)
-        return TuningStatus(JobState(tuning.status), tuning.failure_reason, None,
-                            tuning.spec.objective, tuning.spec.direction,
-                            tuning.spec.categorical)
+        return TuningStatus(
+            JobState(tuning.status),
+            tuning.failure_reason,
+            None,
+            tuning.spec.objective,
+            tuning.spec.direction,
+            tuning.spec.categorical,
+        )
 
     def list_trials(self, name: str) -> list[TrialRecord]:
         """The scripted trials."""
@@ -186,13 +195,33 @@ class FakeBackend:
 
     def list_resources(self) -> list[Resource]:
         """The recorded endpoints and the jobs not yet ended; no prices."""
-        endpoints = [Resource(ENDPOINT, name, "InService", None, spec.instance_type,
-                              spec.instance_count, spec.tags, True)
-                     for name, spec in self.endpoints.items()]
-        return endpoints + [Resource(TRAINING, name, job.status, None, job.spec.instance_type,
-                                     job.spec.instance_count, job.spec.tags, True)
-                            for name, job in self.jobs.items()
-                            if not JobState(job.status).terminal]
+        endpoints = [
+            Resource(
+                ENDPOINT,
+                name,
+                "InService",
+                None,
+                spec.instance_type,
+                spec.instance_count,
+                spec.tags,
+                True,
+            )
+            for name, spec in self.endpoints.items()
+        ]
+        return endpoints + [
+            Resource(
+                TRAINING,
+                name,
+                job.status,
+                None,
+                job.spec.instance_type,
+                job.spec.instance_count,
+                job.spec.tags,
+                True,
+            )
+            for name, job in self.jobs.items()
+            if not JobState(job.status).terminal
+        ]
 
     def remove_resource(self, resource: Resource) -> None:
         """Forget the endpoint or stop the job."""
@@ -203,10 +232,15 @@ class FakeBackend:
 
     def estimate(self, spec: Any) -> CostEstimate:
         """An estimate with :attr:`prices` (US dollars per hour by instance type), if set."""
+
         def price(instance_type: str, use: str) -> Price | None:
             usd = self.prices.get(instance_type)
-            return None if usd is None else Price(instance_type, use, "fake", usd, "injected",
-                                                  "2000-01-01")
+            return (
+                None
+                if usd is None
+                else Price(instance_type, use, "fake", usd, "injected", "2000-01-01")
+            )
+
         return estimate_for(spec, price)
 
     def deploy(self, spec: DeploySpec) -> None:

@@ -24,8 +24,9 @@ def search_of(argument: str) -> Search:
     return Search.from_argument(Param("search", str, "").parse(argument))
 
 
-def tuning_status(name: str, job: JobStatus, search: Search,
-                  lines: Callable[[], Iterable[str]]) -> TuningStatus:
+def tuning_status(
+    name: str, job: JobStatus, search: Search, lines: Callable[[], Iterable[str]]
+) -> TuningStatus:
     """The run's status: the job's; its best trial is the one the job packaged.
 
     Args:
@@ -36,9 +37,14 @@ def tuning_status(name: str, job: JobStatus, search: Search,
     """
     categorical = tuple(n for n, r in search.space if isinstance(r, Categorical))
     best = best_trial(lines()) if job.status is JobState.COMPLETED else None
-    return TuningStatus(job.status, job.failure_reason,
-                        None if best is None else trial_name(name, best),
-                        search.objective, search.direction, categorical)
+    return TuningStatus(
+        job.status,
+        job.failure_reason,
+        None if best is None else trial_name(name, best),
+        search.objective,
+        search.direction,
+        categorical,
+    )
 
 
 def trials(name: str, lines: Iterable[str]) -> list[TrialRecord]:

@@ -38,8 +38,9 @@ def lookup(backend: str, spec: TrainingSpec, path: Path | None = None) -> Speed 
         return None
 
 
-def record(backend: str, spec: TrainingSpec, log: Iterable[str], job: str,
-           path: Path | None = None) -> Speed | None:
+def record(
+    backend: str, spec: TrainingSpec, log: Iterable[str], job: str, path: Path | None = None
+) -> Speed | None:
     """Keep the speed of a completed job read from its log (none in it: nothing kept)."""
     rate = speed_from_log(log)
     if rate is None:
@@ -52,8 +53,9 @@ def record(backend: str, spec: TrainingSpec, log: Iterable[str], job: str,
     return speed if write_json(path, data) else None
 
 
-def expecter(backend: str, count_images: Callable[[str], int | None],
-             path: Path | None = None) -> Callable[[TrainingSpec], Expected | None]:
+def expecter(
+    backend: str, count_images: Callable[[str], int | None], path: Path | None = None
+) -> Callable[[TrainingSpec], Expected | None]:
     """``expect(spec)`` for :func:`~sm_imgclf.contracts.costs.estimate_for`.
 
     Args:
@@ -62,6 +64,7 @@ def expecter(backend: str, count_images: Callable[[str], int | None],
             unknown, e.g. a channel uploaded without a manifest).
         path: The speeds file (default :func:`speeds_path`).
     """
+
     def expect(spec: TrainingSpec) -> Expected | None:
         speed = lookup(backend, spec, path)
         if speed is None:
@@ -79,8 +82,9 @@ def image_counter(store: Any) -> Callable[[str], int | None]:
 
     def count(uri: str) -> int | None:
         if uri not in counts:
-            counts[uri] = _count(store, uri[len(root):].strip("/")) \
-                if uri.startswith(root) else None
+            counts[uri] = (
+                _count(store, uri[len(root) :].strip("/")) if uri.startswith(root) else None
+            )
         return counts[uri]
 
     return count

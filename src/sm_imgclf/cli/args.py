@@ -55,8 +55,13 @@ def parse_range(name: str, text: str) -> Range:
     from sm_imgclf.contracts.space import Categorical, Continuous, Integer
 
     kind, _, rest = text.partition(":")
-    scales: dict[str, Scale] = {"linear": "linear", "log": "log", "reverse-log": "reverse_log",
-                                "int": "linear", "int-log": "log"}
+    scales: dict[str, Scale] = {
+        "linear": "linear",
+        "log": "log",
+        "reverse-log": "reverse_log",
+        "int": "linear",
+        "int-log": "log",
+    }
     if kind in scales and rest.count(":") == 1:
         low, high = rest.split(":")
         try:
@@ -64,17 +69,25 @@ def parse_range(name: str, text: str) -> Range:
                 return Integer(int(low), int(high), scales[kind])
             return Continuous(float(low), float(high), scales[kind])
         except ValueError:
-            raise bad_value(f"--param {name}", f"{kind}:<min>:<max> with numbers", text) \
-                from None
+            raise bad_value(f"--param {name}", f"{kind}:<min>:<max> with numbers", text) from None
     if ":" in text or name not in BY_NAME:
-        raise bad_value(f"--param {name}", "log:<min>:<max>, linear:<min>:<max>, "
-                        "int:<min>:<max>, int-log:<min>:<max> or a comma list of values",
-                        text)
+        raise bad_value(
+            f"--param {name}",
+            "log:<min>:<max>, linear:<min>:<max>, "
+            "int:<min>:<max>, int-log:<min>:<max> or a comma list of values",
+            text,
+        )
     return Categorical([BY_NAME[name].parse(v) for v in text.split(",") if v])
 
 
-def list_or_act(args: argparse.Namespace, noun: str, listing: Callable[[], list[dict[str, Any]]],
-                act: Callable[[str], None], done: str, doing: str | None = None) -> int:
+def list_or_act(
+    args: argparse.Namespace,
+    noun: str,
+    listing: Callable[[], list[dict[str, Any]]],
+    act: Callable[[str], None],
+    done: str,
+    doing: str | None = None,
+) -> int:
     """``<noun> list`` prints name and status; the other action runs ``act`` on the name.
 
     The action is reported as ``{done: name}`` in JSON, ``<doing or done> <name>`` in text.

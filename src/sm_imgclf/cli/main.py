@@ -33,12 +33,14 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("root", help="dataset folder")
     validate.add_argument("--json", action="store_true", help="print the report as JSON")
     common = session_options()
-    upload = commands.add_parser("upload", parents=[common],
-                                 help="validate and upload a dataset")
+    upload = commands.add_parser("upload", parents=[common], help="validate and upload a dataset")
     upload.add_argument("root", help="dataset folder")
     upload.add_argument("prefix", help="key prefix in the store, e.g. datasets/dogs")
-    upload.add_argument("--skip-invalid", action="store_true",
-                        help="leave out files with errors instead of refusing")
+    upload.add_argument(
+        "--skip-invalid",
+        action="store_true",
+        help="leave out files with errors instead of refusing",
+    )
     cli_jobs.add_commands(commands, common)
     cli_serving.add_commands(commands, common)
     cli_costs.add_commands(commands, common)
@@ -82,12 +84,21 @@ def _upload(args: argparse.Namespace) -> int:
     from sm_imgclf.data.dataset import ImageFolderDataset
 
     session = make_session(args)
-    channels = ImageFolderDataset(args.root).upload(session, args.prefix,
-                                                    skip_invalid=args.skip_invalid)
+    channels = ImageFolderDataset(args.root).upload(
+        session, args.prefix, skip_invalid=args.skip_invalid
+    )
     if args.json:
-        print(json.dumps({"channels": dict(channels), "skipped": channels.skipped,
-                          "uploaded": len(channels.summary.uploaded),
-                          "unchanged": len(channels.summary.skipped)}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "channels": dict(channels),
+                    "skipped": channels.skipped,
+                    "uploaded": len(channels.summary.uploaded),
+                    "unchanged": len(channels.summary.skipped),
+                },
+                indent=2,
+            )
+        )
     else:
         print(channels.summary)
         for split, uri in channels.items():
@@ -95,12 +106,22 @@ def _upload(args: argparse.Namespace) -> int:
     return 0
 
 
-_COMMANDS = {"demo": _demo, "validate": _validate, "upload": _upload,
-             "train": cli_jobs.train, "tune": cli_jobs.tune, "report": cli_jobs.report,
-             "jobs": cli_jobs.jobs, "deploy": cli_serving.deploy,
-             "predict": cli_serving.predict, "evaluate": cli_serving.evaluate,
-             "explain": cli_serving.explain, "resources": cli_costs.resources,
-             "cleanup": cli_costs.cleanup, "endpoints": cli_serving.endpoints}
+_COMMANDS = {
+    "demo": _demo,
+    "validate": _validate,
+    "upload": _upload,
+    "train": cli_jobs.train,
+    "tune": cli_jobs.tune,
+    "report": cli_jobs.report,
+    "jobs": cli_jobs.jobs,
+    "deploy": cli_serving.deploy,
+    "predict": cli_serving.predict,
+    "evaluate": cli_serving.evaluate,
+    "explain": cli_serving.explain,
+    "resources": cli_costs.resources,
+    "cleanup": cli_costs.cleanup,
+    "endpoints": cli_serving.endpoints,
+}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -142,8 +142,7 @@ class Backend(Protocol):
         """Delete an endpoint (with its config and models) or stop a job."""
         ...
 
-    def estimate(self, spec: TrainingSpec | TuningSpec | DeploySpec | BatchSpec
-                 ) -> CostEstimate:
+    def estimate(self, spec: TrainingSpec | TuningSpec | DeploySpec | BatchSpec) -> CostEstimate:
         """What the work ``spec`` describes may cost, before it starts."""
         ...
 

@@ -99,31 +99,46 @@ class CostEstimate:
     def __str__(self) -> str:
         count = f"{self.instance_count} x {self.instance_type}"
         if self.price is None:
-            return (f"{self.what}: {count}: no price known ("
-                    + (self.note or "not in the AWS Price List API's answer nor in the "
-                       "library's table; nothing is guessed") + ")")
+            return (
+                f"{self.what}: {count}: no price known ("
+                + (
+                    self.note
+                    or "not in the AWS Price List API's answer nor in the "
+                    "library's table; nothing is guessed"
+                )
+                + ")"
+            )
         if self.what == "endpoint":
-            return (f"endpoint: {count} at {self.price}: ${self.on_demand_usd:,.2f} per hour, "
-                    f"${self.on_demand_usd * 24 * 30:,.0f} per 30 days while it is up"  # type: ignore[operator]
-                    + (f"; {self.note}" if self.note else ""))
-        spot = (f"; with spot about ${self.spot_usd:,.2f} (assuming {1 - SPOT_SHARE:.0%} off)"
-                if self.spot else "")
-        return (f"{self.what}: {count} for at most {self.hours:,.2f} h at {self.price}: at most "
-                f"${self.on_demand_usd:,.2f} on demand{spot}"
-                + (f"; {self.note}" if self.note else "") + self._expected_text())
+            return (
+                f"endpoint: {count} at {self.price}: ${self.on_demand_usd:,.2f} per hour, "
+                f"${self.on_demand_usd * 24 * 30:,.0f} per 30 days while it is up"  # type: ignore[operator]
+                + (f"; {self.note}" if self.note else "")
+            )
+        spot = (
+            f"; with spot about ${self.spot_usd:,.2f} (assuming {1 - SPOT_SHARE:.0%} off)"
+            if self.spot
+            else ""
+        )
+        return (
+            f"{self.what}: {count} for at most {self.hours:,.2f} h at {self.price}: at most "
+            f"${self.on_demand_usd:,.2f} on demand{spot}"
+            + (f"; {self.note}" if self.note else "")
+            + self._expected_text()
+        )
 
     def _expected_text(self) -> str:
         if self.expected_hours is None:
             return ""
         hours = self.expected_hours
         span = f"{hours * 60:,.1f} min" if hours < 1 else f"{hours:,.2f} h"
-        return (f"; expected about {span} (${self.expected_usd:,.2f}) from "
-                f"{self.expected_basis}")
+        return f"; expected about {span} (${self.expected_usd:,.2f}) from {self.expected_basis}"
 
 
-def estimate_for(spec: Any, price: Callable[[str, str], Price | None],
-                 expect: Callable[[TrainingSpec], Expected | None] | None = None
-                 ) -> CostEstimate:
+def estimate_for(
+    spec: Any,
+    price: Callable[[str, str], Price | None],
+    expect: Callable[[TrainingSpec], Expected | None] | None = None,
+) -> CostEstimate:
     """The cost estimate of a training, tuning, deploy or batch spec at ``price(type, use)``.
 
     ``expect(training_spec)`` gives the time a training job is expected to take,
@@ -156,8 +171,11 @@ def _bounded(spec: Any, price: Callable[[str, str], Price | None]) -> CostEstima
 
     if isinstance(spec, TuningSpec):
         if spec.in_one_job:
-            return replace(_bounded(spec.one_job_training(), price), what="tuning",
-                           note=f"the whole search ({spec.max_jobs} trials) runs in one job")
+            return replace(
+                _bounded(spec.one_job_training(), price),
+                what="tuning",
+                note=f"the whole search ({spec.max_jobs} trials) runs in one job",
+            )
         trial = spec.trial_training()
         found = price(trial.instance_type, "training")
         training, trial_note = capped(trial, found)
@@ -165,29 +183,65 @@ def _bounded(spec: Any, price: Callable[[str, str], Price | None]) -> CostEstima
         cap, note = tuning_runtime_cap(spec, found)
         if cap is not None:
             hours = min(hours, cap / 3600 * spec.max_parallel_jobs)
-        notes = [f"{spec.max_jobs} trials, each at most {training.max_run / 3600:,.2f} h"
-                 + (" (the estimator's max_cost)" if trial_note and
-                    training.max_run < spec.training.max_run else ""), note]
+        notes = [
+            f"{spec.max_jobs} trials, each at most {training.max_run / 3600:,.2f} h"
+            + (
+                " (the estimator's max_cost)"
+                if trial_note and training.max_run < spec.training.max_run
+                else ""
+            ),
+            note,
+        ]
         if spec.shared_features:
-            notes.append("and first the features job, "
-                         + str(_bounded(spec.features_training(), price)))
-        return CostEstimate("tuning", training.instance_type, training.instance_count, hours,
-                            found, training.use_spot, "; ".join(n for n in notes if n))
+            notes.append(
+                "and first the features job, " + str(_bounded(spec.features_training(), price))
+            )
+        return CostEstimate(
+            "tuning",
+            training.instance_type,
+            training.instance_count,
+            hours,
+            found,
+            training.use_spot,
+            "; ".join(n for n in notes if n),
+        )
     if isinstance(spec, DeploySpec):
         if spec.serverless_memory_mb is not None:
-            return CostEstimate("endpoint", f"serverless {spec.serverless_memory_mb} MB", 1, 1.0,
-                                None, note="serverless endpoints bill per request-second and "
-                                "memory, not per hour")
-        return CostEstimate("endpoint", spec.instance_type, spec.instance_count, 1.0,
-                            price(spec.instance_type, "hosting"))
+            return CostEstimate(
+                "endpoint",
+                f"serverless {spec.serverless_memory_mb} MB",
+                1,
+                1.0,
+                None,
+                note="serverless endpoints bill per request-second and memory, not per hour",
+            )
+        return CostEstimate(
+            "endpoint",
+            spec.instance_type,
+            spec.instance_count,
+            1.0,
+            price(spec.instance_type, "hosting"),
+        )
     if isinstance(spec, BatchSpec):
-        return CostEstimate("batch transform", spec.instance_type, spec.instance_count, 1.0,
-                            price(spec.instance_type, "transform"),
-                            note="per hour, until every image is scored")
+        return CostEstimate(
+            "batch transform",
+            spec.instance_type,
+            spec.instance_count,
+            1.0,
+            price(spec.instance_type, "transform"),
+            note="per hour, until every image is scored",
+        )
     found = price(spec.instance_type, "training")
     spec, note = capped(spec, found)
-    return CostEstimate("training", spec.instance_type, spec.instance_count,
-                        spec.max_run / 3600, found, spec.use_spot, note)
+    return CostEstimate(
+        "training",
+        spec.instance_type,
+        spec.instance_count,
+        spec.max_run / 3600,
+        found,
+        spec.use_spot,
+        note,
+    )
 
 
 def capped(spec: TrainingSpec, price: Price | None) -> tuple[TrainingSpec, str]:
@@ -203,21 +257,32 @@ def capped(spec: TrainingSpec, price: Price | None) -> tuple[TrainingSpec, str]:
     if spec.max_cost is None:
         return spec, ""
     if price is None:
-        raise bad_value("max_cost", f"a known price for {spec.instance_type}", spec.max_cost,
-                        "No price is known for it here: bound the job with max_run= instead.")
+        raise bad_value(
+            "max_cost",
+            f"a known price for {spec.instance_type}",
+            spec.max_cost,
+            "No price is known for it here: bound the job with max_run= instead.",
+        )
     rate = price.usd_per_hour * spec.instance_count
     if rate == 0:
         return spec, f"max_cost ${spec.max_cost:,.2f} noted; {price.source} costs nothing"
     seconds = int(spec.max_cost / rate * 3600)
     if seconds < 60:
-        raise bad_value("max_cost", f"at least ${rate / 60:.4f} (one minute of "
-                        f"{spec.instance_count} x {spec.instance_type} at {price})", spec.max_cost)
+        raise bad_value(
+            "max_cost",
+            f"at least ${rate / 60:.4f} (one minute of "
+            f"{spec.instance_count} x {spec.instance_type} at {price})",
+            spec.max_cost,
+        )
     if seconds >= spec.max_run:
-        return spec, (f"max_cost ${spec.max_cost:,.2f} allows {seconds / 3600:,.2f} h; "
-                      f"max_run ({spec.max_run / 3600:,.2f} h) is the tighter bound")
+        return spec, (
+            f"max_cost ${spec.max_cost:,.2f} allows {seconds / 3600:,.2f} h; "
+            f"max_run ({spec.max_run / 3600:,.2f} h) is the tighter bound"
+        )
     wait = None if spec.max_spot_wait is None else max(spec.max_spot_wait, seconds)
     return replace(spec, max_run=seconds, max_spot_wait=wait), (
-        f"max_cost ${spec.max_cost:,.2f} caps the run at {seconds / 3600:,.2f} h")
+        f"max_cost ${spec.max_cost:,.2f} caps the run at {seconds / 3600:,.2f} h"
+    )
 
 
 def tuning_runtime_cap(spec: TuningSpec, price: Price | None) -> tuple[int | None, str]:
@@ -230,19 +295,26 @@ def tuning_runtime_cap(spec: TuningSpec, price: Price | None) -> tuple[int | Non
     if spec.max_cost is None:
         return None, ""
     if price is None:
-        raise bad_value("max_cost", f"a known price for {spec.trial_training().instance_type}",
-                        spec.max_cost, "No price is known for it here: bound the trials "
-                        "with the estimator's max_run= and max_jobs= instead.")
+        raise bad_value(
+            "max_cost",
+            f"a known price for {spec.trial_training().instance_type}",
+            spec.max_cost,
+            "No price is known for it here: bound the trials "
+            "with the estimator's max_run= and max_jobs= instead.",
+        )
     rate = price.usd_per_hour * spec.training.instance_count * spec.max_parallel_jobs
     if rate == 0:
         return None, f"max_cost ${spec.max_cost:,.2f} noted; {price.source} costs nothing"
     seconds = int(spec.max_cost / rate * 3600)
-    return seconds, (f"max_cost ${spec.max_cost:,.2f} stops the run after "
-                     f"{seconds / 3600:,.2f} h ({spec.max_parallel_jobs} trial(s) at once)")
+    return seconds, (
+        f"max_cost ${spec.max_cost:,.2f} stops the run after "
+        f"{seconds / 3600:,.2f} h ({spec.max_parallel_jobs} trial(s) at once)"
+    )
 
 
-def budget_refusal(max_cost: float, usd_per_hour: float, trial_hours: float,
-                   spent_hours: float, running: int) -> str | None:
+def budget_refusal(
+    max_cost: float, usd_per_hour: float, trial_hours: float, spent_hours: float, running: int
+) -> str | None:
     """Why one more trial would not fit ``max_cost``, or ``None`` when it fits.
 
     What ended trials spent, plus every running trial and the new one at their
@@ -253,6 +325,8 @@ def budget_refusal(max_cost: float, usd_per_hour: float, trial_hours: float,
     another = trial_hours * usd_per_hour
     if spent + committed + another <= max_cost * (1 + 1e-9):
         return None
-    return (f"stopped for budget: ${spent:,.2f} spent and ${committed:,.2f} committed to "
-            f"running trials; another trial (up to ${another:,.2f}) could pass max_cost "
-            f"${max_cost:,.2f}")
+    return (
+        f"stopped for budget: ${spent:,.2f} spent and ${committed:,.2f} committed to "
+        f"running trials; another trial (up to ${another:,.2f}) could pass max_cost "
+        f"${max_cost:,.2f}"
+    )

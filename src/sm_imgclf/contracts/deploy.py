@@ -77,14 +77,17 @@ class DeployOptions:
         object.__setattr__(self, "tags", check_user_tags(self.tags))
         pairs = dict(self.environment)
         if not all(isinstance(k, str) and k and isinstance(v, str) for k, v in pairs.items()):
-            raise bad_value("environment", "a mapping of variable names to strings",
-                            self.environment)
+            raise bad_value(
+                "environment", "a mapping of variable names to strings", self.environment
+            )
         object.__setattr__(self, "environment", tuple(sorted(pairs.items())))
         check_number("instance_count", self.instance_count, low=1, integer=True)
         if self.serverless_memory_mb is not None and (
-                self.serverless_memory_mb not in range(1024, 6145, 1024)):
-            raise bad_value("serverless_memory_mb", "one of 1024, 2048, ... 6144",
-                            self.serverless_memory_mb)
+            self.serverless_memory_mb not in range(1024, 6145, 1024)
+        ):
+            raise bad_value(
+                "serverless_memory_mb", "one of 1024, 2048, ... 6144", self.serverless_memory_mb
+            )
         check_number("max_batch", self.max_batch, low=1, integer=True)
         check_number("max_wait_ms", self.max_wait_ms, low=0.0)
         check_number("top_k", self.top_k, low=1, integer=True)
@@ -93,8 +96,9 @@ class DeployOptions:
             check_number("decode_threads", self.decode_threads, low=1, integer=True)
         check_number("max_pixels", self.max_pixels, low=1, integer=True)
 
-    def spec(self, name: str, model_uri: str, *, role: str | None = None,
-             delete_after: str | None = None) -> DeploySpec:
+    def spec(
+        self, name: str, model_uri: str, *, role: str | None = None, delete_after: str | None = None
+    ) -> DeploySpec:
         """The plan of endpoint ``name`` serving ``model_uri`` with these options.
 
         Args:
@@ -132,8 +136,11 @@ class DeploySpec(DeployOptions):
 
     def container_environment(self) -> dict[str, str]:
         """The serving process's variables: the settings above, then ``environment``."""
-        settings = {"SM_IMGCLF_TOP_K": str(self.top_k), "SM_IMGCLF_FORWARD": self.forward,
-                    "SM_IMGCLF_MAX_PIXELS": str(self.max_pixels)}
+        settings = {
+            "SM_IMGCLF_TOP_K": str(self.top_k),
+            "SM_IMGCLF_FORWARD": self.forward,
+            "SM_IMGCLF_MAX_PIXELS": str(self.max_pixels),
+        }
         if self.decode_threads is not None:
             settings["SM_IMGCLF_DECODE_THREADS"] = str(self.decode_threads)
         return settings | dict(self.environment)

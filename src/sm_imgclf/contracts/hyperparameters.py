@@ -8,8 +8,16 @@ from typing import Any
 
 from sm_imgclf.contracts.schema import Param, check_all, check_names
 
-RULE_NAMES = ("vanishing_gradient", "exploding_tensor", "loss_not_decreasing", "overfit",
-              "overtraining", "poor_weight_initialization", "class_imbalance", "dead_relu")
+RULE_NAMES = (
+    "vanishing_gradient",
+    "exploding_tensor",
+    "loss_not_decreasing",
+    "overfit",
+    "overtraining",
+    "poor_weight_initialization",
+    "class_imbalance",
+    "dead_relu",
+)
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("none", "step", "cosine")
@@ -18,8 +26,15 @@ CLASS_WEIGHTING = ("none", "balanced")
 
 PARAMS: tuple[Param, ...] = (
     Param("lr", float, 1e-3, 0.0, 10.0, low_open=True, help="learning rate"),
-    Param("batch_size", int, 32, 1, 8192, help="images per step of each training process "
-          "(one per host on CPU, one per GPU under torchrun)"),
+    Param(
+        "batch_size",
+        int,
+        32,
+        1,
+        8192,
+        help="images per step of each training process "
+        "(one per host on CPU, one per GPU under torchrun)",
+    ),
     Param("epochs", int, 10, 1, 10_000, help="passes over the training split"),
     Param("optimizer", str, "adamw", choices=OPTIMIZERS, help="sgd, adam or adamw"),
     Param("momentum", float, 0.9, 0.0, 1.0, high_open=True, help="SGD momentum"),
@@ -31,22 +46,50 @@ PARAMS: tuple[Param, ...] = (
     Param("warmup_epochs", int, 0, 0, 10_000, help="epochs of linear warm-up"),
     Param("label_smoothing", float, 0.0, 0.0, 1.0, high_open=True, help="cross-entropy smoothing"),
     Param("image_size", int, 224, 16, 1024, help="side of the square network input"),
-    Param("augmentation", str, "light", choices=AUGMENTATIONS,
-          help="none, light (crop and flip) or strong (resized crop, flip, colour)"),
-    Param("class_weighting", str, "none", choices=CLASS_WEIGHTING,
-          help="none, or balanced (loss weights inverse to class frequency)"),
-    Param("early_stopping_patience", int, 0, 0, 10_000,
-          help="epochs without valid improvement before stopping (0: never)"),
+    Param(
+        "augmentation",
+        str,
+        "light",
+        choices=AUGMENTATIONS,
+        help="none, light (crop and flip) or strong (resized crop, flip, colour)",
+    ),
+    Param(
+        "class_weighting",
+        str,
+        "none",
+        choices=CLASS_WEIGHTING,
+        help="none, or balanced (loss weights inverse to class frequency)",
+    ),
+    Param(
+        "early_stopping_patience",
+        int,
+        0,
+        0,
+        10_000,
+        help="epochs without valid improvement before stopping (0: never)",
+    ),
     Param("head_hidden", int, 0, 0, 65_536, help="units of a hidden head layer (0: none)"),
     Param("head_dropout", float, 0.0, 0.0, 1.0, high_open=True, help="dropout before the head"),
     Param("seed", int, 0, 0, 2**31 - 1, help="seed of every random choice"),
     Param("num_workers", int, 0, 0, 256, help="threads decoding images (0: one per CPU)"),
-    Param("record_every", int, 25, 0, 1_000_000,
-          help="steps between records for the checks and profiler (0: record nothing)"),
-    Param("stop_on", str, "none", choices=("none", "any", *RULE_NAMES),
-          help="end training when this rule (or any) triggers"),
-    Param("profile_interval", float, 1.0, 0.05, 3600.0,
-          help="seconds between system metric samples"),
+    Param(
+        "record_every",
+        int,
+        25,
+        0,
+        1_000_000,
+        help="steps between records for the checks and profiler (0: record nothing)",
+    ),
+    Param(
+        "stop_on",
+        str,
+        "none",
+        choices=("none", "any", *RULE_NAMES),
+        help="end training when this rule (or any) triggers",
+    ),
+    Param(
+        "profile_interval", float, 1.0, 0.05, 3600.0, help="seconds between system metric samples"
+    ),
 )
 BY_NAME = {p.name: p for p in PARAMS}
 

@@ -13,8 +13,14 @@ from __future__ import annotations
 import re
 from typing import Any
 
-METRIC_NAMES = ("train:loss", "train:accuracy", "valid:loss", "valid:accuracy",
-                "test:loss", "test:accuracy")
+METRIC_NAMES = (
+    "train:loss",
+    "train:accuracy",
+    "valid:loss",
+    "valid:accuracy",
+    "test:loss",
+    "test:accuracy",
+)
 # A number as Python prints it, including nan, inf and -inf (a diverged loss).
 _NUMBER = r"([-+]?(?:[0-9]+\.?[0-9]*(?:[eE][-+]?[0-9]+)?|\.[0-9]+|nan|inf))"
 METRIC_DEFINITIONS = tuple(
@@ -39,11 +45,15 @@ def parse_metrics(lines: list[str]) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     for line in lines:
         if line.startswith(BEST_PREFIX):
-            found = {f"{split}:{name}": float(value)
-                     for split, name, value in _DOTTED.findall(line)}
+            found = {
+                f"{split}:{name}": float(value) for split, name, value in _DOTTED.findall(line)
+            }
         else:
-            found = {d["Name"]: float(m.group(1)) for d in METRIC_DEFINITIONS
-                     if (m := re.search(d["Regex"], line))}
+            found = {
+                d["Name"]: float(m.group(1))
+                for d in METRIC_DEFINITIONS
+                if (m := re.search(d["Regex"], line))
+            }
         if not found:
             continue
         epoch = _EPOCH.match(line)

@@ -60,9 +60,15 @@ class Resource:
         return None if hours is None or rate is None else hours * rate
 
 
-def select(resources: Iterable[Resource], *, names: Iterable[str] = (),
-           older_than: str | None = None, tags: Mapping[str, str] | None = None,
-           by_library: bool = False, now: dt.datetime | None = None) -> list[Resource]:
+def select(
+    resources: Iterable[Resource],
+    *,
+    names: Iterable[str] = (),
+    older_than: str | None = None,
+    tags: Mapping[str, str] | None = None,
+    by_library: bool = False,
+    now: dt.datetime | None = None,
+) -> list[Resource]:
     """The resources that match every criterion given.
 
     Raises:
@@ -73,15 +79,19 @@ def select(resources: Iterable[Resource], *, names: Iterable[str] = (),
     if not (wanted or older_than or tags or by_library):
         raise ConfigurationError(
             "Say what to clean up: names, older_than (--older-than 2h), tags (--tag KEY=VALUE) "
-            "or by_library (--created-by-library); nothing is chosen by default.")
+            "or by_library (--created-by-library); nothing is chosen by default."
+        )
     limit = parse_duration("older_than", older_than) / 3600 if older_than else None
     now = now or dt.datetime.now(dt.UTC)
     chosen = []
     for item in resources:
         age = item.age_hours(now)
-        if ((wanted and item.name not in wanted) or (by_library and not item.by_library)
-                or (limit is not None and (age is None or age < limit))
-                or any(dict(item.tags).get(k) != v for k, v in tags.items())):
+        if (
+            (wanted and item.name not in wanted)
+            or (by_library and not item.by_library)
+            or (limit is not None and (age is None or age < limit))
+            or any(dict(item.tags).get(k) != v for k, v in tags.items())
+        ):
             continue
         chosen.append(item)
     return chosen

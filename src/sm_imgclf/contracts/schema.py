@@ -123,8 +123,9 @@ def check_names(params: Sequence[Param], names: Iterable[str]) -> None:
     known = [p.name for p in params]
     for name in names:
         if name not in known:
-            raise bad_value("hyperparameter name", f"one of {sorted(known)}", name,
-                            suggest(name, known))
+            raise bad_value(
+                "hyperparameter name", f"one of {sorted(known)}", name, suggest(name, known)
+            )
 
 
 def check_all(params: Sequence[Param], values: dict[str, Any]) -> dict[str, Any]:

@@ -18,11 +18,26 @@ from sm_imgclf.contracts.status import TrialRecord
 from sm_imgclf.contracts.training import TrainingSpec
 
 # Hyperparameters that change what the head learns but not the features it sees.
-HEAD_PARAMS = frozenset({
-    "lr", "batch_size", "epochs", "optimizer", "momentum", "weight_decay", "eps",
-    "lr_schedule", "lr_step_epochs", "lr_gamma", "warmup_epochs", "label_smoothing",
-    "class_weighting", "early_stopping_patience", "head_hidden", "head_dropout",
-})
+HEAD_PARAMS = frozenset(
+    {
+        "lr",
+        "batch_size",
+        "epochs",
+        "optimizer",
+        "momentum",
+        "weight_decay",
+        "eps",
+        "lr_schedule",
+        "lr_step_epochs",
+        "lr_gamma",
+        "warmup_epochs",
+        "label_smoothing",
+        "class_weighting",
+        "early_stopping_patience",
+        "head_hidden",
+        "head_dropout",
+    }
+)
 TRIAL_PREFIX = "trial "
 # The channel through which tuning trials receive features a first job stored.
 FEATURES_CHANNEL = "features"
@@ -39,8 +54,9 @@ def one_job_blockers(training: TrainingSpec, tuned: Iterable[str]) -> list[str]:
     if training.trainable != ("head",):
         found.append(f"trainable={','.join(training.trainable)} trains more than the head")
     if training.hyperparameters.augmentation != "none":
-        found.append(f"augmentation={training.hyperparameters.augmentation} changes the "
-                     "features every epoch")
+        found.append(
+            f"augmentation={training.hyperparameters.augmentation} changes the features every epoch"
+        )
     if training.instance_count != 1:
         found.append("instance_count > 1")
     return found
@@ -57,10 +73,17 @@ def search_argument(settings: dict[str, Any]) -> str:
 
 def trial_line(record: TrialRecord, number: int) -> str:
     """The log line reporting one finished trial."""
-    data = {"number": number, "status": str(record.status),
-            "hyperparameters": record.hyperparameters, "objective": record.objective,
-            "epochs": record.epochs, "note": record.note, "failure_reason": record.failure_reason,
-            "started": record.started, "ended": record.ended}
+    data = {
+        "number": number,
+        "status": str(record.status),
+        "hyperparameters": record.hyperparameters,
+        "objective": record.objective,
+        "epochs": record.epochs,
+        "note": record.note,
+        "failure_reason": record.failure_reason,
+        "started": record.started,
+        "ended": record.ended,
+    }
     value = "nan" if record.objective is None else f"{record.objective:.6g}"
     return f"{TRIAL_PREFIX}{json.dumps(data, sort_keys=True)} trial_objective={value}"
 
@@ -77,7 +100,7 @@ def trials_from_log(lines: Iterable[str], job_name: str) -> list[TrialRecord]:
         if not line.startswith(TRIAL_PREFIX) or " trial_objective=" not in line:
             continue
         try:
-            data = json.loads(line[len(TRIAL_PREFIX):line.rindex(" trial_objective=")])
+            data = json.loads(line[len(TRIAL_PREFIX) : line.rindex(" trial_objective=")])
         except ValueError:
             continue  # a line cut short by a kill
         number = int(data.pop("number"))

@@ -57,8 +57,13 @@ class Categorical:
     values: tuple[Any, ...]
 
     def __init__(self, values: Sequence[Any]) -> None:
-        object.__setattr__(self, "values", tuple(values) if isinstance(values, Sequence)
-                           and not isinstance(values, str) else values)
+        object.__setattr__(
+            self,
+            "values",
+            tuple(values)
+            if isinstance(values, Sequence) and not isinstance(values, str)
+            else values,
+        )
 
 
 Range = Continuous | Integer | Categorical
@@ -72,8 +77,12 @@ def check_space(space: Mapping[str, Range]) -> dict[str, Range]:
             an empty or mixed-type categorical, or a scale the range can't use.
     """
     if not isinstance(space, Mapping) or not space:
-        raise bad_value("space", "a non-empty mapping of hyperparameter name to a range",
-                        space, "For example {'lr': Continuous(1e-4, 1e-1, scale='log')}.")
+        raise bad_value(
+            "space",
+            "a non-empty mapping of hyperparameter name to a range",
+            space,
+            "For example {'lr': Continuous(1e-4, 1e-1, scale='log')}.",
+        )
     check_names(tuple(BY_NAME.values()), space)
     return {name: _check_range(BY_NAME[name], value) for name, value in space.items()}
 
@@ -84,9 +93,11 @@ def _check_range(param: Param, value: object) -> Range:
         return _check_categorical(param, value, where)
     if isinstance(value, Continuous | Integer):
         return _check_interval(param, value, where)
-    hint = (f"Wrap lists in Categorical({list(value)!r})."
-            if isinstance(value, list | tuple) else
-            "Fixed values belong in the estimator's hyperparameters.")
+    hint = (
+        f"Wrap lists in Categorical({list(value)!r})."
+        if isinstance(value, list | tuple)
+        else "Fixed values belong in the estimator's hyperparameters."
+    )
     raise bad_value(where, "a Continuous, Integer or Categorical range", value, hint)
 
 
@@ -96,9 +107,12 @@ def _check_categorical(param: Param, value: Categorical, where: str) -> Categori
         raise bad_value(f"{where}.values", "a non-empty list", values)
     kinds = {type(v) for v in values}
     if len(kinds) > 1:
-        raise bad_value(f"{where}.values", "values of one type", list(values),
-                        f"Found {sorted(k.__name__ for k in kinds)}; {param.name} takes "
-                        f"{param.expected()}.")
+        raise bad_value(
+            f"{where}.values",
+            "values of one type",
+            list(values),
+            f"Found {sorted(k.__name__ for k in kinds)}; {param.name} takes {param.expected()}.",
+        )
     if len(set(values)) != len(values):
         raise bad_value(f"{where}.values", "distinct values", list(values))
     for item in values:
@@ -110,25 +124,34 @@ def _check_interval(param: Param, value: Continuous | Integer, where: str) -> Ra
     kind = "Integer" if isinstance(value, Integer) else "Continuous"
     wanted = int if isinstance(value, Integer) else float
     if param.kind not in (int, float):
-        raise bad_value(where, f"a Categorical range ({param.name} takes {param.expected()})",
-                        value)
+        raise bad_value(
+            where, f"a Categorical range ({param.name} takes {param.expected()})", value
+        )
     if param.kind is int and wanted is float:
-        raise bad_value(where, f"an Integer or Categorical range ({param.name} is an integer)",
-                        value)
+        raise bad_value(
+            where, f"an Integer or Categorical range ({param.name} is an integer)", value
+        )
     if param.kind is float and wanted is int:
-        raise bad_value(where, f"a Continuous or Categorical range ({param.name} is a number)",
-                        value)
+        raise bad_value(
+            where, f"a Continuous or Categorical range ({param.name} is a number)", value
+        )
     scale = check_choice(f"{where}.scale", value.scale, SCALES)
     for end in ("min", "max"):
         number = getattr(value, end)
-        if isinstance(number, bool) or not isinstance(number, (int, float) if wanted is float
-                                                      else int):
-            raise bad_value(f"{where}.{end}", f"{'an integer' if wanted is int else 'a number'}",
-                            number)
+        if isinstance(number, bool) or not isinstance(
+            number, (int, float) if wanted is float else int
+        ):
+            raise bad_value(
+                f"{where}.{end}", f"{'an integer' if wanted is int else 'a number'}", number
+            )
         _check_value(param, number, where)
     if not value.min < value.max:
-        raise bad_value(where, f"a {kind} range with min < max", value,
-                        "For a single value, set it on the estimator instead.")
+        raise bad_value(
+            where,
+            f"a {kind} range with min < max",
+            value,
+            "For a single value, set it on the estimator instead.",
+        )
     if scale == "log" and value.min <= 0:
         raise bad_value(f"{where}.min", "> 0 on a log scale", value.min)
     if scale == "reverse_log" and (kind == "Integer" or not 0 <= value.min < value.max < 1):
@@ -140,19 +163,25 @@ def _check_value(param: Param, item: Any, where: str) -> None:
     try:
         param.check(item)
     except ValueError as error:
-        raise bad_value(where, f"values {param.name} accepts ({param.expected()})", item,
-                        str(error)) from None
+        raise bad_value(
+            where, f"values {param.name} accepts ({param.expected()})", item, str(error)
+        ) from None
 
 
 def grid_values(space: Mapping[str, Range]) -> dict[str, list[Any]]:
     """The candidate values of a grid search; every range must be :class:`Categorical`."""
     for name, value in space.items():
         if not isinstance(value, Categorical):
-            raise bad_value(f"space[{name!r}]", "a Categorical range for strategy='grid'", value,
-                            "Grid search tries every combination, so it needs explicit lists "
-                            "(as SageMaker's grid search does).")
-    return {name: list(value.values) for name, value in space.items()
-            if isinstance(value, Categorical)}
+            raise bad_value(
+                f"space[{name!r}]",
+                "a Categorical range for strategy='grid'",
+                value,
+                "Grid search tries every combination, so it needs explicit lists "
+                "(as SageMaker's grid search does).",
+            )
+    return {
+        name: list(value.values) for name, value in space.items() if isinstance(value, Categorical)
+    }
 
 
 def grid_size(space: Mapping[str, Range]) -> int:
@@ -167,8 +196,12 @@ def describe(value: Range) -> dict[str, Any]:
     """A JSON-friendly description of a range (and :func:`from_description` reads it)."""
     if isinstance(value, Categorical):
         return {"type": "categorical", "values": list(value.values)}
-    return {"type": "integer" if isinstance(value, Integer) else "continuous",
-            "min": value.min, "max": value.max, "scale": value.scale}
+    return {
+        "type": "integer" if isinstance(value, Integer) else "continuous",
+        "min": value.min,
+        "max": value.max,
+        "scale": value.scale,
+    }
 
 
 def from_description(data: Mapping[str, Any]) -> Range:

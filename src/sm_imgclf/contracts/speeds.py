@@ -54,14 +54,25 @@ def speed_key(where: str, spec: TrainingSpec) -> str:
     """The key of the speeds that apply to ``spec`` run ``where`` (an instance type or "local")."""
     hp = spec.hyperparameters
     cached = spec.trainable == ("head",) and hp.augmentation == "none"
-    return "|".join((where, str(spec.instance_count), spec.model, str(hp.image_size),
-                     ",".join(spec.trainable), "features" if cached else "images"))
+    return "|".join(
+        (
+            where,
+            str(spec.instance_count),
+            spec.model,
+            str(hp.image_size),
+            ",".join(spec.trainable),
+            "features" if cached else "images",
+        )
+    )
 
 
 def speed_from_log(lines: Iterable[str]) -> float | None:
     """Training images per epoch-second, the median over a log's epoch lines."""
-    rates = [int(m.group(2)) / float(m.group(1)) for line in lines
-             if (m := _EPOCH_SPEED.match(line)) and float(m.group(1)) > 0]
+    rates = [
+        int(m.group(2)) / float(m.group(1))
+        for line in lines
+        if (m := _EPOCH_SPEED.match(line)) and float(m.group(1)) > 0
+    ]
     return statistics.median(rates) if rates else None
 
 
@@ -69,6 +80,9 @@ def expected(spec: TrainingSpec, speed: Speed, images: int) -> Expected:
     """The time ``spec`` should take at ``speed`` over ``images`` training images."""
     epochs = spec.hyperparameters.epochs
     seconds = epochs * images / speed.images_per_second
-    return Expected(seconds, f"{epochs} epochs x {images:,} images at "
-                             f"{speed.images_per_second:,.1f} images/s, measured by job "
-                             f"{speed.job} on {speed.as_of}")
+    return Expected(
+        seconds,
+        f"{epochs} epochs x {images:,} images at "
+        f"{speed.images_per_second:,.1f} images/s, measured by job "
+        f"{speed.job} on {speed.as_of}",
+    )

@@ -40,16 +40,23 @@ class Compute:
 
     def __post_init__(self) -> None:
         if not isinstance(self.instance_type, str) or not self.instance_type.startswith(
-                ("ml.", "local")):
-            raise bad_value("instance_type", "a SageMaker instance type such as "
-                            "'ml.g4dn.xlarge'", self.instance_type)
+            ("ml.", "local")
+        ):
+            raise bad_value(
+                "instance_type",
+                "a SageMaker instance type such as 'ml.g4dn.xlarge'",
+                self.instance_type,
+            )
         check_number("instance_count", self.instance_count, low=1, high=100, integer=True)
         check_number("volume_size_gb", self.volume_size_gb, low=1, integer=True)
         check_number("max_run", self.max_run, low=1, integer=True)
         if self.max_spot_wait is not None and not self.use_spot:
-            raise bad_value("max_spot_wait", "None unless use_spot=True", self.max_spot_wait,
-                            "It bounds the wait for spot capacity; SageMaker refuses it "
-                            "otherwise.")
+            raise bad_value(
+                "max_spot_wait",
+                "None unless use_spot=True",
+                self.max_spot_wait,
+                "It bounds the wait for spot capacity; SageMaker refuses it otherwise.",
+            )
         if self.use_spot and self.max_spot_wait is None:
             object.__setattr__(self, "max_spot_wait", 2 * self.max_run)
         if self.max_spot_wait is not None:
@@ -106,8 +113,9 @@ class TrainingSpec(Compute):
             check_number("max_cost", self.max_cost, low=0.0, low_open=True)
         super().__post_init__()
         if "train" not in dict(self.channels):
-            raise bad_value("channels", "a mapping with at least a 'train' channel URI",
-                            dict(self.channels))
+            raise bad_value(
+                "channels", "a mapping with at least a 'train' channel URI", dict(self.channels)
+            )
 
     @property
     def channel_map(self) -> dict[str, str]:
@@ -119,9 +127,13 @@ class TrainingSpec(Compute):
         search = {"search": self.search} if self.search else {}
         if self.features_only:
             search["features_only"] = "true"
-        return {"model": self.model, "weights": self.weights,
-                "trainable": ",".join(self.trainable), **search,
-                **self.hyperparameters.to_strings()}
+        return {
+            "model": self.model,
+            "weights": self.weights,
+            "trainable": ",".join(self.trainable),
+            **search,
+            **self.hyperparameters.to_strings(),
+        }
 
     def argv(self) -> list[str]:
         """The job's command-line arguments, ``--name value`` pairs with sorted names."""

@@ -87,15 +87,20 @@ class TuningSpec:
 
     def __post_init__(self) -> None:
         check_resource_name("name", self.name, max_length=32)
-        object.__setattr__(self, "strategy", Strategy(check_choice(
-            "strategy", str(self.strategy), [s.value for s in Strategy])))
+        object.__setattr__(
+            self,
+            "strategy",
+            Strategy(check_choice("strategy", str(self.strategy), [s.value for s in Strategy])),
+        )
         check_choice("direction", self.direction, ("maximize", "minimize"))
         check_choice("early_stopping", self.early_stopping, ("off", "auto"))
-        check_choice("warm_start_type", self.warm_start_type,
-                     ("identical_data", "transfer_learning"))
+        check_choice(
+            "warm_start_type", self.warm_start_type, ("identical_data", "transfer_learning")
+        )
         check_number("max_jobs", self.max_jobs, low=1, high=10_000, integer=True)
-        check_number("max_parallel_jobs", self.max_parallel_jobs, low=1, high=self.max_jobs,
-                     integer=True)
+        check_number(
+            "max_parallel_jobs", self.max_parallel_jobs, low=1, high=self.max_jobs, integer=True
+        )
         check_number("min_epochs", self.min_epochs, low=1, integer=True)
         if self.max_cost is not None:
             check_number("max_cost", self.max_cost, low=0.0, low_open=True)
@@ -104,29 +109,43 @@ class TuningSpec:
         if self.shared_features:
             self._check_shared()
         elif self.trial_instance_type is not None:
-            raise bad_value("trial_instance_type", "None unless the trials read shared "
-                            "features", self.trial_instance_type, "Trials that run the "
-                            "backbone themselves use the estimator's instance_type.")
+            raise bad_value(
+                "trial_instance_type",
+                "None unless the trials read shared features",
+                self.trial_instance_type,
+                "Trials that run the backbone themselves use the estimator's instance_type.",
+            )
 
     def _check_shared(self) -> None:
         if self.in_one_job:
-            raise bad_value("shared_features", "False with in_one_job=True", True,
-                            "A search in one job computes its features once already.")
+            raise bad_value(
+                "shared_features",
+                "False with in_one_job=True",
+                True,
+                "A search in one job computes its features once already.",
+            )
         blockers = one_job_blockers(self.training, dict(self.space))
         if blockers:
-            raise bad_value("shared_features", "False for this search", True,
-                            "Trials can share the backbone's features only when each "
-                            "trains the head on the same features: " + "; ".join(blockers)
-                            + ".")
+            raise bad_value(
+                "shared_features",
+                "False for this search",
+                True,
+                "Trials can share the backbone's features only when each "
+                "trains the head on the same features: " + "; ".join(blockers) + ".",
+            )
 
     def _check_one_job(self) -> None:
         blockers = one_job_blockers(self.training, dict(self.space))
         if self.warm_start:
             blockers.append("warm_start needs one training job per trial")
         if blockers:
-            raise bad_value("in_one_job", "False for this search", True,
-                            "One job can run a search only when every trial trains the head "
-                            "on the same features: " + "; ".join(blockers) + ".")
+            raise bad_value(
+                "in_one_job",
+                "False for this search",
+                True,
+                "One job can run a search only when every trial trains the head "
+                "on the same features: " + "; ".join(blockers) + ".",
+            )
 
     @property
     def categorical(self) -> tuple[str, ...]:
@@ -146,13 +165,24 @@ class TuningSpec:
         """The training spec of one trial: the template with ``values`` applied."""
         from dataclasses import replace
 
-        return replace(self.training, job_name=self.trial_job_name(number),
-                       hyperparameters=self.training.hyperparameters.updated(**values))
+        return replace(
+            self.training,
+            job_name=self.trial_job_name(number),
+            hyperparameters=self.training.hyperparameters.updated(**values),
+        )
 
     def in_job_search(self) -> Search:
         """The search a one-job run carries out in-process."""
-        return Search(self.space, self.objective, self.direction, self.strategy, self.max_jobs,
-                      self.early_stopping, self.min_epochs, self.seed)
+        return Search(
+            self.space,
+            self.objective,
+            self.direction,
+            self.strategy,
+            self.max_jobs,
+            self.early_stopping,
+            self.min_epochs,
+            self.seed,
+        )
 
     def one_job_training(self) -> TrainingSpec:
         """The training job that runs this whole search in-process (named like the run)."""
@@ -160,8 +190,12 @@ class TuningSpec:
 
         # The run's budget is the one job's budget.
         cost = self.max_cost if self.max_cost is not None else self.training.max_cost
-        return replace(self.training, job_name=self.name, max_cost=cost,
-                       search=self.in_job_search().to_argument())
+        return replace(
+            self.training,
+            job_name=self.name,
+            max_cost=cost,
+            search=self.in_job_search().to_argument(),
+        )
 
     @property
     def features_job_name(self) -> str:
@@ -185,11 +219,26 @@ class TuningSpec:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-friendly copy (read back by :meth:`from_dict`)."""
         return {
-            **{name: getattr(self, name) for name in (
-                "name", "objective", "direction", "max_jobs", "max_parallel_jobs",
-                "early_stopping", "min_epochs", "seed", "warm_start_type", "in_one_job",
-                "max_cost", "shared_features", "trial_instance_type")},
-            "strategy": str(self.strategy), "warm_start": list(self.warm_start),
+            **{
+                name: getattr(self, name)
+                for name in (
+                    "name",
+                    "objective",
+                    "direction",
+                    "max_jobs",
+                    "max_parallel_jobs",
+                    "early_stopping",
+                    "min_epochs",
+                    "seed",
+                    "warm_start_type",
+                    "in_one_job",
+                    "max_cost",
+                    "shared_features",
+                    "trial_instance_type",
+                )
+            },
+            "strategy": str(self.strategy),
+            "warm_start": list(self.warm_start),
             "training": spec_to_dict(self.training),
             "space": {name: describe(value) for name, value in self.space},
         }
@@ -230,10 +279,21 @@ class Search:
 
     def to_argument(self) -> str:
         """The job argument that carries this search (read by :meth:`from_argument`)."""
-        settings = {name: getattr(self, name) for name in (
-            "objective", "direction", "max_jobs", "early_stopping", "min_epochs", "seed")}
-        settings |= {"strategy": str(self.strategy),
-                     "space": {name: describe(value) for name, value in self.space}}
+        settings = {
+            name: getattr(self, name)
+            for name in (
+                "objective",
+                "direction",
+                "max_jobs",
+                "early_stopping",
+                "min_epochs",
+                "seed",
+            )
+        }
+        settings |= {
+            "strategy": str(self.strategy),
+            "space": {name: describe(value) for name, value in self.space},
+        }
         return search_argument(settings)
 
     @classmethod

@@ -51,11 +51,18 @@ def cifar10_to_folder(
     train = list(_records(source, TRAIN_BATCHES))
     labels = [label for _, label in train]
     splits = stratified_split(labels, {"valid": valid} if valid else {}, seed)
-    _write(target, class_names, [(s, pixels, label) for s, (pixels, label) in zip(splits, train,
-                                                                                  strict=True)],
-           progress)
-    _write(target, class_names, [("test", p, lab) for p, lab in _records(source, ("test_batch",))],
-           progress)
+    _write(
+        target,
+        class_names,
+        [(s, pixels, label) for s, (pixels, label) in zip(splits, train, strict=True)],
+        progress,
+    )
+    _write(
+        target,
+        class_names,
+        [("test", p, lab) for p, lab in _records(source, ("test_batch",))],
+        progress,
+    )
     return target
 
 
@@ -89,16 +96,18 @@ def _records(source: Path, batches: tuple[str, ...]) -> Iterator[tuple[Any, int]
         yield from zip(pixels, labels, strict=True)
 
 
-def _write(target: Path, class_names: list[str], rows: list[tuple[str, Any, int]],
-           progress: bool | None) -> None:
+def _write(
+    target: Path, class_names: list[str], rows: list[tuple[str, Any, int]], progress: bool | None
+) -> None:
     from PIL import Image
     from tqdm.auto import tqdm
 
     from sm_imgclf._progress import bar_disabled
 
     counters: dict[tuple[str, int], int] = {}
-    for split, pixels, label in tqdm(rows, desc="cifar10", unit="img",
-                                     disable=bar_disabled(progress)):
+    for split, pixels, label in tqdm(
+        rows, desc="cifar10", unit="img", disable=bar_disabled(progress)
+    ):
         if not 0 <= label < len(class_names):
             raise bad_value("a CIFAR-10 label", f"in [0, {len(class_names) - 1}]", label)
         folder = target / split / class_names[label]
@@ -108,5 +117,3 @@ def _write(target: Path, class_names: list[str], rows: list[tuple[str, Any, int]
             folder.mkdir(parents=True, exist_ok=True)
         image = Image.fromarray(pixels.reshape(3, 32, 32).transpose(1, 2, 0))
         image.save(folder / f"{number:05d}.png")
-
-

@@ -122,9 +122,12 @@ class ImageFolderDataset:
         """
         layout = self.layout
         if self._cut is not None or any((self.root / name).is_dir() for name in self.split_names):
-            raise bad_value("split()", "called on a dataset without split folders",
-                            f"{self.root} with splits {list(layout.splits)}",
-                            "Its split folders already define the splits.")
+            raise bad_value(
+                "split()",
+                "called on a dataset without split folders",
+                f"{self.root} with splits {list(layout.splits)}",
+                "Its split folders already define the splits.",
+            )
         fractions = {name: share for name, share in (("valid", valid), ("test", test)) if share}
         copy = ImageFolderDataset.__new__(ImageFolderDataset)
         copy.__dict__.update(self.__dict__)
@@ -149,8 +152,14 @@ class ImageFolderDataset:
         self._validated = (report, inspections)
         return report
 
-    def upload(self, session: Session, prefix: str, *, skip_invalid: bool = False,
-               progress: bool | None = None) -> Channels:
+    def upload(
+        self,
+        session: Session,
+        prefix: str,
+        *,
+        skip_invalid: bool = False,
+        progress: bool | None = None,
+    ) -> Channels:
         """Validate (unless already done) and copy the dataset into the session's store.
 
         Unchanged files already in the store are skipped, so a second call, or a
@@ -179,8 +188,15 @@ class ImageFolderDataset:
             self.validate(progress=progress)
         assert self._validated is not None
         report, inspections = self._validated
-        return upload_dataset(self.layout, session.store, prefix, report, inspections,
-                              skip_invalid=skip_invalid, progress=progress)
+        return upload_dataset(
+            self.layout,
+            session.store,
+            prefix,
+            report,
+            inspections,
+            skip_invalid=skip_invalid,
+            progress=progress,
+        )
 
 
 def _cut(layout: Layout, fractions: dict[str, float], seed: int) -> Layout:
@@ -189,8 +205,9 @@ def _cut(layout: Layout, fractions: dict[str, float], seed: int) -> Layout:
     names = stratified_split([f.class_id for f in layout.files], fractions, seed)
     splits = [UNSPLIT, *fractions]
     files: list[ImageFile] = [replace(f, split=n) for f, n in zip(layout.files, names, strict=True)]
-    folders = {c: {f.split for f in files if f.class_id == c} or {splits[0]}
-               for c in layout.classes}
+    folders = {
+        c: {f.split for f in files if f.class_id == c} or {splits[0]} for c in layout.classes
+    }
     return Layout(list(layout.classes), splits, files, list(layout.findings), folders)
 
 

@@ -7,8 +7,9 @@ from pathlib import Path
 from sm_imgclf._lazy import require
 
 
-def digits_to_folder(target: str | Path, *, size: int = 32, limit_per_class: int | None = None
-                     ) -> Path:
+def digits_to_folder(
+    target: str | Path, *, size: int = 32, limit_per_class: int | None = None
+) -> Path:
     """Write scikit-learn's 1,797 8x8 digits as ``target/<digit>/<n>.png`` images.
 
     Args:

@@ -78,9 +78,13 @@ def scan(root: Path, split_names: Sequence[str]) -> Layout:
     if present:
         for entry in _entries(root, scanner.findings, root):
             if entry.is_dir(follow_symlinks=False) and entry.name not in present:
-                scanner.note(entry, "unknown_folder", Severity.WARNING,
-                             f"not one of the split folders {list(split_names)}; ignored. "
-                             "Pass splits=(...) to use it.")
+                scanner.note(
+                    entry,
+                    "unknown_folder",
+                    Severity.WARNING,
+                    f"not one of the split folders {list(split_names)}; ignored. "
+                    "Pass splits=(...) to use it.",
+                )
             elif not entry.is_dir(follow_symlinks=False):
                 scanner.stray(entry)
         for split in present:
@@ -101,31 +105,48 @@ class _Scanner:
     def rel(self, path: str | Path) -> str:
         return Path(path).relative_to(self.display_root).as_posix()
 
-    def note(self, entry: os.DirEntry[str], code: str, severity: Severity, message: str,
-             split: str | None = None, class_id: str | None = None) -> None:
-        self.findings.append(Finding(code, severity, message, self.rel(entry.path), split,
-                                     class_id, skipped=True))
+    def note(
+        self,
+        entry: os.DirEntry[str],
+        code: str,
+        severity: Severity,
+        message: str,
+        split: str | None = None,
+        class_id: str | None = None,
+    ) -> None:
+        self.findings.append(
+            Finding(code, severity, message, self.rel(entry.path), split, class_id, skipped=True)
+        )
 
     def stray(self, entry: os.DirEntry[str], split: str | None = None) -> None:
         if _is_hidden(entry.name):
-            self.note(entry, "hidden_file", Severity.INFO, "hidden or system file; ignored.",
-                      split)
+            self.note(entry, "hidden_file", Severity.INFO, "hidden or system file; ignored.", split)
         else:
-            self.note(entry, "stray_file", Severity.WARNING,
-                      "not inside a class folder; ignored. Move it into its class folder.",
-                      split)
+            self.note(
+                entry,
+                "stray_file",
+                Severity.WARNING,
+                "not inside a class folder; ignored. Move it into its class folder.",
+                split,
+            )
 
     def scan_split(self, folder: Path, split: str) -> None:
         for entry in _entries(folder, self.findings, self.display_root):
             if _is_hidden(entry.name):
-                self.note(entry, "hidden_file", Severity.INFO, "hidden or system entry; ignored.",
-                          split)
+                self.note(
+                    entry, "hidden_file", Severity.INFO, "hidden or system entry; ignored.", split
+                )
             elif entry.is_dir(follow_symlinks=False):
                 self.class_folders.setdefault(entry.name, set()).add(split)
                 self.scan_class(Path(entry.path), split, entry.name, "")
             elif entry.is_symlink() and os.path.isdir(entry.path):
-                self.note(entry, "directory_symlink", Severity.WARNING,
-                          "linked folder not followed; copy it in place to use it.", split)
+                self.note(
+                    entry,
+                    "directory_symlink",
+                    Severity.WARNING,
+                    "linked folder not followed; copy it in place to use it.",
+                    split,
+                )
             else:
                 self.stray(entry, None if folder == self.display_root else split)
 
@@ -133,21 +154,38 @@ class _Scanner:
         for entry in _entries(folder, self.findings, self.display_root):
             name = f"{inner}{entry.name}"
             if _is_hidden(entry.name):
-                self.note(entry, "hidden_file", Severity.INFO, "hidden or system entry; ignored.",
-                          split, class_id)
+                self.note(
+                    entry,
+                    "hidden_file",
+                    Severity.INFO,
+                    "hidden or system entry; ignored.",
+                    split,
+                    class_id,
+                )
             elif entry.is_dir(follow_symlinks=False):
                 self.scan_class(Path(entry.path), split, class_id, f"{name}/")
             elif entry.is_symlink() and not self.link_inside(entry):
-                self.note(entry, "symlink_outside_root", Severity.ERROR,
-                          "a link to a file outside the dataset root; refused. Copy the file in.",
-                          split, class_id)
+                self.note(
+                    entry,
+                    "symlink_outside_root",
+                    Severity.ERROR,
+                    "a link to a file outside the dataset root; refused. Copy the file in.",
+                    split,
+                    class_id,
+                )
             elif entry.is_symlink() and os.path.isdir(entry.path):
-                self.note(entry, "directory_symlink", Severity.WARNING,
-                          "linked folder not followed; copy it in place to use it.",
-                          split, class_id)
+                self.note(
+                    entry,
+                    "directory_symlink",
+                    Severity.WARNING,
+                    "linked folder not followed; copy it in place to use it.",
+                    split,
+                    class_id,
+                )
             else:
-                self.files.append(ImageFile(Path(entry.path), self.rel(entry.path), split,
-                                            class_id, name))
+                self.files.append(
+                    ImageFile(Path(entry.path), self.rel(entry.path), split, class_id, name)
+                )
 
     def link_inside(self, entry: os.DirEntry[str]) -> bool:
         target = Path(os.path.realpath(entry.path))
@@ -159,8 +197,9 @@ class _Scanner:
                 f"No class folders found in {root}. Expected {root}/<split>/<class>/<image> "
                 f"(splits such as train/valid/test) or {root}/<class>/<image>."
             )
-        return Layout(sorted(self.class_folders), splits, self.files, self.findings,
-                      self.class_folders)
+        return Layout(
+            sorted(self.class_folders), splits, self.files, self.findings, self.class_folders
+        )
 
 
 def _is_hidden(name: str) -> bool:
@@ -172,7 +211,12 @@ def _entries(folder: Path, findings: list[Finding], root: Path) -> list[os.DirEn
         with os.scandir(folder) as it:
             return sorted(it, key=lambda e: e.name)
     except OSError as error:
-        findings.append(Finding("unreadable_folder", Severity.ERROR,
-                                f"cannot list this folder ({error.strerror}); check permissions.",
-                                Path(folder).relative_to(root).as_posix()))
+        findings.append(
+            Finding(
+                "unreadable_folder",
+                Severity.ERROR,
+                f"cannot list this folder ({error.strerror}); check permissions.",
+                Path(folder).relative_to(root).as_posix(),
+            )
+        )
         return []

@@ -69,8 +69,12 @@ class DatasetManifest:
             if data.pop("format_version", None) != FORMAT_VERSION:
                 raise ValueError(f"format_version is not {FORMAT_VERSION}")
             entries = tuple(ManifestEntry(**entry) for entry in data.pop("entries"))
-            return cls(entries=entries, class_ids=tuple(data.pop("class_ids")),
-                       class_names=tuple(data.pop("class_names")), **data)
+            return cls(
+                entries=entries,
+                class_ids=tuple(data.pop("class_ids")),
+                class_names=tuple(data.pop("class_names")),
+                **data,
+            )
         except (ValueError, TypeError, KeyError) as error:
             raise DatasetError(
                 f"Not a valid sm-imgclf manifest ({error}). Upload the dataset again with "

@@ -117,15 +117,21 @@ class ValidationReport:
         return json.dumps(self.to_dict(), indent=indent)
 
     def __str__(self) -> str:
-        lines = [f"Dataset {self.root}: {len(self.classes)} classes, "
-                 f"{self.files_checked} files checked in {self.seconds:.1f}s"]
+        lines = [
+            f"Dataset {self.root}: {len(self.classes)} classes, "
+            f"{self.files_checked} files checked in {self.seconds:.1f}s"
+        ]
         for split, per_class in self.counts.items():
             values = list(per_class.values()) or [0]
-            lines.append(f"  {split:<8} {sum(values):>7} images   per class "
-                         f"min {min(values)}, max {max(values)}")
+            lines.append(
+                f"  {split:<8} {sum(values):>7} images   per class "
+                f"min {min(values)}, max {max(values)}"
+            )
         tally = Counter(f.severity for f in self.findings)
-        lines.append(f"  {tally[Severity.ERROR]} errors, {tally[Severity.WARNING]} warnings, "
-                     f"{tally[Severity.INFO]} notes")
+        lines.append(
+            f"  {tally[Severity.ERROR]} errors, {tally[Severity.WARNING]} warnings, "
+            f"{tally[Severity.INFO]} notes"
+        )
         lines.extend(_grouped(self.findings))
         return "\n".join(lines)
 
@@ -141,4 +147,3 @@ def _grouped(findings: list[Finding], shown: int = 5) -> list[str]:
         if len(group) > shown:
             lines.append(f"      ... and {len(group) - shown} more (see to_json())")
     return lines
-

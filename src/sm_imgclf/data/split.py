@@ -32,8 +32,9 @@ def stratified_split(
     for name, share in fractions.items():
         check_number(name, share, low=0.0, high=1.0)
     if sum(fractions.values()) >= 1.0:
-        raise bad_value("the split fractions", "a sum below 1 so that training keeps images",
-                        fractions)
+        raise bad_value(
+            "the split fractions", "a sum below 1 so that training keeps images", fractions
+        )
     by_class: dict[K, list[int]] = defaultdict(list)
     for index, label in enumerate(labels):
         by_class[label].append(index)
@@ -45,7 +46,7 @@ def stratified_split(
         start = 0
         for name, share in fractions.items():
             count = min(round(len(indices) * share), len(indices) - 1 - start)
-            for index in indices[start:start + max(count, 0)]:
+            for index in indices[start : start + max(count, 0)]:
                 assigned[index] = name
             start += max(count, 0)
     return assigned

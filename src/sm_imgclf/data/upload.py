@@ -33,32 +33,54 @@ class Channels(dict[str, str]):
         manifests: The URI of each split's ``manifest.json``.
     """
 
-    def __init__(self, uris: dict[str, str], *, summary: TransferSummary,
-                 skipped: list[str], manifests: dict[str, str]) -> None:
+    def __init__(
+        self,
+        uris: dict[str, str],
+        *,
+        summary: TransferSummary,
+        skipped: list[str],
+        manifests: dict[str, str],
+    ) -> None:
         super().__init__(uris)
         self.summary = summary
         self.skipped = skipped
         self.manifests = manifests
 
 
-def upload_dataset(layout: Layout, store: Store, prefix: str,
-                   report: ValidationReport, inspections: dict[str, Inspection], *,
-                   skip_invalid: bool, progress: bool | None) -> Channels:
+def upload_dataset(
+    layout: Layout,
+    store: Store,
+    prefix: str,
+    report: ValidationReport,
+    inspections: dict[str, Inspection],
+    *,
+    skip_invalid: bool,
+    progress: bool | None,
+) -> Channels:
     """Upload the usable files of ``layout`` and one manifest per split; see ``upload()``."""
     refused = _refused(report, skip_invalid)
     chosen = [f for f in layout.files if inspections[f.rel].usable and f.rel not in refused]
     skipped = sorted({f.rel for f in layout.files} - {f.rel for f in chosen} | set(report.skipped))
     if skipped:
         log = logger.warning if refused else logger.info
-        log("%d file(s) left out of the upload, listed in .skipped and the validation report",
-            len(skipped))
+        log(
+            "%d file(s) left out of the upload, listed in .skipped and the validation report",
+            len(skipped),
+        )
     store.check_access()
-    items = [UploadItem(f.path, _key(prefix, f), inspections[f.rel].size, inspections[f.rel].md5)
-             for f in chosen]
+    items = [
+        UploadItem(f.path, _key(prefix, f), inspections[f.rel].size, inspections[f.rel].md5)
+        for f in chosen
+    ]
     existing = store.list_objects(f"{prefix}/")
-    summary = upload_files(store, items, progress=progress, description=f"upload {prefix}",
-                           existing=existing,
-                           known_md5=_stored_md5s(store, prefix, layout.splits, existing))
+    summary = upload_files(
+        store,
+        items,
+        progress=progress,
+        description=f"upload {prefix}",
+        existing=existing,
+        known_md5=_stored_md5s(store, prefix, layout.splits, existing),
+    )
     if not summary.ok:
         raise TransferError(
             f"{len(summary.failed)} of {len(items)} files failed to upload to "
@@ -74,14 +96,16 @@ def upload_dataset(layout: Layout, store: Store, prefix: str,
         manifests[split] = store.uri(key)
     stored_report = report.to_dict()
     del stored_report["seconds"]  # varies run to run; would force a rewrite every time
-    _put_if_changed(store, f"{prefix}/{REPORT_NAME}",
-                    json.dumps(stored_report, indent=2).encode(), existing)
+    _put_if_changed(
+        store, f"{prefix}/{REPORT_NAME}", json.dumps(stored_report, indent=2).encode(), existing
+    )
     uris = {split: store.uri(f"{prefix}/{split}") for split in layout.splits}
     return Channels(uris, summary=summary, skipped=skipped, manifests=manifests)
 
 
-def _stored_md5s(store: Store, prefix: str, splits: list[str],
-                 existing: dict[str, ObjectInfo]) -> dict[str, str]:
+def _stored_md5s(
+    store: Store, prefix: str, splits: list[str], existing: dict[str, ObjectInfo]
+) -> dict[str, str]:
     """The MD5 of every file the stored manifests list, by key (one read per split).
 
     A manifest is written only after all its files are stored, so it vouches for
@@ -117,8 +141,7 @@ def _refused(report: ValidationReport, skip_invalid: bool) -> set[str]:
     return {f.path for f in errors if f.path is not None}
 
 
-def _put_if_changed(store: Store, key: str, data: bytes,
-                    existing: dict[str, ObjectInfo]) -> None:
+def _put_if_changed(store: Store, key: str, data: bytes, existing: dict[str, ObjectInfo]) -> None:
     stored = existing.get(key)
     if stored is None or stored.etag != hashlib.md5(data, usedforsecurity=False).hexdigest():
         store.put_bytes(key, data)
@@ -128,12 +151,20 @@ def _key(prefix: str, image: ImageFile) -> str:
     return f"{prefix}/{image.split}/{image.class_id}/{image.name}"
 
 
-def _manifest(split: str, classes: list[str], chosen: list[ImageFile],
-              inspections: dict[str, Inspection]) -> DatasetManifest:
+def _manifest(
+    split: str, classes: list[str], chosen: list[ImageFile], inspections: dict[str, Inspection]
+) -> DatasetManifest:
     index = {class_id: i for i, class_id in enumerate(classes)}
     entries = tuple(
-        ManifestEntry(f"{f.class_id}/{f.name}", index[f.class_id], inspections[f.rel].size,
-                      inspections[f.rel].md5, inspections[f.rel].width, inspections[f.rel].height)
-        for f in chosen if f.split == split
+        ManifestEntry(
+            f"{f.class_id}/{f.name}",
+            index[f.class_id],
+            inspections[f.rel].size,
+            inspections[f.rel].md5,
+            inspections[f.rel].width,
+            inspections[f.rel].height,
+        )
+        for f in chosen
+        if f.split == split
     )
     return DatasetManifest(split, tuple(classes), tuple(display_name(c) for c in classes), entries)

@@ -27,15 +27,20 @@ class Limits:
     workers: int
 
 
-def validate(root: str, layout: Layout, limits: Limits,
-             progress: bool | None) -> tuple[ValidationReport, dict[str, Inspection]]:
+def validate(
+    root: str, layout: Layout, limits: Limits, progress: bool | None
+) -> tuple[ValidationReport, dict[str, Inspection]]:
     """Inspect every file of ``layout`` and return the report and per-file inspections."""
     started = time.perf_counter()
     inspections = _inspect_all(layout.files, limits, progress)
     findings = list(layout.findings)
     for image in layout.files:
-        findings.extend(Finding(i.code, i.severity, i.message, image.rel, image.split,
-                                image.class_id, i.skipped) for i in inspections[image.rel].issues)
+        findings.extend(
+            Finding(
+                i.code, i.severity, i.message, image.rel, image.split, image.class_id, i.skipped
+            )
+            for i in inspections[image.rel].issues
+        )
     usable = [f for f in layout.files if inspections[f.rel].usable]
     counts = {split: {c: 0 for c in layout.classes} for split in layout.splits}
     for image in usable:
@@ -44,15 +49,20 @@ def validate(root: str, layout: Layout, limits: Limits,
     findings += _class_checks(layout, counts, limits.imbalance_ratio)
     findings.sort(key=lambda f: (_ORDER[f.severity], f.code, f.path or ""))
     report = ValidationReport(
-        root=root, classes=list(layout.classes), counts=counts, findings=findings,
+        root=root,
+        classes=list(layout.classes),
+        counts=counts,
+        findings=findings,
         image_sizes=_sizes(usable, inspections, layout.splits),
-        files_checked=len(layout.files), seconds=time.perf_counter() - started,
+        files_checked=len(layout.files),
+        seconds=time.perf_counter() - started,
     )
     return report, inspections
 
 
-def _inspect_all(files: list[ImageFile], limits: Limits,
-                 progress: bool | None) -> dict[str, Inspection]:
+def _inspect_all(
+    files: list[ImageFile], limits: Limits, progress: bool | None
+) -> dict[str, Inspection]:
     from PIL import Image
     from tqdm.auto import tqdm
 
@@ -62,8 +72,15 @@ def _inspect_all(files: list[ImageFile], limits: Limits,
     # Our own max_pixels check reports oversized images; Pillow's warning would only repeat it.
     with warnings.catch_warnings(), ThreadPoolExecutor(limits.workers) as pool:
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        results = list(tqdm(pool.map(one, files), total=len(files), desc="validate",
-                            unit="img", disable=bar_disabled(progress)))
+        results = list(
+            tqdm(
+                pool.map(one, files),
+                total=len(files),
+                desc="validate",
+                unit="img",
+                disable=bar_disabled(progress),
+            )
+        )
     return {image.rel: result for image, result in zip(files, results, strict=True)}
 
 
@@ -81,28 +98,48 @@ def _duplicates(usable: list[ImageFile], inspections: dict[str, Inspection]) -> 
 
 def _duplicate(first: ImageFile, other: ImageFile) -> Finding:
     if other.class_id != first.class_id:
-        return Finding("conflicting_labels", Severity.ERROR,
-                       f"the same image as {first.rel}, but labelled {other.class_id!r} instead "
-                       f"of {first.class_id!r}. Keep the right one.",
-                       other.rel, other.split, other.class_id)
+        return Finding(
+            "conflicting_labels",
+            Severity.ERROR,
+            f"the same image as {first.rel}, but labelled {other.class_id!r} instead "
+            f"of {first.class_id!r}. Keep the right one.",
+            other.rel,
+            other.split,
+            other.class_id,
+        )
     if other.split != first.split:
-        return Finding("duplicate_across_splits", Severity.ERROR,
-                       f"the same image as {first.rel}: it leaks {first.split} data into "
-                       f"{other.split} and inflates its scores. Remove one copy.",
-                       other.rel, other.split, other.class_id)
-    return Finding("duplicate_in_split", Severity.WARNING,
-                   f"the same image as {first.rel}; it counts twice in training.",
-                   other.rel, other.split, other.class_id)
+        return Finding(
+            "duplicate_across_splits",
+            Severity.ERROR,
+            f"the same image as {first.rel}: it leaks {first.split} data into "
+            f"{other.split} and inflates its scores. Remove one copy.",
+            other.rel,
+            other.split,
+            other.class_id,
+        )
+    return Finding(
+        "duplicate_in_split",
+        Severity.WARNING,
+        f"the same image as {first.rel}; it counts twice in training.",
+        other.rel,
+        other.split,
+        other.class_id,
+    )
 
 
-def _class_checks(layout: Layout, counts: dict[str, dict[str, int]],
-                  ratio: float) -> list[Finding]:
+def _class_checks(layout: Layout, counts: dict[str, dict[str, int]], ratio: float) -> list[Finding]:
     findings: list[Finding] = []
     for class_id in layout.classes:
         if not any(counts[split][class_id] for split in layout.splits):
-            findings.append(Finding("empty_class", Severity.ERROR,
-                                    "has no usable images in any split. Add images or remove "
-                                    "the folder.", class_id, class_id=class_id))
+            findings.append(
+                Finding(
+                    "empty_class",
+                    Severity.ERROR,
+                    "has no usable images in any split. Add images or remove the folder.",
+                    class_id,
+                    class_id=class_id,
+                )
+            )
             continue
         for split in layout.splits:
             if counts[split][class_id] == 0:
@@ -113,11 +150,19 @@ def _class_checks(layout: Layout, counts: dict[str, dict[str, int]],
 
 def _missing(class_id: str, split: str, train: str) -> Finding:
     severity = Severity.ERROR if split == train else Severity.WARNING
-    effect = ("the model can never learn it" if split == train
-              else f"its accuracy cannot be measured on {split}")
-    return Finding("class_missing_from_split", severity,
-                   f"class {class_id!r} has no usable images in {split}: {effect}.",
-                   f"{split}/{class_id}" if split else class_id, split, class_id)
+    effect = (
+        "the model can never learn it"
+        if split == train
+        else f"its accuracy cannot be measured on {split}"
+    )
+    return Finding(
+        "class_missing_from_split",
+        severity,
+        f"class {class_id!r} has no usable images in {split}: {effect}.",
+        f"{split}/{class_id}" if split else class_id,
+        split,
+        class_id,
+    )
 
 
 def _imbalance(per_class: dict[str, int], split: str, ratio: float) -> list[Finding]:
@@ -128,21 +173,28 @@ def _imbalance(per_class: dict[str, int], split: str, ratio: float) -> list[Find
     actual = present[largest] / present[smallest]
     if actual <= ratio:
         return []
-    return [Finding("class_imbalance", Severity.WARNING,
-                    f"{split} is imbalanced: {largest!r} has {present[largest]} images, "
-                    f"{smallest!r} only {present[smallest]} (ratio {actual:.1f} > "
-                    f"{ratio:g}). Consider class_weighting='balanced' or more data.",
-                    split=split)]
+    return [
+        Finding(
+            "class_imbalance",
+            Severity.WARNING,
+            f"{split} is imbalanced: {largest!r} has {present[largest]} images, "
+            f"{smallest!r} only {present[smallest]} (ratio {actual:.1f} > "
+            f"{ratio:g}). Consider class_weighting='balanced' or more data.",
+            split=split,
+        )
+    ]
 
 
-def _sizes(usable: list[ImageFile], inspections: dict[str, Inspection],
-           splits: list[str]) -> dict[str, dict[str, dict[str, float]]]:
+def _sizes(
+    usable: list[ImageFile], inspections: dict[str, Inspection], splits: list[str]
+) -> dict[str, dict[str, dict[str, float]]]:
     sizes: dict[str, dict[str, dict[str, float]]] = {}
     for split in splits:
         shapes = [inspections[f.rel] for f in usable if f.split == split]
         if shapes:
-            sizes[split] = {axis: _stats([getattr(s, axis) for s in shapes])
-                            for axis in ("width", "height")}
+            sizes[split] = {
+                axis: _stats([getattr(s, axis) for s in shapes]) for axis in ("width", "height")
+            }
     return sizes
 
 

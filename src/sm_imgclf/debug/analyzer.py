@@ -36,8 +36,7 @@ class DebugProfileAnalyzer:
 
     def __init__(self, source: TrainingJob | str | Path) -> None:
         self.source = source
-        self.name = source.name if isinstance(source, TrainingJob) else _display_name(
-            Path(source))
+        self.name = source.name if isinstance(source, TrainingJob) else _display_name(Path(source))
         self._temp: tempfile.TemporaryDirectory[str] | None = None
 
     @classmethod
@@ -87,8 +86,11 @@ class DebugProfileAnalyzer:
     @cached_property
     def _loaded(self) -> tuple[Path, Records]:
         source = self.source
-        folder = (self._from_job(source) if isinstance(source, TrainingJob)
-                  else self._locate(Path(source)))
+        folder = (
+            self._from_job(source)
+            if isinstance(source, TrainingJob)
+            else self._locate(Path(source))
+        )
         return folder, read_records(folder)
 
     @property
@@ -104,14 +106,19 @@ class DebugProfileAnalyzer:
     def _locate(self, path: Path) -> Path:
         if path.is_file() and path.name.endswith((".tar.gz", ".tgz")):
             return self._extract(path)
-        for folder in (path, path / "debug", path / "data" / "debug",
-                       path / "output" / "data" / "debug"):
+        for folder in (
+            path,
+            path / "debug",
+            path / "data" / "debug",
+            path / "output" / "data" / "debug",
+        ):
             if (folder / RECORDS).is_file():
                 return folder
         raise DebugDataNotFoundError(
             f"No recorded checks data under {path}: expected {RECORDS} in it or in its "
             "debug/, data/debug/ or output/data/debug/ folder. Jobs record it unless run "
-            "with record_every=0.")
+            "with record_every=0."
+        )
 
     def _temporary(self) -> Path:
         if self._temp is None:
@@ -150,12 +157,15 @@ class DebugProfileAnalyzer:
         groups = list(dict.fromkeys(g for s in steps for g in s.get("grad_norm", {})))
         return {
             "loss": [(s["step"], s["loss"]) for s in steps],
-            "grad_norm": {g: [(s["step"], s["grad_norm"][g]) for s in steps
-                              if g in s.get("grad_norm", {})] for g in groups},
+            "grad_norm": {
+                g: [(s["step"], s["grad_norm"][g]) for s in steps if g in s.get("grad_norm", {})]
+                for g in groups
+            },
             "epochs": [{k: v for k, v in e.items() if k != "type"} for e in self.records.epochs],
             "system": list(self.records.system),
-            "step_split": [{k: v for k, v in r.items() if k != "type"}
-                           for r in self.records.splits],
+            "step_split": [
+                {k: v for k, v in r.items() if k != "type"} for r in self.records.splits
+            ],
             "step_seconds": [s for r in self.records.durations for s in r["seconds"]],
             "operators": list(self.records.operators),
             "live_triggers": list(self.records.rules),
@@ -191,8 +201,9 @@ class DebugProfileAnalyzer:
         """
         from sm_imgclf.debug.report import write_report
 
-        return write_report(self.name, self.records, Path(path), self.rules(**overrides),
-                            self.insights())
+        return write_report(
+            self.name, self.records, Path(path), self.rules(**overrides), self.insights()
+        )
 
 
 def _display_name(path: Path) -> str:

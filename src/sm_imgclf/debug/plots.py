@@ -34,8 +34,11 @@ def gradients(records: Records, path: str | Path | None = None) -> Any:
     fig, ax = figure()
     groups = list(dict.fromkeys(g for s in records.steps for g in s.get("grad_norm", {})))
     for group in groups:
-        rows = [(s["step"], s["grad_norm"][group]) for s in records.steps
-                if group in s.get("grad_norm", {}) and s["grad_norm"][group] > 0]
+        rows = [
+            (s["step"], s["grad_norm"][group])
+            for s in records.steps
+            if group in s.get("grad_norm", {}) and s["grad_norm"][group] > 0
+        ]
         if rows:
             ax.plot(*zip(*rows, strict=True), label=group)
     ax.set_yscale("log")
@@ -50,8 +53,12 @@ def system(records: Records, path: str | Path | None = None) -> Any:
     """CPU, memory and (with a GPU) GPU utilisation over time."""
     fig, ax = figure()
     rows = records.system
-    for key, label in (("cpu", "CPU %"), ("memory", "memory %"), ("gpu_util", "GPU %"),
-                       ("gpu_memory", "GPU memory %")):
+    for key, label in (
+        ("cpu", "CPU %"),
+        ("memory", "memory %"),
+        ("gpu_util", "GPU %"),
+        ("gpu_memory", "GPU memory %"),
+    ):
         points = [(r["t"], r[key]) for r in rows if key in r]
         if points:
             ax.plot(*zip(*points, strict=True), label=label)
@@ -73,8 +80,11 @@ def step_times(records: Records, path: str | Path | None = None) -> Any:
     labels = [str(r["step"]) for r in rows]
     for key in ("data", "forward", "backward", "optimizer", "recorder"):
         values = [r.get(key, 0.0) * 1000 for r in rows]
-        style = {"color": "#bbbbbb", "label": "recorder (not training)"} \
-            if key == "recorder" else {"label": key}
+        style = (
+            {"color": "#bbbbbb", "label": "recorder (not training)"}
+            if key == "recorder"
+            else {"label": key}
+        )
         ax.bar(labels, values, bottom=bottom, **style)
         bottom = [b + v for b, v in zip(bottom, values, strict=True)]
     ax.set_xlabel("recorded step")

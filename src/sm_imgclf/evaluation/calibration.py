@@ -27,8 +27,9 @@ class ConfidenceBin:
     accuracy: float
 
 
-def reliability(confidences: Sequence[float], correct: Sequence[bool], bins: int = 10
-                ) -> list[ConfidenceBin]:
+def reliability(
+    confidences: Sequence[float], correct: Sequence[bool], bins: int = 10
+) -> list[ConfidenceBin]:
     """Group predictions into ``bins`` equal-width confidence bins.
 
     Raises:
@@ -37,15 +38,20 @@ def reliability(confidences: Sequence[float], correct: Sequence[bool], bins: int
     if bins < 1:
         raise bad_value("bins", "a positive number of bins", bins)
     if len(confidences) != len(correct):
-        raise bad_value("correct", f"one entry per confidence ({len(confidences)})",
-                        len(correct))
+        raise bad_value("correct", f"one entry per confidence ({len(confidences)})", len(correct))
     members: list[list[tuple[float, bool]]] = [[] for _ in range(bins)]
     for confidence, hit in zip(confidences, correct, strict=True):
         members[min(int(confidence * bins), bins - 1)].append((confidence, hit))
-    return [ConfidenceBin(i / bins, (i + 1) / bins, len(group),
-                          sum(c for c, _ in group) / len(group) if group else 0.0,
-                          sum(h for _, h in group) / len(group) if group else 0.0)
-            for i, group in enumerate(members)]
+    return [
+        ConfidenceBin(
+            i / bins,
+            (i + 1) / bins,
+            len(group),
+            sum(c for c, _ in group) / len(group) if group else 0.0,
+            sum(h for _, h in group) / len(group) if group else 0.0,
+        )
+        for i, group in enumerate(members)
+    ]
 
 
 def expected_calibration_error(bins: Sequence[ConfidenceBin]) -> float:

@@ -30,8 +30,12 @@ def channel_folder(location: str | Path, store: Store) -> Path:
         return Path(url2pathname(urlsplit(text).path))
     root = store.uri("")
     if not text.startswith(root):
-        raise bad_value("folder", f"a folder, a file:// URI or a URI under {root}", text,
-                        "Evaluate on a channel this session uploaded, or download it first.")
+        raise bad_value(
+            "folder",
+            f"a folder, a file:// URI or a URI under {root}",
+            text,
+            "Evaluate on a channel this session uploaded, or download it first.",
+        )
     prefix = text.removeprefix(root).strip("/") + "/"
     folder = _cache() / hashlib.sha256(text.encode()).hexdigest()[:16]
     for key, info in sorted(store.list_objects(prefix).items()):

@@ -19,8 +19,15 @@ from sm_imgclf.evaluation.scores import ScoredImage, Scores
 class Evaluation(Scores):
     """How an endpoint did on a labelled folder: :class:`Scores`, a summary and a report."""
 
-    def report(self, path: str | Path, *, explain: Any = None, gallery: int = 24,
-               top_pairs: int = 20, title: str | None = None) -> Path:
+    def report(
+        self,
+        path: str | Path,
+        *,
+        explain: Any = None,
+        gallery: int = 24,
+        top_pairs: int = 20,
+        title: str | None = None,
+    ) -> Path:
         """Write one self-contained HTML page about this evaluation and return its path.
 
         Args:
@@ -34,20 +41,26 @@ class Evaluation(Scores):
         """
         from sm_imgclf.evaluation.report import write_report
 
-        return write_report(self, Path(path), explain=explain, gallery=gallery,
-                            top_pairs=top_pairs, title=title)
+        return write_report(
+            self, Path(path), explain=explain, gallery=gallery, top_pairs=top_pairs, title=title
+        )
 
     def __str__(self) -> str:
         latency = ", ".join(f"{k} {v:.1f} ms" for k, v in self.latency_ms.items())
-        return (f"{self.images} images: accuracy {self.accuracy:.4f}, top-k accuracy "
-                f"{self.top_k_accuracy:.4f}; latency {latency}; "
-                f"{len(self.misclassified)} misclassified")
+        return (
+            f"{self.images} images: accuracy {self.accuracy:.4f}, top-k accuracy "
+            f"{self.top_k_accuracy:.4f}; latency {latency}; "
+            f"{len(self.misclassified)} misclassified"
+        )
 
 
-
-
-def evaluate(predict: Callable[[Path], Prediction], folder: Path, *,
-             plots: str | Path | None = None, workers: int = 4) -> Evaluation:
+def evaluate(
+    predict: Callable[[Path], Prediction],
+    folder: Path,
+    *,
+    plots: str | Path | None = None,
+    workers: int = 4,
+) -> Evaluation:
     """Send every image of ``folder`` (``<class>/<file>``) to ``predict`` and score the answers.
 
     Each image is its own request, ``workers`` at a time, so latency is measured per image.
@@ -65,10 +78,20 @@ def evaluate(predict: Callable[[Path], Prediction], folder: Path, *,
 
     with ThreadPoolExecutor(workers) as pool:
         answers = list(pool.map(one, [path for path, _ in files]))
-    scored = [ScoredImage(str(path), class_ids[label], p.class_id, p.score,
-                          tuple((c, name, score) for c, (name, score)
-                                in zip(p.top_k_class_ids, p.top_k, strict=True)), ms)
-              for (path, label), (p, ms) in zip(files, answers, strict=True)]
+    scored = [
+        ScoredImage(
+            str(path),
+            class_ids[label],
+            p.class_id,
+            p.score,
+            tuple(
+                (c, name, score)
+                for c, (name, score) in zip(p.top_k_class_ids, p.top_k, strict=True)
+            ),
+            ms,
+        )
+        for (path, label), (p, ms) in zip(files, answers, strict=True)
+    ]
     result = _score(scored)
     result.source = str(folder)
     if plots is not None:
@@ -87,12 +110,17 @@ def _score(scored: list[ScoredImage]) -> Evaluation:
     latencies = sorted(s.latency_ms for s in scored)
     labels = {class_id: label for s in scored for class_id, label, _ in s.top_k}
     return Evaluation(
-        images=len(scored), accuracy=sum(s.correct for s in scored) / len(scored),
+        images=len(scored),
+        accuracy=sum(s.correct for s in scored) / len(scored),
         top_k_accuracy=sum(s.true in {c for c, _, _ in s.top_k} for s in scored) / len(scored),
-        per_class=_per_class(classes, confusion), class_ids=classes, confusion=confusion,
+        per_class=_per_class(classes, confusion),
+        class_ids=classes,
+        confusion=confusion,
         latency_ms={f"p{q}": _percentile(latencies, q) for q in (50, 95, 99)},
         misclassified=[(s.path, s.true, s.predicted, s.score) for s in scored if not s.correct],
-        scored=scored, labels=labels)
+        scored=scored,
+        labels=labels,
+    )
 
 
 def _per_class(classes: list[str], confusion: list[list[int]]) -> dict[str, dict[str, float]]:
@@ -104,8 +132,12 @@ def _per_class(classes: list[str], confusion: list[list[int]]) -> dict[str, dict
         precision = hits / claimed if claimed else 0.0
         recall = hits / support if support else 0.0
         f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        scores[class_id] = {"precision": precision, "recall": recall, "f1": f1,
-                            "support": float(support)}
+        scores[class_id] = {
+            "precision": precision,
+            "recall": recall,
+            "f1": f1,
+            "support": float(support),
+        }
     return scores
 
 

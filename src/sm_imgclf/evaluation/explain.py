@@ -109,8 +109,7 @@ class ModelExplainer:
         >>> explainer.explain(["Penny.jpg"])[0].save("why.png")   # doctest: +SKIP
     """
 
-    def __init__(self, model: _Job | str | Path, *, session: Session | None = None
-                 ) -> None:
+    def __init__(self, model: _Job | str | Path, *, session: Session | None = None) -> None:
         self.model, self.session = model, session
         self._temp: tempfile.TemporaryDirectory[str] | None = None
 
@@ -140,8 +139,14 @@ class ModelExplainer:
 
         return find_target(self.loaded.model, self.loaded.image_size)
 
-    def explain(self, images: Any, *, classes: Sequence[str | None] | None = None,
-                top_k: int = 5, batch_size: int = 16) -> list[Explanation]:
+    def explain(
+        self,
+        images: Any,
+        *,
+        classes: Sequence[str | None] | None = None,
+        top_k: int = 5,
+        batch_size: int = 16,
+    ) -> list[Explanation]:
         """Heatmaps of each image for its predicted class, or for the class given.
 
         Args:
@@ -157,17 +162,25 @@ class ModelExplainer:
             images = [images]  # one image, not a sequence of characters or pixel rows
         wanted = list(classes) if classes is not None else [None] * len(images)
         if len(wanted) != len(images):
-            raise bad_value("classes", f"one class id (or None) per image ({len(images)})",
-                            f"{len(wanted)} entries")
+            raise bad_value(
+                "classes",
+                f"one class id (or None) per image ({len(images)})",
+                f"{len(wanted)} entries",
+            )
         indices = [self._class_index(c) for c in wanted]
         found: list[Explanation] = []
         for start in range(0, len(images), max(1, batch_size)):
-            found += self._batch(images[start:start + batch_size],
-                                 indices[start:start + batch_size], start, top_k)
+            found += self._batch(
+                images[start : start + batch_size],
+                indices[start : start + batch_size],
+                start,
+                top_k,
+            )
         return found
 
-    def _batch(self, images: Sequence[Any], indices: list[int | None], offset: int,
-               top_k: int) -> list[Explanation]:
+    def _batch(
+        self, images: Sequence[Any], indices: list[int | None], offset: int, top_k: int
+    ) -> list[Explanation]:
         import torch
 
         from sm_imgclf._inputs import encode
@@ -176,28 +189,48 @@ class ModelExplainer:
 
         loaded, manifest = self.loaded, self.loaded.manifest
         pixels = torch.stack([eval_tensor(encode(item), loaded.image_size) for item in images])
-        inputs = normalise(pixels.to(loaded.device), tuple(manifest["mean"]),
-                           tuple(manifest["std"]))
+        inputs = normalise(
+            pixels.to(loaded.device), tuple(manifest["mean"]), tuple(manifest["std"])
+        )
         with torch.inference_mode():
             probabilities = torch.softmax(loaded.model(inputs).float(), dim=1).cpu()
-        chosen = torch.tensor([int(probabilities[i].argmax()) if index is None else index
-                               for i, index in enumerate(indices)])
+        chosen = torch.tensor(
+            [
+                int(probabilities[i].argmax()) if index is None else index
+                for i, index in enumerate(indices)
+            ]
+        )
         maps = heatmaps(loaded.model, inputs, chosen.to(loaded.device), self.target).cpu()
-        return [self._one(item, offset + i, pixels[i], maps[i], probabilities[i], int(chosen[i]),
-                          top_k) for i, item in enumerate(images)]
+        return [
+            self._one(item, offset + i, pixels[i], maps[i], probabilities[i], int(chosen[i]), top_k)
+            for i, item in enumerate(images)
+        ]
 
-    def _one(self, item: Any, number: int, pixels: Any, heatmap: Any, probabilities: Any,
-             index: int, top_k: int) -> Explanation:
+    def _one(
+        self,
+        item: Any,
+        number: int,
+        pixels: Any,
+        heatmap: Any,
+        probabilities: Any,
+        index: int,
+        top_k: int,
+    ) -> Explanation:
         from PIL import Image
 
         ids, names = self.loaded.manifest["class_ids"], self.loaded.manifest["class_names"]
         scores, best = probabilities.topk(max(1, min(top_k, len(ids))))
         return Explanation(
             source=str(item) if isinstance(item, str | Path) else f"image {number}",
-            class_id=ids[index], label=names[index], score=float(probabilities[index]),
+            class_id=ids[index],
+            label=names[index],
+            score=float(probabilities[index]),
             top_k=tuple((names[int(i)], float(p)) for p, i in zip(scores, best, strict=True)),
-            method=self.target.method, layer=self.target.layer,
-            image=Image.fromarray(pixels.permute(1, 2, 0).numpy()), heatmap=heatmap.numpy())
+            method=self.target.method,
+            layer=self.target.layer,
+            image=Image.fromarray(pixels.permute(1, 2, 0).numpy()),
+            heatmap=heatmap.numpy(),
+        )
 
     def _class_index(self, class_id: str | None) -> int | None:
         if class_id is None:
@@ -221,8 +254,10 @@ class ModelExplainer:
         if not isinstance(model, str | Path):  # a TrainingJob
             session, uri = model.session, model.model_uri
             if uri is None:
-                raise ConfigurationError(f"Job {model.name!r} has no model package yet "
-                                         f"(status {model.status}); explain it once it completed.")
+                raise ConfigurationError(
+                    f"Job {model.name!r} has no model package yet "
+                    f"(status {model.status}); explain it once it completed."
+                )
             model = uri
         text = str(model)
         if text.startswith("file://") or "://" not in text:
@@ -231,8 +266,12 @@ class ModelExplainer:
                 raise bad_value("model", "a model.tar.gz, a package folder or its URI", text)
             return path
         if session is None:
-            raise bad_value("session", f"a session that can fetch {text}", None,
-                            "Pass session= (or a TrainingJob) to explain a remote package.")
+            raise bad_value(
+                "session",
+                f"a session that can fetch {text}",
+                None,
+                "Pass session= (or a TrainingJob) to explain a remote package.",
+            )
         return session.backend.fetch_model(text, self._temporary())
 
     def _temporary(self) -> Path:

@@ -44,15 +44,21 @@ function(x){b.appendChild(x)})})})});
 """
 
 
-def write_report(result: Scores, path: Path, *, explain: Any, gallery: int,
-                 top_pairs: int, title: str | None) -> Path:
+def write_report(
+    result: Scores, path: Path, *, explain: Any, gallery: int, top_pairs: int, title: str | None
+) -> Path:
     """Write the report of ``result`` to ``path`` and return ``path``."""
     heading = title or "Evaluation"
     source = f" · {html.escape(result.source)}" if result.source else ""
-    matrix = _matrix(result) if len(result.class_ids) <= MATRIX_LIMIT else (
-        f"<p class=meta>{len(result.class_ids)} classes: the full matrix is left out (it is "
-        f"shown up to {MATRIX_LIMIT}); the most confused pairs above are its largest "
-        "off-diagonal cells.</p>")
+    matrix = (
+        _matrix(result)
+        if len(result.class_ids) <= MATRIX_LIMIT
+        else (
+            f"<p class=meta>{len(result.class_ids)} classes: the full matrix is left out (it is "
+            f"shown up to {MATRIX_LIMIT}); the most confused pairs above are its largest "
+            "off-diagonal cells.</p>"
+        )
+    )
     body = f"""<h1>{html.escape(heading)}</h1>
 <p class=meta>{result.images:,} images · {len(result.class_ids)} classes{source}</p>
 <div id=summary>{_cards(result)}</div>
@@ -67,16 +73,22 @@ def write_report(result: Scores, path: Path, *, explain: Any, gallery: int,
 
 def _cards(result: Scores) -> str:
     f1s = [scores["f1"] for scores in result.per_class.values()]
-    cards = [(f"{result.accuracy:.2%}", "accuracy"),
-             (f"{result.top_k_accuracy:.2%}", "top-k accuracy"),
-             (f"{sum(f1s) / len(f1s):.3f}", "macro F1"),
-             (f"{len(result.misclassified):,}", "misclassified"),
-             (f"{result.expected_calibration_error:.3f}", "calibration error (ECE)"),
-             (f"{result.latency_ms['p50']:.1f} ms", "latency p50"),
-             (f"{result.latency_ms['p95']:.1f} ms", "latency p95")]
-    return "<div class=cards>" + "".join(
-        f"<div class=card><b>{value}</b><span>{name}</span></div>" for value, name in cards
-    ) + "</div>"
+    cards = [
+        (f"{result.accuracy:.2%}", "accuracy"),
+        (f"{result.top_k_accuracy:.2%}", "top-k accuracy"),
+        (f"{sum(f1s) / len(f1s):.3f}", "macro F1"),
+        (f"{len(result.misclassified):,}", "misclassified"),
+        (f"{result.expected_calibration_error:.3f}", "calibration error (ECE)"),
+        (f"{result.latency_ms['p50']:.1f} ms", "latency p50"),
+        (f"{result.latency_ms['p95']:.1f} ms", "latency p95"),
+    ]
+    return (
+        "<div class=cards>"
+        + "".join(
+            f"<div class=card><b>{value}</b><span>{name}</span></div>" for value, name in cards
+        )
+        + "</div>"
+    )
 
 
 def _label(result: Scores, class_id: str) -> str:
@@ -92,9 +104,12 @@ def _pairs(result: Scores, top: int) -> str:
     rows = "".join(
         f"<tr><td>{_label(result, true)}</td><td>{_label(result, guess)}</td>"
         f"<td class=num>{count}</td><td class=num>{count / max(support[true], 1):.1%}</td></tr>"
-        for true, guess, count in pairs)
-    return ("<table><tr><th>true class</th><th>predicted as</th><th class=num>images</th>"
-            "<th class=num>share of the true class</th></tr>" + rows + "</table>")
+        for true, guess, count in pairs
+    )
+    return (
+        "<table><tr><th>true class</th><th>predicted as</th><th class=num>images</th>"
+        "<th class=num>share of the true class</th></tr>" + rows + "</table>"
+    )
 
 
 def _matrix(result: Scores) -> str:
@@ -105,16 +120,21 @@ def _matrix(result: Scores) -> str:
         total = max(sum(row), 1)
         cells = "".join(_matrix_cell(count / total, count, i == j) for j, count in enumerate(row))
         rows.append(f"<tr><th>{html.escape(ids[i][:18])}</th>{cells}</tr>")
-    return ("<p class=meta>Rows are true classes, columns predictions; a cell's colour is its "
-            "share of the row.</p><div class=scroll><table class=matrix><tr><th>true \\ "
-            f"predicted</th>{head}</tr>{''.join(rows)}</table></div>")
+    return (
+        "<p class=meta>Rows are true classes, columns predictions; a cell's colour is its "
+        "share of the row.</p><div class=scroll><table class=matrix><tr><th>true \\ "
+        f"predicted</th>{head}</tr>{''.join(rows)}</table></div>"
+    )
 
 
 def _matrix_cell(share: float, count: int, diagonal: bool) -> str:
     if not count:
         return "<td></td>"
-    colour = (f"rgba(46,160,90,{0.15 + 0.75 * share:.2f})" if diagonal
-              else f"rgba(214,69,65,{0.15 + 0.75 * share:.2f})")
+    colour = (
+        f"rgba(46,160,90,{0.15 + 0.75 * share:.2f})"
+        if diagonal
+        else f"rgba(214,69,65,{0.15 + 0.75 * share:.2f})"
+    )
     return f"<td style='background:{colour}'>{count}</td>"
 
 
@@ -122,29 +142,45 @@ def _per_class_table(result: Scores) -> str:
     columns = ("precision", "recall", "f1", "support")
     ordered = sorted(result.per_class.items(), key=lambda item: (item[1]["f1"], item[0]))
     rows = "".join(
-        f"<tr><td>{_label(result, class_id)}</td>" + "".join(
-            f"<td class=num>{scores[c]:.0f}</td>" if c == "support"
-            else f"<td class=num>{scores[c]:.3f}</td>" for c in columns) + "</tr>"
-        for class_id, scores in ordered)
+        f"<tr><td>{_label(result, class_id)}</td>"
+        + "".join(
+            f"<td class=num>{scores[c]:.0f}</td>"
+            if c == "support"
+            else f"<td class=num>{scores[c]:.3f}</td>"
+            for c in columns
+        )
+        + "</tr>"
+        for class_id, scores in ordered
+    )
     head = "".join(f"<th class='sort num'>{c}</th>" for c in columns)
-    return ("<p class=meta>Worst F1 first; click a header to sort.</p><div class=scroll>"
-            f"<table class=sortable><thead><tr><th class=sort>class</th>{head}</tr></thead>"
-            f"<tbody>{rows}</tbody></table></div>")
+    return (
+        "<p class=meta>Worst F1 first; click a header to sort.</p><div class=scroll>"
+        f"<table class=sortable><thead><tr><th class=sort>class</th>{head}</tr></thead>"
+        f"<tbody>{rows}</tbody></table></div>"
+    )
 
 
 def _calibration(result: Scores) -> str:
     ece = result.expected_calibration_error
     mean_confidence = sum(s.score for s in result.scored) / max(len(result.scored), 1)
-    verdict = ("over-confident" if mean_confidence > result.accuracy + 0.02 else
-               "under-confident" if mean_confidence < result.accuracy - 0.02 else
-               "about as confident as it is accurate")
-    return (f"<p>Expected calibration error <b>{ece:.3f}</b>: the model's mean confidence "
-            f"is {mean_confidence:.1%} against an accuracy of {result.accuracy:.1%} "
-            f"({verdict}). Bars below the diagonal are confidence the model has not earned."
-            f"</p>{inline_png(eval_plots.reliability_diagram(result), alt='reliability')}")
+    verdict = (
+        "over-confident"
+        if mean_confidence > result.accuracy + 0.02
+        else "under-confident"
+        if mean_confidence < result.accuracy - 0.02
+        else "about as confident as it is accurate"
+    )
+    return (
+        f"<p>Expected calibration error <b>{ece:.3f}</b>: the model's mean confidence "
+        f"is {mean_confidence:.1%} against an accuracy of {result.accuracy:.1%} "
+        f"({verdict}). Bars below the diagonal are confidence the model has not earned."
+        f"</p>{inline_png(eval_plots.reliability_diagram(result), alt='reliability')}"
+    )
 
 
 def _latency(result: Scores) -> str:
     figures = ", ".join(f"{name} {value:.1f} ms" for name, value in result.latency_ms.items())
-    return (f"<p>One image per request: {figures}.</p>"
-            f"{inline_png(eval_plots.latency_histogram(result), alt='latency')}")
+    return (
+        f"<p>One image per request: {figures}.</p>"
+        f"{inline_png(eval_plots.latency_histogram(result), alt='latency')}"
+    )

@@ -82,9 +82,12 @@ class Scores:
 
     def confused_pairs(self, top: int = 20) -> list[tuple[str, str, int]]:
         """The most frequent mistakes as ``(true class id, predicted class id, count)``."""
-        pairs = [(self.class_ids[i], self.class_ids[j], count)
-                 for i, row in enumerate(self.confusion) for j, count in enumerate(row)
-                 if i != j and count]
+        pairs = [
+            (self.class_ids[i], self.class_ids[j], count)
+            for i, row in enumerate(self.confusion)
+            for j, count in enumerate(row)
+            if i != j and count
+        ]
         return sorted(pairs, key=lambda pair: (-pair[2], pair[0], pair[1]))[:top]
 
     def to_dict(self) -> dict[str, Any]:

@@ -48,10 +48,12 @@ def find_target(model: nn.Module, image_size: int) -> Target:
         def hook(_module: nn.Module, _inputs: Any, output: Any) -> None:
             if isinstance(output, torch.Tensor):
                 seen.append((name, tuple(output.shape)))
+
         return hook
 
-    handles = [module.register_forward_hook(record(name))
-               for name, module in model.named_modules() if name]
+    handles = [
+        module.register_forward_hook(record(name)) for name, module in model.named_modules() if name
+    ]
     try:
         with torch.no_grad():
             model(torch.zeros(1, 3, image_size, image_size, device=_device(model)))
@@ -66,8 +68,9 @@ def find_target(model: nn.Module, image_size: int) -> Target:
     return Target(GRAD_CAM, name, shape[2])
 
 
-def heatmaps(model: nn.Module, inputs: torch.Tensor, classes: torch.Tensor,
-             target: Target) -> torch.Tensor:
+def heatmaps(
+    model: nn.Module, inputs: torch.Tensor, classes: torch.Tensor, target: Target
+) -> torch.Tensor:
     """Heatmaps of ``classes`` (one index per image), ``N x H x W`` in [0, 1] at input size.
 
     Args:
@@ -89,13 +92,19 @@ def heatmaps(model: nn.Module, inputs: torch.Tensor, classes: torch.Tensor,
         (grads,) = torch.autograd.grad(score, inputs)
         # Pixel gradients are speckled; averaging over a small window shows the regions.
         window = max(3, inputs.shape[-1] // 16) | 1
-        cams = F.avg_pool2d(grads.abs().amax(dim=1, keepdim=True), window, stride=1,
-                            padding=window // 2, count_include_pad=False)
+        cams = F.avg_pool2d(
+            grads.abs().amax(dim=1, keepdim=True),
+            window,
+            stride=1,
+            padding=window // 2,
+            count_include_pad=False,
+        )
     return _unit_range(cams[:, 0].detach())
 
 
-def _grad_cam_parts(model: nn.Module, inputs: torch.Tensor, classes: torch.Tensor,
-                    layer: str) -> tuple[torch.Tensor, torch.Tensor]:
+def _grad_cam_parts(
+    model: nn.Module, inputs: torch.Tensor, classes: torch.Tensor, layer: str
+) -> tuple[torch.Tensor, torch.Tensor]:
     import torch
 
     captured: list[torch.Tensor] = []
@@ -122,8 +131,9 @@ def _unit_range(cams: torch.Tensor) -> torch.Tensor:
     low, high = flat.min(dim=1).values, flat.max(dim=1).values
     span = high - low
     # A map with no positive evidence anywhere stays all zeros instead of amplified noise.
-    scale = torch.where(span > 1e-6 * high.abs().clamp_min(1e-30), 1 / span.clamp_min(1e-30),
-                        torch.zeros_like(span))
+    scale = torch.where(
+        span > 1e-6 * high.abs().clamp_min(1e-30), 1 / span.clamp_min(1e-30), torch.zeros_like(span)
+    )
     return (cams - low[:, None, None]) * scale[:, None, None]
 
 

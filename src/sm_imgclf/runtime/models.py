@@ -24,8 +24,18 @@ from sm_imgclf.runtime.sources import (
 if TYPE_CHECKING:
     from torch import nn
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "HeadSpec", "build_model", "check_model_name",
-           "head_module", "list_models", "rebuild_model", "replace_head", "set_trainable"]
+__all__ = [
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "HeadSpec",
+    "build_model",
+    "check_model_name",
+    "head_module",
+    "list_models",
+    "rebuild_model",
+    "replace_head",
+    "set_trainable",
+]
 _IMAGENET_CLASSES = 1000
 
 
@@ -66,9 +76,15 @@ def check_model_name(name: object, source_dir: str | Path | None = None) -> str:
     return resolve(name, source_dir).model  # type: ignore[arg-type]
 
 
-def build_model(name: str, num_classes: int, *, weights: str | None = None, hidden: int = 0,
-                dropout: float = 0.0, channels: Mapping[str, Path] | None = None
-                ) -> tuple[nn.Module, HeadSpec]:
+def build_model(
+    name: str,
+    num_classes: int,
+    *,
+    weights: str | None = None,
+    hidden: int = 0,
+    dropout: float = 0.0,
+    channels: Mapping[str, Path] | None = None,
+) -> tuple[nn.Module, HeadSpec]:
     """Build ``name`` with ``weights`` and a new head for ``num_classes`` classes.
 
     Args:
@@ -97,21 +113,27 @@ def rebuild_model(name: str, head: HeadSpec) -> nn.Module:
     """Rebuild an architecture with the head described by ``head``, without weights."""
     model: nn.Module = resolve(name).factory()
     _drop_auxiliary_heads(model)
-    replace_head(model, head.num_classes, hidden=head.hidden, dropout=head.dropout,
-                 path=head.path)
+    replace_head(model, head.num_classes, hidden=head.hidden, dropout=head.dropout, path=head.path)
     return model
 
 
-def replace_head(model: nn.Module, num_classes: int, *, hidden: int = 0,
-                 dropout: float = 0.0, path: str | None = None) -> HeadSpec:
+def replace_head(
+    model: nn.Module,
+    num_classes: int,
+    *,
+    hidden: int = 0,
+    dropout: float = 0.0,
+    path: str | None = None,
+) -> HeadSpec:
     """Replace the head at ``path`` (by default the layer giving ImageNet's 1,000 classes)."""
     from torch import nn
 
     path = path or _find_head(model)
     old = _head_layer(model, path)
     conv = isinstance(old, nn.Conv2d)  # squeezenet classifies with a 1x1 convolution
-    spec = HeadSpec(path, old.in_channels if conv else old.in_features, num_classes, hidden,
-                    dropout)
+    spec = HeadSpec(
+        path, old.in_channels if conv else old.in_features, num_classes, hidden, dropout
+    )
     set_submodule(model, path, new_head(spec, conv=conv))
     return spec
 
@@ -135,8 +157,9 @@ def head_module(model: nn.Module, head: HeadSpec) -> nn.Module:
     return model.get_submodule(head.path)
 
 
-def set_trainable(model: nn.Module, head: HeadSpec, trainable: str | list[str] | tuple[str, ...]
-                  ) -> list[str]:
+def set_trainable(
+    model: nn.Module, head: HeadSpec, trainable: str | list[str] | tuple[str, ...]
+) -> list[str]:
     """Freeze everything except the head and the named blocks; return the trainable names.
 
     ``trainable`` is ``"head"``, ``"all"``, or top-level block names such as
@@ -150,8 +173,12 @@ def set_trainable(model: nn.Module, head: HeadSpec, trainable: str | list[str] |
     known = [name for name, _ in model.named_children()]
     for block in blocks:
         if block not in known:
-            raise bad_value("trainable", f"'head', 'all' or block names from {known}", block,
-                            suggest(block, known))
+            raise bad_value(
+                "trainable",
+                f"'head', 'all' or block names from {known}",
+                block,
+                suggest(block, known),
+            )
     prefixes = tuple(f"{p}." for p in [*blocks, head.path])
     chosen = []
     for name, parameter in model.named_parameters():
@@ -173,7 +200,8 @@ def _find_head(model: nn.Module) -> str:
     if found is None:
         raise ConfigurationError(
             f"Cannot find the classifier head of {type(model).__name__}: no linear or 1x1 "
-            "convolution layer has 1,000 outputs. Declare it with @backbone(head='...').")
+            "convolution layer has 1,000 outputs. Declare it with @backbone(head='...')."
+        )
     return found
 
 
@@ -183,11 +211,15 @@ def _head_layer(model: nn.Module, path: str) -> Any:
     try:
         layer = model.get_submodule(path)
     except AttributeError as error:
-        raise ConfigurationError(f"{type(model).__name__} has no module {path!r} to use as "
-                                 "its head; check the declared head path.") from error
+        raise ConfigurationError(
+            f"{type(model).__name__} has no module {path!r} to use as "
+            "its head; check the declared head path."
+        ) from error
     if not isinstance(layer, nn.Linear | nn.Conv2d):
-        raise ConfigurationError(f"The head {path!r} of {type(model).__name__} is a "
-                                 f"{type(layer).__name__}; it must be nn.Linear or nn.Conv2d.")
+        raise ConfigurationError(
+            f"The head {path!r} of {type(model).__name__} is a "
+            f"{type(layer).__name__}; it must be nn.Linear or nn.Conv2d."
+        )
     return layer
 
 

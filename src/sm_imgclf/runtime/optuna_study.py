@@ -15,18 +15,28 @@ from sm_imgclf.contracts.space import Categorical, Integer, Range, grid_values
 from sm_imgclf.contracts.status import TrialRecord
 from sm_imgclf.contracts.tuning import Search, Strategy, TuningSpec
 
-_STATUS = {"COMPLETE": "completed", "PRUNED": "pruned", "FAIL": "failed",
-           "RUNNING": "running", "WAITING": "running"}
+_STATUS = {
+    "COMPLETE": "completed",
+    "PRUNED": "pruned",
+    "FAIL": "failed",
+    "RUNNING": "running",
+    "WAITING": "running",
+}
 
 
 def open_study(spec: TuningSpec, path: Path, tuning_root: Path) -> Any:
     """Create or load the study of ``spec`` stored in ``path``; seed it from parents once."""
     import optuna
+
     storage = _storage(path)
     study = optuna.create_study(
-        storage=storage, study_name=spec.name,
+        storage=storage,
+        study_name=spec.name,
         direction="maximize" if spec.direction == "maximize" else "minimize",
-        sampler=_sampler(spec), pruner=_pruner(spec), load_if_exists=True)
+        sampler=_sampler(spec),
+        pruner=_pruner(spec),
+        load_if_exists=True,
+    )
     if not study.get_trials(deepcopy=False):
         for parent in spec.warm_start:
             _warm_start(study, spec, tuning_root / parent / path.name, parent)
@@ -39,7 +49,9 @@ def memory_study(search: Search) -> Any:
 
     return optuna.create_study(
         direction="maximize" if search.direction == "maximize" else "minimize",
-        sampler=_sampler(search), pruner=_pruner(search))
+        sampler=_sampler(search),
+        pruner=_pruner(search),
+    )
 
 
 def _storage(path: Path) -> Any:
@@ -58,8 +70,7 @@ def _sampler(spec: TuningSpec | Search) -> Any:
         # Model-based choices start after a few random ones; with parallel trials the
         # "constant liar" keeps two running trials from being sent to the same spot.
         startup = max(2, min(10, spec.max_jobs // 3))
-        return samplers.TPESampler(seed=spec.seed, n_startup_trials=startup,
-                                   constant_liar=True)
+        return samplers.TPESampler(seed=spec.seed, n_startup_trials=startup, constant_liar=True)
     return samplers.RandomSampler(seed=spec.seed)
 
 
@@ -71,11 +82,11 @@ def _pruner(spec: TuningSpec | Search) -> Any:
         # if it is in the top third of the trials judged there so far. Unlike Hyperband's
         # brackets, every trial is pruned by one rule, so parallel trials save epochs at
         # any trial budget.
-        return pruners.SuccessiveHalvingPruner(min_resource=spec.min_epochs,
-                                               reduction_factor=3)
+        return pruners.SuccessiveHalvingPruner(min_resource=spec.min_epochs, reduction_factor=3)
     if spec.early_stopping == "auto":
-        return pruners.MedianPruner(n_startup_trials=spec.max_parallel_jobs,
-                                    n_warmup_steps=spec.min_epochs)
+        return pruners.MedianPruner(
+            n_startup_trials=spec.max_parallel_jobs, n_warmup_steps=spec.min_epochs
+        )
     return pruners.NopPruner()
 
 
@@ -121,8 +132,10 @@ def _warm_start(study: Any, spec: TuningSpec, path: Path, parent: str) -> None:
     if not path.is_file():
         from sm_imgclf.errors import ConfigurationError
 
-        raise ConfigurationError(f"warm_start names {parent!r}, but no local tuning run of that "
-                                 f"name exists ({path} is missing).")
+        raise ConfigurationError(
+            f"warm_start names {parent!r}, but no local tuning run of that "
+            f"name exists ({path} is missing)."
+        )
     source = optuna.load_study(storage=_storage(path), study_name=parent)
     space = spec.space_map
     for old in source.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
@@ -132,12 +145,18 @@ def _warm_start(study: Any, spec: TuningSpec, path: Path, parent: str) -> None:
         typed = {name: BY_NAME[name].parse(text) for name, text in values.items()}
         if not all(_fits(space[name], v) for name, v in typed.items()):
             continue
-        params = {name: 1 - v if getattr(space[name], "scale", None) == "reverse_log" else v
-                  for name, v in typed.items()}
-        study.add_trial(optuna.trial.create_trial(
-            params=params, distributions={n: distribution(space[n]) for n in params},
-            value=old.value, user_attrs={"warm_start": True, "values": values,
-                                         "parent": parent}))
+        params = {
+            name: 1 - v if getattr(space[name], "scale", None) == "reverse_log" else v
+            for name, v in typed.items()
+        }
+        study.add_trial(
+            optuna.trial.create_trial(
+                params=params,
+                distributions={n: distribution(space[n]) for n in params},
+                value=old.value,
+                user_attrs={"warm_start": True, "values": values, "parent": parent},
+            )
+        )
 
 
 def trial_record(trial: Any) -> TrialRecord:

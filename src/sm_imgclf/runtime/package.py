@@ -28,10 +28,24 @@ __all__ = ["model_fn", "transform_fn"]
 # and what they import (a test walks the imports to keep this complete). The CLI, the
 # backends and the job program stay out of every model package.
 SERVING_MODULES = (
-    "_params", "_version", "errors", "contracts/__init__", "contracts/deploy", "contracts/tags",
-    "runtime/__init__", "runtime/explain", "runtime/images", "runtime/lite", "runtime/models",
-    "runtime/package", "runtime/sources", "runtime/weights", "runtime/serving/__init__",
-    "runtime/serving/batching", "runtime/serving/forward", "runtime/serving/handler",
+    "_params",
+    "_version",
+    "errors",
+    "contracts/__init__",
+    "contracts/deploy",
+    "contracts/tags",
+    "runtime/__init__",
+    "runtime/explain",
+    "runtime/images",
+    "runtime/lite",
+    "runtime/models",
+    "runtime/package",
+    "runtime/sources",
+    "runtime/weights",
+    "runtime/serving/__init__",
+    "runtime/serving/batching",
+    "runtime/serving/forward",
+    "runtime/serving/handler",
     "runtime/serving/server",
 )
 ROOT_INIT = '''"""The part of sm-imgclf that serves a model package (its ``runtime`` and base)."""
@@ -42,8 +56,14 @@ __all__ = ["__version__"]
 '''
 
 
-def write_package(model_dir: Path, state_dict: dict[str, Any], manifest: dict[str, Any], *,
-                  code: Path | None = None, requirements: Sequence[str] = ()) -> None:
+def write_package(
+    model_dir: Path,
+    state_dict: dict[str, Any],
+    manifest: dict[str, Any],
+    *,
+    code: Path | None = None,
+    requirements: Sequence[str] = (),
+) -> None:
     """Write ``model.pth``, ``manifest.json`` and ``code/`` into ``model_dir``.
 
     Args:
@@ -96,14 +116,19 @@ def requirement_lines(path: Path) -> list[str]:
     """The requirements a pip requirements file lists (no blanks, no comments)."""
     if not path.is_file():
         return []
-    return [line.strip() for line in path.read_text().splitlines()
-            if line.strip() and not line.lstrip().startswith("#")]
+    return [
+        line.strip()
+        for line in path.read_text().splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
 
 
 def read_manifest(model_dir: Path) -> dict[str, Any]:
     """Read a package's manifest, refusing formats this version does not know."""
     data: dict[str, Any] = json.loads((model_dir / MANIFEST_NAME).read_text())
     if data.get("format_version") != PACKAGE_FORMAT:
-        raise ValueError(f"{model_dir / MANIFEST_NAME} has format_version "
-                         f"{data.get('format_version')!r}; this library reads {PACKAGE_FORMAT}.")
+        raise ValueError(
+            f"{model_dir / MANIFEST_NAME} has format_version "
+            f"{data.get('format_version')!r}; this library reads {PACKAGE_FORMAT}."
+        )
     return data

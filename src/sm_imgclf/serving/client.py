@@ -21,7 +21,6 @@ if TYPE_CHECKING:
     from sm_imgclf.session import Session
 
 
-
 class EndpointClient:
     """Queries an endpoint; as a context manager it deletes the endpoint on exit.
 
@@ -55,14 +54,14 @@ class EndpointClient:
         self.session.backend.delete_endpoint(self.name)
 
     @overload
-    def predict(self, images: list[Any] | tuple[Any, ...], *,
-                top_k: int | None = None) -> list[Prediction]: ...
+    def predict(
+        self, images: list[Any] | tuple[Any, ...], *, top_k: int | None = None
+    ) -> list[Prediction]: ...
 
     @overload
     def predict(self, images: Any, *, top_k: int | None = None) -> Prediction: ...
 
-    def predict(self, images: Any, *, top_k: int | None = None
-                ) -> Prediction | list[Prediction]:
+    def predict(self, images: Any, *, top_k: int | None = None) -> Prediction | list[Prediction]:
         """Classify one image or a list of them.
 
         Args:
@@ -79,8 +78,9 @@ class EndpointClient:
         asked = {} if top_k is None else {"top_k": top_k}
         predictions: list[Prediction] = []
         for chunk in _chunks([encode(item) for item in items], self.max_payload_bytes):
-            body = json.dumps({"instances": [{"b64": base64.b64encode(b).decode()}
-                                             for b in chunk], **asked}).encode()
+            body = json.dumps(
+                {"instances": [{"b64": base64.b64encode(b).decode()} for b in chunk], **asked}
+            ).encode()
             answer = json.loads(self.invoke(body, "application/json"))
             predictions += [_prediction(row) for row in answer["predictions"]]
         return predictions[0] if single else predictions
@@ -119,8 +119,9 @@ class EndpointClient:
             return None
         return str(found) if found else None
 
-    def invoke(self, body: bytes, content_type: str, accept: str = "application/json",
-               retries: int = 4) -> bytes:
+    def invoke(
+        self, body: bytes, content_type: str, accept: str = "application/json", retries: int = 4
+    ) -> bytes:
         """Send a raw request; 429 and 503 answers are retried with backoff."""
         for attempt in range(retries + 1):
             try:
@@ -128,11 +129,12 @@ class EndpointClient:
             except EndpointError as error:
                 if error.status not in (429, 503) or attempt == retries:
                     raise
-                time.sleep(0.1 * 2 ** attempt)
+                time.sleep(0.1 * 2**attempt)
         raise AssertionError("unreachable")
 
-    def evaluate(self, folder: str | Path, *, top_k: int | None = None,
-                 plots: str | Path | None = None) -> Evaluation:
+    def evaluate(
+        self, folder: str | Path, *, top_k: int | None = None, plots: str | Path | None = None
+    ) -> Evaluation:
         """Score every image of a labelled folder; see :class:`~sm_imgclf.Evaluation`.
 
         Args:
@@ -155,8 +157,11 @@ def _chunks(blobs: Sequence[bytes], limit: int) -> Iterator[list[bytes]]:
     for blob in blobs:
         encoded = len(blob) * 4 // 3 + 64  # base64 and JSON overhead
         if encoded > limit:
-            raise bad_value("image", f"under {limit * 3 // 4:,} bytes to fit one request",
-                            f"{len(blob):,} bytes")
+            raise bad_value(
+                "image",
+                f"under {limit * 3 // 4:,} bytes to fit one request",
+                f"{len(blob):,} bytes",
+            )
         if chunk and (size + encoded > limit or len(chunk) == 64):
             yield chunk
             chunk, size = [], 0
@@ -168,8 +173,11 @@ def _chunks(blobs: Sequence[bytes], limit: int) -> Iterator[list[bytes]]:
 
 def _prediction(row: dict[str, Any]) -> Prediction:
     best = row["top_k"][0]
-    return Prediction(best["label"], best["index"], best["class_id"], best["probability"],
-                      tuple((c["label"], c["probability"]) for c in row["top_k"]),
-                      tuple(c["class_id"] for c in row["top_k"]))
-
-
+    return Prediction(
+        best["label"],
+        best["index"],
+        best["class_id"],
+        best["probability"],
+        tuple((c["label"], c["probability"]) for c in row["top_k"]),
+        tuple(c["class_id"] for c in row["top_k"]),
+    )

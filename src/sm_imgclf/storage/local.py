@@ -128,4 +128,3 @@ class AtomicWriter:
             os.replace(self.handle.name, self.target)
         else:
             Path(self.handle.name).unlink(missing_ok=True)
-

@@ -20,8 +20,15 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 _MiB = 1 << 20
-_DENIED = {"AccessDenied", "403", "AllAccessDisabled", "InvalidAccessKeyId",
-           "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken"}
+_DENIED = {
+    "AccessDenied",
+    "403",
+    "AllAccessDisabled",
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "ExpiredToken",
+    "InvalidToken",
+}
 _MISSING_BUCKET = {"NoSuchBucket", "404", "NotFound"}
 
 
@@ -111,8 +118,7 @@ class S3Store:
         """
         if item.size < self.multipart_threshold:
             with self._translate(action="PutObject", key=item.key), item.path.open("rb") as body:
-                self.client.put_object(Bucket=self.bucket, Key=item.key, Body=body,
-                                       **self._owner())
+                self.client.put_object(Bucket=self.bucket, Key=item.key, Body=body, **self._owner())
             progress(item.size)
             return
         from boto3.s3.transfer import TransferConfig
@@ -124,8 +130,12 @@ class S3Store:
         )
         with self._translate(action="PutObject", key=item.key):
             self.client.upload_file(
-                str(item.path), self.bucket, item.key,
-                ExtraArgs=self._owner() or None, Callback=progress, Config=config,
+                str(item.path),
+                self.bucket,
+                item.key,
+                ExtraArgs=self._owner() or None,
+                Callback=progress,
+                Config=config,
             )
 
     def put_bytes(self, key: str, data: bytes) -> None:

@@ -67,8 +67,9 @@ def upload_files(
     return summary
 
 
-def _unchanged(store: Store, item: UploadItem, stored: ObjectInfo | None,
-               recorded_md5: str | None) -> bool:
+def _unchanged(
+    store: Store, item: UploadItem, stored: ObjectInfo | None, recorded_md5: str | None
+) -> bool:
     if stored is None or stored.size != item.size:
         return False
     if recorded_md5 is not None and item.md5 == recorded_md5:
@@ -90,10 +91,17 @@ def _upload_all(
 
     total = sum(item.size for item in pending)
     lock = threading.Lock()
-    with tqdm(
-        total=total, unit="B", unit_scale=True, unit_divisor=1024,
-        desc=f"{description} 0/{len(pending)} files", disable=bar_disabled(progress),
-    ) as bar, ThreadPoolExecutor(max_workers=store.max_concurrency) as pool:
+    with (
+        tqdm(
+            total=total,
+            unit="B",
+            unit_scale=True,
+            unit_divisor=1024,
+            desc=f"{description} 0/{len(pending)} files",
+            disable=bar_disabled(progress),
+        ) as bar,
+        ThreadPoolExecutor(max_workers=store.max_concurrency) as pool,
+    ):
 
         def advance(nbytes: int) -> None:
             with lock:

@@ -76,25 +76,35 @@ class TransferLearningEstimator:
         self.model = found.model
         self.session = session if session is not None else _default_session()
         self.weights = check_weights(weights, found)
-        self.hyperparameters = (hyperparameters if isinstance(hyperparameters, Hyperparameters)
-                                else Hyperparameters.from_dict(hyperparameters))
+        self.hyperparameters = (
+            hyperparameters
+            if isinstance(hyperparameters, Hyperparameters)
+            else Hyperparameters.from_dict(hyperparameters)
+        )
         self.trainable = _check_trainable(trainable, self.weights)
         self.compute = compute if compute is not None else Compute()
         if not isinstance(self.compute, Compute):
-            raise bad_value("compute", "a Compute", compute,
-                            "Pass smi.Compute(instance_type=..., use_spot=...).")
+            raise bad_value(
+                "compute",
+                "a Compute",
+                compute,
+                "Pass smi.Compute(instance_type=..., use_spot=...).",
+            )
         self.resources = {
             **self.compute.settings(),
             "role": role if role is not None else self.session.role,
             "tags": check_user_tags(tags),
-            "max_cost": None if max_cost is None else check_number(
-                "max_cost", max_cost, low=0.0, low_open=True),
+            "max_cost": None
+            if max_cost is None
+            else check_number("max_cost", max_cost, low=0.0, low_open=True),
         }
         self.base_job_name = base_job_name or _base_name(self.model)
 
     def __repr__(self) -> str:
-        return (f"TransferLearningEstimator({self.model!r}, weights={self.weights!r}, "
-                f"trainable={self.trainable!r}, session={self.session!r})")
+        return (
+            f"TransferLearningEstimator({self.model!r}, weights={self.weights!r}, "
+            f"trainable={self.trainable!r}, session={self.session!r})"
+        )
 
     def with_hyperparameters(self, values: Mapping[str, Any]) -> TransferLearningEstimator:
         """Return a copy whose hyperparameters are updated with ``values``."""
@@ -106,24 +116,34 @@ class TransferLearningEstimator:
     def plan(self, channels: Mapping[str, str], *, name: str | None = None) -> TrainingSpec:
         """Return the frozen spec of the job :meth:`fit` would run (no I/O)."""
         if not isinstance(channels, Mapping) or "train" not in channels:
-            raise bad_value("channels", "a mapping with at least a 'train' channel URI",
-                            channels, "Pass what ImageFolderDataset.upload() returned.")
+            raise bad_value(
+                "channels",
+                "a mapping with at least a 'train' channel URI",
+                channels,
+                "Pass what ImageFolderDataset.upload() returned.",
+            )
         for channel, uri in channels.items():
             if not isinstance(uri, str) or not uri:
                 raise bad_value(f"channel {channel!r}", "a URI string", uri)
         if WEIGHTS_CHANNEL in channels and kind_of(self.weights) in {"s3", "file"}:
-            raise bad_value("channels", f"free of a {WEIGHTS_CHANNEL!r} channel", sorted(channels),
-                            "That channel brings the weights file into the job; rename yours.")
+            raise bad_value(
+                "channels",
+                f"free of a {WEIGHTS_CHANNEL!r} channel",
+                sorted(channels),
+                "That channel brings the weights file into the job; rename yours.",
+            )
         return TrainingSpec(
-            job_name=name or new_job_name(self.base_job_name), model=self.model,
-            weights=self.weights, trainable=self.trainable,
+            job_name=name or new_job_name(self.base_job_name),
+            model=self.model,
+            weights=self.weights,
+            trainable=self.trainable,
             hyperparameters=self.hyperparameters,
             channels=tuple(sorted((str(k), str(v)) for k, v in channels.items())),
-            source_dir=self.source_dir, **self.resources,
+            source_dir=self.source_dir,
+            **self.resources,
         )
 
-    def dry_run(self, channels: Mapping[str, str], *, name: str | None = None
-                ) -> dict[str, Any]:
+    def dry_run(self, channels: Mapping[str, str], *, name: str | None = None) -> dict[str, Any]:
         """Return exactly what :meth:`fit` would send to the backend, without sending it."""
         return self.session.backend.training_request(self.plan(channels, name=name))
 
@@ -136,8 +156,14 @@ class TransferLearningEstimator:
         """
         return self.session.estimate(self.plan(channels))
 
-    def fit(self, channels: Mapping[str, str], *, wait: bool = True, logs: bool = True,
-            name: str | None = None) -> TrainingJob:
+    def fit(
+        self,
+        channels: Mapping[str, str],
+        *,
+        wait: bool = True,
+        logs: bool = True,
+        name: str | None = None,
+    ) -> TrainingJob:
         """Start a training job and, by default, wait for it while streaming its log.
 
         Args:
@@ -194,16 +220,24 @@ def _check_trainable(trainable: object, weights: str) -> tuple[str, ...]:
         return ("all",) if weights == "none" else ("head",)
     if isinstance(trainable, str):
         chosen: tuple[str, ...] = (trainable,)
-    elif isinstance(trainable, Sequence) and trainable and all(
-            isinstance(t, str) and t for t in trainable):
+    elif (
+        isinstance(trainable, Sequence)
+        and trainable
+        and all(isinstance(t, str) and t for t in trainable)
+    ):
         chosen = tuple(trainable)
     else:
-        raise bad_value("trainable", "'head', 'all', or a list of block names such as "
-                        "['layer4']", trainable)
+        raise bad_value(
+            "trainable", "'head', 'all', or a list of block names such as ['layer4']", trainable
+        )
     if weights == "none" and chosen != ("all",):
-        raise bad_value("trainable", "'all' when weights=None", trainable,
-                        "Without pretrained weights the frozen layers keep random values and "
-                        "their features carry nothing to learn from. Pass trainable='all' to "
-                        "train from scratch, or pretrained weights (weights='DEFAULT', a "
-                        "weights enum name, or a file).")
+        raise bad_value(
+            "trainable",
+            "'all' when weights=None",
+            trainable,
+            "Without pretrained weights the frozen layers keep random values and "
+            "their features carry nothing to learn from. Pass trainable='all' to "
+            "train from scratch, or pretrained weights (weights='DEFAULT', a "
+            "weights enum name, or a file).",
+        )
     return chosen

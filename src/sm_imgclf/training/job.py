@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from sm_imgclf.serving.client import EndpointClient
     from sm_imgclf.session import Session
 
+
 class TrainingJob:
     """A training job; get one from ``estimator.fit()`` or :meth:`attach`.
 
@@ -77,8 +78,14 @@ class TrainingJob:
         """
         return metric_rows(self.logs())
 
-    def wait(self, *, logs: bool = True, poll: float = 1.0, out: TextIO | None = None,
-             stop_on_interrupt: bool | None = None) -> JobStatus:
+    def wait(
+        self,
+        *,
+        logs: bool = True,
+        poll: float = 1.0,
+        out: TextIO | None = None,
+        stop_on_interrupt: bool | None = None,
+    ) -> JobStatus:
         """Block until the job ends, streaming its log.
 
         Ctrl-C stops a local job cleanly (its checkpoint is kept). A SageMaker
@@ -118,8 +125,13 @@ class TrainingJob:
             raise TrainingJobFailedError(self.name, status.failure_reason)
         return status
 
-    def deploy(self, name: str | None = None, *, options: DeployOptions | None = None,
-               delete_after: str | None = None) -> EndpointClient:
+    def deploy(
+        self,
+        name: str | None = None,
+        *,
+        options: DeployOptions | None = None,
+        delete_after: str | None = None,
+    ) -> EndpointClient:
         """Serve this job's model package and return a client for it.
 
         Args:
@@ -138,8 +150,13 @@ class TrainingJob:
         self.session.backend.deploy(spec)
         return EndpointClient(spec.name, self.session, owned=True)
 
-    def deploy_spec(self, name: str | None = None, *, options: DeployOptions | None = None,
-                    delete_after: str | None = None) -> DeploySpec:
+    def deploy_spec(
+        self,
+        name: str | None = None,
+        *,
+        options: DeployOptions | None = None,
+        delete_after: str | None = None,
+    ) -> DeploySpec:
         """The frozen plan :meth:`deploy` would hand the backend (no I/O but the job's status).
 
         Raises:
@@ -149,13 +166,15 @@ class TrainingJob:
 
         model_uri = self.model_uri
         if model_uri is None:
-            raise BackendError(f"Job {self.name!r} has no model package (status {self.status}).",
-                               name=self.name)
+            raise BackendError(
+                f"Job {self.name!r} has no model package (status {self.status}).", name=self.name
+            )
         chosen = options if options is not None else DeployOptions()
         if not isinstance(chosen, DeployOptions):
             raise bad_value("options", "a DeployOptions", chosen)
-        return chosen.spec(name or self.name, model_uri, role=self.session.role,
-                           delete_after=delete_after)
+        return chosen.spec(
+            name or self.name, model_uri, role=self.session.role, delete_after=delete_after
+        )
 
     def explain(self, images: Any, *, classes: Any = None, top_k: int = 5) -> list[Explanation]:
         """Heatmaps of where this job's model looked, for each image.
@@ -193,13 +212,13 @@ class TrainingJob:
 
         model_uri = self.model_uri
         if model_uri is None:
-            raise BackendError(f"Job {self.name!r} has no model package (status {self.status}).",
-                               name=self.name)
+            raise BackendError(
+                f"Job {self.name!r} has no model package (status {self.status}).", name=self.name
+            )
         options.setdefault("role", self.session.role)
         # A name of its own each time: SageMaker never reuses a transform job's name.
         name = options.pop("name", None) or new_job_name(f"{self.name[:20]}-batch")
-        spec = BatchSpec(name, model_uri, input_uri,
-                         output_uri, **options)
+        spec = BatchSpec(name, model_uri, input_uri, output_uri, **options)
         return self.session.backend.batch_predict(spec)
 
     def _interrupted(self, out: TextIO, stop: bool | None) -> None:
@@ -208,16 +227,18 @@ class TrainingJob:
             print(f"stopping {self.name} ...", file=out, flush=True)
             self.stop()
             return
-        print(f"stopped waiting; {self.name} keeps running on {backend.name}. Re-attach with "
-              f"smi.TrainingJob.attach({self.name!r}, session), or stop it with .stop().",
-              file=out, flush=True)
+        print(
+            f"stopped waiting; {self.name} keeps running on {backend.name}. Re-attach with "
+            f"smi.TrainingJob.attach({self.name!r}, session), or stop it with .stop().",
+            file=out,
+            flush=True,
+        )
 
     def stop(self) -> None:
         """Ask the backend to stop the job (checkpoints are kept)."""
         self.session.backend.stop_training(self.name)
 
     def _pull(self) -> list[str]:
-        lines, self._cursor = self.session.backend.training_log(
-            self.name, self._cursor)
+        lines, self._cursor = self.session.backend.training_log(self.name, self._cursor)
         self._log.extend(lines)
         return list(lines)

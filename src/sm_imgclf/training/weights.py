@@ -10,8 +10,10 @@ from sm_imgclf._params import bad_value
 from sm_imgclf.runtime.sources import Backbone
 from sm_imgclf.runtime.weights import PACKAGE_PREFIX, kind_of, package_file, torchvision_weights
 
-_FORMS = ("None, 'DEFAULT', a torchvision weights enum name, a local file, an s3:// URI or "
-          "'package:module/path'")
+_FORMS = (
+    "None, 'DEFAULT', a torchvision weights enum name, a local file, an s3:// URI or "
+    "'package:module/path'"
+)
 
 
 def check_weights(weights: object, found: Backbone) -> str:
@@ -26,15 +28,23 @@ def check_weights(weights: object, found: Backbone) -> str:
         raise bad_value("weights", _FORMS, weights)
     kind = kind_of(weights)
     if kind == "default" and found.source == "module" and not found.default_weights:
-        raise bad_value("weights", "a file, an s3:// URI or 'package:module/path'", weights,
-                        f"{found.model} declares no default weights (@backbone(weights=...)).")
+        raise bad_value(
+            "weights",
+            "a file, an s3:// URI or 'package:module/path'",
+            weights,
+            f"{found.model} declares no default weights (@backbone(weights=...)).",
+        )
     if kind == "enum":
         _check_enum(weights, found)
     elif kind == "file":
         path = Path(os.path.expanduser(weights)).resolve()
         if not path.is_file():
-            raise bad_value("weights", "an existing weights file", weights,
-                            f"Nothing at {path}; an s3:// URI also works.")
+            raise bad_value(
+                "weights",
+                "an existing weights file",
+                weights,
+                f"Nothing at {path}; an s3:// URI also works.",
+            )
         return str(path)
     elif kind == "s3":
         bucket, _, key = weights.removeprefix("s3://").partition("/")
@@ -49,6 +59,10 @@ def check_weights(weights: object, found: Backbone) -> str:
 
 def _check_enum(weights: str, found: Backbone) -> None:
     if found.source != "torchvision":
-        raise bad_value("weights", _FORMS, weights,
-                        f"Weights enum names belong to torchvision models, not {found.model}.")
+        raise bad_value(
+            "weights",
+            _FORMS,
+            weights,
+            f"Weights enum names belong to torchvision models, not {found.model}.",
+        )
     torchvision_weights(found.model.removeprefix("torchvision:"), weights)

@@ -33,8 +33,9 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def plot_trials(trials: list[Trial], objective: str, path: str | Path | None,
-                categorical: tuple[str, ...] = ()) -> Any:
+def plot_trials(
+    trials: list[Trial], objective: str, path: str | Path | None, categorical: tuple[str, ...] = ()
+) -> Any:
     """Objective per trial, then one panel per tuned parameter; pruned trials as crosses.
 
     Parameters named in ``categorical`` are drawn as categories, evenly spaced in
@@ -51,16 +52,19 @@ def plot_trials(trials: list[Trial], objective: str, path: str | Path | None,
     from matplotlib.ticker import MaxNLocator, NullFormatter
 
     names = sorted({k for t in trials for k in t.hyperparameters})
-    figure, axes = plt.subplots(1, 1 + len(names), figsize=(4 * (1 + len(names)), 3.4),
-                                squeeze=False)
+    figure, axes = plt.subplots(
+        1, 1 + len(names), figsize=(4 * (1 + len(names)), 3.4), squeeze=False
+    )
     _panel(axes[0][0], trials, lambda i, t: i, "trial", objective)
     for ax, name in zip(axes[0][1:], names, strict=True):
         if name in categorical:
             _categories(ax, trials, name, objective)
             continue
         _panel(ax, trials, lambda i, t, n=name: t.hyperparameters.get(n), name, objective)
-        if all(isinstance(t.hyperparameters.get(name), float) for t in trials) and min(
-                t.hyperparameters[name] for t in trials) > 0:
+        if (
+            all(isinstance(t.hyperparameters.get(name), float) for t in trials)
+            and min(t.hyperparameters[name] for t in trials) > 0
+        ):
             ax.set_xscale("log")
             ax.xaxis.set_minor_formatter(NullFormatter())  # minor labels overlap
     axes[0][0].xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -80,11 +84,13 @@ def _categories(ax: Any, trials: list[Trial], name: str, objective: str) -> None
 
 def _panel(ax: Any, trials: list[Trial], x: Any, xlabel: str, objective: str) -> None:
     for status, marker in _MARKERS.items():
-        points = [(x(i, t), t.objective) for i, t in enumerate(trials)
-                  if t.status == status and t.objective is not None]
+        points = [
+            (x(i, t), t.objective)
+            for i, t in enumerate(trials)
+            if t.status == status and t.objective is not None
+        ]
         if points:
-            ax.scatter([p[0] for p in points], [p[1] for p in points], marker=marker,
-                       label=status)
+            ax.scatter([p[0] for p in points], [p[1] for p in points], marker=marker, label=status)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(objective)
     ax.grid(alpha=0.3)

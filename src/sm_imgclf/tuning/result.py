@@ -15,6 +15,7 @@ from sm_imgclf.tuning.trial import Trial
 if TYPE_CHECKING:
     from sm_imgclf.session import Session
 
+
 class TuningResult:
     """A tuning run's trials; also a handle to wait for or stop a run in progress.
 
@@ -90,8 +91,10 @@ class TuningResult:
         """
         done = [t for t in self.trials if t.status == "completed" and t.objective is not None]
         if not done:
-            raise BackendError(f"Tuning run {self.name!r} has no completed trial yet "
-                               f"(status {self.status}).", name=self.name)
+            raise BackendError(
+                f"Tuning run {self.name!r} has no completed trial yet (status {self.status}).",
+                name=self.name,
+            )
         named = self._current().best_job
         return next((t for t in done if t.job_name == named), None) or self._top(done)
 
@@ -116,8 +119,14 @@ class TuningResult:
         pick = max if self.direction == "maximize" else min
         return pick(trials, key=lambda t: t.objective if t.objective is not None else 0.0)
 
-    def wait(self, *, logs: bool = True, poll: float = 2.0, out: TextIO | None = None,
-             stop_on_interrupt: bool | None = None) -> TuningResult:
+    def wait(
+        self,
+        *,
+        logs: bool = True,
+        poll: float = 2.0,
+        out: TextIO | None = None,
+        stop_on_interrupt: bool | None = None,
+    ) -> TuningResult:
         """Block until the run ends, printing trials as they start and end.
 
         Ctrl-C stops a local run (finished trials are kept; run it again under
@@ -144,9 +153,13 @@ class TuningResult:
                 print(f"stopping tuning run {self.name} ...", file=out, flush=True)
                 self.stop()
             else:
-                print(f"stopped waiting; tuning run {self.name} keeps running on "
-                      f"{backend.name}. Re-attach with smi.TuningResult.attach({self.name!r}, "
-                      "session), or stop it with .stop().", file=out, flush=True)
+                print(
+                    f"stopped waiting; tuning run {self.name} keeps running on "
+                    f"{backend.name}. Re-attach with smi.TuningResult.attach({self.name!r}, "
+                    "session), or stop it with .stop().",
+                    file=out,
+                    flush=True,
+                )
             raise
         if self.status == "Failed":
             raise TuningFailedError(self.name, self._current().failure_reason)
@@ -168,9 +181,18 @@ class TuningResult:
 
     def rows(self) -> list[dict[str, Any]]:
         """One dictionary per trial: name, status, objective, epochs, duration, values, note."""
-        return [{"job_name": t.job_name, "status": str(t.status), self.objective: t.objective,
-                 "epochs": t.epochs, "duration_s": t.duration, **t.hyperparameters,
-                 "note": t.note} for t in self.trials]
+        return [
+            {
+                "job_name": t.job_name,
+                "status": str(t.status),
+                self.objective: t.objective,
+                "epochs": t.epochs,
+                "duration_s": t.duration,
+                **t.hyperparameters,
+                "note": t.note,
+            }
+            for t in self.trials
+        ]
 
     def to_pandas(self) -> Any:
         """The trials as a ``pandas.DataFrame`` (pandas must be installed)."""
@@ -192,14 +214,18 @@ class TuningResult:
         except BackendError:
             best = None
         reverse = self.direction == "maximize"
-        rows = sorted(self.rows(), key=lambda r: (r["status"] != "completed",
-                                                  *_sort_key(r[self.objective], reverse)))
+        rows = sorted(
+            self.rows(),
+            key=lambda r: (r["status"] != "completed", *_sort_key(r[self.objective], reverse)),
+        )
         text = format_table(rows, best)
         better = self.better_without_package
         if better is not None:
-            text += (f"\nnote: {better.job_name} ({better.status}) reported "
-                     f"{self.objective}={better.objective:.4f}, better than the best, but "
-                     "left no model package")
+            text += (
+                f"\nnote: {better.job_name} ({better.status}) reported "
+                f"{self.objective}={better.objective:.4f}, better than the best, but "
+                "left no model package"
+            )
         return text
 
     @property
@@ -209,8 +235,7 @@ class TuningResult:
 
     def __str__(self) -> str:
         reason = f"\n{self.stop_reason}" if self.stop_reason else ""
-        return (f"Tuning run {self.name} ({self.status}, {self.objective})\n{self.table()}"
-                f"{reason}")
+        return f"Tuning run {self.name} ({self.status}, {self.objective})\n{self.table()}{reason}"
 
     def plot(self, path: str | Path | None = None) -> Any:
         """Plot the objective per trial and against each tuned parameter.

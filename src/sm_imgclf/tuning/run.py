@@ -105,34 +105,42 @@ class TuningRun:
         self.estimator = estimator
         self.space = check_space(space)
         self.objective = _check_objective(objective)
-        self.direction = check_choice("direction", direction or (
-            "minimize" if objective.endswith(":loss") else "maximize"), ("maximize", "minimize"))
+        self.direction = check_choice(
+            "direction",
+            direction or ("minimize" if objective.endswith(":loss") else "maximize"),
+            ("maximize", "minimize"),
+        )
         self.strategy = Strategy(check_choice("strategy", str(strategy), [*map(str, Strategy)]))
         self.max_jobs = check_number("max_jobs", max_jobs, low=1, high=750, integer=True)
         check_number("max_parallel_jobs", max_parallel_jobs, low=1, high=100, integer=True)
         if max_parallel_jobs > max_jobs:
-            raise bad_value("max_parallel_jobs", f"at most max_jobs ({max_jobs})",
-                            max_parallel_jobs)
+            raise bad_value(
+                "max_parallel_jobs", f"at most max_jobs ({max_jobs})", max_parallel_jobs
+            )
         self.max_parallel_jobs = max_parallel_jobs
         self.early_stopping = check_choice("early_stopping", early_stopping, ("off", "auto"))
         epochs = estimator.hyperparameters.epochs
-        self.min_epochs = check_number("min_epochs", min_epochs, low=1, high=epochs,
-                                       integer=True)
+        self.min_epochs = check_number("min_epochs", min_epochs, low=1, high=epochs, integer=True)
         self.seed = check_number("seed", seed, low=0, high=2**31 - 1, integer=True)
         self.warm_start = _parents(warm_start)
         self.warm_start_type = check_choice("warm_start_type", warm_start_type, WARM_START_TYPES)
         if in_one_job not in (None, True, False):
             raise bad_value("in_one_job", "None, True or False", in_one_job)
         self.in_one_job = in_one_job
-        self.max_cost = None if max_cost is None else check_number(
-            "max_cost", max_cost, low=0.0, low_open=True)
+        self.max_cost = (
+            None if max_cost is None else check_number("max_cost", max_cost, low=0.0, low_open=True)
+        )
         if share_features not in (None, True, False):
             raise bad_value("share_features", "None, True or False", share_features)
         self.share_features = share_features
         if trial_instance_type is not None and not (
-                isinstance(trial_instance_type, str) and trial_instance_type.startswith("ml.")):
-            raise bad_value("trial_instance_type", "a SageMaker instance type such as "
-                            f"{TRIAL_INSTANCE_TYPE!r}", trial_instance_type)
+            isinstance(trial_instance_type, str) and trial_instance_type.startswith("ml.")
+        ):
+            raise bad_value(
+                "trial_instance_type",
+                f"a SageMaker instance type such as {TRIAL_INSTANCE_TYPE!r}",
+                trial_instance_type,
+            )
         self.trial_instance_type = trial_instance_type
         self._check_strategy()
 
@@ -142,28 +150,45 @@ class TuningRun:
             self.max_parallel_jobs = min(self.max_parallel_jobs, self.max_jobs)
         if self.strategy is Strategy.HYPERBAND:
             if "epochs" in self.space:
-                raise bad_value("space['epochs']", "absent with strategy='hyperband'",
-                                self.space["epochs"], "Hyperband decides how many epochs "
-                                "each trial gets, up to the estimator's epochs.")
+                raise bad_value(
+                    "space['epochs']",
+                    "absent with strategy='hyperband'",
+                    self.space["epochs"],
+                    "Hyperband decides how many epochs "
+                    "each trial gets, up to the estimator's epochs.",
+                )
             if self.early_stopping != "off":
-                raise bad_value("early_stopping", "'off' with strategy='hyperband'",
-                                self.early_stopping, "Hyperband stops trials early itself.")
+                raise bad_value(
+                    "early_stopping",
+                    "'off' with strategy='hyperband'",
+                    self.early_stopping,
+                    "Hyperband stops trials early itself.",
+                )
             if self.estimator.hyperparameters.epochs < 2:
-                raise bad_value("the estimator's epochs", "at least 2 for hyperband",
-                                self.estimator.hyperparameters.epochs)
+                raise bad_value(
+                    "the estimator's epochs",
+                    "at least 2 for hyperband",
+                    self.estimator.hyperparameters.epochs,
+                )
 
     def __repr__(self) -> str:
-        return (f"TuningRun({self.estimator.model!r}, {sorted(self.space)}, "
-                f"objective={self.objective!r}, strategy={str(self.strategy)!r}, "
-                f"max_jobs={self.max_jobs}, max_parallel_jobs={self.max_parallel_jobs})")
+        return (
+            f"TuningRun({self.estimator.model!r}, {sorted(self.space)}, "
+            f"objective={self.objective!r}, strategy={str(self.strategy)!r}, "
+            f"max_jobs={self.max_jobs}, max_parallel_jobs={self.max_parallel_jobs})"
+        )
 
     def plan(self, channels: Mapping[str, str], *, name: str | None = None) -> TuningSpec:
         """Return the frozen spec of the run :meth:`run` would start (no I/O)."""
         split = self.objective.split(":")[0]
         if split != "train" and isinstance(channels, Mapping) and split not in channels:
-            raise bad_value("channels", f"a mapping with a {split!r} channel (the objective "
-                            f"{self.objective!r} is measured on it)", sorted(channels),
-                            "Split the dataset, or tune on a train:* metric.")
+            raise bad_value(
+                "channels",
+                f"a mapping with a {split!r} channel (the objective "
+                f"{self.objective!r} is measured on it)",
+                sorted(channels),
+                "Split the dataset, or tune on a train:* metric.",
+            )
         name = name or new_tuning_name(self.estimator.base_job_name)
         if len(name) > 32:
             raise bad_value("name", "at most 32 characters (SageMaker's limit)", name)
@@ -171,36 +196,53 @@ class TuningRun:
         one_job = self._one_job(training)
         shared = self._shared(training, one_job)
         return TuningSpec(
-            name=name, training=training,
-            space=tuple(sorted(self.space.items())), objective=self.objective,
-            direction=self.direction, strategy=self.strategy, max_jobs=self.max_jobs,
-            max_parallel_jobs=self.max_parallel_jobs, early_stopping=self.early_stopping,
-            min_epochs=self.min_epochs, seed=self.seed, warm_start=self.warm_start,
-            warm_start_type=self.warm_start_type, in_one_job=one_job,
-            max_cost=self.max_cost, shared_features=shared,
+            name=name,
+            training=training,
+            space=tuple(sorted(self.space.items())),
+            objective=self.objective,
+            direction=self.direction,
+            strategy=self.strategy,
+            max_jobs=self.max_jobs,
+            max_parallel_jobs=self.max_parallel_jobs,
+            early_stopping=self.early_stopping,
+            min_epochs=self.min_epochs,
+            seed=self.seed,
+            warm_start=self.warm_start,
+            warm_start_type=self.warm_start_type,
+            in_one_job=one_job,
+            max_cost=self.max_cost,
+            shared_features=shared,
             trial_instance_type=(self.trial_instance_type or TRIAL_INSTANCE_TYPE)
-            if shared else self.trial_instance_type)
+            if shared
+            else self.trial_instance_type,
+        )
 
     def _one_job(self, training: TrainingSpec) -> bool:
         if self.in_one_job is not None:
             return self.in_one_job  # the spec refuses True, saying why, where it cannot apply
-        return (self.estimator.session.backend.costly_job_starts and not self.warm_start
-                and not one_job_blockers(training, self.space))
+        return (
+            self.estimator.session.backend.costly_job_starts
+            and not self.warm_start
+            and not one_job_blockers(training, self.space)
+        )
 
     def _shared(self, training: TrainingSpec, one_job: bool) -> bool:
         if not self.estimator.session.backend.shares_features_by_job:
             if self.share_features:
-                raise bad_value("share_features", "None or False on this session", True,
-                                "Its trials already share the backbone's features through "
-                                "the session's feature store (LocalSession(feature_store="
-                                "True), the default); no features job is needed.")
+                raise bad_value(
+                    "share_features",
+                    "None or False on this session",
+                    True,
+                    "Its trials already share the backbone's features through "
+                    "the session's feature store (LocalSession(feature_store="
+                    "True), the default); no features job is needed.",
+                )
             return False
         if self.share_features is not None:
             return self.share_features  # the spec refuses True, saying why, where it cannot
         return not one_job and not one_job_blockers(training, self.space)
 
-    def dry_run(self, channels: Mapping[str, str], *, name: str | None = None
-                ) -> dict[str, Any]:
+    def dry_run(self, channels: Mapping[str, str], *, name: str | None = None) -> dict[str, Any]:
         """Return exactly what :meth:`run` would send to the backend, without sending it."""
         return self.estimator.session.backend.tuning_request(self.plan(channels, name=name))
 
@@ -208,8 +250,14 @@ class TuningRun:
         """What the run may cost at most: every trial at its run-time bound, or ``max_cost``."""
         return self.estimator.session.estimate(self.plan(channels))
 
-    def run(self, channels: Mapping[str, str], *, wait: bool = True, logs: bool = True,
-            name: str | None = None) -> TuningResult:
+    def run(
+        self,
+        channels: Mapping[str, str],
+        *,
+        wait: bool = True,
+        logs: bool = True,
+        name: str | None = None,
+    ) -> TuningResult:
         """Start the run and, by default, wait for it, printing each trial's outcome.
 
         Args:
@@ -246,16 +294,17 @@ class TuningRun:
         with contextlib.suppress(SmImgclfError):  # no completed trial: nothing measured
             remember_speed(self.estimator.session, spec.trial_training(), result.best.job)
 
-
     def _store_features(self, spec: TuningSpec, *, logs: bool) -> None:
         """Run the features job to its end (a job of that name that exists is adopted)."""
         from sm_imgclf.training.job import TrainingJob
 
         features = spec.features_training()
-        print(f"features: job {features.job_name} runs the backbone once on "
-              f"{features.instance_type}; then {spec.max_jobs} trials on "
-              f"{spec.trial_instance_type} read its features and train only their heads",
-              flush=True)
+        print(
+            f"features: job {features.job_name} runs the backbone once on "
+            f"{features.instance_type}; then {spec.max_jobs} trials on "
+            f"{spec.trial_instance_type} read its features and train only their heads",
+            flush=True,
+        )
         self.estimator.session.backend.start_training(features)
         TrainingJob(features.job_name, self.estimator.session).wait(logs=logs)
 
@@ -263,9 +312,13 @@ class TuningRun:
 def _check_objective(objective: object) -> str:
     tunable = [m for m in METRIC_NAMES if not m.startswith("test:")]
     if isinstance(objective, str) and objective.startswith("test:"):
-        raise bad_value("objective", f"one of {tunable}", objective,
-                        "Tuning on the test split would leak it into model selection; "
-                        "tune on valid:* and keep test for the final evaluation.")
+        raise bad_value(
+            "objective",
+            f"one of {tunable}",
+            objective,
+            "Tuning on the test split would leak it into model selection; "
+            "tune on valid:* and keep test for the final evaluation.",
+        )
     return check_choice("objective", objective, tunable)
 
 
@@ -274,6 +327,5 @@ def _parents(warm_start: Sequence[Any]) -> tuple[str, ...]:
         warm_start = [warm_start]
     names = tuple(getattr(p, "name", p) for p in warm_start)
     if len(names) > 5 or not all(isinstance(n, str) and n for n in names):
-        raise bad_value("warm_start", "up to 5 earlier tuning runs (results or names)",
-                        warm_start)
+        raise bad_value("warm_start", "up to 5 earlier tuning runs (results or names)", warm_start)
     return names

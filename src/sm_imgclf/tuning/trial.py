@@ -56,15 +56,31 @@ class Trial:
             raise BackendError(
                 f"Trial {self.job_name!r} ran inside the training job {outer!r}, which "
                 "packages only the best trial's model, once it has finished; use "
-                "result.best.job.", name=outer)
+                "result.best.job.",
+                name=outer,
+            )
         return TrainingJob(outer if inside else self.job_name, self.session)
 
     @classmethod
     def from_record(cls, record: TrialRecord, session: Session) -> Trial:
         """Type a backend's record with the hyperparameter schema."""
-        values = {name: BY_NAME[name].parse(text) if name in BY_NAME else text
-                  for name, text in record.hyperparameters.items()}
-        duration = (record.ended - record.started
-                    if record.ended is not None and record.started is not None else None)
-        return cls(record.job_name, record.status, values, record.objective, duration,
-                   record.epochs, record.failure_reason, session, record.note)
+        values = {
+            name: BY_NAME[name].parse(text) if name in BY_NAME else text
+            for name, text in record.hyperparameters.items()
+        }
+        duration = (
+            record.ended - record.started
+            if record.ended is not None and record.started is not None
+            else None
+        )
+        return cls(
+            record.job_name,
+            record.status,
+            values,
+            record.objective,
+            duration,
+            record.epochs,
+            record.failure_reason,
+            session,
+            record.note,
+        )

@@ -51,8 +51,14 @@ class LocalBackend:
     costly_job_starts = False
     shares_features_by_job = False
 
-    def __init__(self, root: Path, *, max_concurrency: int = 4,
-                 feature_store: bool = True, price_per_hour: float = 0.0) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        max_concurrency: int = 4,
+        feature_store: bool = True,
+        price_per_hour: float = 0.0,
+    ) -> None:
         self.root = root
         self.max_concurrency = max_concurrency
         self.feature_store = feature_store
@@ -102,8 +108,10 @@ class LocalBackend:
         if (folder / local_runner.STATUS).exists():
             status = self.describe_training(spec.job_name).status
             if status not in _RESTARTABLE:
-                raise BackendError(f"A job named {spec.job_name!r} is already {status}. "
-                                   "Choose another job_name.", name=spec.job_name)
+                raise BackendError(
+                    f"A job named {spec.job_name!r} is already {status}. Choose another job_name.",
+                    name=spec.job_name,
+                )
         folder.mkdir(parents=True, exist_ok=True)
         (folder / local_runner.SPEC).write_text(json.dumps(request, indent=2))
         (folder / "runner.pid").unlink(missing_ok=True)
@@ -122,12 +130,18 @@ class LocalBackend:
     def describe_training(self, name: str) -> JobStatus:
         """Read ``status.json``; a runner that vanished without a verdict means Failed."""
         folder = self.job_dir(name)
-        status = _read_status(folder, f"local training job named {name!r}",
-                              "The local job runner ended without a result (killed?). "
-                              "Run fit() again with this job_name to resume.")
+        status = _read_status(
+            folder,
+            f"local training job named {name!r}",
+            "The local job runner ended without a result (killed?). "
+            "Run fit() again with this job_name to resume.",
+        )
         model = folder / "output" / "model.tar.gz"
-        return JobStatus(JobState(status["status"]), status.get("failure_reason"),
-                         model.as_uri() if status["status"] == "Completed" else None)
+        return JobStatus(
+            JobState(status["status"]),
+            status.get("failure_reason"),
+            model.as_uri() if status["status"] == "Completed" else None,
+        )
 
     def training_log(self, name: str, cursor: Any) -> tuple[list[str], Any]:
         """Return complete lines appended to the job's log since ``cursor`` (a byte offset)."""
@@ -173,8 +187,11 @@ class LocalBackend:
             return self.training_request(spec.one_job_training())
         self.training_request(spec.training)  # checks the channels' form
         folder = self.tuning_dir(spec.name)
-        return {"name": spec.name, "spec": spec.to_dict(),
-                "command": [sys.executable, "-m", "sm_imgclf.backends.local.tuner", str(folder)]}
+        return {
+            "name": spec.name,
+            "spec": spec.to_dict(),
+            "command": [sys.executable, "-m", "sm_imgclf.backends.local.tuner", str(folder)],
+        }
 
     def start_tuning(self, spec: TuningSpec) -> None:
         """Start the tuner; a stopped or failed run of the same spec carries on."""
@@ -195,39 +212,60 @@ class LocalBackend:
         (folder / local_runner.SPEC).write_text(json.dumps(request["spec"], indent=2))
         # The tuner's own backend starts the trials: it must share features as this one does.
         (folder / local_runner.BACKEND_OPTIONS).write_text(
-            json.dumps({"feature_store": self.feature_store,
-                        "price_per_hour": self.price_per_hour}))
+            json.dumps({"feature_store": self.feature_store, "price_per_hour": self.price_per_hour})
+        )
         (folder / "runner.pid").unlink(missing_ok=True)
         (folder / local_runner.STOP).unlink(missing_ok=True)
-        local_runner.write_status(folder, status="InProgress", failure_reason=None,
-                                  accepts_stop=False,
-                                  objective=spec.objective, direction=spec.direction,
-                                  categorical=spec.categorical)
+        local_runner.write_status(
+            folder,
+            status="InProgress",
+            failure_reason=None,
+            accepts_stop=False,
+            objective=spec.objective,
+            direction=spec.direction,
+            categorical=spec.categorical,
+        )
         _spawn(folder, "sm_imgclf.backends.local.tuner")
 
     def _check_restart(self, spec: TuningSpec, folder: Path) -> None:
         status = self.describe_tuning(spec.name).status
         if status not in _RESTARTABLE:
-            raise BackendError(f"A tuning run named {spec.name!r} is already {status}. "
-                               "Choose another name.", name=spec.name)
+            raise BackendError(
+                f"A tuning run named {spec.name!r} is already {status}. Choose another name.",
+                name=spec.name,
+            )
         if json.loads((folder / "spec.json").read_text()) != json.loads(json.dumps(spec.to_dict())):
-            raise BackendError(f"A tuning run named {spec.name!r} exists with other settings; "
-                               "only an identical run can carry on. Choose another name.",
-                               name=spec.name)
+            raise BackendError(
+                f"A tuning run named {spec.name!r} exists with other settings; "
+                "only an identical run can carry on. Choose another name.",
+                name=spec.name,
+            )
 
     def describe_tuning(self, name: str) -> TuningStatus:
         """Read the tuner's ``status.json``; a tuner that vanished means Failed."""
         one_job = self.tuning_dir(name) / ONE_JOB
         if one_job.is_file():
-            return tuning_status(name, self.describe_training(name),
-                                 spec_file_search(one_job.read_text()),
-                                 lambda: self.training_log(name, None)[0])
-        status = _read_status(self.tuning_dir(name), f"local tuning run named {name!r}",
-                              "The local tuner ended without a result (killed?). "
-                              "Run it again with this name to carry on.")
-        return TuningStatus(JobState(status["status"]), status.get("failure_reason"),
-                            status.get("best_job"), status["objective"], status["direction"],
-                            tuple(status.get("categorical", ())), status.get("stop_reason"))
+            return tuning_status(
+                name,
+                self.describe_training(name),
+                spec_file_search(one_job.read_text()),
+                lambda: self.training_log(name, None)[0],
+            )
+        status = _read_status(
+            self.tuning_dir(name),
+            f"local tuning run named {name!r}",
+            "The local tuner ended without a result (killed?). "
+            "Run it again with this name to carry on.",
+        )
+        return TuningStatus(
+            JobState(status["status"]),
+            status.get("failure_reason"),
+            status.get("best_job"),
+            status["objective"],
+            status["direction"],
+            tuple(status.get("categorical", ())),
+            status.get("stop_reason"),
+        )
 
     def list_trials(self, name: str) -> list[TrialRecord]:
         """The trials so far, from the tuner's ``trials.json`` (or the one job's log)."""
@@ -249,15 +287,22 @@ class LocalBackend:
 
     def list_jobs(self) -> list[dict[str, Any]]:
         """Every local training job, newest first, with its status."""
-        folders = sorted((self.root / "jobs").glob("*/status.json"),
-                         key=lambda p: p.stat().st_mtime, reverse=True)
-        return [{"name": p.parent.name, "status": self.describe_training(p.parent.name).status}
-                for p in folders]
+        folders = sorted(
+            (self.root / "jobs").glob("*/status.json"),
+            key=lambda p: p.stat().st_mtime,
+            reverse=True,
+        )
+        return [
+            {"name": p.parent.name, "status": self.describe_training(p.parent.name).status}
+            for p in folders
+        ]
 
     def list_endpoints(self) -> list[dict[str, Any]]:
         """Every local endpoint with its status."""
-        return [{"name": p.parent.name, "status": local_serving.describe(p.parent)["status"]}
-                for p in sorted((self.root / "endpoints").glob(f"*/{local_serving.STATE}"))]
+        return [
+            {"name": p.parent.name, "status": local_serving.describe(p.parent)["status"]}
+            for p in sorted((self.root / "endpoints").glob(f"*/{local_serving.STATE}"))
+        ]
 
     def endpoint_dir(self, name: str) -> Path:
         """The folder of endpoint ``name``."""
@@ -286,10 +331,15 @@ class LocalBackend:
         from sm_imgclf._archive import safe_extract
         from sm_imgclf.runtime.serving.folder import predict_folder
 
-        package = safe_extract(local_serving.package_path(spec.model_uri),
-                               self.root / "batch" / spec.name / "model")
-        output = predict_folder(package, _local_path("input", spec.input_uri),
-                                _local_path("output", spec.output_uri), top_k=spec.top_k)
+        package = safe_extract(
+            local_serving.package_path(spec.model_uri), self.root / "batch" / spec.name / "model"
+        )
+        output = predict_folder(
+            package,
+            _local_path("input", spec.input_uri),
+            _local_path("output", spec.output_uri),
+            top_k=spec.top_k,
+        )
         return output.as_uri()
 
     def list_resources(self) -> list[Resource]:
@@ -305,16 +355,18 @@ class LocalBackend:
 
     def estimate(self, spec: Any) -> CostEstimate:
         """Local work costs no AWS money; the estimate says so, with its time bound."""
-        return local_costs.estimate(spec, self.price_per_hour, speeds.expecter(
-            self.name, speeds.image_counter(self.store)))
+        return local_costs.estimate(
+            spec, self.price_per_hour, speeds.expecter(self.name, speeds.image_counter(self.store))
+        )
 
 
 def _spawn(folder: Path, module: str) -> None:
     """Run ``python -m module folder`` in its own session, so it outlives the caller."""
     runner = [sys.executable, "-m", module, str(folder)]
     with (folder / "runner.log").open("ab") as log:
-        process = subprocess.Popen(runner, stdout=log, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
+        process = subprocess.Popen(
+            runner, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
     # A file of its own: status.json belongs to the runner from now on.
     (folder / "runner.pid").write_text(str(process.pid))
 
@@ -338,7 +390,6 @@ def _runner_pid(folder: Path) -> int | None:
         return None
 
 
-
 def _fetch(uri: str, folder: Path) -> None:
     """Download an ``s3://`` weights file once, with the caller's AWS credentials."""
     import boto3
@@ -358,6 +409,9 @@ def _local_path(name: str, uri: str) -> Path:
         return Path(url2pathname(parts.path))
     if parts.scheme == "":
         return Path(uri).absolute()
-    raise bad_value(f"channel {name!r}", "a file:// URI or a folder for the local backend", uri,
-                    "Upload the dataset with a LocalSession first.")
-
+    raise bad_value(
+        f"channel {name!r}",
+        "a file:// URI or a folder for the local backend",
+        uri,
+        "Upload the dataset with a LocalSession first.",
+    )

@@ -21,24 +21,55 @@ def price(use: str, usd_per_hour: float = 0.0) -> Price:
     return Price("this machine", use, "local", usd_per_hour, source, dt.date.today().isoformat())
 
 
-def estimate(spec: Any, usd_per_hour: float,
-             expect: Callable[[TrainingSpec], Expected | None] | None = None) -> CostEstimate:
+def estimate(
+    spec: Any, usd_per_hour: float, expect: Callable[[TrainingSpec], Expected | None] | None = None
+) -> CostEstimate:
     """The estimate of local work, with its time bound (and expected time, if measured)."""
     found = estimate_for(spec, lambda _type, use: price(use, usd_per_hour), expect)
-    return replace(found, instance_type="this machine", instance_count=1, spot=False,
-                   note="runs on this machine: no AWS charge")
+    return replace(
+        found,
+        instance_type="this machine",
+        instance_count=1,
+        spot=False,
+        note="runs on this machine: no AWS charge",
+    )
 
 
 def resources(backend: Any) -> list[Resource]:
     """Local endpoints serving and jobs running, of a :class:`LocalBackend`."""
+
     def made(path: Path) -> dt.datetime:
         return dt.datetime.fromtimestamp(path.stat().st_mtime, dt.UTC)
 
     rate = backend.price_per_hour
-    found = [Resource(ENDPOINT, row["name"], row["status"], made(backend.endpoint_dir(
-        row["name"])), "this machine", 1, (), True, price("hosting", rate))
-        for row in backend.list_endpoints() if row["status"] == "InService"]
-    found += [Resource(TRAINING, row["name"], str(row["status"]), made(backend.job_dir(
-        row["name"])), "this machine", 1, (), True, price("training", rate))
-        for row in backend.list_jobs() if row["status"] == JobState.IN_PROGRESS]
+    found = [
+        Resource(
+            ENDPOINT,
+            row["name"],
+            row["status"],
+            made(backend.endpoint_dir(row["name"])),
+            "this machine",
+            1,
+            (),
+            True,
+            price("hosting", rate),
+        )
+        for row in backend.list_endpoints()
+        if row["status"] == "InService"
+    ]
+    found += [
+        Resource(
+            TRAINING,
+            row["name"],
+            str(row["status"]),
+            made(backend.job_dir(row["name"])),
+            "this machine",
+            1,
+            (),
+            True,
+            price("training", rate),
+        )
+        for row in backend.list_jobs()
+        if row["status"] == JobState.IN_PROGRESS
+    ]
     return found

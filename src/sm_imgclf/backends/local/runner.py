@@ -72,13 +72,16 @@ def job_environment(job_dir: Path, request: dict[str, Any]) -> dict[str, str]:
         SM_MODEL_DIR=str(job_dir / "model"),
         SM_OUTPUT_DATA_DIR=str(job_dir / "output" / "data"),
         SM_IMGCLF_CHECKPOINT_DIR=str(job_dir / "checkpoints"),
-        SM_HOSTS='["localhost"]', SM_CURRENT_HOST="localhost",
-        SM_NUM_GPUS=str(_gpus()), SM_HPS=json.dumps(request["hyperparameters"]),
+        SM_HOSTS='["localhost"]',
+        SM_CURRENT_HOST="localhost",
+        SM_NUM_GPUS=str(_gpus()),
+        SM_HPS=json.dumps(request["hyperparameters"]),
         PYTHONUNBUFFERED="1",
     )
     if request.get("source_dir"):  # the user's modules import as they would in a container
         env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (request["source_dir"], env.get("PYTHONPATH")) if p)
+            p for p in (request["source_dir"], env.get("PYTHONPATH")) if p
+        )
     env.pop(FEATURE_STORE, None)
     if request.get("feature_store"):
         env[FEATURE_STORE] = request["feature_store"]
@@ -111,9 +114,15 @@ def main(job_dir: Path) -> int:
     for stale in ("failure", "model.tar.gz"):
         (job_dir / "output" / stale).unlink(missing_ok=True)
     with (job_dir / LOG).open("ab") as log:
-        children.append(subprocess.Popen(
-            request["command"], stdout=log, stderr=subprocess.STDOUT,
-            env=job_environment(job_dir, request), cwd=job_dir))
+        children.append(
+            subprocess.Popen(
+                request["command"],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=job_environment(job_dir, request),
+                cwd=job_dir,
+            )
+        )
     child = children[0]
     write_status(job_dir, job_pid=child.pid, started=time.time())
     if (job_dir / STOP).exists():  # asked while the job was being started
@@ -124,8 +133,10 @@ def main(job_dir: Path) -> int:
 
 
 def _outcome(job_dir: Path, code: int) -> dict[str, Any]:
-    stopping = (json.loads((job_dir / STATUS).read_text()).get("status") == "Stopping"
-                or (job_dir / STOP).exists())
+    stopping = (
+        json.loads((job_dir / STATUS).read_text()).get("status") == "Stopping"
+        or (job_dir / STOP).exists()
+    )
     if code == 0 and (job_dir / "model" / "manifest.json").is_file():
         with tarfile.open(job_dir / "output" / "model.tar.gz", "w:gz") as archive:
             for item in sorted((job_dir / "model").iterdir()):

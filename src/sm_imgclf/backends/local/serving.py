@@ -26,22 +26,38 @@ STATE = "endpoint.json"
 def deploy(folder: Path, spec: DeploySpec, *, timeout: float = 120.0) -> dict[str, Any]:
     """Extract the package, start the server, and wait until ``/ping`` answers 200."""
     if (folder / STATE).exists() and alive(json.loads((folder / STATE).read_text())["pid"]):
-        raise BackendError(f"A local endpoint named {spec.name!r} is running. Delete it "
-                           "or choose another name.", name=spec.name)
+        raise BackendError(
+            f"A local endpoint named {spec.name!r} is running. Delete it or choose another name.",
+            name=spec.name,
+        )
     package = package_path(spec.model_uri)
     safe_extract(package, folder / "model")
     port = free_port()
-    command = [sys.executable, "-m", "sm_imgclf.runtime.serving.server", "--model-dir",
-               str(folder / "model"), "--port", str(port), "--max-batch", str(spec.max_batch),
-               "--max-wait-ms", str(spec.max_wait_ms)]
+    command = [
+        sys.executable,
+        "-m",
+        "sm_imgclf.runtime.serving.server",
+        "--model-dir",
+        str(folder / "model"),
+        "--port",
+        str(port),
+        "--max-batch",
+        str(spec.max_batch),
+        "--max-wait-ms",
+        str(spec.max_wait_ms),
+    ]
     delete_after = None
     if spec.delete_after is not None:
         delete_after = parse_duration("delete_after", spec.delete_after)
         command += ["--stop-after", str(delete_after)]
     with (folder / "server.log").open("ab") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
-                                   env=os.environ | spec.container_environment(),
-                                   start_new_session=True)
+        process = subprocess.Popen(
+            command,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=os.environ | spec.container_environment(),
+            start_new_session=True,
+        )
     state: dict[str, Any] = {"pid": process.pid, "port": port, "model_uri": spec.model_uri}
     (folder / STATE).write_text(json.dumps(state))
     _wait_ready(folder, process, port, timeout)
@@ -51,14 +67,14 @@ def deploy(folder: Path, spec: DeploySpec, *, timeout: float = 120.0) -> dict[st
     return state
 
 
-def _wait_ready(folder: Path, process: subprocess.Popen[bytes], port: int,
-                timeout: float) -> None:
+def _wait_ready(folder: Path, process: subprocess.Popen[bytes], port: int, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             tail = (folder / "server.log").read_text(errors="replace").splitlines()[-10:]
-            raise BackendError("The local endpoint stopped before it was ready:\n"
-                               + "\n".join(tail))
+            raise BackendError(
+                "The local endpoint stopped before it was ready:\n" + "\n".join(tail)
+            )
         try:
             if _request(port, "GET", "/ping", None, {}, timeout=2)[0] == 200:
                 return
@@ -73,8 +89,14 @@ def invoke(folder: Path, body: bytes, content_type: str, accept: str) -> bytes:
     """POST ``body`` to the endpoint's ``/invocations``."""
     state = describe(folder)
     try:
-        status, answer = _request(int(state["port"]), "POST", "/invocations", body,
-                                  {"Content-Type": content_type, "Accept": accept}, timeout=60)
+        status, answer = _request(
+            int(state["port"]),
+            "POST",
+            "/invocations",
+            body,
+            {"Content-Type": content_type, "Accept": accept},
+            timeout=60,
+        )
     except OSError as error:
         raise EndpointError(f"The local endpoint did not answer: {error}", 0) from None
     if status != 200:
@@ -84,8 +106,15 @@ def invoke(folder: Path, body: bytes, content_type: str, accept: str) -> bytes:
     return answer
 
 
-def _request(port: int, method: str, path: str, body: bytes | None, headers: dict[str, str],
-             *, timeout: float) -> tuple[int, bytes]:
+def _request(
+    port: int,
+    method: str,
+    path: str,
+    body: bytes | None,
+    headers: dict[str, str],
+    *,
+    timeout: float,
+) -> tuple[int, bytes]:
     # http.client, not urllib: a loopback endpoint must never go through HTTP(S)_PROXY.
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
@@ -117,8 +146,7 @@ def _forward_line(log: Path) -> str | None:
         lines = log.read_text(errors="replace").splitlines()
     except OSError:
         return None
-    return next((line.split("; forward: ", 1)[1] for line in lines if "; forward: " in line),
-                None)
+    return next((line.split("; forward: ", 1)[1] for line in lines if "; forward: " in line), None)
 
 
 def delete(folder: Path) -> None:
@@ -144,5 +172,3 @@ def package_path(uri: str) -> Path:
     if parts.scheme not in ("", "file") or not path.is_file():
         raise bad_value("model_uri", "a local model.tar.gz (file:// URI or path)", uri)
     return path
-
-

@@ -73,8 +73,9 @@ class LocalTuner:
         poll: Seconds between looks at the running trials.
     """
 
-    def __init__(self, spec: TuningSpec, backend: LocalBackend, folder: Path,
-                 poll: float = 0.05) -> None:
+    def __init__(
+        self, spec: TuningSpec, backend: LocalBackend, folder: Path, poll: float = 0.05
+    ) -> None:
         self.spec, self.backend, self.folder, self.poll = spec, backend, folder, poll
         self.study = open_study(spec, folder / STUDY, backend.root / "tuning")
         self.active: dict[int, _Active] = {}
@@ -119,8 +120,11 @@ class LocalTuner:
         from optuna.trial import TrialState
 
         wanted = tuple(TrialState[s] for s in states)
-        return [t for t in self.study.get_trials(deepcopy=False, states=wanted)
-                if not t.user_attrs.get("warm_start")]
+        return [
+            t
+            for t in self.study.get_trials(deepcopy=False, states=wanted)
+            if not t.user_attrs.get("warm_start")
+        ]
 
     def _fill(self) -> None:
         started = len(self._trials("COMPLETE", "PRUNED", "FAIL", "RUNNING"))
@@ -145,19 +149,26 @@ class LocalTuner:
         if self.spec.max_cost is None or rate <= 0:
             return False
         ended = self._trials("COMPLETE", "PRUNED", "FAIL")
-        spent = sum((t.datetime_complete - t.datetime_start).total_seconds() for t in ended
-                    if t.datetime_complete and t.datetime_start) / 3600
-        self.stop_reason = budget_refusal(self.spec.max_cost, rate,
-                                          self.spec.training.max_run / 3600, spent,
-                                          len(self.active))
+        spent = (
+            sum(
+                (t.datetime_complete - t.datetime_start).total_seconds()
+                for t in ended
+                if t.datetime_complete and t.datetime_start
+            )
+            / 3600
+        )
+        self.stop_reason = budget_refusal(
+            self.spec.max_cost, rate, self.spec.training.max_run / 3600, spent, len(self.active)
+        )
         if self.stop_reason is not None:
             self.log(self.stop_reason)
         return self.stop_reason is not None
 
     def _start(self, trial: Any, name: str) -> None:
         changes = {k: BY_NAME[k].parse(v) for k, v in trial.user_attrs["values"].items()}
-        self.backend.start_training(self.spec.trial_spec(trial.number, changes),
-                                    epoch_gate=self.gated)
+        self.backend.start_training(
+            self.spec.trial_spec(trial.number, changes), epoch_gate=self.gated
+        )
         self.active[trial.number] = _Active(trial, name)
         self.changed = True
 
@@ -223,10 +234,14 @@ class LocalTuner:
 
     def _prune(self, active: _Active, epoch: int, value: float) -> None:
         active.pruned_at = epoch
-        rule = ("outside the top third at this rung" if self.spec.strategy is Strategy.HYPERBAND
-                else "below the median of earlier trials at this epoch")
+        rule = (
+            "outside the top third at this rung"
+            if self.spec.strategy is Strategy.HYPERBAND
+            else "below the median of earlier trials at this epoch"
+        )
         active.trial.set_user_attr(
-            "note", f"pruned at epoch {epoch}: {self.spec.objective}={value:.4f}, {rule}")
+            "note", f"pruned at epoch {epoch}: {self.spec.objective}={value:.4f}, {rule}"
+        )
         self.backend.stop_training(active.job_name)
 
     def _complete(self, active: _Active, metrics: list[dict[str, Any]]) -> None:
@@ -237,23 +252,31 @@ class LocalTuner:
             raise ObjectiveMissingError(
                 f"The objective {self.spec.objective!r} never appeared in the log of "
                 f"{active.job_name}; it printed {printed or 'no metrics'}. Choose one of "
-                "those, or pass the channel the objective is computed on.")
+                "those, or pass the channel the objective is computed on."
+            )
         value = values[-1]
         if active.pruned_at is not None:  # the job finished before the verdict reached it
             active.trial.set_user_attr(
-                "note", f"a pruning verdict at epoch {active.pruned_at} came after the job "
-                "had finished; kept as completed")
+                "note",
+                f"a pruning verdict at epoch {active.pruned_at} came after the job "
+                "had finished; kept as completed",
+            )
         self.study.tell(active.trial, value if math.isfinite(value) else math.nan)
         self.log(f"trial {active.trial.number} completed: {self.spec.objective}={value:.4f}")
 
     def _failing(self) -> bool:
         failed = self._trials("FAIL")
-        return (not self._trials("COMPLETE") and len(failed) >= min(FAIL_FAST, self.spec.max_jobs)
-                and len(failed) < self.spec.max_jobs)
+        return (
+            not self._trials("COMPLETE")
+            and len(failed) >= min(FAIL_FAST, self.spec.max_jobs)
+            and len(failed) < self.spec.max_jobs
+        )
 
     def _failed(self, what: str) -> dict[str, Any]:
-        reasons = [f"{t.user_attrs.get('job_name')}: {t.user_attrs.get('failure_reason')}"
-                   for t in self._trials("FAIL")]
+        reasons = [
+            f"{t.user_attrs.get('job_name')}: {t.user_attrs.get('failure_reason')}"
+            for t in self._trials("FAIL")
+        ]
         reason = f"{what}; nothing is left to tune. Their reasons:\n" + "\n".join(reasons)
         self.log(reason)
         return {"status": "Failed", "failure_reason": reason}
@@ -263,16 +286,20 @@ class LocalTuner:
             self.backend.stop_training(active.job_name)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and any(
-                self.backend.describe_training(a.job_name).status not in TERMINAL
-                for a in self.active.values()):
+            self.backend.describe_training(a.job_name).status not in TERMINAL
+            for a in self.active.values()
+        ):
             time.sleep(self.poll)
 
     def _publish(self) -> None:
         if not self.changed:
             return
         self.changed = False
-        records = [asdict(trial_record(t)) for t in self.study.get_trials(deepcopy=False)
-                   if not t.user_attrs.get("warm_start")]
+        records = [
+            asdict(trial_record(t))
+            for t in self.study.get_trials(deepcopy=False)
+            if not t.user_attrs.get("warm_start")
+        ]
         partial = self.folder / f".{TRIALS}.partial"
         partial.write_text(json.dumps(records, indent=1))
         partial.replace(self.folder / TRIALS)
@@ -303,8 +330,11 @@ def main(folder: Path) -> int:
     # job several times slower than running them one after another.
     threads = max(1, (os.cpu_count() or 1) // spec.max_parallel_jobs)
     os.environ.setdefault("OMP_NUM_THREADS", str(threads))
-    options = json.loads((folder / BACKEND_OPTIONS).read_text()) \
-        if (folder / BACKEND_OPTIONS).is_file() else {}
+    options = (
+        json.loads((folder / BACKEND_OPTIONS).read_text())
+        if (folder / BACKEND_OPTIONS).is_file()
+        else {}
+    )
     tuner = LocalTuner(spec, LocalBackend(folder.parents[1], **options), folder)
 
     def stop() -> None:

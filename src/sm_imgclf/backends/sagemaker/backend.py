@@ -59,9 +59,14 @@ class SageMakerBackend:
         tags: Mapping[str, str] | None = None,
     ) -> None:
         self.aws = SageMakerClients(
-            bucket, region=region, boto_session=boto_session, endpoint_urls=endpoint_urls,
-            expected_bucket_owner=expected_bucket_owner, max_concurrency=max_concurrency,
-            tags=tags)
+            bucket,
+            region=region,
+            boto_session=boto_session,
+            endpoint_urls=endpoint_urls,
+            expected_bucket_owner=expected_bucket_owner,
+            max_concurrency=max_concurrency,
+            tags=tags,
+        )
         self.jobs = TrainingJobs(self.aws)
         self.tuning = TuningRuns(self.aws, self.jobs)
         self.endpoints = Endpoints(self.aws)
@@ -176,8 +181,10 @@ class SageMakerBackend:
             self.endpoints.unschedule(resource.name)
         resources.remove(self.aws.sagemaker_client, resource)
 
-    def estimate(self, spec: TrainingSpec | TuningSpec | DeploySpec | BatchSpec
-                 ) -> CostEstimate:
+    def estimate(self, spec: TrainingSpec | TuningSpec | DeploySpec | BatchSpec) -> CostEstimate:
         """What ``spec`` may cost at SageMaker's prices in this region."""
-        return estimate_for(spec, self.aws.prices.price, speeds.expecter(
-            self.name, speeds.image_counter(self.store)))
+        return estimate_for(
+            spec,
+            self.aws.prices.price,
+            speeds.expecter(self.name, speeds.image_counter(self.store)),
+        )

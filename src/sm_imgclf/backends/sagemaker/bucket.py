@@ -33,7 +33,8 @@ def default_bucket(s3: Any, sts: Any, region: str) -> tuple[str, str]:
             raise StorageAccessDeniedError(
                 f"The default bucket name {name!r} is taken by another account, or your "
                 "credentials may not read it. Pass a bucket of your own: "
-                "SageMakerSession('my-bucket').") from error
+                "SageMakerSession('my-bucket')."
+            ) from error
         if code not in ("404", "NoSuchBucket", "NotFound"):
             raise
     _create(s3, name, region)
@@ -43,16 +44,26 @@ def default_bucket(s3: Any, sts: Any, region: str) -> tuple[str, str]:
 def _create(s3: Any, name: str, region: str) -> None:
     from botocore.exceptions import ClientError
 
-    where = {} if region == "us-east-1" else {
-        "CreateBucketConfiguration": {"LocationConstraint": region}}
+    where = (
+        {}
+        if region == "us-east-1"
+        else {"CreateBucketConfiguration": {"LocationConstraint": region}}
+    )
     with translate_errors("CreateBucket", name):
         try:
             s3.create_bucket(Bucket=name, **where)
         except ClientError as error:  # made meanwhile by another process of this account
             if error.response.get("Error", {}).get("Code") != "BucketAlreadyOwnedByYou":
                 raise
-        s3.put_public_access_block(Bucket=name, PublicAccessBlockConfiguration={
-            "BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": True,
-            "RestrictPublicBuckets": True})
-        s3.put_bucket_ownership_controls(Bucket=name, OwnershipControls={
-            "Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]})
+        s3.put_public_access_block(
+            Bucket=name,
+            PublicAccessBlockConfiguration={
+                "BlockPublicAcls": True,
+                "IgnorePublicAcls": True,
+                "BlockPublicPolicy": True,
+                "RestrictPublicBuckets": True,
+            },
+        )
+        s3.put_bucket_ownership_controls(
+            Bucket=name, OwnershipControls={"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]}
+        )

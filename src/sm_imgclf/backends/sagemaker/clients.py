@@ -78,8 +78,9 @@ class SageMakerClients:
         if self._bucket is None:
             from sm_imgclf.backends.sagemaker.bucket import default_bucket
 
-            self._bucket, account = default_bucket(self.s3_client, self.client("sts"),
-                                                   self.region_name)
+            self._bucket, account = default_bucket(
+                self.s3_client, self.client("sts"), self.region_name
+            )
             self.expected_bucket_owner = self.expected_bucket_owner or account
         return self._bucket
 
@@ -127,8 +128,12 @@ class SageMakerClients:
         """The region of the clients."""
         region = self.region or self.boto_session.region_name
         if not region:
-            raise bad_value("region", "an AWS region such as 'us-east-1'", region,
-                            "Pass region= to SageMakerSession or set AWS_DEFAULT_REGION.")
+            raise bad_value(
+                "region",
+                "an AWS region such as 'us-east-1'",
+                region,
+                "Pass region= to SageMakerSession or set AWS_DEFAULT_REGION.",
+            )
         return str(region)
 
     @cached_property
@@ -145,11 +150,16 @@ class SageMakerClients:
             # The API lives in us-east-1 whatever the session's region; one quick try,
             # since the table answers when it cannot be reached.
             session: Any = self.boto_session
-            return session.client("pricing", region_name="us-east-1",
-                                  endpoint_url=self.endpoint_urls.get("pricing"),
-                                  config=Config(connect_timeout=3, read_timeout=10,
-                                                retries={"mode": "standard",
-                                                         "total_max_attempts": 1}))
+            return session.client(
+                "pricing",
+                region_name="us-east-1",
+                endpoint_url=self.endpoint_urls.get("pricing"),
+                config=Config(
+                    connect_timeout=3,
+                    read_timeout=10,
+                    retries={"mode": "standard", "total_max_attempts": 1},
+                ),
+            )
 
         return PriceBook(self.region_name, pricing, cache=self.price_cache)
 
@@ -170,8 +180,11 @@ class SageMakerClients:
         """Return a client for ``service`` with the shared retry configuration."""
         session: Any = self.boto_session  # boto3's stubs overload client() per service name
         return session.client(
-            service, region_name=self.region_name, endpoint_url=self.endpoint_urls.get(service),
-            config=self.client_config(pool=10))
+            service,
+            region_name=self.region_name,
+            endpoint_url=self.endpoint_urls.get(service),
+            config=self.client_config(pool=10),
+        )
 
     def role_arn(self, role: str | None) -> str | None:
         """The ARN of ``role``: as given if it is one, else looked up by name once (IAM)."""
@@ -183,9 +196,13 @@ class SageMakerClients:
                 try:
                     found = iam.get_role(RoleName=role)
                 except iam.exceptions.NoSuchEntityException:
-                    raise bad_value("role", "an IAM role of this account, by name or ARN",
-                                    role, "Create one that SageMaker may assume (with "
-                                    "AmazonSageMakerFullAccess), or pass its ARN.") from None
+                    raise bad_value(
+                        "role",
+                        "an IAM role of this account, by name or ARN",
+                        role,
+                        "Create one that SageMaker may assume (with "
+                        "AmazonSageMakerFullAccess), or pass its ARN.",
+                    ) from None
             self._role_arns[role] = str(found["Role"]["Arn"])
         return self._role_arns[role]
 
@@ -205,10 +222,13 @@ class SageMakerClients:
         quota = self._quotas.get(name)
         if quota is not None and quota["Value"] < count:
             raise bad_value(
-                "instance_type", f"a type this account may run {count} of for {usage}",
-                instance_type, f"Its quota '{name}' ({quota['QuotaCode']}) is "
+                "instance_type",
+                f"a type this account may run {count} of for {usage}",
+                instance_type,
+                f"Its quota '{name}' ({quota['QuotaCode']}) is "
                 f"{quota['Value']:g}. Request an increase in the Service Quotas console "
-                "(service SageMaker), or choose another instance type.")
+                "(service SageMaker), or choose another instance type.",
+            )
 
     @cached_property
     def quotas_client(self) -> Any:
@@ -217,9 +237,11 @@ class SageMakerClients:
 
         session: Any = self.boto_session
         return session.client(
-            "service-quotas", region_name=self.region_name,
+            "service-quotas",
+            region_name=self.region_name,
             endpoint_url=self.endpoint_urls.get("service-quotas"),
-            config=Config(retries={"total_max_attempts": 1}, connect_timeout=3, read_timeout=10))
+            config=Config(retries={"total_max_attempts": 1}, connect_timeout=3, read_timeout=10),
+        )
 
     @cached_property
     def _quotas(self) -> dict[str, dict[str, Any]]:
@@ -243,9 +265,12 @@ class SageMakerClients:
             return
         location = self.store.region()
         if location != self.region_name:
-            raise bad_value("bucket", f"a bucket in {self.region_name}, where the jobs run",
-                            f"{self.bucket} (in {location})",
-                            f"Pass region={location!r}, or a bucket in {self.region_name}.")
+            raise bad_value(
+                "bucket",
+                f"a bucket in {self.region_name}, where the jobs run",
+                f"{self.bucket} (in {location})",
+                f"Pass region={location!r}, or a bucket in {self.region_name}.",
+            )
         self._bucket_region_checked = True
 
     @cached_property

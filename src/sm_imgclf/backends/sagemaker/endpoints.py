@@ -31,30 +31,43 @@ class Endpoints:
         """The 100 newest endpoints with their status."""
         with translate_errors("ListEndpoints", "endpoints"):
             page = self.aws.sagemaker_client.list_endpoints(
-                SortBy="CreationTime", SortOrder="Descending", MaxResults=100)
-        return [{"name": e["EndpointName"], "status": e["EndpointStatus"]}
-                for e in page["Endpoints"]]
+                SortBy="CreationTime", SortOrder="Descending", MaxResults=100
+            )
+        return [
+            {"name": e["EndpointName"], "status": e["EndpointStatus"]} for e in page["Endpoints"]
+        ]
 
     def deploy_requests(self, spec: DeploySpec) -> dict[str, dict[str, Any]]:
         """The validated CreateModel, CreateEndpointConfig and CreateEndpoint requests."""
         spec = replace(spec, role=self.aws.role_arn(spec.role))
         built = sagemaker_serving.deploy_requests(
-            spec, region=self.aws.region_name, image_uri=pytorch_image(
-                spec.image_uri, scope="inference", region=self.aws.region_name,
-                instance_type=None if spec.serverless_memory_mb else spec.instance_type))
-        return {operation: self.aws.checked(operation, request)
-                for operation, request in built.items()}
+            spec,
+            region=self.aws.region_name,
+            image_uri=pytorch_image(
+                spec.image_uri,
+                scope="inference",
+                region=self.aws.region_name,
+                instance_type=None if spec.serverless_memory_mb else spec.instance_type,
+            ),
+        )
+        return {
+            operation: self.aws.checked(operation, request) for operation, request in built.items()
+        }
 
     def deploy(self, spec: DeploySpec, *, poll: float = 15.0) -> None:
         """Create the model, config and endpoint, then wait for ``InService``."""
         import time
 
         client = self.aws.sagemaker_client
-        calls = {"CreateModel": (client.create_model, client.delete_model, "ModelName"),
-                 "CreateEndpointConfig": (client.create_endpoint_config,
-                                          client.delete_endpoint_config, "EndpointConfigName"),
-                 "CreateEndpoint": (client.create_endpoint, client.delete_endpoint,
-                                    "EndpointName")}
+        calls = {
+            "CreateModel": (client.create_model, client.delete_model, "ModelName"),
+            "CreateEndpointConfig": (
+                client.create_endpoint_config,
+                client.delete_endpoint_config,
+                "EndpointConfigName",
+            ),
+            "CreateEndpoint": (client.create_endpoint, client.delete_endpoint, "EndpointName"),
+        }
         if not spec.serverless_memory_mb:
             self.aws.check_quota(spec.instance_type, "endpoint usage", spec.instance_count)
         created: list[tuple[Any, str]] = []
@@ -65,12 +78,17 @@ class Endpoints:
                     create(**request)
                 created.append((delete, key))
             while (state := self.describe_endpoint(spec.name))["status"] not in (
-                    "InService", "Failed", "OutOfService"):
+                "InService",
+                "Failed",
+                "OutOfService",
+            ):
                 time.sleep(poll)
             if state["status"] != "InService":
-                raise BackendError(f"Endpoint {spec.name!r} is {state['status']}: "
-                                   f"{state.get('failure_reason') or 'no reason given'}",
-                                   name=spec.name)
+                raise BackendError(
+                    f"Endpoint {spec.name!r} is {state['status']}: "
+                    f"{state.get('failure_reason') or 'no reason given'}",
+                    name=spec.name,
+                )
             if spec.delete_after is not None:
                 self._schedule_deletion(spec)
         except BaseException:
@@ -90,8 +108,11 @@ class Endpoints:
 
         seconds = parse_duration("delete_after", spec.delete_after)
         when = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=seconds)
-        role = (self.aws.role_arn(spec.delete_role) if spec.delete_role
-                else schedules.default_role(self.aws.role_arn(spec.role) or ""))
+        role = (
+            self.aws.role_arn(spec.delete_role)
+            if spec.delete_role
+            else schedules.default_role(self.aws.role_arn(spec.role) or "")
+        )
         request = schedules.schedule_request(spec.name, when, role or "")
         sagemaker_training.validate_request(self.aws.scheduler_client, "CreateSchedule", request)
         return request
@@ -108,10 +129,14 @@ class Endpoints:
         """
         with translate_errors("DescribeEndpoint", name):
             answer = self.aws.sagemaker_client.describe_endpoint(EndpointName=name)
-        serverless = any("CurrentServerlessConfig" in v
-                         for v in answer.get("ProductionVariants", []))
-        return {"status": answer["EndpointStatus"], "failure_reason": answer.get("FailureReason"),
-                "max_payload_bytes": SERVERLESS_PAYLOAD_LIMIT if serverless else PAYLOAD_LIMIT}
+        serverless = any(
+            "CurrentServerlessConfig" in v for v in answer.get("ProductionVariants", [])
+        )
+        return {
+            "status": answer["EndpointStatus"],
+            "failure_reason": answer.get("FailureReason"),
+            "max_payload_bytes": SERVERLESS_PAYLOAD_LIMIT if serverless else PAYLOAD_LIMIT,
+        }
 
     def invoke(self, name: str, body: bytes, content_type: str, accept: str) -> bytes:
         """``InvokeEndpoint`` through the SageMaker runtime."""
@@ -119,7 +144,8 @@ class Endpoints:
 
         try:
             answer = self.aws.runtime_client.invoke_endpoint(
-                EndpointName=name, Body=body, ContentType=content_type, Accept=accept)
+                EndpointName=name, Body=body, ContentType=content_type, Accept=accept
+            )
         except ClientError as error:
             status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
             raise EndpointError(f"InvokeEndpoint {name!r} failed: {error}", status) from error
@@ -131,15 +157,16 @@ class Endpoints:
 
         client = self.aws.sagemaker_client
         self.unschedule(name)
-        for delete, key in ((client.delete_endpoint, "EndpointName"),
-                            (client.delete_endpoint_config, "EndpointConfigName"),
-                            (client.delete_model, "ModelName")):
+        for delete, key in (
+            (client.delete_endpoint, "EndpointName"),
+            (client.delete_endpoint_config, "EndpointConfigName"),
+            (client.delete_model, "ModelName"),
+        ):
             try:
                 delete(**{key: name})
             except ClientError as error:
                 if "Could not find" not in str(error) and "does not exist" not in str(error):
                     raise BackendError(f"Deleting {name!r} failed: {error}", name=name) from error
-
 
     def unschedule(self, name: str) -> None:
         """Remove the endpoint's deletion schedule, if its tags say it has one."""
@@ -158,20 +185,28 @@ class Endpoints:
                 self.aws.scheduler_client.delete_schedule(Name=schedule_name(name))
             except ClientError as error:
                 if "ResourceNotFound" not in str(error):
-                    raise BackendError(f"Deleting the schedule of {name!r} failed: {error}",
-                                       name=name) from error
+                    raise BackendError(
+                        f"Deleting the schedule of {name!r} failed: {error}", name=name
+                    ) from error
 
     def batch_predict(self, spec: BatchSpec, *, poll: float = 30.0) -> str:
         """Create the model and a batch transform job, wait for it, return the output URI.
 
         The model is deleted when the transform ends, whatever its outcome.
         """
-        model = self.deploy_requests(DeploySpec(spec.name, spec.model_uri,
-                                                image_uri=spec.image_uri, role=spec.role,
-                                                instance_type=spec.instance_type,
-                                                tags=spec.tags))["CreateModel"]
-        transform = self.aws.checked("CreateTransformJob",
-                                     sagemaker_serving.transform_request(spec))
+        model = self.deploy_requests(
+            DeploySpec(
+                spec.name,
+                spec.model_uri,
+                image_uri=spec.image_uri,
+                role=spec.role,
+                instance_type=spec.instance_type,
+                tags=spec.tags,
+            )
+        )["CreateModel"]
+        transform = self.aws.checked(
+            "CreateTransformJob", sagemaker_serving.transform_request(spec)
+        )
         with translate_errors("CreateModel", spec.name):
             self.aws.sagemaker_client.create_model(**model)
         try:
@@ -180,9 +215,11 @@ class Endpoints:
             with translate_errors("DeleteModel", spec.name):
                 self.aws.sagemaker_client.delete_model(ModelName=spec.name)
         if answer["TransformJobStatus"] != "Completed":
-            raise BackendError(f"Batch transform {spec.name!r} is {answer['TransformJobStatus']}"
-                               f": {answer.get('FailureReason') or 'no reason given'}",
-                               name=spec.name)
+            raise BackendError(
+                f"Batch transform {spec.name!r} is {answer['TransformJobStatus']}"
+                f": {answer.get('FailureReason') or 'no reason given'}",
+                name=spec.name,
+            )
         return spec.output_uri
 
     def _transform(self, transform: dict[str, Any], poll: float) -> dict[str, Any]:
@@ -195,7 +232,8 @@ class Endpoints:
         while True:
             with translate_errors("DescribeTransformJob", name):
                 answer: dict[str, Any] = self.aws.sagemaker_client.describe_transform_job(
-                    TransformJobName=name)
+                    TransformJobName=name
+                )
             if JobState(answer["TransformJobStatus"]).terminal:
                 return answer
             time.sleep(poll)

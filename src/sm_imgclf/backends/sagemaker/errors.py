@@ -29,5 +29,6 @@ class translate_errors:
         from botocore.exceptions import BotoCoreError, ClientError
 
         if isinstance(error, ClientError | BotoCoreError):
-            raise BackendError(f"{self.action} for {self.name!r} failed: {error}",
-                               name=self.name) from error
+            raise BackendError(
+                f"{self.action} for {self.name!r} failed: {error}", name=self.name
+            ) from error

@@ -12,19 +12,64 @@ CPU instances one worker per four vCPUs (at least one). Table as of 2026-11.
 from __future__ import annotations
 
 # vCPUs by size, shared by the general, compute and memory families.
-_SIZES = {"medium": 2, "large": 2, "xlarge": 4, "2xlarge": 8, "4xlarge": 16, "8xlarge": 32,
-          "9xlarge": 36, "12xlarge": 48, "16xlarge": 64, "18xlarge": 72, "24xlarge": 96,
-          "32xlarge": 128, "48xlarge": 192}
-_CPU_FAMILIES = frozenset({"t2", "t3", "m4", "m5", "m5d", "m6i", "m7i", "c4", "c5", "c5d",
-                           "c6i", "c7i", "r5", "r5d", "r6i", "r7i"})
+_SIZES = {
+    "medium": 2,
+    "large": 2,
+    "xlarge": 4,
+    "2xlarge": 8,
+    "4xlarge": 16,
+    "8xlarge": 32,
+    "9xlarge": 36,
+    "12xlarge": 48,
+    "16xlarge": 64,
+    "18xlarge": 72,
+    "24xlarge": 96,
+    "32xlarge": 128,
+    "48xlarge": 192,
+}
+_CPU_FAMILIES = frozenset(
+    {
+        "t2",
+        "t3",
+        "m4",
+        "m5",
+        "m5d",
+        "m6i",
+        "m7i",
+        "c4",
+        "c5",
+        "c5d",
+        "c6i",
+        "c7i",
+        "r5",
+        "r5d",
+        "r6i",
+        "r7i",
+    }
+)
 # GPUs by family and size; vCPUs follow _SIZES.
 _GPUS = {
-    "g4dn": {"xlarge": 1, "2xlarge": 1, "4xlarge": 1, "8xlarge": 1, "12xlarge": 4,
-             "16xlarge": 1},
-    "g5": {"xlarge": 1, "2xlarge": 1, "4xlarge": 1, "8xlarge": 1, "12xlarge": 4,
-           "16xlarge": 1, "24xlarge": 4, "48xlarge": 8},
-    "g6": {"xlarge": 1, "2xlarge": 1, "4xlarge": 1, "8xlarge": 1, "12xlarge": 4,
-           "16xlarge": 1, "24xlarge": 4, "48xlarge": 8},
+    "g4dn": {"xlarge": 1, "2xlarge": 1, "4xlarge": 1, "8xlarge": 1, "12xlarge": 4, "16xlarge": 1},
+    "g5": {
+        "xlarge": 1,
+        "2xlarge": 1,
+        "4xlarge": 1,
+        "8xlarge": 1,
+        "12xlarge": 4,
+        "16xlarge": 1,
+        "24xlarge": 4,
+        "48xlarge": 8,
+    },
+    "g6": {
+        "xlarge": 1,
+        "2xlarge": 1,
+        "4xlarge": 1,
+        "8xlarge": 1,
+        "12xlarge": 4,
+        "16xlarge": 1,
+        "24xlarge": 4,
+        "48xlarge": 8,
+    },
     "p3": {"2xlarge": 1, "8xlarge": 4, "16xlarge": 8},
     "p4d": {"24xlarge": 8},
 }
@@ -56,5 +101,7 @@ def serving_environment(instance_type: str | None) -> dict[str, str]:
         return {}
     vcpus, gpus = found
     workers = gpus or max(1, vcpus // THREADS_PER_CPU_WORKER)
-    return {"SAGEMAKER_MODEL_SERVER_WORKERS": str(workers),
-            "OMP_NUM_THREADS": str(max(1, vcpus // workers))}
+    return {
+        "SAGEMAKER_MODEL_SERVER_WORKERS": str(workers),
+        "OMP_NUM_THREADS": str(max(1, vcpus // workers)),
+    }

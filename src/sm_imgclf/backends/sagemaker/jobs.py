@@ -59,18 +59,28 @@ class TrainingJobs:
             spec, _ = capped(spec, self.aws.prices.price(spec.instance_type, "training"))
         spec = replace(spec, role=self.aws.role_arn(spec.role))
         request = sagemaker_training.training_request(
-            spec, bucket=self.aws.bucket, region=self.aws.region_name,
-            image_uri=pytorch_image(spec.image_uri, scope="training", region=self.aws.region_name,
-                                    instance_type=spec.instance_type),
-            source_uri=self.aws.store.uri(source_key))
+            spec,
+            bucket=self.aws.bucket,
+            region=self.aws.region_name,
+            image_uri=pytorch_image(
+                spec.image_uri,
+                scope="training",
+                region=self.aws.region_name,
+                instance_type=spec.instance_type,
+            ),
+            source_uri=self.aws.store.uri(source_key),
+        )
         return self.aws.checked("CreateTrainingJob", request)
 
     def start_training(self, spec: TrainingSpec) -> None:
         """Upload the source tarball (and weights) if not there yet, then create the job."""
         spec, uploads = self.artifacts(spec)
         request = self.request(spec, next(iter(uploads)))
-        self.aws.check_quota(spec.instance_type, "spot training job usage" if spec.use_spot
-                         else "training job usage", spec.instance_count)
+        self.aws.check_quota(
+            spec.instance_type,
+            "spot training job usage" if spec.use_spot else "training job usage",
+            spec.instance_count,
+        )
         self.upload(uploads)
         try:
             with translate_errors("CreateTrainingJob", spec.job_name):
@@ -92,19 +102,26 @@ class TrainingJobs:
         fields = ("HyperParameters", "RoleArn", "InputDataConfig", "OutputDataConfig")
         same = all(found.get(f) == request.get(f) for f in fields) and (
             found["AlgorithmSpecification"]["TrainingImage"]
-            == request["AlgorithmSpecification"]["TrainingImage"])
+            == request["AlgorithmSpecification"]["TrainingImage"]
+        )
         if not same:
-            raise BackendError(f"A training job named {name!r} exists already with other "
-                               "settings. Choose another job_name.", name=name) from error
+            raise BackendError(
+                f"A training job named {name!r} exists already with other "
+                "settings. Choose another job_name.",
+                name=name,
+            ) from error
 
     def describe_training(self, name: str) -> JobStatus:
         """Map ``DescribeTrainingJob`` onto :class:`~sm_imgclf.JobStatus`."""
         with translate_errors("DescribeTrainingJob", name):
             answer = self.aws.sagemaker_client.describe_training_job(TrainingJobName=name)
         self._hosts[name] = int(answer.get("ResourceConfig", {}).get("InstanceCount", 1))
-        return JobStatus(JobState(answer["TrainingJobStatus"]), answer.get("FailureReason"),
-                         answer.get("ModelArtifacts", {}).get("S3ModelArtifacts"),
-                         answer.get("SecondaryStatus"))
+        return JobStatus(
+            JobState(answer["TrainingJobStatus"]),
+            answer.get("FailureReason"),
+            answer.get("ModelArtifacts", {}).get("S3ModelArtifacts"),
+            answer.get("SecondaryStatus"),
+        )
 
     def training_log(self, name: str, cursor: Any) -> tuple[list[str], Any]:
         """Read new CloudWatch log events of every host's stream.
@@ -136,8 +153,9 @@ class TrainingJobs:
         logs = self.aws.logs_client
         try:
             with translate_errors("DescribeLogStreams", name):
-                answer = logs.describe_log_streams(logGroupName=LOG_GROUP,
-                                                   logStreamNamePrefix=f"{name}/")
+                answer = logs.describe_log_streams(
+                    logGroupName=LOG_GROUP, logStreamNamePrefix=f"{name}/"
+                )
         except BackendError as error:
             if isinstance(error.__cause__, logs.exceptions.ResourceNotFoundException):
                 return None
@@ -150,8 +168,11 @@ class TrainingJobs:
         try:
             return self.aws.store.get_file(key, target / "output.tar.gz")
         except StorageError as error:
-            raise BackendError(f"Job {name!r} has no output archive at {self.aws.store.uri(key)} "
-                               "yet; SageMaker writes it when the job ends.", name=name) from error
+            raise BackendError(
+                f"Job {name!r} has no output archive at {self.aws.store.uri(key)} "
+                "yet; SageMaker writes it when the job ends.",
+                name=name,
+            ) from error
 
     def fetch_model(self, uri: str, target: Path) -> Path:
         """Download the ``model.tar.gz`` at an ``s3://`` URI into ``target``."""
@@ -213,6 +234,9 @@ class TrainingJobs:
         """The 100 newest training jobs with their status."""
         with translate_errors("ListTrainingJobs", "jobs"):
             page = self.aws.sagemaker_client.list_training_jobs(
-                SortBy="CreationTime", SortOrder="Descending", MaxResults=100)
-        return [{"name": j["TrainingJobName"], "status": j["TrainingJobStatus"]}
-                for j in page["TrainingJobSummaries"]]
+                SortBy="CreationTime", SortOrder="Descending", MaxResults=100
+            )
+        return [
+            {"name": j["TrainingJobName"], "status": j["TrainingJobStatus"]}
+            for j in page["TrainingJobSummaries"]
+        ]

@@ -22,12 +22,23 @@ TABLE_DATE = "2026-12-01"
 CACHE_DAYS = 30
 # On-demand US dollars per instance-hour in us-east-1; SageMaker charges these
 # types the same for training, hosting and batch transform there.
-TABLE: dict[str, dict[str, float]] = {"us-east-1": {
-    "ml.m5.large": 0.115, "ml.m5.xlarge": 0.23, "ml.m5.2xlarge": 0.461, "ml.m5.4xlarge": 0.922,
-    "ml.c5.large": 0.102, "ml.c5.xlarge": 0.204, "ml.c5.2xlarge": 0.408, "ml.c5.4xlarge": 0.816,
-    "ml.g4dn.xlarge": 0.736, "ml.g5.xlarge": 1.408, "ml.p3.2xlarge": 3.825,
-    "ml.p3.8xlarge": 14.688, "ml.p3.16xlarge": 28.152,
-}}
+TABLE: dict[str, dict[str, float]] = {
+    "us-east-1": {
+        "ml.m5.large": 0.115,
+        "ml.m5.xlarge": 0.23,
+        "ml.m5.2xlarge": 0.461,
+        "ml.m5.4xlarge": 0.922,
+        "ml.c5.large": 0.102,
+        "ml.c5.xlarge": 0.204,
+        "ml.c5.2xlarge": 0.408,
+        "ml.c5.4xlarge": 0.816,
+        "ml.g4dn.xlarge": 0.736,
+        "ml.g5.xlarge": 1.408,
+        "ml.p3.2xlarge": 3.825,
+        "ml.p3.8xlarge": 14.688,
+        "ml.p3.16xlarge": 28.152,
+    }
+}
 # The Price List API's name for each use ("platoinstancetype").
 _USES = {"training": "Training", "hosting": "Hosting", "transform": "BatchTransform"}
 
@@ -47,8 +58,13 @@ class PriceBook:
         today: Today's date (for tests).
     """
 
-    def __init__(self, region: str, pricing_client: Callable[[], Any] | None = None,
-                 cache: Path | None = None, today: dt.date | None = None) -> None:
+    def __init__(
+        self,
+        region: str,
+        pricing_client: Callable[[], Any] | None = None,
+        cache: Path | None = None,
+        today: dt.date | None = None,
+    ) -> None:
         self.region, self._client, self.cache = region, pricing_client, cache
         self.today = today or dt.date.today()
         self.api_failure: str | None = None
@@ -59,8 +75,9 @@ class PriceBook:
         key = f"{self.region}|{use}|{instance_type}"
         cached = self._cached().get(key)
         if cached and self._fresh(cached["as_of"]):
-            return Price(instance_type, use, self.region, cached["usd"], API_SOURCE,
-                         cached["as_of"])
+            return Price(
+                instance_type, use, self.region, cached["usd"], API_SOURCE, cached["as_of"]
+            )
         found = self._from_api(instance_type, use)
         if found is not None:
             self._remember(key, found)
@@ -75,10 +92,18 @@ class PriceBook:
             return None
         try:
             answer = self._client().get_products(
-                ServiceCode="AmazonSageMaker", MaxResults=100, Filters=[
-                    {"Type": "TERM_MATCH", "Field": field, "Value": value} for field, value in (
-                        ("productFamily", "ML Instance"), ("regionCode", self.region),
-                        ("instanceName", instance_type), ("platoinstancetype", _USES[use]))])
+                ServiceCode="AmazonSageMaker",
+                MaxResults=100,
+                Filters=[
+                    {"Type": "TERM_MATCH", "Field": field, "Value": value}
+                    for field, value in (
+                        ("productFamily", "ML Instance"),
+                        ("regionCode", self.region),
+                        ("instanceName", instance_type),
+                        ("platoinstancetype", _USES[use]),
+                    )
+                ],
+            )
         except Exception as error:  # unreachable, no permission, no credentials: use the table
             self.api_failure = f"{type(error).__name__}: {error}"
             return None

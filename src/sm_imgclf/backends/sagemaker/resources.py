@@ -12,8 +12,9 @@ from sm_imgclf.backends.sagemaker.tags import created_by_library
 from sm_imgclf.contracts.resources import ENDPOINT, TRAINING, TRANSFORM, TUNING, Resource
 
 # Endpoint states in which instances run (and bill); Failed and Deleting ones have none.
-_UP = frozenset({"InService", "Creating", "Updating", "SystemUpdating", "RollingBack",
-                 "UpdateRollbackFailed"})
+_UP = frozenset(
+    {"InService", "Creating", "Updating", "SystemUpdating", "RollingBack", "UpdateRollbackFailed"}
+)
 
 
 def list_resources(client: Any, prices: PriceBook) -> list[Resource]:
@@ -46,11 +47,28 @@ def _tags(client: Any, arn: str) -> tuple[tuple[str, str], ...]:
     return tuple((t["Key"], t["Value"]) for t in found)
 
 
-def _resource(client: Any, kind: str, name: str, status: str, arn: str, created: Any,
-              instance: tuple[str | None, int], price: Any) -> Resource:
+def _resource(
+    client: Any,
+    kind: str,
+    name: str,
+    status: str,
+    arn: str,
+    created: Any,
+    instance: tuple[str | None, int],
+    price: Any,
+) -> Resource:
     tags = _tags(client, arn)
-    return Resource(kind, name, status, created, instance[0], instance[1], tags,
-                    created_by_library({"Key": k, "Value": v} for k, v in tags), price)
+    return Resource(
+        kind,
+        name,
+        status,
+        created,
+        instance[0],
+        instance[1],
+        tags,
+        created_by_library({"Key": k, "Value": v} for k, v in tags),
+        price,
+    )
 
 
 def _endpoints(client: Any, prices: PriceBook) -> Iterator[Resource]:
@@ -60,22 +78,46 @@ def _endpoints(client: Any, prices: PriceBook) -> Iterator[Resource]:
         name = summary["EndpointName"]
         with translate_errors("DescribeEndpointConfig", name):
             config = client.describe_endpoint_config(
-                EndpointConfigName=client.describe_endpoint(EndpointName=name)[
-                    "EndpointConfigName"])
+                EndpointConfigName=client.describe_endpoint(EndpointName=name)["EndpointConfigName"]
+            )
         variant = config["ProductionVariants"][0]
         kind = variant.get("InstanceType")
         count = sum(int(v.get("InitialInstanceCount", 0)) for v in config["ProductionVariants"])
         price = prices.price(kind, "hosting") if kind else None
-        yield _resource(client, ENDPOINT, name, summary["EndpointStatus"],
-                        summary["EndpointArn"], summary["CreationTime"], (kind, count), price)
+        yield _resource(
+            client,
+            ENDPOINT,
+            name,
+            summary["EndpointStatus"],
+            summary["EndpointArn"],
+            summary["CreationTime"],
+            (kind, count),
+            price,
+        )
 
 
 # Per kind of job: list call, its list key, the name in a summary, describe call,
 # where the instances are described, and the use its price is for.
-_JOBS = ((TRAINING, "list_training_jobs", "TrainingJobSummaries", "TrainingJob",
-          "describe_training_job", "ResourceConfig", "training"),
-         (TRANSFORM, "list_transform_jobs", "TransformJobSummaries", "TransformJob",
-          "describe_transform_job", "TransformResources", "transform"))
+_JOBS = (
+    (
+        TRAINING,
+        "list_training_jobs",
+        "TrainingJobSummaries",
+        "TrainingJob",
+        "describe_training_job",
+        "ResourceConfig",
+        "training",
+    ),
+    (
+        TRANSFORM,
+        "list_transform_jobs",
+        "TransformJobSummaries",
+        "TransformJob",
+        "describe_transform_job",
+        "TransformResources",
+        "transform",
+    ),
+)
 
 
 def _jobs(client: Any, prices: PriceBook) -> Iterator[Resource]:
@@ -87,20 +129,35 @@ def _jobs(client: Any, prices: PriceBook) -> Iterator[Resource]:
                 job = getattr(client, describe)(**{f"{noun}Name": name})
             config = job.get(resources, {})
             instance = config.get("InstanceType")
-            yield _resource(client, kind, name, summary[f"{noun}Status"],
-                            summary[f"{noun}Arn"],
-                            job.get("TrainingStartTime") or summary["CreationTime"],
-                            (instance, int(config.get("InstanceCount", 1))),
-                            prices.price(instance, use) if instance else None)
+            yield _resource(
+                client,
+                kind,
+                name,
+                summary[f"{noun}Status"],
+                summary[f"{noun}Arn"],
+                job.get("TrainingStartTime") or summary["CreationTime"],
+                (instance, int(config.get("InstanceCount", 1))),
+                prices.price(instance, use) if instance else None,
+            )
 
 
 def _tuning_jobs(client: Any) -> Iterator[Resource]:
-    for summary in _pages(client, "list_hyper_parameter_tuning_jobs",
-                          "HyperParameterTuningJobSummaries", StatusEquals="InProgress"):
-        yield _resource(client, TUNING, summary["HyperParameterTuningJobName"],
-                        summary["HyperParameterTuningJobStatus"],
-                        summary["HyperParameterTuningJobArn"], summary["CreationTime"],
-                        (None, 0), None)
+    for summary in _pages(
+        client,
+        "list_hyper_parameter_tuning_jobs",
+        "HyperParameterTuningJobSummaries",
+        StatusEquals="InProgress",
+    ):
+        yield _resource(
+            client,
+            TUNING,
+            summary["HyperParameterTuningJobName"],
+            summary["HyperParameterTuningJobStatus"],
+            summary["HyperParameterTuningJobArn"],
+            summary["CreationTime"],
+            (None, 0),
+            None,
+        )
 
 
 def _delete_endpoint(client: Any, name: str) -> None:

@@ -36,8 +36,12 @@ def default_role(execution_role: str) -> str:
     if account is None:
         from sm_imgclf._params import bad_value
 
-        raise bad_value("delete_role", "the ARN of a role EventBridge Scheduler may assume",
-                        None, "Pass delete_role= (see the costs page of the docs).")
+        raise bad_value(
+            "delete_role",
+            "the ARN of a role EventBridge Scheduler may assume",
+            None,
+            "Pass delete_role= (see the costs page of the docs).",
+        )
     return f"arn:aws:iam::{account.group(1)}:role/{DEFAULT_ROLE_NAME}"
 
 
@@ -49,8 +53,11 @@ def schedule_request(endpoint: str, when: dt.datetime, role: str) -> dict[str, A
         "ScheduleExpression": f"at({moment.isoformat()})",
         "ScheduleExpressionTimezone": "UTC",
         "FlexibleTimeWindow": {"Mode": "OFF"},
-        "Target": {"Arn": DELETE_TARGET, "RoleArn": role,
-                   "Input": json.dumps({"EndpointName": endpoint})},
+        "Target": {
+            "Arn": DELETE_TARGET,
+            "RoleArn": role,
+            "Input": json.dumps({"EndpointName": endpoint}),
+        },
         "ActionAfterCompletion": "DELETE",
         "Description": f"sm-imgclf: delete endpoint {endpoint} at {moment.isoformat()}Z",
     }

@@ -13,52 +13,70 @@ from sm_imgclf.errors import ConfigurationError
 def deploy_requests(spec: DeploySpec, *, image_uri: str, region: str) -> dict[str, dict[str, Any]]:
     """The three requests, keyed by operation, that create ``spec``'s endpoint."""
     if not spec.role:
-        raise ConfigurationError("A SageMaker endpoint needs an IAM role: pass role= to "
-                                 "SageMakerSession or to deploy().")
+        raise ConfigurationError(
+            "A SageMaker endpoint needs an IAM role: pass role= to SageMakerSession or to deploy()."
+        )
     if not spec.model_uri.startswith("s3://"):
         raise ConfigurationError(f"SageMaker serves model packages from S3; got {spec.model_uri}.")
     name = spec.name
     variant: dict[str, Any] = {"VariantName": "AllTraffic", "ModelName": name}
     if spec.serverless_memory_mb is None:
-        variant |= {"InstanceType": spec.instance_type,
-                    "InitialInstanceCount": spec.instance_count}
+        variant |= {"InstanceType": spec.instance_type, "InitialInstanceCount": spec.instance_count}
     else:
-        variant["ServerlessConfig"] = {"MemorySizeInMB": spec.serverless_memory_mb,
-                                       "MaxConcurrency": spec.serverless_max_concurrency}
+        variant["ServerlessConfig"] = {
+            "MemorySizeInMB": spec.serverless_memory_mb,
+            "MaxConcurrency": spec.serverless_max_concurrency,
+        }
     tags = [{"Key": k, "Value": v} for k, v in spec.tags]
     # Marks the endpoint whose deletion is scheduled, so an early delete removes the schedule.
     marker = [{"Key": DELETE_AT, "Value": spec.delete_after}] if spec.delete_after else []
     return {
         "CreateModel": {
-            "ModelName": name, "ExecutionRoleArn": spec.role, "Tags": tags,
-            "PrimaryContainer": {"Image": image_uri, "ModelDataUrl": spec.model_uri,
-                                 "Environment": {
-                                     "SAGEMAKER_PROGRAM": "inference.py",
-                                     "SAGEMAKER_REGION": region,
-                                     "SAGEMAKER_CONTAINER_LOG_LEVEL": "20",
-                                     **serving_environment(
-                                         None if spec.serverless_memory_mb is not None
-                                         else spec.instance_type),
-                                     **spec.container_environment()}},
+            "ModelName": name,
+            "ExecutionRoleArn": spec.role,
+            "Tags": tags,
+            "PrimaryContainer": {
+                "Image": image_uri,
+                "ModelDataUrl": spec.model_uri,
+                "Environment": {
+                    "SAGEMAKER_PROGRAM": "inference.py",
+                    "SAGEMAKER_REGION": region,
+                    "SAGEMAKER_CONTAINER_LOG_LEVEL": "20",
+                    **serving_environment(
+                        None if spec.serverless_memory_mb is not None else spec.instance_type
+                    ),
+                    **spec.container_environment(),
+                },
+            },
         },
-        "CreateEndpointConfig": {"EndpointConfigName": name, "ProductionVariants": [variant],
-                                 "Tags": tags},
-        "CreateEndpoint": {"EndpointName": name, "EndpointConfigName": name,
-                           "Tags": tags + marker},
+        "CreateEndpointConfig": {
+            "EndpointConfigName": name,
+            "ProductionVariants": [variant],
+            "Tags": tags,
+        },
+        "CreateEndpoint": {"EndpointName": name, "EndpointConfigName": name, "Tags": tags + marker},
     }
 
 
 def transform_request(spec: BatchSpec) -> dict[str, Any]:
     """The ``CreateTransformJob`` request: every image under the prefix, one per request."""
     return {
-        "TransformJobName": spec.name, "ModelName": spec.name,
-        "TransformInput": {"DataSource": {"S3DataSource": {
-            "S3DataType": "S3Prefix", "S3Uri": spec.input_uri}},
-            "ContentType": "application/x-image", "SplitType": "None"},
-        "TransformOutput": {"S3OutputPath": spec.output_uri, "Accept": "application/json",
-                            "AssembleWith": "None"},
-        "TransformResources": {"InstanceType": spec.instance_type,
-                               "InstanceCount": spec.instance_count},
+        "TransformJobName": spec.name,
+        "ModelName": spec.name,
+        "TransformInput": {
+            "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": spec.input_uri}},
+            "ContentType": "application/x-image",
+            "SplitType": "None",
+        },
+        "TransformOutput": {
+            "S3OutputPath": spec.output_uri,
+            "Accept": "application/json",
+            "AssembleWith": "None",
+        },
+        "TransformResources": {
+            "InstanceType": spec.instance_type,
+            "InstanceCount": spec.instance_count,
+        },
         "Environment": {"SM_IMGCLF_TOP_K": str(spec.top_k)},
         "MaxPayloadInMB": 6,
         "Tags": [{"Key": k, "Value": v} for k, v in spec.tags],

@@ -18,11 +18,15 @@ def library_tags(session_id: str) -> dict[str, str]:
     return {CREATED_BY: "sm-imgclf", VERSION: __version__, SESSION: session_id}
 
 
-def tagged(request: dict[str, Any], session_id: str,
-           extra: Iterable[tuple[str, str]] = ()) -> dict[str, Any]:
+def tagged(
+    request: dict[str, Any], session_id: str, extra: Iterable[tuple[str, str]] = ()
+) -> dict[str, Any]:
     """A copy of a Create* request whose ``Tags`` hold the library's, ``extra`` and its own."""
-    merged = {**dict(extra), **{t["Key"]: t["Value"] for t in request.get("Tags", [])},
-              **library_tags(session_id)}
+    merged = {
+        **dict(extra),
+        **{t["Key"]: t["Value"] for t in request.get("Tags", [])},
+        **library_tags(session_id),
+    }
     return {**request, "Tags": [{"Key": k, "Value": v} for k, v in merged.items()]}
 
 

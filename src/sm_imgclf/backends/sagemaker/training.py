@@ -56,8 +56,10 @@ def source_tarball(source_dir: str | None = None, requirements: Sequence[str] = 
     if wanted:
         members["requirements.txt"] = ("\n".join(dict.fromkeys(wanted)) + "\n").encode()
     buffer = io.BytesIO()
-    with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as zipped, \
-            tarfile.open(fileobj=zipped, mode="w") as tar:
+    with (
+        gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as zipped,
+        tarfile.open(fileobj=zipped, mode="w") as tar,
+    ):
         for name in sorted(members):
             _add(tar, name, members[name])
     return buffer.getvalue()
@@ -74,8 +76,12 @@ def _user_files(folder: Path, members: dict[str, bytes]) -> list[str]:
             lines = requirement_lines(path)
             continue
         if name in members or name.startswith("sm_imgclf/"):
-            raise bad_value("source_dir", "free of train.py and an sm_imgclf folder",
-                            str(folder), f"{name} would replace the library's own file.")
+            raise bad_value(
+                "source_dir",
+                "free of train.py and an sm_imgclf folder",
+                str(folder),
+                f"{name} would replace the library's own file.",
+            )
         members[name] = path.read_bytes()
     return lines
 
@@ -91,38 +97,48 @@ def source_key(data: bytes) -> str:
     return f"sm-imgclf/source/sourcedir-{hashlib.sha256(data).hexdigest()[:16]}.tar.gz"
 
 
-
-def training_request(spec: TrainingSpec, *, bucket: str, region: str, image_uri: str,
-                     source_uri: str) -> dict[str, Any]:
+def training_request(
+    spec: TrainingSpec, *, bucket: str, region: str, image_uri: str, source_uri: str
+) -> dict[str, Any]:
     """Return the ``CreateTrainingJob`` request for ``spec``."""
     if not spec.role:
         raise ConfigurationError(
             "SageMaker training needs an IAM role: pass role='arn:aws:iam::<account>:role/<name>' "
-            "to SageMakerSession or to the estimator.")
+            "to SageMakerSession or to the estimator."
+        )
     name = spec.job_name
     request: dict[str, Any] = {
         "TrainingJobName": name,
         "AlgorithmSpecification": {
-            "TrainingImage": image_uri, "TrainingInputMode": "File",
-            "MetricDefinitions": [dict(d) for d in (
-                *METRIC_DEFINITIONS, EPOCH_DEFINITION,
-                *([TRIAL_DEFINITION] if spec.search else []))],
+            "TrainingImage": image_uri,
+            "TrainingInputMode": "File",
+            "MetricDefinitions": [
+                dict(d)
+                for d in (
+                    *METRIC_DEFINITIONS,
+                    EPOCH_DEFINITION,
+                    *([TRIAL_DEFINITION] if spec.search else []),
+                )
+            ],
         },
         "RoleArn": spec.role,
         "HyperParameters": {
-            **spec.job_arguments(), "sagemaker_program": ENTRY_POINT,
-            "sagemaker_submit_directory": source_uri, "sagemaker_region": region,
+            **spec.job_arguments(),
+            "sagemaker_program": ENTRY_POINT,
+            "sagemaker_submit_directory": source_uri,
+            "sagemaker_region": region,
             **_launcher(spec.instance_type),
         },
         "InputDataConfig": [_channel(n, uri) for n, uri in spec.channels] + _weights(spec),
         "OutputDataConfig": {"S3OutputPath": f"s3://{bucket}/jobs"},
-        "ResourceConfig": {"InstanceType": spec.instance_type,
-                           "InstanceCount": spec.instance_count,
-                           "VolumeSizeInGB": spec.volume_size_gb},
+        "ResourceConfig": {
+            "InstanceType": spec.instance_type,
+            "InstanceCount": spec.instance_count,
+            "VolumeSizeInGB": spec.volume_size_gb,
+        },
         "StoppingCondition": {"MaxRuntimeInSeconds": spec.max_run},
         "EnableManagedSpotTraining": spec.use_spot,
-        "CheckpointConfig": {"S3Uri": checkpoint_uri(bucket, name),
-                             "LocalPath": CHECKPOINT_PATH},
+        "CheckpointConfig": {"S3Uri": checkpoint_uri(bucket, name), "LocalPath": CHECKPOINT_PATH},
         "Tags": [{"Key": k, "Value": v} for k, v in spec.tags],
     }
     if spec.max_spot_wait is not None:
@@ -146,20 +162,33 @@ def _launcher(instance_type: str) -> dict[str, str]:
     AWS supports torchrun launching on GPU (and Trainium) instances only; on CPU
     instances the job runs once per host and joins the others through ``SM_HOSTS``.
     """
-    return ({"sagemaker_torch_distributed_enabled": "true"}
-            if processor(instance_type) == "gpu" else {})
+    return (
+        {"sagemaker_torch_distributed_enabled": "true"} if processor(instance_type) == "gpu" else {}
+    )
 
 
 def _channel(name: str, uri: str) -> dict[str, Any]:
     if not uri.startswith("s3://"):
-        raise bad_value(f"channel {name!r}", "an s3:// URI for SageMaker training", uri,
-                        "Upload the dataset with a SageMakerSession first.")
+        raise bad_value(
+            f"channel {name!r}",
+            "an s3:// URI for SageMaker training",
+            uri,
+            "Upload the dataset with a SageMakerSession first.",
+        )
     # An S3 prefix matches keys by their start: without the slash, "train" also reads
     # "train_old/" and "training/".
     prefix = uri if uri.endswith("/") else f"{uri}/"
-    return {"ChannelName": name, "InputMode": "File", "DataSource": {"S3DataSource": {
-        "S3DataType": "S3Prefix", "S3Uri": prefix,
-        "S3DataDistributionType": "FullyReplicated"}}}
+    return {
+        "ChannelName": name,
+        "InputMode": "File",
+        "DataSource": {
+            "S3DataSource": {
+                "S3DataType": "S3Prefix",
+                "S3Uri": prefix,
+                "S3DataDistributionType": "FullyReplicated",
+            }
+        },
+    }
 
 
 def _weights(spec: TrainingSpec) -> list[dict[str, Any]]:
@@ -170,9 +199,19 @@ def _weights(spec: TrainingSpec) -> list[dict[str, Any]]:
     """
     if kind_of(spec.weights) != "s3":
         return []
-    return [{"ChannelName": WEIGHTS_CHANNEL, "InputMode": "File", "DataSource": {
-        "S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": spec.weights,
-                         "S3DataDistributionType": "FullyReplicated"}}}]
+    return [
+        {
+            "ChannelName": WEIGHTS_CHANNEL,
+            "InputMode": "File",
+            "DataSource": {
+                "S3DataSource": {
+                    "S3DataType": "S3Prefix",
+                    "S3Uri": spec.weights,
+                    "S3DataDistributionType": "FullyReplicated",
+                }
+            },
+        }
+    ]
 
 
 def weights_key(path: Path) -> str:
@@ -200,5 +239,7 @@ def validate_request(client: Any, operation: str, request: dict[str, Any]) -> No
         raise ConfigurationError(f"The {operation} request is invalid: {error}") from error
     found = strict_problems(operation, request, shape)
     if found:
-        raise ConfigurationError(f"The {operation} request is invalid; SageMaker would refuse "
-                                 "it:\n  " + "\n  ".join(found))
+        raise ConfigurationError(
+            f"The {operation} request is invalid; SageMaker would refuse "
+            "it:\n  " + "\n  ".join(found)
+        )

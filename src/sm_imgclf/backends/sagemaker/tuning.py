@@ -10,12 +10,23 @@ from sm_imgclf.contracts.status import TrialRecord
 from sm_imgclf.contracts.tuning import Strategy, TuningSpec
 
 _SCALES = {"linear": "Linear", "log": "Logarithmic", "reverse_log": "ReverseLogarithmic"}
-_STRATEGIES = {Strategy.BAYESIAN: "Bayesian", Strategy.RANDOM: "Random",
-               Strategy.GRID: "Grid", Strategy.HYPERBAND: "Hyperband"}
+_STRATEGIES = {
+    Strategy.BAYESIAN: "Bayesian",
+    Strategy.RANDOM: "Random",
+    Strategy.GRID: "Grid",
+    Strategy.HYPERBAND: "Hyperband",
+}
 _WARM = {"identical_data": "IdenticalDataAndAlgorithm", "transfer_learning": "TransferLearning"}
 # CreateTrainingJob fields that a tuning job's TrainingJobDefinition takes as they are.
-_SHARED = ("AlgorithmSpecification", "RoleArn", "InputDataConfig", "OutputDataConfig",
-           "ResourceConfig", "StoppingCondition", "EnableManagedSpotTraining")
+_SHARED = (
+    "AlgorithmSpecification",
+    "RoleArn",
+    "InputDataConfig",
+    "OutputDataConfig",
+    "ResourceConfig",
+    "StoppingCondition",
+    "EnableManagedSpotTraining",
+)
 
 
 def tuning_request(spec: TuningSpec, training: dict[str, Any]) -> dict[str, Any]:
@@ -29,29 +40,37 @@ def tuning_request(spec: TuningSpec, training: dict[str, Any]) -> dict[str, Any]
     """
     definition = {key: training[key] for key in _SHARED if key in training}
     definition["StaticHyperParameters"] = {
-        k: v for k, v in training["HyperParameters"].items() if k not in spec.space_map}
+        k: v for k, v in training["HyperParameters"].items() if k not in spec.space_map
+    }
     if spec.training.use_spot:
         # Every trial would share one checkpoint prefix; the job keeps its own subfolder.
         definition["CheckpointConfig"] = {
             "S3Uri": training["CheckpointConfig"]["S3Uri"].rsplit("/jobs/", 1)[0]
             + f"/tuning/{spec.name}/checkpoints",
-            "LocalPath": training["CheckpointConfig"]["LocalPath"]}
+            "LocalPath": training["CheckpointConfig"]["LocalPath"],
+        }
         definition["Environment"] = {"SM_IMGCLF_CHECKPOINT_PER_JOB": "1"}
     config: dict[str, Any] = {
         "Strategy": _STRATEGIES[spec.strategy],
         "HyperParameterTuningJobObjective": {
             "Type": "Maximize" if spec.direction == "maximize" else "Minimize",
-            "MetricName": spec.objective},
-        "ResourceLimits": {"MaxNumberOfTrainingJobs": spec.max_jobs,
-                           "MaxParallelTrainingJobs": spec.max_parallel_jobs},
+            "MetricName": spec.objective,
+        },
+        "ResourceLimits": {
+            "MaxNumberOfTrainingJobs": spec.max_jobs,
+            "MaxParallelTrainingJobs": spec.max_parallel_jobs,
+        },
         "ParameterRanges": parameter_ranges(spec.space_map),
         "TrainingJobEarlyStoppingType": "Auto" if spec.early_stopping == "auto" else "Off",
         "RandomSeed": spec.seed,
     }
     if spec.strategy is Strategy.HYPERBAND:
-        config["StrategyConfig"] = {"HyperbandStrategyConfig": {
-            "MinResource": spec.min_epochs,
-            "MaxResource": spec.training.hyperparameters.epochs}}
+        config["StrategyConfig"] = {
+            "HyperbandStrategyConfig": {
+                "MinResource": spec.min_epochs,
+                "MaxResource": spec.training.hyperparameters.epochs,
+            }
+        }
     request: dict[str, Any] = {
         "HyperParameterTuningJobName": spec.name,
         "HyperParameterTuningJobConfig": config,
@@ -61,27 +80,38 @@ def tuning_request(spec: TuningSpec, training: dict[str, Any]) -> dict[str, Any]
     if spec.warm_start:
         request["WarmStartConfig"] = {
             "ParentHyperParameterTuningJobs": [
-                {"HyperParameterTuningJobName": name} for name in spec.warm_start],
-            "WarmStartType": _WARM[spec.warm_start_type]}
+                {"HyperParameterTuningJobName": name} for name in spec.warm_start
+            ],
+            "WarmStartType": _WARM[spec.warm_start_type],
+        }
     return request
 
 
 def parameter_ranges(space: dict[str, Range]) -> dict[str, list[dict[str, Any]]]:
     """The typed ranges in SageMaker's form: every value a string the job parses back."""
     ranges: dict[str, list[dict[str, Any]]] = {
-        "IntegerParameterRanges": [], "ContinuousParameterRanges": [],
-        "CategoricalParameterRanges": []}
+        "IntegerParameterRanges": [],
+        "ContinuousParameterRanges": [],
+        "CategoricalParameterRanges": [],
+    }
     for name, value in sorted(space.items()):
         param = BY_NAME[name]
         if isinstance(value, Categorical):
             ranges["CategoricalParameterRanges"].append(
-                {"Name": name, "Values": [param.format(v) for v in value.values]})
+                {"Name": name, "Values": [param.format(v) for v in value.values]}
+            )
             continue
-        kind = "IntegerParameterRanges" if isinstance(value, Integer) \
-            else "ContinuousParameterRanges"
-        ranges[kind].append({"Name": name, "MinValue": param.format(value.min),
-                             "MaxValue": param.format(value.max),
-                             "ScalingType": _SCALES[value.scale]})
+        kind = (
+            "IntegerParameterRanges" if isinstance(value, Integer) else "ContinuousParameterRanges"
+        )
+        ranges[kind].append(
+            {
+                "Name": name,
+                "MinValue": param.format(value.min),
+                "MaxValue": param.format(value.max),
+                "ScalingType": _SCALES[value.scale],
+            }
+        )
     return {kind: items for kind, items in ranges.items() if items}
 
 
@@ -98,7 +128,8 @@ def trial_record(summary: dict[str, Any], early_stopping: bool) -> TrialRecord:
         status = "running"
     metric = summary.get("FinalHyperParameterTuningJobObjectiveMetric") or {}
     return TrialRecord(
-        job_name=summary["TrainingJobName"], status=status,
+        job_name=summary["TrainingJobName"],
+        status=status,
         hyperparameters=dict(summary.get("TunedHyperParameters", {})),
         objective=metric.get("Value"),
         started=_seconds(summary.get("TrainingStartTime")),
@@ -126,6 +157,8 @@ def stop_reason(answer: dict[str, Any]) -> str | None:
     started = sum(answer.get("TrainingJobStatusCounters", {}).values())
     if not cap or used is None or used < cap or started >= limits["MaxNumberOfTrainingJobs"]:
         return None
-    return (f"stopped at the run's wall-time limit: {used:,} s of {cap:,} s "
-            f"(MaxRuntimeInSeconds, which max_cost sets); {started} of "
-            f"{limits['MaxNumberOfTrainingJobs']} trials started")
+    return (
+        f"stopped at the run's wall-time limit: {used:,} s of {cap:,} s "
+        f"(MaxRuntimeInSeconds, which max_cost sets); {started} of "
+        f"{limits['MaxNumberOfTrainingJobs']} trials started"
+    )

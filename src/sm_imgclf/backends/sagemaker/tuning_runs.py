@@ -47,20 +47,29 @@ class TuningRuns:
     def _tuning_request(self, spec: TuningSpec, source_key: str) -> dict[str, Any]:
         trial = spec.trial_training()
         if spec.shared_features:  # what the features job stored, as a read-only channel
-            trial = replace(trial, channels=(*trial.channels, (FEATURES_CHANNEL, features_uri(
-                self.aws.bucket, spec.features_job_name))))
+            trial = replace(
+                trial,
+                channels=(
+                    *trial.channels,
+                    (FEATURES_CHANNEL, features_uri(self.aws.bucket, spec.features_job_name)),
+                ),
+            )
         request = sagemaker_tuning.tuning_request(spec, self.jobs.request(trial, source_key))
         if spec.max_cost is not None:
             seconds, _ = tuning_runtime_cap(
-                spec, self.aws.prices.price(trial.instance_type, "training"))
+                spec, self.aws.prices.price(trial.instance_type, "training")
+            )
             if seconds is not None and seconds < 120:
-                raise bad_value("max_cost", "enough for two minutes of the run (SageMaker's "
-                                "shortest limit)", spec.max_cost,
-                                f"It buys {seconds} s of {spec.max_parallel_jobs} trial(s) "
-                                "at once.")
+                raise bad_value(
+                    "max_cost",
+                    "enough for two minutes of the run (SageMaker's shortest limit)",
+                    spec.max_cost,
+                    f"It buys {seconds} s of {spec.max_parallel_jobs} trial(s) at once.",
+                )
             if seconds is not None:
                 request["HyperParameterTuningJobConfig"]["ResourceLimits"][
-                    "MaxRuntimeInSeconds"] = seconds
+                    "MaxRuntimeInSeconds"
+                ] = seconds
         return self.aws.checked("CreateHyperParameterTuningJob", request)
 
     def start_tuning(self, spec: TuningSpec) -> None:
@@ -74,9 +83,11 @@ class TuningRuns:
         spec = replace(spec, training=training)
         request = self._tuning_request(spec, next(iter(uploads)))
         training = spec.trial_training()
-        self.aws.check_quota(training.instance_type, "spot training job usage" if training.use_spot
-                         else "training job usage",
-                         training.instance_count * spec.max_parallel_jobs)
+        self.aws.check_quota(
+            training.instance_type,
+            "spot training job usage" if training.use_spot else "training job usage",
+            training.instance_count * spec.max_parallel_jobs,
+        )
         self.jobs.upload(uploads)
         with translate_errors("CreateHyperParameterTuningJob", spec.name):
             self.aws.sagemaker_client.create_hyper_parameter_tuning_job(**request)
@@ -113,7 +124,8 @@ class TuningRuns:
     def _describe_tuning(self, name: str) -> dict[str, Any]:
         with translate_errors("DescribeHyperParameterTuningJob", name):
             answer: dict[str, Any] = self.aws.sagemaker_client.describe_hyper_parameter_tuning_job(
-                HyperParameterTuningJobName=name)
+                HyperParameterTuningJobName=name
+            )
         # A run's configuration never changes: list_trials reads it from here.
         self._tuning_configs[name] = answer["HyperParameterTuningJobConfig"]
         return answer
@@ -126,17 +138,22 @@ class TuningRuns:
         answer = self._probe(name) if name not in self._searches else None
         search = self._searches[name]
         if search is not None:
-            return one_job.tuning_status(name, self.jobs.describe_training(name), search,
-                                         lambda: self._ended_log(name))
+            return one_job.tuning_status(
+                name, self.jobs.describe_training(name), search, lambda: self._ended_log(name)
+            )
         answer = answer or self._describe_tuning(name)
         config = answer["HyperParameterTuningJobConfig"]
         objective = config["HyperParameterTuningJobObjective"]
         categories = config.get("ParameterRanges", {}).get("CategoricalParameterRanges", [])
         return TuningStatus(
-            JobState(answer["HyperParameterTuningJobStatus"]), answer.get("FailureReason"),
-            answer.get("BestTrainingJob", {}).get("TrainingJobName"), objective["MetricName"],
+            JobState(answer["HyperParameterTuningJobStatus"]),
+            answer.get("FailureReason"),
+            answer.get("BestTrainingJob", {}).get("TrainingJobName"),
+            objective["MetricName"],
             "maximize" if objective["Type"] == "Maximize" else "minimize",
-            tuple(r["Name"] for r in categories), sagemaker_tuning.stop_reason(answer))
+            tuple(r["Name"] for r in categories),
+            sagemaker_tuning.stop_reason(answer),
+        )
 
     def list_trials(self, name: str) -> list[TrialRecord]:
         """Every trial, through ``ListTrainingJobsForHyperParameterTuningJob``'s pages.
@@ -145,27 +162,38 @@ class TuningRuns:
         """
         if self._one_job_search(name) is not None:
             return one_job.trials(name, self.jobs.whole_log(name))
-        config = self._tuning_configs.get(name) or self._describe_tuning(name)[
-            "HyperParameterTuningJobConfig"]
-        early = (config.get("TrainingJobEarlyStoppingType") == "Auto"
-                 or config.get("Strategy") == "Hyperband")
+        config = (
+            self._tuning_configs.get(name)
+            or self._describe_tuning(name)["HyperParameterTuningJobConfig"]
+        )
+        early = (
+            config.get("TrainingJobEarlyStoppingType") == "Auto"
+            or config.get("Strategy") == "Hyperband"
+        )
         summaries: list[dict[str, Any]] = []
         token: str | None = None
         while True:
-            args: dict[str, Any] = {"HyperParameterTuningJobName": name, "MaxResults": 100,
-                                    "SortBy": "CreationTime", "SortOrder": "Ascending"}
+            args: dict[str, Any] = {
+                "HyperParameterTuningJobName": name,
+                "MaxResults": 100,
+                "SortBy": "CreationTime",
+                "SortOrder": "Ascending",
+            }
             if token:
                 args["NextToken"] = token
             with translate_errors("ListTrainingJobsForHyperParameterTuningJob", name):
                 page = self.aws.sagemaker_client.list_training_jobs_for_hyper_parameter_tuning_job(
-                    **args)
+                    **args
+                )
             summaries += page["TrainingJobSummaries"]
             token = page.get("NextToken")
             if not token:
                 break
         records = [sagemaker_tuning.trial_record(s, early) for s in summaries]
-        return [replace(r, epochs=self.jobs.trained_epochs(r.job_name))
-                if r.status.terminal else r for r in records]
+        return [
+            replace(r, epochs=self.jobs.trained_epochs(r.job_name)) if r.status.terminal else r
+            for r in records
+        ]
 
     def stop_tuning(self, name: str) -> None:
         """Call ``StopHyperParameterTuningJob``; SageMaker stops its running trials.
@@ -178,7 +206,8 @@ class TuningRuns:
         try:
             with translate_errors("StopHyperParameterTuningJob", name):
                 self.aws.sagemaker_client.stop_hyper_parameter_tuning_job(
-                    HyperParameterTuningJobName=name)
+                    HyperParameterTuningJobName=name
+                )
         except BackendError:
             if self._one_job_search(name) is not None:
                 self.jobs.stop_training(name)

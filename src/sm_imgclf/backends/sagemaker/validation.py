@@ -24,12 +24,19 @@ def problems(request: Any, shape: Any, path: str = "") -> list[str]:
     """Every way ``request`` breaks ``shape`` (a botocore shape), each naming its member."""
     kind = shape.type_name
     if kind == "structure" and isinstance(request, dict):
-        return [p for name, member in shape.members.items() if name in request
-                for p in problems(request[name], member, f"{path}.{name}".lstrip("."))]
+        return [
+            p
+            for name, member in shape.members.items()
+            if name in request
+            for p in problems(request[name], member, f"{path}.{name}".lstrip("."))
+        ]
     found = _bounds(request, shape, path)
     if kind == "list" and isinstance(request, list):
-        found += [p for i, item in enumerate(request)
-                  for p in problems(item, shape.member, f"{path}[{i}]")]
+        found += [
+            p
+            for i, item in enumerate(request)
+            for p in problems(item, shape.member, f"{path}[{i}]")
+        ]
     elif kind == "map" and isinstance(request, dict):
         for key, value in request.items():
             found += problems(key, shape.key, f"{path} key {key!r}")
@@ -78,30 +85,46 @@ def _pattern(text: str | None) -> re.Pattern[str] | None:
 def _spot(request: dict[str, Any]) -> list[str]:
     stop = request.get("StoppingCondition", {})
     if not request.get("EnableManagedSpotTraining"):
-        return [] if "MaxWaitTimeInSeconds" not in stop else [
-            "StoppingCondition.MaxWaitTimeInSeconds is allowed only with "
-            "EnableManagedSpotTraining (spot training); remove it or use spot"]
+        return (
+            []
+            if "MaxWaitTimeInSeconds" not in stop
+            else [
+                "StoppingCondition.MaxWaitTimeInSeconds is allowed only with "
+                "EnableManagedSpotTraining (spot training); remove it or use spot"
+            ]
+        )
     wait, run = stop.get("MaxWaitTimeInSeconds"), stop.get("MaxRuntimeInSeconds", 86_400)
     if wait is None or wait < run:
-        return [f"StoppingCondition.MaxWaitTimeInSeconds must be set and at least "
-                f"MaxRuntimeInSeconds ({run}) for spot training; got {wait}"]
+        return [
+            f"StoppingCondition.MaxWaitTimeInSeconds must be set and at least "
+            f"MaxRuntimeInSeconds ({run}) for spot training; got {wait}"
+        ]
     return []
 
 
 def _tuning(request: dict[str, Any]) -> list[str]:
     config = request.get("HyperParameterTuningJobConfig", {})
     found = []
-    if config.get("Strategy") == "Hyperband" and config.get(
-            "TrainingJobEarlyStoppingType", "Off") != "Off":
-        found.append("HyperParameterTuningJobConfig.TrainingJobEarlyStoppingType must be "
-                     "'Off' with the Hyperband strategy, which stops trials itself")
+    if (
+        config.get("Strategy") == "Hyperband"
+        and config.get("TrainingJobEarlyStoppingType", "Off") != "Off"
+    ):
+        found.append(
+            "HyperParameterTuningJobConfig.TrainingJobEarlyStoppingType must be "
+            "'Off' with the Hyperband strategy, which stops trials itself"
+        )
     ranges = config.get("ParameterRanges", {})
     if config.get("Strategy") == "Grid" and any(
-            ranges.get(kind) for kind in ("IntegerParameterRanges", "ContinuousParameterRanges")):
-        found.append("HyperParameterTuningJobConfig.ParameterRanges must hold only "
-                     "CategoricalParameterRanges with the Grid strategy")
-    return found + [f"TrainingJobDefinition: {p}" for p in _spot(
-        {"StoppingCondition": {}, **request.get("TrainingJobDefinition", {})})]
+        ranges.get(kind) for kind in ("IntegerParameterRanges", "ContinuousParameterRanges")
+    ):
+        found.append(
+            "HyperParameterTuningJobConfig.ParameterRanges must hold only "
+            "CategoricalParameterRanges with the Grid strategy"
+        )
+    return found + [
+        f"TrainingJobDefinition: {p}"
+        for p in _spot({"StoppingCondition": {}, **request.get("TrainingJobDefinition", {})})
+    ]
 
 
 def _serverless(request: dict[str, Any]) -> list[str]:
@@ -109,8 +132,10 @@ def _serverless(request: dict[str, Any]) -> list[str]:
     for i, variant in enumerate(request.get("ProductionVariants", [])):
         memory = variant.get("ServerlessConfig", {}).get("MemorySizeInMB")
         if memory is not None and memory % 1024:
-            found.append(f"ProductionVariants[{i}].ServerlessConfig.MemorySizeInMB must be a "
-                         f"multiple of 1024; got {memory}")
+            found.append(
+                f"ProductionVariants[{i}].ServerlessConfig.MemorySizeInMB must be a "
+                f"multiple of 1024; got {memory}"
+            )
     return found
 
 

@@ -66,10 +66,17 @@ class GpuProbe:
     def _smi(self) -> dict[str, float] | None:
         try:
             answer = subprocess.run(
-                ["nvidia-smi", f"--id={self.index}",
-                 "--query-gpu=utilization.gpu,memory.used,memory.total",
-                 "--format=csv,noheader,nounits"],
-                capture_output=True, text=True, timeout=5, check=True).stdout
+                [
+                    "nvidia-smi",
+                    f"--id={self.index}",
+                    "--query-gpu=utilization.gpu,memory.used,memory.total",
+                    "--format=csv,noheader,nounits",
+                ],
+                capture_output=True,
+                text=True,
+                timeout=5,
+                check=True,
+            ).stdout
             use, used, total = (float(v) for v in answer.strip().splitlines()[0].split(","))
         except (OSError, subprocess.SubprocessError, ValueError, IndexError):
             return None

@@ -28,8 +28,14 @@ class Monitor:
         log: Where rule triggers are reported.
     """
 
-    def __init__(self, folder: Path, hp: Hyperparameters, meta: dict[str, Any], device: Any,
-                 log: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        hp: Hyperparameters,
+        meta: dict[str, Any],
+        device: Any,
+        log: Callable[[str], None],
+    ) -> None:
         self.recorder = Recorder(folder, hp.record_every, meta, hp.stop_on, log)
         self.profiler = StepProfiler(folder, device, self.recorder.wants)
         self.system = SystemSampler(folder, hp.profile_interval)
@@ -82,8 +88,9 @@ class Monitor:
             phase = min(len(self._marks), len(self._own)) - 1
             self._own[max(phase, 0)] += time.perf_counter() - started
 
-    def end(self, step: int, model: nn.Module, recorded: bool, *,
-            amp_skipped: bool = False) -> None:
+    def end(
+        self, step: int, model: nn.Module, recorded: bool, *, amp_skipped: bool = False
+    ) -> None:
         """Finish a step: weights of a recorded one, and its times.
 
         ``amp_skipped`` says the gradient scaler found non-finite gradients and

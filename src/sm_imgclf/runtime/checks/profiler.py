@@ -67,10 +67,12 @@ class SystemSampler:
         while not self._stop.wait(self.interval):
             now = _io_counters()  # since the job started, not since boot
             row: dict[str, Any] = {
-                "t": round(time.time() - started, 2), "cpu": psutil.cpu_percent(),
+                "t": round(time.time() - started, 2),
+                "cpu": psutil.cpu_percent(),
                 "memory": psutil.virtual_memory().percent,
                 "rss_mb": process.memory_info().rss / 2**20,
-                **{k: (now[k] - base[k]) / 2**20 for k in now}}
+                **{k: (now[k] - base[k]) / 2**20 for k in now},
+            }
             row.update(self._gpu.sample())
             self._out.write(json.dumps(row) + "\n")
             self._out.flush()
@@ -80,9 +82,12 @@ def _io_counters() -> dict[str, float]:
     import psutil
 
     disk, net = psutil.disk_io_counters(), psutil.net_io_counters()
-    return {"read_mb": float(disk.read_bytes) if disk else 0.0,
-            "write_mb": float(disk.write_bytes) if disk else 0.0,
-            "sent_mb": float(net.bytes_sent), "recv_mb": float(net.bytes_recv)}
+    return {
+        "read_mb": float(disk.read_bytes) if disk else 0.0,
+        "write_mb": float(disk.write_bytes) if disk else 0.0,
+        "sent_mb": float(net.bytes_sent),
+        "recv_mb": float(net.bytes_recv),
+    }
 
 
 class StepProfiler:
@@ -94,8 +99,9 @@ class StepProfiler:
         recorded: Which steps the recorder records; the operator window avoids them.
     """
 
-    def __init__(self, folder: Path, device: Any,
-                 recorded: Callable[[int], bool] | None = None) -> None:
+    def __init__(
+        self, folder: Path, device: Any, recorded: Callable[[int], bool] | None = None
+    ) -> None:
         self.folder, self.device = folder, device
         self._out: TextIO = (folder / STEPS).open("a")
         self._durations: list[float] = []
@@ -109,8 +115,9 @@ class StepProfiler:
 
             torch.cuda.synchronize(self.device)
 
-    def step(self, step: int, marks: list[float], split: bool,
-             own: list[float] | None = None) -> None:
+    def step(
+        self, step: int, marks: list[float], split: bool, own: list[float] | None = None
+    ) -> None:
         """Record one step's timestamps (start, data ready, forward, backward, optimizer).
 
         ``own`` holds the recorder's seconds inside each phase; they are left out
@@ -129,8 +136,11 @@ class StepProfiler:
 
     def epoch(self, epoch: int) -> None:
         """Write the epoch's step durations."""
-        row = {"type": "durations", "epoch": epoch,
-               "seconds": [round(d, 5) for d in self._durations]}
+        row = {
+            "type": "durations",
+            "epoch": epoch,
+            "seconds": [round(d, 5) for d in self._durations],
+        }
         self._out.write(json.dumps(row) + "\n")
         self._out.flush()
         self._durations = []
@@ -140,7 +150,8 @@ class StepProfiler:
             from torch.profiler import ProfilerActivity, profile
 
             kinds = [ProfilerActivity.CPU] + (
-                [ProfilerActivity.CUDA] if self.device.type == "cuda" else [])
+                [ProfilerActivity.CUDA] if self.device.type == "cuda" else []
+            )
             self._window = profile(activities=kinds)
             self._window.__enter__()
         elif self._window is not None and step == self._first + WINDOW_STEPS - 1:
@@ -160,8 +171,14 @@ def top_operators(window: Any) -> list[dict[str, Any]]:
     rows = []
     for event in window.key_averages():
         device = getattr(event, "self_device_time_total", 0.0) or 0.0
-        rows.append({"name": event.key, "calls": int(event.count),
-                     "self_cpu_ms": event.self_cpu_time_total / 1000,
-                     "cpu_ms": event.cpu_time_total / 1000, "self_gpu_ms": device / 1000})
+        rows.append(
+            {
+                "name": event.key,
+                "calls": int(event.count),
+                "self_cpu_ms": event.self_cpu_time_total / 1000,
+                "cpu_ms": event.cpu_time_total / 1000,
+                "self_gpu_ms": device / 1000,
+            }
+        )
     rows.sort(key=lambda r: r["self_cpu_ms"] + r["self_gpu_ms"], reverse=True)
     return rows[:TOP_OPERATORS]

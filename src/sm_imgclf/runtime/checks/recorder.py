@@ -39,8 +39,14 @@ class Recorder:
         log: Where trigger messages go.
     """
 
-    def __init__(self, folder: Path, every: int, meta: dict[str, Any], stop_on: str,
-                 log: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        every: int,
+        meta: dict[str, Any],
+        stop_on: str,
+        log: Callable[[str], None],
+    ) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         self.every, self.stop_on, self.log = every, stop_on, log
         self.records = Records()
@@ -63,6 +69,7 @@ class Recorder:
             def record(module: Any, inputs: Any, output: Any) -> None:
                 # Kept on the device: reading it here would stall the forward pass it times.
                 self._relu.setdefault(name, []).append((output == 0).float().mean())
+
             return record
 
         self._relu = {}
@@ -76,15 +83,21 @@ class Recorder:
             handle.remove()
         self._hooks = []
         norms: dict[str, float] = {}
-        sums = _per_group(model, lambda p: p.grad,
-                          lambda g: [g.pow(2).sum(), g.abs().sum()], ("sum", "sum"))
+        sums = _per_group(
+            model, lambda p: p.grad, lambda g: [g.pow(2).sum(), g.abs().sum()], ("sum", "sum")
+        )
         for group, (squares, _, _) in sums.items():
             norms[group] = math.sqrt(squares) if math.isfinite(squares) else math.inf
-        return {"type": "step", "step": step, "epoch": epoch, "loss": loss,
-                "grad_norm": norms,
-                "grad_mean": {g: a[1] / max(a[2], 1) for g, a in sums.items()},
-                "nonfinite": [g for g, v in norms.items() if not math.isfinite(v)],
-                "relu_zero": self._relu_zero()}
+        return {
+            "type": "step",
+            "step": step,
+            "epoch": epoch,
+            "loss": loss,
+            "grad_norm": norms,
+            "grad_mean": {g: a[1] / max(a[2], 1) for g, a in sums.items()},
+            "nonfinite": [g for g, v in norms.items() if not math.isfinite(v)],
+            "relu_zero": self._relu_zero(),
+        }
 
     def _relu_zero(self) -> dict[str, float]:
         """Each ReLU's share of zero outputs over this step's calls, in one device read."""
@@ -98,18 +111,27 @@ class Recorder:
     def weights(self, model: nn.Module, record: dict[str, Any]) -> None:
         """Finish the record with weight statistics of every group's matrices and kernels."""
         # Biases and norm scales start constant by design: matrices and kernels only.
-        sums = _per_group(model, lambda p: p if p.ndim >= 2 else None,
-                          lambda d: [d.sum(), d.pow(2).sum(), d.abs().max()],
-                          ("sum", "sum", "max"))
+        sums = _per_group(
+            model,
+            lambda p: p if p.ndim >= 2 else None,
+            lambda d: [d.sum(), d.pow(2).sum(), d.abs().max()],
+            ("sum", "sum", "max"),
+        )
         stats = {}
         for group, (total, squares, absmax, count) in sums.items():
             mean = total / count
             variance = max(squares / count - mean * mean, 0.0)
-            stats[group] = {"mean": mean, "std": math.sqrt(variance) if math.isfinite(
-                variance) else math.inf, "absmax": absmax}
+            stats[group] = {
+                "mean": mean,
+                "std": math.sqrt(variance) if math.isfinite(variance) else math.inf,
+                "absmax": absmax,
+            }
         record["weight"] = stats
-        record["nonfinite"] += [g for g, s in stats.items()
-                                if not math.isfinite(s["mean"]) and g not in record["nonfinite"]]
+        record["nonfinite"] += [
+            g
+            for g, s in stats.items()
+            if not math.isfinite(s["mean"]) and g not in record["nonfinite"]
+        ]
         self._commit(record)
 
     def epoch(self, row: dict[str, Any]) -> None:
@@ -121,14 +143,25 @@ class Recorder:
         for result in evaluate(self.records, skip=self.triggered):
             if result.triggered:
                 self.triggered.add(result.name)
-                self.log(f"rule {result.name} triggered at {result.at} {result.step}: "
-                         f"{result.message} Suggestion: {result.suggestion}")
-                self._write({"type": "rule", "name": result.name, "at": result.at,
-                             "step": result.step, "message": result.message})
+                self.log(
+                    f"rule {result.name} triggered at {result.at} {result.step}: "
+                    f"{result.message} Suggestion: {result.suggestion}"
+                )
+                self._write(
+                    {
+                        "type": "rule",
+                        "name": result.name,
+                        "at": result.at,
+                        "step": result.step,
+                        "message": result.message,
+                    }
+                )
                 if self.stop_on in ("any", result.name):
                     self.stop = True
-                    self.log(f"stopping training: rule {result.name} triggered "
-                             f"(stop_on={self.stop_on!r})")
+                    self.log(
+                        f"stopping training: rule {result.name} triggered "
+                        f"(stop_on={self.stop_on!r})"
+                    )
 
     def _write(self, row: dict[str, Any]) -> None:
         self.records.add(row)
@@ -140,9 +173,12 @@ class Recorder:
         self._out.close()
 
 
-def _per_group(model: nn.Module, pick: Callable[[Any], Any],
-               measure: Callable[[Any], list[Any]], combine: tuple[str, ...]
-               ) -> dict[str, list[float]]:
+def _per_group(
+    model: nn.Module,
+    pick: Callable[[Any], Any],
+    measure: Callable[[Any], list[Any]],
+    combine: tuple[str, ...],
+) -> dict[str, list[float]]:
     """Statistics of each picked tensor, combined per layer group, plus its element count.
 
     Every statistic is read from the device in one transfer: a read per tensor

@@ -36,8 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-RECORDS, SYSTEM, STEPS, OPERATORS = "records.jsonl", "system.jsonl", "steps.jsonl", \
-    "operators.json"
+RECORDS, SYSTEM, STEPS, OPERATORS = "records.jsonl", "system.jsonl", "steps.jsonl", "operators.json"
 
 
 @dataclass
@@ -64,8 +63,12 @@ class Records:
         elif kind == "step" and row.get("amp_skipped"):
             self.skipped.append(row)  # inf gradients the scaler threw away: not a fault
         elif kind in ("step", "epoch", "split", "durations"):
-            {"step": self.steps, "epoch": self.epochs, "split": self.splits,
-             "durations": self.durations}[kind].append(row)
+            {
+                "step": self.steps,
+                "epoch": self.epochs,
+                "split": self.splits,
+                "durations": self.durations,
+            }[kind].append(row)
         else:
             self.system.append(row)
 

@@ -49,8 +49,14 @@ class Rule:
     help: str
 
 
-def _result(name: str, found: tuple[int, str] | None, at: str, suggestion: str,
-            params: dict[str, float], quiet: str) -> RuleResult:
+def _result(
+    name: str,
+    found: tuple[int, str] | None,
+    at: str,
+    suggestion: str,
+    params: dict[str, float],
+    quiet: str,
+) -> RuleResult:
     if found is None:
         return RuleResult(name, False, None, at, quiet, "", params)
     return RuleResult(name, True, found[0], at, found[1], suggestion, params)
@@ -63,13 +69,21 @@ def vanishing_gradient(records: Any, threshold: float) -> RuleResult:
         small = {g: v for g, v in step.get("grad_mean", {}).items() if v < threshold}
         if small:
             worst = min(small, key=small.__getitem__)
-            found = (step["step"], f"{len(small)} layer group(s) have mean |gradient| below "
-                     f"{threshold:g}; smallest {worst} at {small[worst]:.2e}.")
+            found = (
+                step["step"],
+                f"{len(small)} layer group(s) have mean |gradient| below "
+                f"{threshold:g}; smallest {worst} at {small[worst]:.2e}.",
+            )
             break
-    return _result("vanishing_gradient", found, "step",
-                   "Use ReLU-family activations and batch normalisation, residual "
-                   "connections, or a smaller depth; check the learning rate.",
-                   {"threshold": threshold}, "Gradients reach every layer.")
+    return _result(
+        "vanishing_gradient",
+        found,
+        "step",
+        "Use ReLU-family activations and batch normalisation, residual "
+        "connections, or a smaller depth; check the learning rate.",
+        {"threshold": threshold},
+        "Gradients reach every layer.",
+    )
 
 
 def exploding_tensor(records: Any, threshold: float) -> RuleResult:
@@ -81,13 +95,21 @@ def exploding_tensor(records: Any, threshold: float) -> RuleResult:
             bad.insert(0, "loss")
         big = [g for g, v in step.get("grad_norm", {}).items() if v > threshold]
         if bad or big:
-            what = (f"non-finite values in {', '.join(bad[:5])}" if bad
-                    else f"gradient norm above {threshold:g} in {', '.join(big[:5])}")
+            what = (
+                f"non-finite values in {', '.join(bad[:5])}"
+                if bad
+                else f"gradient norm above {threshold:g} in {', '.join(big[:5])}"
+            )
             found = (step["step"], what + ".")
             break
-    return _result("exploding_tensor", found, "step",
-                   "Lower the learning rate, add warm-up (warmup_epochs), or clip gradients.",
-                   {"threshold": threshold}, "No tensor became NaN, infinite or huge.")
+    return _result(
+        "exploding_tensor",
+        found,
+        "step",
+        "Lower the learning rate, add warm-up (warmup_epochs), or clip gradients.",
+        {"threshold": threshold},
+        "No tensor became NaN, infinite or huge.",
+    )
 
 
 def loss_not_decreasing(records: Any, window: float, diff_percent: float) -> RuleResult:
@@ -100,26 +122,35 @@ def loss_not_decreasing(records: Any, window: float, diff_percent: float) -> Rul
     size = int(window)
     if len(losses) < 2 * size:  # few records: judge by the epochs' train loss instead
         per_epoch = records.meta.get("steps_per_epoch") or 1
-        losses = [(e["epoch"] * per_epoch, e["train:loss"]) for e in records.epochs
-                  if "train:loss" in e]
+        losses = [
+            (e["epoch"] * per_epoch, e["train:loss"]) for e in records.epochs if "train:loss" in e
+        ]
         size = 1
     found = None
     if len(losses) >= 2 * size:
-        means = [sum(v for _, v in losses[i:i + size]) / size
-                 for i in range(0, len(losses) - size + 1)]
+        means = [
+            sum(v for _, v in losses[i : i + size]) / size for i in range(0, len(losses) - size + 1)
+        ]
         finite = [m for m in means[1:] if math.isfinite(m)]
         chance = math.log(max(len(records.meta.get("class_names", [])), 2))
         target = min(means[0], chance) * (1 - diff_percent / 100)
         if not any(m < target for m in finite):
             best = min(finite, default=math.nan)
-            found = (losses[-1][0], f"the train loss started at {means[0]:.4g} and its best "
-                     f"window since is {best:.4g}, never {diff_percent:g}% below "
-                     f"min(start, {chance:.4g} = the loss of a uniform guess).")
-    return _result("loss_not_decreasing", found, "step",
-                   "Check the learning rate (too high or too low), the labels, and that the "
-                   "layers you meant to train are trainable.",
-                   {"window": window, "diff_percent": diff_percent},
-                   "The train loss decreases.")
+            found = (
+                losses[-1][0],
+                f"the train loss started at {means[0]:.4g} and its best "
+                f"window since is {best:.4g}, never {diff_percent:g}% below "
+                f"min(start, {chance:.4g} = the loss of a uniform guess).",
+            )
+    return _result(
+        "loss_not_decreasing",
+        found,
+        "step",
+        "Check the learning rate (too high or too low), the labels, and that the "
+        "layers you meant to train are trainable.",
+        {"window": window, "diff_percent": diff_percent},
+        "The train loss decreases.",
+    )
 
 
 def overfit(records: Any, patience: float, ratio_threshold: float) -> RuleResult:
@@ -127,20 +158,27 @@ def overfit(records: Any, patience: float, ratio_threshold: float) -> RuleResult
     rows = [e for e in records.epochs if "valid:loss" in e]
     found = None
     for i in range(int(patience), len(rows)):
-        span = rows[i - int(patience):i + 1]
+        span = rows[i - int(patience) : i + 1]
         rising = all(b["valid:loss"] > a["valid:loss"] for a, b in itertools.pairwise(span))
         falling = span[-1]["train:loss"] < span[0]["train:loss"]
         gap = span[-1]["valid:loss"] / max(span[-1]["train:loss"], 1e-12) - 1
         if rising and falling and gap > ratio_threshold:
-            found = (span[-1]["epoch"], f"the valid loss rose for {int(patience)} epochs to "
-                     f"{span[-1]['valid:loss']:.4g} while the train loss fell to "
-                     f"{span[-1]['train:loss']:.4g}.")
+            found = (
+                span[-1]["epoch"],
+                f"the valid loss rose for {int(patience)} epochs to "
+                f"{span[-1]['valid:loss']:.4g} while the train loss fell to "
+                f"{span[-1]['train:loss']:.4g}.",
+            )
             break
-    return _result("overfit", found, "epoch",
-                   "Add data or augmentation (augmentation='strong'), weight decay or "
-                   "head_dropout, train fewer layers, or stop earlier (early_stopping_patience).",
-                   {"patience": patience, "ratio_threshold": ratio_threshold},
-                   "The valid loss follows the train loss.")
+    return _result(
+        "overfit",
+        found,
+        "epoch",
+        "Add data or augmentation (augmentation='strong'), weight decay or "
+        "head_dropout, train fewer layers, or stop earlier (early_stopping_patience).",
+        {"patience": patience, "ratio_threshold": ratio_threshold},
+        "The valid loss follows the train loss.",
+    )
 
 
 def overtraining(records: Any, patience: float, delta: float) -> RuleResult:
@@ -153,13 +191,21 @@ def overtraining(records: Any, patience: float, delta: float) -> RuleResult:
         else:
             since += 1
         if since >= patience:
-            found = (row["epoch"], f"the valid loss has not improved by {delta:.0%} for "
-                     f"{since} epochs (best {best:.4g}).")
+            found = (
+                row["epoch"],
+                f"the valid loss has not improved by {delta:.0%} for "
+                f"{since} epochs (best {best:.4g}).",
+            )
             break
-    return _result("overtraining", found, "epoch",
-                   f"Set early_stopping_patience={int(patience)} or fewer epochs; the packaged "
-                   "model already keeps the best epoch.", {"patience": patience, "delta": delta},
-                   "The valid loss kept improving.")
+    return _result(
+        "overtraining",
+        found,
+        "epoch",
+        f"Set early_stopping_patience={int(patience)} or fewer epochs; the packaged "
+        "model already keeps the best epoch.",
+        {"patience": patience, "delta": delta},
+        "The valid loss kept improving.",
+    )
 
 
 def poor_weight_initialization(records: Any, max_abs: float, loss_factor: float) -> RuleResult:
@@ -172,19 +218,32 @@ def poor_weight_initialization(records: Any, max_abs: float, loss_factor: float)
         classes = len(records.meta.get("class_names", [])) or 2
         loss = first.get("loss", 0.0)
         if flat:
-            found = (first["step"], f"{len(flat)} layer group(s) start with constant weights "
-                     f"(such as all zero): {', '.join(flat[:4])}.")
+            found = (
+                first["step"],
+                f"{len(flat)} layer group(s) start with constant weights "
+                f"(such as all zero): {', '.join(flat[:4])}.",
+            )
         elif big:
-            found = (first["step"], f"{len(big)} layer group(s) start with weights above "
-                     f"{max_abs:g}: {', '.join(big[:4])}.")
+            found = (
+                first["step"],
+                f"{len(big)} layer group(s) start with weights above "
+                f"{max_abs:g}: {', '.join(big[:4])}.",
+            )
         elif not math.isfinite(loss) or loss > loss_factor * math.log(classes):
-            found = (first["step"], f"the first loss {loss:.4g} is over {loss_factor:g} times "
-                     f"ln({classes}), the loss of a uniform guess.")
-    return _result("poor_weight_initialization", found, "step",
-                   "Start from pretrained weights or torchvision's default initialisation "
-                   "(Kaiming for ReLU networks); never initialise weights to one constant.",
-                   {"max_abs": max_abs, "loss_factor": loss_factor}, "The initial weights "
-                   "look sound.")
+            found = (
+                first["step"],
+                f"the first loss {loss:.4g} is over {loss_factor:g} times "
+                f"ln({classes}), the loss of a uniform guess.",
+            )
+    return _result(
+        "poor_weight_initialization",
+        found,
+        "step",
+        "Start from pretrained weights or torchvision's default initialisation "
+        "(Kaiming for ReLU networks); never initialise weights to one constant.",
+        {"max_abs": max_abs, "loss_factor": loss_factor},
+        "The initial weights look sound.",
+    )
 
 
 def class_imbalance(records: Any, threshold_imbalance: float) -> RuleResult:
@@ -197,12 +256,20 @@ def class_imbalance(records: Any, threshold_imbalance: float) -> RuleResult:
         if high > threshold_imbalance * max(low, 1):
             small = names[counts.index(low)] if names else counts.index(low)
             large = names[counts.index(high)] if names else counts.index(high)
-            found = (0, f"class {large!r} has {high} training images and {small!r} only {low} "
-                     f"(ratio {high / max(low, 1):.1f}).")
-    return _result("class_imbalance", found, "step",
-                   "Set class_weighting='balanced', gather more images of the small classes, "
-                   "and judge the model by per-class accuracy.",
-                   {"threshold_imbalance": threshold_imbalance}, "Classes are balanced enough.")
+            found = (
+                0,
+                f"class {large!r} has {high} training images and {small!r} only {low} "
+                f"(ratio {high / max(low, 1):.1f}).",
+            )
+    return _result(
+        "class_imbalance",
+        found,
+        "step",
+        "Set class_weighting='balanced', gather more images of the small classes, "
+        "and judge the model by per-class accuracy.",
+        {"threshold_imbalance": threshold_imbalance},
+        "Classes are balanced enough.",
+    )
 
 
 def dead_relu(records: Any, threshold_inactivity: float, threshold_layer: float) -> RuleResult:
@@ -214,44 +281,85 @@ def dead_relu(records: Any, threshold_inactivity: float, threshold_layer: float)
             continue
         dead = [n for n, f in fractions.items() if f >= threshold_inactivity]
         if len(dead) >= threshold_layer * len(fractions):
-            found = (step["step"], f"{len(dead)} of {len(fractions)} ReLU layers output zero "
-                     f"for at least {threshold_inactivity:.0%} of their inputs.")
+            found = (
+                step["step"],
+                f"{len(dead)} of {len(fractions)} ReLU layers output zero "
+                f"for at least {threshold_inactivity:.0%} of their inputs.",
+            )
             break
-    return _result("dead_relu", found, "step",
-                   "Lower the learning rate, use LeakyReLU-style activations, or check the "
-                   "input normalisation.", {"threshold_inactivity": threshold_inactivity,
-                                            "threshold_layer": threshold_layer},
-                   "ReLU layers are active.")
+    return _result(
+        "dead_relu",
+        found,
+        "step",
+        "Lower the learning rate, use LeakyReLU-style activations, or check the "
+        "input normalisation.",
+        {"threshold_inactivity": threshold_inactivity, "threshold_layer": threshold_layer},
+        "ReLU layers are active.",
+    )
 
 
-RULES: dict[str, Rule] = {r.name: r for r in (
-    Rule("vanishing_gradient", vanishing_gradient, {"threshold": (1e-7, 0.0, 1.0)},
-         "some layer's mean |gradient| below threshold"),
-    Rule("exploding_tensor", exploding_tensor, {"threshold": (1e8, 1.0, 1e30)},
-         "NaN or infinity in loss, gradients or weights, or a gradient norm above threshold"),
-    Rule("loss_not_decreasing", loss_not_decreasing,
-         {"window": (5, 1, 10_000), "diff_percent": (10.0, 0.0, 100.0)},
-         "the train loss never falls diff_percent below its first window of records"),
-    Rule("overfit", overfit, {"patience": (2, 1, 1000), "ratio_threshold": (0.1, 0.0, 1e6)},
-         "the valid loss rises for patience epochs while the train loss falls"),
-    Rule("overtraining", overtraining, {"patience": (3, 1, 1000), "delta": (0.01, 0.0, 1.0)},
-         "patience epochs after the valid loss last improved by delta"),
-    Rule("poor_weight_initialization", poor_weight_initialization,
-         {"max_abs": (10.0, 0.0, 1e12), "loss_factor": (3.0, 1.0, 1e6)},
-         "constant or very large initial weights, or a first loss far above a uniform guess"),
-    Rule("class_imbalance", class_imbalance, {"threshold_imbalance": (10.0, 1.0, 1e9)},
-         "the largest class has threshold_imbalance times the images of the smallest"),
-    Rule("dead_relu", dead_relu,
-         {"threshold_inactivity": (0.99, 0.0, 1.0), "threshold_layer": (0.5, 0.0, 1.0)},
-         "threshold_layer of the ReLU layers output zero for threshold_inactivity of inputs"),
-)}
+RULES: dict[str, Rule] = {
+    r.name: r
+    for r in (
+        Rule(
+            "vanishing_gradient",
+            vanishing_gradient,
+            {"threshold": (1e-7, 0.0, 1.0)},
+            "some layer's mean |gradient| below threshold",
+        ),
+        Rule(
+            "exploding_tensor",
+            exploding_tensor,
+            {"threshold": (1e8, 1.0, 1e30)},
+            "NaN or infinity in loss, gradients or weights, or a gradient norm above threshold",
+        ),
+        Rule(
+            "loss_not_decreasing",
+            loss_not_decreasing,
+            {"window": (5, 1, 10_000), "diff_percent": (10.0, 0.0, 100.0)},
+            "the train loss never falls diff_percent below its first window of records",
+        ),
+        Rule(
+            "overfit",
+            overfit,
+            {"patience": (2, 1, 1000), "ratio_threshold": (0.1, 0.0, 1e6)},
+            "the valid loss rises for patience epochs while the train loss falls",
+        ),
+        Rule(
+            "overtraining",
+            overtraining,
+            {"patience": (3, 1, 1000), "delta": (0.01, 0.0, 1.0)},
+            "patience epochs after the valid loss last improved by delta",
+        ),
+        Rule(
+            "poor_weight_initialization",
+            poor_weight_initialization,
+            {"max_abs": (10.0, 0.0, 1e12), "loss_factor": (3.0, 1.0, 1e6)},
+            "constant or very large initial weights, or a first loss far above a uniform guess",
+        ),
+        Rule(
+            "class_imbalance",
+            class_imbalance,
+            {"threshold_imbalance": (10.0, 1.0, 1e9)},
+            "the largest class has threshold_imbalance times the images of the smallest",
+        ),
+        Rule(
+            "dead_relu",
+            dead_relu,
+            {"threshold_inactivity": (0.99, 0.0, 1.0), "threshold_layer": (0.5, 0.0, 1.0)},
+            "threshold_layer of the ReLU layers output zero for threshold_inactivity of inputs",
+        ),
+    )
+}
 
 
-def rule_parameters(overrides: Mapping[str, Mapping[str, float]] | None = None
-                    ) -> dict[str, dict[str, float]]:
+def rule_parameters(
+    overrides: Mapping[str, Mapping[str, float]] | None = None,
+) -> dict[str, dict[str, float]]:
     """Every rule's parameters: defaults, with ``overrides`` checked and applied."""
-    chosen = {name: {p: spec[0] for p, spec in rule.parameters.items()}
-              for name, rule in RULES.items()}
+    chosen = {
+        name: {p: spec[0] for p, spec in rule.parameters.items()} for name, rule in RULES.items()
+    }
     for name, values in (overrides or {}).items():
         if name not in RULES:
             raise bad_value("rule name", f"one of {sorted(RULES)}", name, suggest(name, RULES))
@@ -260,15 +368,23 @@ def rule_parameters(overrides: Mapping[str, Mapping[str, float]] | None = None
         for param, value in values.items():
             spec = RULES[name].parameters.get(param)
             if spec is None:
-                raise bad_value(f"{name} parameter", f"one of {sorted(RULES[name].parameters)}",
-                                param, suggest(param, RULES[name].parameters))
-            chosen[name][param] = float(check_number(f"{name}.{param}", value,
-                                                     low=spec[1], high=spec[2]))
+                raise bad_value(
+                    f"{name} parameter",
+                    f"one of {sorted(RULES[name].parameters)}",
+                    param,
+                    suggest(param, RULES[name].parameters),
+                )
+            chosen[name][param] = float(
+                check_number(f"{name}.{param}", value, low=spec[1], high=spec[2])
+            )
     return chosen
 
 
-def evaluate(records: Any, overrides: Mapping[str, Mapping[str, float]] | None = None,
-             skip: Collection[str] = ()) -> list[RuleResult]:
+def evaluate(
+    records: Any,
+    overrides: Mapping[str, Mapping[str, float]] | None = None,
+    skip: Collection[str] = (),
+) -> list[RuleResult]:
     """Run every rule (but those in ``skip``) over ``records``."""
     chosen = rule_parameters(overrides)
     return [RULES[name].check(records, **chosen[name]) for name in RULES if name not in skip]

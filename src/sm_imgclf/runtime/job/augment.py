@@ -8,8 +8,9 @@ if TYPE_CHECKING:
     import torch
 
 
-def augment(batch: torch.Tensor, policy: str, size: int, generator: torch.Generator
-            ) -> torch.Tensor:
+def augment(
+    batch: torch.Tensor, policy: str, size: int, generator: torch.Generator
+) -> torch.Tensor:
     """Return ``size``-pixel crops of a uint8 NCHW ``batch`` under ``policy``.
 
     The random choices come from ``generator`` (on the CPU) and the pixels are
@@ -30,7 +31,7 @@ def augment(batch: torch.Tensor, policy: str, size: int, generator: torch.Genera
 def center_crop(batch: torch.Tensor, size: int) -> torch.Tensor:
     """Crop the centre ``size`` square of every image."""
     top, left = (batch.shape[2] - size) // 2, (batch.shape[3] - size) // 2
-    return batch[:, :, top:top + size, left:left + size]
+    return batch[:, :, top : top + size, left : left + size]
 
 
 def _random_crop(batch: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tensor:
@@ -39,8 +40,12 @@ def _random_crop(batch: torch.Tensor, size: int, generator: torch.Generator) -> 
     n, _, height, width = batch.shape
     tops = torch.randint(0, height - size + 1, (n,), generator=generator).tolist()
     lefts = torch.randint(0, width - size + 1, (n,), generator=generator).tolist()
-    return torch.stack([image[:, t:t + size, le:le + size]
-                        for image, t, le in zip(batch, tops, lefts, strict=True)])
+    return torch.stack(
+        [
+            image[:, t : t + size, le : le + size]
+            for image, t, le in zip(batch, tops, lefts, strict=True)
+        ]
+    )
 
 
 def _flip(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -60,8 +65,9 @@ def _resized_crop(batch: torch.Tensor, size: int, generator: torch.Generator) ->
     crops = []
     for image in batch:
         area = height * width * float(torch.empty(1).uniform_(0.08, 1.0, generator=generator))
-        ratio = math.exp(float(torch.empty(1).uniform_(math.log(3 / 4), math.log(4 / 3),
-                                                       generator=generator)))
+        ratio = math.exp(
+            float(torch.empty(1).uniform_(math.log(3 / 4), math.log(4 / 3), generator=generator))
+        )
         h = min(height, max(1, round(math.sqrt(area / ratio))))
         w = min(width, max(1, round(math.sqrt(area * ratio))))
         top = int(torch.randint(0, height - h + 1, (1,), generator=generator))

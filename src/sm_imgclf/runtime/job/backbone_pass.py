@@ -20,9 +20,16 @@ if TYPE_CHECKING:
     from sm_imgclf.runtime.job.data import SplitData
 
 
-def to_features(model: nn.Module, head: HeadSpec, splits: dict[str, SplitData],
-                device: torch.device, mean: tuple[float, ...], std: tuple[float, ...],
-                batch_size: int, distributed: tuple[int, int] | None = None) -> None:
+def to_features(
+    model: nn.Module,
+    head: HeadSpec,
+    splits: dict[str, SplitData],
+    device: torch.device,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    batch_size: int,
+    distributed: tuple[int, int] | None = None,
+) -> None:
     """Replace every split's images by backbone features, computed once.
 
     Args:
@@ -49,25 +56,44 @@ def to_features(model: nn.Module, head: HeadSpec, splits: dict[str, SplitData],
     with torch.inference_mode(), oom_guard(step, device, "feature batch"):
         for split in splits.values():
             block = math.ceil(len(split) / world)
-            mine = split.images[rank * block:(rank + 1) * block]
+            mine = split.images[rank * block : (rank + 1) * block]
             if distributed is None:
                 split.images = _features(model, mine, device, mean, std, step)
                 continue
             # Blocks are gathered at one size, on the device: the last is padded, and a
             # block past the end (fewer images than processes) still needs the shape.
-            found = _features(model, mine if len(mine) else split.images[:1], device, mean,
-                              std, step, rows=block, on_host=False)
+            found = _features(
+                model,
+                mine if len(mine) else split.images[:1],
+                device,
+                mean,
+                std,
+                step,
+                rows=block,
+                on_host=False,
+            )
             split.images = _gathered(found, len(split), world)
     set_submodule(model, head.path, layer)
     shared = "" if distributed is None else f" ({distributed[1]} processes, a block each)"
-    print(f"features: backbone run once over {sum(len(s) for s in splits.values())} images "
-          f"in {time.perf_counter() - started:.1f}s{shared}; the head trains on cached "
-          "features", flush=True)
+    print(
+        f"features: backbone run once over {sum(len(s) for s in splits.values())} images "
+        f"in {time.perf_counter() - started:.1f}s{shared}; the head trains on cached "
+        "features",
+        flush=True,
+    )
 
 
-def _features(model: nn.Module, images: torch.Tensor, device: torch.device,
-              mean: tuple[float, ...], std: tuple[float, ...], step: int, *,
-              rows: int | None = None, on_host: bool = True) -> torch.Tensor:
+def _features(
+    model: nn.Module,
+    images: torch.Tensor,
+    device: torch.device,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    step: int,
+    *,
+    rows: int | None = None,
+    on_host: bool = True,
+) -> torch.Tensor:
     """The backbone's features of ``images``, in the first rows of ``rows`` (zeros after).
 
     On the host by default (pinned when the backbone runs on a GPU), else on ``device``.
@@ -84,11 +110,13 @@ def _features(model: nn.Module, images: torch.Tensor, device: torch.device,
         with torch.autocast(device.type, enabled=device.type == "cuda"):
             found = model(batch).float()
         if features is None:  # filled in place: no second copy from concatenating
-            features = torch.zeros((rows or len(images), *found.shape[1:]),
-                                   device="cpu" if on_host else device,
-                                   pin_memory=on_host and feeder.pinned)
+            features = torch.zeros(
+                (rows or len(images), *found.shape[1:]),
+                device="cpu" if on_host else device,
+                pin_memory=on_host and feeder.pinned,
+            )
         # From a GPU into pinned memory: queued, so the next batch need not wait.
-        features[start:start + len(found)].copy_(found, non_blocking=True)
+        features[start : start + len(found)].copy_(found, non_blocking=True)
     if on_host and feeder.pinned:
         torch.cuda.synchronize(device)
     assert features is not None  # never called without images

@@ -47,7 +47,8 @@ def load(folder: Path) -> dict[str, Any] | None:
         return state
     if problems:
         raise BackendError(
-            "Every checkpoint is unreadable:\n  " + "\n  ".join(problems) +
-            f"\nThey are left in {folder}. Delete them to start the job from scratch."
+            "Every checkpoint is unreadable:\n  "
+            + "\n  ".join(problems)
+            + f"\nThey are left in {folder}. Delete them to start the job from scratch."
         )
     return None

@@ -23,8 +23,12 @@ JOB_PARAMS: tuple[Param, ...] = (
     Param("weights", str, "none", help="'none', 'DEFAULT', a weights enum name, or a file"),
     Param("trainable", list, ("head",), help="'head', 'all', or block names"),
     Param("search", str, "", help="a head-only search to run in-process (JSON)"),
-    Param("features_only", bool, False,
-          help="store the backbone features for later jobs and train nothing"),
+    Param(
+        "features_only",
+        bool,
+        False,
+        help="store the backbone features for later jobs and train nothing",
+    ),
 )
 
 
@@ -45,7 +49,7 @@ class JobEnvironment:
         """Read the contract from ``env`` (``os.environ`` by default)."""
         env = os.environ if env is None else env
         names = json.loads(env.get("SM_CHANNELS", "[]")) or [
-            key[len("SM_CHANNEL_"):].lower() for key in env if key.startswith("SM_CHANNEL_")
+            key[len("SM_CHANNEL_") :].lower() for key in env if key.startswith("SM_CHANNEL_")
         ]
         channels = {}
         for name in names:

@@ -61,8 +61,9 @@ class JobControl:
         if self.stop_file is not None and self.stop_file.exists():
             raise StopRequested
 
-    def after_epoch(self, epoch: int, last: bool,
-                    log: Callable[[str], None] = print, poll: float = 0.02) -> None:
+    def after_epoch(
+        self, epoch: int, last: bool, log: Callable[[str], None] = print, poll: float = 0.02
+    ) -> None:
         """Wait for the verdict on ``epoch`` (no wait after the last one)."""
         if self.gate is None or last:
             self.check()

@@ -46,13 +46,23 @@ def list_channel(folder: Path) -> tuple[list[tuple[Path, int]], tuple[str, ...],
         return files, manifest.class_ids, manifest.class_names
     layout = scan(folder, ())
     index = {class_id: i for i, class_id in enumerate(layout.classes)}
-    files = [(f.path, index[f.class_id]) for f in layout.files
-             if f.path.suffix.lower() in IMAGE_EXTENSIONS]
+    files = [
+        (f.path, index[f.class_id])
+        for f in layout.files
+        if f.path.suffix.lower() in IMAGE_EXTENSIONS
+    ]
     return files, tuple(layout.classes), tuple(display_name(c) for c in layout.classes)
 
 
-def load_split(name: str, folder: Path, side: int, *, shorter: int, workers: int,
-               share: HostShare | None = None) -> SplitData:
+def load_split(
+    name: str,
+    folder: Path,
+    side: int,
+    *,
+    shorter: int,
+    workers: int,
+    share: HostShare | None = None,
+) -> SplitData:
     """Decode every image of a channel once into ``side``-pixel squares.
 
     With ``share`` the host's training processes each decode their part into
@@ -69,25 +79,32 @@ def load_split(name: str, folder: Path, side: int, *, shorter: int, workers: int
         def decode(index: int) -> None:
             path = files[index][0]
             try:
-                images[index] = square_tensor(open_rgb(path.read_bytes(), shorter), side,
-                                              shorter=shorter)
+                images[index] = square_tensor(
+                    open_rgb(path.read_bytes(), shorter), side, shorter=shorter
+                )
             except (OSError, ValueError, SyntaxError) as error:
-                raise DatasetError(f"Cannot decode {path} in the {name!r} channel: {error}. "
-                                   "Validate the dataset and upload it again.") from error
+                raise DatasetError(
+                    f"Cannot decode {path} in the {name!r} channel: {error}. "
+                    "Validate the dataset and upload it again."
+                ) from error
 
         with ThreadPoolExecutor(decode_workers(workers)) as pool:
             for _ in pool.map(decode, mine):
                 pass  # re-raises the first decoding error
     labels = torch.tensor([label for _, label in files], dtype=torch.long)
-    shared = "" if share is None or len(mine) == len(files) else \
-        f" ({len(mine)} here, shared by {share.local_world})"
+    shared = (
+        ""
+        if share is None or len(mine) == len(files)
+        else f" ({len(mine)} here, shared by {share.local_world})"
+    )
     logger.info("%s: %d images decoded once into %s%s", name, len(files), shape, shared)
     return SplitData(images, labels, class_ids, class_names)
 
 
 @contextmanager
-def _image_tensor(name: str, shape: tuple[int, ...], share: HostShare | None
-                  ) -> Iterator[tuple[torch.Tensor, range]]:
+def _image_tensor(
+    name: str, shape: tuple[int, ...], share: HostShare | None
+) -> Iterator[tuple[torch.Tensor, range]]:
     """The tensor the images go into, and the rows this process decodes."""
     if share is not None:
         with share.tensor(name, shape) as (images, mine):
@@ -112,15 +129,19 @@ def decode_workers(workers: int, env: dict[str, str] | None = None) -> int:
     return max(1, (os.cpu_count() or 1) // processes)
 
 
-def load_splits(channels: dict[str, Path], image_size: int, augmentation: str,
-                workers: int, share: HostShare | None = None) -> dict[str, SplitData]:
+def load_splits(
+    channels: dict[str, Path],
+    image_size: int,
+    augmentation: str,
+    workers: int,
+    share: HostShare | None = None,
+) -> dict[str, SplitData]:
     """Load ``train`` (with a margin for random crops) and the evaluation channels."""
     shorter = resize_size(image_size)
     splits = {}
     for name, folder in channels.items():
         side = shorter if name == "train" and augmentation != "none" else image_size
-        splits[name] = load_split(name, folder, side, shorter=shorter, workers=workers,
-                                  share=share)
+        splits[name] = load_split(name, folder, side, shorter=shorter, workers=workers, share=share)
     _check_classes(splits)
     return splits
 

@@ -56,9 +56,16 @@ class Sharing:
         return self.folder / f"{self.key}.pt"
 
 
-def plan(settings: Mapping[str, Any], hp: Hyperparameters, channels: Mapping[str, Path],
-         found: Backbone, *, distributed: bool, env: Mapping[str, str] | None = None,
-         shared: Path | None = None) -> tuple[Sharing | None, str]:
+def plan(
+    settings: Mapping[str, Any],
+    hp: Hyperparameters,
+    channels: Mapping[str, Path],
+    found: Backbone,
+    *,
+    distributed: bool,
+    env: Mapping[str, str] | None = None,
+    shared: Path | None = None,
+) -> tuple[Sharing | None, str]:
     """Return the sharing plan of a job, or ``None`` with the reason it does not apply.
 
     Args:
@@ -74,12 +81,24 @@ def plan(settings: Mapping[str, Any], hp: Hyperparameters, channels: Mapping[str
     env = os.environ if env is None else env
     store = env.get(FEATURE_STORE) or (str(shared) if shared else None)
     trainable = list(settings["trainable"])
-    reason = ("no feature store is configured" if not store
-              else f"trainable={','.join(trainable)}, not head" if trainable != ["head"]
-              else f"augmentation={hp.augmentation}, not none" if hp.augmentation != "none"
-              else "the job runs on several processes" if distributed
-              else next((f"the {n!r} channel has no {MANIFEST} to key it by"
-                         for n, f in channels.items() if not (f / MANIFEST).is_file()), ""))
+    reason = (
+        "no feature store is configured"
+        if not store
+        else f"trainable={','.join(trainable)}, not head"
+        if trainable != ["head"]
+        else f"augmentation={hp.augmentation}, not none"
+        if hp.augmentation != "none"
+        else "the job runs on several processes"
+        if distributed
+        else next(
+            (
+                f"the {n!r} channel has no {MANIFEST} to key it by"
+                for n, f in channels.items()
+                if not (f / MANIFEST).is_file()
+            ),
+            "",
+        )
+    )
     if reason:
         return None, reason
     described = feature_key(settings, hp, channels, found)
@@ -88,20 +107,28 @@ def plan(settings: Mapping[str, Any], hp: Hyperparameters, channels: Mapping[str
     return Sharing(Path(str(store)), key, described, writable), ""
 
 
-def feature_key(settings: Mapping[str, Any], hp: Hyperparameters,
-                channels: Mapping[str, Path], found: Backbone) -> dict[str, Any]:
+def feature_key(
+    settings: Mapping[str, Any], hp: Hyperparameters, channels: Mapping[str, Path], found: Backbone
+) -> dict[str, Any]:
     """Everything the features depend on, and nothing else (not the head's settings).
 
     Not the device either: features computed under autocast on a GPU are stored
     in float32 and serve trials on a CPU as well.
     """
     return {
-        "format": FORMAT, "pipeline": IMAGE_PIPELINE, "library": __version__,
-        "model": found.model, "weights": _weights_identity(str(settings["weights"]), found),
-        "image_size": hp.image_size, "resize": resize_size(hp.image_size),
-        "mean": list(found.mean), "std": list(found.std),
-        "splits": {name: hashlib.sha256((folder / MANIFEST).read_bytes()).hexdigest()
-                   for name, folder in sorted(channels.items())},
+        "format": FORMAT,
+        "pipeline": IMAGE_PIPELINE,
+        "library": __version__,
+        "model": found.model,
+        "weights": _weights_identity(str(settings["weights"]), found),
+        "image_size": hp.image_size,
+        "resize": resize_size(hp.image_size),
+        "mean": list(found.mean),
+        "std": list(found.std),
+        "splits": {
+            name: hashlib.sha256((folder / MANIFEST).read_bytes()).hexdigest()
+            for name, folder in sorted(channels.items())
+        },
     }
 
 
@@ -148,17 +175,26 @@ def read(sharing: Sharing) -> dict[str, SplitData] | None:
     try:
         data = torch.load(sharing.path, map_location="cpu", weights_only=True)
     except Exception as error:  # a damaged file is recomputed, never trusted
-        print(f"features: the stored file {sharing.path} is unreadable ({error}); "
-              "computing them again", flush=True)
+        print(
+            f"features: the stored file {sharing.path} is unreadable ({error}); "
+            "computing them again",
+            flush=True,
+        )
         return None
     if data.get("described") != sharing.described:
         return None
-    splits = {name: SplitData(part["features"], part["labels"], tuple(part["class_ids"]),
-                              tuple(part["class_names"]))
-              for name, part in data["splits"].items()}
-    print(f"features: read {sum(len(s) for s in splits.values())} images' backbone features "
-          f"from the shared store in {time.perf_counter() - started:.1f}s (key "
-          f"{sharing.key[:12]}); the backbone does not run", flush=True)
+    splits = {
+        name: SplitData(
+            part["features"], part["labels"], tuple(part["class_ids"]), tuple(part["class_names"])
+        )
+        for name, part in data["splits"].items()
+    }
+    print(
+        f"features: read {sum(len(s) for s in splits.values())} images' backbone features "
+        f"from the shared store in {time.perf_counter() - started:.1f}s (key "
+        f"{sharing.key[:12]}); the backbone does not run",
+        flush=True,
+    )
     return splits
 
 
@@ -166,9 +202,18 @@ def write(sharing: Sharing, splits: Mapping[str, SplitData]) -> None:
     """Store computed features atomically: a temporary file, then a rename."""
     import torch
 
-    payload = {"described": sharing.described, "splits": {
-        name: {"features": s.images, "labels": s.labels, "class_ids": list(s.class_ids),
-               "class_names": list(s.class_names)} for name, s in splits.items()}}
+    payload = {
+        "described": sharing.described,
+        "splits": {
+            name: {
+                "features": s.images,
+                "labels": s.labels,
+                "class_ids": list(s.class_ids),
+                "class_names": list(s.class_names),
+            }
+            for name, s in splits.items()
+        },
+    }
     partial = sharing.path.with_name(f".{sharing.key}.{os.getpid()}.partial")
     try:
         torch.save(payload, partial)

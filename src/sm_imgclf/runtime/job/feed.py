@@ -43,8 +43,7 @@ class Feeder:
 
         # torch's pinned-memory cache hands this block out again only once the copy
         # that reads it has finished, so nothing here waits for the GPU.
-        staged = torch.empty((len(index), *source.shape[1:]), dtype=source.dtype,
-                             pin_memory=True)
+        staged = torch.empty((len(index), *source.shape[1:]), dtype=source.dtype, pin_memory=True)
         torch.index_select(source, 0, index, out=staged)
         return staged.to(self.device, non_blocking=True)
 
@@ -74,8 +73,9 @@ class Batches:
     augment_on_device: bool = False  # on a GPU: the uint8 batch crosses, the GPU augments it
     channels_last: bool = False
 
-    def train(self, data: SplitData, index: torch.Tensor, generator: torch.Generator
-              ) -> torch.Tensor:
+    def train(
+        self, data: SplitData, index: torch.Tensor, generator: torch.Generator
+    ) -> torch.Tensor:
         """The rows ``index`` of ``data``, augmented and normalised, on the device."""
         if self.features:
             return self.feeder.rows(data.images, index)

@@ -67,8 +67,7 @@ class HostShare:
         return range(self.local_rank, count, self.local_world)
 
     @contextmanager
-    def tensor(self, name: str, shape: tuple[int, ...]
-               ) -> Iterator[tuple[torch.Tensor, range]]:
+    def tensor(self, name: str, shape: tuple[int, ...]) -> Iterator[tuple[torch.Tensor, range]]:
         """A uint8 tensor of ``shape`` the host's processes map, and the rows to fill here.
 
         On leaving, every process has filled its rows and the file is unlinked
@@ -102,13 +101,21 @@ class HostShare:
         """A file of ``size`` bytes in the first folder with room (and a tenth more)."""
         for folder in self.folders:
             if folder.is_dir() and shutil.disk_usage(folder).free > size * 1.1:
-                logger.info("decoded images shared by %d processes through %s (%.1f MiB)",
-                            self.local_world, folder, size / 2**20)
+                logger.info(
+                    "decoded images shared by %d processes through %s (%.1f MiB)",
+                    self.local_world,
+                    folder,
+                    size / 2**20,
+                )
                 path = folder / filename
                 with path.open("wb") as file:
                     file.truncate(size)
                 return path
-        logger.warning("no room for %.1f MiB of decoded images in %s: each of the %d "
-                       "processes decodes every image into its own memory", size / 2**20,
-                       ", ".join(map(str, self.folders)), self.local_world)
+        logger.warning(
+            "no room for %.1f MiB of decoded images in %s: each of the %d "
+            "processes decodes every image into its own memory",
+            size / 2**20,
+            ", ".join(map(str, self.folders)),
+            self.local_world,
+        )
         return None

@@ -59,7 +59,8 @@ class Trainer:
         weights = class_weights(train, self.hp.class_weighting)
         loss_fn = torch.nn.CrossEntropyLoss(
             weight=None if weights is None else weights.to(self.device),
-            label_smoothing=self.hp.label_smoothing)
+            label_smoothing=self.hp.label_smoothing,
+        )
         scaler = torch.amp.GradScaler("cuda", enabled=self.device.type == "cuda")
         state = self._resume(optimizer, scheduler, scaler)
         for epoch in range(state["epoch"] + 1, self.hp.epochs + 1):
@@ -77,14 +78,18 @@ class Trainer:
             # Reported only once saved: an epoch in the log survives a kill.
             shown = " ".join(f"{k}={v:.4f}" for k, v in metrics.items() if ":" in k)
             # The speed the library keeps to tell later jobs how long they will take.
-            self.log(f"epoch={epoch} {shown} epoch_seconds={metrics['epoch_seconds']:.3f} "
-                     f"train_images={len(train)}")
+            self.log(
+                f"epoch={epoch} {shown} epoch_seconds={metrics['epoch_seconds']:.3f} "
+                f"train_images={len(train)}"
+            )
             if self.monitor is not None:
                 self.monitor.epoch({"epoch": epoch, **metrics, "confusion": self.confusion})
             patience = self._should_stop(state)
             if patience:
-                self.log(f"early stopping: no valid improvement in "
-                         f"{self.hp.early_stopping_patience} epochs")
+                self.log(
+                    f"early stopping: no valid improvement in "
+                    f"{self.hp.early_stopping_patience} epochs"
+                )
             if self._agree(patience or (self.monitor is not None and self.monitor.stop)):
                 break
             if self.control is not None:
@@ -93,8 +98,9 @@ class Trainer:
             self.model.load_state_dict(state["best_state"])
         return state
 
-    def _train_epoch(self, data: SplitData, epoch: int, optimizer: Any, loss_fn: Any,
-                     scaler: Any) -> dict[str, float]:
+    def _train_epoch(
+        self, data: SplitData, epoch: int, optimizer: Any, loss_fn: Any, scaler: Any
+    ) -> dict[str, float]:
         import torch
 
         self.model.train()
@@ -112,7 +118,7 @@ class Trainer:
                 self.control.check()
             if self.monitor is not None:
                 self.monitor.start()
-            index = order[start:start + self.hp.batch_size]
+            index = order[start : start + self.hp.batch_size]
             inputs = self._batches.train(data, index, generator)
             labels = self._batches.feeder.rows(data.labels, index)
             step = (epoch - 1) * per_epoch + number + 1
@@ -122,13 +128,20 @@ class Trainer:
             seen += len(index)
             # A rule can only have fired on a recorded step: ranks agree on those alone,
             # since agreeing is a collective and a read, which would stall every step.
-            if self._may_stop(step) and self._agree(self.monitor is not None
-                                                    and self.monitor.stop):
+            if self._may_stop(step) and self._agree(self.monitor is not None and self.monitor.stop):
                 break
         return self._reduce(total_loss, correct, seen)
 
-    def _step(self, inputs: torch.Tensor, labels: torch.Tensor, step: int, epoch: int,
-              optimizer: Any, loss_fn: Any, scaler: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    def _step(
+        self,
+        inputs: torch.Tensor,
+        labels: torch.Tensor,
+        step: int,
+        epoch: int,
+        optimizer: Any,
+        loss_fn: Any,
+        scaler: Any,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         import torch
 
         monitor = self.monitor
@@ -189,12 +202,21 @@ class Trainer:
     @property
     def _batches(self) -> Batches:
         if self._made is None:
-            on_device = self.device.type == "cuda" if self.augment_on_device is None \
+            on_device = (
+                self.device.type == "cuda"
+                if self.augment_on_device is None
                 else self.augment_on_device
-            self._made = Batches(Feeder(self.device), self.hp.image_size,
-                                 self.hp.augmentation, self.mean, self.std,
-                                 features=self.features, augment_on_device=on_device,
-                                 channels_last=self.channels_last)
+            )
+            self._made = Batches(
+                Feeder(self.device),
+                self.hp.image_size,
+                self.hp.augmentation,
+                self.mean,
+                self.std,
+                features=self.features,
+                augment_on_device=on_device,
+                channels_last=self.channels_last,
+            )
         return self._made
 
     def _order(self, n: int, generator: torch.Generator) -> torch.Tensor:
@@ -207,14 +229,20 @@ class Trainer:
             order = order[: n - n % world][rank::world]
         return order
 
-    def _reduce(self, total_loss: torch.Tensor, correct: torch.Tensor, seen: int
-                ) -> dict[str, float]:
+    def _reduce(
+        self, total_loss: torch.Tensor, correct: torch.Tensor, seen: int
+    ) -> dict[str, float]:
         """Loss and accuracy from the epoch's device totals, summed over ranks if several."""
         import torch
 
         # On the device: NCCL, the GPU backend, reduces no CPU tensors.
-        sums = torch.stack([total_loss, correct.double(),
-                            torch.tensor(float(seen), dtype=torch.float64, device=self.device)])
+        sums = torch.stack(
+            [
+                total_loss,
+                correct.double(),
+                torch.tensor(float(seen), dtype=torch.float64, device=self.device),
+            ]
+        )
         if self.distributed is not None:
             import torch.distributed as dist
 
@@ -249,8 +277,14 @@ class Trainer:
     def _resume(self, optimizer: Any, scheduler: Any, scaler: Any) -> dict[str, Any]:
         state = checkpoint.load(self.checkpoint_dir)
         if state is None:
-            return {"epoch": 0, "history": [], "best_state": None, "best": None,
-                    "best_epoch": 0, "since_best": 0}
+            return {
+                "epoch": 0,
+                "history": [],
+                "best_state": None,
+                "best": None,
+                "best_epoch": 0,
+                "since_best": 0,
+            }
         self.model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -261,19 +295,26 @@ class Trainer:
 
     def _record(self, state: dict[str, Any], epoch: int, metrics: dict[str, float]) -> None:
         state["history"].append({"epoch": epoch, **metrics})
-        score = (metrics.get("valid:accuracy", metrics["train:accuracy"]),
-                 -metrics.get("valid:loss", metrics["train:loss"]))
+        score = (
+            metrics.get("valid:accuracy", metrics["train:accuracy"]),
+            -metrics.get("valid:loss", metrics["train:loss"]),
+        )
         if state["best"] is None or score > tuple(state["best"]):
             state["best"], state["best_epoch"], state["since_best"] = list(score), epoch, 0
             state["best_state"] = copy.deepcopy(self.model.state_dict())
         else:
             state["since_best"] += 1
 
-    def _save(self, state: dict[str, Any], optimizer: Any, scheduler: Any, epoch: int,
-              scaler: Any) -> None:
-        state.update(epoch=epoch, model=self.model.state_dict(),
-                     optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
-                     scaler=scaler.state_dict())
+    def _save(
+        self, state: dict[str, Any], optimizer: Any, scheduler: Any, epoch: int, scaler: Any
+    ) -> None:
+        state.update(
+            epoch=epoch,
+            model=self.model.state_dict(),
+            optimizer=optimizer.state_dict(),
+            scheduler=scheduler.state_dict(),
+            scaler=scaler.state_dict(),
+        )
         if self.distributed is None or self.distributed[0] == 0:
             checkpoint.save(self.checkpoint_dir, state)
 
@@ -283,8 +324,7 @@ class Trainer:
 
 
 @contextlib.contextmanager
-def oom_guard(batch_size: int, device: torch.device, what: str = "batch_size"
-              ) -> Iterator[None]:
+def oom_guard(batch_size: int, device: torch.device, what: str = "batch_size") -> Iterator[None]:
     """Turn an out-of-memory error into advice on the batch size."""
     try:
         yield
@@ -307,15 +347,20 @@ def make_optimizer(params: list[Any], hp: Hyperparameters) -> Any:
     # others make the scaler read it on the host every step.
     fused = bool(params) and all(p.is_cuda for p in params)
     if hp.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=hp.lr, momentum=hp.momentum,
-                               weight_decay=hp.weight_decay, fused=fused or None)
+        return torch.optim.SGD(
+            params,
+            lr=hp.lr,
+            momentum=hp.momentum,
+            weight_decay=hp.weight_decay,
+            fused=fused or None,
+        )
     kind = torch.optim.Adam if hp.optimizer == "adam" else torch.optim.AdamW
-    return kind(params, lr=hp.lr, eps=hp.eps, weight_decay=hp.weight_decay,
-                fused=fused or None)
+    return kind(params, lr=hp.lr, eps=hp.eps, weight_decay=hp.weight_decay, fused=fused or None)
 
 
 def lr_factor(hp: Hyperparameters) -> Callable[[int], float]:
     """Return the learning-rate multiplier per epoch: warm-up, then step or cosine decay."""
+
     def factor(epoch: int) -> float:
         if epoch < hp.warmup_epochs:
             return (epoch + 1) / (hp.warmup_epochs + 1)
@@ -326,6 +371,7 @@ def lr_factor(hp: Hyperparameters) -> Callable[[int], float]:
             span = max(1, hp.epochs - hp.warmup_epochs)
             return 0.5 * (1 + math.cos(math.pi * min(done, span) / span))
         return 1.0
+
     return factor
 
 

@@ -45,8 +45,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("job interrupted; its last checkpoint is kept", flush=True)
         return 130
     except Exception as error:
-        reason = (f"{type(error).__name__}: {error}" if isinstance(error, SmImgclfError)
-                  else traceback.format_exc(limit=-8))
+        reason = (
+            f"{type(error).__name__}: {error}"
+            if isinstance(error, SmImgclfError)
+            else traceback.format_exc(limit=-8)
+        )
         print(reason, file=sys.stderr, flush=True)
         _write_failure(env, reason)
         return 1
@@ -66,16 +69,24 @@ def run(env: JobEnvironment, settings: dict[str, Any], hp: Hyperparameters) -> d
     device = _device()  # before the process group: NCCL's collectives use this GPU
     distributed = setup(env)
     torch.manual_seed(hp.seed)
-    channels = {name: path for name in ("train", "valid", "test")
-                if (path := env.channel(name, required=name == "train")) is not None}
-    print(f"job: {settings['model']} on {device}, channels {sorted(channels)}, "
-          f"hyperparameters {json.dumps(hp.to_dict())}", flush=True)
+    channels = {
+        name: path
+        for name in ("train", "valid", "test")
+        if (path := env.channel(name, required=name == "train")) is not None
+    }
+    print(
+        f"job: {settings['model']} on {device}, channels {sorted(channels)}, "
+        f"hyperparameters {json.dumps(hp.to_dict())}",
+        flush=True,
+    )
     sharing = _sharing(settings, hp, channels, env, distributed is not None)
     with feature_store.claimed(sharing) as stored:
-        splits = stored or load_splits(channels, hp.image_size, hp.augmentation,
-                                       hp.num_workers, HostShare.from_env())
-        trainer, head, model = prepare(settings, hp, splits, device, env, distributed,
-                                       features_ready=stored is not None)
+        splits = stored or load_splits(
+            channels, hp.image_size, hp.augmentation, hp.num_workers, HostShare.from_env()
+        )
+        trainer, head, model = prepare(
+            settings, hp, splits, device, env, distributed, features_ready=stored is not None
+        )
         if sharing is not None and sharing.writable and stored is None and trainer.features:
             feature_store.write(sharing, splits)
     if settings["features_only"]:
@@ -97,16 +108,23 @@ def run(env: JobEnvironment, settings: dict[str, Any], hp: Hyperparameters) -> d
     if "test" in splits:
         metrics["test"] = trainer.evaluate(splits["test"])
         if leader:  # one line, not one per rank
-            print("test " + " ".join(f"test:{k}={v:.4f}" for k, v in metrics["test"].items()),
-                  flush=True)
+            print(
+                "test " + " ".join(f"test:{k}={v:.4f}" for k, v in metrics["test"].items()),
+                flush=True,
+            )
     if leader:
         _write_outputs(env, settings, hp, splits["train"], model, head, metrics)
     teardown()
     return metrics
 
 
-def _sharing(settings: dict[str, Any], hp: Hyperparameters, channels: dict[str, Any],
-             env: JobEnvironment, distributed: bool) -> Any:
+def _sharing(
+    settings: dict[str, Any],
+    hp: Hyperparameters,
+    channels: dict[str, Any],
+    env: JobEnvironment,
+    distributed: bool,
+) -> Any:
     """Where this job's backbone features are shared, if anywhere; says why not."""
     from sm_imgclf.contracts.search import FEATURES_CHANNEL
     from sm_imgclf.runtime.job import feature_store
@@ -118,15 +136,25 @@ def _sharing(settings: dict[str, Any], hp: Hyperparameters, channels: dict[str, 
         # SageMaker copies the checkpoint folder to S3, whence the trials read it.
         store[FEATURE_STORE] = str(env.checkpoint_dir / FEATURES_CHANNEL)
     shared = env.channels.get(FEATURES_CHANNEL)
-    sharing, reason = feature_store.plan(settings, hp, channels, resolve(settings["model"]),
-                                         distributed=distributed, env=store, shared=shared)
+    sharing, reason = feature_store.plan(
+        settings,
+        hp,
+        channels,
+        resolve(settings["model"]),
+        distributed=distributed,
+        env=store,
+        shared=shared,
+    )
     if reason and settings["features_only"]:
         raise ConfigurationError(f"A features-only job cannot store features: {reason}.")
     if reason and "no feature store" not in reason:
         print(f"features: not shared, since {reason}", flush=True)
     if sharing is not None and not sharing.writable and not sharing.path.is_file():
-        print(f"features: the {FEATURES_CHANNEL!r} channel holds no features "
-              f"for this job (key {sharing.key[:12]}): the backbone runs here", flush=True)
+        print(
+            f"features: the {FEATURES_CHANNEL!r} channel holds no features "
+            f"for this job (key {sharing.key[:12]}): the backbone runs here",
+            flush=True,
+        )
     return sharing
 
 
@@ -139,8 +167,15 @@ def _features_only(env: JobEnvironment, sharing: Any) -> dict[str, Any]:
     return {"features": described}
 
 
-def _search(settings: dict[str, Any], hp: Hyperparameters, splits: dict[str, Any],
-            trainer: Any, head: Any, model: Any, env: JobEnvironment) -> tuple[Any, ...]:
+def _search(
+    settings: dict[str, Any],
+    hp: Hyperparameters,
+    splits: dict[str, Any],
+    trainer: Any,
+    head: Any,
+    model: Any,
+    env: JobEnvironment,
+) -> tuple[Any, ...]:
     """Run the job's in-process search; return the best trial's trainer, head, hp and state."""
     from sm_imgclf.runtime.job.search import run_search
     from sm_imgclf.runtime.job.setup import make_monitor
@@ -148,12 +183,22 @@ def _search(settings: dict[str, Any], hp: Hyperparameters, splits: dict[str, Any
     if not trainer.features:
         raise ConfigurationError(
             "A search inside one job trains heads on cached backbone features: it needs "
-            "trainable='head', augmentation='none' and a linear head.")
+            "trainable='head', augmentation='none' and a linear head."
+        )
     if trainer.monitor is not None:
         trainer.monitor.close()  # each trial records its own; the best's become the job's
-    best = run_search(settings["search"], hp, splits, model, head, trainer, env,
-                      lambda trial_hp, folder: make_monitor(settings, trial_hp, splits,
-                                                            trainer.device, env, folder))
+    best = run_search(
+        settings["search"],
+        hp,
+        splits,
+        model,
+        head,
+        trainer,
+        env,
+        lambda trial_hp, folder: make_monitor(
+            settings, trial_hp, splits, trainer.device, env, folder
+        ),
+    )
     return best.trainer, best.head, best.hp, best.state
 
 
@@ -179,8 +224,15 @@ def _print_best(metrics: dict[str, Any]) -> None:
         print(best_line(best["epoch"], best), flush=True)
 
 
-def _write_outputs(env: JobEnvironment, settings: dict[str, Any], hp: Hyperparameters,
-                   train: Any, model: Any, head: Any, metrics: dict[str, Any]) -> None:
+def _write_outputs(
+    env: JobEnvironment,
+    settings: dict[str, Any],
+    hp: Hyperparameters,
+    train: Any,
+    model: Any,
+    head: Any,
+    metrics: dict[str, Any],
+) -> None:
     from sm_imgclf.runtime.images import resize_size
     from sm_imgclf.runtime.package import write_package
     from sm_imgclf.runtime.sources import resolve
@@ -189,17 +241,33 @@ def _write_outputs(env: JobEnvironment, settings: dict[str, Any], hp: Hyperparam
     env.output_dir.mkdir(parents=True, exist_ok=True)
     (env.output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
     best: dict[str, Any] = next(
-        (h for h in metrics["history"] if h["epoch"] == metrics["best_epoch"]), {})
-    write_package(env.model_dir, model.state_dict(), {
-        "architecture": settings["model"], "source": found.source, "head": head.to_dict(),
-        "class_ids": list(train.class_ids), "class_names": list(train.class_names),
-        "image_size": hp.image_size, "resize_size": resize_size(hp.image_size),
-        "mean": list(found.mean), "std": list(found.std), "weights": settings["weights"],
-        "trainable": list(settings["trainable"]), "hyperparameters": hp.to_dict(),
-        "metrics": {"best_epoch": metrics["best_epoch"], **{k: v for k, v in best.items()
-                                                             if ":" in k},
-                    **{f"test:{k}": v for k, v in metrics.get("test", {}).items()}},
-    }, code=found.code, requirements=found.requirements)
+        (h for h in metrics["history"] if h["epoch"] == metrics["best_epoch"]), {}
+    )
+    write_package(
+        env.model_dir,
+        model.state_dict(),
+        {
+            "architecture": settings["model"],
+            "source": found.source,
+            "head": head.to_dict(),
+            "class_ids": list(train.class_ids),
+            "class_names": list(train.class_names),
+            "image_size": hp.image_size,
+            "resize_size": resize_size(hp.image_size),
+            "mean": list(found.mean),
+            "std": list(found.std),
+            "weights": settings["weights"],
+            "trainable": list(settings["trainable"]),
+            "hyperparameters": hp.to_dict(),
+            "metrics": {
+                "best_epoch": metrics["best_epoch"],
+                **{k: v for k, v in best.items() if ":" in k},
+                **{f"test:{k}": v for k, v in metrics.get("test", {}).items()},
+            },
+        },
+        code=found.code,
+        requirements=found.requirements,
+    )
     print(f"model package written to {env.model_dir}", flush=True)
 
 

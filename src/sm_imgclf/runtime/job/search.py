@@ -47,8 +47,9 @@ class Outcome:
 class _Verdicts:
     """The trial's control: the job's stop file, and the pruner's verdict after each epoch."""
 
-    def __init__(self, trial: Any, objective: str, epochs: dict[int, dict[str, Any]],
-                 job: Any) -> None:
+    def __init__(
+        self, trial: Any, objective: str, epochs: dict[int, dict[str, Any]], job: Any
+    ) -> None:
         self.trial, self.objective, self.epochs, self.job = trial, objective, epochs, job
 
     def check(self) -> None:
@@ -67,9 +68,16 @@ class _Verdicts:
             raise optuna.TrialPruned(f"pruned at epoch {epoch}: {self.objective}={value:.4f}")
 
 
-def run_search(text: str, hp: Hyperparameters, splits: dict[str, SplitData], model: nn.Module,
-               head: HeadSpec, base: Trainer, env: JobEnvironment,
-               monitor: Any) -> Outcome:
+def run_search(
+    text: str,
+    hp: Hyperparameters,
+    splits: dict[str, SplitData],
+    model: nn.Module,
+    head: HeadSpec,
+    base: Trainer,
+    env: JobEnvironment,
+    monitor: Any,
+) -> Outcome:
     """Run the search; return the best completed trial's outcome (its head is in ``model``).
 
     Args:
@@ -91,41 +99,69 @@ def run_search(text: str, hp: Hyperparameters, splits: dict[str, SplitData], mod
     study = memory_study(search)
     best: tuple[int, Outcome] | None = None
     workdir = Path(tempfile.mkdtemp(prefix="search-"))
-    print(f"search: {search.max_jobs} trials ({search.strategy}) of the head, one after "
-          f"another, on features computed once; objective {search.objective}", flush=True)
+    print(
+        f"search: {search.max_jobs} trials ({search.strategy}) of the head, one after "
+        f"another, on features computed once; objective {search.objective}",
+        flush=True,
+    )
     for number in range(search.max_jobs):
         trial = study.ask()
         values = suggest(trial, search.space_map)
         trial_hp = hp.updated(**{k: BY_NAME[k].parse(v) for k, v in values.items()})
-        outcome = _trial(number, trial, search, values, trial_hp, splits, model, head, base,
-                         workdir, env, monitor)
+        outcome = _trial(
+            number,
+            trial,
+            search,
+            values,
+            trial_hp,
+            splits,
+            model,
+            head,
+            base,
+            workdir,
+            env,
+            monitor,
+        )
         _tell(study, trial, outcome.record)
         print(trial_line(outcome.record, number), flush=True)
         if outcome.trainer is not None and _better(outcome, best, search.direction):
             best = (number, outcome)
     try:
         if best is None:
-            raise ConfigurationError("No trial of the search completed; their reasons are in "
-                                     "the log's 'trial ' lines.")
+            raise ConfigurationError(
+                "No trial of the search completed; their reasons are in the log's 'trial ' lines."
+            )
         number, outcome = best
         chosen = ", ".join(f"{k}={v}" for k, v in sorted(outcome.record.hyperparameters.items()))
-        print(f"search: best trial {number} ({chosen}) {search.objective}="
-              f"{outcome.record.objective:.4f}; its head is the packaged model's", flush=True)
+        print(
+            f"search: best trial {number} ({chosen}) {search.objective}="
+            f"{outcome.record.objective:.4f}; its head is the packaged model's",
+            flush=True,
+        )
         return _adopt(outcome, model, env)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _trial(number: int, trial: Any, search: Search, values: dict[str, str],
-           hp: Hyperparameters, splits: dict[str, SplitData], model: nn.Module,
-           head: HeadSpec, base: Trainer, workdir: Path, env: JobEnvironment,
-           monitor: Any) -> Outcome:
+def _trial(
+    number: int,
+    trial: Any,
+    search: Search,
+    values: dict[str, str],
+    hp: Hyperparameters,
+    splits: dict[str, SplitData],
+    model: nn.Module,
+    head: HeadSpec,
+    base: Trainer,
+    workdir: Path,
+    env: JobEnvironment,
+    monitor: Any,
+) -> Outcome:
     import optuna
     import torch
 
     torch.manual_seed(hp.seed)
-    spec = HeadSpec(head.path, head.in_features, head.num_classes, hp.head_hidden,
-                    hp.head_dropout)
+    spec = HeadSpec(head.path, head.in_features, head.num_classes, hp.head_hidden, hp.head_dropout)
     layer = new_head(spec).to(base.device)
     epochs: dict[int, dict[str, Any]] = {}
 
@@ -138,11 +174,18 @@ def _trial(number: int, trial: Any, search: Search, values: dict[str, str],
 
     debug = workdir / f"trial-{number}" / "debug"
     recorder = monitor(hp, debug)
-    trainer = Trainer(layer, hp=hp, device=base.device, mean=base.mean, std=base.std,
-                      checkpoint_dir=workdir / f"trial-{number}" / "checkpoints", log=log,
-                      features=True, control=_Verdicts(trial, search.objective, epochs,
-                                                       base.control),  # type: ignore[arg-type]
-                      monitor=recorder)
+    trainer = Trainer(
+        layer,
+        hp=hp,
+        device=base.device,
+        mean=base.mean,
+        std=base.std,
+        checkpoint_dir=workdir / f"trial-{number}" / "checkpoints",
+        log=log,
+        features=True,
+        control=_Verdicts(trial, search.objective, epochs, base.control),  # type: ignore[arg-type]
+        monitor=recorder,
+    )
     started = time.time()
 
     def record(status: TrialState, **found: Any) -> TrialRecord:
@@ -152,20 +195,36 @@ def _trial(number: int, trial: Any, search: Search, values: dict[str, str],
         state = trainer.fit(splits["train"], splits.get("valid"))
     except optuna.TrialPruned as pruned:
         last = max(epochs) if epochs else None
-        return Outcome(record(TrialState.PRUNED, epochs=last, note=str(pruned),
-                              objective=epochs.get(last or 0, {}).get(search.objective)))
+        return Outcome(
+            record(
+                TrialState.PRUNED,
+                epochs=last,
+                note=str(pruned),
+                objective=epochs.get(last or 0, {}).get(search.objective),
+            )
+        )
     except (RuntimeError, ValueError, ConfigurationError) as error:  # diverged, OOM ...
-        return Outcome(record(TrialState.FAILED,
-                              failure_reason=f"{type(error).__name__}: {error}"))
+        return Outcome(record(TrialState.FAILED, failure_reason=f"{type(error).__name__}: {error}"))
     finally:
         if recorder is not None:
             recorder.close()
     value = epochs.get(state["best_epoch"], {}).get(search.objective)
     if value is None:
-        return Outcome(record(TrialState.FAILED, epochs=max(epochs, default=None),
-                              failure_reason=f"no {search.objective} was measured"))
-    return Outcome(record(TrialState.COMPLETED, objective=value, epochs=max(epochs)),
-                   trainer, spec, hp, state, debug)
+        return Outcome(
+            record(
+                TrialState.FAILED,
+                epochs=max(epochs, default=None),
+                failure_reason=f"no {search.objective} was measured",
+            )
+        )
+    return Outcome(
+        record(TrialState.COMPLETED, objective=value, epochs=max(epochs)),
+        trainer,
+        spec,
+        hp,
+        state,
+        debug,
+    )
 
 
 def _tell(study: Any, trial: Any, record: TrialRecord) -> None:
@@ -174,8 +233,12 @@ def _tell(study: Any, trial: Any, record: TrialRecord) -> None:
     if record.status is TrialState.COMPLETED:
         study.tell(trial, record.objective)
     else:
-        study.tell(trial, state=optuna.trial.TrialState.PRUNED
-                   if record.status is TrialState.PRUNED else optuna.trial.TrialState.FAIL)
+        study.tell(
+            trial,
+            state=optuna.trial.TrialState.PRUNED
+            if record.status is TrialState.PRUNED
+            else optuna.trial.TrialState.FAIL,
+        )
 
 
 def _better(outcome: Outcome, best: tuple[int, Outcome] | None, direction: str) -> bool:

@@ -26,9 +26,16 @@ if TYPE_CHECKING:
     from sm_imgclf.runtime.job.data import SplitData
 
 
-def prepare(settings: dict[str, Any], hp: Hyperparameters, splits: dict[str, SplitData],
-            device: torch.device, env: JobEnvironment, distributed: tuple[int, int] | None,
-            *, features_ready: bool = False) -> tuple[Trainer, HeadSpec, nn.Module]:
+def prepare(
+    settings: dict[str, Any],
+    hp: Hyperparameters,
+    splits: dict[str, SplitData],
+    device: torch.device,
+    env: JobEnvironment,
+    distributed: tuple[int, int] | None,
+    *,
+    features_ready: bool = False,
+) -> tuple[Trainer, HeadSpec, nn.Module]:
     """Return the trainer, the head spec, and the full model the package will hold.
 
     With ``features_ready`` the splits already hold the backbone's features
@@ -37,25 +44,36 @@ def prepare(settings: dict[str, Any], hp: Hyperparameters, splits: dict[str, Spl
     from torch import nn
 
     weights = None if settings["weights"].lower() == "none" else settings["weights"]
-    model, head = build_model(settings["model"], len(splits["train"].class_ids), weights=weights,
-                              hidden=hp.head_hidden, dropout=hp.head_dropout,
-                              channels=env.channels)
+    model, head = build_model(
+        settings["model"],
+        len(splits["train"].class_ids),
+        weights=weights,
+        hidden=hp.head_hidden,
+        dropout=hp.head_dropout,
+        channels=env.channels,
+    )
     trainable = settings["trainable"]
     trainable = trainable[0] if list(trainable) in (["head"], ["all"]) else trainable
     set_trainable(model, head, trainable)
     found = resolve(settings["model"])
     mean, std = found.mean, found.std
-    frozen = [m for name, m in model.named_children()
-              if not any(p.requires_grad for p in m.parameters())]
+    frozen = [
+        m for name, m in model.named_children() if not any(p.requires_grad for p in m.parameters())
+    ]
     model.to(device)
     leader = distributed is None or distributed[0] == 0
-    common: dict[str, Any] = {"hp": hp, "device": device, "mean": mean, "std": std,
-                              "checkpoint_dir": env.checkpoint_dir, "distributed": distributed,
-                              "log": print if leader else _quiet,
-                              # One process steers itself; ranks would stop at different steps.
-                              "control": JobControl.from_env() if distributed is None else None,
-                              "monitor": make_monitor(settings, hp, splits, device, env) if leader
-                              else None}
+    common: dict[str, Any] = {
+        "hp": hp,
+        "device": device,
+        "mean": mean,
+        "std": std,
+        "checkpoint_dir": env.checkpoint_dir,
+        "distributed": distributed,
+        "log": print if leader else _quiet,
+        # One process steers itself; ranks would stop at different steps.
+        "control": JobControl.from_env() if distributed is None else None,
+        "monitor": make_monitor(settings, hp, splits, device, env) if leader else None,
+    }
     head_layer = head_module(model, head)
     if trainable == "head" and hp.augmentation == "none" and not isinstance(head_layer, nn.Conv2d):
         if not features_ready:
@@ -72,8 +90,14 @@ def prepare(settings: dict[str, Any], hp: Hyperparameters, splits: dict[str, Spl
     return Trainer(trainee, frozen=frozen, **common), head, model
 
 
-def make_monitor(settings: dict[str, Any], hp: Hyperparameters, splits: dict[str, SplitData],
-                 device: torch.device, env: JobEnvironment, folder: Path | None = None) -> Any:
+def make_monitor(
+    settings: dict[str, Any],
+    hp: Hyperparameters,
+    splits: dict[str, SplitData],
+    device: torch.device,
+    env: JobEnvironment,
+    folder: Path | None = None,
+) -> Any:
     """The recorder and profiler, writing to ``folder`` (default ``<output>/debug``).
 
     ``None`` when ``record_every`` is 0.
@@ -86,11 +110,16 @@ def make_monitor(settings: dict[str, Any], hp: Hyperparameters, splits: dict[str
         return None
     train = splits["train"]
     counts = torch.bincount(train.labels, minlength=len(train.class_ids)).tolist()
-    meta = {"model": settings["model"], "class_names": list(train.class_names),
-            "train_counts": counts, "record_every": hp.record_every,
-            "batch_size": hp.batch_size, "device": device.type,
-            "steps_per_epoch": -(-len(train) // hp.batch_size),
-            "trainable": list(settings["trainable"])}
+    meta = {
+        "model": settings["model"],
+        "class_names": list(train.class_names),
+        "train_counts": counts,
+        "record_every": hp.record_every,
+        "batch_size": hp.batch_size,
+        "device": device.type,
+        "steps_per_epoch": -(-len(train) // hp.batch_size),
+        "trainable": list(settings["trainable"]),
+    }
     return Monitor(folder or env.output_dir / "debug", hp, meta, device, print)
 
 

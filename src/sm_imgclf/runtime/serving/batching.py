@@ -39,8 +39,14 @@ class Batcher:
         queue_size: Requests waiting at most; more are refused with 503.
     """
 
-    def __init__(self, model: LoadedModel, *, max_batch: int = 32, max_wait: float = 0.005,
-                 queue_size: int = 128) -> None:
+    def __init__(
+        self,
+        model: LoadedModel,
+        *,
+        max_batch: int = 32,
+        max_wait: float = 0.005,
+        queue_size: int = 128,
+    ) -> None:
         self.model, self.max_batch, self.max_wait = model, max_batch, max_wait
         self.queue: queue.Queue[_Pending] = queue.Queue(maxsize=queue_size)
         self.batches = 0
@@ -67,8 +73,9 @@ class Batcher:
         try:
             self.queue.put_nowait(pending)
         except queue.Full:
-            raise RequestError("The endpoint is busy: its queue is full. Retry shortly.",
-                               status=503) from None
+            raise RequestError(
+                "The endpoint is busy: its queue is full. Retry shortly.", status=503
+            ) from None
         pending.done.wait()
         if pending.error is not None:
             raise pending.error
@@ -115,13 +122,19 @@ class Batcher:
         started = time.perf_counter()
         result = predict_fn(Batch(images, 1), self.model)
         seconds = time.perf_counter() - started
-        self.forward_seconds = seconds if self.forward_seconds is None else (
-            0.8 * self.forward_seconds + 0.2 * seconds)
+        self.forward_seconds = (
+            seconds
+            if self.forward_seconds is None
+            else (0.8 * self.forward_seconds + 0.2 * seconds)
+        )
         self.batches += 1
         start = 0
         for pending in group:
             rows = len(pending.batch.images)
-            pending.result = {**result, "top_k": pending.batch.top_k,
-                              "probabilities": result["probabilities"][start:start + rows]}
+            pending.result = {
+                **result,
+                "top_k": pending.batch.top_k,
+                "probabilities": result["probabilities"][start : start + rows],
+            }
             start += rows
             pending.done.set()

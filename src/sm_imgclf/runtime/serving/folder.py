@@ -18,8 +18,9 @@ from sm_imgclf.runtime.serving.handler import (
 OUTPUT_NAME = "predictions.jsonl"
 
 
-def predict_folder(package: Path, folder: Path, output: Path, *, top_k: int = 5,
-                   batch_size: int = 64) -> Path:
+def predict_folder(
+    package: Path, folder: Path, output: Path, *, top_k: int = 5, batch_size: int = 64
+) -> Path:
     """Write one JSON line per image of ``folder`` (recursively) to ``output/predictions.jsonl``.
 
     Files that cannot be decoded get a line with an ``error`` instead of predictions.
@@ -36,13 +37,17 @@ def predict_folder(package: Path, folder: Path, output: Path, *, top_k: int = 5,
     with (output / OUTPUT_NAME).open("w") as sink:
         for start in range(0, len(files), batch_size):
             decoded, lines = [], []
-            for path in files[start:start + batch_size]:
+            for path in files[start : start + batch_size]:
                 try:
                     decoded.append(decode_image(path.read_bytes(), model.image_size))
                     lines.append({"file": path.relative_to(folder).as_posix()})
                 except RequestError as error:
-                    sink.write(json.dumps({"file": path.relative_to(folder).as_posix(),
-                                           "error": str(error)}) + "\n")
+                    sink.write(
+                        json.dumps(
+                            {"file": path.relative_to(folder).as_posix(), "error": str(error)}
+                        )
+                        + "\n"
+                    )
             if decoded:
                 result = predict_fn(Batch(torch.stack(decoded), top_k), model)
                 rows = top_k_rows(result["probabilities"], result)

@@ -103,8 +103,7 @@ class OnnxRunner:
         options.intra_op_num_threads = threads  # the same budget torch would have used
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self.session = ort.InferenceSession(str(path), options,
-                                            providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.input = self.session.get_inputs()[0].name
 
     def __call__(self, inputs: torch.Tensor) -> torch.Tensor:
@@ -115,9 +114,14 @@ class OnnxRunner:
         return torch.from_numpy(self.session.run(None, {self.input: array})[0])
 
 
-def choose(model: nn.Module, image_size: int, device: torch.device, *,
-           requested: str | None = None,
-           timer: Callable[[], float] = time.perf_counter) -> ForwardChoice:
+def choose(
+    model: nn.Module,
+    image_size: int,
+    device: torch.device,
+    *,
+    requested: str | None = None,
+    timer: Callable[[], float] = time.perf_counter,
+) -> ForwardChoice:
     """Set ``model`` up for the fastest path and say which it is.
 
     Args:
@@ -151,8 +155,9 @@ def choose(model: nn.Module, image_size: int, device: torch.device, *,
     return _measured(model, probe, timer)
 
 
-def _measured_gpu(model: nn.Module, probe: torch.Tensor, timer: Callable[[], float]
-                  ) -> ForwardChoice:
+def _measured_gpu(
+    model: nn.Module, probe: torch.Tensor, timer: Callable[[], float]
+) -> ForwardChoice:
     """Time eager, channels-last and half-precision autocast; keep the fastest by the margin."""
     import torch
 
@@ -178,41 +183,49 @@ def autocast_check(model: nn.Module, probe: torch.Tensor) -> str:
         half = torch.softmax(half_logits(model, check), dim=1)
     moved = float((full - half).abs().max())
     if not moved <= AUTOCAST_TOLERANCE:  # NaN too
-        return (f"probabilities moved by up to {moved:.3g} in half precision "
-                f"(more than {AUTOCAST_TOLERANCE})")
+        return (
+            f"probabilities moved by up to {moved:.3g} in half precision "
+            f"(more than {AUTOCAST_TOLERANCE})"
+        )
     return ""
 
 
-def _measured(model: nn.Module, probe: torch.Tensor, timer: Callable[[], float]
-              ) -> ForwardChoice:
+def _measured(model: nn.Module, probe: torch.Tensor, timer: Callable[[], float]) -> ForwardChoice:
     """Time every candidate at batch 1 and keep the fastest that beats eager by the margin."""
     import torch
 
     runner, left_out = onnx_runner(model, probe)
     times = {EAGER: _time(model, probe, timer)}
     _convert(model, CHANNELS_LAST)
-    times[CHANNELS_LAST] = _time(model, probe.contiguous(memory_format=torch.channels_last),
-                                 timer)
+    times[CHANNELS_LAST] = _time(model, probe.contiguous(memory_format=torch.channels_last), timer)
     _convert(model, EAGER)
     if runner is not None:
         times[ONNXRUNTIME] = _time(runner, probe, timer)
-    return _fastest(model, times, probe, left_out and f"onnxruntime left out: {left_out}",
-                    runner)
+    return _fastest(model, times, probe, left_out and f"onnxruntime left out: {left_out}", runner)
 
 
-def _fastest(model: nn.Module, times: dict[str, float], probe: torch.Tensor, note: str,
-             runner: OnnxRunner | None = None) -> ForwardChoice:
+def _fastest(
+    model: nn.Module,
+    times: dict[str, float],
+    probe: torch.Tensor,
+    note: str,
+    runner: OnnxRunner | None = None,
+) -> ForwardChoice:
     """Keep the fastest path that beats eager by the margin; the reason holds the figures."""
     figures = f"batch {probe.shape[0]} at {probe.shape[-1]} px: " + ", ".join(
-        f"{name.replace('_', '-')} {seconds * 1000:.1f} ms" for name, seconds in times.items())
+        f"{name.replace('_', '-')} {seconds * 1000:.1f} ms" for name, seconds in times.items()
+    )
     if note:
         figures += f"; {note}"
     best = min(times, key=lambda name: times[name])
     if best == EAGER or times[best] * MARGIN >= times[EAGER]:
         return ForwardChoice(EAGER, f"no other path was faster by {MARGIN - 1:.0%} ({figures})")
     _convert(model, best)
-    return ForwardChoice(best, f"{times[EAGER] / times[best]:.2f}x eager ({figures})",
-                         runner if best == ONNXRUNTIME else None)
+    return ForwardChoice(
+        best,
+        f"{times[EAGER] / times[best]:.2f}x eager ({figures})",
+        runner if best == ONNXRUNTIME else None,
+    )
 
 
 def onnx_runner(model: nn.Module, probe: torch.Tensor) -> tuple[OnnxRunner | None, str]:
@@ -250,9 +263,15 @@ def _export(model: nn.Module, probe: torch.Tensor, path: Path) -> None:
     batch = torch.export.Dim("batch", min=1, max=1024)
     # The exporter reports progress on stdout; the server's log needs one line, not nine.
     with contextlib.redirect_stdout(io.StringIO()):
-        program = torch.onnx.export(model, (probe,), dynamo=True, verbose=False,
-                                    dynamic_shapes=({0: batch},), input_names=["images"],
-                                    output_names=["logits"])
+        program = torch.onnx.export(
+            model,
+            (probe,),
+            dynamo=True,
+            verbose=False,
+            dynamic_shapes=({0: batch},),
+            input_names=["images"],
+            output_names=["logits"],
+        )
     assert program is not None
     program.save(str(path))
 
@@ -263,8 +282,12 @@ def _convert(model: nn.Module, path: str) -> None:
     model.to(memory_format=torch.channels_last if path in _NHWC else torch.contiguous_format)
 
 
-def _time(model: Callable[[torch.Tensor], Any], inputs: torch.Tensor,
-          timer: Callable[[], float], repeats: int = 3) -> float:
+def _time(
+    model: Callable[[torch.Tensor], Any],
+    inputs: torch.Tensor,
+    timer: Callable[[], float],
+    repeats: int = 3,
+) -> float:
     """The best of ``repeats`` forward passes after one warm-up, in seconds."""
     import torch
 

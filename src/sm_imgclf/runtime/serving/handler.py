@@ -31,8 +31,9 @@ from sm_imgclf.runtime.serving.forward import ForwardChoice, choose
 if TYPE_CHECKING:
     import torch
 
-IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "application/x-image", "image/webp",
-                         "image/bmp"})
+IMAGE_TYPES = frozenset(
+    {"image/jpeg", "image/png", "application/x-image", "image/webp", "image/bmp"}
+)
 NPY = "application/x-npy"
 JSON = "application/json"
 DEFAULT_TOP_K = int(os.environ.get("SM_IMGCLF_TOP_K", "5"))
@@ -40,8 +41,17 @@ MAX_PIXELS = int(os.environ.get("SM_IMGCLF_MAX_PIXELS", str(DEFAULT_MAX_PIXELS))
 MAX_IMAGES = 256
 # What Pillow raises for bytes it cannot decode (truncated, corrupt, unknown or hostile
 # files); anything else while decoding is a fault of the server, answered with a 500.
-_DECODE_ERRORS = (OSError, ValueError, EOFError, SyntaxError, struct.error, IndexError,
-                  KeyError, TypeError, ZeroDivisionError)
+_DECODE_ERRORS = (
+    OSError,
+    ValueError,
+    EOFError,
+    SyntaxError,
+    struct.error,
+    IndexError,
+    KeyError,
+    TypeError,
+    ZeroDivisionError,
+)
 
 
 if TYPE_CHECKING:
@@ -105,7 +115,8 @@ def model_fn(model_dir: str, context: Any = None) -> LoadedModel:
     if not (folder / MANIFEST_NAME).is_file():
         raise FileNotFoundError(
             f"{folder} is not an sm-imgclf model package: {MANIFEST_NAME} is missing. Deploy "
-            "the model.tar.gz a TransferLearningEstimator job produced.")
+            "the model.tar.gz a TransferLearningEstimator job produced."
+        )
     manifest = read_manifest(folder)
     code = str(folder / "code")
     if manifest.get("source") == "module" and code not in sys.path:
@@ -151,8 +162,11 @@ def input_fn(body: bytes | str, content_type: str, model: LoadedModel | None = N
         payload = _json(data)
         images = [decode_image(_instance_bytes(item), size) for item in payload["instances"]]
         return Batch(torch.stack(images), _top_k(payload.get("top_k", DEFAULT_TOP_K)))
-    raise RequestError(f"Unsupported content type {content_type or '(none)'!r}; send one of "
-                       f"{sorted(IMAGE_TYPES | {NPY, JSON})}.", status=415)
+    raise RequestError(
+        f"Unsupported content type {content_type or '(none)'!r}; send one of "
+        f"{sorted(IMAGE_TYPES | {NPY, JSON})}.",
+        status=415,
+    )
 
 
 def predict_fn(batch: Batch, model: LoadedModel) -> dict[str, Any]:
@@ -160,13 +174,18 @@ def predict_fn(batch: Batch, model: LoadedModel) -> dict[str, Any]:
     import torch
 
     manifest = model.manifest
-    inputs = model.forward.inputs(normalise(batch.images.to(model.device),
-                                            tuple(manifest["mean"]), tuple(manifest["std"])))
+    inputs = model.forward.inputs(
+        normalise(batch.images.to(model.device), tuple(manifest["mean"]), tuple(manifest["std"]))
+    )
     with torch.inference_mode():
         logits = model.forward.logits(model.model, inputs)
         probabilities = torch.softmax(logits.float(), dim=1).cpu()
-    return {"probabilities": probabilities, "top_k": batch.top_k,
-            "class_ids": manifest["class_ids"], "class_names": manifest["class_names"]}
+    return {
+        "probabilities": probabilities,
+        "top_k": batch.top_k,
+        "class_ids": manifest["class_ids"],
+        "class_names": manifest["class_names"],
+    }
 
 
 def output_fn(prediction: dict[str, Any], accept: str = JSON) -> bytes:
@@ -184,8 +203,9 @@ def output_fn(prediction: dict[str, Any], accept: str = JSON) -> bytes:
     return json.dumps({"predictions": top_k_rows(probabilities, prediction)}).encode()
 
 
-def transform_fn(model: LoadedModel, body: bytes, content_type: str, accept: str
-                 ) -> tuple[bytes, str]:
+def transform_fn(
+    model: LoadedModel, body: bytes, content_type: str, accept: str
+) -> tuple[bytes, str]:
     """Serve one request whole: what AWS's inference toolkit calls.
 
     The toolkit would call ``input_fn`` without the model (it passes its own
@@ -205,9 +225,20 @@ def top_k_rows(probabilities: torch.Tensor, prediction: dict[str, Any]) -> list[
     k = max(1, min(int(prediction["top_k"]), probabilities.shape[1]))
     scores, indices = probabilities.topk(k, dim=1)
     ids, names = prediction["class_ids"], prediction["class_names"]
-    return [{"top_k": [{"index": int(i), "class_id": ids[int(i)], "label": names[int(i)],
-                        "probability": float(p)} for p, i in zip(s, x, strict=True)]}
-            for s, x in zip(scores, indices, strict=True)]
+    return [
+        {
+            "top_k": [
+                {
+                    "index": int(i),
+                    "class_id": ids[int(i)],
+                    "label": names[int(i)],
+                    "probability": float(p),
+                }
+                for p, i in zip(s, x, strict=True)
+            ]
+        }
+        for s, x in zip(scores, indices, strict=True)
+    ]
 
 
 def decode_image(data: bytes, size: int) -> torch.Tensor:
@@ -223,8 +254,11 @@ def decode_image(data: bytes, size: int) -> torch.Tensor:
     except refused as error:
         raise RequestError(f"Cannot decode the image: {type(error).__name__}: {error}") from None
     if width * height > MAX_PIXELS:
-        raise RequestError(f"The image has {width}x{height} = {width * height:,} pixels, over "
-                           f"the limit of {MAX_PIXELS:,}; resize it first.", status=413)
+        raise RequestError(
+            f"The image has {width}x{height} = {width * height:,} pixels, over "
+            f"the limit of {MAX_PIXELS:,}; resize it first.",
+            status=413,
+        )
     shorter = resize_size(size)
     try:
         image = open_rgb(data, shorter)
@@ -242,23 +276,35 @@ def _from_npy(data: bytes, size: int) -> torch.Tensor:
     try:
         array = np.load(io.BytesIO(data), allow_pickle=False)
     except Exception as error:  # numpy's header parser raises tokenizer and syntax errors too
-        raise RequestError(f"The body is not a .npy array: {type(error).__name__}: "
-                           f"{error}") from None
+        raise RequestError(
+            f"The body is not a .npy array: {type(error).__name__}: {error}"
+        ) from None
     if array.ndim in (2, 3):
         array = array[None]
     if array.ndim == 3:
         array = array[..., None]
     if array.ndim != 4 or array.shape[-1] not in (1, 3) or array.dtype != np.uint8:
-        raise RequestError("Expected uint8 images shaped (H, W, 3), (N, H, W, 3) or (H, W); "
-                           f"got {array.dtype} {array.shape}.")
+        raise RequestError(
+            "Expected uint8 images shaped (H, W, 3), (N, H, W, 3) or (H, W); "
+            f"got {array.dtype} {array.shape}."
+        )
     if len(array) == 0 or 0 in array.shape:
         raise RequestError(f"The array holds no image: shape {array.shape}.")
     if len(array) > MAX_IMAGES or array.shape[1] * array.shape[2] > MAX_PIXELS:
         raise RequestError(f"Too many or too large images: {array.shape}.", status=413)
     shorter = resize_size(size)
-    return torch.stack([square_tensor(Image.fromarray(image.squeeze(-1) if image.shape[-1] == 1
-                                                      else image).convert("RGB"),
-                                      size, shorter=shorter) for image in array])
+    return torch.stack(
+        [
+            square_tensor(
+                Image.fromarray(image.squeeze(-1) if image.shape[-1] == 1 else image).convert(
+                    "RGB"
+                ),
+                size,
+                shorter=shorter,
+            )
+            for image in array
+        ]
+    )
 
 
 def _json(data: bytes) -> dict[str, Any]:
@@ -266,8 +312,11 @@ def _json(data: bytes) -> dict[str, Any]:
         payload = json.loads(data)
     except ValueError as error:
         raise RequestError(f"The body is not valid JSON: {error}") from None
-    if not isinstance(payload, dict) or not isinstance(payload.get("instances"), list) \
-            or not payload["instances"]:
+    if (
+        not isinstance(payload, dict)
+        or not isinstance(payload.get("instances"), list)
+        or not payload["instances"]
+    ):
         raise RequestError('Expected JSON {"instances": [{"b64": "<base64 image>"}, ...]}.')
     if len(payload["instances"]) > MAX_IMAGES:
         raise RequestError(f"At most {MAX_IMAGES} instances per request.", status=413)
@@ -286,5 +335,7 @@ def _instance_bytes(item: Any) -> bytes:
             return base64.b64decode(item["b64"], validate=True)
         except (binascii.Error, ValueError) as error:
             raise RequestError(f"An instance is not valid base64: {error}") from None
-    raise RequestError('Each instance must be {"b64": "<base64 image>"}; URLs and S3 '
-                       "objects are never fetched (score images in S3 with batch_predict).")
+    raise RequestError(
+        'Each instance must be {"b64": "<base64 image>"}; URLs and S3 '
+        "objects are never fetched (score images in S3 with batch_predict)."
+    )

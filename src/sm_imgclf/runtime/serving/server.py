@@ -32,12 +32,23 @@ class EndpointServer(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 128
 
-    def __init__(self, address: tuple[str, int], model_dir: str, *, max_batch: int,
-                 max_wait: float, max_payload: int, queue_size: int) -> None:
+    def __init__(
+        self,
+        address: tuple[str, int],
+        model_dir: str,
+        *,
+        max_batch: int,
+        max_wait: float,
+        max_payload: int,
+        queue_size: int,
+    ) -> None:
         super().__init__(address, _Handler)
         self.model_dir, self.max_payload = model_dir, max_payload
-        self.batch_options: dict[str, Any] = {"max_batch": max_batch, "max_wait": max_wait,
-                                              "queue_size": queue_size}
+        self.batch_options: dict[str, Any] = {
+            "max_batch": max_batch,
+            "max_wait": max_wait,
+            "queue_size": queue_size,
+        }
         self.model: Any = None
         self.batcher: Any = None
         self.load_error: str | None = None
@@ -58,10 +69,15 @@ class EndpointServer(ThreadingHTTPServer):
             self.model = model_fn(self.model_dir)
             self.batcher = Batcher(self.model, **self.batch_options)
             forward = self.model.forward
-            print(f"model loaded from {self.model_dir}; forward: {forward.path} "
-                  f"({forward.reason})", flush=True)
-            print(f"threads: the forward uses {_torch_threads()}, {self.decode_threads} "
-                  "request(s) decode at once", flush=True)
+            print(
+                f"model loaded from {self.model_dir}; forward: {forward.path} ({forward.reason})",
+                flush=True,
+            )
+            print(
+                f"threads: the forward uses {_torch_threads()}, {self.decode_threads} "
+                "request(s) decode at once",
+                flush=True,
+            )
         except Exception as error:
             self.load_error = f"{type(error).__name__}: {error}"
             print(f"cannot load the model: {self.load_error}", file=sys.stderr, flush=True)
@@ -112,8 +128,11 @@ class _Handler(BaseHTTPRequestHandler):
         if int(length) > self.server.max_payload:
             self._drain(int(length))
             self.close_connection = True
-            raise RequestError(f"The payload of {int(length):,} bytes exceeds the limit of "
-                               f"{self.server.max_payload:,}.", status=413)
+            raise RequestError(
+                f"The payload of {int(length):,} bytes exceeds the limit of "
+                f"{self.server.max_payload:,}.",
+                status=413,
+            )
         return self.rfile.read(int(length))
 
     def _drain(self, length: int) -> None:
@@ -159,12 +178,25 @@ def _error(message: str) -> bytes:
     return json.dumps({"error": message}).encode()
 
 
-def serve(model_dir: str, *, host: str = "127.0.0.1", port: int = 8080, max_batch: int = 32,
-          max_wait: float = 0.005, max_payload: int = SAGEMAKER_PAYLOAD_LIMIT,
-          queue_size: int = 128) -> EndpointServer:
+def serve(
+    model_dir: str,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    max_batch: int = 32,
+    max_wait: float = 0.005,
+    max_payload: int = SAGEMAKER_PAYLOAD_LIMIT,
+    queue_size: int = 128,
+) -> EndpointServer:
     """Start serving in background threads and return the server (``shutdown()`` stops it)."""
-    server = EndpointServer((host, port), model_dir, max_batch=max_batch, max_wait=max_wait,
-                            max_payload=max_payload, queue_size=queue_size)
+    server = EndpointServer(
+        (host, port),
+        model_dir,
+        max_batch=max_batch,
+        max_wait=max_wait,
+        max_payload=max_payload,
+        queue_size=queue_size,
+    )
     threading.Thread(target=server.serve_forever, daemon=True).start()
     threading.Thread(target=server.load, daemon=True).start()
     return server
@@ -180,15 +212,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--max-wait-ms", type=float, default=5.0)
     parser.add_argument("--max-payload", type=int, default=SAGEMAKER_PAYLOAD_LIMIT)
     parser.add_argument("--queue-size", type=int, default=128)
-    parser.add_argument("--stop-after", type=float, default=None,
-                        help="seconds after which the server stops by itself")
+    parser.add_argument(
+        "--stop-after",
+        type=float,
+        default=None,
+        help="seconds after which the server stops by itself",
+    )
     args = parser.parse_args(argv)
-    server = EndpointServer((args.host, args.port), args.model_dir, max_batch=args.max_batch,
-                            max_wait=args.max_wait_ms / 1000, max_payload=args.max_payload,
-                            queue_size=args.queue_size)
+    server = EndpointServer(
+        (args.host, args.port),
+        args.model_dir,
+        max_batch=args.max_batch,
+        max_wait=args.max_wait_ms / 1000,
+        max_payload=args.max_payload,
+        queue_size=args.queue_size,
+    )
     print(f"listening on http://{args.host}:{server.server_address[1]}", flush=True)
-    threading.Thread(target=_load_then_expire, args=(server, args.stop_after),
-                     daemon=True).start()
+    threading.Thread(target=_load_then_expire, args=(server, args.stop_after), daemon=True).start()
     with contextlib.suppress(KeyboardInterrupt):
         server.serve_forever()
     server.server_close()
