@@ -3,15 +3,13 @@ from __future__ import annotations
 import os
 import shutil
 import socket
-import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 
 import sm_imgclf as smi
+from helpers.images import make_dataset
 
 # Read before the line below sets it: CI runs what a developer's machine may skip.
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -37,38 +35,6 @@ def private_cache(
     return folder
 
 
-def write_image(
-    path: Path,
-    *,
-    size: tuple[int, int] = (48, 40),
-    mode: str = "RGB",
-    seed: int | None = None,
-    fmt: str | None = None,
-    **save: object,
-) -> Path:
-    """Write a random (hence unique) image; ``seed`` makes the same pixels twice."""
-    rng = np.random.default_rng(seed if seed is not None else zlib.crc32(str(path).encode()))
-    pixels = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
-    image = Image.fromarray(pixels).convert(mode) if mode != "RGB" else Image.fromarray(pixels)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    image.save(path, format=fmt, **save)
-    return path
-
-
-def make_dataset(
-    root: Path,
-    classes: tuple[str, ...] = ("001.cat", "002.dog", "003.bird"),
-    counts: dict[str, int] | None = None,
-) -> Path:
-    """A clean split dataset: train/valid/test with distinct images in every class."""
-    counts = counts or {"train": 4, "valid": 2, "test": 2}
-    for split, n in counts.items():
-        for class_id in classes:
-            for i in range(n):
-                write_image(root / split / class_id / f"img_{i}.jpg")
-    return root
-
-
 @pytest.fixture
 def dataset_root(tmp_path: Path) -> Path:
     return make_dataset(tmp_path / "data")
@@ -83,10 +49,22 @@ def local_session(tmp_path: Path) -> smi.LocalSession:
 TRAINING_FIXTURES = frozenset({"trained", "endpoint", "digits", "digits_folder", "splits"})
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+# Suites with sessions of their own (they install AWS's toolkits, need a GPU or run long):
+# left out unless the -m expression names them, so `-m "not slow"` is the fast lane.
+OWN_SESSIONS = ("toolkits", "reliability", "gpu")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    chosen = config.getoption("markexpr") or ""
+    kept, left = [], []
     for item in items:
         if TRAINING_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
+        own = [m for m in OWN_SESSIONS if item.get_closest_marker(m)]
+        (left if own and not any(m in chosen for m in own) else kept).append(item)
+    if left:
+        config.hook.pytest_deselected(items=left)
+        items[:] = kept
 
 
 @pytest.fixture

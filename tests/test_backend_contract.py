@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import sm_imgclf as smi
-from conftest import make_dataset
+from helpers.images import make_dataset
 from sm_imgclf.contracts.backend import Backend
 from sm_imgclf.contracts.status import JobState, JobStatus
 

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import sm_imgclf as smi
-from conftest import write_image
+from helpers.images import write_image
 from sm_imgclf.data.layout import display_name
 from sm_imgclf.data.split import stratified_split
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import write_image
+from helpers.images import write_image
 from test_cifar10 import write_batches
 
 pytestmark = pytest.mark.slow

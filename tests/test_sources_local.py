@@ -12,8 +12,8 @@ import pytest
 import torch
 
 import sm_imgclf as smi
-from conftest import make_dataset, write_image
 from helpers.backbones import write_source_dir
+from helpers.images import make_dataset, write_image
 from sm_imgclf._archive import safe_extract
 from sm_imgclf.runtime.models import build_model
 

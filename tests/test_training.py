@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 import sm_imgclf as smi
-from conftest import write_image
+from helpers.images import write_image
 from sm_imgclf._archive import safe_extract
 from sm_imgclf.runtime.job.contract import JobEnvironment
 from sm_imgclf.runtime.job.loop import oom_guard

@@ -10,7 +10,7 @@ from urllib.request import url2pathname
 import pytest
 
 import sm_imgclf as smi
-from conftest import write_image
+from helpers.images import write_image
 from sm_imgclf.contracts.storage import ObjectInfo
 from sm_imgclf.data.manifest import DatasetManifest
 from sm_imgclf.storage.memory import MemoryStore

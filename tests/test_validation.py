@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 import sm_imgclf as smi
-from conftest import make_dataset, write_image
+from helpers.images import make_dataset, write_image
 
 CAT = "train/001.cat"
 

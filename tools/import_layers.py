@@ -37,6 +37,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "_pacing",
             "_pages",
             "_inputs",
+            "_cache",
         ),
     ),
     ("contracts", ("contracts",)),

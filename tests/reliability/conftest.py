@@ -9,22 +9,13 @@ of load); the default is the reduced size CI runs. Each test adds its figures to
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 import sm_imgclf as smi
-
-FULL = os.environ.get("SM_IMGCLF_RELIABILITY") == "full"
-FIGURES: dict[str, dict[str, Any]] = {}
-
-
-def scale(full: int, reduced: int) -> int:
-    """The full size on demand, the reduced one otherwise."""
-    return full if FULL else reduced
+from helpers.figures import FIGURES, FULL
 
 
 @pytest.fixture(scope="session", autouse=True)

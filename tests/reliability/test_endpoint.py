@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from reliability.conftest import FIGURES, scale
+from helpers.figures import FIGURES, scale
 from sm_imgclf.backends.local import serving as local_serving
 
 pytestmark = pytest.mark.reliability

@@ -21,9 +21,9 @@ import pytest
 from botocore.config import Config
 
 import sm_imgclf as smi
-from conftest import write_image
+from helpers.figures import FIGURES, scale
+from helpers.images import write_image
 from helpers.s3proxy import S3Proxy
-from reliability.conftest import FIGURES, scale
 
 pytestmark = pytest.mark.reliability
 HP = {

@@ -9,8 +9,8 @@ import pytest
 from PIL import Image
 
 import sm_imgclf as smi
-from conftest import write_image
-from reliability.conftest import FIGURES
+from helpers.figures import FIGURES
+from helpers.images import write_image
 
 pytestmark = pytest.mark.reliability
 CAT, DOG, BIRD = "train/001.cat", "train/002.dog", "train/003.bird"

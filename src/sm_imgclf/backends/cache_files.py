@@ -11,11 +11,9 @@ import os
 from pathlib import Path
 from typing import Any
 
+from sm_imgclf._cache import cache_path
 
-def cache_path(name: str) -> Path:
-    """``$XDG_CACHE_HOME/sm-imgclf/<name>`` (``~/.cache`` when the variable is unset)."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "sm-imgclf" / name
+__all__ = ["cache_path", "read_json", "write_json"]
 
 
 def read_json(path: Path) -> dict[str, Any]:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
+from sm_imgclf._cache import cache_path
 from sm_imgclf._params import bad_value
 from sm_imgclf.contracts.storage import Store
 
@@ -37,15 +37,10 @@ def channel_folder(location: str | Path, store: Store) -> Path:
             "Evaluate on a channel this session uploaded, or download it first.",
         )
     prefix = text.removeprefix(root).strip("/") + "/"
-    folder = _cache() / hashlib.sha256(text.encode()).hexdigest()[:16]
+    folder = cache_path("channels") / hashlib.sha256(text.encode()).hexdigest()[:16]
     for key, info in sorted(store.list_objects(prefix).items()):
         target = folder / key.removeprefix(prefix)
         if not target.is_file() or target.stat().st_size != info.size:
             target.parent.mkdir(parents=True, exist_ok=True)
             store.get_file(key, target)
     return folder
-
-
-def _cache() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "sm-imgclf" / "channels"

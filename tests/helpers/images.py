@@ -1,0 +1,41 @@
+"""Images and image folders written for tests: random pixels, so every file is unique."""
+
+from __future__ import annotations
+
+import zlib
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+
+def write_image(
+    path: Path,
+    *,
+    size: tuple[int, int] = (48, 40),
+    mode: str = "RGB",
+    seed: int | None = None,
+    fmt: str | None = None,
+    **save: object,
+) -> Path:
+    """Write a random (hence unique) image; ``seed`` makes the same pixels twice."""
+    rng = np.random.default_rng(seed if seed is not None else zlib.crc32(str(path).encode()))
+    pixels = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+    image = Image.fromarray(pixels).convert(mode) if mode != "RGB" else Image.fromarray(pixels)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path, format=fmt, **save)
+    return path
+
+
+def make_dataset(
+    root: Path,
+    classes: tuple[str, ...] = ("001.cat", "002.dog", "003.bird"),
+    counts: dict[str, int] | None = None,
+) -> Path:
+    """A clean split dataset: train/valid/test with distinct images in every class."""
+    counts = counts or {"train": 4, "valid": 2, "test": 2}
+    for split, n in counts.items():
+        for class_id in classes:
+            for i in range(n):
+                write_image(root / split / class_id / f"img_{i}.jpg")
+    return root
