@@ -632,3 +632,13 @@ def test_a_completed_local_job_teaches_later_estimates(tmp_path: Path) -> None:
         "resnet18", session=session, weights=None, hyperparameters={"image_size": 32}
     )
     assert bigger.estimate(channels).expected_hours is None
+
+
+def test_the_budget_line_is_part_of_the_log(capsys: pytest.CaptureFixture[str]) -> None:
+    fake = smi.FakeBackend()
+    fake.prices["ml.g4dn.xlarge"] = 2.0
+    est = smi.TransferLearningEstimator("resnet18", session=smi.Session(fake), max_cost=3.0)
+    est.fit({"train": "memory://fake/train"}, wait=False, logs=False, name="quiet")
+    assert "budget:" not in capsys.readouterr().out
+    est.fit({"train": "memory://fake/train"}, wait=False, name="told")
+    assert "budget: " in capsys.readouterr().out

@@ -17,6 +17,7 @@ PAYLOAD_LIMIT = 6 * 1024 * 1024  # bytes in one request to an instance endpoint
 SERVERLESS_PAYLOAD_LIMIT = 4 * 1024 * 1024  # ... and to a serverless one
 FORWARDS = ("auto", "eager", "channels_last", "onnxruntime", "autocast")
 MAX_PIXELS = 40_000_000  # a larger image is refused before it is decoded
+DEFAULT_TOP_K = 5  # classes in an answer, wherever nobody asked for another number
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -65,7 +66,7 @@ class DeployOptions:
     role: str | None = None
     max_batch: int = 32
     max_wait_ms: float = 5.0
-    top_k: int = 5
+    top_k: int = DEFAULT_TOP_K
     forward: str = "auto"
     decode_threads: int | None = None
     max_pixels: int = MAX_PIXELS
@@ -169,7 +170,7 @@ class BatchSpec:
     output_uri: str
     instance_type: str = "ml.m5.xlarge"
     instance_count: int = 1
-    top_k: int = 5
+    top_k: int = DEFAULT_TOP_K
     image_uri: str | None = None
     role: str | None = None
     tags: tuple[tuple[str, str], ...] = ()

@@ -20,6 +20,7 @@ from urllib.request import url2pathname
 
 from sm_imgclf._lazy import require
 from sm_imgclf._params import bad_value
+from sm_imgclf.contracts.deploy import DEFAULT_TOP_K
 from sm_imgclf.errors import ConfigurationError
 
 if TYPE_CHECKING:
@@ -144,7 +145,7 @@ class ModelExplainer:
         images: Any,
         *,
         classes: Sequence[str | None] | None = None,
-        top_k: int = 5,
+        top_k: int = DEFAULT_TOP_K,
         batch_size: int = 16,
     ) -> list[Explanation]:
         """Heatmaps of each image for its predicted class, or for the class given.

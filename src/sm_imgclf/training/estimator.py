@@ -180,7 +180,7 @@ class TransferLearningEstimator:
         from sm_imgclf.training.job import TrainingJob
 
         spec = self.plan(channels, name=name)
-        if spec.max_cost is not None:
+        if logs and spec.max_cost is not None:
             print(f"budget: {self.session.estimate(spec)}", flush=True)
         self.session.backend.start_training(spec)
         job = TrainingJob(spec.job_name, self.session)

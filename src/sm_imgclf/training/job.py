@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, TextIO
 
 from sm_imgclf._pacing import Pacing
 from sm_imgclf._params import bad_value
+from sm_imgclf.contracts.deploy import DEFAULT_TOP_K
 from sm_imgclf.contracts.metrics import metric_rows
 from sm_imgclf.contracts.status import TERMINAL, JobState, JobStatus
 from sm_imgclf.contracts.training import new_job_name
@@ -176,7 +178,9 @@ class TrainingJob:
             name or self.name, model_uri, role=self.session.role, delete_after=delete_after
         )
 
-    def explain(self, images: Any, *, classes: Any = None, top_k: int = 5) -> list[Explanation]:
+    def explain(
+        self, images: Any, *, classes: Any = None, top_k: int = DEFAULT_TOP_K
+    ) -> list[Explanation]:
         """Heatmaps of where this job's model looked, for each image.
 
         Runs on this machine from the job's model package (downloaded once per
@@ -196,7 +200,18 @@ class TrainingJob:
         with ModelExplainer(self) as explainer:
             return explainer.explain(items, classes=classes, top_k=top_k)
 
-    def batch_predict(self, input_uri: str, output_uri: str, **options: Any) -> str:
+    def batch_predict(
+        self,
+        input_uri: str,
+        output_uri: str,
+        *,
+        name: str | None = None,
+        top_k: int = DEFAULT_TOP_K,
+        instance_type: str = "ml.m5.xlarge",
+        instance_count: int = 1,
+        image_uri: str | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> str:
         """Score every image under ``input_uri`` offline; return the predictions' URI.
 
         Locally the handler runs over the folder and writes ``predictions.jsonl``;
@@ -205,8 +220,13 @@ class TrainingJob:
         Args:
             input_uri: A folder (``file://`` or a path) or an S3 prefix of images.
             output_uri: Where the predictions go.
-            **options: Fields of :class:`~sm_imgclf.contracts.deploy.BatchSpec`
-                (``instance_type``, ``top_k`` ...).
+            name: The transform job's name (a new one each call by default:
+                SageMaker never reuses one).
+            top_k: Classes per image.
+            instance_type: SageMaker instance type of the transform.
+            instance_count: SageMaker instances of the transform.
+            image_uri: The inference image (looked up when ``None``).
+            tags: Tags for the transform job and its model.
         """
         from sm_imgclf.contracts.deploy import BatchSpec
 
@@ -215,10 +235,18 @@ class TrainingJob:
             raise BackendError(
                 f"Job {self.name!r} has no model package (status {self.status}).", name=self.name
             )
-        options.setdefault("role", self.session.role)
-        # A name of its own each time: SageMaker never reuses a transform job's name.
-        name = options.pop("name", None) or new_job_name(f"{self.name[:20]}-batch")
-        spec = BatchSpec(name, model_uri, input_uri, output_uri, **options)
+        spec = BatchSpec(
+            name or new_job_name(f"{self.name[:20]}-batch"),
+            model_uri,
+            input_uri,
+            output_uri,
+            instance_type=instance_type,
+            instance_count=instance_count,
+            top_k=top_k,
+            image_uri=image_uri,
+            role=self.session.role,
+            tags=tuple((tags or {}).items()),
+        )
         return self.session.backend.batch_predict(spec)
 
     def _interrupted(self, out: TextIO, stop: bool | None) -> None:

@@ -273,7 +273,7 @@ class TuningRun:
         from sm_imgclf.tuning.result import TuningResult
 
         spec = self.plan(channels, name=name)
-        if spec.max_cost is not None:
+        if logs and spec.max_cost is not None:
             print(f"budget: {self.estimator.session.estimate(spec)}", flush=True)
         if spec.shared_features:
             self._store_features(spec, logs=logs)

@@ -22,6 +22,7 @@ from http import HTTPStatus
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sm_imgclf.contracts.deploy import DEFAULT_TOP_K as TOP_K
 from sm_imgclf.contracts.deploy import MAX_PIXELS as DEFAULT_MAX_PIXELS
 from sm_imgclf.runtime.images import normalise, resize_size, square_tensor
 from sm_imgclf.runtime.models import HeadSpec, rebuild_model
@@ -36,7 +37,7 @@ IMAGE_TYPES = frozenset(
 )
 NPY = "application/x-npy"
 JSON = "application/json"
-DEFAULT_TOP_K = int(os.environ.get("SM_IMGCLF_TOP_K", "5"))
+DEFAULT_TOP_K = int(os.environ.get("SM_IMGCLF_TOP_K", str(TOP_K)))
 MAX_PIXELS = int(os.environ.get("SM_IMGCLF_MAX_PIXELS", str(DEFAULT_MAX_PIXELS)))
 MAX_IMAGES = 256
 # What Pillow raises for bytes it cannot decode (truncated, corrupt, unknown or hostile
