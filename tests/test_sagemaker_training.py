@@ -413,7 +413,7 @@ def test_ctrl_c_detaches_from_a_sagemaker_job_unless_asked_to_stop(
     if stop:
         assert "stopping job-1" in out.getvalue()
     else:
-        assert "job-1 keeps running on sagemaker" in out.getvalue()
+        assert "job-1 keeps running (and billing)" in out.getvalue()
         assert "smi.TrainingJob.attach('job-1', session)" in out.getvalue()
 
 

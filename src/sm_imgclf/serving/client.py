@@ -34,7 +34,7 @@ class EndpointClient:
         self.name, self.session, self.owned = name, session, owned
 
     def __repr__(self) -> str:
-        return f"EndpointClient({self.name!r}, backend={self.session.backend.name!r})"
+        return f"EndpointClient({self.name!r}, session={self.session!r})"
 
     def __enter__(self) -> EndpointClient:
         return self

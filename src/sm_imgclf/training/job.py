@@ -37,7 +37,7 @@ class TrainingJob:
         self._cursor: Any = None
 
     def __repr__(self) -> str:
-        return f"TrainingJob({self.name!r}, backend={self.session.backend.name!r})"
+        return f"TrainingJob({self.name!r}, session={self.session!r})"
 
     @classmethod
     def attach(cls, name: str, session: Session) -> TrainingJob:
@@ -256,7 +256,7 @@ class TrainingJob:
             self.stop()
             return
         print(
-            f"stopped waiting; {self.name} keeps running on {backend.name}. Re-attach with "
+            f"stopped waiting; {self.name} keeps running (and billing). Re-attach with "
             f"smi.TrainingJob.attach({self.name!r}, session), or stop it with .stop().",
             file=out,
             flush=True,

@@ -81,7 +81,7 @@ class TuningResult:
     def best(self) -> Trial:
         """The best trial that left a model package: a completed one.
 
-        Where the backend names the best trial itself (SageMaker's
+        Where the backend itself picks the best trial (SageMaker's
         ``BestTrainingJob``) that one is taken. A pruned or stopped trial may have
         reported a better objective before it ended; :attr:`better_without_package`
         says so.
@@ -154,8 +154,8 @@ class TuningResult:
                 self.stop()
             else:
                 print(
-                    f"stopped waiting; tuning run {self.name} keeps running on "
-                    f"{backend.name}. Re-attach with smi.TuningResult.attach({self.name!r}, "
+                    f"stopped waiting; tuning run {self.name} keeps running (and billing). "
+                    f"Re-attach with smi.TuningResult.attach({self.name!r}, "
                     "session), or stop it with .stop().",
                     file=out,
                     flush=True,
