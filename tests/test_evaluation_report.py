@@ -126,7 +126,7 @@ def test_a_job_without_a_model_cannot_be_explained() -> None:
         {"train": backend.store.uri("d/train")}, wait=False
     )
     with pytest.raises(smi.ConfigurationError, match="no model package yet"):
-        job.explain(Path("any.png"))
+        ModelExplainer(job).explain(Path("any.png"))
 
 
 # Calibration ---------------------------------------------------------------------------------
@@ -291,7 +291,8 @@ def test_the_heatmap_points_at_the_corner_that_decides(tmp_path: Path) -> None:
         },
     ).fit(channels, logs=False)
     files = sorted((data / "test").glob("*/*.png"))
-    found = job.explain(files)
+    with ModelExplainer(job) as explainer:
+        found = explainer.explain(files)
     assert np.mean([e.class_id == Path(e.source).parent.name for e in found]) >= 0.9
     half = 64
     corner = [e.heatmap[:half, :half].sum() / e.heatmap.sum() for e in found]

@@ -107,7 +107,7 @@ BAD_REQUESTS = [
         400,
         "never fetched",
     ),
-    (b'{"instances": [{"s3": "s3://bucket/key.jpg"}]}', "application/json", 403, "disabled"),
+    (b'{"instances": [{"s3": "s3://bucket/key.jpg"}]}', "application/json", 400, "S3 objects"),
     (b'{"instances": [{"b64": "%%%"}]}', "application/json", 400, "base64"),
     (b'{"instances": []}', "application/json", 400, "Expected JSON"),
     (b"not an npy file", "application/x-npy", 400, "not a .npy"),
@@ -350,7 +350,11 @@ def test_fake_backend_endpoint() -> None:
         ).encode()
     )
     assert client.predict(jpeg_bytes()).label == "dog"
-    assert json.loads(backend.requests[0][1])["top_k"] == 5
+    assert "top_k" not in json.loads(backend.requests[0][1])  # the endpoint's own applies
+    answer = {"index": 1, "class_id": "002.dog", "label": "dog", "probability": 0.9}
+    backend.answers.append(json.dumps({"predictions": [{"top_k": [answer]}]}).encode())
+    client.predict(jpeg_bytes(), top_k=2)
+    assert json.loads(backend.requests[1][1])["top_k"] == 2
 
 
 def test_local_batch_predict(trained: dict, tmp_path: Path) -> None:

@@ -17,7 +17,6 @@ from sm_imgclf.errors import BackendError, TrainingJobFailedError
 
 if TYPE_CHECKING:
     from sm_imgclf.contracts.deploy import DeployOptions, DeploySpec
-    from sm_imgclf.evaluation.explain import Explanation
     from sm_imgclf.serving.client import EndpointClient
     from sm_imgclf.session import Session
 
@@ -177,28 +176,6 @@ class TrainingJob:
         return chosen.spec(
             name or self.name, model_uri, role=self.session.role, delete_after=delete_after
         )
-
-    def explain(
-        self, images: Any, *, classes: Any = None, top_k: int = DEFAULT_TOP_K
-    ) -> list[Explanation]:
-        """Heatmaps of where this job's model looked, for each image.
-
-        Runs on this machine from the job's model package (downloaded once per
-        call on SageMaker); no endpoint and no GPU are needed for a few dozen images.
-
-        Args:
-            images: A path, bytes, PIL image or uint8 array, or a list of them.
-            classes: Per image, a class id to explain (default: the predicted one).
-            top_k: Classes listed with each explanation.
-
-        Returns:
-            One :class:`~sm_imgclf.Explanation` per image.
-        """
-        from sm_imgclf.evaluation.explain import ModelExplainer
-
-        items = list(images) if isinstance(images, list | tuple) else [images]
-        with ModelExplainer(self) as explainer:
-            return explainer.explain(items, classes=classes, top_k=top_k)
 
     def batch_predict(
         self,
