@@ -171,3 +171,21 @@ def test_user_names_are_checked_when_the_plan_is_built(
 ) -> None:
     with pytest.raises(smi.ConfigurationError, match=message):
         build(session)
+
+
+def test_a_grid_runs_every_combination(session: smi.SageMakerSession) -> None:
+    est = smi.TransferLearningEstimator(
+        "resnet50", session=session, compute=smi.Compute(image_uri=IMAGE)
+    )
+    grid = {"batch_size": smi.Categorical([32, 64]), "lr": smi.Categorical([0.01, 0.1, 0.3])}
+    run = smi.TuningRun(est, grid, strategy="grid", max_jobs=50, in_one_job=False)
+    request = run.dry_run(CHANNELS, name="grid-1")
+    assert (
+        request["HyperParameterTuningJobConfig"]["ResourceLimits"]["MaxNumberOfTrainingJobs"] == 6
+    )
+    client = session.backend.aws.sagemaker_client  # type: ignore[attr-defined]
+    fewer = change(
+        request, "HyperParameterTuningJobConfig.ResourceLimits.MaxNumberOfTrainingJobs", 4
+    )
+    with Stubber(client), pytest.raises(smi.ConfigurationError, match="grid's 6 combinations"):
+        validate_request(client, "CreateHyperParameterTuningJob", fewer)

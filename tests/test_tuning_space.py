@@ -102,6 +102,10 @@ def test_grid_needs_lists_and_caps_its_jobs(est: smi.TransferLearningEstimator) 
         max_parallel_jobs=8,
     )
     assert run.max_jobs == 4 and run.max_parallel_jobs == 4
+    grid = {"batch_size": smi.Categorical([16, 32]), "optimizer": smi.Categorical(["sgd", "adamw"])}
+    assert tuning(est, grid, strategy="grid").max_jobs == 4  # the default is the grid size
+    with pytest.raises(smi.ConfigurationError, match=r"at least the grid size \(4\)"):
+        tuning(est, grid, strategy="grid", max_jobs=3, max_parallel_jobs=1)
 
 
 def test_objective_needs_its_channel(est: smi.TransferLearningEstimator) -> None:

@@ -31,7 +31,9 @@ def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
         "--strategy", default="bayesian", choices=("bayesian", "random", "grid", "hyperband")
     )
     tune.add_argument("--objective", default="valid:accuracy")
-    tune.add_argument("--max-jobs", type=int, default=10)
+    tune.add_argument(
+        "--max-jobs", type=int, help="trials in all (default: 10; a grid's size for a grid)"
+    )
     tune.add_argument("--parallel", type=int, default=2, help="trials at once")
     tune.add_argument("--name", help="name the run (reuse a stopped local one to carry on)")
     tune.add_argument(

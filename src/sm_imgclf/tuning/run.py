@@ -40,7 +40,9 @@ class TuningRun:
         direction: ``"maximize"`` or ``"minimize"``; by default loss metrics are
             minimised and accuracies maximised.
         strategy: A :class:`~sm_imgclf.Strategy` or its name.
-        max_jobs: Trials in all (a grid search runs at most its grid size).
+        max_jobs: Trials in all; 10 by default. A grid search runs every
+            combination, as SageMaker's does: its default is the grid size, and a
+            smaller number is refused.
         max_parallel_jobs: Trials at once; at most ``max_jobs``.
         early_stopping: ``"auto"`` stops trials that fall below the median of
             earlier trials at the same epoch; ``"off"`` lets all run out.
@@ -88,7 +90,7 @@ class TuningRun:
         objective: str = "valid:accuracy",
         direction: str | None = None,
         strategy: Strategy | str = Strategy.BAYESIAN,
-        max_jobs: int = 10,
+        max_jobs: int | None = None,
         max_parallel_jobs: int = 2,
         early_stopping: str = "off",
         min_epochs: int = 1,
@@ -111,11 +113,11 @@ class TuningRun:
             ("maximize", "minimize"),
         )
         self.strategy = Strategy(check_choice("strategy", str(strategy), [*map(str, Strategy)]))
-        self.max_jobs = check_number("max_jobs", max_jobs, low=1, high=750, integer=True)
+        self.max_jobs = self._max_jobs(max_jobs)
         check_number("max_parallel_jobs", max_parallel_jobs, low=1, high=100, integer=True)
-        if max_parallel_jobs > max_jobs:
+        if max_parallel_jobs > self.max_jobs and self.strategy is not Strategy.GRID:
             raise bad_value(
-                "max_parallel_jobs", f"at most max_jobs ({max_jobs})", max_parallel_jobs
+                "max_parallel_jobs", f"at most max_jobs ({self.max_jobs})", max_parallel_jobs
             )
         self.max_parallel_jobs = max_parallel_jobs
         self.early_stopping = check_choice("early_stopping", early_stopping, ("off", "auto"))
@@ -144,9 +146,27 @@ class TuningRun:
         self.trial_instance_type = trial_instance_type
         self._check_strategy()
 
+    def _max_jobs(self, max_jobs: int | None) -> int:
+        asked = (
+            None
+            if max_jobs is None
+            else int(check_number("max_jobs", max_jobs, low=1, high=750, integer=True))
+        )
+        if self.strategy is not Strategy.GRID:
+            return 10 if asked is None else asked
+        size = grid_size(self.space)
+        if asked is not None and asked < size:
+            raise bad_value(
+                "max_jobs",
+                f"at least the grid size ({size}) with strategy='grid'",
+                max_jobs,
+                "A grid search runs every combination (SageMaker refuses fewer); leave "
+                "max_jobs out, drop values from the space, or use strategy='random'.",
+            )
+        return int(check_number("grid size", size, low=1, high=750, integer=True))
+
     def _check_strategy(self) -> None:
         if self.strategy is Strategy.GRID:
-            self.max_jobs = min(self.max_jobs, grid_size(self.space))
             self.max_parallel_jobs = min(self.max_parallel_jobs, self.max_jobs)
         if self.strategy is Strategy.HYPERBAND:
             if "epochs" in self.space:

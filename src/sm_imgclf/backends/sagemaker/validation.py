@@ -121,9 +121,27 @@ def _tuning(request: dict[str, Any]) -> list[str]:
             "HyperParameterTuningJobConfig.ParameterRanges must hold only "
             "CategoricalParameterRanges with the Grid strategy"
         )
+    found += _grid_jobs(config)
     return found + [
         f"TrainingJobDefinition: {p}"
         for p in _spot({"StoppingCondition": {}, **request.get("TrainingJobDefinition", {})})
+    ]
+
+
+def _grid_jobs(config: dict[str, Any]) -> list[str]:
+    # AWS: with Grid, MaxNumberOfTrainingJobs "should equal the total number of distinct
+    # categorical combinations possible".
+    jobs = config.get("ResourceLimits", {}).get("MaxNumberOfTrainingJobs")
+    if config.get("Strategy") != "Grid" or jobs is None:
+        return []
+    combinations = 1
+    for values in config.get("ParameterRanges", {}).get("CategoricalParameterRanges", []):
+        combinations *= len(values.get("Values", []))
+    if jobs == combinations:
+        return []
+    return [
+        "HyperParameterTuningJobConfig.ResourceLimits.MaxNumberOfTrainingJobs must equal "
+        f"the grid's {combinations} combinations with the Grid strategy; got {jobs}"
     ]
 
 
