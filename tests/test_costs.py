@@ -642,3 +642,16 @@ def test_the_budget_line_is_part_of_the_log(capsys: pytest.CaptureFixture[str]) 
     assert "budget:" not in capsys.readouterr().out
     est.fit({"train": "memory://fake/train"}, wait=False, name="told")
     assert "budget: " in capsys.readouterr().out
+
+
+def test_an_endpoint_whose_config_is_gone_is_still_found_and_removed(
+    sm_session: smi.SageMakerSession, boto_session, moto_url: str
+) -> None:  # type: ignore[no-untyped-def]
+    client = boto_session.client("sagemaker", endpoint_url=moto_url)
+    orphan = f"orphan-{uuid.uuid4().hex[:8]}"
+    sm_session.backend.deploy(DeploySpec(orphan, MODEL, image_uri=IMAGE, role=ROLE), poll=0)  # type: ignore[call-arg]
+    client.delete_endpoint_config(EndpointConfigName=orphan)  # as a rollback once did
+    found = {r.name: r for r in sm_session.resources()}
+    assert orphan in found and found[orphan].instance_type is None  # it bills all the same
+    assert [r.name for r in sm_session.cleanup([orphan])] == [orphan]
+    assert orphan not in {e["EndpointName"] for e in client.list_endpoints()["Endpoints"]}

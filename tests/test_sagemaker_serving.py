@@ -143,6 +143,97 @@ def test_deploy_and_delete_against_moto(
     assert client.list_models()["Models"] == []
 
 
+CONFIG = {
+    "EndpointConfigName": "e",
+    "EndpointConfigArn": "arn:aws:sagemaker:us-east-1:1:endpoint-config/e",
+    "ProductionVariants": [{"VariantName": "AllTraffic", "ModelName": "e"}],
+    "CreationTime": 0,
+}
+
+
+def endpoint_state(status: str) -> dict[str, object]:
+    return {
+        "EndpointName": "e",
+        "EndpointArn": "arn:aws:sagemaker:us-east-1:1:endpoint/e",
+        "EndpointConfigName": "e",
+        "EndpointStatus": status,
+        "CreationTime": 0,
+        "LastModifiedTime": 0,
+    }
+
+
+def created_up_to_the_endpoint(stub: Stubber, *, config_visible_at_once: bool = True) -> None:
+    stub.add_response("create_model", {"ModelArn": "arn:aws:sagemaker:us-east-1:1:model/e"})
+    stub.add_response(
+        "create_endpoint_config",
+        {"EndpointConfigArn": "arn:aws:sagemaker:us-east-1:1:endpoint-config/e"},
+    )
+    if not config_visible_at_once:
+        stub.add_client_error(
+            "describe_endpoint_config",
+            "ValidationException",
+            'Could not find endpoint configuration "e".',
+        )
+    stub.add_response("describe_endpoint_config", CONFIG, {"EndpointConfigName": "e"})
+    stub.add_response(
+        "create_endpoint", {"EndpointArn": "arn:aws:sagemaker:us-east-1:1:endpoint/e"}
+    )
+
+
+def test_the_endpoint_is_created_once_its_config_is_visible(
+    sm_session: smi.SageMakerSession,
+) -> None:
+    backend = sm_session.backend
+    with Stubber(backend.aws.sagemaker_client) as stub:  # type: ignore[attr-defined]
+        created_up_to_the_endpoint(stub, config_visible_at_once=False)
+        stub.add_response("describe_endpoint", endpoint_state("InService"), {"EndpointName": "e"})
+        backend.deploy(DeploySpec("e", MODEL, image_uri=IMAGE, role=ROLE), poll=0)  # type: ignore[call-arg]
+        stub.assert_no_pending_responses()
+
+
+def test_an_interrupted_deploy_never_deletes_what_a_live_endpoint_uses(
+    sm_session: smi.SageMakerSession,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    backend = sm_session.backend
+    endpoints = backend.endpoints  # type: ignore[attr-defined]
+
+    def interrupted(name: str, poll: float, last: dict[str, str]) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(endpoints, "_wait_until_up", interrupted)
+    with Stubber(backend.aws.sagemaker_client) as stub:  # type: ignore[attr-defined]
+        created_up_to_the_endpoint(stub)
+        # Ctrl-C while Creating: wait until SageMaker will delete it, then endpoint first.
+        for status in ("Creating", "InService"):
+            stub.add_response("describe_endpoint", endpoint_state(status), {"EndpointName": "e"})
+        stub.add_response("delete_endpoint", {}, {"EndpointName": "e"})
+        stub.add_response("delete_endpoint_config", {}, {"EndpointConfigName": "e"})
+        stub.add_response("delete_model", {}, {"ModelName": "e"})
+        with pytest.raises(KeyboardInterrupt):
+            backend.deploy(DeploySpec("e", MODEL, image_uri=IMAGE, role=ROLE), poll=0)  # type: ignore[call-arg]
+        stub.assert_no_pending_responses()
+    assert "Ctrl-C again leaves it" in capsys.readouterr().err
+
+    # Ctrl-C again while it is still Creating: nothing is deleted, and the user is told how.
+    states = iter([{"status": "Creating"}])
+
+    def still_creating(name: str) -> dict[str, str]:
+        state = next(states, None)
+        if state is None:
+            raise KeyboardInterrupt
+        return state
+
+    monkeypatch.setattr(endpoints, "describe_endpoint", still_creating)
+    with Stubber(backend.aws.sagemaker_client) as stub:  # type: ignore[attr-defined]
+        created_up_to_the_endpoint(stub)
+        with pytest.raises(KeyboardInterrupt):
+            backend.deploy(DeploySpec("e", MODEL, image_uri=IMAGE, role=ROLE), poll=0)  # type: ignore[call-arg]
+        stub.assert_no_pending_responses()  # no delete of the endpoint, its config or model
+    assert "sm-imgclf endpoints delete e --backend sagemaker" in capsys.readouterr().err
+
+
 def test_failed_endpoint_reports_the_reason(sm_session: smi.SageMakerSession) -> None:
     backend = sm_session.backend
     with Stubber(backend.aws.sagemaker_client) as stub:  # type: ignore[attr-defined]
@@ -151,6 +242,7 @@ def test_failed_endpoint_reports_the_reason(sm_session: smi.SageMakerSession) ->
             "create_endpoint_config",
             {"EndpointConfigArn": "arn:aws:sagemaker:us-east-1:1:endpoint-config/e"},
         )
+        stub.add_response("describe_endpoint_config", CONFIG, {"EndpointConfigName": "e"})
         stub.add_response(
             "create_endpoint", {"EndpointArn": "arn:aws:sagemaker:us-east-1:1:endpoint/e"}
         )

@@ -55,49 +55,126 @@ class Endpoints:
         }
 
     def deploy(self, spec: DeploySpec, *, poll: float = 15.0) -> None:
-        """Create the model, config and endpoint, then wait for ``InService``."""
-        import time
+        """Create the model, config and endpoint, then wait for ``InService``.
 
+        Whatever fails or is interrupted, what this call created is removed so
+        the same deploy can be tried again, but never a config or a model under
+        an endpoint that still exists (and bills): an endpoint still
+        ``Creating`` is waited for first, since SageMaker refuses to delete it.
+        """
         client = self.aws.sagemaker_client
-        calls = {
-            "CreateModel": (client.create_model, client.delete_model, "ModelName"),
-            "CreateEndpointConfig": (
-                client.create_endpoint_config,
-                client.delete_endpoint_config,
-                "EndpointConfigName",
-            ),
-            "CreateEndpoint": (client.create_endpoint, client.delete_endpoint, "EndpointName"),
-        }
         if not spec.serverless_memory_mb:
             self.aws.check_quota(spec.instance_type, "endpoint usage", spec.instance_count)
-        created: list[tuple[Any, str]] = []
+        requests = self.deploy_requests(spec)
+        created: list[str] = []
+        last: dict[str, str] = {}
         try:
-            for operation, request in self.deploy_requests(spec).items():
-                create, delete, key = calls[operation]
-                with translate_errors(operation, spec.name):
-                    create(**request)
-                created.append((delete, key))
-            while (state := self.describe_endpoint(spec.name))["status"] not in (
-                "InService",
-                "Failed",
-                "OutOfService",
+            for operation, create in (
+                ("CreateModel", client.create_model),
+                ("CreateEndpointConfig", client.create_endpoint_config),
+                ("CreateEndpoint", client.create_endpoint),
             ):
-                time.sleep(poll)
-            if state["status"] != "InService":
-                raise BackendError(
-                    f"Endpoint {spec.name!r} is {state['status']}: "
-                    f"{state.get('failure_reason') or 'no reason given'}",
-                    name=spec.name,
-                )
+                if operation == "CreateEndpoint":
+                    self._wait_for_config(spec.name, poll)
+                with translate_errors(operation, spec.name):
+                    create(**requests[operation])
+                created.append(operation)
+            self._wait_until_up(spec.name, poll, last)
             if spec.delete_after is not None:
                 self._schedule_deletion(spec)
         except BaseException:
-            # What this call created goes, so the same deploy can be tried again; what
-            # existed before (a name already in use) is not touched.
-            for delete, key in reversed(created):
-                with contextlib.suppress(Exception):
-                    delete(**{key: spec.name})
+            self._roll_back(spec.name, created, last.get("status"), poll)
             raise
+
+    def _wait_for_config(self, name: str, poll: float, attempts: int = 10) -> None:
+        """Wait until the new config is visible: CreateEndpoint may refuse it until then."""
+        import time
+
+        from botocore.exceptions import ClientError
+
+        client = self.aws.sagemaker_client
+        for attempt in range(attempts):
+            try:
+                client.describe_endpoint_config(EndpointConfigName=name)
+                return
+            except ClientError as error:
+                if "Could not find" not in str(error) or attempt == attempts - 1:
+                    raise BackendError(
+                        f"Endpoint config {name!r} is not visible: {error}", name=name
+                    ) from error
+            time.sleep(min(poll, 2.0) * (attempt + 1))
+
+    def _wait_until_up(self, name: str, poll: float, last: dict[str, str]) -> None:
+        import time
+
+        while True:
+            state = self.describe_endpoint(name)
+            last["status"] = str(state["status"])
+            if last["status"] in ("InService", "Failed", "OutOfService"):
+                break
+            time.sleep(poll)
+        if state["status"] != "InService":
+            raise BackendError(
+                f"Endpoint {name!r} is {state['status']}: "
+                f"{state.get('failure_reason') or 'no reason given'}",
+                name=name,
+            )
+
+    def _roll_back(self, name: str, created: list[str], status: str | None, poll: float) -> None:
+        """Remove what a failed deploy created, the endpoint first; what existed stays."""
+        client = self.aws.sagemaker_client
+        if "CreateEndpoint" in created and not self._endpoint_gone(name, status, poll):
+            return  # it still exists: its config and model must stay under it
+        for operation, delete, key in (
+            ("CreateEndpointConfig", client.delete_endpoint_config, "EndpointConfigName"),
+            ("CreateModel", client.delete_model, "ModelName"),
+        ):
+            if operation in created:
+                with contextlib.suppress(Exception):
+                    delete(**{key: name})
+
+    def _endpoint_gone(self, name: str, status: str | None, poll: float) -> bool:
+        """Delete the endpoint this deploy created; ``False`` if it still exists after."""
+        import sys
+        import time
+
+        command = f"sm-imgclf endpoints delete {name} --backend sagemaker"
+        told = False
+        try:
+            while status in (None, "Creating"):
+                try:
+                    status = str(self.describe_endpoint(name)["status"])
+                except BackendError as error:
+                    if "Could not find" in str(error.__cause__ or error):
+                        return True  # never came to be
+                    raise
+                if status == "Creating":
+                    if not told:
+                        print(
+                            f"deploy stopped: waiting for endpoint {name} to finish being "
+                            "created, so it can be deleted (Ctrl-C again leaves it)",
+                            file=sys.stderr,
+                            flush=True,
+                        )
+                        told = True
+                    time.sleep(poll)
+            self.aws.sagemaker_client.delete_endpoint(EndpointName=name)
+            return True
+        except KeyboardInterrupt:
+            print(
+                f"stopped waiting: endpoint {name} is still being created and bills once "
+                f"it is up; delete it with: {command}",
+                file=sys.stderr,
+                flush=True,
+            )
+            raise
+        except Exception as error:
+            print(
+                f"could not delete endpoint {name} ({error}); delete it with: {command}",
+                file=sys.stderr,
+                flush=True,
+            )
+            return False
 
     def schedule_request(self, spec: DeploySpec) -> dict[str, Any]:
         """The validated ``CreateSchedule`` request that deletes the endpoint in time."""

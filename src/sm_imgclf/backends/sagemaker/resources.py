@@ -76,13 +76,7 @@ def _endpoints(client: Any, prices: PriceBook) -> Iterator[Resource]:
         if summary["EndpointStatus"] not in _UP:
             continue
         name = summary["EndpointName"]
-        with translate_errors("DescribeEndpointConfig", name):
-            config = client.describe_endpoint_config(
-                EndpointConfigName=client.describe_endpoint(EndpointName=name)["EndpointConfigName"]
-            )
-        variant = config["ProductionVariants"][0]
-        kind = variant.get("InstanceType")
-        count = sum(int(v.get("InitialInstanceCount", 0)) for v in config["ProductionVariants"])
+        kind, count = _endpoint_instances(client, name)
         price = prices.price(kind, "hosting") if kind else None
         yield _resource(
             client,
@@ -94,6 +88,36 @@ def _endpoints(client: Any, prices: PriceBook) -> Iterator[Resource]:
             (kind, count),
             price,
         )
+
+
+def _endpoint_instances(client: Any, name: str) -> tuple[str | None, int]:
+    """The instance type and count behind an endpoint, read from its config.
+
+    An endpoint can outlive its config (deleted by hand, or by an older rollback);
+    it still bills, so it is listed with the instances it reports and no type.
+    """
+    with translate_errors("DescribeEndpoint", name):
+        endpoint = client.describe_endpoint(EndpointName=name)
+    config = _config(client, endpoint["EndpointConfigName"])
+    if config is None:
+        variants = endpoint.get("ProductionVariants", [])
+        return None, sum(int(v.get("CurrentInstanceCount", 0)) for v in variants)
+    variants = config["ProductionVariants"]
+    count = sum(int(v.get("InitialInstanceCount", 0)) for v in variants)
+    return variants[0].get("InstanceType"), count
+
+
+def _config(client: Any, name: str) -> dict[str, Any] | None:
+    """The endpoint config ``name``, or ``None`` when it no longer exists."""
+    from botocore.exceptions import ClientError
+
+    try:
+        found: dict[str, Any] = client.describe_endpoint_config(EndpointConfigName=name)
+    except ClientError as error:
+        if "Could not find" in str(error):
+            return None
+        raise
+    return found
 
 
 # Per kind of job: list call, its list key, the name in a summary, describe call,
@@ -163,8 +187,10 @@ def _tuning_jobs(client: Any) -> Iterator[Resource]:
 def _delete_endpoint(client: Any, name: str) -> None:
     """The endpoint, then its config and the models it served (whatever their names)."""
     config_name = client.describe_endpoint(EndpointName=name)["EndpointConfigName"]
-    config = client.describe_endpoint_config(EndpointConfigName=config_name)
+    config = _config(client, config_name)
     client.delete_endpoint(EndpointName=name)
+    if config is None:
+        return  # its config, and so which models it served, is gone already
     with contextlib.suppress(Exception):  # shared with another endpoint, or already gone
         client.delete_endpoint_config(EndpointConfigName=config_name)
     for variant in config["ProductionVariants"]:
