@@ -382,14 +382,40 @@ def test_batch_transform_against_moto(
 ) -> None:
     from sm_imgclf.contracts.deploy import BatchSpec
 
+    store = sm_session.store
+    for key in (
+        "inbox/a.jpg",
+        "inbox/day2/b.PNG",
+        "inbox/notes.csv",
+        "inbox/.DS_Store",
+        "inbox_old/c.jpg",
+    ):
+        store.put_bytes(key, b"...")
+    inbox = store.uri("inbox")  # no trailing slash: inbox_old/ must not be read
     spec = BatchSpec(
-        "score-1", MODEL, "s3://b/inbox/", "s3://b/scores/", image_uri=IMAGE, role=ROLE, top_k=3
+        "score-1",
+        MODEL,
+        inbox,
+        store.uri("scores/"),
+        image_uri=IMAGE,
+        role=ROLE,
+        top_k=3,
+        instance_type="ml.c5.4xlarge",
     )
-    assert sm_session.backend.batch_predict(spec, poll=0) == "s3://b/scores/"  # type: ignore[call-arg]
+    assert sm_session.backend.batch_predict(spec, poll=0) == store.uri("scores/")  # type: ignore[call-arg]
     client = boto_session.client("sagemaker", endpoint_url=moto_url)
     job = client.describe_transform_job(TransformJobName="score-1")
     assert job["TransformInput"]["ContentType"] == "application/x-image"
     assert job["Environment"] == {"SM_IMGCLF_TOP_K": "3"}
+    assert job["MaxConcurrentTransforms"] == 4  # the instance's TorchServe workers
+    source = job["TransformInput"]["DataSource"]["S3DataSource"]
+    assert source["S3DataType"] == "ManifestFile"
+    manifest = json.loads(store.get_bytes(source["S3Uri"].removeprefix(store.uri(""))))
+    assert manifest == [{"prefix": store.uri("inbox/")}, "a.jpg", "day2/b.PNG"]
+    with pytest.raises(smi.ConfigurationError, match="input_uri must be an s3:// prefix"):
+        sm_session.backend.batch_predict(  # type: ignore[call-arg]
+            BatchSpec("score-2", MODEL, "file:///tmp/imgs", store.uri("s/"), role=ROLE), poll=0
+        )
     from botocore.exceptions import ClientError
 
     with pytest.raises(ClientError, match=r"(?i)could not find|does not exist|not found"):

@@ -281,8 +281,9 @@ class Endpoints:
                 tags=spec.tags,
             )
         )["CreateModel"]
+        manifest = self._image_manifest(spec)
         transform = self.aws.checked(
-            "CreateTransformJob", sagemaker_serving.transform_request(spec)
+            "CreateTransformJob", sagemaker_serving.transform_request(spec, manifest)
         )
         with translate_errors("CreateModel", spec.name):
             self.aws.sagemaker_client.create_model(**model)
@@ -298,6 +299,26 @@ class Endpoints:
                 name=spec.name,
             )
         return spec.output_uri
+
+    def _image_manifest(self, spec: BatchSpec) -> str:
+        """List the images under the input prefix into a manifest in the session's bucket."""
+        from sm_imgclf.data.layout import IMAGE_EXTENSIONS
+        from sm_imgclf.storage.s3 import S3Store
+
+        prefix = sagemaker_serving.input_prefix(spec)
+        bucket, _, key = prefix.removeprefix("s3://").partition("/")
+        store = self.aws.store if bucket == self.aws.bucket else S3Store(self.aws.s3_client, bucket)
+        images = sorted(
+            found.removeprefix(key)
+            for found in store.list_objects(key)
+            if found.rpartition(".")[2].lower() in {e.lstrip(".") for e in IMAGE_EXTENSIONS}
+            and not found.rpartition("/")[2].startswith(".")
+        )
+        if not images:
+            raise BackendError(f"No images under {prefix} to score.", name=spec.name)
+        manifest_key = f"batch/{spec.name}/input.manifest"
+        self.aws.store.put_bytes(manifest_key, sagemaker_serving.image_manifest(prefix, images))
+        return self.aws.store.uri(manifest_key)
 
     def _transform(self, transform: dict[str, Any], poll: float) -> dict[str, Any]:
         """Create the transform job and wait until it ends; return its last description."""

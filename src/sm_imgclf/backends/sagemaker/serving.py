@@ -58,13 +58,19 @@ def deploy_requests(spec: DeploySpec, *, image_uri: str, region: str) -> dict[st
     }
 
 
-def transform_request(spec: BatchSpec) -> dict[str, Any]:
-    """The ``CreateTransformJob`` request: every image under the prefix, one per request."""
-    return {
+def transform_request(spec: BatchSpec, manifest_uri: str) -> dict[str, Any]:
+    """The ``CreateTransformJob`` request: the images a manifest lists, one per request.
+
+    A manifest, not the bare prefix: a prefix also matches its longer siblings
+    (``imgs`` reads ``imgs_old/``) and every object under it, and one CSV or
+    ``.DS_Store`` among the images fails the whole job.
+    """
+    workers = serving_environment(spec.instance_type).get("SAGEMAKER_MODEL_SERVER_WORKERS")
+    request: dict[str, Any] = {
         "TransformJobName": spec.name,
         "ModelName": spec.name,
         "TransformInput": {
-            "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": spec.input_uri}},
+            "DataSource": {"S3DataSource": {"S3DataType": "ManifestFile", "S3Uri": manifest_uri}},
             "ContentType": "application/x-image",
             "SplitType": "None",
         },
@@ -81,3 +87,26 @@ def transform_request(spec: BatchSpec) -> dict[str, Any]:
         "MaxPayloadInMB": 6,
         "Tags": [{"Key": k, "Value": v} for k, v in spec.tags],
     }
+    if workers:  # AWS: ideally the number of workers serving on each instance
+        request["MaxConcurrentTransforms"] = int(workers)
+    return request
+
+
+def input_prefix(spec: BatchSpec) -> str:
+    """The input as an ``s3://`` folder (with its trailing ``/``); anything else is refused."""
+    for name, uri in (("input_uri", spec.input_uri), ("output_uri", spec.output_uri)):
+        bucket = uri.removeprefix("s3://").partition("/")[0]
+        if not uri.startswith("s3://") or not bucket:
+            raise ConfigurationError(
+                f"{name} must be an s3:// prefix for a SageMaker batch transform; got {uri!r}. "
+                "Upload the images first (ImageFolderDataset.upload, or the session's store), "
+                "or score a local folder with a LocalSession."
+            )
+    return spec.input_uri.rstrip("/") + "/"
+
+
+def image_manifest(prefix: str, keys: list[str]) -> bytes:
+    """A transform's manifest: the prefix, then each image's key relative to it."""
+    import json
+
+    return json.dumps([{"prefix": prefix}, *keys]).encode()
