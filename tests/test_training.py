@@ -83,6 +83,7 @@ def assert_serves_from_its_own_code(package: Path, image: Path) -> None:
         "import sm_imgclf\n"
         "from sm_imgclf.runtime.serving.handler import model_fn, transform_fn\n"
         "assert sm_imgclf.__file__.startswith(sys.argv[1]), sm_imgclf.__file__\n"
+        "assert callable(sm_imgclf.backbone)  # what a user's model module declares itself with\n"
         "body = open(sys.argv[2], 'rb').read()\n"
         "answer, _ = transform_fn(model_fn(sys.argv[1] + '/..'), body, 'image/png',"
         " 'application/json')\n"
@@ -185,6 +186,12 @@ def test_stop_keeps_the_checkpoint(digits: tuple) -> None:
     job.stop()
     assert job.wait(logs=False).status == "Stopped"
     assert (folder / "checkpoints/checkpoint.pth").exists()
+    # Stopped as SageMaker stops a job (SIGTERM): its best epoch is still packaged.
+    assert any(
+        line.startswith("stopping early: ") and "a stop was asked for" in line
+        for line in job.logs()
+    )
+    assert job.model_uri is not None and job.model_uri.endswith("model.tar.gz")
 
 
 def test_failure_reason_reaches_the_caller(digits: tuple, tmp_path: Path) -> None:
@@ -386,7 +393,33 @@ def test_ctrl_c_while_waiting_stops_the_job(digits: tuple) -> None:
     while job.status != "Stopped":
         assert job.status in {"InProgress", "Stopping"}
         time.sleep(0.2)
-    assert any("job interrupted; its last checkpoint is kept" in line for line in job.logs())
+    log = job.logs()
+    assert any(
+        "stopping early: " in line and "a stop was asked for" in line for line in log
+    ) or any("no epoch ended, so there is no model to package" in line for line in log)
+
+
+def test_a_run_limit_ends_with_the_best_epoch_packaged(digits: tuple, tmp_path: Path) -> None:
+    session, channels = digits
+    # Epochs no run limit of a minute can hold: the job must stop itself in time.
+    est = smi.TransferLearningEstimator(
+        "resnet18",
+        session=session,
+        weights=None,
+        trainable="all",
+        hyperparameters={**SMALL, "epochs": 10_000, "lr_schedule": "none"},
+        compute=smi.Compute(max_run=60),
+    )
+    job = est.fit(channels, logs=False)
+    assert job.status == "Completed"
+    log = job.logs()
+    [line] = [line for line in log if line.startswith("stopping early: ")]
+    assert "of the 60 s run limit" in line and "is evaluated and packaged" in line
+    assert any(line.startswith("test ") and "test:accuracy=" in line for line in log)
+    package = safe_extract(job.model_uri.removeprefix("file://"), tmp_path / "package")
+    manifest = json.loads((package / "manifest.json").read_text())
+    trained = [m["epoch"] for m in job.metrics if m["epoch"] is not None]
+    assert 1 <= len(trained) < 10_000 and "test:accuracy" in manifest["metrics"]
 
 
 def test_attach(digits: tuple) -> None:

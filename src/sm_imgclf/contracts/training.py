@@ -128,6 +128,7 @@ class TrainingSpec(Compute):
         if self.features_only:
             search["features_only"] = "true"
         return {
+            "max_run": str(self.max_run),
             "model": self.model,
             "weights": self.weights,
             "trainable": ",".join(self.trainable),

@@ -48,11 +48,28 @@ SERVING_MODULES = (
     "runtime/serving/handler",
     "runtime/serving/server",
 )
-ROOT_INIT = '''"""The part of sm-imgclf that serves a model package (its ``runtime`` and base)."""
+ROOT_INIT = '''"""The part of sm-imgclf that serves a model package (its ``runtime`` and base).
+
+A model module of the user's declares itself with ``sm_imgclf.backbone`` as it
+does at training time; those names resolve here as they do in the library.
+"""
+
+import importlib
 
 from sm_imgclf._version import __version__
 
-__all__ = ["__version__"]
+_LAZY = {
+    "backbone": "sm_imgclf.runtime.sources",
+    "register_model": "sm_imgclf.runtime.sources",
+    "list_models": "sm_imgclf.runtime.models",
+}
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'sm_imgclf' (as a model package ships it) has no {name!r}")
 '''
 
 

@@ -140,7 +140,9 @@ class LocalBackend:
         return JobStatus(
             JobState(status["status"]),
             status.get("failure_reason"),
-            model.as_uri() if status["status"] == "Completed" else None,
+            model.as_uri()
+            if status["status"] in ("Completed", "Stopped") and model.is_file()
+            else None,
         )
 
     def training_log(self, name: str, cursor: Any) -> tuple[list[str], Any]:

@@ -104,7 +104,7 @@ def main(job_dir: Path) -> int:
     def forward() -> None:
         write_status(job_dir, status="Stopping")
         for child in children:  # none yet when the stop comes before the job starts
-            child.send_signal(signal.SIGINT)
+            child.send_signal(signal.SIGTERM)  # as SageMaker stops: the best epoch is packaged
 
     if listen_for_stop(job_dir, forward):
         write_status(job_dir, status="Stopped", ended=time.time())
@@ -126,7 +126,7 @@ def main(job_dir: Path) -> int:
     child = children[0]
     write_status(job_dir, job_pid=child.pid, started=time.time())
     if (job_dir / STOP).exists():  # asked while the job was being started
-        child.send_signal(signal.SIGINT)
+        child.send_signal(signal.SIGTERM)
     code = child.wait()
     write_status(job_dir, ended=time.time(), exit_code=code, **_outcome(job_dir, code))
     return 0
@@ -141,7 +141,8 @@ def _outcome(job_dir: Path, code: int) -> dict[str, Any]:
         with tarfile.open(job_dir / "output" / "model.tar.gz", "w:gz") as archive:
             for item in sorted((job_dir / "model").iterdir()):
                 archive.add(item, arcname=item.name)
-        return {"status": "Completed"}
+        # A stopped job that packaged its best epoch is Stopped with a model, as on SageMaker.
+        return {"status": "Stopped" if stopping else "Completed"}
     if stopping:
         return {"status": "Stopped"}
     failure = job_dir / "output" / "failure"

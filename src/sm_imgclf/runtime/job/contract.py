@@ -29,6 +29,13 @@ JOB_PARAMS: tuple[Param, ...] = (
         False,
         help="store the backbone features for later jobs and train nothing",
     ),
+    Param(
+        "max_run",
+        int,
+        0,
+        low=0,
+        help="seconds the job may run (0: no limit); it stops in time to package its best epoch",
+    ),
 )
 
 

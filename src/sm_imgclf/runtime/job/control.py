@@ -56,23 +56,43 @@ class JobControl:
         stop, gate = env.get(STOP_FILE), env.get(EPOCH_GATE)
         return cls(Path(stop) if stop else None, Path(gate) if gate else None)
 
+    def stop_requested(self) -> bool:
+        """Whether a stop was asked for."""
+        return self.stop_file is not None and self.stop_file.exists()
+
     def check(self) -> None:
         """Raise :class:`StopRequested` if a stop was asked for."""
-        if self.stop_file is not None and self.stop_file.exists():
+        if self.stop_requested():
             raise StopRequested
 
     def after_epoch(
-        self, epoch: int, last: bool, log: Callable[[str], None] = print, poll: float = 0.02
+        self,
+        epoch: int,
+        last: bool,
+        log: Callable[[str], None] = print,
+        poll: float = 0.02,
+        stopping: Callable[[], bool] | None = None,
     ) -> None:
-        """Wait for the verdict on ``epoch`` (no wait after the last one)."""
+        """Wait for the verdict on ``epoch`` (no wait after the last one).
+
+        A stop ends the wait: ``stopping`` says so where the caller stops by
+        itself (to package its best epoch); without it the stop raises.
+        """
         if self.gate is None or last:
-            self.check()
+            self._stopped(stopping)
             return
         verdict = self.gate / f"continue-{epoch}"
         waited = time.monotonic()
         while not verdict.exists():
-            self.check()
+            if self._stopped(stopping):
+                return
             if time.monotonic() - waited > GATE_PATIENCE_S:
                 log(f"no verdict on epoch {epoch} in {GATE_PATIENCE_S:.0f} s; carrying on")
                 return
             time.sleep(poll)
+
+    def _stopped(self, stopping: Callable[[], bool] | None) -> bool:
+        if stopping is None:
+            self.check()
+            return False
+        return stopping()

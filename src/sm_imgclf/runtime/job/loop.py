@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from sm_imgclf.errors import ConfigurationError
 from sm_imgclf.runtime.job import checkpoint
-from sm_imgclf.runtime.job.control import JobControl
+from sm_imgclf.runtime.job.control import JobControl, StopRequested
+from sm_imgclf.runtime.job.deadline import Deadline
 from sm_imgclf.runtime.job.feed import Batches, Feeder
 
 if TYPE_CHECKING:
@@ -41,11 +42,13 @@ class Trainer:
     monitor: Any = None
     confusion: Any = None
     control: JobControl | None = None
+    deadline: Deadline = field(default_factory=Deadline)
     # None: on the device when it is a GPU (the benchmarks set it to compare).
     augment_on_device: bool | None = None
     # NHWC weights and batches (tensor-core convolutions); off until a GPU's figures say on.
     channels_last: bool = False
     _made: Batches | None = field(default=None, init=False, repr=False)
+    _cut: bool = field(default=False, init=False, repr=False)
 
     def fit(self, train: SplitData, valid: SplitData | None) -> dict[str, Any]:
         """Train for ``hp.epochs`` (resuming a checkpoint if one exists); return the history."""
@@ -68,11 +71,16 @@ class Trainer:
             torch.manual_seed(self.hp.seed * 100_003 + epoch)  # dropout, reproducible on resume
             with oom_guard(self.hp.batch_size, self.device):
                 train_metrics = self._train_epoch(train, epoch, optimizer, loss_fn, scaler)
+            if self._cut:  # a part of an epoch is no epoch: the last whole one stands
+                self._stopped_early(state, f"epoch {epoch} was cut short: {self._why()}")
+                break
             scheduler.step()
             metrics = {f"train:{k}": v for k, v in train_metrics.items()}
+            evaluated = time.perf_counter()
             if valid is not None:
                 metrics |= {f"valid:{k}": v for k, v in self.evaluate(valid, loss_fn).items()}
             metrics["epoch_seconds"] = time.perf_counter() - started
+            self.deadline.measured(metrics["epoch_seconds"], time.perf_counter() - evaluated)
             self._record(state, epoch, metrics)
             self._save(state, optimizer, scheduler, epoch, scaler)
             # Reported only once saved: an epoch in the log survives a kill.
@@ -93,7 +101,12 @@ class Trainer:
             if self._agree(patience or (self.monitor is not None and self.monitor.stop)):
                 break
             if self.control is not None:
-                self.control.after_epoch(epoch, last=epoch == self.hp.epochs, log=self.log)
+                self.control.after_epoch(
+                    epoch, last=epoch == self.hp.epochs, log=self.log, stopping=self._stopping
+                )
+            if epoch < self.hp.epochs and self._agree(self._past_deadline()):
+                self._stopped_early(state, self._why())
+                break
         if state["best_state"] is not None:
             self.model.load_state_dict(state["best_state"])
         return state
@@ -114,8 +127,10 @@ class Trainer:
         seen = 0
         per_epoch = math.ceil(len(order) / self.hp.batch_size)
         for number, start in enumerate(range(0, len(order), self.hp.batch_size)):
-            if self.control is not None:
-                self.control.check()
+            # One process alone may leave mid-epoch; ranks must agree, at the epoch's end.
+            if self.distributed is None and self._stopping():
+                self._cut = True
+                break
             if self.monitor is not None:
                 self.monitor.start()
             index = order[start : start + self.hp.batch_size]
@@ -249,6 +264,30 @@ class Trainer:
             dist.all_reduce(sums)
         loss, right, count = sums.tolist()  # the epoch's one read from the device
         return {"loss": loss / count, "accuracy": right / count}
+
+    def _stopping(self) -> bool:
+        """Whether to leave now: a stop was asked for, or only the finish still fits."""
+        if self.control is not None and self.control.stop_requested():
+            self.deadline.stop_asked = True
+        return self.deadline.stop_now()
+
+    def _past_deadline(self) -> bool:
+        if self.control is not None and self.control.stop_requested():
+            self.deadline.stop_asked = True
+        return self.deadline.stop_before_next_epoch() is not None
+
+    def _why(self) -> str:
+        return self.deadline.stop_before_next_epoch() or "the run limit is near"
+
+    def _stopped_early(self, state: dict[str, Any], why: str) -> None:
+        """Say why training ends here; with no whole epoch there is nothing to keep."""
+        if not state["best_epoch"]:
+            self.log(f"stopping: {why}; no epoch ended, so there is no model to package")
+            raise StopRequested
+        self.log(
+            f"stopping early: {why}; the best epoch ({state['best_epoch']}) is evaluated "
+            "and packaged"
+        )
 
     def _may_stop(self, step: int) -> bool:
         """Whether a rule may ask to stop at ``step``.

@@ -14,6 +14,7 @@ from sm_imgclf.contracts.hyperparameters import Hyperparameters
 from sm_imgclf.contracts.metrics import best_line
 from sm_imgclf.errors import ConfigurationError, SmImgclfError
 from sm_imgclf.runtime.job.contract import JOB_PARAMS, JobEnvironment
+from sm_imgclf.runtime.job.deadline import Deadline
 
 logger = logging.getLogger("sm_imgclf.runtime.job")
 
@@ -66,6 +67,7 @@ def run(env: JobEnvironment, settings: dict[str, Any], hp: Hyperparameters) -> d
     from sm_imgclf.runtime.job.host_share import HostShare
     from sm_imgclf.runtime.job.setup import prepare
 
+    deadline = _clock(settings)  # from the program's start: decoding counts too
     device = _device()  # before the process group: NCCL's collectives use this GPU
     distributed = setup(env)
     torch.manual_seed(hp.seed)
@@ -96,6 +98,7 @@ def run(env: JobEnvironment, settings: dict[str, Any], hp: Hyperparameters) -> d
     if settings["search"]:
         trainer, head, hp, state = _search(settings, hp, splits, trainer, head, model, env)
     else:
+        trainer.deadline = deadline.sized(model, splits)
         try:
             state = trainer.fit(splits["train"], splits.get("valid"))
         finally:
@@ -116,6 +119,23 @@ def run(env: JobEnvironment, settings: dict[str, Any], hp: Hyperparameters) -> d
         _write_outputs(env, settings, hp, splits["train"], model, head, metrics)
     teardown()
     return metrics
+
+
+def _clock(settings: dict[str, Any]) -> Deadline:
+    """The job's clock; SIGTERM (SageMaker's stop, a local stop) asks it to stop in time."""
+    import signal
+    import threading
+
+    deadline = Deadline(float(settings["max_run"]))
+
+    def asked(signum: int, frame: Any) -> None:
+        if not deadline.stop_asked:
+            print("SIGTERM: stopping at the next step to package the best epoch", flush=True)
+        deadline.stop_asked = True
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, asked)
+    return deadline
 
 
 def _sharing(
