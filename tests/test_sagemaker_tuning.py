@@ -357,3 +357,14 @@ def test_a_run_that_used_its_wall_time_says_it_stopped_for_it(
         "started"
     )
     assert plain.stop_reason is None
+
+
+def test_a_hyperband_trial_that_trained_every_epoch_is_not_pruned() -> None:
+    from sm_imgclf.backends.sagemaker.tuning import settled, trial_record
+
+    stopped = trial_record(summary("hb-001", "Stopped", {"lr": "0.01"}, 0.9), True)
+    assert stopped.status == "pruned"  # all the status says under Hyperband
+    full = settled(stopped, 9, 9)  # stopped on reaching MaxResource: it trained them all
+    assert full.status == "completed" and full.epochs == 9 and "all 9 epochs" in (full.note or "")
+    assert settled(stopped, 3, 9).status == "pruned"  # stopped at a rung: pruned
+    assert settled(stopped, 9, None).status == "pruned"  # no MaxResource: not Hyperband

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from sm_imgclf.contracts.hyperparameters import BY_NAME
 from sm_imgclf.contracts.space import Categorical, Integer, Range
-from sm_imgclf.contracts.status import TrialRecord
+from sm_imgclf.contracts.status import TrialRecord, TrialState
 from sm_imgclf.contracts.tuning import Strategy, TuningSpec
 
 _SCALES = {"linear": "Linear", "log": "Logarithmic", "reverse_log": "ReverseLogarithmic"}
@@ -136,6 +137,19 @@ def trial_record(summary: dict[str, Any], early_stopping: bool) -> TrialRecord:
         ended=_seconds(summary.get("TrainingEndTime")),
         failure_reason=summary.get("FailureReason"),
     )
+
+
+def settled(record: TrialRecord, epochs: int | None, max_resource: int | None) -> TrialRecord:
+    """An ended trial with its epochs; one Hyperband stopped at ``MaxResource`` completed.
+
+    Hyperband stops every trial that reaches ``MaxResource`` epochs ("Once a job
+    reaches the MaxResource value, it is stopped"): the status alone cannot tell
+    that trial from one it pruned, but the epochs it trained can.
+    """
+    record = replace(record, epochs=epochs)
+    if record.status == "pruned" and max_resource and epochs is not None and epochs >= max_resource:
+        return replace(record, status=TrialState.COMPLETED, note=f"trained all {epochs} epochs")
+    return record
 
 
 def _seconds(moment: Any) -> float | None:

@@ -190,8 +190,13 @@ class TuningRuns:
             if not token:
                 break
         records = [sagemaker_tuning.trial_record(s, early) for s in summaries]
+        full = config.get("StrategyConfig", {}).get("HyperbandStrategyConfig", {})
         return [
-            replace(r, epochs=self.jobs.trained_epochs(r.job_name)) if r.status.terminal else r
+            sagemaker_tuning.settled(
+                r, self.jobs.trained_epochs(r.job_name), full.get("MaxResource")
+            )
+            if r.status.terminal
+            else r
             for r in records
         ]
 

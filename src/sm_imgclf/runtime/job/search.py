@@ -56,7 +56,12 @@ class _Verdicts:
         if self.job is not None:
             self.job.check()
 
-    def after_epoch(self, epoch: int, last: bool, log: Any = print) -> None:
+    def stop_requested(self) -> bool:
+        """A stop of the job ends the whole search at once (raising), not one trial."""
+        self.check()
+        return False
+
+    def after_epoch(self, epoch: int, last: bool, log: Any = print, stopping: Any = None) -> None:
         import optuna
 
         self.check()
