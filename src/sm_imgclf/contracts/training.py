@@ -17,7 +17,8 @@ class Compute:
     """What a SageMaker training job runs on; the local backend uses this machine instead.
 
     One value for the settings only SageMaker has, the way httpx groups its
-    timeouts: pass it as ``TransferLearningEstimator(compute=...)``.
+    timeouts: pass it as ``TransferLearningEstimator(compute=...)``. Local jobs
+    use only ``max_run``: every job stops in time to package its best epoch.
 
     Attributes:
         instance_type: SageMaker instance type.

@@ -44,7 +44,7 @@ class TransferLearningEstimator:
         compute: What a SageMaker job runs on (instance type and count, disk,
             spot and its wait, run limit, image): a :class:`~sm_imgclf.Compute`;
             ``ml.g4dn.xlarge`` for a day at most by default. Local jobs run on
-            this machine and ignore it.
+            this machine and use only its ``max_run``.
         role: IAM role ARN (defaults to the session's).
         tags: Tags for the job.
         base_job_name: Prefix of generated job names (defaults to the model name).
