@@ -108,6 +108,12 @@ CASES: list[tuple[str, str, Any, str]] = [
         "Grid",
         "only CategoricalParameterRanges with the Grid strategy",
     ),
+    (
+        "CreateTrainingJob",
+        "StoppingCondition.MaxRuntimeInSeconds",
+        28 * 24 * 3600 + 1,
+        "must be at most 2419200 (28 days)",
+    ),
 ]
 
 
@@ -189,3 +195,8 @@ def test_a_grid_runs_every_combination(session: smi.SageMakerSession) -> None:
     )
     with Stubber(client), pytest.raises(smi.ConfigurationError, match="grid's 6 combinations"):
         validate_request(client, "CreateHyperParameterTuningJob", fewer)
+
+
+def test_a_run_limit_past_28_days_is_refused_when_it_is_set() -> None:
+    with pytest.raises(smi.ConfigurationError, match=r"max_run must be in \[1, 2419200\]"):
+        smi.Compute(max_run=29 * 24 * 3600)

@@ -50,7 +50,8 @@ class Compute:
             )
         check_number("instance_count", self.instance_count, low=1, high=100, integer=True)
         check_number("volume_size_gb", self.volume_size_gb, low=1, integer=True)
-        check_number("max_run", self.max_run, low=1, integer=True)
+        # SageMaker runs no training job longer than 28 days.
+        check_number("max_run", self.max_run, low=1, high=28 * 24 * 3600, integer=True)
         if self.max_spot_wait is not None and not self.use_spot:
             raise bad_value(
                 "max_spot_wait",

@@ -82,8 +82,16 @@ def _pattern(text: str | None) -> re.Pattern[str] | None:
         return None
 
 
+MAX_RUNTIME_S = 28 * 24 * 3600  # "The maximum time that a TrainingJob can run ... is 28 days"
+
+
 def _spot(request: dict[str, Any]) -> list[str]:
     stop = request.get("StoppingCondition", {})
+    if stop.get("MaxRuntimeInSeconds", 0) > MAX_RUNTIME_S:
+        return [
+            f"StoppingCondition.MaxRuntimeInSeconds must be at most {MAX_RUNTIME_S} (28 days); "
+            f"got {stop['MaxRuntimeInSeconds']}"
+        ]
     if not request.get("EnableManagedSpotTraining"):
         return (
             []
