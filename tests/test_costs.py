@@ -345,8 +345,14 @@ def test_every_create_call_carries_the_tags(
         in_one_job=False,
     )
     assert {t["Key"]: t["Value"] for t in run.dry_run(CHANNELS)["Tags"]} == expected
+    sm_session.store.put_bytes("in/a.jpg", b"...")  # the transform lists what it scores
     transform = BatchSpec(
-        f"{name}-b", MODEL, "s3://b/in/", "s3://b/out/", image_uri=IMAGE, role=ROLE
+        f"{name}-b",
+        MODEL,
+        sm_session.store.uri("in/"),
+        sm_session.store.uri("out/"),
+        image_uri=IMAGE,
+        role=ROLE,
     )
     sm_session.backend.batch_predict(transform, poll=0)  # type: ignore[call-arg]
     arn = client.describe_transform_job(TransformJobName=transform.name)["TransformJobArn"]
@@ -655,3 +661,4 @@ def test_an_endpoint_whose_config_is_gone_is_still_found_and_removed(
     assert orphan in found and found[orphan].instance_type is None  # it bills all the same
     assert [r.name for r in sm_session.cleanup([orphan])] == [orphan]
     assert orphan not in {e["EndpointName"] for e in client.list_endpoints()["Endpoints"]}
+    client.delete_model(ModelName=orphan)  # which models it served went with its config
