@@ -267,14 +267,16 @@ class Trainer:
 
     def _stopping(self) -> bool:
         """Whether to leave now: a stop was asked for, or only the finish still fits."""
-        if self.control is not None and self.control.stop_requested():
-            self.deadline.stop_asked = True
+        self._read_stop_file()
         return self.deadline.stop_now()
 
     def _past_deadline(self) -> bool:
+        self._read_stop_file()
+        return self.deadline.stop_before_next_epoch() is not None
+
+    def _read_stop_file(self) -> None:
         if self.control is not None and self.control.stop_requested():
             self.deadline.stop_asked = True
-        return self.deadline.stop_before_next_epoch() is not None
 
     def _why(self) -> str:
         return self.deadline.stop_before_next_epoch() or "the run limit is near"
