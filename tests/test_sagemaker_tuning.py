@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import datetime as dt
 
 import pytest
 from botocore.stub import Stubber
 
 import sm_imgclf as smi
+from helpers.tuning_answers import describe, summary, training_job
+
 from sm_imgclf.backends.sagemaker.training import source_key, source_tarball
 
 ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
@@ -129,73 +130,6 @@ def test_request_outside_the_service_limits_is_refused(sm_session: smi.SageMaker
         run.dry_run(CHANNELS, name="dogs-tags")
 
 
-def summary(
-    name: str, status: str, values: dict[str, str], objective: float | None, **extra: object
-) -> dict:
-    moment = dt.datetime(2026, 11, 25, 12, 0, tzinfo=dt.UTC)
-    item = {
-        "TrainingJobName": name,
-        "TrainingJobArn": f"arn:aws:sagemaker:us-east-1:1:x/{name}",
-        "CreationTime": moment,
-        "TrainingJobStatus": status,
-        "TunedHyperParameters": values,
-        "TrainingStartTime": moment,
-        "TrainingEndTime": moment + dt.timedelta(minutes=12),
-        **extra,
-    }
-    if objective is not None:
-        item["FinalHyperParameterTuningJobObjectiveMetric"] = {
-            "MetricName": "valid:accuracy",
-            "Value": objective,
-        }
-    return item
-
-
-def training_job(name: str, status: str, epochs: int) -> dict:
-    """A DescribeTrainingJob answer whose ``epoch`` metric ended at ``epochs``."""
-    return {
-        "TrainingJobName": name,
-        "TrainingJobArn": f"arn:aws:sagemaker:us-east-1:1:x/{name}",
-        "ModelArtifacts": {"S3ModelArtifacts": f"s3://b/jobs/{name}/output/model.tar.gz"},
-        "TrainingJobStatus": status,
-        "SecondaryStatus": status,
-        "AlgorithmSpecification": {"TrainingInputMode": "File"},
-        "ResourceConfig": {"InstanceCount": 1, "VolumeSizeInGB": 30},
-        "StoppingCondition": {},
-        "CreationTime": 0,
-        "FinalMetricDataList": [
-            {"MetricName": "valid:accuracy", "Value": 0.5, "Timestamp": 0},
-            {"MetricName": "epoch", "Value": float(epochs), "Timestamp": 0},
-        ],
-    }
-
-
-def describe(name: str, status: str, strategy: str = "Bayesian") -> dict:
-    moment = dt.datetime(2026, 11, 25, 12, 0, tzinfo=dt.UTC)
-    return {
-        "HyperParameterTuningJobName": name,
-        "HyperParameterTuningJobArn": f"arn:aws:sagemaker:us-east-1:1:tuning/{name}",
-        "HyperParameterTuningJobConfig": {
-            "Strategy": strategy,
-            "TrainingJobEarlyStoppingType": "Off",
-            "HyperParameterTuningJobObjective": {
-                "Type": "Maximize",
-                "MetricName": "valid:accuracy",
-            },
-            "ResourceLimits": {"MaxNumberOfTrainingJobs": 3, "MaxParallelTrainingJobs": 2},
-        },
-        "HyperParameterTuningJobStatus": status,
-        "CreationTime": moment,
-        "TrainingJobStatusCounters": {},
-        "ObjectiveStatusCounters": {},
-        "BestTrainingJob": {
-            "TrainingJobName": f"{name}-002-bbbb",
-            "CreationTime": moment,
-            "TrainingJobStatus": "Completed",
-            "TunedHyperParameters": {},
-            "TrainingJobArn": "arn:aws:sagemaker:us-east-1:1:training-job/x",
-        },
-    }
 
 
 def test_run_creates_the_job_and_reads_typed_trials(sm_session: smi.SageMakerSession) -> None:
@@ -364,7 +298,8 @@ def test_a_hyperband_trial_that_trained_every_epoch_is_not_pruned() -> None:
 
     stopped = trial_record(summary("hb-001", "Stopped", {"lr": "0.01"}, 0.9), True)
     assert stopped.status == "pruned"  # all the status says under Hyperband
-    full = settled(stopped, 9, 9)  # stopped on reaching MaxResource: it trained them all
+    # Stopped on reaching MaxResource: it trained them all.
+    full = settled(stopped, {"epoch": 9.0}, "valid:accuracy", 9)
     assert full.status == "completed" and full.epochs == 9 and "all 9 epochs" in (full.note or "")
-    assert settled(stopped, 3, 9).status == "pruned"  # stopped at a rung: pruned
-    assert settled(stopped, 9, None).status == "pruned"  # no MaxResource: not Hyperband
+    assert settled(stopped, {"epoch": 3.0}, "valid:accuracy", 9).status == "pruned"  # a rung
+    assert settled(stopped, {"epoch": 9.0}, "valid:accuracy", None).status == "pruned"

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -397,6 +398,21 @@ def test_ctrl_c_while_waiting_stops_the_job(digits: tuple) -> None:
     assert any(
         "stopping early: " in line and "a stop was asked for" in line for line in log
     ) or any("no epoch ended, so there is no model to package" in line for line in log)
+
+
+def test_a_tuning_trial_deletes_its_checkpoints_once_packaged(
+    digits: tuple, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # SageMaker copies a tuning job's whole checkpoint prefix into each trial it starts.
+    _, channels = digits
+    env = replace(in_process_env(tmp_path, dict(channels)), checkpoints_shared=True)
+    run(env, *job_args(1))
+    assert (env.model_dir / "model.tar.gz").is_file() or any(env.model_dir.iterdir())
+    assert not env.checkpoint_dir.exists()
+    assert "deleted this trial's" in capsys.readouterr().out
+    alone = in_process_env(tmp_path / "alone", dict(channels))
+    run(alone, *job_args(1))
+    assert (alone.checkpoint_dir / "checkpoint.pth").is_file()  # a job of its own keeps them
 
 
 def test_a_run_limit_ends_with_the_best_epoch_packaged(digits: tuple, tmp_path: Path) -> None:

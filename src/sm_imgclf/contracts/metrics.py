@@ -32,12 +32,29 @@ _EPOCH = re.compile(r"^epoch=(\d+) ")
 EPOCH_DEFINITION = {"Name": "epoch", "Regex": r"\bepoch=(\d+) "}
 BEST_PREFIX = "best_epoch="
 _DOTTED = re.compile(rf"\b(train|valid)\.(loss|accuracy)={_NUMBER}")
+# The packaged epoch's metrics as metrics of their own (``best:valid:accuracy``): only the
+# best-epoch line has dotted names, so their final values are that epoch's, and a tuner
+# that ranks trials by each metric's last report can rank them by the best epoch instead.
+BEST_DEFINITIONS = tuple(
+    {"Name": f"best:{name}", "Regex": rf"\b{re.escape(name.replace(':', '.'))}={_NUMBER}"}
+    for name in METRIC_NAMES
+    if not name.startswith("test:")
+)
+# Set in a tuning job's trials when one more report of the objective misleads nothing:
+# the job then prints the best epoch's metrics last, under the names the tuner reads.
+REPORT_BEST_ENV = "SM_IMGCLF_REPORT_BEST"
 
 
 def best_line(epoch: int, metrics: dict[str, float]) -> str:
     """The line naming the packaged epoch and its metrics, under dotted names."""
     shown = " ".join(f"{k.replace(':', '.')}={v:.4f}" for k, v in metrics.items() if ":" in k)
     return f"{BEST_PREFIX}{epoch} {shown}"
+
+
+def best_report(metrics: dict[str, float]) -> str:
+    """The best epoch's metrics under their own names, for a tuner that reads the last one."""
+    shown = " ".join(f"{k}={v:.4f}" for k, v in metrics.items() if k.startswith(("train:", "valid:")))
+    return f"reported again for the tuner, from the packaged epoch: {shown}"
 
 
 def parse_metrics(lines: list[str]) -> list[dict[str, Any]]:

@@ -94,6 +94,9 @@ class TuningStatus:
         direction: ``"maximize"`` or ``"minimize"``.
         categorical: The tuned hyperparameters whose values are categories.
         stop_reason: Why the run started fewer trials than it could (a budget).
+        ranked_by: How trials are ranked where the service's own ranking could
+            differ; the best trial is then the top of the trials' objectives,
+            not ``best_job``.
     """
 
     status: JobState
@@ -103,6 +106,7 @@ class TuningStatus:
     direction: str = "maximize"
     categorical: tuple[str, ...] = ()
     stop_reason: str | None = None
+    ranked_by: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "status", JobState(self.status))

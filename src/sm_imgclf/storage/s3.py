@@ -158,6 +158,24 @@ class S3Store:
                     sink.write(chunk)
         return target
 
+    def delete_prefix(self, prefix: str) -> int:
+        """Delete every object under ``prefix``; return how many there were."""
+        keys = sorted(self.list_objects(prefix))
+        for start in range(0, len(keys), 1000):  # DeleteObjects takes at most 1,000 keys
+            batch = [{"Key": key} for key in keys[start : start + 1000]]
+            with self._translate(action="DeleteObjects", key=prefix):
+                answer = self.client.delete_objects(
+                    Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True}, **self._owner()
+                )
+            if answer.get("Errors"):
+                first = answer["Errors"][0]
+                raise StorageError(
+                    f"Could not delete s3://{self.bucket}/{first.get('Key')}: "
+                    f"{first.get('Code')}: {first.get('Message')}. Check that the role may "
+                    "call s3:DeleteObject on the bucket."
+                )
+        return len(keys)
+
     def _translate(self, *, action: str, key: str = "") -> _ErrorTranslator:
         return _ErrorTranslator(self, action, key)
 

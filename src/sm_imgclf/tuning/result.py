@@ -81,10 +81,11 @@ class TuningResult:
     def best(self) -> Trial:
         """The best trial that left a model package: a completed one.
 
-        Where the backend itself picks the best trial (SageMaker's
-        ``BestTrainingJob``) that one is taken. A pruned or stopped trial may have
-        reported a better objective before it ended; :attr:`better_without_package`
-        says so.
+        Trials are ranked by the objective of the epoch their package holds;
+        :attr:`ranked_by` says how, where the backend's own pick (SageMaker's
+        ``BestTrainingJob``, which reads each trial's last report) could differ.
+        A pruned or stopped trial may have reported a better objective before it
+        ended; :attr:`better_without_package` says so.
 
         Raises:
             BackendError: No trial has completed yet.
@@ -95,8 +96,15 @@ class TuningResult:
                 f"Tuning run {self.name!r} has no completed trial yet (status {self.status}).",
                 name=self.name,
             )
-        named = self._current().best_job
-        return next((t for t in done if t.job_name == named), None) or self._top(done)
+        status = self._current()
+        if status.ranked_by is not None:
+            return self._top(done)
+        return next((t for t in done if t.job_name == status.best_job), None) or self._top(done)
+
+    @property
+    def ranked_by(self) -> str | None:
+        """How the trials were ranked, where the backend's own ranking could differ."""
+        return self._current().ranked_by
 
     @property
     def better_without_package(self) -> Trial | None:
@@ -235,6 +243,8 @@ class TuningResult:
 
     def __str__(self) -> str:
         reason = f"\n{self.stop_reason}" if self.stop_reason else ""
+        if self.ranked_by:
+            reason += f"\nranked by {self.ranked_by}"
         return f"Tuning run {self.name} ({self.status}, {self.objective})\n{self.table()}{reason}"
 
     def plot(self, path: str | Path | None = None) -> Any:

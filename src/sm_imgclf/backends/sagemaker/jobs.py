@@ -27,7 +27,7 @@ class TrainingJobs:
 
     def __init__(self, aws: SageMakerClients) -> None:
         self.aws = aws
-        self._epochs: dict[str, int | None] = {}  # epochs trained by ended jobs: never change
+        self._finals: dict[str, dict[str, float]] = {}  # ended jobs' final metrics: never change
         self._hosts: dict[str, int] = {}  # each described job's instance count: its streams
 
     def training_request(self, spec: TrainingSpec) -> dict[str, Any]:
@@ -221,14 +221,19 @@ class TrainingJobs:
                 return lines
             lines += found
 
-    def trained_epochs(self, name: str) -> int | None:
-        """The final value of a job's ``epoch`` metric: how many epochs it trained."""
-        if name not in self._epochs:
+    def final_metrics(self, name: str) -> dict[str, float]:
+        """An ended job's ``FinalMetricDataList``: each metric's last value.
+
+        Its ``epoch`` is how many epochs it trained; its ``best:*`` metrics are
+        the packaged epoch's.
+        """
+        if name not in self._finals:
             with translate_errors("DescribeTrainingJob", name):
                 answer = self.aws.sagemaker_client.describe_training_job(TrainingJobName=name)
-            final = {m["MetricName"]: m["Value"] for m in answer.get("FinalMetricDataList", [])}
-            self._epochs[name] = int(final["epoch"]) if "epoch" in final else None
-        return self._epochs[name]
+            self._finals[name] = {
+                m["MetricName"]: m["Value"] for m in answer.get("FinalMetricDataList", [])
+            }
+        return self._finals[name]
 
     def list_jobs(self) -> list[dict[str, Any]]:
         """The 100 newest training jobs with their status."""

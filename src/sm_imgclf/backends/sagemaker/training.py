@@ -18,7 +18,7 @@ from typing import Any
 from sm_imgclf._params import bad_value
 from sm_imgclf.backends.sagemaker.images import processor
 from sm_imgclf.backends.sagemaker.validation import strict_problems
-from sm_imgclf.contracts.metrics import EPOCH_DEFINITION, METRIC_DEFINITIONS
+from sm_imgclf.contracts.metrics import BEST_DEFINITIONS, EPOCH_DEFINITION, METRIC_DEFINITIONS
 from sm_imgclf.contracts.search import FEATURES_CHANNEL, TRIAL_DEFINITION
 from sm_imgclf.contracts.training import TrainingSpec
 from sm_imgclf.errors import ConfigurationError
@@ -117,6 +117,7 @@ def training_request(
                 for d in (
                     *METRIC_DEFINITIONS,
                     EPOCH_DEFINITION,
+                    *BEST_DEFINITIONS,
                     *([TRIAL_DEFINITION] if spec.search else []),
                 )
             ],

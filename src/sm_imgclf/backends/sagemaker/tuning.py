@@ -6,6 +6,7 @@ from dataclasses import replace
 from typing import Any
 
 from sm_imgclf.contracts.hyperparameters import BY_NAME
+from sm_imgclf.contracts.metrics import REPORT_BEST_ENV
 from sm_imgclf.contracts.space import Categorical, Integer, Range
 from sm_imgclf.contracts.status import TrialRecord, TrialState
 from sm_imgclf.contracts.tuning import Strategy, TuningSpec
@@ -51,6 +52,9 @@ def tuning_request(spec: TuningSpec, training: dict[str, Any]) -> dict[str, Any]
             "LocalPath": training["CheckpointConfig"]["LocalPath"],
         }
         definition["Environment"] = {"SM_IMGCLF_CHECKPOINT_PER_JOB": "1"}
+    if not stops_trials(spec):
+        # SageMaker ranks trials by the objective's last report: make it the best epoch's.
+        definition["Environment"] = definition.get("Environment", {}) | {REPORT_BEST_ENV: "1"}
     config: dict[str, Any] = {
         "Strategy": _STRATEGIES[spec.strategy],
         "HyperParameterTuningJobObjective": {
@@ -86,6 +90,11 @@ def tuning_request(spec: TuningSpec, training: dict[str, Any]) -> dict[str, Any]
             "WarmStartType": _WARM[spec.warm_start_type],
         }
     return request
+
+
+def stops_trials(spec: TuningSpec) -> bool:
+    """Whether SageMaker stops trials early, judging each by its reports so far."""
+    return spec.early_stopping == "auto" or spec.strategy is Strategy.HYPERBAND
 
 
 def parameter_ranges(space: dict[str, Range]) -> dict[str, list[dict[str, Any]]]:
@@ -139,17 +148,37 @@ def trial_record(summary: dict[str, Any], early_stopping: bool) -> TrialRecord:
     )
 
 
-def settled(record: TrialRecord, epochs: int | None, max_resource: int | None) -> TrialRecord:
-    """An ended trial with its epochs; one Hyperband stopped at ``MaxResource`` completed.
+def settled(
+    record: TrialRecord, final: dict[str, float], objective: str, max_resource: int | None
+) -> TrialRecord:
+    """An ended trial with its epochs and its best epoch's objective.
 
+    ``final`` is the trial's ``FinalMetricDataList``. SageMaker reads the
+    objective's last report, the last epoch's, where the package holds the best
+    epoch: the trial is ranked by its ``best:`` metric when it printed one.
     Hyperband stops every trial that reaches ``MaxResource`` epochs ("Once a job
     reaches the MaxResource value, it is stopped"): the status alone cannot tell
     that trial from one it pruned, but the epochs it trained can.
     """
-    record = replace(record, epochs=epochs)
+    epochs = int(final["epoch"]) if "epoch" in final else None
+    best = final.get(f"best:{objective}")
+    record = replace(record, epochs=epochs, objective=record.objective if best is None else best)
     if record.status == "pruned" and max_resource and epochs is not None and epochs >= max_resource:
         return replace(record, status=TrialState.COMPLETED, note=f"trained all {epochs} epochs")
     return record
+
+
+def ranking(config: dict[str, Any], objective: str) -> str:
+    """How the best trial of a run with ``config`` is picked: by the best epoch's value."""
+    if config.get("TrainingJobEarlyStoppingType") == "Auto" or config.get("Strategy") == "Hyperband":
+        return (
+            f"each trial's best epoch (its best:{objective} metric); SageMaker's own "
+            "BestTrainingJob ranks by the last epoch's report, which its early stopping reads"
+        )
+    return (
+        f"each trial's best epoch (its best:{objective} metric, also its last {objective} "
+        "report, so SageMaker's BestTrainingJob agrees)"
+    )
 
 
 def _seconds(moment: Any) -> float | None:

@@ -28,6 +28,8 @@ class TuningRuns:
         self._ended_logs: dict[str, list[str]] = {}  # completed one-job searches' logs
         self._searches: dict[str, Search | None] = {}  # per run: its search if it is one job
         self._tuning_configs: dict[str, dict[str, Any]] = {}  # never change once created
+        self._checkpoints: dict[str, str | None] = {}  # per run: its trials' shared prefix
+        self._released: set[str] = set()  # ended trials whose checkpoints are gone
 
     def _ended_log(self, name: str) -> list[str]:
         if name not in self._ended_logs:
@@ -128,6 +130,8 @@ class TuningRuns:
             )
         # A run's configuration never changes: list_trials reads it from here.
         self._tuning_configs[name] = answer["HyperParameterTuningJobConfig"]
+        checkpoints = answer.get("TrainingJobDefinition", {}).get("CheckpointConfig", {})
+        self._checkpoints[name] = checkpoints.get("S3Uri")
         return answer
 
     def describe_tuning(self, name: str) -> TuningStatus:
@@ -153,6 +157,7 @@ class TuningRuns:
             "maximize" if objective["Type"] == "Maximize" else "minimize",
             tuple(r["Name"] for r in categories),
             sagemaker_tuning.stop_reason(answer),
+            sagemaker_tuning.ranking(config, objective["MetricName"]),
         )
 
     def list_trials(self, name: str) -> list[TrialRecord]:
@@ -190,15 +195,35 @@ class TuningRuns:
             if not token:
                 break
         records = [sagemaker_tuning.trial_record(s, early) for s in summaries]
+        self._release_checkpoints(name, [r.job_name for r in records if r.status.terminal])
         full = config.get("StrategyConfig", {}).get("HyperbandStrategyConfig", {})
+        objective = config["HyperParameterTuningJobObjective"]["MetricName"]
         return [
             sagemaker_tuning.settled(
-                r, self.jobs.trained_epochs(r.job_name), full.get("MaxResource")
+                r, self.jobs.final_metrics(r.job_name), objective, full.get("MaxResource")
             )
             if r.status.terminal
             else r
             for r in records
         ]
+
+    def _release_checkpoints(self, name: str, ended: list[str]) -> None:
+        """Delete the checkpoints that ended trials left under the run's shared prefix.
+
+        SageMaker copies that whole prefix into every trial as it starts; an ended
+        trial never resumes, so its files would only fill the later trials' volumes.
+        The folder is the trial's name whether or not SageMaker adds it to the prefix.
+        """
+        if name not in self._checkpoints:
+            self._describe_tuning(name)
+        shared = self._checkpoints[name]
+        if not shared:
+            return
+        prefix = shared.split("://", 1)[1].split("/", 1)[1].rstrip("/")
+        for trial in ended:
+            if trial not in self._released:
+                self.aws.store.delete_prefix(f"{prefix}/{trial}/")
+                self._released.add(trial)
 
     def stop_tuning(self, name: str) -> None:
         """Call ``StopHyperParameterTuningJob``; SageMaker stops its running trials.

@@ -41,7 +41,12 @@ JOB_PARAMS: tuple[Param, ...] = (
 
 @dataclass(frozen=True)
 class JobEnvironment:
-    """Paths and cluster layout read from the environment."""
+    """Paths and cluster layout read from the environment.
+
+    ``checkpoints_shared`` is set for a trial of a tuning job: SageMaker gives all
+    its trials one checkpoint prefix and copies all of it into each trial as it
+    starts, so a trial that is done with its checkpoints deletes them.
+    """
 
     channels: dict[str, Path]
     model_dir: Path
@@ -50,6 +55,7 @@ class JobEnvironment:
     num_gpus: int
     hosts: tuple[str, ...]
     current_host: str
+    checkpoints_shared: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> JobEnvironment:
@@ -72,6 +78,7 @@ class JobEnvironment:
             num_gpus=int(env.get("SM_NUM_GPUS", "0")),
             hosts=hosts,
             current_host=env.get("SM_CURRENT_HOST", hosts[0]),
+            checkpoints_shared=_per_job(env),
         )
 
     def channel(self, name: str, *, required: bool) -> Path | None:
@@ -90,9 +97,13 @@ class JobEnvironment:
         return path
 
 
+def _per_job(env: Mapping[str, str]) -> bool:
+    return env.get("SM_IMGCLF_CHECKPOINT_PER_JOB") == "1" and bool(env.get("TRAINING_JOB_NAME"))
+
+
 def _checkpoint_dir(env: Mapping[str, str]) -> Path:
     folder = Path(env.get("SM_IMGCLF_CHECKPOINT_DIR", DEFAULT_CHECKPOINTS))
-    if env.get("SM_IMGCLF_CHECKPOINT_PER_JOB") == "1" and env.get("TRAINING_JOB_NAME"):
+    if _per_job(env):
         # Trials of a tuning job share one checkpoint prefix; each keeps to its own folder.
         return folder / env["TRAINING_JOB_NAME"]
     return folder

@@ -33,6 +33,7 @@ class Deadline:
             takes that many validation passes.
         started: The clock's start (``time.monotonic()``).
         stop_asked: Set when SIGTERM (or a stop of that kind) arrived.
+        signalled: Set when that stop was SIGTERM itself.
     """
 
     limit_s: float = 0.0
@@ -40,6 +41,7 @@ class Deadline:
     test_share: float = 1.0
     started: float = field(default_factory=time.monotonic)
     stop_asked: bool = False
+    signalled: bool = False
     epoch_s: float = 0.0
     eval_s: float = 0.0
 

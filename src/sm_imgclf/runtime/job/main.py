@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from sm_imgclf.contracts.hyperparameters import Hyperparameters
-from sm_imgclf.contracts.metrics import best_line
+from sm_imgclf.contracts.metrics import REPORT_BEST_ENV, best_line, best_report
 from sm_imgclf.errors import ConfigurationError, SmImgclfError
 from sm_imgclf.runtime.job.contract import JOB_PARAMS, JobEnvironment
 from sm_imgclf.runtime.job.deadline import Deadline
@@ -117,8 +117,24 @@ def run(env: JobEnvironment, settings: dict[str, Any], hp: Hyperparameters) -> d
             )
     if leader:
         _write_outputs(env, settings, hp, splits["train"], model, head, metrics)
+        if not deadline.signalled:
+            _release_checkpoints(env)
     teardown()
     return metrics
+
+
+def _release_checkpoints(env: JobEnvironment) -> None:
+    """Delete a finished trial's own checkpoints from the prefix its tuning job shares.
+
+    SageMaker deletes from S3 what the job deletes from its checkpoint folder, so
+    the trials that start later do not copy these files. A job stopped by SIGTERM
+    keeps them: a spot interruption sends it too, and the job resumes from them.
+    """
+    import shutil
+
+    if env.checkpoints_shared and env.checkpoint_dir.is_dir():
+        shutil.rmtree(env.checkpoint_dir, ignore_errors=True)
+        print(f"checkpoints: deleted this trial's {env.checkpoint_dir}, now packaged", flush=True)
 
 
 def _clock(settings: dict[str, Any]) -> Deadline:
@@ -131,7 +147,7 @@ def _clock(settings: dict[str, Any]) -> Deadline:
     def asked(signum: int, frame: Any) -> None:
         if not deadline.stop_asked:
             print("SIGTERM: stopping at the next step to package the best epoch", flush=True)
-        deadline.stop_asked = True
+        deadline.stop_asked = deadline.signalled = True
 
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, asked)
@@ -242,6 +258,8 @@ def _print_best(metrics: dict[str, Any]) -> None:
     best = next((h for h in metrics["history"] if h["epoch"] == metrics["best_epoch"]), None)
     if best is not None:
         print(best_line(best["epoch"], best), flush=True)
+        if os.environ.get(REPORT_BEST_ENV) == "1":
+            print(best_report(best), flush=True)
 
 
 def _write_outputs(
