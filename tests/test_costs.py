@@ -458,6 +458,32 @@ def test_delete_after_schedules_the_deletion_and_an_early_delete_removes_it(
     assert schedule_name(name) not in names
 
 
+def test_a_schedule_follows_the_regions_partition() -> None:
+    from sm_imgclf.backends.sagemaker.schedules import default_role, role_problem, schedule_request
+
+    china = "arn:aws-cn:iam::123456789012:role/SageMakerRole"
+    assert default_role(china) == "arn:aws-cn:iam::123456789012:role/sm-imgclf-endpoint-deleter"
+    when = dt.datetime(2026, 12, 8, tzinfo=dt.UTC)
+    request = schedule_request("e", when, default_role(china), "cn-north-1")
+    assert request["Target"]["Arn"] == "arn:aws-cn:scheduler:::aws-sdk:sagemaker:deleteEndpoint"
+    assert role_problem(default_role(china), "cn-north-1") is None
+    assert "'aws-cn' partition" in (role_problem(default_role(china), "us-east-1") or "")
+    assert "IAM role ARN" in (role_problem("sm-imgclf-endpoint-deleter", "us-east-1") or "")
+
+
+def test_a_bad_delete_role_is_refused_before_the_endpoint_is_created(
+    sm_session: smi.SageMakerSession, boto_session, moto_url: str
+) -> None:  # type: ignore[no-untyped-def]
+    client = boto_session.client("sagemaker", endpoint_url=moto_url)
+    name = f"timed-{uuid.uuid4().hex[:8]}"
+    role = "arn:aws-cn:iam::123456789012:role/Deleter"
+    spec = DeploySpec(name, MODEL, image_uri=IMAGE, role=ROLE, delete_after="4h", delete_role=role)
+    with pytest.raises(smi.ConfigurationError, match="delete_role .* partition"):
+        sm_session.backend.deploy(spec, poll=0)  # type: ignore[call-arg]
+    assert name not in {e["EndpointName"] for e in client.list_endpoints()["Endpoints"]}
+    assert name not in {m["ModelName"] for m in client.list_models()["Models"]}
+
+
 def test_schedule_names_fit_the_services_limit() -> None:
     long = "e" * 63
     assert len(schedule_name(long)) <= 64 and schedule_name(long) != schedule_name("e" * 62)

@@ -125,7 +125,9 @@ def test_image_lookup_needs_no_sdk(
     assert cpu["AlgorithmSpecification"]["TrainingImage"].endswith(":2.5.1-cpu-py311")
     # torchrun launching, which AWS supports on GPU instances only.
     assert request["HyperParameters"]["sagemaker_torch_distributed_enabled"] == "true"
-    assert "sagemaker_torch_distributed_enabled" not in cpu["HyperParameters"]
+    assert cpu["HyperParameters"]["sagemaker_torch_distributed_enabled"] == "false"
+    # A warm start needs its parents' hyperparameter count, whichever processor they ran on.
+    assert set(cpu["HyperParameters"]) == set(request["HyperParameters"])
 
 
 @pytest.mark.parametrize(

@@ -172,3 +172,39 @@ def test_ended_trials_leave_no_checkpoints_for_the_next(
     # The running trial keeps its checkpoints (a spot interruption resumes from them).
     assert sorted(store.list_objects(f"{shared}/")) == [f"{shared}/{name}-003/checkpoint.pth"]
     assert store.list_objects(f"tuning/{name}-old/")  # another run's prefix is not touched
+
+
+def parent_answer(name: str, request: dict, drop: str | None = None) -> dict:
+    """A parent tuning job described as SageMaker would, run with ``request``'s definition."""
+    answer = describe(name, "Completed")
+    definition = dict(request["TrainingJobDefinition"])
+    static = dict(definition["StaticHyperParameters"])
+    static.pop(drop or "", None)
+    answer["TrainingJobDefinition"] = {**definition, "StaticHyperParameters": static}
+    answer["HyperParameterTuningJobConfig"]["ParameterRanges"] = request[
+        "HyperParameterTuningJobConfig"
+    ]["ParameterRanges"]
+    return answer
+
+
+def test_a_warm_start_needs_its_parents_hyperparameter_count(
+    sm_session: smi.SageMakerSession,
+) -> None:
+    run = tuning(sm_session, warm_start=["dogs-old"])
+    request = run.dry_run(CHANNELS, name="dogs-warm")
+    # A parent run before this flag was sent on every processor (a CPU run, say).
+    parent = parent_answer("dogs-old", request, drop="sagemaker_torch_distributed_enabled")
+    with Stubber(sm_session.backend.aws.sagemaker_client) as stub:
+        stub.add_response(
+            "describe_hyper_parameter_tuning_job",
+            parent,
+            {"HyperParameterTuningJobName": "dogs-old"},
+        )
+        with pytest.raises(smi.ConfigurationError, match="parent 'dogs-old' has") as refused:
+            run.run(CHANNELS, name="dogs-warm", wait=False)
+        stub.assert_no_pending_responses()  # refused before CreateHyperParameterTuningJob
+    assert "only here: ['sagemaker_torch_distributed_enabled']" in str(refused.value)
+    same = parent_answer("dogs-old", request)
+    from sm_imgclf.backends.sagemaker.tuning import warm_start_problems
+
+    assert warm_start_problems(request, {"dogs-old": same}) == []

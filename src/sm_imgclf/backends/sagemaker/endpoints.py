@@ -66,6 +66,8 @@ class Endpoints:
         if not spec.serverless_memory_mb:
             self.aws.check_quota(spec.instance_type, "endpoint usage", spec.instance_count)
         requests = self.deploy_requests(spec)
+        if spec.delete_after is not None:
+            self.schedule_request(spec)  # its role and time checked before anything bills
         created: list[str] = []
         last: dict[str, str] = {}
         try:
@@ -180,7 +182,7 @@ class Endpoints:
         """The validated ``CreateSchedule`` request that deletes the endpoint in time."""
         import datetime as dt
 
-        from sm_imgclf._params import parse_duration
+        from sm_imgclf._params import bad_value, parse_duration
         from sm_imgclf.backends.sagemaker import schedules
 
         seconds = parse_duration("delete_after", spec.delete_after)
@@ -190,7 +192,10 @@ class Endpoints:
             if spec.delete_role
             else schedules.default_role(self.aws.role_arn(spec.role) or "")
         )
-        request = schedules.schedule_request(spec.name, when, role or "")
+        problem = schedules.role_problem(role or "", self.aws.region_name)
+        if problem:
+            raise bad_value("delete_role", "a role Scheduler can assume", role, problem + ".")
+        request = schedules.schedule_request(spec.name, when, role or "", self.aws.region_name)
         sagemaker_training.validate_request(self.aws.scheduler_client, "CreateSchedule", request)
         return request
 

@@ -16,7 +16,7 @@ import json
 import re
 from typing import Any
 
-DELETE_TARGET = "arn:aws:scheduler:::aws-sdk:sagemaker:deleteEndpoint"
+DELETE_TARGET = "arn:aws:scheduler:::aws-sdk:sagemaker:deleteEndpoint"  # in the aws partition
 DEFAULT_ROLE_NAME = "sm-imgclf-endpoint-deleter"
 _PREFIX = "sm-imgclf-delete-"
 
@@ -30,9 +30,21 @@ def schedule_name(endpoint: str) -> str:
     return f"{name[:55]}-{digest}"
 
 
+def partition(region: str) -> str:
+    """The ARN partition of ``region``: ``aws``, ``aws-cn`` or ``aws-us-gov``."""
+    if region.startswith("cn-"):
+        return "aws-cn"
+    return "aws-us-gov" if region.startswith("us-gov-") else "aws"
+
+
+def delete_target(region: str) -> str:
+    """Scheduler's universal target for ``DeleteEndpoint``, in ``region``'s partition."""
+    return DELETE_TARGET.replace("arn:aws:", f"arn:{partition(region)}:", 1)
+
+
 def default_role(execution_role: str) -> str:
-    """``sm-imgclf-endpoint-deleter`` in the account of the endpoint's execution role."""
-    account = re.search(r":iam::(\d{12}):", execution_role)
+    """``sm-imgclf-endpoint-deleter`` in the account and partition of the execution role."""
+    account = re.search(r"^arn:(aws[\w-]*):iam::(\d{12}):", execution_role)
     if account is None:
         from sm_imgclf._params import bad_value
 
@@ -42,10 +54,25 @@ def default_role(execution_role: str) -> str:
             None,
             "Pass delete_role= (see the costs page of the docs).",
         )
-    return f"arn:aws:iam::{account.group(1)}:role/{DEFAULT_ROLE_NAME}"
+    return f"arn:{account.group(1)}:iam::{account.group(2)}:role/{DEFAULT_ROLE_NAME}"
 
 
-def schedule_request(endpoint: str, when: dt.datetime, role: str) -> dict[str, Any]:
+def role_problem(role: str, region: str) -> str | None:
+    """Why Scheduler in ``region`` could not assume ``role``: an ARN of another partition."""
+    found = re.match(r"^arn:([\w-]+):iam::\d{12}:role/", role)
+    if found is None:
+        return f"delete_role must be an IAM role ARN (arn:{partition(region)}:iam::ACCOUNT:role/NAME)"
+    if found.group(1) != partition(region):
+        return (
+            f"delete_role {role!r} is in the {found.group(1)!r} partition, but {region} is in "
+            f"{partition(region)!r}; pass a role of that partition"
+        )
+    return None
+
+
+def schedule_request(
+    endpoint: str, when: dt.datetime, role: str, region: str = "us-east-1"
+) -> dict[str, Any]:
     """The ``CreateSchedule`` request that deletes ``endpoint`` at ``when`` (UTC)."""
     moment = when.astimezone(dt.UTC).replace(microsecond=0, tzinfo=None)
     return {
@@ -54,7 +81,7 @@ def schedule_request(endpoint: str, when: dt.datetime, role: str) -> dict[str, A
         "ScheduleExpressionTimezone": "UTC",
         "FlexibleTimeWindow": {"Mode": "OFF"},
         "Target": {
-            "Arn": DELETE_TARGET,
+            "Arn": delete_target(region),
             "RoleArn": role,
             "Input": json.dumps({"EndpointName": endpoint}),
         },

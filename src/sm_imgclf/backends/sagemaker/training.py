@@ -162,10 +162,11 @@ def _launcher(instance_type: str) -> dict[str, str]:
 
     AWS supports torchrun launching on GPU (and Trainium) instances only; on CPU
     instances the job runs once per host and joins the others through ``SM_HOSTS``.
+    The flag is sent either way, ``false`` on CPU (the toolkit reads it as JSON),
+    because a warm-started tuning job needs its parents' hyperparameter count.
     """
-    return (
-        {"sagemaker_torch_distributed_enabled": "true"} if processor(instance_type) == "gpu" else {}
-    )
+    gpu = processor(instance_type) == "gpu"
+    return {"sagemaker_torch_distributed_enabled": "true" if gpu else "false"}
 
 
 def _channel(name: str, uri: str) -> dict[str, Any]:

@@ -92,6 +92,38 @@ def tuning_request(spec: TuningSpec, training: dict[str, Any]) -> dict[str, Any]
     return request
 
 
+def hyperparameter_names(definition: dict[str, Any], config: dict[str, Any]) -> set[str]:
+    """The static and tuned hyperparameters of a tuning job's trials."""
+    ranges = config.get("ParameterRanges", {}).values()
+    return set(definition.get("StaticHyperParameters", {})) | {r["Name"] for k in ranges for r in k}
+
+
+def warm_start_problems(request: dict[str, Any], parents: dict[str, dict[str, Any]]) -> list[str]:
+    """Why a warm start would be refused: its hyperparameter count differs from a parent's.
+
+    AWS: "the total number of static plus tunable hyperparameters must remain
+    the same as it is in all parent jobs". ``parents`` holds each parent's
+    ``DescribeHyperParameterTuningJob`` answer.
+    """
+    ours = hyperparameter_names(
+        request["TrainingJobDefinition"], request["HyperParameterTuningJobConfig"]
+    )
+    found = []
+    for name, answer in parents.items():
+        theirs = hyperparameter_names(
+            answer.get("TrainingJobDefinition", {}), answer["HyperParameterTuningJobConfig"]
+        )
+        if len(theirs) != len(ours):
+            found.append(
+                f"warm_start: parent {name!r} has {len(theirs)} static and tuned "
+                f"hyperparameters, this run {len(ours)}; SageMaker needs the same count "
+                f"(only in the parent: {sorted(theirs - ours) or 'none'}; only here: "
+                f"{sorted(ours - theirs) or 'none'}). Tune the same hyperparameters on the "
+                "same kind of instance, or start without warm_start."
+            )
+    return found
+
+
 def stops_trials(spec: TuningSpec) -> bool:
     """Whether SageMaker stops trials early, judging each by its reports so far."""
     return spec.early_stopping == "auto" or spec.strategy is Strategy.HYPERBAND

@@ -16,7 +16,7 @@ from sm_imgclf.contracts.costs import tuning_runtime_cap
 from sm_imgclf.contracts.search import FEATURES_CHANNEL
 from sm_imgclf.contracts.status import JobState, TrialRecord, TuningStatus
 from sm_imgclf.contracts.tuning import Search, TuningSpec
-from sm_imgclf.errors import BackendError
+from sm_imgclf.errors import BackendError, ConfigurationError
 
 
 class TuningRuns:
@@ -90,10 +90,25 @@ class TuningRuns:
             "spot training job usage" if training.use_spot else "training job usage",
             training.instance_count * spec.max_parallel_jobs,
         )
+        self._check_parents(request)
         self.jobs.upload(uploads)
         with translate_errors("CreateHyperParameterTuningJob", spec.name):
             self.aws.sagemaker_client.create_hyper_parameter_tuning_job(**request)
         self._searches[spec.name] = None
+
+    def _check_parents(self, request: dict[str, Any]) -> None:
+        """Refuse a warm start its parents would make SageMaker refuse, before any upload."""
+        warm = request.get("WarmStartConfig", {}).get("ParentHyperParameterTuningJobs", [])
+        parents = {}
+        for parent in warm:
+            name = parent["HyperParameterTuningJobName"]
+            with translate_errors("DescribeHyperParameterTuningJob", name):
+                parents[name] = self.aws.sagemaker_client.describe_hyper_parameter_tuning_job(
+                    HyperParameterTuningJobName=name
+                )
+        problems = sagemaker_tuning.warm_start_problems(request, parents)
+        if problems:
+            raise ConfigurationError("\n".join(problems))
 
     def _one_job_search(self, name: str) -> Search | None:
         """The search of run ``name`` if it is one training job; asked of SageMaker once."""
