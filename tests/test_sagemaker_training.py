@@ -196,6 +196,16 @@ def test_a_create_that_meets_its_own_job_carries_on(
     }
     for drop in ("Tags", "EnableManagedSpotTraining", "CheckpointConfig"):
         found.pop(drop, None)
+    # The service echoes its defaults for what the request left out.
+    found["InputDataConfig"] = [
+        {"CompressionType": "None", "RecordWrapperType": "None", **channel}
+        for channel in request["InputDataConfig"]
+    ]
+    found["OutputDataConfig"] = {"CompressionType": "GZIP", **request["OutputDataConfig"]}
+    found["AlgorithmSpecification"] = {
+        "EnableSageMakerMetricsTimeSeries": False,
+        **request["AlgorithmSpecification"],
+    }
     est = estimator(sm_session).with_hyperparameters({"lr": lr})
     with Stubber(sm_session.backend.aws.sagemaker_client) as stub:  # type: ignore[attr-defined]
         stub.add_client_error(

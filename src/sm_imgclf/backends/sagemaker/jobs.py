@@ -99,10 +99,11 @@ class TrainingJobs:
             raise error
         with translate_errors("DescribeTrainingJob", name):
             found = self.aws.sagemaker_client.describe_training_job(TrainingJobName=name)
-        fields = ("HyperParameters", "RoleArn", "InputDataConfig", "OutputDataConfig")
-        same = all(found.get(f) == request.get(f) for f in fields) and (
-            found["AlgorithmSpecification"]["TrainingImage"]
-            == request["AlgorithmSpecification"]["TrainingImage"]
+        # The service echoes defaults the request left out (CompressionType ...): only
+        # what the request set is compared.
+        fields = ("RoleArn", "InputDataConfig", "OutputDataConfig", "AlgorithmSpecification")
+        same = found.get("HyperParameters") == request.get("HyperParameters") and all(
+            holds(found.get(f), request[f]) for f in fields if f in request
         )
         if not same:
             raise BackendError(
@@ -245,3 +246,18 @@ class TrainingJobs:
             {"name": j["TrainingJobName"], "status": j["TrainingJobStatus"]}
             for j in page["TrainingJobSummaries"]
         ]
+
+
+def holds(found: Any, sent: Any) -> bool:
+    """Whether a description ``found`` holds every value of the request part ``sent``."""
+    if isinstance(sent, dict):
+        return isinstance(found, dict) and all(
+            key in found and holds(found[key], value) for key, value in sent.items()
+        )
+    if isinstance(sent, list):
+        return (
+            isinstance(found, list)
+            and len(found) == len(sent)
+            and all(holds(f, s) for f, s in zip(found, sent, strict=True))
+        )
+    return bool(found == sent)
