@@ -107,7 +107,7 @@ def boto_session():  # type: ignore[no-untyped-def]
 
 @pytest.fixture
 def bucket(moto_url: str, boto_session, request: pytest.FixtureRequest) -> str:  # type: ignore[no-untyped-def]
-    name = f"test-{abs(hash(request.node.nodeid)) % 10**10}"
+    name = f"sagemaker-test-{abs(hash(request.node.nodeid)) % 10**10}"
     client = boto_session.client("s3", endpoint_url=moto_url)
     client.create_bucket(Bucket=name)
     return name

@@ -21,7 +21,7 @@ from sm_imgclf.contracts.resources import Resource, select
 ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
 TRAIN_IMAGE = "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.5.1-gpu-py311"
 IMAGE = "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-inference:2.5.1-cpu-py311"
-MODEL = "s3://b/jobs/j/output/model.tar.gz"
+MODEL = "s3://sagemaker-b/jobs/j/output/model.tar.gz"
 CHANNELS = {"train": "s3://b/data/train", "valid": "s3://b/data/valid"}
 NOWHERE = "http://127.0.0.1:9"  # nothing listens: the Price List API is unreachable
 
@@ -478,7 +478,7 @@ def test_a_bad_delete_role_is_refused_before_the_endpoint_is_created(
     name = f"timed-{uuid.uuid4().hex[:8]}"
     role = "arn:aws-cn:iam::123456789012:role/Deleter"
     spec = DeploySpec(name, MODEL, image_uri=IMAGE, role=ROLE, delete_after="4h", delete_role=role)
-    with pytest.raises(smi.ConfigurationError, match="delete_role .* partition"):
+    with pytest.raises(smi.ConfigurationError, match=r"delete_role .* partition"):
         sm_session.backend.deploy(spec, poll=0)  # type: ignore[call-arg]
     assert name not in {e["EndpointName"] for e in client.list_endpoints()["Endpoints"]}
     assert name not in {m["ModelName"] for m in client.list_models()["Models"]}

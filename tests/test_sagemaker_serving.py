@@ -14,7 +14,7 @@ from sm_imgclf.contracts.deploy import DeploySpec
 
 ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
 IMAGE = "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-inference:2.5.1-cpu-py311"
-MODEL = "s3://b/jobs/j/output/model.tar.gz"
+MODEL = "s3://sagemaker-b/jobs/j/output/model.tar.gz"
 
 
 @pytest.fixture

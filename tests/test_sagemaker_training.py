@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 import tarfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -219,6 +220,25 @@ def test_a_create_that_meets_its_own_job_carries_on(
         else:
             with pytest.raises(smi.BackendError, match="exists already with other settings"):
                 est.fit(CHANNELS, wait=False, name="dogs-3")
+
+
+def test_a_bucket_the_managed_policy_misses_is_warned_about_once(  # type: ignore[no-untyped-def]
+    moto_url: str, boto_session
+) -> None:
+    boto_session.client("s3", endpoint_url=moto_url).create_bucket(Bucket="team-images")
+    urls = {"s3": moto_url, "sagemaker": moto_url, "logs": moto_url}
+    session = smi.SageMakerSession(
+        "team-images", role=ROLE, boto_session=boto_session, endpoint_urls=urls
+    )
+    with pytest.warns(UserWarning, match="AmazonSageMakerFullAccess") as caught:
+        estimator(session).fit(CHANNELS, wait=False, name="team-1")
+    [warning] = caught.list
+    assert "s3:PutObject" in str(warning.message) and "arn:aws:s3:::team-images/*" in str(
+        warning.message
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # once per bucket, not once per job
+        estimator(session).fit(CHANNELS, wait=False, name="team-2")
 
 
 def test_a_bucket_in_another_region_is_refused_before_any_job(  # type: ignore[no-untyped-def]

@@ -6,10 +6,9 @@ import re
 
 import pytest
 from botocore.stub import Stubber
-from helpers.tuning_answers import describe, summary, training_job
-from test_sagemaker_tuning import CHANNELS, tuning
 
 import sm_imgclf as smi
+from helpers.tuning_answers import describe, summary, training_job
 from sm_imgclf.contracts.metrics import (
     BEST_DEFINITIONS,
     METRIC_DEFINITIONS,
@@ -17,6 +16,7 @@ from sm_imgclf.contracts.metrics import (
     best_line,
     best_report,
 )
+from test_sagemaker_tuning import CHANNELS, tuning
 
 LISTING = {"MaxResults": 100, "SortBy": "CreationTime", "SortOrder": "Ascending"}
 

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-
 import pytest
 from botocore.stub import Stubber
 
 import sm_imgclf as smi
 from helpers.tuning_answers import describe, summary, training_job
-
 from sm_imgclf.backends.sagemaker.training import source_key, source_tarball
 
 ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
@@ -128,8 +126,6 @@ def test_request_outside_the_service_limits_is_refused(sm_session: smi.SageMaker
     )
     with pytest.raises(smi.ConfigurationError, match="CreateTrainingJob request is invalid"):
         run.dry_run(CHANNELS, name="dogs-tags")
-
-
 
 
 def test_run_creates_the_job_and_reads_typed_trials(sm_session: smi.SageMakerSession) -> None:

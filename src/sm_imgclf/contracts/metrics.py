@@ -53,7 +53,8 @@ def best_line(epoch: int, metrics: dict[str, float]) -> str:
 
 def best_report(metrics: dict[str, float]) -> str:
     """The best epoch's metrics under their own names, for a tuner that reads the last one."""
-    shown = " ".join(f"{k}={v:.4f}" for k, v in metrics.items() if k.startswith(("train:", "valid:")))
+    splits = ("train:", "valid:")
+    shown = " ".join(f"{k}={v:.4f}" for k, v in metrics.items() if k.startswith(splits))
     return f"reported again for the tuner, from the packaged epoch: {shown}"
 
 

@@ -62,6 +62,7 @@ class SageMakerClients:
         self.max_concurrency = max_concurrency
         self._bucket_region_checked = False
         self._role_arns: dict[str, str] = {}
+        self._warned_buckets: set[str] = set()
         self.price_cache: Path | None = price_cache_path()
 
     def __repr__(self) -> str:
@@ -272,6 +273,32 @@ class SageMakerClients:
                 f"Pass region={location!r}, or a bucket in {self.region_name}.",
             )
         self._bucket_region_checked = True
+        self.warn_bucket_policy(self.bucket)
+
+    def warn_bucket_policy(self, bucket: str) -> None:
+        """Warn once, before the first create, about a bucket the managed policy misses.
+
+        AmazonSageMakerFullAccess grants S3 access only on buckets whose names
+        contain "sagemaker" (any case): with another bucket the role needs a
+        policy of its own, or the job fails only once it starts.
+        """
+        if "sagemaker" in bucket.lower() or bucket in self._warned_buckets:
+            return
+        import warnings
+
+        from sm_imgclf.backends.sagemaker.schedules import partition
+
+        arn = f"arn:{partition(self.region_name)}:s3:::{bucket}"
+        self._warned_buckets.add(bucket)
+        warnings.warn(
+            f"Bucket {bucket!r} has no 'sagemaker' in its name, and the AmazonSageMakerFullAccess "
+            "policy covers only buckets that do. Unless the execution role has a policy of its "
+            f"own, give it s3:GetObject, s3:PutObject, s3:DeleteObject and s3:ListBucket on "
+            f"{arn} and {arn}/* (SageMaker reads the data and "
+            "writes models and checkpoints there with that role).",
+            UserWarning,
+            stacklevel=2,
+        )
 
     @cached_property
     def sagemaker_client(self) -> Any:

@@ -66,6 +66,8 @@ class Endpoints:
         if not spec.serverless_memory_mb:
             self.aws.check_quota(spec.instance_type, "endpoint usage", spec.instance_count)
         requests = self.deploy_requests(spec)
+        if spec.model_uri.startswith("s3://"):
+            self.aws.warn_bucket_policy(spec.model_uri.removeprefix("s3://").split("/", 1)[0])
         if spec.delete_after is not None:
             self.schedule_request(spec)  # its role and time checked before anything bills
         created: list[str] = []

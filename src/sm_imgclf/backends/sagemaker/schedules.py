@@ -61,7 +61,8 @@ def role_problem(role: str, region: str) -> str | None:
     """Why Scheduler in ``region`` could not assume ``role``: an ARN of another partition."""
     found = re.match(r"^arn:([\w-]+):iam::\d{12}:role/", role)
     if found is None:
-        return f"delete_role must be an IAM role ARN (arn:{partition(region)}:iam::ACCOUNT:role/NAME)"
+        shape = f"arn:{partition(region)}:iam::ACCOUNT:role/NAME"
+        return f"delete_role must be an IAM role ARN ({shape})"
     if found.group(1) != partition(region):
         return (
             f"delete_role {role!r} is in the {found.group(1)!r} partition, but {region} is in "

@@ -202,7 +202,8 @@ def settled(
 
 def ranking(config: dict[str, Any], objective: str) -> str:
     """How the best trial of a run with ``config`` is picked: by the best epoch's value."""
-    if config.get("TrainingJobEarlyStoppingType") == "Auto" or config.get("Strategy") == "Hyperband":
+    early = config.get("TrainingJobEarlyStoppingType") == "Auto"
+    if early or config.get("Strategy") == "Hyperband":
         return (
             f"each trial's best epoch (its best:{objective} metric); SageMaker's own "
             "BestTrainingJob ranks by the last epoch's report, which its early stopping reads"
