@@ -19,7 +19,7 @@ MODEL = "s3://sagemaker-b/jobs/j/output/model.tar.gz"
 
 @pytest.fixture
 def sm_session(moto_url: str, bucket: str, boto_session) -> smi.SageMakerSession:  # type: ignore[no-untyped-def]
-    urls = {"s3": moto_url, "sagemaker": moto_url, "sagemaker-runtime": moto_url}
+    urls = {"s3": moto_url, "sagemaker": moto_url, "sagemaker-runtime": moto_url, "sts": moto_url}
     return smi.SageMakerSession(bucket, role=ROLE, boto_session=boto_session, endpoint_urls=urls)
 
 

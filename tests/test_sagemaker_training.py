@@ -107,7 +107,8 @@ def test_job_half_imports_no_boto3_or_sagemaker() -> None:
 
 
 def test_missing_role(moto_url: str, bucket: str, boto_session) -> None:  # type: ignore[no-untyped-def]
-    session = smi.SageMakerSession(bucket, boto_session=boto_session)
+    urls = {"sagemaker": moto_url, "sts": moto_url}  # moto's caller is a user, not a role
+    session = smi.SageMakerSession(bucket, boto_session=boto_session, endpoint_urls=urls)
     with pytest.raises(smi.ConfigurationError, match="needs an IAM role"):
         estimator(session).dry_run(CHANNELS)
 

@@ -63,6 +63,8 @@ class SageMakerClients:
         self._bucket_region_checked = False
         self._role_arns: dict[str, str] = {}
         self._warned_buckets: set[str] = set()
+        self._found_role: str | None = None  # "" once looked for and not found
+        self.role_problem = ""
         self.price_cache: Path | None = price_cache_path()
 
     def __repr__(self) -> str:
@@ -188,8 +190,26 @@ class SageMakerClients:
         )
 
     def role_arn(self, role: str | None) -> str | None:
-        """The ARN of ``role``: as given if it is one, else looked up by name once (IAM)."""
-        if role is None or role.startswith("arn:"):
+        """The ARN of ``role``: as given if it is one, else looked up by name once (IAM).
+
+        Without a role, the notebook's or the caller's own is found once
+        (:mod:`~sm_imgclf.backends.sagemaker.roles`).
+
+        Raises:
+            ConfigurationError: No role was given and none was found.
+        """
+        if role is None:
+            found = self.found_role()
+            if found is None:
+                from sm_imgclf.backends.sagemaker import roles
+                from sm_imgclf.errors import ConfigurationError
+
+                raise ConfigurationError(
+                    "SageMaker needs an IAM role to run jobs and endpoints as. "
+                    + roles.NOT_FOUND.format(file=roles.METADATA_FILE, why=self.role_problem)
+                )
+            return found
+        if role.startswith("arn:"):
             return role
         if role not in self._role_arns:
             with translate_errors("GetRole", role):
@@ -206,6 +226,25 @@ class SageMakerClients:
                     ) from None
             self._role_arns[role] = str(found["Role"]["Arn"])
         return self._role_arns[role]
+
+    def found_role(self) -> str | None:
+        """The role of this notebook instance, Studio user or assumed-role caller, once."""
+        if self._found_role is None:
+            from botocore.exceptions import BotoCoreError, ClientError
+
+            from sm_imgclf.backends.sagemaker import roles
+
+            try:
+                found = roles.from_metadata(self.sagemaker_client) or roles.from_caller(
+                    self.client("sts"), self.client("iam")
+                )
+                self.role_problem = ""
+            except (BotoCoreError, ClientError) as error:
+                found, self.role_problem = None, f" (looking failed: {error})"
+            if found is not None:
+                print(f"role: {found.arn}, from {found.source}", flush=True)
+            self._found_role = found.arn if found else ""
+        return self._found_role or None
 
     def check_quota(self, instance_type: str, usage: str, count: int = 1) -> None:
         """Refuse ``count`` instances an account quota of zero (or fewer) could not start.
