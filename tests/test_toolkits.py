@@ -48,9 +48,9 @@ def aws(moto_url: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, An
     boto = boto3.Session(
         aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
     )
-    boto.client("s3", endpoint_url=moto_url).create_bucket(Bucket="toolkits")
+    boto.client("s3", endpoint_url=moto_url).create_bucket(Bucket="sagemaker-toolkits")
     session = smi.SageMakerSession(
-        "toolkits",
+        "sagemaker-toolkits",
         role=ROLE,
         boto_session=boto,
         endpoint_urls={"s3": moto_url, "sagemaker": moto_url, "logs": moto_url},
@@ -69,7 +69,7 @@ def aws(moto_url: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, An
 
 
 def submitted_job(
-    aws: dict[str, Any], model: str, name: str, source_dir: Path | None = None
+    aws: dict[str, Any], model: str, name: str, source_dir: Path | None = None, epochs: int = 2
 ) -> dict[str, Any]:
     """Submit a job through the backend; return what the service recorded."""
     est = smi.TransferLearningEstimator(
@@ -80,7 +80,7 @@ def submitted_job(
         source_dir=source_dir,
         hyperparameters={
             "image_size": 32,
-            "epochs": 2,
+            "epochs": epochs,
             "batch_size": 16,
             "augmentation": "none",
             "lr": 0.003,
@@ -133,8 +133,8 @@ def container_dirs(
     (config / "inputdataconfig.json").write_text(json.dumps(channels))
 
 
-def run_training(base: Path, name: str) -> subprocess.CompletedProcess[str]:
-    env = {
+def toolkit_env(base: Path, name: str) -> dict[str, str]:
+    return {
         **os.environ,
         "SAGEMAKER_BASE_DIR": str(base),
         "SM_STUDIO_LOCAL_MODE": "true",
@@ -145,6 +145,10 @@ def run_training(base: Path, name: str) -> subprocess.CompletedProcess[str]:
         "SM_IMGCLF_CHECKPOINT_DIR": str(base / "checkpoints"),
         "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
     }
+
+
+def run_training(base: Path, name: str) -> subprocess.CompletedProcess[str]:
+    env = toolkit_env(base, name)
     started = time.perf_counter()
     done = subprocess.run(
         [str(BIN / "train")], env=env, capture_output=True, text=True, timeout=600, check=False
@@ -247,9 +251,12 @@ def server(
 
 def trained_deploy_environment(trained: dict[str, Any]) -> dict[str, str]:
     """The container environment the backend's CreateModel request sets."""
-    session = smi.SageMakerSession("toolkits", role=ROLE, region="us-east-1")
+    session = smi.SageMakerSession("sagemaker-toolkits", role=ROLE, region="us-east-1")
     spec = smi.DeploySpec(
-        "toolkit-endpoint", "s3://toolkits/jobs/x/output/model.tar.gz", role=ROLE, image_uri=IMAGE
+        "toolkit-endpoint",
+        "s3://sagemaker-toolkits/jobs/x/output/model.tar.gz",
+        role=ROLE,
+        image_uri=IMAGE,
     )
     requests = session.backend.deploy_requests(spec)
     return dict(requests["CreateModel"]["PrimaryContainer"]["Environment"])
@@ -397,6 +404,50 @@ def test_torchrun_two_processes(aws: dict[str, Any], tmp_path: Path) -> None:
     assert (
         json.loads((tmp_path / "model" / "manifest.json").read_text())["architecture"] == "resnet18"
     )
+
+
+def test_sigterm_to_the_process_group_packages_the_best_epoch(
+    aws: dict[str, Any], tmp_path: Path
+) -> None:
+    # SageMaker stops a job with SIGTERM; the toolkit's own process may die of it at once.
+    job = submitted_job(aws, "resnet18", "toolkit-sigterm", epochs=10_000)
+    container_dirs(aws, job, tmp_path)
+    log_path = tmp_path / "toolkit.log"
+    with log_path.open("w") as log_file:  # a file, not a pipe: an orphan may outlive the toolkit
+        toolkit = subprocess.Popen(
+            [str(BIN / "train")],
+            env=toolkit_env(tmp_path, "toolkit-sigterm"),
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        group = os.getpgid(toolkit.pid)
+        try:
+            while "epoch=1 " not in log_path.read_text():  # an epoch to package
+                assert toolkit.poll() is None, log_path.read_text()[-4000:]
+                time.sleep(0.5)
+            os.killpg(group, signal.SIGTERM)
+            toolkit.wait(timeout=600)
+            while group_alive(group):  # the job program itself, if the toolkit died first
+                time.sleep(0.5)
+        finally:
+            if group_alive(group):
+                os.killpg(group, signal.SIGKILL)
+    # The toolkit, which read the job's output, may have died first: the package tells.
+    manifest = json.loads((tmp_path / "model" / "manifest.json").read_text())
+    assert manifest["metrics"]["best_epoch"] >= 1, log_path.read_text()[-4000:]
+
+
+def group_alive(group: int) -> bool:
+    """Whether a process of ``group`` still runs (a zombie no one reaps does not count)."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # it ended while being read
+            continue
+        if int(fields[2]) == group and fields[0] != "Z":
+            return True
+    return False
 
 
 def test_a_search_in_one_job_runs_under_the_toolkit(aws: dict[str, Any], tmp_path: Path) -> None:

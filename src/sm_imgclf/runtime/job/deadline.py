@@ -73,6 +73,8 @@ class Deadline:
 
     def stop_before_next_epoch(self) -> str | None:
         """Why the job must not start another epoch, or ``None`` when it may."""
+        if self.signalled:
+            return "a stop was asked for (SIGTERM, SageMaker's stop signal)"
         if self.stop_asked:
             return "a stop was asked for"
         need = self.epoch_s + self.finish_s()

@@ -37,6 +37,8 @@ def parse_args(argv: Sequence[str]) -> tuple[dict[str, Any], Hyperparameters]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the job; on failure print the reason and write it to ``output/failure``."""
+    if not isinstance(sys.stdout, _Survivor):
+        sys.stdout, sys.stderr = _Survivor(sys.stdout), _Survivor(sys.stderr)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
     env = JobEnvironment.from_env()
     try:
@@ -55,6 +57,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         _write_failure(env, reason)
         return 1
     return 0
+
+
+class _Survivor:
+    """A stream whose reader may go away (a toolkit killed by the same SIGTERM).
+
+    The job then goes on without its log, to package its model, instead of
+    dying of ``BrokenPipeError`` at its next print.
+    """
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return int(self._stream.write(text))
+        except BrokenPipeError:
+            self._stream = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the job
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            self._stream = open(os.devnull, "w")  # noqa: SIM115
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
 
 
 def run(env: JobEnvironment, settings: dict[str, Any], hp: Hyperparameters) -> dict[str, Any]:
@@ -145,8 +174,8 @@ def _clock(settings: dict[str, Any]) -> Deadline:
     deadline = Deadline(float(settings["max_run"]))
 
     def asked(signum: int, frame: Any) -> None:
-        if not deadline.stop_asked:
-            print("SIGTERM: stopping at the next step to package the best epoch", flush=True)
+        # No print here: a signal that lands inside a print would make it re-enter.
+        # The loop says why it stops at its next step.
         deadline.stop_asked = deadline.signalled = True
 
     if threading.current_thread() is threading.main_thread():
