@@ -12,11 +12,12 @@ if TYPE_CHECKING:
     from PIL import Image
 
 # Evaluation resizes the shorter side to image_size / CROP_RATIO, then crops the
-# centre square: the torchvision recipe (256 then 224).
+# centre square: the torchvision recipe (256 then 224). An image smaller than the
+# square is resized to it without that margin: upscaled 8-px digits keep their edges.
 CROP_RATIO = 0.875
 # Bump when decoding, resizing or cropping changes the pixels a model sees: stored
-# backbone features are keyed by it.
-IMAGE_PIPELINE = 1
+# backbone features are keyed by it. 2: small images are no longer cropped.
+IMAGE_PIPELINE = 2
 
 
 def resize_size(image_size: int) -> int:
@@ -53,13 +54,18 @@ def open_rgb(data: bytes, shorter: int | None = None) -> Image.Image:
 
 
 def square_tensor(image: Image.Image, side: int, *, shorter: int | None = None) -> torch.Tensor:
-    """Resize the shorter side to ``shorter`` (default ``side``) and crop the centre square."""
+    """Resize the shorter side to ``shorter`` (default ``side``) and crop the centre square.
+
+    An image whose shorter side is under ``side`` has it resized to ``side``
+    itself: a square one is kept whole, a longer one loses only what its
+    longer side has beyond the square.
+    """
     import numpy as np
     import torch
     from PIL import Image
 
-    shorter = shorter or side
     width, height = image.size
+    shorter = side if min(width, height) < side else (shorter or side)
     scale = shorter / min(width, height)
     size = (max(side, round(width * scale)), max(side, round(height * scale)))
     image = image.resize(size, Image.Resampling.BILINEAR, reducing_gap=3.0)
