@@ -18,6 +18,7 @@ from sm_imgclf.storage.local import AtomicWriter
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.type_defs import ObjectIdentifierTypeDef
 
 _MiB = 1 << 20
 _DENIED = {
@@ -162,7 +163,9 @@ class S3Store:
         """Delete every object under ``prefix``; return how many there were."""
         keys = sorted(self.list_objects(prefix))
         for start in range(0, len(keys), 1000):  # DeleteObjects takes at most 1,000 keys
-            batch = [{"Key": key} for key in keys[start : start + 1000]]
+            batch: list[ObjectIdentifierTypeDef] = [
+                {"Key": key} for key in keys[start : start + 1000]
+            ]
             with self._translate(action="DeleteObjects", key=prefix):
                 answer = self.client.delete_objects(
                     Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True}, **self._owner()
