@@ -129,6 +129,39 @@ def test_random_frozen_features_are_refused_and_the_default_follows_the_weights(
         assert "random values" in str(caught.value) and "trainable='all'" in str(caught.value)
 
 
+def test_a_frozen_head_caches_its_features_unless_augmentation_is_asked_for() -> None:
+    session = smi.Session(smi.FakeBackend())
+    head = smi.TransferLearningEstimator("resnet18", session=session, hyperparameters={"lr": 0.1})
+    assert head.hyperparameters.augmentation == "none" and head.hyperparameters.lr == 0.1
+    asked = smi.TransferLearningEstimator(
+        "resnet18", session=session, hyperparameters={"augmentation": "light"}
+    )
+    assert asked.hyperparameters.augmentation == "light"
+    whole = smi.TransferLearningEstimator("resnet18", session=session, trainable="all")
+    assert whole.hyperparameters.augmentation == smi.Hyperparameters().augmentation
+
+
+def test_an_explicit_augmentation_with_a_frozen_head_says_what_it_costs(
+    digits: tuple, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from sm_imgclf.runtime.job.data import load_splits
+    from sm_imgclf.runtime.job.setup import prepare
+
+    _, channels = digits
+    hp = smi.Hyperparameters(image_size=32, augmentation="light", record_every=0)
+    settings, _ = parse_args(["--model", "resnet18", "--trainable", "head"])
+    env = in_process_env(tmp_path, dict(channels))
+
+    splits = load_splits(dict(env.channels), 32, "light", 0)
+    trainer, _, _ = prepare(
+        settings, hp, splits, torch.device("cpu"), env, None, features_ready=False
+    )
+    assert not trainer.features
+    out = capsys.readouterr().out
+    assert "features: not cached, since augmentation='light'" in out
+    assert f"all {len(splits['train'])} training images" in out
+
+
 @pytest.mark.slow
 def test_generated_colours_with_cached_features(tmp_path: Path) -> None:
     colours = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220)}

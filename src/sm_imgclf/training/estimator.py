@@ -37,10 +37,17 @@ class TransferLearningEstimator:
         source_dir: A folder shipped with the job: your model module lives
             here, and on SageMaker its ``requirements.txt`` is installed.
         hyperparameters: Values for :class:`~sm_imgclf.Hyperparameters` fields.
+            With ``trainable="head"`` and no ``augmentation`` among them, the
+            augmentation is ``"none"``: the frozen backbone then runs once over
+            the images and every epoch trains the head on its cached features.
+            An augmentation given explicitly runs the backbone every epoch, and
+            the job's log says so.
         trainable: ``"head"``, ``"all"``, or block names such as ``["layer4"]``.
             By default ``"head"`` with pretrained weights and ``"all"`` without:
             a frozen backbone with random weights computes features nothing can
             learn from, so ``weights=None`` with anything but ``"all"`` is refused.
+            ``"head"`` costs one backbone pass plus seconds an epoch; block names
+            and ``"all"`` run the backbone forward and backward every epoch.
         compute: What a SageMaker job runs on (instance type and count, disk,
             spot and its wait, run limit, image): a :class:`~sm_imgclf.Compute`;
             ``ml.g4dn.xlarge`` for a day at most by default. Local jobs run on
@@ -82,6 +89,14 @@ class TransferLearningEstimator:
             else Hyperparameters.from_dict(hyperparameters)
         )
         self.trainable = _check_trainable(trainable, self.weights)
+        if (
+            self.trainable == ("head",)
+            and not isinstance(hyperparameters, Hyperparameters)
+            and "augmentation" not in (hyperparameters or {})
+        ):
+            # A frozen pretrained backbone without augmentation runs once over the images
+            # and the head trains on its cached features, in seconds an epoch.
+            self.hyperparameters = self.hyperparameters.updated(augmentation="none")
         self.compute = compute if compute is not None else Compute()
         if not isinstance(self.compute, Compute):
             raise bad_value(

@@ -84,6 +84,14 @@ def prepare(
         if distributed is not None:
             head_trainee = nn.parallel.DistributedDataParallel(head_layer)
         return Trainer(head_trainee, features=True, **common), head, model
+    if trainable == "head" and hp.augmentation != "none" and leader:
+        # A frozen backbone over augmented images: its features change every epoch.
+        print(
+            f"features: not cached, since augmentation={hp.augmentation!r} makes every epoch "
+            f"run the frozen backbone over all {len(splits['train'])} training images; with "
+            "augmentation='none' it runs once and each epoch trains only the head",
+            flush=True,
+        )
     trainee: nn.Module = model
     if distributed is not None:
         trainee = nn.parallel.DistributedDataParallel(model)
