@@ -479,3 +479,16 @@ def test_attach(digits: tuple) -> None:
     assert again.metrics == job.metrics
     with pytest.raises(smi.BackendError, match="No local training job named 'nope'"):
         smi.TrainingJob.attach("nope", session)
+
+
+def test_output_whose_reader_died_is_dropped_not_fatal(tmp_path: Path) -> None:
+    import os
+
+    from sm_imgclf.runtime.job.streams import SurvivingStream
+
+    read, write = os.pipe()
+    os.close(read)  # the toolkit that read the job's output is gone
+    stream = SurvivingStream(open(write, "w", buffering=1))  # noqa: SIM115
+    assert stream.write("epoch=1 ...\n") == len("epoch=1 ...\n")
+    stream.flush()
+    assert stream.write("still packaging\n") == len("still packaging\n")

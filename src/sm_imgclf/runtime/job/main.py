@@ -15,6 +15,7 @@ from sm_imgclf.contracts.metrics import REPORT_BEST_ENV, best_line, best_report
 from sm_imgclf.errors import ConfigurationError, SmImgclfError
 from sm_imgclf.runtime.job.contract import JOB_PARAMS, JobEnvironment
 from sm_imgclf.runtime.job.deadline import Deadline
+from sm_imgclf.runtime.job.streams import SurvivingStream
 
 logger = logging.getLogger("sm_imgclf.runtime.job")
 
@@ -37,8 +38,8 @@ def parse_args(argv: Sequence[str]) -> tuple[dict[str, Any], Hyperparameters]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the job; on failure print the reason and write it to ``output/failure``."""
-    if not isinstance(sys.stdout, _Survivor):
-        sys.stdout, sys.stderr = _Survivor(sys.stdout), _Survivor(sys.stderr)
+    if not isinstance(sys.stdout, SurvivingStream):  # a toolkit that dies first
+        sys.stdout, sys.stderr = SurvivingStream(sys.stdout), SurvivingStream(sys.stderr)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
     env = JobEnvironment.from_env()
     try:
@@ -57,33 +58,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         _write_failure(env, reason)
         return 1
     return 0
-
-
-class _Survivor:
-    """A stream whose reader may go away (a toolkit killed by the same SIGTERM).
-
-    The job then goes on without its log, to package its model, instead of
-    dying of ``BrokenPipeError`` at its next print.
-    """
-
-    def __init__(self, stream: Any) -> None:
-        self._stream = stream
-
-    def write(self, text: str) -> int:
-        try:
-            return int(self._stream.write(text))
-        except BrokenPipeError:
-            self._stream = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the job
-            return len(text)
-
-    def flush(self) -> None:
-        try:
-            self._stream.flush()
-        except BrokenPipeError:
-            self._stream = open(os.devnull, "w")  # noqa: SIM115
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._stream, name)
 
 
 def run(env: JobEnvironment, settings: dict[str, Any], hp: Hyperparameters) -> dict[str, Any]:
