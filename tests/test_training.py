@@ -129,18 +129,6 @@ def test_random_frozen_features_are_refused_and_the_default_follows_the_weights(
         assert "random values" in str(caught.value) and "trainable='all'" in str(caught.value)
 
 
-def test_a_frozen_head_caches_its_features_unless_augmentation_is_asked_for() -> None:
-    session = smi.Session(smi.FakeBackend())
-    head = smi.TransferLearningEstimator("resnet18", session=session, hyperparameters={"lr": 0.1})
-    assert head.hyperparameters.augmentation == "none" and head.hyperparameters.lr == 0.1
-    asked = smi.TransferLearningEstimator(
-        "resnet18", session=session, hyperparameters={"augmentation": "light"}
-    )
-    assert asked.hyperparameters.augmentation == "light"
-    whole = smi.TransferLearningEstimator("resnet18", session=session, trainable="all")
-    assert whole.hyperparameters.augmentation == smi.Hyperparameters().augmentation
-
-
 def test_an_explicit_augmentation_with_a_frozen_head_says_what_it_costs(
     digits: tuple, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -37,11 +37,10 @@ class TransferLearningEstimator:
         source_dir: A folder shipped with the job: your model module lives
             here, and on SageMaker its ``requirements.txt`` is installed.
         hyperparameters: Values for :class:`~sm_imgclf.Hyperparameters` fields.
-            With ``trainable="head"`` and no ``augmentation`` among them, the
-            augmentation is ``"none"``: the frozen backbone then runs once over
-            the images and every epoch trains the head on its cached features.
-            An augmentation given explicitly runs the backbone every epoch, and
-            the job's log says so.
+            With ``trainable="head"``, ``augmentation="none"`` lets the frozen
+            backbone run once over the images and every epoch train the head on
+            its cached features; any augmentation runs the backbone every
+            epoch, and the job's log says so.
         trainable: ``"head"``, ``"all"``, or block names such as ``["layer4"]``.
             By default ``"head"`` with pretrained weights and ``"all"`` without:
             a frozen backbone with random weights computes features nothing can
@@ -89,14 +88,6 @@ class TransferLearningEstimator:
             else Hyperparameters.from_dict(hyperparameters)
         )
         self.trainable = _check_trainable(trainable, self.weights)
-        if (
-            self.trainable == ("head",)
-            and not isinstance(hyperparameters, Hyperparameters)
-            and "augmentation" not in (hyperparameters or {})
-        ):
-            # A frozen pretrained backbone without augmentation runs once over the images
-            # and the head trains on its cached features, in seconds an epoch.
-            self.hyperparameters = self.hyperparameters.updated(augmentation="none")
         self.compute = compute if compute is not None else Compute()
         if not isinstance(self.compute, Compute):
             raise bad_value(
