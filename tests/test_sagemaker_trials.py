@@ -21,6 +21,18 @@ from test_sagemaker_tuning import CHANNELS, tuning
 LISTING = {"MaxResults": 100, "SortBy": "CreationTime", "SortOrder": "Ascending"}
 
 
+def stub_run(stub: Stubber, name: str, answer: dict, trials: list[dict]) -> None:
+    """SageMaker's description of run ``name`` and its one page of trials."""
+    stub.add_response(
+        "describe_hyper_parameter_tuning_job", answer, {"HyperParameterTuningJobName": name}
+    )
+    stub.add_response(
+        "list_training_jobs_for_hyper_parameter_tuning_job",
+        {"TrainingJobSummaries": trials},
+        {"HyperParameterTuningJobName": name, **LISTING},
+    )
+
+
 @pytest.fixture
 def sm_session(moto_url: str, bucket: str, boto_session) -> smi.SageMakerSession:  # type: ignore[no-untyped-def]
     return smi.SageMakerSession(
@@ -111,14 +123,7 @@ def test_trials_are_ranked_by_their_best_epoch(sm_session: smi.SageMakerSession)
         summary(f"{name}-002", "Completed", {"lr": "0.003"}, 0.78),
     ]
     with Stubber(sm_session.backend.aws.sagemaker_client) as stub:
-        stub.add_response(
-            "describe_hyper_parameter_tuning_job", answer, {"HyperParameterTuningJobName": name}
-        )
-        stub.add_response(
-            "list_training_jobs_for_hyper_parameter_tuning_job",
-            {"TrainingJobSummaries": trials},
-            {"HyperParameterTuningJobName": name, **LISTING},
-        )
+        stub_run(stub, name, answer, trials)
         for job, last, best in ((f"{name}-001", 0.80, 0.85), (f"{name}-002", 0.78, 0.95)):
             stub.add_response(
                 "describe_training_job", final(job, last, best), {"TrainingJobName": job}
@@ -155,14 +160,7 @@ def test_ended_trials_leave_no_checkpoints_for_the_next(
         summary(f"{name}-003", "InProgress", {"lr": "0.03"}, None),
     ]
     with Stubber(sm_session.backend.aws.sagemaker_client) as stub:
-        stub.add_response(
-            "describe_hyper_parameter_tuning_job", answer, {"HyperParameterTuningJobName": name}
-        )
-        stub.add_response(
-            "list_training_jobs_for_hyper_parameter_tuning_job",
-            {"TrainingJobSummaries": trials},
-            {"HyperParameterTuningJobName": name, **LISTING},
-        )
+        stub_run(stub, name, answer, trials)
         for job, status in ((f"{name}-001", "Completed"), (f"{name}-002", "Stopped")):
             stub.add_response(
                 "describe_training_job", training_job(job, status, 3), {"TrainingJobName": job}

@@ -63,8 +63,6 @@ class SageMakerClients:
         self._bucket_region_checked = False
         self._role_arns: dict[str, str] = {}
         self._warned_buckets: set[str] = set()
-        self._found_role: str | None = None  # "" once looked for and not found
-        self.role_problem = ""
         self.price_cache: Path | None = price_cache_path()
 
     def __repr__(self) -> str:
@@ -199,14 +197,14 @@ class SageMakerClients:
             ConfigurationError: No role was given and none was found.
         """
         if role is None:
-            found = self.found_role()
+            found, problem = self.found_role
             if found is None:
                 from sm_imgclf.backends.sagemaker import roles
                 from sm_imgclf.errors import ConfigurationError
 
                 raise ConfigurationError(
                     "SageMaker needs an IAM role to run jobs and endpoints as. "
-                    + roles.NOT_FOUND.format(file=roles.METADATA_FILE, why=self.role_problem)
+                    + roles.NOT_FOUND.format(file=roles.METADATA_FILE, why=problem)
                 )
             return found
         if role.startswith("arn:"):
@@ -227,24 +225,26 @@ class SageMakerClients:
             self._role_arns[role] = str(found["Role"]["Arn"])
         return self._role_arns[role]
 
-    def found_role(self) -> str | None:
-        """The role of this notebook instance, Studio user or assumed-role caller, once."""
-        if self._found_role is None:
-            from botocore.exceptions import BotoCoreError, ClientError
+    @cached_property
+    def found_role(self) -> tuple[str | None, str]:
+        """The role of this notebook instance, Studio user or assumed-role caller.
 
-            from sm_imgclf.backends.sagemaker import roles
+        Looked for once: ``(arn, "")``, or ``(None, why)`` when none was found.
+        """
+        from botocore.exceptions import BotoCoreError, ClientError
 
-            try:
-                found = roles.from_metadata(self.sagemaker_client) or roles.from_caller(
-                    self.client("sts"), self.client("iam")
-                )
-                self.role_problem = ""
-            except (BotoCoreError, ClientError) as error:
-                found, self.role_problem = None, f" (looking failed: {error})"
-            if found is not None:
-                print(f"role: {found.arn}, from {found.source}", flush=True)
-            self._found_role = found.arn if found else ""
-        return self._found_role or None
+        from sm_imgclf.backends.sagemaker import roles
+
+        try:
+            found = roles.from_metadata(self.sagemaker_client) or roles.from_caller(
+                self.client("sts"), self.client("iam")
+            )
+        except (BotoCoreError, ClientError) as error:
+            return None, f" (looking failed: {error})"
+        if found is None:
+            return None, ""
+        print(f"role: {found.arn}, from {found.source}", flush=True)
+        return found.arn, ""
 
     def check_quota(self, instance_type: str, usage: str, count: int = 1) -> None:
         """Refuse ``count`` instances an account quota of zero (or fewer) could not start.

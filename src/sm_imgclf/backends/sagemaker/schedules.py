@@ -19,6 +19,7 @@ from typing import Any
 DELETE_TARGET = "arn:aws:scheduler:::aws-sdk:sagemaker:deleteEndpoint"  # in the aws partition
 DEFAULT_ROLE_NAME = "sm-imgclf-endpoint-deleter"
 _PREFIX = "sm-imgclf-delete-"
+_IAM_ARN = re.compile(r"^arn:([\w-]+):iam::(\d{12}):")  # its partition and account
 
 
 def schedule_name(endpoint: str) -> str:
@@ -44,7 +45,7 @@ def delete_target(region: str) -> str:
 
 def default_role(execution_role: str) -> str:
     """``sm-imgclf-endpoint-deleter`` in the account and partition of the execution role."""
-    account = re.search(r"^arn:(aws[\w-]*):iam::(\d{12}):", execution_role)
+    account = _IAM_ARN.match(execution_role)
     if account is None:
         from sm_imgclf._params import bad_value
 
@@ -59,8 +60,8 @@ def default_role(execution_role: str) -> str:
 
 def role_problem(role: str, region: str) -> str | None:
     """Why Scheduler in ``region`` could not assume ``role``: an ARN of another partition."""
-    found = re.match(r"^arn:([\w-]+):iam::\d{12}:role/", role)
-    if found is None:
+    found = _IAM_ARN.match(role)
+    if found is None or ":role/" not in role:
         shape = f"arn:{partition(region)}:iam::ACCOUNT:role/NAME"
         return f"delete_role must be an IAM role ARN ({shape})"
     if found.group(1) != partition(region):
@@ -71,9 +72,7 @@ def role_problem(role: str, region: str) -> str | None:
     return None
 
 
-def schedule_request(
-    endpoint: str, when: dt.datetime, role: str, region: str = "us-east-1"
-) -> dict[str, Any]:
+def schedule_request(endpoint: str, when: dt.datetime, role: str, region: str) -> dict[str, Any]:
     """The ``CreateSchedule`` request that deletes ``endpoint`` at ``when`` (UTC)."""
     moment = when.astimezone(dt.UTC).replace(microsecond=0, tzinfo=None)
     return {

@@ -52,9 +52,6 @@ def tuning_request(spec: TuningSpec, training: dict[str, Any]) -> dict[str, Any]
             "LocalPath": training["CheckpointConfig"]["LocalPath"],
         }
         definition["Environment"] = {"SM_IMGCLF_CHECKPOINT_PER_JOB": "1"}
-    if not stops_trials(spec):
-        # SageMaker ranks trials by the objective's last report: make it the best epoch's.
-        definition["Environment"] = definition.get("Environment", {}) | {REPORT_BEST_ENV: "1"}
     config: dict[str, Any] = {
         "Strategy": _STRATEGIES[spec.strategy],
         "HyperParameterTuningJobObjective": {
@@ -76,6 +73,9 @@ def tuning_request(spec: TuningSpec, training: dict[str, Any]) -> dict[str, Any]
                 "MaxResource": spec.training.hyperparameters.epochs,
             }
         }
+    if not stops_early(config):
+        # SageMaker ranks trials by the objective's last report: make it the best epoch's.
+        definition["Environment"] = definition.get("Environment", {}) | {REPORT_BEST_ENV: "1"}
     request: dict[str, Any] = {
         "HyperParameterTuningJobName": spec.name,
         "HyperParameterTuningJobConfig": config,
@@ -122,11 +122,6 @@ def warm_start_problems(request: dict[str, Any], parents: dict[str, dict[str, An
                 "same kind of instance, or start without warm_start."
             )
     return found
-
-
-def stops_trials(spec: TuningSpec) -> bool:
-    """Whether SageMaker stops trials early, judging each by its reports so far."""
-    return spec.early_stopping == "auto" or spec.strategy is Strategy.HYPERBAND
 
 
 def parameter_ranges(space: dict[str, Range]) -> dict[str, list[dict[str, Any]]]:
@@ -200,10 +195,20 @@ def settled(
     return record
 
 
+def stops_early(config: dict[str, Any]) -> bool:
+    """Whether SageMaker stops a run's trials early, judging each by its reports so far.
+
+    ``config`` is the run's ``HyperParameterTuningJobConfig``.
+    """
+    return (
+        config.get("TrainingJobEarlyStoppingType") == "Auto"
+        or config.get("Strategy") == "Hyperband"
+    )
+
+
 def ranking(config: dict[str, Any], objective: str) -> str:
     """How the best trial of a run with ``config`` is picked: by the best epoch's value."""
-    early = config.get("TrainingJobEarlyStoppingType") == "Auto"
-    if early or config.get("Strategy") == "Hyperband":
+    if stops_early(config):
         return (
             f"each trial's best epoch (its best:{objective} metric); SageMaker's own "
             "BestTrainingJob ranks by the last epoch's report, which its early stopping reads"

@@ -186,10 +186,7 @@ class TuningRuns:
             self._tuning_configs.get(name)
             or self._describe_tuning(name)["HyperParameterTuningJobConfig"]
         )
-        early = (
-            config.get("TrainingJobEarlyStoppingType") == "Auto"
-            or config.get("Strategy") == "Hyperband"
-        )
+        early = sagemaker_tuning.stops_early(config)
         summaries: list[dict[str, Any]] = []
         token: str | None = None
         while True:
@@ -234,7 +231,7 @@ class TuningRuns:
         shared = self._checkpoints[name]
         if not shared:
             return
-        prefix = shared.split("://", 1)[1].split("/", 1)[1].rstrip("/")
+        prefix = shared.removeprefix("s3://").partition("/")[2].rstrip("/")
         for trial in ended:
             if trial not in self._released:
                 self.aws.store.delete_prefix(f"{prefix}/{trial}/")
