@@ -272,3 +272,24 @@ def test_an_s3_channel_is_copied_for_evaluation(
     before = image.stat().st_mtime_ns
     assert channel_folder(channels["test"], s3_session.store) == folder
     assert image.stat().st_mtime_ns == before  # unchanged objects are not fetched again
+
+
+def test_delete_prefix_deletes_only_that_prefix_and_names_a_refusal(
+    s3_session: smi.SageMakerSession,
+) -> None:
+    store = s3_session.store
+    for key in ("ck/t-1/a.pth", "ck/t-1/b.pth", "ck/t-10/a.pth"):
+        store.put_bytes(key, b"x")
+    assert store.delete_prefix("ck/t-1/") == 2
+    assert sorted(store.list_objects("ck/")) == ["ck/t-10/a.pth"]
+    with Stubber(store.client) as stub:
+        stub.add_response(
+            "list_objects_v2",
+            {"Contents": [{"Key": "ck/t-10/a.pth", "Size": 1, "ETag": '"e"'}]},
+        )
+        stub.add_response(
+            "delete_objects",
+            {"Errors": [{"Key": "ck/t-10/a.pth", "Code": "AccessDenied", "Message": "no"}]},
+        )
+        with pytest.raises(smi.StorageError, match=r"t-10/a.pth: AccessDenied.*s3:DeleteObject"):
+            store.delete_prefix("ck/t-10/")
