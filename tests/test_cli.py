@@ -78,13 +78,22 @@ def test_demo(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_demo_tunes_checks_and_serves(tmp_path: Path) -> None:
     result = run_demo(
-        tmp_path / "demo", per_class=30, epochs=2, trials=2, transfer_epochs=3, echo=False
+        tmp_path / "demo",
+        per_class=30,
+        epochs=2,
+        trials=2,
+        transfer_epochs=3,
+        fine_tune_epochs=1,
+        echo=False,
     )
     assert result.tuning is not None and len(result.tuning.trials) == 2
     assert result.transfer is not None and result.transfer.status == "Completed"
     assert any(line.startswith("features: backbone run once") for line in result.transfer.logs())
-    transfer, scratch = result.comparison
-    assert transfer.job is result.transfer and scratch.job.name == result.tuning.best.job_name
+    assert result.fine_tuned is not None and result.fine_tuned.status == "Completed"
+    assert any(line.startswith("fine-tuning: the head") for line in result.fine_tuned.logs())
+    transfer, fine_tuned, scratch = result.comparison
+    assert transfer.job is result.transfer and fine_tuned.job is result.fine_tuned
+    assert scratch.job.name == result.tuning.best.job_name
     assert result.job is max(result.comparison, key=lambda row: row.test_accuracy).job
     assert result.job is not None and result.job.status == "Completed"
     assert len([m for m in result.job.metrics if m["epoch"]]) in {2, 3}

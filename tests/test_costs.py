@@ -22,6 +22,8 @@ ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
 TRAIN_IMAGE = "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.5.1-gpu-py311"
 IMAGE = "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-inference:2.5.1-cpu-py311"
 MODEL = "s3://sagemaker-b/jobs/j/output/model.tar.gz"
+# A frozen head with augmentation runs the backbone every epoch, on the training instance.
+AUGMENTED = {"augmentation": "light"}
 CHANNELS = {"train": "s3://b/data/train", "valid": "s3://b/data/valid"}
 NOWHERE = "http://127.0.0.1:9"  # nothing listens: the Price List API is unreachable
 
@@ -210,6 +212,7 @@ def test_estimates_for_training_tuning_endpoints_and_transforms(
     est = smi.TransferLearningEstimator(
         "resnet18",
         session=sm_session,
+        hyperparameters=AUGMENTED,  # each trial on the GPU instance, not on cached features
         compute=smi.Compute(image_uri=TRAIN_IMAGE, max_run=7200, use_spot=True),
     )
     training = est.estimate(CHANNELS)
@@ -262,7 +265,10 @@ def test_max_cost_caps_the_run_and_says_so(sm_session: smi.SageMakerSession) -> 
 
 def test_a_tuning_budget_bounds_the_runs_wall_time(sm_session: smi.SageMakerSession) -> None:
     est = smi.TransferLearningEstimator(
-        "resnet18", session=sm_session, compute=smi.Compute(image_uri=TRAIN_IMAGE)
+        "resnet18",
+        session=sm_session,
+        hyperparameters=AUGMENTED,
+        compute=smi.Compute(image_uri=TRAIN_IMAGE),
     )
     run = smi.TuningRun(
         est,
@@ -556,7 +562,10 @@ def test_a_tuning_budget_below_sagemakers_shortest_limit_is_refused(
     sm_session: smi.SageMakerSession,
 ) -> None:
     est = smi.TransferLearningEstimator(
-        "resnet18", session=sm_session, compute=smi.Compute(image_uri=TRAIN_IMAGE)
+        "resnet18",
+        session=sm_session,
+        hyperparameters=AUGMENTED,
+        compute=smi.Compute(image_uri=TRAIN_IMAGE),
     )
     run = smi.TuningRun(
         est,
@@ -604,7 +613,7 @@ def test_a_measured_speed_gives_an_expected_time_and_cost(
     est = smi.TransferLearningEstimator(
         "resnet18",
         session=sm_session,
-        hyperparameters={"epochs": 30},
+        hyperparameters={**AUGMENTED, "epochs": 30},
         compute=smi.Compute(image_uri=TRAIN_IMAGE, max_run=7200),
     )
     assert est.estimate(channels).expected_hours is None  # nothing measured yet: no guess

@@ -110,7 +110,11 @@ def test_local_weights_are_uploaded_by_content(  # type: ignore[no-untyped-def]
 def test_tuning_trials_get_the_weights_channel(sm_session: smi.SageMakerSession) -> None:
     uri = "s3://models-bucket/pretrained/r18.pth"
     estimator = smi.TransferLearningEstimator(
-        "resnet18", session=sm_session, weights=uri, compute=smi.Compute(image_uri=IMAGE)
+        "resnet18",
+        session=sm_session,
+        weights=uri,
+        hyperparameters={"augmentation": "light"},  # trials as training jobs
+        compute=smi.Compute(image_uri=IMAGE),
     )
     run = smi.TuningRun(
         estimator, {"lr": smi.Continuous(1e-4, 1e-2, scale="log")}, max_jobs=2, max_parallel_jobs=1

@@ -12,6 +12,7 @@ from sm_imgclf.backends.sagemaker.training import source_key, source_tarball
 ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
 IMAGE = "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.5.1-gpu-py311"
 CHANNELS = {"train": "s3://b/data/train", "valid": "s3://b/data/valid"}
+AUGMENTED = {"augmentation": "light"}
 SPACE = {
     "lr": smi.Continuous(1e-4, 1e-1, scale="log"),
     "momentum": smi.Continuous(0.8, 0.99, scale="reverse_log"),
@@ -34,7 +35,9 @@ def tuning(session: smi.Session, space: dict | None = None, **options: object) -
     est = smi.TransferLearningEstimator(
         "resnet50",
         session=session,
-        hyperparameters={"lr": 0.01, "batch_size": 64, "epochs": 9},
+        # Augmented, so each trial is a training job on the GPU instance (a frozen head
+        # without augmentation trains on cached features: see test_one_job_search.py).
+        hyperparameters={"lr": 0.01, "batch_size": 64, "epochs": 9, **AUGMENTED},
         compute=smi.Compute(image_uri=IMAGE),
     )
     return smi.TuningRun(est, space or SPACE, max_jobs=20, max_parallel_jobs=2, **options)  # type: ignore[arg-type]
@@ -99,7 +102,7 @@ def test_hyperband_and_spot_requests(sm_session: smi.SageMakerSession, bucket: s
     run.estimator = run.estimator.__class__(
         "resnet50",
         session=sm_session,
-        hyperparameters={"epochs": 9},
+        hyperparameters={"epochs": 9, **AUGMENTED},
         compute=smi.Compute(image_uri=IMAGE, use_spot=True),
     )
     request = run.dry_run(CHANNELS, name="dogs-hb")
@@ -122,6 +125,7 @@ def test_request_outside_the_service_limits_is_refused(sm_session: smi.SageMaker
         "resnet50",
         session=sm_session,
         role="arn:aws:iam::123:role/ShortAccount",
+        hyperparameters=AUGMENTED,
         compute=smi.Compute(image_uri=IMAGE),
     )
     with pytest.raises(smi.ConfigurationError, match="CreateTrainingJob request is invalid"):

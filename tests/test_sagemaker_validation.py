@@ -35,7 +35,10 @@ def session() -> smi.SageMakerSession:
 @pytest.fixture(scope="module")
 def built(session: smi.SageMakerSession) -> dict[str, dict[str, Any]]:
     est = smi.TransferLearningEstimator(
-        "resnet50", session=session, compute=smi.Compute(image_uri=IMAGE)
+        "resnet50",
+        session=session,
+        hyperparameters={"augmentation": "light"},  # trials as training jobs
+        compute=smi.Compute(image_uri=IMAGE),
     )
     run = smi.TuningRun(
         est,

@@ -68,6 +68,35 @@ PARAMS: tuple[Param, ...] = (
         10_000,
         help="epochs without valid improvement before stopping (0: never)",
     ),
+    Param(
+        "head_epochs",
+        int,
+        30,
+        0,
+        10_000,
+        help="fine-tuning from pretrained weights: epochs of the head alone on cached "
+        "features before the rest trains (0: none)",
+    ),
+    Param(
+        "head_lr",
+        float,
+        1e-2,
+        0.0,
+        10.0,
+        low_open=True,
+        help="fine-tuning from pretrained weights: the learning rate of the head's "
+        "epochs alone (a linear probe's)",
+    ),
+    Param(
+        "backbone_lr_ratio",
+        float,
+        0.3,
+        0.0,
+        1.0,
+        low_open=True,
+        help="fine-tuning from pretrained weights: the backbone's learning rate as a "
+        "fraction of lr (the head's)",
+    ),
     Param("head_hidden", int, 0, 0, 65_536, help="units of a hidden head layer (0: none)"),
     Param("head_dropout", float, 0.0, 0.0, 1.0, high_open=True, help="dropout before the head"),
     Param("seed", int, 0, 0, 2**31 - 1, help="seed of every random choice"),
@@ -119,6 +148,9 @@ class Hyperparameters:
     augmentation: str = "light"
     class_weighting: str = "none"
     early_stopping_patience: int = 0
+    head_epochs: int = 30
+    head_lr: float = 1e-2
+    backbone_lr_ratio: float = 0.3
     head_hidden: int = 0
     head_dropout: float = 0.0
     seed: int = 0

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from sm_imgclf.runtime.job import checkpoint
 from sm_imgclf.runtime.job.backbone_pass import to_features
 from sm_imgclf.runtime.job.contract import JobEnvironment
 from sm_imgclf.runtime.job.control import JobControl
+from sm_imgclf.runtime.job.finetune import batch_norms, head_first, parameter_groups
 from sm_imgclf.runtime.job.loop import Trainer
 from sm_imgclf.runtime.models import (
     HeadSpec,
@@ -92,10 +94,39 @@ def prepare(
             "augmentation='none' it runs once and each epoch trains only the head",
             flush=True,
         )
+    groups = None
+    if weights is not None and trainable != "head":
+        groups = _fine_tuning(model, head, splits, hp, device, (mean, std), distributed, env)
+        frozen += batch_norms(model)
     trainee: nn.Module = model
     if distributed is not None:
         trainee = nn.parallel.DistributedDataParallel(model)
-    return Trainer(trainee, frozen=frozen, **common), head, model
+    return Trainer(trainee, frozen=frozen, groups=groups, **common), head, model
+
+
+def _fine_tuning(
+    model: nn.Module,
+    head: HeadSpec,
+    splits: dict[str, SplitData],
+    hp: Hyperparameters,
+    device: torch.device,
+    normalising: tuple[tuple[float, ...], tuple[float, ...]],
+    distributed: tuple[int, int] | None,
+    env: JobEnvironment,
+) -> list[dict[str, Any]]:
+    """The head alone first (unless resuming, or asked not to), then discriminative rates."""
+    from torch import nn
+
+    leader = distributed is None or distributed[0] == 0
+    log = print if leader else _quiet
+    layer = head_module(model, head)
+    if not hp.head_epochs:
+        log("fine-tuning: head_epochs=0, so the head starts random beside the pretrained blocks")
+    elif isinstance(layer, nn.Conv2d):
+        log("fine-tuning: a convolutional head takes no cached features; it trains with the rest")
+    elif checkpoint.load(env.checkpoint_dir) is None:
+        head_first(model, head, splits, hp, device, normalising, distributed, log)
+    return parameter_groups(model, layer, hp)
 
 
 def make_monitor(
