@@ -259,7 +259,7 @@ def _compare(
 
 
 def _test_accuracy(job: TrainingJob) -> float:
-    final = job.metrics[-1] if job.metrics else {}
+    final = next((m for m in reversed(job.metrics) if "test:accuracy" in m), {})
     return float(final.get("test:accuracy", 0.0))
 
 

@@ -78,10 +78,11 @@ def head_first(
     layer.load_state_dict(best["state"])
     accuracy, loss = best["score"][0], -best["score"][1]
     where = "valid" if "valid" in copies else "train"
+    # No "name=value" here: SageMaker's metric definitions would read it as an epoch.
     log(
         f"fine-tuning: the head trained alone for {hp.head_epochs} epochs on cached features "
-        f"in {time.perf_counter() - started:.1f}s (best epoch {best['epoch']}: "
-        f"{where}:accuracy={accuracy:.4f} {where}:loss={loss:.4f}); now the rest trains too, "
+        f"in {time.perf_counter() - started:.1f}s (best epoch {best['epoch']}: {where} "
+        f"accuracy {accuracy:.4f}, loss {loss:.4f}); now the rest trains too, "
         f"at lr x {hp.backbone_lr_ratio:g}"
     )
     return {"epoch": best["epoch"], f"{where}:accuracy": accuracy, f"{where}:loss": loss}
