@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import nox
 
-nox.options.sessions = ["tests", "toolkits", "reliability", "lint", "typecheck", "docs"]
+nox.options.sessions = ["tests", "toolkits", "rayserve", "reliability", "lint", "typecheck", "docs"]
 nox.options.reuse_existing_virtualenvs = True
 
 
@@ -36,6 +37,17 @@ def toolkits(session: nox.Session) -> None:
     session.run("pytest", "-m", "toolkits", "-s", "tests/test_toolkits.py", *session.posargs)
 
 
+# Ray as AWS's Ray Serve SageMaker image pins it (docker/ray/pyproject.toml).
+RAY_SERVE = "ray[serve]==2.57.0"
+
+
+@nox.session
+def rayserve(session: nox.Session) -> None:
+    """Serve a model package under Ray Serve exactly as AWS's Ray Serve image does."""
+    session.install("-e", ".[dev]", RAY_SERVE)
+    session.run("pytest", "-m", "rayserve", "-s", "tests/test_ray_serve.py", *session.posargs)
+
+
 @nox.session
 def gpu(session: nox.Session) -> None:
     """The CUDA path on a machine with a GPU: its tests, then its figures."""
@@ -61,15 +73,6 @@ def reliability(session: nox.Session) -> None:
     )
 
 
-@nox.session
-def image_table(session: nox.Session) -> None:
-    """Check the shipped container-image table against SageMaker SDK v2, then v3."""
-    session.install("--no-deps", "-e", ".")  # the table needs neither torch nor boto3
-    for sdk in ("sagemaker>=2.235.1,<3", "sagemaker>=3"):
-        session.install(sdk)
-        session.run("python", "tools/check_image_table.py")
-
-
 RUFF = "ruff==0.17.6"  # one version: its formatter's output is what --check compares
 
 
@@ -81,6 +84,20 @@ def lint(session: nox.Session) -> None:
     session.run("ruff", "check", *paths)
     session.run("ruff", "format", "--check", *paths)
     session.run("python", "tools/import_layers.py", "src")
+    # The job program and the package's code run in AWS's images: Python 3.12 (pytorch
+    # 2.13) and 3.13 (pytorch-training 2.10, Ray Serve); pyenv provides both here.
+    for version in ("3.12", "3.13"):
+        python = _pyenv_python(version)
+        session.run(python, "-m", "compileall", "-q", "src/sm_imgclf/runtime", external=True)
+
+
+def _pyenv_python(version: str) -> str:
+    """The interpreter of ``version`` pyenv installed (its shims need a chosen version)."""
+    root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"))
+    found = sorted(root.glob(f"versions/{version}.*/bin/python{version}"))
+    if not found:
+        raise RuntimeError(f"Python {version} is needed: pyenv install {version}")
+    return str(found[-1])
 
 
 @nox.session

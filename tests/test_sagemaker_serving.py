@@ -102,13 +102,57 @@ def test_endpoint_environment_defaults_and_overrides(sm_session: smi.SageMakerSe
         DeploySpec("dogs", MODEL, environment={"N": 2})  # type: ignore[arg-type]
 
 
-def test_serverless_without_an_image_gets_the_cpu_inference_image(
+RAY = "763104351884.dkr.ecr.us-east-1.amazonaws.com/ray:serve-ml-sagemaker"
+
+
+def test_serverless_without_an_image_gets_the_cpu_ray_serve_image(
     sm_session: smi.SageMakerSession,
 ) -> None:
     requests = sm_session.backend.deploy_requests(  # type: ignore[attr-defined]
         DeploySpec("dogs", MODEL, role=ROLE, serverless_memory_mb=2048)
     )
-    assert requests["CreateModel"]["PrimaryContainer"]["Image"] == IMAGE
+    assert requests["CreateModel"]["PrimaryContainer"]["Image"] == f"{RAY}-cpu-v1"
+
+
+def test_a_default_gpu_endpoint_serves_on_ray_with_the_inference_ami(
+    sm_session: smi.SageMakerSession,
+) -> None:
+    gpu = sm_session.backend.deploy_requests(  # type: ignore[attr-defined]
+        DeploySpec("dogs", MODEL, role=ROLE, instance_type="ml.g5.xlarge")
+    )  # checked against SageMaker's service model on the way
+    container = gpu["CreateModel"]["PrimaryContainer"]
+    assert container["Image"] == f"{RAY}-cuda-v1"
+    # config.yaml in the package says what to run: no TorchServe settings.
+    assert not any(k.startswith("SAGEMAKER_") for k in container["Environment"])
+    assert container["Environment"]["SM_IMGCLF_TOP_K"] == "5"
+    variant = gpu["CreateEndpointConfig"]["ProductionVariants"][0]
+    assert variant["InferenceAmiVersion"] == "al2-ami-sagemaker-inference-gpu-3-1"
+    cpu = sm_session.backend.deploy_requests(  # type: ignore[attr-defined]
+        DeploySpec("dogs", MODEL, role=ROLE, instance_type="ml.c7i.xlarge")
+    )
+    assert cpu["CreateModel"]["PrimaryContainer"]["Image"] == f"{RAY}-cpu-v1"
+    assert "InferenceAmiVersion" not in cpu["CreateEndpointConfig"]["ProductionVariants"][0]
+    # A TorchServe image given by hand keeps its settings and gets no AMI.
+    old = sm_session.backend.deploy_requests(  # type: ignore[attr-defined]
+        DeploySpec("dogs", MODEL, image_uri=IMAGE, role=ROLE, instance_type="ml.g5.xlarge")
+    )
+    assert "InferenceAmiVersion" not in old["CreateEndpointConfig"]["ProductionVariants"][0]
+    assert old["CreateModel"]["PrimaryContainer"]["Environment"]["SAGEMAKER_PROGRAM"]
+
+
+def test_a_misspelt_inference_ami_is_refused_before_any_call(
+    sm_session: smi.SageMakerSession,
+) -> None:
+    from sm_imgclf.backends.sagemaker.training import validate_request
+
+    gpu = sm_session.backend.deploy_requests(  # type: ignore[attr-defined]
+        DeploySpec("dogs", MODEL, role=ROLE, instance_type="ml.g5.xlarge")
+    )
+    config = gpu["CreateEndpointConfig"]
+    config["ProductionVariants"][0]["InferenceAmiVersion"] = "al2-ami-gpu-9"
+    client = sm_session.backend.aws.sagemaker_client  # type: ignore[attr-defined]
+    with pytest.raises(smi.ConfigurationError, match="InferenceAmiVersion"):
+        validate_request(client, "CreateEndpointConfig", config)
 
 
 def test_bad_deploy_values() -> None:

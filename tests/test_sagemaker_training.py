@@ -9,7 +9,6 @@ import sys
 import tarfile
 import warnings
 from pathlib import Path
-from typing import Any
 
 import pytest
 from botocore.stub import Stubber
@@ -119,67 +118,17 @@ def test_image_lookup_needs_no_sdk(
     monkeypatch.setitem(sys.modules, "sagemaker", None)  # importing it now fails
     request = smi.TransferLearningEstimator("resnet50", session=sm_session).dry_run(CHANNELS)
     assert request["AlgorithmSpecification"]["TrainingImage"] == (
-        "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.5.1-gpu-py311"
+        "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch:2.13-cu133-amzn2023-sagemaker"
     )
     cpu = smi.TransferLearningEstimator(
         "resnet50", session=sm_session, compute=smi.Compute(instance_type="ml.m5.xlarge")
     ).dry_run(CHANNELS)
-    assert cpu["AlgorithmSpecification"]["TrainingImage"].endswith(":2.5.1-cpu-py311")
+    assert cpu["AlgorithmSpecification"]["TrainingImage"].endswith(":2.13-cpu-amzn2023-sagemaker")
     # torchrun launching, which AWS supports on GPU instances only.
     assert request["HyperParameters"]["sagemaker_torch_distributed_enabled"] == "true"
     assert cpu["HyperParameters"]["sagemaker_torch_distributed_enabled"] == "false"
     # A warm start needs its parents' hyperparameter count, whichever processor they ran on.
     assert set(cpu["HyperParameters"]) == set(request["HyperParameters"])
-
-
-@pytest.mark.parametrize(
-    ("region", "instance", "expected"),
-    [
-        (
-            "eu-south-2",
-            "ml.p4d.24xlarge",
-            "503227376785.dkr.ecr.eu-south-2.amazonaws.com/pytorch-inference:2.5.1-gpu-py311",
-        ),
-        (
-            "cn-north-1",
-            "ml.c5.xlarge",
-            "727897471807.dkr.ecr.cn-north-1.amazonaws.com.cn/pytorch-inference:2.5.1-cpu-py311",
-        ),
-        (
-            "us-west-2",
-            None,  # serverless
-            "763104351884.dkr.ecr.us-west-2.amazonaws.com/pytorch-inference:2.5.1-cpu-py311",
-        ),
-    ],
-)
-def test_image_table(region: str, instance: str | None, expected: str) -> None:
-    from sm_imgclf.backends.sagemaker.images import pytorch_image
-
-    assert pytorch_image(None, scope="inference", region=region, instance_type=instance) == expected
-
-
-@pytest.mark.parametrize(
-    ("options", "message"),
-    [
-        ({"region": "xx-nowhere-1"}, "region must be a region with PyTorch images"),
-        ({"version": "1.0"}, "framework version must be one of"),
-        ({"instance_type": "ml.trn1.2xlarge"}, "Neuron"),
-    ],
-)
-def test_image_lookup_errors_say_how_to_pass_an_image(
-    options: dict[str, Any], message: str
-) -> None:
-    from sm_imgclf.backends.sagemaker.images import pytorch_image
-
-    arguments = {
-        "scope": "training",
-        "region": "us-east-1",
-        "instance_type": "ml.g5.xlarge",
-        **options,
-    }
-    with pytest.raises(smi.ConfigurationError, match=message) as caught:
-        pytorch_image(None, **arguments)
-    assert "image_uri=" in str(caught.value)
 
 
 @pytest.mark.parametrize(("lr", "adopted"), [(0.01, True), (0.5, False)])

@@ -35,7 +35,9 @@ class DeployOptions:
         instance_count: Instances behind the endpoint.
         serverless_memory_mb: Serverless memory (1024-6144, steps of 1024) instead of instances.
         serverless_max_concurrency: Serverless concurrent invocations.
-        image_uri: Inference container image; looked up when ``None``.
+        image_uri: Inference container image: a full URI, a line by name
+            (``"pytorch-inference:2.6"``, TorchServe, past its end of patch), or
+            ``None`` for AWS's Ray Serve SageMaker image.
         role: IAM role ARN the SageMaker model runs as (default: the session's).
         max_batch: Images per forward pass of the library's endpoint server
             (the local one; SageMaker's TorchServe image batches on its own).

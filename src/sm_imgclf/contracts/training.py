@@ -28,7 +28,9 @@ class Compute:
         max_run: Maximum training seconds.
         max_spot_wait: Maximum seconds including waiting for spot capacity;
             with spot, ``2 * max_run`` when not given.
-        image_uri: Training container image; looked up when ``None``.
+        image_uri: Training container image: a full URI, a line of AWS's images
+            by name (``"pytorch-training:2.5"``, which warns once it is past its
+            end of patch), or ``None`` for the newest patched ``pytorch`` line.
     """
 
     instance_type: str = "ml.g4dn.xlarge"

@@ -46,8 +46,19 @@ SERVING_MODULES = (
     "runtime/serving/batching",
     "runtime/serving/forward",
     "runtime/serving/handler",
+    "runtime/serving/ray_app",
+    "runtime/serving/requests",
     "runtime/serving/server",
 )
+RAY_CONFIG_NAME = "config.yaml"
+# What AWS's Ray Serve SageMaker image runs (serve run /opt/ml/model/config.yaml).
+RAY_CONFIG = """# The Ray Serve application of this sm-imgclf model package.
+applications:
+  - name: sm-imgclf
+    route_prefix: /
+    import_path: sm_imgclf.runtime.serving.ray_app:build
+    args: {}
+"""
 ROOT_INIT = '''"""The part of sm-imgclf that serves a model package (its ``runtime`` and base).
 
 A model module of the user's declares itself with ``sm_imgclf.backbone`` as it
@@ -81,7 +92,10 @@ def write_package(
     code: Path | None = None,
     requirements: Sequence[str] = (),
 ) -> None:
-    """Write ``model.pth``, ``manifest.json`` and ``code/`` into ``model_dir``.
+    """Write ``model.pth``, ``manifest.json``, ``config.yaml`` and ``code/`` into ``model_dir``.
+
+    ``code/inference.py`` serves the package in the TorchServe-based images,
+    ``config.yaml`` in the Ray Serve one (:mod:`sm_imgclf.runtime.serving.ray_app`).
 
     Args:
         model_dir: The package folder.
@@ -98,6 +112,7 @@ def write_package(
     torch.save(state_dict, model_dir / WEIGHTS_NAME)
     manifest = {"format_version": PACKAGE_FORMAT, "library_version": __version__, **manifest}
     (model_dir / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2, ensure_ascii=False))
+    (model_dir / RAY_CONFIG_NAME).write_text(RAY_CONFIG)
     code_source, code = code, model_dir / "code"
     if code.exists():
         shutil.rmtree(code)

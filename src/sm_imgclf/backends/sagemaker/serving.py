@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from sm_imgclf.backends.sagemaker.images import inference_ami, is_ray_serve
 from sm_imgclf.backends.sagemaker.instances import serving_environment
 from sm_imgclf.contracts.deploy import BatchSpec, DeploySpec
 from sm_imgclf.contracts.tags import DELETE_AT
@@ -22,6 +23,9 @@ def deploy_requests(spec: DeploySpec, *, image_uri: str, region: str) -> dict[st
     variant: dict[str, Any] = {"VariantName": "AllTraffic", "ModelName": name}
     if spec.serverless_memory_mb is None:
         variant |= {"InstanceType": spec.instance_type, "InitialInstanceCount": spec.instance_count}
+        ami = inference_ami(image_uri, spec.instance_type)
+        if ami:
+            variant["InferenceAmiVersion"] = ami
     else:
         variant["ServerlessConfig"] = {
             "MemorySizeInMB": spec.serverless_memory_mb,
@@ -39,12 +43,7 @@ def deploy_requests(spec: DeploySpec, *, image_uri: str, region: str) -> dict[st
                 "Image": image_uri,
                 "ModelDataUrl": spec.model_uri,
                 "Environment": {
-                    "SAGEMAKER_PROGRAM": "inference.py",
-                    "SAGEMAKER_REGION": region,
-                    "SAGEMAKER_CONTAINER_LOG_LEVEL": "20",
-                    **serving_environment(
-                        None if spec.serverless_memory_mb is not None else spec.instance_type
-                    ),
+                    **_server_environment(spec, image_uri, region),
                     **spec.container_environment(),
                 },
             },
@@ -55,6 +54,24 @@ def deploy_requests(spec: DeploySpec, *, image_uri: str, region: str) -> dict[st
             "Tags": tags,
         },
         "CreateEndpoint": {"EndpointName": name, "EndpointConfigName": name, "Tags": tags + marker},
+    }
+
+
+def _server_environment(spec: DeploySpec, image_uri: str, region: str) -> dict[str, str]:
+    """What the image's model server reads from the environment.
+
+    Nothing for Ray Serve (``config.yaml`` says it all); the entry point, workers
+    and threads for the TorchServe images.
+    """
+    if is_ray_serve(image_uri):
+        return {}
+    return {
+        "SAGEMAKER_PROGRAM": "inference.py",
+        "SAGEMAKER_REGION": region,
+        "SAGEMAKER_CONTAINER_LOG_LEVEL": "20",
+        **serving_environment(
+            None if spec.serverless_memory_mb is not None else spec.instance_type
+        ),
     }
 
 
