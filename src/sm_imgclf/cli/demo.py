@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from sm_imgclf.data.dataset import ImageFolderDataset
 from sm_imgclf.data.digits import digits_to_folder
@@ -259,7 +260,7 @@ def _compare(
 
 
 def _test_accuracy(job: TrainingJob) -> float:
-    final = next((m for m in reversed(job.metrics) if "test:accuracy" in m), {})
+    final: dict[str, Any] = next((m for m in reversed(job.metrics) if "test:accuracy" in m), {})
     return float(final.get("test:accuracy", 0.0))
 
 
