@@ -11,7 +11,10 @@ All in one run, one 320x240 JPEG per request:
 * sm-imgclf: the local endpoint server as ``deploy()`` starts it;
 * toolkit: AWS's inference toolkit + TorchServe with its defaults and as
   ``deploy()`` configures it (``benchmarks/serving_toolkit.py``, when ``nox -s
-  toolkits`` has installed them; ``--no-toolkit`` skips it).
+  toolkits`` has installed them; ``--no-toolkit`` skips it and the next);
+* ray serve: the package under Ray Serve as AWS's Ray Serve image runs it
+  (``benchmarks/serving_ray.py``, when ``nox -s rayserve`` has installed Ray;
+  target: c=8 at least 0.8x the local server's).
 
 It ends with the three targets: the server at c=8 against the best batched
 forward and against the toolkit as configured, and its c=1 p50 against the
@@ -47,6 +50,7 @@ from sm_imgclf.runtime.serving.handler import Batch, decode_image, model_fn, nor
 
 ROOT = Path(__file__).resolve().parent.parent
 TOOLKIT_PYTHON = ROOT / ".nox" / "toolkits" / "bin" / "python"
+RAY_PYTHON = ROOT / ".nox" / "rayserve" / "bin" / "python"
 
 
 def make_package(folder: Path, model: str, size: int) -> Path:
@@ -173,17 +177,19 @@ def forward_figures(package: Path, size: int, repeats: int = 15) -> dict[str, tu
     return figures
 
 
-def toolkit_figures(requests: int) -> dict[str, dict[str, float]] | None:
-    """The toolkit's rows, from its own benchmark in the toolkits' environment."""
-    if not TOOLKIT_PYTHON.exists():
-        print("  toolkit: not measured (run `nox -s toolkits` once to install it)")
+def toolkit_figures(
+    requests: int, python: Path = TOOLKIT_PYTHON, script: str = "serving_toolkit.py"
+) -> dict[str, dict[str, float]] | None:
+    """Rows from a benchmark run in another session's environment (the toolkits', Ray's)."""
+    if not python.exists():
+        print(f"  {script}: not measured (run `nox -s {python.parent.parent.name}` once)")
         return None
     with tempfile.TemporaryDirectory() as folder:
-        out = Path(folder) / "toolkit.json"
+        out = Path(folder) / "rows.json"
         done = subprocess.run(
             [
-                str(TOOLKIT_PYTHON),
-                str(ROOT / "benchmarks" / "serving_toolkit.py"),
+                str(python),
+                str(ROOT / "benchmarks" / script),
                 "--requests",
                 str(requests),
                 "--json",
@@ -194,7 +200,7 @@ def toolkit_figures(requests: int) -> dict[str, dict[str, float]] | None:
             check=False,
         )
         if done.returncode != 0 or not out.exists():
-            print(f"  toolkit: failed ({done.stderr.strip().splitlines()[-1:]})")
+            print(f"  {script}: failed ({done.stderr.strip().splitlines()[-1:]})")
             return None
         return dict(json.loads(out.read_text()))
 
@@ -226,13 +232,15 @@ def main() -> None:
             print(f"  forward {path:<14} batch 1 {ms:7.1f} ms   batch 8 {rate:7.1f} images/s")
         served = serve_rows(package, body, args.size, args.requests, Path(tmp))
     toolkit = None if args.no_toolkit else toolkit_figures(max(48, args.requests // 2))
-    if toolkit:
-        for label, row in toolkit.items():
-            print(
-                f"  toolkit, {label:<32} c=1 p50 {row['c1_p50_ms']:7.1f} ms   "
-                f"c=8 {row['c8_rps']:6.1f} req/s"
-            )
+    ray = None if args.no_toolkit else toolkit_figures(args.requests, RAY_PYTHON, "serving_ray.py")
+    rows = {f"toolkit, {k}": v for k, v in (toolkit or {}).items()} | (ray or {})
+    for label, row in rows.items():
+        print(f"  {label:<41} c=1 p50 {row['c1_p50_ms']:7.1f} ms   c=8 {row['c8_rps']:6.1f} req/s")
     targets(forwards, served, toolkit)
+    if ray:
+        rate = next(iter(ray.values()))["c8_rps"]
+        ours8 = served[("sm-imgclf", 8)][0]
+        print(f"  c=8: Ray Serve {rate:.1f} req/s / sm-imgclf {ours8:.1f} = {rate / ours8:.2f}x")
 
 
 def serve_rows(
