@@ -50,6 +50,12 @@ class Classifier:
         if self.model.device.type == "cpu":
             # Ray gives an actor one thread unless told; the replica has the machine.
             torch.set_num_threads(len(os.sched_getaffinity(0)))
+        forward = self.model.forward
+        print(
+            f"model loaded from {model_dir}; forward: {forward.path} ({forward.reason}); "
+            f"{torch.get_num_threads()} threads",
+            flush=True,
+        )
         self.predict_batch.set_max_batch_size(max_batch_size)
         self.predict_batch.set_batch_wait_timeout_s(batch_wait_s)
 
@@ -78,7 +84,10 @@ def build(args: dict[str, Any]) -> Any:
     import torch
 
     gpus = torch.cuda.device_count()
-    options = {"num_replicas": max(1, gpus), "ray_actor_options": {"num_gpus": 1 if gpus else 0}}
+    # On CPUs the one replica asks for every core: Ray sets an actor's OMP_NUM_THREADS to
+    # the CPUs it asked for (one by default), which starves ONNX Runtime and torch.
+    actor = {"num_gpus": 1} if gpus else {"num_cpus": len(os.sched_getaffinity(0))}
+    options = {"num_replicas": max(1, gpus), "ray_actor_options": actor}
     deployment: Any = Classifier  # a Ray Serve deployment, whatever mypy sees of the class
     return deployment.options(**options).bind(
         str(args.get("model_dir") or package_dir()),
