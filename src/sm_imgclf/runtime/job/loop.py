@@ -63,11 +63,7 @@ class Trainer:
         params = self.groups or params
         optimizer = make_optimizer(params, self.hp)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(self.hp))
-        weights = class_weights(train, self.hp.class_weighting)
-        loss_fn = torch.nn.CrossEntropyLoss(
-            weight=None if weights is None else weights.to(self.device),
-            label_smoothing=self.hp.label_smoothing,
-        )
+        loss_fn = training_loss(class_weights(train, self.hp.class_weighting), self.hp, self.device)
         scaler = torch.amp.GradScaler("cuda", enabled=self.device.type == "cuda")
         state = self._resume(optimizer, scheduler, scaler)
         for epoch in range(state["epoch"] + 1, self.hp.epochs + 1):
@@ -130,6 +126,7 @@ class Trainer:
         correct = torch.zeros((), dtype=torch.long, device=self.device)
         seen = 0
         per_epoch = math.ceil(len(order) / self.hp.batch_size)
+        first = lr_factor(self.hp)(0) if self.groups and epoch == 1 else None
         for number, start in enumerate(range(0, len(order), self.hp.batch_size)):
             # One process alone may leave mid-epoch; ranks must agree, at the epoch's end.
             if self.distributed is None and self._stopping():
@@ -141,8 +138,8 @@ class Trainer:
             inputs = self._batches.train(data, index, generator)
             labels = self._batches.feeder.rows(data.labels, index)
             step = (epoch - 1) * per_epoch + number + 1
-            if self.groups and epoch == 1:
-                _warm_up(optimizer, (number + 1) / per_epoch * lr_factor(self.hp)(0))
+            if first is not None:
+                _warm_up(optimizer, (number + 1) / per_epoch * first)
             loss, logits = self._step(inputs, labels, step, epoch, optimizer, loss_fn, scaler)
             total_loss += loss.double() * len(index)
             correct += (logits.argmax(1) == labels).sum()
@@ -432,6 +429,16 @@ def lr_factor(hp: Hyperparameters) -> Callable[[int], float]:
         return 1.0
 
     return factor
+
+
+def training_loss(weights: torch.Tensor | None, hp: Hyperparameters, device: torch.device) -> Any:
+    """The training loss: cross-entropy with ``weights`` and ``hp.label_smoothing``."""
+    import torch
+
+    return torch.nn.CrossEntropyLoss(
+        weight=None if weights is None else weights.to(device),
+        label_smoothing=hp.label_smoothing,
+    )
 
 
 def class_weights(train: SplitData, weighting: str) -> torch.Tensor | None:

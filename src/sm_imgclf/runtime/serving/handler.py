@@ -189,18 +189,23 @@ def predict_fn(batch: Batch, model: LoadedModel) -> dict[str, Any]:
     }
 
 
+def answer_type(accept: str | None) -> str:
+    """The content type to answer ``accept`` with: ``.npy`` or JSON; refused with a 406 else."""
+    media = (accept or JSON).split(";")[0].strip().lower()
+    if media not in (JSON, NPY, "*/*"):
+        raise RequestError(f"Cannot answer in {accept!r}; accept {JSON} or {NPY}.", status=406)
+    return NPY if media == NPY else JSON
+
+
 def output_fn(prediction: dict[str, Any], accept: str = JSON) -> bytes:
     """Serialise predictions: JSON top-k per image, or raw probabilities as ``.npy``."""
-    media = (accept or JSON).split(";")[0].strip().lower()
     probabilities = prediction["probabilities"]
-    if media == NPY:
+    if answer_type(accept) == NPY:
         import numpy as np
 
         buffer = io.BytesIO()
         np.save(buffer, probabilities.numpy(), allow_pickle=False)
         return buffer.getvalue()
-    if media not in (JSON, "*/*"):
-        raise RequestError(f"Cannot answer in {accept!r}; accept {JSON} or {NPY}.", status=406)
     return json.dumps({"predictions": top_k_rows(probabilities, prediction)}).encode()
 
 
@@ -216,9 +221,8 @@ def transform_fn(
     Returns:
         The answer and its content type.
     """
-    media = (accept or JSON).split(";")[0].strip().lower()
     answer = output_fn(predict_fn(input_fn(body, content_type, model), model), accept)
-    return answer, NPY if media == NPY else JSON
+    return answer, answer_type(accept)
 
 
 def top_k_rows(probabilities: torch.Tensor, prediction: dict[str, Any]) -> list[dict[str, Any]]:

@@ -8,21 +8,16 @@ the one the handler gives a request served alone.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from sm_imgclf.runtime.serving.handler import (
-    JSON,
-    NPY,
     Batch,
     LoadedModel,
     RequestError,
+    answer_type,
     input_fn,
     output_fn,
     predict_fn,
 )
-
-if TYPE_CHECKING:
-    import torch
 
 
 @dataclass(frozen=True)
@@ -49,47 +44,32 @@ def refusal(error: RequestError) -> Answer:
 
 
 def decode(request: Request, model: LoadedModel) -> Batch | Answer:
-    """The request's images, or the refusal a malformed request gets."""
-    media = (request.accept or JSON).split(";")[0].strip().lower()
-    if media not in (JSON, NPY, "*/*"):  # refused before any work, as the handler would
-        return refusal(
-            RequestError(f"Cannot answer in {request.accept!r}; accept {JSON} or {NPY}.", 406)
-        )
+    """The request's images, or the refusal a malformed request gets (before any work)."""
     try:
+        answer_type(request.accept)
         return input_fn(request.body, request.content_type, model)
     except RequestError as error:
         return refusal(error)
 
 
-def predict_together(batches: list[Batch], model: LoadedModel) -> list[torch.Tensor]:
-    """Each batch's class probabilities, from one forward pass over all their images."""
-    import torch
-
-    together = Batch(torch.cat([b.images for b in batches]), 1)
-    probabilities = predict_fn(together, model)["probabilities"]
-    return list(probabilities.split([len(b.images) for b in batches]))
-
-
-def answer(
-    batch: Batch, probabilities: torch.Tensor, request: Request, model: LoadedModel
-) -> Answer:
-    """The answer to one request, from its share of the batch's probabilities."""
-    prediction = {
-        "probabilities": probabilities,
-        "top_k": batch.top_k,
-        "class_ids": model.manifest["class_ids"],
-        "class_names": model.manifest["class_names"],
-    }
-    media = (request.accept or JSON).split(";")[0].strip().lower()
-    return Answer(output_fn(prediction, request.accept), 200, NPY if media == NPY else JSON)
-
-
 def serve_together(requests: list[Request], model: LoadedModel) -> list[Answer]:
     """Answer ``requests`` in order; the well-formed ones share one forward pass."""
+    import torch
+
     decoded = [decode(r, model) for r in requests]
     batches = [d for d in decoded if isinstance(d, Batch)]
-    shares = iter(predict_together(batches, model) if batches else [])
-    return [
-        d if isinstance(d, Answer) else answer(d, next(shares), r, model)
-        for d, r in zip(decoded, requests, strict=True)
-    ]
+    if not batches:
+        return [d for d in decoded if isinstance(d, Answer)]
+    together = predict_fn(Batch(torch.cat([b.images for b in batches]), 1), model)
+    split = together["probabilities"].split([len(b.images) for b in batches])
+    shares = iter(zip(batches, split, strict=True))
+    answers = []
+    for request, found in zip(requests, decoded, strict=True):
+        if isinstance(found, Answer):
+            answers.append(found)
+            continue
+        batch, probabilities = next(shares)
+        prediction = {**together, "probabilities": probabilities, "top_k": batch.top_k}
+        body = output_fn(prediction, request.accept)
+        answers.append(Answer(body, 200, answer_type(request.accept)))
+    return answers
