@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sm_imgclf.runtime.images import eval_tensor, square_tensor
+from sm_imgclf.runtime.images import eval_tensor, grow, square_tensor
 from sm_imgclf.runtime.job.data import load_splits
 from sm_imgclf.runtime.serving.handler import decode_image
 
@@ -29,7 +29,7 @@ def png(image: Image.Image) -> bytes:
 
 
 def whole(image: Image.Image, side: int) -> np.ndarray:
-    """The image resized to the square, nothing cut."""
+    """The image resized to the square by Pillow, nothing cut."""
     resized = image.resize((side, side), Image.Resampling.BILINEAR, reducing_gap=3.0)
     return np.asarray(resized).transpose(2, 0, 1)
 
@@ -37,18 +37,21 @@ def whole(image: Image.Image, side: int) -> np.ndarray:
 @pytest.mark.parametrize("side", [32, 64])
 def test_a_small_image_reaches_the_model_uncropped(tmp_path: Path, side: int) -> None:
     image = digit_like()
-    expected = whole(image, side)
-    assert np.array_equal(eval_tensor(png(image), side).numpy(), expected)  # evaluation
+    expected = eval_tensor(png(image), side).numpy()  # evaluation
     assert np.array_equal(decode_image(png(image), side).numpy(), expected)  # serving
     for split in ("train", "valid"):
         (tmp_path / split / "7").mkdir(parents=True)
         (tmp_path / split / "7" / "a.png").write_bytes(png(image))
     channels = {"train": tmp_path / "train", "valid": tmp_path / "valid"}
     splits = load_splits(channels, side, "none", 0)
-    assert np.array_equal(splits["train"].images[0].numpy(), expected)  # training
-    assert np.array_equal(splits["valid"].images[0].numpy(), expected)
+    for split in splits.values():  # held at 8 px, enlarged per batch as serving enlarges
+        assert split.images.shape[-1] == 8 and split.side == side
+        assert np.array_equal(grow(split.images, split.side)[0].numpy(), expected)
     # The outer row is the image's edge colour, not a row from inside it.
     assert tuple(expected[:, 0, side // 2]) == (250, 10, 10)
+    # The same picture Pillow's resize of the whole image gives, up to resampling.
+    difference = np.abs(expected.astype(int) - whole(image, side).astype(int))
+    assert difference.mean() < 3 and tuple(difference.shape) == (3, side, side)
 
 
 def test_a_large_image_keeps_the_torchvision_crop() -> None:

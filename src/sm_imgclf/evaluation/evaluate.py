@@ -67,7 +67,8 @@ def evaluate(
     """
     from sm_imgclf.runtime.job.data import list_channel
 
-    files, class_ids, _ = list_channel(folder)
+    listing = list_channel(folder, sizes=False)
+    files, class_ids = listing.files, listing.class_ids
     if not files:
         raise DatasetError(f"No images to evaluate in {folder}.")
 

@@ -13,11 +13,14 @@ if TYPE_CHECKING:
 
 # Evaluation resizes the shorter side to image_size / CROP_RATIO, then crops the
 # centre square: the torchvision recipe (256 then 224). An image smaller than the
-# square is resized to it without that margin: upscaled 8-px digits keep their edges.
+# square is cropped to its own centre square and that is enlarged to the square
+# (by torch, as a training batch is): upscaled 8-px digits keep their edges, and
+# a training job can hold CIFAR-10's 32-px images at 32 px until the batch.
 CROP_RATIO = 0.875
 # Bump when decoding, resizing or cropping changes the pixels a model sees: stored
 # backbone features are keyed by it. 2: small images are no longer cropped.
-IMAGE_PIPELINE = 2
+# 3: small images are enlarged by torch from their own square.
+IMAGE_PIPELINE = 3
 
 
 def resize_size(image_size: int) -> int:
@@ -56,22 +59,48 @@ def open_rgb(data: bytes, shorter: int | None = None) -> Image.Image:
 def square_tensor(image: Image.Image, side: int, *, shorter: int | None = None) -> torch.Tensor:
     """Resize the shorter side to ``shorter`` (default ``side``) and crop the centre square.
 
-    An image whose shorter side is under ``side`` has it resized to ``side``
-    itself: a square one is kept whole, a longer one loses only what its
-    longer side has beyond the square.
+    An image whose shorter side is under ``side`` is cropped to its own centre
+    square, which :func:`grow` then enlarges to ``side``: a square one is kept
+    whole, a longer one loses only what its longer side has beyond the square.
     """
+    own = min(image.size)
+    if own < side:
+        return grow(own_square(image, own), side)
+    return own_square(image, side, shorter=shorter)
+
+
+def own_square(image: Image.Image, side: int, *, shorter: int | None = None) -> torch.Tensor:
+    """The centre ``side`` square after resizing the shorter side to ``shorter`` (or ``side``)."""
     import numpy as np
     import torch
     from PIL import Image
 
     width, height = image.size
-    shorter = side if min(width, height) < side else (shorter or side)
-    scale = shorter / min(width, height)
+    scale = max(shorter or side, side) / min(width, height)
     size = (max(side, round(width * scale)), max(side, round(height * scale)))
-    image = image.resize(size, Image.Resampling.BILINEAR, reducing_gap=3.0)
+    if size != image.size:
+        image = image.resize(size, Image.Resampling.BILINEAR, reducing_gap=3.0)
     left, top = (size[0] - side) // 2, (size[1] - side) // 2
     image = image.crop((left, top, left + side, top + side))
     return torch.from_numpy(np.asarray(image, dtype=np.uint8).copy()).permute(2, 0, 1)
+
+
+def grow(images: torch.Tensor, side: int) -> torch.Tensor:
+    """Enlarge uint8 square images (CHW or NCHW) to ``side`` pixels, bilinearly, where they are.
+
+    Images already ``side`` pixels (or more) come back as they are. Training
+    batches held at their own small size and single images in serving both pass
+    here, so they reach the model with the same pixels.
+    """
+    if images.shape[-1] >= side:
+        return images
+    import torch
+    from torch.nn import functional as F
+
+    batch = images if images.dim() == 4 else images.unsqueeze(0)
+    enlarged = F.interpolate(batch.float(), size=(side, side), mode="bilinear", align_corners=False)
+    enlarged = enlarged.round_().clamp_(0, 255).to(torch.uint8)
+    return enlarged if images.dim() == 4 else enlarged[0]
 
 
 def eval_tensor(data: bytes, image_size: int) -> torch.Tensor:

@@ -58,7 +58,7 @@ def to_features(
             block = math.ceil(len(split) / world)
             mine = split.images[rank * block : (rank + 1) * block]
             if distributed is None:
-                split.images = _features(model, mine, device, mean, std, step)
+                split.images = _features(model, mine, device, mean, std, step, side=split.side)
                 continue
             # Blocks are gathered at one size, on the device: the last is padded, and a
             # block past the end (fewer images than processes) still needs the shape.
@@ -71,6 +71,7 @@ def to_features(
                 step,
                 rows=block,
                 on_host=False,
+                side=split.side,
             )
             split.images = _gathered(found, len(split), world)
     set_submodule(model, head.path, layer)
@@ -93,20 +94,22 @@ def _features(
     *,
     rows: int | None = None,
     on_host: bool = True,
+    side: int = 0,
 ) -> torch.Tensor:
     """The backbone's features of ``images``, in the first rows of ``rows`` (zeros after).
 
     On the host by default (pinned when the backbone runs on a GPU), else on ``device``.
+    Images held smaller than ``side`` are enlarged to it first.
     """
     import torch
 
-    from sm_imgclf.runtime.images import normalise
+    from sm_imgclf.runtime.images import grow, normalise
     from sm_imgclf.runtime.job.feed import Feeder
 
     feeder = Feeder(device)
     features = None
     for start in range(0, len(images), step):
-        batch = normalise(feeder.span(images, start, start + step), mean, std)
+        batch = normalise(grow(feeder.span(images, start, start + step), side), mean, std)
         with torch.autocast(device.type, enabled=device.type == "cuda"):
             found = model(batch).float()
         if features is None:  # filled in place: no second copy from concatenating

@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
-from collections.abc import Iterator
+import tempfile
+import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sm_imgclf.data.layout import IMAGE_EXTENSIONS, display_name, scan
 from sm_imgclf.data.manifest import MANIFEST_NAME, DatasetManifest
 from sm_imgclf.errors import ConfigurationError, DatasetError
-from sm_imgclf.runtime.images import open_rgb, resize_size, square_tensor
+from sm_imgclf.runtime.images import open_rgb, own_square, resize_size, square_tensor
+from sm_imgclf.runtime.job.room import Need, Room, gib
 
 if TYPE_CHECKING:
     import torch
@@ -22,28 +26,56 @@ if TYPE_CHECKING:
     from sm_imgclf.runtime.job.host_share import HostShare
 
 logger = logging.getLogger(__name__)
+PROGRESS_SECONDS = 30.0
 
 
 @dataclass
 class SplitData:
-    """A split in memory: images as one uint8 NCHW tensor, labels, and the class list."""
+    """A split in memory: images as one uint8 NCHW tensor, labels, and the class list.
+
+    ``side`` is the square the model's pipeline takes the images at; a split of
+    images smaller than that holds them at their own size, and every batch is
+    enlarged to ``side`` (:func:`~sm_imgclf.runtime.images.grow`) where it is used.
+    """
 
     images: torch.Tensor
     labels: torch.Tensor
     class_ids: tuple[str, ...]
     class_names: tuple[str, ...]
+    side: int = 0
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
 
 
-def list_channel(folder: Path) -> tuple[list[tuple[Path, int]], tuple[str, ...], tuple[str, ...]]:
-    """Return (file, label) pairs and the class list: from the manifest, else from folders."""
+@dataclass(frozen=True)
+class Listing:
+    """A channel's images before decoding: files with labels, classes, and shorter sides."""
+
+    files: list[tuple[Path, int]]
+    class_ids: tuple[str, ...]
+    class_names: tuple[str, ...]
+    shorter_sides: list[int]
+
+    def held_side(self, side: int) -> int:
+        """The square the images are held at: ``side``, or their own when all are smaller."""
+        return min(side, max(self.shorter_sides, default=side))
+
+
+def list_channel(folder: Path, workers: int = 0, *, sizes: bool = True) -> Listing:
+    """The channel's images: from the manifest, else from its folders.
+
+    Without a manifest, ``sizes`` reads every image's header for its size.
+    """
     manifest_path = folder / MANIFEST_NAME
     if manifest_path.is_file():
         manifest = DatasetManifest.from_json(manifest_path.read_bytes())
-        files = [(folder / entry.path, entry.label) for entry in manifest.entries]
-        return files, manifest.class_ids, manifest.class_names
+        return Listing(
+            [(folder / entry.path, entry.label) for entry in manifest.entries],
+            manifest.class_ids,
+            manifest.class_names,
+            [min(entry.width, entry.height) for entry in manifest.entries],
+        )
     layout = scan(folder, ())
     index = {class_id: i for i, class_id in enumerate(layout.classes)}
     files = [
@@ -51,7 +83,22 @@ def list_channel(folder: Path) -> tuple[list[tuple[Path, int]], tuple[str, ...],
         for f in layout.files
         if f.path.suffix.lower() in IMAGE_EXTENSIONS
     ]
-    return files, tuple(layout.classes), tuple(display_name(c) for c in layout.classes)
+    sides: list[int] = []
+    if sizes:
+        with ThreadPoolExecutor(decode_workers(workers)) as pool:
+            sides = list(pool.map(_shorter_side, (path for path, _ in files)))
+    names = tuple(display_name(c) for c in layout.classes)
+    return Listing(files, tuple(layout.classes), names, sides)
+
+
+def _shorter_side(path: Path) -> int:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:  # reads the header only
+            return min(image.size)
+    except (OSError, ValueError, SyntaxError):
+        return 2**31  # not readable: decoding names it; never shrinks the held size
 
 
 def load_split(
@@ -62,25 +109,34 @@ def load_split(
     shorter: int,
     workers: int,
     share: HostShare | None = None,
+    spill: Path | None = None,
+    listing: Listing | None = None,
 ) -> SplitData:
     """Decode every image of a channel once into ``side``-pixel squares.
 
-    With ``share`` the host's training processes each decode their part into
-    one tensor they all map, instead of each decoding everything.
+    Images all smaller than ``side`` are held at their own size. With
+    ``share`` the host's training processes each decode their part into one
+    tensor they all map, instead of each decoding everything; with ``spill``
+    the tensor is a file in that folder, for data larger than memory.
     """
     import torch
 
-    files, class_ids, class_names = list_channel(folder)
+    listing = listing or list_channel(folder, workers)
+    files = listing.files
     if not files:
         raise DatasetError(f"The {name!r} channel at {folder} holds no images.")
-    shape = (len(files), 3, side, side)
-    with _image_tensor(name, shape, share) as (images, mine):
+    held = listing.held_side(side)
+    shape = (len(files), 3, held, held)
+    with _image_tensor(name, shape, share, spill) as (images, mine):
 
         def decode(index: int) -> None:
             path = files[index][0]
             try:
-                images[index] = square_tensor(
-                    open_rgb(path.read_bytes(), shorter), side, shorter=shorter
+                image = open_rgb(path.read_bytes(), shorter)
+                images[index] = (
+                    own_square(image, held)
+                    if held < side
+                    else square_tensor(image, side, shorter=shorter)
                 )
             except (OSError, ValueError, SyntaxError) as error:
                 raise DatasetError(
@@ -88,32 +144,59 @@ def load_split(
                     "Validate the dataset and upload it again."
                 ) from error
 
-        with ThreadPoolExecutor(decode_workers(workers)) as pool:
-            for _ in pool.map(decode, mine):
-                pass  # re-raises the first decoding error
+        _decode_all(name, decode, mine, decode_workers(workers))
     labels = torch.tensor([label for _, label in files], dtype=torch.long)
     shared = (
         ""
         if share is None or len(mine) == len(files)
         else f" ({len(mine)} here, shared by {share.local_world})"
     )
-    logger.info("%s: %d images decoded once into %s%s", name, len(files), shape, shared)
-    return SplitData(images, labels, class_ids, class_names)
+    own = f", their own size (enlarged to {side} per batch)" if held < side else ""
+    logger.info("%s: %d images decoded once into %s%s%s", name, len(files), shape, own, shared)
+    return SplitData(images, labels, listing.class_ids, listing.class_names, side)
+
+
+def _decode_all(name: str, decode: Callable[[int], None], rows: range, workers: int) -> None:
+    """Run ``decode`` over ``rows`` in threads, logging progress every :data:`PROGRESS_SECONDS`."""
+    started = last = time.monotonic()
+    with ThreadPoolExecutor(workers) as pool:
+        for done, _ in enumerate(pool.map(decode, rows), 1):  # re-raises the first error
+            now = time.monotonic()
+            if now - last >= PROGRESS_SECONDS and done < len(rows):
+                last, rate = now, done / (now - started)
+                logger.info(
+                    "%s: decoded %d of %d images, %.0f images/s, about %.0fs left",
+                    name,
+                    done,
+                    len(rows),
+                    rate,
+                    (len(rows) - done) / rate,
+                )
 
 
 @contextmanager
 def _image_tensor(
-    name: str, shape: tuple[int, ...], share: HostShare | None
+    name: str, shape: tuple[int, ...], share: HostShare | None, spill: Path | None
 ) -> Iterator[tuple[torch.Tensor, range]]:
     """The tensor the images go into, and the rows this process decodes."""
     if share is not None:
+        if spill is not None:
+            share = replace(share, folders=(spill,))
         with share.tensor(name, shape) as (images, mine):
             yield images, mine
         return
     import torch
 
-    # Filled in place: stacking a list of decoded images would hold two copies at the peak.
-    yield torch.empty(shape, dtype=torch.uint8), range(shape[0])
+    if spill is None:
+        # Filled in place: stacking a list of decoded images would hold two copies at the peak.
+        yield torch.empty(shape, dtype=torch.uint8), range(shape[0])
+        return
+    size = math.prod(shape)
+    with tempfile.NamedTemporaryFile(prefix=f"sm-imgclf-{name}-", dir=spill) as file:
+        file.truncate(size)
+        images = torch.from_file(file.name, shared=True, size=size, dtype=torch.uint8)
+    # Unlinked now: the mapping keeps the pages, and nothing is left behind on the disk.
+    yield images.view(shape), range(shape[0])
 
 
 def decode_workers(workers: int, env: dict[str, str] | None = None) -> int:
@@ -136,14 +219,62 @@ def load_splits(
     workers: int,
     share: HostShare | None = None,
 ) -> dict[str, SplitData]:
-    """Load ``train`` (with a margin for random crops) and the evaluation channels."""
+    """Load ``train`` (with a margin for random crops) and the evaluation channels.
+
+    Raises:
+        DatasetError: The decoded images fit neither in memory nor on local disk
+            (checked before anything is decoded; the message has the numbers).
+    """
     shorter = resize_size(image_size)
-    splits = {}
-    for name, folder in channels.items():
-        side = shorter if name == "train" and augmentation != "none" else image_size
-        splits[name] = load_split(name, folder, side, shorter=shorter, workers=workers, share=share)
+    sides = {
+        name: shorter if name == "train" and augmentation != "none" else image_size
+        for name in channels
+    }
+    listings = {name: list_channel(folder, workers) for name, folder in channels.items()}
+    needs = [
+        Need(name, len(found.files), found.held_side(sides[name]))
+        for name, found in listings.items()
+    ]
+    room = Room.measure(_local_disks(channels))
+    spill = room.place(needs)
+    _log_place(needs, room, spill)
+    splits = {
+        name: load_split(
+            name,
+            folder,
+            sides[name],
+            shorter=shorter,
+            workers=workers,
+            share=share,
+            spill=spill,
+            listing=listings[name],
+        )
+        for name, folder in channels.items()
+    }
     _check_classes(splits)
     return splits
+
+
+def _local_disks(channels: dict[str, Path]) -> list[Path]:
+    """Where a spilled tensor may go: beside the channels (the job's own volume), or temp."""
+    folders = {folder.parent for folder in channels.values()} | {Path(tempfile.gettempdir())}
+    return sorted(folders)
+
+
+def _log_place(needs: list[Need], room: Room, spill: Path | None) -> None:
+    needed = gib(sum(need.bytes for need in needs))
+    usable = f"{gib(room.memory)} usable, {room.memory_limit}"
+    if spill is None:
+        logger.info("decoded images: %s in memory (%s)", needed, usable)
+    else:
+        logger.warning(
+            "decoded images: %s do not fit in memory (%s), so they are mapped to a file "
+            "on local disk at %s; batches read it through the page cache, slower where "
+            "it is not in memory",
+            needed,
+            usable,
+            spill,
+        )
 
 
 def _check_classes(splits: dict[str, SplitData]) -> None:

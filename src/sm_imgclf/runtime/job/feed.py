@@ -1,6 +1,7 @@
 """Batches to the training device without making it wait for the host.
 
-Training batches are augmented where :class:`Batches` is told (on a GPU, after
+Images held at their own small size are enlarged to the split's side first,
+on the device where there is one. Training batches are augmented where :class:`Batches` is told (on a GPU, after
 the uint8 batch crossed) and normalised on the device.
 
 On a GPU a copy from ordinary (pageable) host memory waits for all queued GPU
@@ -15,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from sm_imgclf.runtime.images import normalise
+from sm_imgclf.runtime.images import grow, normalise
 from sm_imgclf.runtime.job.augment import augment, center_crop
 
 if TYPE_CHECKING:
@@ -81,9 +82,10 @@ class Batches:
             return self.feeder.rows(data.images, index)
         policy, size = self.augmentation, self.image_size
         if self.augment_on_device:
-            batch = augment(self.feeder.rows(data.images, index), policy, size, generator)
+            batch = grow(self.feeder.rows(data.images, index), data.side)
+            batch = augment(batch, policy, size, generator)
         else:
-            batch = augment(data.images[index], policy, size, generator)
+            batch = augment(grow(data.images[index], data.side), policy, size, generator)
             batch = batch.to(self.feeder.device)
         return self._layout(normalise(batch, self.mean, self.std))
 
@@ -92,6 +94,7 @@ class Batches:
         batch = self.feeder.span(data.images, start, stop)
         if self.features:
             return batch
+        batch = grow(batch, data.side)
         if batch.shape[-1] != self.image_size:
             batch = center_crop(batch, self.image_size)
         return self._layout(normalise(batch, self.mean, self.std))
