@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
@@ -11,8 +10,8 @@ import pytest
 import torch
 
 import sm_imgclf as smi
-from helpers.images import write_image
-from sm_imgclf.data.manifest import FORMAT_VERSION, MANIFEST_NAME
+from helpers.images import manifest_text, write_image
+from sm_imgclf.data.manifest import MANIFEST_NAME
 from sm_imgclf.runtime.images import eval_tensor
 from sm_imgclf.runtime.job import data
 from sm_imgclf.runtime.job.data import load_splits
@@ -68,19 +67,9 @@ def test_memory_limits_read_the_cgroup_and_the_setting(tmp_path: Path) -> None:
         memory_limits(tmp_path, {CACHE_MEMORY_VARIABLE: "lots"})
 
 
-def huge_manifest(folder: Path, count: int) -> None:
-    """A manifest of ``count`` 640x480 images that were never copied here."""
-    entry = '{"path":"a/%d.jpg","label":0,"bytes":1,"md5":"0","width":640,"height":480}'
-    entries = ",".join(entry % i for i in range(count))
-    folder.mkdir(parents=True)
-    (folder / MANIFEST_NAME).write_text(
-        f'{{"format_version":{json.dumps(FORMAT_VERSION)},"split":"train","class_ids":["a"],'
-        f'"class_names":["a"],"library_version":"0","entries":[{entries}]}}'
-    )
-
-
 def test_a_job_whose_images_cannot_fit_fails_before_decoding(tmp_path: Path) -> None:
-    huge_manifest(tmp_path / "train", 1_000_000)
+    (tmp_path / "train").mkdir()
+    (tmp_path / "train" / MANIFEST_NAME).write_text(manifest_text(1_000_000))
     session = smi.LocalSession(tmp_path / "session")
     estimator = smi.TransferLearningEstimator(
         "resnet18",

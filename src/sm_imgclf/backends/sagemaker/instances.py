@@ -1,4 +1,4 @@
-"""What a SageMaker instance type has (vCPUs, GPUs), and the serving settings that fit it.
+"""What a SageMaker instance type has (vCPUs, GPUs, memory, disk), and serving settings for it.
 
 AWS's PyTorch serving container starts TorchServe with one worker per vCPU by
 default, and every worker's torch starts one compute thread per vCPU: on a
@@ -105,3 +105,60 @@ def serving_environment(instance_type: str | None) -> dict[str, str]:
         "SAGEMAKER_MODEL_SERVER_WORKERS": str(workers),
         "OMP_NUM_THREADS": str(max(1, vcpus // workers)),
     }
+
+
+# Memory (GiB) per vCPU by family, for the families whose memory follows their size.
+_GIB_PER_VCPU = {"m": 4.0, "t": 4.0, "c": 2.0, "r": 8.0}
+# GPU instances: (memory GiB, local NVMe GB) by family and size. SageMaker puts a
+# job's input and working files on the NVMe store where the type has one and
+# ignores VolumeSizeInGB there; p3 has none (its EBS volume is all it has).
+_GPU_ROOM = {
+    "g4dn": {
+        "xlarge": (16, 125),
+        "2xlarge": (32, 225),
+        "4xlarge": (64, 225),
+        "8xlarge": (128, 900),
+        "12xlarge": (192, 900),
+        "16xlarge": (256, 900),
+    },
+    "g5": {
+        "xlarge": (16, 250),
+        "2xlarge": (32, 450),
+        "4xlarge": (64, 600),
+        "8xlarge": (128, 900),
+        "12xlarge": (192, 3800),
+        "16xlarge": (256, 1900),
+        "24xlarge": (384, 3800),
+        "48xlarge": (768, 7600),
+    },
+    "g6": {
+        "xlarge": (16, 250),
+        "2xlarge": (32, 450),
+        "4xlarge": (64, 600),
+        "8xlarge": (128, 900),
+        "12xlarge": (192, 3760),
+        "16xlarge": (256, 1880),
+        "24xlarge": (384, 3760),
+        "48xlarge": (768, 7520),
+    },
+    "p3": {"2xlarge": (61, 0), "8xlarge": (244, 0), "16xlarge": (488, 0)},
+    "p4d": {"24xlarge": (1152, 8000)},
+}
+
+
+def room(instance_type: str) -> tuple[float, int] | None:
+    """``(memory GiB, local NVMe GB)`` of an instance type (0 GB: EBS only), or ``None``.
+
+    CPU families with local NVMe (``m5d``, ``c5d``, ``r5d``) are counted by their
+    EBS volume alone, which understates their disk.
+    """
+    family, _, size = instance_type.removeprefix("ml.").partition(".")
+    if family in _GPU_ROOM:
+        return _GPU_ROOM[family].get(size)
+    found = resources(instance_type)
+    if found is None:
+        return None
+    if family in ("t2", "t3") and size == "medium":
+        return 4.0, 0
+    per_vcpu = 1.875 if family == "c4" else _GIB_PER_VCPU[family[0]]
+    return found[0] * per_vcpu, 0

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from sm_imgclf.backends.sagemaker import training as sagemaker_training
+from sm_imgclf.backends.sagemaker.capacity import check_fits, reader
 from sm_imgclf.backends.sagemaker.clients import SageMakerClients
 from sm_imgclf.backends.sagemaker.errors import already_exists, translate_errors
 from sm_imgclf.backends.sagemaker.images import pytorch_image
@@ -76,6 +77,7 @@ class TrainingJobs:
         """Upload the source tarball (and weights) if not there yet, then create the job."""
         spec, uploads = self.artifacts(spec)
         request = self.request(spec, next(iter(uploads)))
+        check_fits(spec, reader(self.aws.s3_client))
         self.aws.check_quota(
             spec.instance_type,
             "spot training job usage" if spec.use_spot else "training job usage",

@@ -9,6 +9,7 @@ from sm_imgclf._params import bad_value
 from sm_imgclf.backends import one_job
 from sm_imgclf.backends.sagemaker import tuning as sagemaker_tuning
 from sm_imgclf.backends.sagemaker.clients import SageMakerClients
+from sm_imgclf.backends.sagemaker.capacity import check_fits, largest_image_size, reader
 from sm_imgclf.backends.sagemaker.errors import translate_errors
 from sm_imgclf.backends.sagemaker.jobs import TrainingJobs
 from sm_imgclf.backends.sagemaker.training import features_uri
@@ -85,6 +86,8 @@ class TuningRuns:
         spec = replace(spec, training=training)
         request = self._tuning_request(spec, next(iter(uploads)))
         training = spec.trial_training()
+        if not spec.shared_features:  # trials on shared features decode no image
+            check_fits(training, reader(self.aws.s3_client), image_size=largest_image_size(spec))
         self.aws.check_quota(
             training.instance_type,
             "spot training job usage" if training.use_spot else "training job usage",

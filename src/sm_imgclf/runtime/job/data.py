@@ -7,7 +7,7 @@ import math
 import os
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -226,10 +226,7 @@ def load_splits(
             (checked before anything is decoded; the message has the numbers).
     """
     shorter = resize_size(image_size)
-    sides = {
-        name: shorter if name == "train" and augmentation != "none" else image_size
-        for name in channels
-    }
+    sides = split_sides(channels, image_size, augmentation)
     listings = {name: list_channel(folder, workers) for name, folder in channels.items()}
     needs = [
         Need(name, len(found.files), found.held_side(sides[name]))
@@ -253,6 +250,15 @@ def load_splits(
     }
     _check_classes(splits)
     return splits
+
+
+def split_sides(names: Iterable[str], image_size: int, augmentation: str) -> dict[str, int]:
+    """The square each split is decoded at: ``train`` with a margin for random crops."""
+    margin = resize_size(image_size)
+    return {
+        name: margin if name == "train" and augmentation != "none" else image_size
+        for name in names
+    }
 
 
 def _local_disks(channels: dict[str, Path]) -> list[Path]:
