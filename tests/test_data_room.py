@@ -1,4 +1,4 @@
-"""Decoded images that must fit: refused with numbers, spilled to disk, or held at their own size."""
+"""Decoded images that must fit: refused with numbers, spilled to disk, or held at own size."""
 
 from __future__ import annotations
 
@@ -81,7 +81,10 @@ def test_a_job_whose_images_cannot_fit_fails_before_decoding(tmp_path: Path) -> 
     with pytest.raises(smi.TrainingJobFailedError) as failed:
         estimator.fit({"train": (tmp_path / "train").as_uri()}, logs=False)
     reason = failed.value.reason or ""
-    assert "The decoded images need 643.73 GiB" in reason and "1,000,000 train images at 3x480x480" in reason
+    assert (
+        "The decoded images need 643.73 GiB" in reason
+        and "1,000,000 train images at 3x480x480" in reason
+    )
     assert "Cannot decode" not in reason  # refused before the first (missing) file was read
 
 

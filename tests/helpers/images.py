@@ -45,8 +45,11 @@ def manifest_text(count: int, size: tuple[int, int] = (640, 480)) -> str:
     """A train split's manifest of ``count`` images of ``size`` that were never written."""
     from sm_imgclf.data.manifest import FORMAT_VERSION
 
-    entry = '{"path":"a/%%d.jpg","label":0,"bytes":1,"md5":"0","width":%d,"height":%d}' % size
-    entries = ",".join(entry % i for i in range(count))
+    width, height = size
+    entries = ",".join(
+        f'{{"path":"a/{i}.jpg","label":0,"bytes":1,"md5":"0","width":{width},"height":{height}}}'
+        for i in range(count)
+    )
     return (
         f'{{"format_version":{FORMAT_VERSION},"split":"train","class_ids":["a"],'
         f'"class_names":["a"],"library_version":"0","entries":[{entries}]}}'

@@ -87,7 +87,9 @@ def largest_image_size(spec: TuningSpec) -> int | None:
     return None
 
 
-def _manifests(spec: TrainingSpec, read: Callable[[str], bytes | None]) -> dict[str, DatasetManifest]:
+def _manifests(
+    spec: TrainingSpec, read: Callable[[str], bytes | None]
+) -> dict[str, DatasetManifest]:
     found = {}
     for name, uri in spec.channels:
         if name not in EVALUATED or not uri.startswith("s3://"):

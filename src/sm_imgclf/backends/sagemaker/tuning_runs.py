@@ -8,8 +8,8 @@ from typing import Any
 from sm_imgclf._params import bad_value
 from sm_imgclf.backends import one_job
 from sm_imgclf.backends.sagemaker import tuning as sagemaker_tuning
-from sm_imgclf.backends.sagemaker.clients import SageMakerClients
 from sm_imgclf.backends.sagemaker.capacity import check_fits, largest_image_size, reader
+from sm_imgclf.backends.sagemaker.clients import SageMakerClients
 from sm_imgclf.backends.sagemaker.errors import translate_errors
 from sm_imgclf.backends.sagemaker.jobs import TrainingJobs
 from sm_imgclf.backends.sagemaker.training import features_uri

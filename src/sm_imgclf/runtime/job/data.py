@@ -256,8 +256,7 @@ def split_sides(names: Iterable[str], image_size: int, augmentation: str) -> dic
     """The square each split is decoded at: ``train`` with a margin for random crops."""
     margin = resize_size(image_size)
     return {
-        name: margin if name == "train" and augmentation != "none" else image_size
-        for name in names
+        name: margin if name == "train" and augmentation != "none" else image_size for name in names
     }
 
 

@@ -1,8 +1,9 @@
 """Batches to the training device without making it wait for the host.
 
 Images held at their own small size are enlarged to the split's side first,
-on the device where there is one. Training batches are augmented where :class:`Batches` is told (on a GPU, after
-the uint8 batch crossed) and normalised on the device.
+on the device where there is one. Training batches are augmented where
+:class:`Batches` is told (on a GPU, after the uint8 batch crossed) and
+normalised on the device.
 
 On a GPU a copy from ordinary (pageable) host memory waits for all queued GPU
 work before it starts, so every step would stall. Each batch is instead
