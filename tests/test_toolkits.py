@@ -31,6 +31,7 @@ from PIL import Image
 
 import sm_imgclf as smi
 from helpers.backbones import write_source_dir
+from helpers.images import manifest_text
 from sm_imgclf.backends.local.processes import free_port
 from sm_imgclf.runtime.serving.handler import input_fn, model_fn, output_fn, predict_fn
 
@@ -404,6 +405,20 @@ def test_torchrun_two_processes(aws: dict[str, Any], tmp_path: Path) -> None:
     assert (
         json.loads((tmp_path / "model" / "manifest.json").read_text())["architecture"] == "resnet18"
     )
+
+
+def test_images_that_cannot_fit_fail_fast_under_the_toolkit(
+    aws: dict[str, Any], tmp_path: Path
+) -> None:
+    job = submitted_job(aws, "resnet18", "toolkit-too-big")
+    container_dirs(aws, job, tmp_path, {"image_size": "512"})
+    manifest = tmp_path / "input" / "data" / "train" / "manifest.json"
+    manifest.write_text(manifest_text(1_000_000))  # files the channel never got
+    done = run_training(tmp_path, "toolkit-too-big")
+    assert done.returncode != 0
+    failure = (tmp_path / "output" / "failure").read_text()
+    assert "The decoded images need 643.73 GiB" in failure and "image_size" in failure
+    assert "Cannot decode" not in failure
 
 
 def test_sigterm_to_the_process_group_packages_the_best_epoch(
