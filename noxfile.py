@@ -142,6 +142,7 @@ def benchmarks(session: nox.Session) -> None:
         "recorder_overhead",
         "shared_features",
         "eval_report",
+        "data_memory",
     ]
     for name in names:
         extra = ["--trials", "12", "--trials", "24"] if name == "tuning" else []
