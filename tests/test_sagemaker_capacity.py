@@ -45,12 +45,14 @@ def test_images_that_fit_nowhere_on_the_instance_are_refused_before_the_job(
 ) -> None:
     sm_session.store.put_bytes("big/train/manifest.json", manifest_text(700_000).encode())
     with pytest.raises(smi.DatasetError) as refused:
-        estimator(sm_session, "ml.g4dn.xlarge").fit({"train": f"s3://{bucket}/big/train"})
+        estimator(sm_session, "ml.g4dn.xlarge").fit(
+            {"train": f"s3://{bucket}/big/train"}, name="too-big"
+        )
     message = str(refused.value)
     # 700,000 x 3 x 256 x 256 (224 px with the training crop margin)
     assert "need 128.17 GiB (700,000 train images at 3x256x256" in message
     assert "ml.g4dn.xlarge has 16.00 GiB" in message and "free at /opt/ml/input/data" in message
-    assert jobs(sm_session) == []
+    assert "too-big" not in jobs(sm_session)  # moto's server is shared by the whole suite
 
 
 def test_images_past_memory_but_within_disk_start_with_a_note(
@@ -61,4 +63,4 @@ def test_images_past_memory_but_within_disk_start_with_a_note(
         {"train": f"s3://{bucket}/mid/train"}, wait=False, name="spills"
     )
     assert "exceed ml.m5.large's memory, so the job will map them" in capsys.readouterr().out
-    assert jobs(sm_session) == ["spills"]
+    assert "spills" in jobs(sm_session)
