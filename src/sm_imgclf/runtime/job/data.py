@@ -263,7 +263,7 @@ def split_sides(names: Iterable[str], image_size: int, augmentation: str) -> dic
 def _local_disks(channels: dict[str, Path]) -> list[Path]:
     """Where a spilled tensor may go: beside the channels (the job's own volume), or temp."""
     folders = {folder.parent for folder in channels.values()} | {Path(tempfile.gettempdir())}
-    return sorted(folders)
+    return sorted(folder for folder in folders if os.access(folder, os.W_OK))
 
 
 def _log_place(needs: list[Need], room: Room, spill: Path | None) -> None:
