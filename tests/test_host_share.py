@@ -27,7 +27,7 @@ def write_images(root: Path) -> Path:
     return root
 
 
-def rank_main(rank: int, port: int, images: str, folder: str) -> None:
+def rank_main(rank: int, port: int, images: str, folder: str, spill: str = "") -> None:
     import os
 
     import torch.distributed as dist
@@ -47,7 +47,15 @@ def rank_main(rank: int, port: int, images: str, folder: str) -> None:
     share = HostShare.from_env()
     assert share is not None
     share = dataclasses.replace(share, folders=(Path(folder) / "missing", Path(folder) / "shm"))
-    split = data.load_split("train", Path(images), 16, shorter=18, workers=2, share=share)
+    split = data.load_split(
+        "train",
+        Path(images),
+        16,
+        shorter=18,
+        workers=2,
+        share=share,
+        spill=Path(spill) if spill else None,
+    )
     dist.barrier()
     left = sorted(p.name for p in (Path(folder) / "shm").iterdir())
     torch.save(
@@ -57,15 +65,16 @@ def rank_main(rank: int, port: int, images: str, folder: str) -> None:
             "decoded": len(decoded),
             "token": share.token,
             "left": left,
+            "file": split.images.untyped_storage().filename,
         },
         Path(folder) / f"rank-{rank}.pt",
     )
     dist.destroy_process_group()
 
 
-def run_ranks(tmp_path: Path, images: Path) -> list[dict]:
+def run_ranks(tmp_path: Path, images: Path, spill: str = "") -> list[dict]:
     (tmp_path / "shm").mkdir(parents=True)
-    return run_two(rank_main, tmp_path, str(images), str(tmp_path))
+    return run_two(rank_main, tmp_path, str(images), str(tmp_path), spill)
 
 
 def test_the_processes_of_a_host_decode_each_image_once_between_them(tmp_path: Path) -> None:
@@ -78,6 +87,18 @@ def test_the_processes_of_a_host_decode_each_image_once_between_them(tmp_path: P
         assert torch.equal(found["images"], alone.images)  # all of it, as one process sees it
         assert torch.equal(found["labels"], alone.labels)
         assert found["left"] == []  # the shared file is gone once both mapped it
+
+
+def test_a_host_short_of_memory_shares_one_file_on_its_local_disk(tmp_path: Path) -> None:
+    images = write_images(tmp_path / "images")
+    (tmp_path / "disk").mkdir()
+    first, second = run_ranks(tmp_path / "run", images, str(tmp_path / "disk"))
+    alone = data.load_split("train", images, 16, shorter=18, workers=2)
+    assert (first["decoded"], second["decoded"]) == (11, 10)
+    for found in (first, second):
+        assert found["file"].startswith(str(tmp_path / "disk"))  # not the memory folder
+        assert torch.equal(found["images"], alone.images)
+    assert list((tmp_path / "disk").iterdir()) == []  # unlinked once both mapped it
 
 
 def test_a_host_without_room_decodes_as_if_each_process_were_alone(
