@@ -22,6 +22,7 @@ and normalised on the CPU), with ratios against the baseline. Nothing is asserte
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import resource
@@ -59,7 +60,7 @@ def measure(folder: Path, mode: str) -> dict[str, float]:
 
     listing = list_channel(folder)
     if mode.startswith("full"):  # no sizes known: held at the side asked for, as before
-        listing = type(listing)(listing.files, listing.class_ids, listing.class_names, [])
+        listing = dataclasses.replace(listing, shorter_sides=[])
     side = resize_size(224)
     held = listing.held_side(side)
     spill = Room.measure([Path(tempfile.gettempdir())]).place(

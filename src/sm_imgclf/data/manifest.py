@@ -55,6 +55,10 @@ class DatasetManifest:
     entries: tuple[ManifestEntry, ...] = field(default_factory=tuple)
     library_version: str = __version__
 
+    def shorter_sides(self) -> list[int]:
+        """Every image's shorter side, in entry order."""
+        return [min(entry.width, entry.height) for entry in self.entries]
+
     def to_json(self) -> str:
         """Return the manifest as JSON."""
         data = asdict(self)

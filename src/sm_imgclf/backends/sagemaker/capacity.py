@@ -15,8 +15,8 @@ from sm_imgclf.backends.sagemaker.instances import room
 from sm_imgclf.contracts.space import Categorical, Integer
 from sm_imgclf.data.manifest import MANIFEST_NAME, DatasetManifest
 from sm_imgclf.errors import DatasetError, StorageError
-from sm_imgclf.runtime.job.data import Listing, split_sides
-from sm_imgclf.runtime.job.room import RESERVE, Need, Room, gib
+from sm_imgclf.runtime.job.data import held_side, split_sides
+from sm_imgclf.runtime.job.room import RESERVE, Need, Room, gib, total_bytes
 from sm_imgclf.storage.s3 import S3Store
 
 if TYPE_CHECKING:
@@ -49,14 +49,16 @@ def check_fits(
         DatasetError: They fit nowhere; the message has the numbers.
     """
     found = room(spec.instance_type)
+    if found is None:  # nothing to compare with: the job checks on the instance
+        return
     manifests = _manifests(spec, read)
-    if found is None or "train" not in manifests:
+    if "train" not in manifests:
         return
     memory_gib, nvme_gb = found
     hp = spec.hyperparameters
     sides = split_sides(manifests, image_size or hp.image_size, hp.augmentation)
     needs = [
-        Need(name, len(manifest.entries), _listing(manifest).held_side(sides[name]))
+        Need(name, len(manifest.entries), held_side(manifest.shorter_sides(), sides[name]))
         for name, manifest in manifests.items()
     ]
     copied = sum(entry.bytes for m in manifests.values() for entry in m.entries)
@@ -69,7 +71,7 @@ def check_fits(
         ((DATA_FOLDER, max(0, disk)),),
     ).place(needs)
     if place is not None:
-        needed = gib(sum(need.bytes for need in needs))
+        needed = gib(total_bytes(needs))
         log(
             f"memory: the decoded images ({needed}) exceed {spec.instance_type}'s memory, so "
             f"the job will map them to a file on its local disk (slower); an instance type "
@@ -101,15 +103,6 @@ def _manifests(
             except DatasetError:
                 continue  # not ours to judge here: the job says what is wrong with it
     return found
-
-
-def _listing(manifest: DatasetManifest) -> Listing:
-    return Listing(
-        [],
-        manifest.class_ids,
-        manifest.class_names,
-        [min(entry.width, entry.height) for entry in manifest.entries],
-    )
 
 
 def reader(client: S3Client) -> Callable[[str], bytes | None]:

@@ -112,6 +112,12 @@ _GIB_PER_VCPU = {"m": 4.0, "t": 4.0, "c": 2.0, "r": 8.0}
 # GPU instances: (memory GiB, local NVMe GB) by family and size. SageMaker puts a
 # job's input and working files on the NVMe store where the type has one and
 # ignores VolumeSizeInGB there; p3 has none (its EBS volume is all it has).
+_G5_G6_SMALL = {
+    "xlarge": (16, 250),
+    "2xlarge": (32, 450),
+    "4xlarge": (64, 600),
+    "8xlarge": (128, 900),
+}
 _GPU_ROOM = {
     "g4dn": {
         "xlarge": (16, 125),
@@ -122,20 +128,14 @@ _GPU_ROOM = {
         "16xlarge": (256, 900),
     },
     "g5": {
-        "xlarge": (16, 250),
-        "2xlarge": (32, 450),
-        "4xlarge": (64, 600),
-        "8xlarge": (128, 900),
+        **_G5_G6_SMALL,
         "12xlarge": (192, 3800),
         "16xlarge": (256, 1900),
         "24xlarge": (384, 3800),
         "48xlarge": (768, 7600),
     },
     "g6": {
-        "xlarge": (16, 250),
-        "2xlarge": (32, 450),
-        "4xlarge": (64, 600),
-        "8xlarge": (128, 900),
+        **_G5_G6_SMALL,
         "12xlarge": (192, 3760),
         "16xlarge": (256, 1880),
         "24xlarge": (384, 3760),

@@ -18,7 +18,7 @@ from sm_imgclf.data.layout import IMAGE_EXTENSIONS, display_name, scan
 from sm_imgclf.data.manifest import MANIFEST_NAME, DatasetManifest
 from sm_imgclf.errors import ConfigurationError, DatasetError
 from sm_imgclf.runtime.images import open_rgb, own_square, resize_size, square_tensor
-from sm_imgclf.runtime.job.room import Need, Room, gib
+from sm_imgclf.runtime.job.room import Need, Room, gib, total_bytes
 
 if TYPE_CHECKING:
     import torch
@@ -58,8 +58,13 @@ class Listing:
     shorter_sides: list[int]
 
     def held_side(self, side: int) -> int:
-        """The square the images are held at: ``side``, or their own when all are smaller."""
-        return min(side, max(self.shorter_sides, default=side))
+        """The square the images are held at (see :func:`held_side`)."""
+        return held_side(self.shorter_sides, side)
+
+
+def held_side(shorter_sides: list[int], side: int) -> int:
+    """The square images are held at: ``side``, or their own when all are smaller."""
+    return min(side, max(shorter_sides, default=side))
 
 
 def list_channel(folder: Path, workers: int = 0, *, sizes: bool = True) -> Listing:
@@ -74,7 +79,7 @@ def list_channel(folder: Path, workers: int = 0, *, sizes: bool = True) -> Listi
             [(folder / entry.path, entry.label) for entry in manifest.entries],
             manifest.class_ids,
             manifest.class_names,
-            [min(entry.width, entry.height) for entry in manifest.entries],
+            manifest.shorter_sides(),
         )
     layout = scan(folder, ())
     index = {class_id: i for i, class_id in enumerate(layout.classes)}
@@ -267,7 +272,7 @@ def _local_disks(channels: dict[str, Path]) -> list[Path]:
 
 
 def _log_place(needs: list[Need], room: Room, spill: Path | None) -> None:
-    needed = gib(sum(need.bytes for need in needs))
+    needed = gib(total_bytes(needs))
     usable = f"{gib(room.memory)} usable, {room.memory_limit}"
     if spill is None:
         logger.info("decoded images: %s in memory (%s)", needed, usable)

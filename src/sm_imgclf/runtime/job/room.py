@@ -70,18 +70,18 @@ class Room:
         Raises:
             DatasetError: Neither memory nor any disk has room; the message has the numbers.
         """
-        needed = sum(need.bytes for need in needs)
+        needed = total_bytes(needs)
         if self.address_space is not None and needed > self.address_space:
             raise DatasetError(self._refusal(needs, "this process's address-space limit"))
         if needed <= self.memory:
             return None
-        roomy = [folder for folder, free in self.disks if free > needed * 1.1]
+        roomy = [(free, folder) for folder, free in self.disks if free > needed * 1.1]
         if not roomy:
             raise DatasetError(self._refusal(needs, "memory or local disk"))
-        return max(roomy, key=lambda folder: dict(self.disks)[folder])
+        return max(roomy)[1]
 
     def _refusal(self, needs: Sequence[Need], short_of: str) -> str:
-        needed = sum(need.bytes for need in needs)
+        needed = total_bytes(needs)
         disks = ", ".join(f"{gib(free)} free at {folder}" for folder, free in self.disks)
         space = "" if self.address_space is None else f", address space {gib(self.address_space)}"
         return (
@@ -91,6 +91,11 @@ class Room:
             "smaller image_size, an instance type with more memory or local disk, or fewer "
             "images."
         )
+
+
+def total_bytes(needs: Sequence[Need]) -> int:
+    """Bytes all of ``needs`` take together."""
+    return sum(need.bytes for need in needs)
 
 
 def gib(size: int) -> str:
