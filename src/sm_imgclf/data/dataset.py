@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from sm_imgclf._params import bad_value, check_identifier, check_number
 from sm_imgclf.data.layout import UNSPLIT, ImageFile, Layout, display_name, scan
 from sm_imgclf.data.report import ValidationReport
+from sm_imgclf.data.shards import SHARD_BYTES
 from sm_imgclf.data.upload import Channels, upload_dataset
 from sm_imgclf.data.validation import Limits, validate
 
@@ -159,6 +160,8 @@ class ImageFolderDataset:
         *,
         skip_invalid: bool = False,
         progress: bool | None = None,
+        shards: bool | None = False,
+        shard_bytes: int = SHARD_BYTES,
     ) -> Channels:
         """Validate (unless already done) and copy the dataset into the session's store.
 
@@ -173,6 +176,15 @@ class ImageFolderDataset:
             prefix: Key prefix in the store, such as ``"datasets/dogs"``.
             skip_invalid: Leave out files with errors instead of refusing.
             progress: Show progress bars; ``None`` shows them on a terminal only.
+            shards: Store each split as tar shards of about ``shard_bytes``
+                (WebDataset layout) instead of one object per image: a training
+                job then streams its training split instead of decoding it into
+                memory, and S3 holds thousands of objects, not millions. ``None``
+                shards a dataset of more than
+                :data:`~sm_imgclf.data.shards.AUTO_SHARD_FILES` images. See
+                :doc:`/dataset-size`.
+            shard_bytes: The target size of a shard; a training job needs at
+                least one shard per process.
 
         Returns:
             The channel URIs by split, e.g. ``{"train": "s3://bucket/dogs/train", ...}``,
@@ -196,6 +208,8 @@ class ImageFolderDataset:
             inspections,
             skip_invalid=skip_invalid,
             progress=progress,
+            shards=shards,
+            shard_bytes=check_number("shard_bytes", shard_bytes, low=2**16, integer=True),
         )
 
 

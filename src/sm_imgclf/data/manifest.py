@@ -35,6 +35,32 @@ class ManifestEntry:
 
 
 @dataclass(frozen=True)
+class ShardEntry:
+    """One tar shard of a split uploaded with ``shards=True``.
+
+    A shard holds the next ``count`` images of the manifest's entries, in
+    entry order, in the WebDataset layout: ``<key>.<ext>`` (the image file as
+    uploaded) and ``<key>.cls`` (its class index) for each image, where the
+    key is the entry's index in the split.
+
+    Attributes:
+        name: The tar file's path inside the split folder
+            (``shards/<first 20 hex digits of content>.tar``).
+        count: Images it holds.
+        bytes: Its size.
+        md5: Hex MD5 of the tar file.
+        content: Digest of its members' keys, labels and MD5s: an unchanged
+            shard is recognised without reading its images.
+    """
+
+    name: str
+    count: int
+    bytes: int
+    md5: str
+    content: str
+
+
+@dataclass(frozen=True)
 class DatasetManifest:
     """The files of one split with their labels; written as ``<split>/manifest.json``.
 
@@ -46,6 +72,9 @@ class DatasetManifest:
         class_ids: Class folder names in index order.
         class_names: Display names in index order.
         entries: The images.
+        shards: The tar shards holding the images, in entry order, when the
+            split was uploaded with ``shards=True``; empty when each image is
+            its own object at ``<split>/<path>``.
         library_version: The sm-imgclf version that wrote it.
     """
 
@@ -53,6 +82,7 @@ class DatasetManifest:
     class_ids: tuple[str, ...]
     class_names: tuple[str, ...]
     entries: tuple[ManifestEntry, ...] = field(default_factory=tuple)
+    shards: tuple[ShardEntry, ...] = field(default_factory=tuple)
     library_version: str = __version__
 
     def shorter_sides(self) -> list[int]:
@@ -73,8 +103,10 @@ class DatasetManifest:
             if data.pop("format_version", None) != FORMAT_VERSION:
                 raise ValueError(f"format_version is not {FORMAT_VERSION}")
             entries = tuple(ManifestEntry(**entry) for entry in data.pop("entries"))
+            shards = tuple(ShardEntry(**shard) for shard in data.pop("shards", ()))
             return cls(
                 entries=entries,
+                shards=shards,
                 class_ids=tuple(data.pop("class_ids")),
                 class_names=tuple(data.pop("class_names")),
                 **data,

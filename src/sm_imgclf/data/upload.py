@@ -11,6 +11,7 @@ from sm_imgclf.contracts.storage import ObjectInfo, Store, TransferSummary, Uplo
 from sm_imgclf.data.layout import ImageFile, Layout, display_name
 from sm_imgclf.data.manifest import MANIFEST_NAME, DatasetManifest, ManifestEntry
 from sm_imgclf.data.report import ValidationReport
+from sm_imgclf.data.shards import AUTO_SHARD_FILES, SHARD_BYTES, upload_shards
 from sm_imgclf.errors import DatasetError, DatasetValidationError, StorageError, TransferError
 from sm_imgclf.storage.upload import upload_files
 
@@ -56,6 +57,8 @@ def upload_dataset(
     *,
     skip_invalid: bool,
     progress: bool | None,
+    shards: bool | None = False,
+    shard_bytes: int = SHARD_BYTES,
 ) -> Channels:
     """Upload the usable files of ``layout`` and one manifest per split; see ``upload()``."""
     refused = _refused(report, skip_invalid)
@@ -68,6 +71,12 @@ def upload_dataset(
             len(skipped),
         )
     store.check_access()
+    if shards is None:
+        shards = len(chosen) > AUTO_SHARD_FILES
+    if shards:
+        return _upload_sharded(
+            layout, store, prefix, report, (chosen, skipped), inspections, progress, shard_bytes
+        )
     items = [
         UploadItem(f.path, _key(prefix, f), inspections[f.rel].size, inspections[f.rel].md5)
         for f in chosen
@@ -88,9 +97,58 @@ def upload_dataset(
             summary=summary,
         )
     # Written after the images, so a manifest never lists a file that is not stored.
-    manifests = {}
+    built = {s: _manifest(s, layout.classes, chosen, inspections) for s in layout.splits}
+    return _finish(store, prefix, report, built, existing, summary, skipped)
+
+
+def _upload_sharded(
+    layout: Layout,
+    store: Store,
+    prefix: str,
+    report: ValidationReport,
+    files: tuple[list[ImageFile], list[str]],
+    inspections: dict[str, Inspection],
+    progress: bool | None,
+    shard_bytes: int,
+) -> Channels:
+    """Upload every split as tar shards (see :mod:`sm_imgclf.data.shards`), then the manifests."""
+    chosen, skipped = files
+    existing = store.list_objects(f"{prefix}/")
+    summary = TransferSummary()
+    built = {}
     for split in layout.splits:
-        manifest = _manifest(split, layout.classes, chosen, inspections)
+        paths = {f"{f.class_id}/{f.name}": f.path for f in chosen if f.split == split}
+        manifest, sent = upload_shards(
+            store,
+            f"{prefix}/{split}",
+            _manifest(split, layout.classes, chosen, inspections),
+            paths,
+            existing=existing,
+            stored=_stored_manifest(store, f"{prefix}/{split}/{MANIFEST_NAME}", existing),
+            target=shard_bytes,
+            progress=progress,
+        )
+        built[split] = manifest
+        summary.uploaded += sent.uploaded
+        summary.skipped += sent.skipped
+        summary.bytes_uploaded += sent.bytes_uploaded
+        summary.seconds += sent.seconds
+    logger.info("upload %s as shards: %s", prefix, summary)
+    return _finish(store, prefix, report, built, existing, summary, skipped)
+
+
+def _finish(
+    store: Store,
+    prefix: str,
+    report: ValidationReport,
+    built: dict[str, DatasetManifest],
+    existing: dict[str, ObjectInfo],
+    summary: TransferSummary,
+    skipped: list[str],
+) -> Channels:
+    """Write each split's manifest and the validation report; return the channels."""
+    manifests = {}
+    for split, manifest in built.items():
         key = f"{prefix}/{split}/{MANIFEST_NAME}"
         _put_if_changed(store, key, manifest.to_json().encode(), existing)
         manifests[split] = store.uri(key)
@@ -99,8 +157,20 @@ def upload_dataset(
     _put_if_changed(
         store, f"{prefix}/{REPORT_NAME}", json.dumps(stored_report, indent=2).encode(), existing
     )
-    uris = {split: store.uri(f"{prefix}/{split}") for split in layout.splits}
+    uris = {split: store.uri(f"{prefix}/{split}") for split in built}
     return Channels(uris, summary=summary, skipped=skipped, manifests=manifests)
+
+
+def _stored_manifest(
+    store: Store, key: str, existing: dict[str, ObjectInfo]
+) -> DatasetManifest | None:
+    """The manifest an earlier upload stored at ``key``, if there is a readable one."""
+    if key not in existing:
+        return None
+    try:
+        return DatasetManifest.from_json(store.get_bytes(key))
+    except (StorageError, DatasetError, ValueError):
+        return None  # unreadable: every shard is written again
 
 
 def _stored_md5s(
@@ -113,14 +183,10 @@ def _stored_md5s(
     """
     found: dict[str, str] = {}
     for split in splits:
-        key = f"{prefix}/{split}/{MANIFEST_NAME}"
-        if key not in existing:
-            continue
-        try:
-            manifest = DatasetManifest.from_json(store.get_bytes(key))
-        except (StorageError, DatasetError, ValueError):
-            continue  # unreadable: its files are compared by tag, or sent again
-        found |= {f"{prefix}/{split}/{entry.path}": entry.md5 for entry in manifest.entries}
+        # Unreadable, or absent: its files are compared by tag, or sent again.
+        manifest = _stored_manifest(store, f"{prefix}/{split}/{MANIFEST_NAME}", existing)
+        if manifest is not None and not manifest.shards:
+            found |= {f"{prefix}/{split}/{entry.path}": entry.md5 for entry in manifest.entries}
     return found
 
 

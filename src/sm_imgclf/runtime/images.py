@@ -132,3 +132,11 @@ def _channel_constants(
         m = torch.tensor(mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
         s = torch.tensor(std, dtype=torch.float32, device=device).view(1, -1, 1, 1)
     return m, s
+
+
+def decode_square(data: bytes, side: int, held: int, shorter: int) -> torch.Tensor:
+    """An image's bytes as the uint8 square a split holds: ``side``, or ``held`` when smaller."""
+    image = open_rgb(data, shorter)
+    if held < side:
+        return own_square(image, held)
+    return square_tensor(image, side, shorter=shorter)

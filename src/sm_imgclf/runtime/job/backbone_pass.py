@@ -18,12 +18,13 @@ if TYPE_CHECKING:
     from torch import nn
 
     from sm_imgclf.runtime.job.data import SplitData
+    from sm_imgclf.runtime.job.stream import StreamedSplit
 
 
 def to_features(
     model: nn.Module,
     head: HeadSpec,
-    splits: dict[str, SplitData],
+    splits: dict[str, SplitData | StreamedSplit],
     device: torch.device,
     mean: tuple[float, ...],
     std: tuple[float, ...],
@@ -35,7 +36,8 @@ def to_features(
     Args:
         model: The whole model; its head is bypassed during the pass.
         head: Where the head sits in ``model``.
-        splits: The decoded splits; their ``images`` become features.
+        splits: The decoded splits; their ``images`` become features. A streamed
+            split is read once and replaced by a split of its features.
         device: Where the backbone runs.
         mean: Normalisation mean.
         std: Normalisation standard deviation.
@@ -46,7 +48,9 @@ def to_features(
     from torch import nn
 
     from sm_imgclf.runtime.job.loop import oom_guard
+    from sm_imgclf.runtime.job.stream import StreamedSplit
 
+    before = list(splits.values())
     layer = head_module(model, head)
     set_submodule(model, head.path, nn.Identity())
     model.eval()
@@ -54,7 +58,10 @@ def to_features(
     step = max(batch_size, 64)
     rank, world = distributed or (0, 1)
     with torch.inference_mode(), oom_guard(step, device, "feature batch"):
-        for split in splits.values():
+        for name, split in splits.items():
+            if isinstance(split, StreamedSplit):
+                splits[name] = _streamed_features(model, split, device, (mean, std), step)
+                continue
             block = math.ceil(len(split) / world)
             mine = split.images[rank * block : (rank + 1) * block]
             if distributed is None:
@@ -75,6 +82,9 @@ def to_features(
             )
             split.images = _gathered(found, len(split), world)
     set_submodule(model, head.path, layer)
+    streamed = any(isinstance(s, StreamedSplit) for s in before)
+    if distributed is not None and streamed:
+        print("features: each process streams the whole training split once", flush=True)
     shared = "" if distributed is None else f" ({distributed[1]} processes, a block each)"
     print(
         f"features: backbone run once over {sum(len(s) for s in splits.values())} images "
@@ -82,6 +92,39 @@ def to_features(
         "features",
         flush=True,
     )
+
+
+def _streamed_features(
+    model: nn.Module,
+    split: StreamedSplit,
+    device: torch.device,
+    normalising: tuple[tuple[float, ...], tuple[float, ...]],
+    step: int,
+) -> SplitData:
+    """The backbone's features of a streamed split, read from its shards once, in memory.
+
+    Features are what a head trains on, and far smaller than the pixels
+    (EfficientNet-Lite0's 1,280 floats against 3x224x224 bytes): they are held.
+    """
+    import torch
+
+    from sm_imgclf.runtime.images import grow, normalise
+    from sm_imgclf.runtime.job.data import SplitData, progress_logger
+    from sm_imgclf.runtime.job.feed import Feeder
+
+    feeder = Feeder(device)
+    features = None
+    report = progress_logger("train features", len(split))
+    for done, (_, index, images) in enumerate(split.once(step), 1):
+        batch = normalise(grow(feeder.batch(images), split.side), *normalising)
+        with torch.autocast(device.type, enabled=device.type == "cuda"):
+            found = model(batch).float().cpu()
+        if features is None:
+            features = torch.zeros((len(split), *found.shape[1:]))
+        features[index] = found
+        report(min(len(split), done * step))
+    assert features is not None  # a split has at least one image
+    return SplitData(features, split.labels, split.class_ids, split.class_names, split.side)
 
 
 def _features(

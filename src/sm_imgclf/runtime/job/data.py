@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import os
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -17,13 +18,14 @@ from typing import TYPE_CHECKING
 from sm_imgclf.data.layout import IMAGE_EXTENSIONS, display_name, scan
 from sm_imgclf.data.manifest import MANIFEST_NAME, DatasetManifest
 from sm_imgclf.errors import ConfigurationError, DatasetError
-from sm_imgclf.runtime.images import open_rgb, own_square, resize_size, square_tensor
+from sm_imgclf.runtime.images import decode_square, resize_size
 from sm_imgclf.runtime.job.room import Need, Room, gib, total_bytes
 
 if TYPE_CHECKING:
     import torch
 
     from sm_imgclf.runtime.job.host_share import HostShare
+    from sm_imgclf.runtime.job.stream import StreamedSplit
 
 logger = logging.getLogger(__name__)
 PROGRESS_SECONDS = 30.0
@@ -56,6 +58,8 @@ class Listing:
     class_ids: tuple[str, ...]
     class_names: tuple[str, ...]
     shorter_sides: list[int]
+    # A channel uploaded as shards: each tar file and the entry index it starts at.
+    shards: tuple[tuple[Path, int], ...] = ()
 
     def held_side(self, side: int) -> int:
         """The square the images are held at (see :func:`held_side`)."""
@@ -75,11 +79,13 @@ def list_channel(folder: Path, workers: int = 0, *, sizes: bool = True) -> Listi
     manifest_path = folder / MANIFEST_NAME
     if manifest_path.is_file():
         manifest = DatasetManifest.from_json(manifest_path.read_bytes())
+        starts = itertools.accumulate((s.count for s in manifest.shards), initial=0)
         return Listing(
             [(folder / entry.path, entry.label) for entry in manifest.entries],
             manifest.class_ids,
             manifest.class_names,
             manifest.shorter_sides(),
+            tuple((folder / s.name, i) for s, i in zip(manifest.shards, starts, strict=False)),
         )
     layout = scan(folder, ())
     index = {class_id: i for i, class_id in enumerate(layout.classes)}
@@ -132,24 +138,25 @@ def load_split(
         raise DatasetError(f"The {name!r} channel at {folder} holds no images.")
     held = listing.held_side(side)
     shape = (len(files), 3, held, held)
+    share = None if listing.shards else share  # read in one pass: each process reads all
     with _image_tensor(name, shape, share, spill) as (images, mine):
 
-        def decode(index: int) -> None:
+        def decode(index: int, data: bytes | None = None) -> None:
             path = files[index][0]
             try:
-                image = open_rgb(path.read_bytes(), shorter)
-                images[index] = (
-                    own_square(image, held)
-                    if held < side
-                    else square_tensor(image, side, shorter=shorter)
-                )
+                data = path.read_bytes() if data is None else data
+                images[index] = decode_square(data, side, held, shorter)
             except (OSError, ValueError, SyntaxError) as error:
+                where = f"image {index} of the shards" if listing.shards else str(path)
                 raise DatasetError(
-                    f"Cannot decode {path} in the {name!r} channel: {error}. "
+                    f"Cannot decode {where} in the {name!r} channel: {error}. "
                     "Validate the dataset and upload it again."
                 ) from error
 
-        _decode_all(name, decode, mine, decode_workers(workers))
+        if listing.shards:
+            _decode_shards(name, decode, listing.shards, len(files), decode_workers(workers))
+        else:
+            _decode_all(name, decode, mine, decode_workers(workers))
     labels = torch.tensor([label for _, label in files], dtype=torch.long)
     shared = (
         ""
@@ -161,22 +168,66 @@ def load_split(
     return SplitData(images, labels, listing.class_ids, listing.class_names, side)
 
 
+def _decode_shards(
+    name: str,
+    decode: Callable[[int, bytes], None],
+    shards: tuple[tuple[Path, int], ...],
+    total: int,
+    workers: int,
+) -> None:
+    """Read the shards in one pass and decode their images in threads, a bounded few at a time."""
+    from sm_imgclf.runtime.job.stream import shard_images
+
+    def images() -> Iterator[tuple[int, bytes]]:
+        for path, start in shards:
+            yield from shard_images(path, start)
+
+    started = last = time.monotonic()
+    with ThreadPoolExecutor(workers) as pool:
+        window: list[Future[None]] = []
+        for done, (index, data) in enumerate(images(), 1):
+            window.append(pool.submit(decode, index, data))
+            if len(window) >= 4 * workers:  # the read runs ahead of decoding by this much
+                window.pop(0).result()
+            last = _progress(name, done, total, started, last)
+        for future in window:
+            future.result()
+
+
+def progress_logger(name: str, total: int) -> Callable[[int], None]:
+    """A function to call with the count done; it logs every :data:`PROGRESS_SECONDS`."""
+    started = time.monotonic()
+    last = [started]
+
+    def report(done: int) -> None:
+        last[0] = _progress(name, done, total, started, last[0])
+
+    return report
+
+
+def _progress(name: str, done: int, total: int, started: float, last: float) -> float:
+    """Log decoding progress when :data:`PROGRESS_SECONDS` passed since ``last``; the new last."""
+    now = time.monotonic()
+    if now - last < PROGRESS_SECONDS or done >= total:
+        return last
+    rate = done / (now - started)
+    logger.info(
+        "%s: decoded %d of %d images, %.0f images/s, about %.0fs left",
+        name,
+        done,
+        total,
+        rate,
+        (total - done) / rate,
+    )
+    return now
+
+
 def _decode_all(name: str, decode: Callable[[int], None], rows: range, workers: int) -> None:
     """Run ``decode`` over ``rows`` in threads, logging progress every :data:`PROGRESS_SECONDS`."""
     started = last = time.monotonic()
     with ThreadPoolExecutor(workers) as pool:
         for done, _ in enumerate(pool.map(decode, rows), 1):  # re-raises the first error
-            now = time.monotonic()
-            if now - last >= PROGRESS_SECONDS and done < len(rows):
-                last, rate = now, done / (now - started)
-                logger.info(
-                    "%s: decoded %d of %d images, %.0f images/s, about %.0fs left",
-                    name,
-                    done,
-                    len(rows),
-                    rate,
-                    (len(rows) - done) / rate,
-                )
+            last = _progress(name, done, len(rows), started, last)
 
 
 @contextmanager
@@ -223,8 +274,11 @@ def load_splits(
     augmentation: str,
     workers: int,
     share: HostShare | None = None,
-) -> dict[str, SplitData]:
+) -> dict[str, SplitData | StreamedSplit]:
     """Load ``train`` (with a margin for random crops) and the evaluation channels.
+
+    A training channel uploaded as shards is streamed (:class:`StreamedSplit`);
+    every other channel is decoded into memory, or a file when memory is short.
 
     Raises:
         DatasetError: The decoded images fit neither in memory nor on local disk
@@ -233,14 +287,16 @@ def load_splits(
     shorter = resize_size(image_size)
     sides = split_sides(channels, image_size, augmentation)
     listings = {name: list_channel(folder, workers) for name, folder in channels.items()}
+    streamed = "train" if listings["train"].shards else None
     needs = [
         Need(name, len(found.files), found.held_side(sides[name]))
         for name, found in listings.items()
+        if name != streamed
     ]
     room = Room.measure(_local_disks(channels))
     spill = room.place(needs)
     _log_place(needs, room, spill)
-    splits = {
+    splits: dict[str, SplitData | StreamedSplit] = {
         name: load_split(
             name,
             folder,
@@ -252,9 +308,37 @@ def load_splits(
             listing=listings[name],
         )
         for name, folder in channels.items()
+        if name != streamed
     }
+    if streamed:
+        splits[streamed] = _streamed(listings[streamed], sides[streamed], shorter, workers)
     _check_classes(splits)
     return splits
+
+
+def _streamed(listing: Listing, side: int, shorter: int, workers: int) -> StreamedSplit:
+    import torch
+
+    from sm_imgclf.runtime.job.stream import StreamedSplit
+
+    split = StreamedSplit(
+        list(listing.shards),
+        torch.tensor([label for _, label in listing.files], dtype=torch.long),
+        listing.class_ids,
+        listing.class_names,
+        side,
+        listing.held_side(side),
+        shorter,
+        decode_workers(workers),
+    )
+    logger.info(
+        "train: %d images in %d shards, streamed each epoch and decoded by %d workers "
+        "(not held in memory)",
+        len(split),
+        len(split.shards),
+        split.workers,
+    )
+    return split
 
 
 def split_sides(names: Iterable[str], image_size: int, augmentation: str) -> dict[str, int]:
@@ -287,7 +371,7 @@ def _log_place(needs: list[Need], room: Room, spill: Path | None) -> None:
         )
 
 
-def _check_classes(splits: dict[str, SplitData]) -> None:
+def _check_classes(splits: dict[str, SplitData | StreamedSplit]) -> None:
     import torch
 
     train = splits["train"]

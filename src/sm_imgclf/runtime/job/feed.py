@@ -49,6 +49,12 @@ class Feeder:
         torch.index_select(source, 0, index, out=staged)
         return staged.to(self.device, non_blocking=True)
 
+    def batch(self, images: torch.Tensor) -> torch.Tensor:
+        """A whole host tensor on the device, through pinned memory on CUDA."""
+        if not self.pinned:
+            return images.to(self.device)
+        return images.pin_memory().to(self.device, non_blocking=True)
+
     def span(self, source: torch.Tensor, start: int, stop: int) -> torch.Tensor:
         """Rows ``start:stop`` of ``source`` on the device."""
         if not self.pinned:
@@ -81,14 +87,24 @@ class Batches:
         """The rows ``index`` of ``data``, augmented and normalised, on the device."""
         if self.features:
             return self.feeder.rows(data.images, index)
-        policy, size = self.augmentation, self.image_size
         if self.augment_on_device:
-            batch = grow(self.feeder.rows(data.images, index), data.side)
-            batch = augment(batch, policy, size, generator)
-        else:
-            batch = augment(grow(data.images[index], data.side), policy, size, generator)
-            batch = batch.to(self.feeder.device)
-        return self._layout(normalise(batch, self.mean, self.std))
+            return self._augmented(self.feeder.rows(data.images, index), data.side, generator)
+        return self._augmented(data.images[index], data.side, generator)
+
+    def train_images(
+        self, images: torch.Tensor, side: int, generator: torch.Generator
+    ) -> torch.Tensor:
+        """A host batch of uint8 images (a streamed split's), augmented and normalised."""
+        if self.augment_on_device:
+            return self._augmented(self.feeder.batch(images), side, generator)
+        return self._augmented(images, side, generator)
+
+    def _augmented(
+        self, batch: torch.Tensor, side: int, generator: torch.Generator
+    ) -> torch.Tensor:
+        """Enlarged to ``side``, augmented, on the device and normalised."""
+        batch = augment(grow(batch, side), self.augmentation, self.image_size, generator)
+        return self._layout(normalise(batch.to(self.feeder.device), self.mean, self.std))
 
     def evaluation(self, data: SplitData, start: int, stop: int) -> torch.Tensor:
         """Rows ``start:stop`` of ``data``, centre-cropped and normalised, on the device."""

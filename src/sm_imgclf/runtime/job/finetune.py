@@ -28,6 +28,15 @@ if TYPE_CHECKING:
 
     from sm_imgclf.contracts.hyperparameters import Hyperparameters
     from sm_imgclf.runtime.job.data import SplitData
+    from sm_imgclf.runtime.job.stream import StreamedSplit
+
+
+def _held(split: SplitData | StreamedSplit) -> SplitData:
+    """A split after the feature pass: in memory, whatever it was before."""
+    from sm_imgclf.runtime.job.data import SplitData
+
+    assert isinstance(split, SplitData)  # to_features replaced every streamed split
+    return split
 
 
 def batch_norms(model: nn.Module) -> list[nn.Module]:
@@ -40,7 +49,7 @@ def batch_norms(model: nn.Module) -> list[nn.Module]:
 def head_first(
     model: nn.Module,
     head: HeadSpec,
-    splits: dict[str, SplitData],
+    splits: dict[str, SplitData | StreamedSplit],
     hp: Hyperparameters,
     device: torch.device,
     normalising: tuple[tuple[float, ...], tuple[float, ...]],
@@ -56,23 +65,24 @@ def head_first(
     from sm_imgclf.runtime.job.loop import class_weights, lr_factor, make_optimizer, training_loss
 
     started = time.perf_counter()
-    copies: dict[str, SplitData] = {
+    copies: dict[str, SplitData | StreamedSplit] = {
         name: replace(splits[name]) for name in ("train", "valid") if name in splits
     }
     mean, std = normalising
     to_features(model, head, copies, device, mean, std, hp.batch_size, distributed)
+    features = {name: _held(split) for name, split in copies.items()}
     layer = head_module(model, head)
     layer.train()
     probe = hp.updated(lr=hp.head_lr, epochs=hp.head_epochs, warmup_epochs=0)
     optimizer = make_optimizer(list(layer.parameters()), probe)
     factor = lr_factor(probe)
-    loss_fn = training_loss(class_weights(copies["train"], hp.class_weighting), hp, device)
+    loss_fn = training_loss(class_weights(features["train"], hp.class_weighting), hp, device)
     best: dict[str, Any] = {"score": None}
     for epoch in range(hp.head_epochs):
         for group in optimizer.param_groups:
             group["lr"] = hp.head_lr * factor(epoch)
-        _head_epoch(layer, copies["train"], hp, device, optimizer, loss_fn, epoch)
-        scored = _score(layer, copies.get("valid") or copies["train"], device, loss_fn)
+        _head_epoch(layer, features["train"], hp, device, optimizer, loss_fn, epoch)
+        scored = _score(layer, features.get("valid") or features["train"], device, loss_fn)
         if best["score"] is None or scored > best["score"]:
             best = {"score": scored, "epoch": epoch + 1, "state": copy.deepcopy(layer.state_dict())}
     layer.load_state_dict(best["state"])

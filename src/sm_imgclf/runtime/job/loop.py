@@ -15,6 +15,7 @@ from sm_imgclf.errors import ConfigurationError
 from sm_imgclf.runtime.job import checkpoint
 from sm_imgclf.runtime.job.control import JobControl, StopRequested
 from sm_imgclf.runtime.job.deadline import Deadline
+from sm_imgclf.runtime.job.epoch import EpochBatches
 from sm_imgclf.runtime.job.feed import Batches, Feeder
 
 if TYPE_CHECKING:
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
 
     from sm_imgclf.contracts.hyperparameters import Hyperparameters
     from sm_imgclf.runtime.job.data import SplitData
+    from sm_imgclf.runtime.job.stream import StreamedSplit
 
 
 @dataclass
@@ -52,8 +54,10 @@ class Trainer:
     groups: list[dict[str, Any]] | None = None
     _made: Batches | None = field(default=None, init=False, repr=False)
     _cut: bool = field(default=False, init=False, repr=False)
+    _position: Any = field(default=None, init=False, repr=False)
+    _totals: tuple[float, int, int] = field(default=(0.0, 0, 0), init=False, repr=False)
 
-    def fit(self, train: SplitData, valid: SplitData | None) -> dict[str, Any]:
+    def fit(self, train: SplitData | StreamedSplit, valid: SplitData | None) -> dict[str, Any]:
         """Train for ``hp.epochs`` (resuming a checkpoint if one exists); return the history."""
         import torch
 
@@ -70,8 +74,11 @@ class Trainer:
             started = time.perf_counter()
             torch.manual_seed(self.hp.seed * 100_003 + epoch)  # dropout, reproducible on resume
             with oom_guard(self.hp.batch_size, self.device):
-                train_metrics = self._train_epoch(train, epoch, optimizer, loss_fn, scaler)
+                train_metrics = self._train_epoch(
+                    train, epoch, optimizer, loss_fn, scaler, state.pop("partial", None)
+                )
             if self._cut:  # a part of an epoch is no epoch: the last whole one stands
+                self._save_partial(state, optimizer, scheduler, scaler, epoch)
                 self._stopped_early(state, f"epoch {epoch} was cut short: {self._why()}")
                 break
             scheduler.step()
@@ -112,7 +119,13 @@ class Trainer:
         return state
 
     def _train_epoch(
-        self, data: SplitData, epoch: int, optimizer: Any, loss_fn: Any, scaler: Any
+        self,
+        data: SplitData | StreamedSplit,
+        epoch: int,
+        optimizer: Any,
+        loss_fn: Any,
+        scaler: Any,
+        partial: dict[str, Any] | None = None,
     ) -> dict[str, float]:
         import torch
 
@@ -120,35 +133,72 @@ class Trainer:
         for module in self.frozen:
             module.eval()  # frozen batch norms keep their pretrained statistics
         generator = torch.Generator().manual_seed(self.hp.seed * 1_000_003 + epoch)
-        order = self._order(len(data), generator)
+        batches = self._epoch_batches(data, epoch, generator, partial)
+        self._position = batches
         # Totals stay on the device: a GPU never waits for the host between steps.
-        total_loss = torch.zeros((), dtype=torch.float64, device=self.device)
-        correct = torch.zeros((), dtype=torch.long, device=self.device)
-        seen = 0
-        per_epoch = math.ceil(len(order) / self.hp.batch_size)
+        loss0, right0, seen = partial["totals"] if batches.resumed and partial else (0.0, 0, 0)
+        total_loss = torch.full((), loss0, dtype=torch.float64, device=self.device)
+        correct = torch.full((), right0, dtype=torch.long, device=self.device)
+        if batches.resumed:
+            self.log(f"resumed epoch {epoch} at batch {batches.number} of {batches.per_epoch}")
+        per_epoch = batches.per_epoch
         first = lr_factor(self.hp)(0) if self.groups and epoch == 1 else None
-        for number, start in enumerate(range(0, len(order), self.hp.batch_size)):
+        for number, inputs, labels in batches:
             # One process alone may leave mid-epoch; ranks must agree, at the epoch's end.
             if self.distributed is None and self._stopping():
                 self._cut = True
+                self._totals = (float(total_loss), int(correct), seen)
                 break
             if self.monitor is not None:
                 self.monitor.start()
-            index = order[start : start + self.hp.batch_size]
-            inputs = self._batches.train(data, index, generator)
-            labels = self._batches.feeder.rows(data.labels, index)
             step = (epoch - 1) * per_epoch + number + 1
             if first is not None:
                 _warm_up(optimizer, (number + 1) / per_epoch * first)
             loss, logits = self._step(inputs, labels, step, epoch, optimizer, loss_fn, scaler)
-            total_loss += loss.double() * len(index)
+            batches.done()
+            total_loss += loss.double() * len(labels)
             correct += (logits.argmax(1) == labels).sum()
-            seen += len(index)
+            seen += len(labels)
             # A rule can only have fired on a recorded step: ranks agree on those alone,
             # since agreeing is a collective and a read, which would stall every step.
             if self._may_stop(step) and self._agree(self.monitor is not None and self.monitor.stop):
                 break
         return self._reduce(total_loss, correct, seen)
+
+    def _epoch_batches(
+        self,
+        data: SplitData | StreamedSplit,
+        epoch: int,
+        generator: torch.Generator,
+        partial: dict[str, Any] | None,
+    ) -> EpochBatches:
+        from sm_imgclf.runtime.job.stream import StreamedSplit
+
+        if partial is not None and partial.get("epoch") != epoch:
+            partial = None
+        size = self.hp.batch_size
+        if isinstance(data, StreamedSplit):
+            rank, world = self.distributed or (0, 1)
+            plan = data.plan(epoch, self.hp.seed, size, rank, world)
+            return EpochBatches(
+                self._batches,
+                data,
+                order=None,
+                plan=plan,
+                batch_size=size,
+                generator=generator,
+                partial=partial,
+            )
+        order = self._order(len(data), generator)
+        return EpochBatches(
+            self._batches,
+            data,
+            order=order,
+            plan=None,
+            batch_size=size,
+            generator=generator,
+            partial=partial,
+        )
 
     def _step(
         self,
@@ -362,6 +412,26 @@ class Trainer:
         if self.distributed is None or self.distributed[0] == 0:
             checkpoint.save(self.checkpoint_dir, state)
 
+    def _save_partial(
+        self, state: dict[str, Any], optimizer: Any, scheduler: Any, scaler: Any, epoch: int
+    ) -> None:
+        """Keep the cut epoch's place and weights, so a resumed job goes on from that batch.
+
+        The last whole epoch stays the checkpoint's epoch: the package still
+        holds the best whole epoch, and a job that is not resumed loses nothing.
+        """
+        position = self._position.position()
+        if not position["batches"]:
+            return
+        kept = {**state, "model": self.model.state_dict(), "optimizer": optimizer.state_dict()}
+        kept |= {"scheduler": scheduler.state_dict(), "scaler": scaler.state_dict()}
+        kept["partial"] = {"epoch": epoch, **position, "totals": list(self._totals)}
+        checkpoint.save(self.checkpoint_dir, kept)
+        self.log(
+            f"checkpoint: epoch {epoch} stopped after batch {position['batches']} of "
+            f"{self._position.per_epoch}; a resumed job goes on from there"
+        )
+
     def _should_stop(self, state: dict[str, Any]) -> bool:
         patience = self.hp.early_stopping_patience
         return bool(patience) and state["since_best"] >= patience
@@ -441,7 +511,7 @@ def training_loss(weights: torch.Tensor | None, hp: Hyperparameters, device: tor
     )
 
 
-def class_weights(train: SplitData, weighting: str) -> torch.Tensor | None:
+def class_weights(train: SplitData | StreamedSplit, weighting: str) -> torch.Tensor | None:
     """Return loss weights inverse to class frequency for ``balanced``, else ``None``."""
     import torch
 

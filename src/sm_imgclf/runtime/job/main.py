@@ -86,7 +86,7 @@ def run(env: JobEnvironment, settings: dict[str, Any], hp: Hyperparameters) -> d
     )
     sharing = _sharing(settings, hp, channels, env, distributed is not None)
     with feature_store.claimed(sharing) as stored:
-        splits = stored or load_splits(
+        splits: dict[str, Any] = stored or load_splits(
             channels, hp.image_size, hp.augmentation, hp.num_workers, HostShare.from_env()
         )
         trainer, head, model = prepare(

@@ -26,12 +26,13 @@ if TYPE_CHECKING:
 
     from sm_imgclf.contracts.hyperparameters import Hyperparameters
     from sm_imgclf.runtime.job.data import SplitData
+    from sm_imgclf.runtime.job.stream import StreamedSplit
 
 
 def prepare(
     settings: dict[str, Any],
     hp: Hyperparameters,
-    splits: dict[str, SplitData],
+    splits: dict[str, SplitData | StreamedSplit],
     device: torch.device,
     env: JobEnvironment,
     distributed: tuple[int, int] | None,
@@ -107,7 +108,7 @@ def prepare(
 def _fine_tuning(
     model: nn.Module,
     head: HeadSpec,
-    splits: dict[str, SplitData],
+    splits: dict[str, SplitData | StreamedSplit],
     hp: Hyperparameters,
     device: torch.device,
     normalising: tuple[tuple[float, ...], tuple[float, ...]],
@@ -132,7 +133,7 @@ def _fine_tuning(
 def make_monitor(
     settings: dict[str, Any],
     hp: Hyperparameters,
-    splits: dict[str, SplitData],
+    splits: dict[str, SplitData | StreamedSplit],
     device: torch.device,
     env: JobEnvironment,
     folder: Path | None = None,
