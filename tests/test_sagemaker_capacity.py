@@ -64,3 +64,17 @@ def test_images_past_memory_but_within_disk_start_with_a_note(
     )
     assert "exceed ml.m5.large's memory, so the job will map them" in capsys.readouterr().out
     assert "spills" in jobs(sm_session)
+
+
+def test_a_training_split_in_shards_streams_through_fast_file_whatever_its_size(
+    sm_session: smi.SageMakerSession, bucket: str
+) -> None:
+    text = manifest_text(700_000, shards=500)  # refused above when it is 700,000 objects
+    sm_session.store.put_bytes("sharded/train/manifest.json", text.encode())
+    sm_session.store.put_bytes("sharded/valid/manifest.json", manifest_text(10).encode())
+    channels = {"train": f"s3://{bucket}/sharded/train", "valid": f"s3://{bucket}/sharded/valid"}
+    estimator(sm_session, "ml.g4dn.xlarge").fit(channels, wait=False, name="streams")
+    client = sm_session.backend.aws.sagemaker_client
+    described = client.describe_training_job(TrainingJobName="streams")
+    modes = {c["ChannelName"]: c["InputMode"] for c in described["InputDataConfig"]}
+    assert modes == {"train": "FastFile", "valid": "File"}

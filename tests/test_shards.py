@@ -284,3 +284,48 @@ def test_a_job_stopped_mid_epoch_resumes_at_the_next_batch(
     assert trained == list(range(6, steps + 1))  # the batches after the fifth, once each
     assert any(f"resumed epoch 1 at batch 5 of {steps}" in line for line in lines)
     assert state["best_epoch"] == 1 and [h["epoch"] for h in state["history"]] == [1]
+
+
+def test_the_backbone_pass_streams_a_sharded_split_once_into_held_features(
+    tmp_path: Path,
+) -> None:
+    from dataclasses import replace
+
+    from sm_imgclf.runtime.job.backbone_pass import to_features
+    from sm_imgclf.runtime.job.data import SplitData, load_split
+    from sm_imgclf.runtime.models import build_model
+
+    make_dataset(tmp_path / "data", counts={"train": 20})
+    splits = streamed(tmp_path, tmp_path / "data", side=32)
+    train = splits["train"]
+    assert isinstance(train, StreamedSplit)
+    held = load_split("train", train.shards[0][0].parent.parent, 32, shorter=37, workers=2)
+    model, head = build_model("resnet18", 3)
+    model.eval()
+    found: dict[str, object] = {"train": replace(train)}
+    expected: dict[str, object] = {"train": held}
+    for chosen in (found, expected):
+        to_features(model, head, chosen, torch.device("cpu"), (0.5,) * 3, (0.25,) * 3, 16)  # type: ignore[arg-type]
+    features = found["train"]
+    assert isinstance(features, SplitData) and features.images.shape == (60, 512)
+    assert torch.allclose(features.images, expected["train"].images, atol=1e-5)  # type: ignore[attr-defined]
+    assert torch.equal(features.labels, held.labels)
+
+
+@pytest.mark.slow
+def test_a_local_job_trains_on_a_sharded_upload_and_packages_a_model(tmp_path: Path) -> None:
+    make_dataset(tmp_path / "data", counts={"train": 20, "valid": 4, "test": 4})
+    session = smi.LocalSession(root=tmp_path / "store")
+    channels = smi.ImageFolderDataset(tmp_path / "data").upload(
+        session, "d", shards=True, shard_bytes=SMALL
+    )
+    job = smi.TransferLearningEstimator(
+        "resnet18",
+        session=session,
+        weights=None,
+        hyperparameters={"epochs": 2, "batch_size": 16, "image_size": 32, "record_every": 0},
+    ).fit(channels, logs=False)
+    assert job.status == "Completed" and job.model_uri
+    logs = "\n".join(job.logs())
+    assert "train: 60 images in" in logs and "streamed each epoch" in logs
+    assert "test:accuracy=" in logs

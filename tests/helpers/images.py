@@ -41,8 +41,11 @@ def make_dataset(
     return root
 
 
-def manifest_text(count: int, size: tuple[int, int] = (640, 480)) -> str:
-    """A train split's manifest of ``count`` images of ``size`` that were never written."""
+def manifest_text(count: int, size: tuple[int, int] = (640, 480), shards: int = 0) -> str:
+    """A train split's manifest of ``count`` images of ``size`` that were never written.
+
+    With ``shards``, the images are said to be stored in that many tar shards.
+    """
     from sm_imgclf.data.manifest import FORMAT_VERSION
 
     width, height = size
@@ -50,7 +53,13 @@ def manifest_text(count: int, size: tuple[int, int] = (640, 480)) -> str:
         f'{{"path":"a/{i}.jpg","label":0,"bytes":1,"md5":"0","width":{width},"height":{height}}}'
         for i in range(count)
     )
+    listed = ",".join(
+        f'{{"name":"shards/{i}.tar","count":{count // shards + (i < count % shards)},'
+        f'"bytes":1,"md5":"0","content":"{i}"}}'
+        for i in range(shards)
+    )
     return (
         f'{{"format_version":{FORMAT_VERSION},"split":"train","class_ids":["a"],'
-        f'"class_names":["a"],"library_version":"0","entries":[{entries}]}}'
+        f'"class_names":["a"],"library_version":"0","entries":[{entries}],'
+        f'"shards":[{listed}]}}'
     )

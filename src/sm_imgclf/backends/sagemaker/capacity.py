@@ -36,8 +36,11 @@ def check_fits(
     read: Callable[[str], bytes | None],
     log: Callable[[str], None] = print,
     image_size: int | None = None,
-) -> None:
+) -> frozenset[str]:
     """Refuse a job whose decoded images fit neither its instance's memory nor its disk.
+
+    A training channel stored as shards streams and needs no room; a sharded
+    channel is read with FastFile, so nothing of it is copied to the disk.
 
     Args:
         spec: The job.
@@ -45,23 +48,26 @@ def check_fits(
         log: Where the note that the images will be spilled to disk goes.
         image_size: The largest image size a tuning run may try (default: the spec's).
 
+    Returns:
+        The channels stored as shards, to be read with FastFile.
+
     Raises:
         DatasetError: They fit nowhere; the message has the numbers.
     """
-    found = room(spec.instance_type)
-    if found is None:  # nothing to compare with: the job checks on the instance
-        return
     manifests = _manifests(spec, read)
-    if "train" not in manifests:
-        return
+    sharded = frozenset(name for name, manifest in manifests.items() if manifest.shards)
+    found = room(spec.instance_type)
+    if found is None or "train" not in manifests:  # the job checks on the instance
+        return sharded
     memory_gib, nvme_gb = found
     hp = spec.hyperparameters
     sides = split_sides(manifests, image_size or hp.image_size, hp.augmentation)
     needs = [
         Need(name, len(manifest.entries), held_side(manifest.shorter_sides(), sides[name]))
         for name, manifest in manifests.items()
+        if not (name == "train" and manifest.shards)
     ]
-    copied = sum(entry.bytes for m in manifests.values() for entry in m.entries)
+    copied = sum(e.bytes for m in manifests.values() if not m.shards for e in m.entries)
     disk = (nvme_gb or spec.volume_size_gb) * 10**9 - copied  # File mode copies every image
     memory = int(memory_gib * 2**30)
     place = Room(
@@ -77,6 +83,7 @@ def check_fits(
             f"the job will map them to a file on its local disk (slower); an instance type "
             "with more memory keeps them in memory"
         )
+    return sharded
 
 
 def largest_image_size(spec: TuningSpec) -> int | None:

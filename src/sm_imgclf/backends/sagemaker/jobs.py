@@ -77,7 +77,10 @@ class TrainingJobs:
         """Upload the source tarball (and weights) if not there yet, then create the job."""
         spec, uploads = self.artifacts(spec)
         request = self.request(spec, next(iter(uploads)))
-        check_fits(spec, reader(self.aws.s3_client))
+        sharded = check_fits(spec, reader(self.aws.s3_client))
+        if sharded:
+            sagemaker_training.stream_channels(request["InputDataConfig"], sharded)
+            request = self.aws.checked("CreateTrainingJob", request)
         self.aws.check_quota(
             spec.instance_type,
             "spot training job usage" if spec.use_spot else "training job usage",

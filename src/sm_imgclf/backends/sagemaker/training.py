@@ -193,6 +193,18 @@ def _channel(name: str, uri: str) -> dict[str, Any]:
     }
 
 
+def stream_channels(channels: list[dict[str, Any]], names: frozenset[str]) -> None:
+    """Read the channels ``names`` (stored as shards) with FastFile instead of copying them.
+
+    FastFile presents the S3 prefix as files that are fetched as they are read:
+    training starts at once, and a dataset larger than the instance's disk
+    still reads, shard by shard, sequentially, as FastFile reads best.
+    """
+    for channel in channels:
+        if channel["ChannelName"] in names:
+            channel["InputMode"] = "FastFile"
+
+
 def _weights(spec: TrainingSpec) -> list[dict[str, Any]]:
     """The channel that brings an ``s3://`` weights file into the job.
 

@@ -12,7 +12,7 @@ from sm_imgclf.backends.sagemaker.capacity import check_fits, largest_image_size
 from sm_imgclf.backends.sagemaker.clients import SageMakerClients
 from sm_imgclf.backends.sagemaker.errors import translate_errors
 from sm_imgclf.backends.sagemaker.jobs import TrainingJobs
-from sm_imgclf.backends.sagemaker.training import features_uri
+from sm_imgclf.backends.sagemaker.training import features_uri, stream_channels
 from sm_imgclf.contracts.costs import tuning_runtime_cap
 from sm_imgclf.contracts.search import FEATURES_CHANNEL
 from sm_imgclf.contracts.status import JobState, TrialRecord, TuningStatus
@@ -87,7 +87,12 @@ class TuningRuns:
         request = self._tuning_request(spec, next(iter(uploads)))
         training = spec.trial_training()
         if not spec.shared_features:  # trials on shared features decode no image
-            check_fits(training, reader(self.aws.s3_client), image_size=largest_image_size(spec))
+            sharded = check_fits(
+                training, reader(self.aws.s3_client), image_size=largest_image_size(spec)
+            )
+            if sharded:
+                stream_channels(request["TrainingJobDefinition"]["InputDataConfig"], sharded)
+                request = self.aws.checked("CreateHyperParameterTuningJob", request)
         self.aws.check_quota(
             training.instance_type,
             "spot training job usage" if training.use_spot else "training job usage",
