@@ -236,3 +236,31 @@ def test_validate_sees_files_changed_since_the_last_call(dataset_root: Path) -> 
     assert dataset.validate().ok
     (dataset_root / CAT / "empty.jpg").touch()
     assert not dataset.validate().ok
+
+
+@pytest.mark.parametrize(
+    ("check", "sample", "caught", "decoded"),
+    [("full", 0.0, True, 26), ("headers", 0.0, False, 0), ("sample", 1.0, True, 26)],
+)
+def test_a_large_folder_can_be_checked_by_headers_or_a_sample_and_the_report_says_which(
+    dataset_root: Path, check: str, sample: float, caught: bool, decoded: int
+) -> None:
+    path = write_image(dataset_root / CAT / "cut.jpg", size=(300, 300))
+    path.write_bytes(path.read_bytes()[:3000])
+    (dataset_root / CAT / "bad.jpg").write_bytes(b"not an image at all")
+    report = smi.ImageFolderDataset(dataset_root).validate(check=check, sample=sample)
+    codes = {f.code for f in report.findings}
+    assert ("truncated_image" in codes) == caught
+    assert "corrupt_image" in codes  # a file that is no image fails by its header alone
+    assert report.check == check and report.decoded == decoded
+    assert ("by their headers only" in str(report)) == (check != "full")
+
+
+def test_a_sample_decodes_the_same_share_of_files_every_time(dataset_root: Path) -> None:
+    data = smi.ImageFolderDataset(dataset_root)
+    first = data.validate(check="sample", sample=0.25)
+    assert first.decoded == 6 and data.validate(check="sample", sample=0.25).decoded == 6
+    with pytest.raises(smi.ConfigurationError, match="check"):
+        data.validate(check="quick")
+    with pytest.raises(smi.ConfigurationError, match="sample"):
+        data.validate(check="sample", sample=2)

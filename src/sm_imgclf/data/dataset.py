@@ -136,20 +136,36 @@ class ImageFolderDataset:
         copy._layout = _cut(layout, fractions, seed)
         return copy
 
-    def validate(self, *, progress: bool | None = None) -> ValidationReport:
+    def validate(
+        self, *, progress: bool | None = None, check: str = "full", sample: float = 0.01
+    ) -> ValidationReport:
         """Decode every image and check the dataset as a whole.
 
         The result is kept; call again after changing files on disk to refresh it.
+        ``upload()`` validates with the defaults unless this ran first, so call
+        it with ``check="headers"`` before uploading a very large folder.
 
         Args:
             progress: Show a progress bar; ``None`` shows it on a terminal only.
+            check: ``"full"`` decodes every image. ``"headers"`` reads every file
+                (checksum, format, size, EXIF) but decodes none: several times
+                faster, and a truncated or corrupt image then fails only in the
+                job that decodes it. ``"sample"`` also decodes a random share
+                ``sample`` of the images (seeded: the same files every time).
+                The report says which ran.
+            sample: The share decoded whole with ``check="sample"``.
 
         Returns:
             The report. It raises nothing for bad files: call
             :meth:`ValidationReport.raise_for_errors` for that.
         """
+        if check not in ("full", "headers", "sample"):
+            raise bad_value("check", "'full', 'headers' or 'sample'", check)
+        check_number("sample", sample, low=0.0, high=1.0)
         self._layout = None  # rescan: files may have changed since the last look
-        report, inspections = validate(str(self.root), self.layout, self.limits, progress)
+        report, inspections = validate(
+            str(self.root), self.layout, self.limits, progress, check, sample
+        )
         self._validated = (report, inspections)
         return report
 

@@ -75,8 +75,8 @@ class Inspection:
         return not any(i.skipped or i.severity is Severity.ERROR for i in self.issues)
 
 
-def inspect_file(path: Path, *, max_pixels: int, min_side: int) -> Inspection:
-    """Read and fully decode one file, recording every issue found."""
+def inspect_file(path: Path, *, max_pixels: int, min_side: int, decode: bool = True) -> Inspection:
+    """Read one file and decode it (its header only without ``decode``), recording every issue."""
     result = Inspection()
     try:
         data = path.read_bytes()
@@ -94,12 +94,14 @@ def inspect_file(path: Path, *, max_pixels: int, min_side: int) -> Inspection:
             Issue("empty_file", Severity.ERROR, "is empty (0 bytes). Re-copy or remove it.")
         )
         return result
-    _decode(data, path.suffix.lower(), result, max_pixels=max_pixels, min_side=min_side)
+    _decode(
+        data, path.suffix.lower(), result, max_pixels=max_pixels, min_side=min_side, whole=decode
+    )
     return result
 
 
 def _decode(
-    data: bytes, suffix: str, result: Inspection, *, max_pixels: int, min_side: int
+    data: bytes, suffix: str, result: Inspection, *, max_pixels: int, min_side: int, whole: bool
 ) -> None:
     from PIL import Image, UnidentifiedImageError
 
@@ -111,7 +113,8 @@ def _decode(
                 result.issues.append(_bomb(result.width, result.height, max_pixels))
                 return
             orientation = image.getexif().get(_EXIF_ORIENTATION, 1)
-            image.load()
+            if whole:
+                image.load()
     except Image.DecompressionBombError as error:
         result.issues.append(
             Issue("decompression_bomb", Severity.ERROR, f"refused without decoding: {error}")

@@ -62,6 +62,9 @@ class ValidationReport:
         image_sizes: Per split, min/median/max of width and height in pixels.
         files_checked: Number of files opened.
         seconds: Time spent validating.
+        decoded: Files decoded whole; the rest had their headers read (see
+            ``check`` in :meth:`ImageFolderDataset.validate`).
+        check: What was checked: ``"full"``, ``"headers"`` or ``"sample"``.
     """
 
     root: str
@@ -71,6 +74,8 @@ class ValidationReport:
     image_sizes: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
     files_checked: int = 0
     seconds: float = 0.0
+    decoded: int = 0
+    check: str = "full"
 
     def _by(self, severity: Severity) -> list[Finding]:
         return [f for f in self.findings if f.severity is severity]
@@ -119,7 +124,7 @@ class ValidationReport:
     def __str__(self) -> str:
         lines = [
             f"Dataset {self.root}: {len(self.classes)} classes, "
-            f"{self.files_checked} files checked in {self.seconds:.1f}s"
+            f"{self.files_checked} files checked in {self.seconds:.1f}s{self._how()}"
         ]
         for split, per_class in self.counts.items():
             values = list(per_class.values()) or [0]
@@ -134,6 +139,14 @@ class ValidationReport:
         )
         lines.extend(_grouped(self.findings))
         return "\n".join(lines)
+
+    def _how(self) -> str:
+        if self.check == "full":
+            return ""
+        return (
+            f" ({self.check}: {self.decoded} decoded whole, the rest by their headers only, "
+            "so a truncated or corrupt file among them fails only when a job decodes it)"
+        )
 
 
 def _grouped(findings: list[Finding], shown: int = 5) -> list[str]:
