@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 
 from helpers.ranks import run_two
+from sm_imgclf.runtime import images as pipeline
 from sm_imgclf.runtime.job import data
 from sm_imgclf.runtime.job.host_share import HostShare
 
@@ -42,8 +43,8 @@ def rank_main(rank: int, port: int, images: str, folder: str, spill: str = "") -
     )
     dist.init_process_group("gloo", rank=rank, world_size=2)
     decoded = []
-    real = data.open_rgb
-    data.open_rgb = lambda raw, shorter: decoded.append(1) or real(raw, shorter)  # type: ignore[assignment]
+    real = pipeline.open_rgb
+    pipeline.open_rgb = lambda raw, shorter: decoded.append(1) or real(raw, shorter)  # type: ignore[assignment]
     share = HostShare.from_env()
     assert share is not None
     share = dataclasses.replace(share, folders=(Path(folder) / "missing", Path(folder) / "shm"))
