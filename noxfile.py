@@ -91,6 +91,24 @@ def lint(session: nox.Session) -> None:
         session.run(python, "-m", "compileall", "-q", "src/sm_imgclf/runtime", external=True)
 
 
+def _pyproject() -> dict:
+    import tomllib
+
+    return tomllib.loads(Path("pyproject.toml").read_text())
+
+
+def _requirements(without: tuple[str, ...]) -> list[str]:
+    """The package's requirements, less those named in ``without``."""
+    import re
+
+    found = _pyproject()["project"]["dependencies"]
+    return [r for r in found if re.split(r"[<>=!~\[ ;]", r, maxsplit=1)[0] not in without]
+
+
+def _extra(name: str) -> list[str]:
+    return list(_pyproject()["project"]["optional-dependencies"][name])
+
+
 def _pyenv_python(version: str) -> str:
     """The interpreter of ``version`` pyenv installed (its shims need a chosen version)."""
     root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"))
@@ -110,7 +128,10 @@ def typecheck(session: nox.Session) -> None:
 @nox.session
 def docs(session: nox.Session) -> None:
     """Build the documentation, treating every warning as an error."""
-    session.install("-e", ".[docs]")
+    # The pages import the package, which imports no torch (free imports): the
+    # requirements without torch and torchvision save installing gigabytes.
+    session.install(*_requirements(without=("torch", "torchvision")), *_extra("docs"))
+    session.install("--no-deps", "-e", ".")
     session.run(
         "sphinx-build",
         "-W",
@@ -143,6 +164,7 @@ def benchmarks(session: nox.Session) -> None:
         "shared_features",
         "eval_report",
         "data_memory",
+        "streaming",
     ]
     for name in names:
         extra = ["--trials", "12", "--trials", "24"] if name == "tuning" else []

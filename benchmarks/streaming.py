@@ -37,9 +37,10 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from upload import make_jpegs, start_moto
+
 import sm_imgclf as smi
 from helpers.s3proxy import S3Proxy
-from upload import make_jpegs, start_moto
 
 
 def transfer(files: int, delay: float, concurrency: int) -> None:
@@ -79,8 +80,32 @@ def transfer(files: int, delay: float, concurrency: int) -> None:
                     )
                 (up0, read0), (up1, read1) = timings[False], timings[True]
                 print(f"  shards: upload {up0 / up1:.1f}x faster, read back {read0 / read1:.1f}x")
+                imagenet(files / up0)
         finally:
             server.stop()  # type: ignore[attr-defined]
+
+
+# ImageNet-1k's training split, and S3 Standard's request prices in us-east-1.
+IMAGENET_FILES, IMAGENET_BYTES = 1_281_167, 140e9
+PUT_PER_1000, GET_PER_1000 = 0.005, 0.0004
+
+
+def imagenet(files_per_s: float) -> None:
+    """What the measured per-object rate means for ImageNet, against 128 MiB shards."""
+    shards = round(IMAGENET_BYTES / 2**27)
+    print(f"  projected for ImageNet's training split ({IMAGENET_FILES:,} files, 140 GB):")
+    for label, count in (("objects", IMAGENET_FILES), ("shards", shards)):
+        puts, gets = count * PUT_PER_1000 / 1000, count * GET_PER_1000 / 1000
+        print(
+            f"    {label:<8} {count:>9,} objects: upload requests ${puts:.2f}, "
+            f"each host of each job reads them for ${gets:.4f}"
+        )
+    print(
+        f"    one object per image at the rate measured here: "
+        f"{IMAGENET_FILES / files_per_s / 3600:.1f} h of requests before any bandwidth limit; "
+        "shards are bound by bandwidth alone (and File mode would first copy all 140 GB "
+        "to every host, more than a g4dn.xlarge's 125 GB disk; FastFile copies nothing)"
+    )
 
 
 def read_all(client: object, prefix: str, concurrency: int) -> tuple[float, int]:
@@ -163,9 +188,7 @@ def one_epoch(folder: str) -> None:
         epoch = time.perf_counter() - started
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     rss = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, children) / 1024
-    print(
-        json.dumps({"images": len(train), "decode_s": decoded, "epoch_s": epoch, "rss_mib": rss})
-    )
+    print(json.dumps({"images": len(train), "decode_s": decoded, "epoch_s": epoch, "rss_mib": rss}))
 
 
 def main() -> None:
@@ -173,7 +196,7 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=20_000)
     parser.add_argument("--delay", type=float, default=0.03, help="seconds added per request")
     parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--images", type=int, default=10_000)
+    parser.add_argument("--images", type=int, default=10_000, help="0 skips the training part")
     parser.add_argument("--epoch", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.epoch:
@@ -182,7 +205,8 @@ def main() -> None:
     logging.disable(logging.WARNING)
     os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
     print(f"{os.cpu_count()} CPUs")
-    training(args.images)
+    if args.images:
+        training(args.images)
     transfer(args.files, args.delay, args.concurrency)
 
 

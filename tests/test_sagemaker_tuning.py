@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 from botocore.stub import Stubber
 
@@ -303,3 +305,24 @@ def test_a_hyperband_trial_that_trained_every_epoch_is_not_pruned() -> None:
     assert full.status == "completed" and full.epochs == 9 and "all 9 epochs" in (full.note or "")
     assert settled(stopped, {"epoch": 3.0}, "valid:accuracy", 9).status == "pruned"  # a rung
     assert settled(stopped, {"epoch": 9.0}, "valid:accuracy", None).status == "pruned"
+
+
+def test_trials_read_a_sharded_training_split_with_fast_file(
+    sm_session: smi.SageMakerSession, bucket: str
+) -> None:
+    from helpers.images import manifest_text
+
+    sm_session.store.put_bytes("sh/train/manifest.json", manifest_text(1000, shards=4).encode())
+    channels = {"train": f"s3://{bucket}/sh/train", "valid": f"s3://{bucket}/sh/valid"}
+    run = tuning(sm_session)
+    request = run.dry_run(channels, name="sharded-t")  # plans read nothing: File throughout
+    modes = [c["InputMode"] for c in request["TrainingJobDefinition"]["InputDataConfig"]]
+    assert modes == ["File", "File"]
+    expected = copy.deepcopy(request)
+    expected["TrainingJobDefinition"]["InputDataConfig"][0]["InputMode"] = "FastFile"
+    with Stubber(sm_session.backend.aws.sagemaker_client) as stub:
+        stub.add_response(
+            "create_hyper_parameter_tuning_job", {"HyperParameterTuningJobArn": "arn:x"}, expected
+        )
+        run.run(channels, name="sharded-t", wait=False)
+        stub.assert_no_pending_responses()

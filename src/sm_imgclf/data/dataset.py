@@ -176,7 +176,7 @@ class ImageFolderDataset:
         *,
         skip_invalid: bool = False,
         progress: bool | None = None,
-        shards: bool | None = False,
+        shards: bool | None = None,
         shard_bytes: int = SHARD_BYTES,
     ) -> Channels:
         """Validate (unless already done) and copy the dataset into the session's store.

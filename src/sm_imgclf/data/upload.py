@@ -57,7 +57,7 @@ def upload_dataset(
     *,
     skip_invalid: bool,
     progress: bool | None,
-    shards: bool | None = False,
+    shards: bool | None = None,
     shard_bytes: int = SHARD_BYTES,
 ) -> Channels:
     """Upload the usable files of ``layout`` and one manifest per split; see ``upload()``."""
