@@ -7,7 +7,16 @@ from pathlib import Path
 
 import nox
 
-nox.options.sessions = ["tests", "toolkits", "rayserve", "reliability", "lint", "typecheck", "docs"]
+nox.options.sessions = [
+    "tests",
+    "toolkits",
+    "rayserve",
+    "tracking",
+    "reliability",
+    "lint",
+    "typecheck",
+    "docs",
+]
 nox.options.reuse_existing_virtualenvs = True
 
 
@@ -46,6 +55,17 @@ def rayserve(session: nox.Session) -> None:
     """Serve a model package under Ray Serve exactly as AWS's Ray Serve image does."""
     session.install("-e", ".[dev]", RAY_SERVE)
     session.run("pytest", "-m", "rayserve", "-s", "tests/test_ray_serve.py", *session.posargs)
+
+
+# MLflow as AWS's PyTorch 2.13 SageMaker training image carries it (3.x).
+MLFLOW = "mlflow>=3.1,<4"
+
+
+@nox.session
+def tracking(session: nox.Session) -> None:
+    """Track jobs and tuning runs in a real MLflow tracking server started by the tests."""
+    session.install("-e", ".[dev]", MLFLOW)
+    session.run("pytest", "-m", "tracking", "-s", "tests/test_tracking.py", *session.posargs)
 
 
 @nox.session

@@ -51,7 +51,7 @@ TRAINING_FIXTURES = frozenset({"trained", "endpoint", "digits", "digits_folder",
 
 # Suites with sessions of their own (they install AWS's toolkits, need a GPU or run long):
 # left out unless the -m expression names them, so `-m "not slow"` is the fast lane.
-OWN_SESSIONS = ("toolkits", "reliability", "gpu", "rayserve")
+OWN_SESSIONS = ("toolkits", "reliability", "gpu", "rayserve", "tracking")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

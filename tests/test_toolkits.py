@@ -528,3 +528,29 @@ def test_trials_read_a_features_jobs_output_under_the_toolkit(
     assert "from the shared store" in log and "backbone run once" not in log
     manifest = json.loads((tmp_path / "trial" / "model" / "manifest.json").read_text())
     assert manifest["hyperparameters"]["lr"] == 0.01
+
+
+def test_a_sharded_training_split_streams_under_the_toolkit(
+    aws: dict[str, Any], tmp_path: Path
+) -> None:
+    data = smi.ImageFolderDataset(aws["images"]).split(valid=0.25, seed=0)
+    sharded = data.upload(aws["session"], "digits-shards", shards=True, shard_bytes=2**14)
+    est = smi.TransferLearningEstimator(
+        "resnet18",
+        session=aws["session"],
+        weights=None,
+        trainable="all",
+        hyperparameters={"image_size": 32, "epochs": 2, "batch_size": 16, "augmentation": "light"},
+        compute=smi.Compute(image_uri=IMAGE),
+    )
+    est.fit(sharded, wait=False, name="toolkit-shards")
+    client = aws["boto"].client("sagemaker", endpoint_url=aws["url"])
+    job = dict(client.describe_training_job(TrainingJobName="toolkit-shards"))
+    modes = {c["ChannelName"]: c["InputMode"] for c in job["InputDataConfig"]}
+    assert modes["train"] == "FastFile"  # FastFile shows the objects as these same files
+    container_dirs(aws, job, tmp_path)
+    done = run_training(tmp_path, "toolkit-shards")
+    log = done.stdout + done.stderr
+    assert done.returncode == 0, log[-3000:]
+    assert "streamed each epoch and decoded by" in log and "epoch=2 " in log
+    assert (tmp_path / "model" / "model.pth").is_file()

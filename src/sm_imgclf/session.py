@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from sm_imgclf._params import bad_value, check_number
 from sm_imgclf.contracts.backend import Backend
+from sm_imgclf.contracts.tracking import check_tracking_uri
 
 if TYPE_CHECKING:
     import boto3
@@ -42,7 +43,9 @@ class Session:
 
     role: str | None
 
-    def __init__(self, backend: Backend, *, role: str | None = None) -> None:
+    def __init__(
+        self, backend: Backend, *, role: str | None = None, tracking_uri: str | None = None
+    ) -> None:
         # A static look: isinstance() on the protocol would evaluate lazy properties.
         if any(inspect.getattr_static(backend, name, None) is None for name in ("name", "store")):
             raise bad_value("backend", "an object implementing the Backend protocol", backend)
@@ -57,6 +60,7 @@ class Session:
             )
         self.backend = backend
         self.role = role
+        self.tracking_uri = check_tracking_uri(tracking_uri)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.backend!r})"
@@ -129,6 +133,10 @@ class LocalSession(Session):
         price_per_hour: What an hour of this machine is worth in US dollars
             (default 0): set it to rehearse a tuning run's ``max_cost`` locally,
             which then starts no trial that could pass the budget.
+        tracking_uri: Log every job and tuning run to this MLflow tracking
+            server or store (``http://...``, ``sqlite:///...``, a folder); by
+            default ``MLFLOW_TRACKING_URI`` when it is set, else nothing is
+            tracked. See :doc:`/tracking`.
     """
 
     def __init__(
@@ -138,6 +146,7 @@ class LocalSession(Session):
         max_concurrency: int = 4,
         feature_store: bool = True,
         price_per_hour: float = 0.0,
+        tracking_uri: str | None = None,
     ) -> None:
         from sm_imgclf.backends.local.backend import LocalBackend
 
@@ -150,7 +159,8 @@ class LocalSession(Session):
                 max_concurrency=max_concurrency,
                 feature_store=bool(feature_store),
                 price_per_hour=float(price_per_hour),
-            )
+            ),
+            tracking_uri=tracking_uri,
         )
 
 
@@ -176,6 +186,10 @@ class SageMakerSession(Session):
             endpoint and transform job this session creates, beside the three the
             library always sets (``sm-imgclf:created-by``, ``sm-imgclf:version``,
             ``sm-imgclf:session``).
+        tracking_uri: Log every job and tuning run to this MLflow tracking
+            server (``https://...``, or a SageMaker managed MLflow tracking
+            server's ARN); by default ``MLFLOW_TRACKING_URI`` when it is set.
+            The jobs reach it themselves, so it must be reachable from SageMaker.
     """
 
     def __init__(
@@ -189,6 +203,7 @@ class SageMakerSession(Session):
         expected_bucket_owner: str | None = None,
         max_concurrency: int = 16,
         tags: Mapping[str, str] | None = None,
+        tracking_uri: str | None = None,
     ) -> None:
         from sm_imgclf.backends.sagemaker.backend import SageMakerBackend
 
@@ -206,6 +221,7 @@ class SageMakerSession(Session):
                 tags=tags,
             ),
             role=role,
+            tracking_uri=tracking_uri,
         )
 
 

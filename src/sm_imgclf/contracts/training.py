@@ -96,6 +96,7 @@ class TrainingSpec(Compute):
         features_only: Compute the backbone's features, store them for the
             trials of a tuning run, and train nothing (see
             :attr:`TuningSpec.shared_features <sm_imgclf.contracts.tuning.TuningSpec>`).
+        environment: Variables set in the job's environment (MLflow tracking's).
     """
 
     job_name: str
@@ -110,6 +111,7 @@ class TrainingSpec(Compute):
     search: str = ""
     max_cost: float | None = None
     features_only: bool = False
+    environment: tuple[tuple[str, str], ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
         check_resource_name("job_name", self.job_name)
@@ -166,6 +168,6 @@ def spec_from_dict(data: dict[str, Any]) -> TrainingSpec:
     values["hyperparameters"] = Hyperparameters.from_strings(values["hyperparameters"])
     for name in ("trainable",):
         values[name] = tuple(values[name])
-    for name in ("channels", "tags"):
+    for name in ("channels", "tags", "environment"):
         values[name] = tuple(tuple(pair) for pair in values[name])
     return TrainingSpec(**values)

@@ -11,6 +11,7 @@ from sm_imgclf.contracts.hyperparameters import Hyperparameters
 from sm_imgclf.contracts.tags import check_user_tags
 from sm_imgclf.contracts.training import Compute, TrainingSpec, new_job_name
 from sm_imgclf.runtime.weights import WEIGHTS_CHANNEL, kind_of
+from sm_imgclf.training.tracking import job_environment
 
 if TYPE_CHECKING:
     from sm_imgclf.contracts.costs import CostEstimate
@@ -170,6 +171,7 @@ class TransferLearningEstimator:
             hyperparameters=self.hyperparameters,
             channels=tuple(sorted((str(k), str(v)) for k, v in channels.items())),
             source_dir=self.source_dir,
+            environment=job_environment(self.session),
             **self.resources,
         )
 

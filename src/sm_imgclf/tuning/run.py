@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from sm_imgclf._params import bad_value, check_choice, check_number
@@ -297,12 +298,40 @@ class TuningRun:
             print(f"budget: {self.estimator.session.estimate(spec)}", flush=True)
         if spec.shared_features:
             self._store_features(spec, logs=logs)
+        spec, parent = self._tracked(spec)
         self.estimator.session.backend.start_tuning(spec)
         result = TuningResult(spec.name, self.estimator.session)
         if wait:
-            result.wait(logs=logs)
+            try:
+                result.wait(logs=logs)
+            finally:
+                if parent is not None:
+                    self._end_parent(parent, result)
             self._remember_speed(spec, result)
         return result
+
+    def _tracked(self, spec: TuningSpec) -> tuple[TuningSpec, Any]:
+        """The spec whose trials log as children of a new parent run, when the session tracks."""
+        from sm_imgclf.contracts.tracking import PARENT_ENV
+        from sm_imgclf.training.tracking import start_parent
+
+        space = {name: repr(value) for name, value in spec.space}
+        parent = start_parent(self.estimator.session, spec.name, space)
+        if parent is None:
+            return spec, None
+        environment = (*spec.training.environment, (PARENT_ENV, parent.run_id))
+        return replace(spec, training=replace(spec.training, environment=environment)), parent
+
+    @staticmethod
+    def _end_parent(parent: Any, result: TuningResult) -> None:
+        from sm_imgclf.errors import SmImgclfError
+        from sm_imgclf.training.tracking import end_parent
+
+        try:
+            trials, best = result.trials, result.best.job_name
+        except SmImgclfError:  # no trial completed: no best to name
+            trials, best = result.trials, None
+        end_parent(parent, trials, best)
 
     def _remember_speed(self, spec: TuningSpec, result: TuningResult) -> None:
         """Keep the speed of the best trial, so later estimates expect a time."""

@@ -88,6 +88,7 @@ class LocalBackend:
             "hyperparameters": spec.job_arguments(),
             "source_dir": spec.source_dir,
             "feature_store": str(self.root / "features") if self.feature_store else None,
+            "environment": dict(spec.environment),
         }
 
     def start_training(self, spec: TrainingSpec, *, epoch_gate: bool = False) -> None:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from sm_imgclf.backends.local.processes import alive
+from sm_imgclf.contracts.tracking import RUN_NAME_ENV
 from sm_imgclf.runtime.job.control import EPOCH_GATE, FEATURE_STORE, STOP_FILE
 
 STATUS, SPEC, LOG = "status.json", "spec.json", "log.txt"
@@ -85,6 +86,8 @@ def job_environment(job_dir: Path, request: dict[str, Any]) -> dict[str, str]:
     env.pop(FEATURE_STORE, None)
     if request.get("feature_store"):
         env[FEATURE_STORE] = request["feature_store"]
+    env.update(request.get("environment", {}))
+    env[RUN_NAME_ENV] = request["job_name"]  # the MLflow run's name, when it tracks
     env[STOP_FILE] = str(job_dir / STOP)  # the job stops at its next step once it exists
     if request.get("epoch_gate"):
         env[EPOCH_GATE] = str(job_dir / GATE)

@@ -15,6 +15,7 @@ from sm_imgclf.backends.sagemaker.images import pytorch_image
 from sm_imgclf.contracts.costs import capped
 from sm_imgclf.contracts.status import JobState, JobStatus
 from sm_imgclf.contracts.storage import UploadItem
+from sm_imgclf.contracts.tracking import tracking_requirements
 from sm_imgclf.contracts.training import TrainingSpec
 from sm_imgclf.errors import BackendError, StorageError
 from sm_imgclf.runtime.sources import resolve
@@ -44,7 +45,11 @@ class TrainingJobs:
         """
         found = resolve(spec.model, spec.source_dir)
         # AWS's PyTorch images have no Optuna; a search in one job installs it.
-        wanted = (*found.requirements, *([f"optuna=={version('optuna')}"] if spec.search else []))
+        wanted = (
+            *found.requirements,
+            *([f"optuna=={version('optuna')}"] if spec.search else []),
+            *tracking_requirements(dict(spec.environment)),
+        )
         source = sagemaker_training.source_tarball(spec.source_dir, wanted)
         uploads: dict[str, bytes | Path] = {sagemaker_training.source_key(source): source}
         if kind_of(spec.weights) == "file":

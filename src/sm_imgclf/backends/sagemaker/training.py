@@ -144,6 +144,8 @@ def training_request(
     }
     if spec.max_spot_wait is not None:
         request["StoppingCondition"]["MaxWaitTimeInSeconds"] = spec.max_spot_wait
+    if spec.environment:
+        request["Environment"] = dict(spec.environment)
     return request
 
 

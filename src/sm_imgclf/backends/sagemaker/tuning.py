@@ -28,6 +28,7 @@ _SHARED = (
     "ResourceConfig",
     "StoppingCondition",
     "EnableManagedSpotTraining",
+    "Environment",
 )
 
 
@@ -51,7 +52,9 @@ def tuning_request(spec: TuningSpec, training: dict[str, Any]) -> dict[str, Any]
             + f"/tuning/{spec.name}/checkpoints",
             "LocalPath": training["CheckpointConfig"]["LocalPath"],
         }
-        definition["Environment"] = {"SM_IMGCLF_CHECKPOINT_PER_JOB": "1"}
+        definition["Environment"] = definition.get("Environment", {}) | {
+            "SM_IMGCLF_CHECKPOINT_PER_JOB": "1"
+        }
     config: dict[str, Any] = {
         "Strategy": _STRATEGIES[spec.strategy],
         "HyperParameterTuningJobObjective": {

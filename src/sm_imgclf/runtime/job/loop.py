@@ -43,6 +43,7 @@ class Trainer:
     distributed: Any = None
     monitor: Any = None
     confusion: Any = None
+    tracker: Any = None  # the job's MLflow run, when it tracks
     control: JobControl | None = None
     deadline: Deadline = field(default_factory=Deadline)
     # None: on the device when it is a GPU (the benchmarks set it to compare).
@@ -99,6 +100,8 @@ class Trainer:
             )
             if self.monitor is not None:
                 self.monitor.epoch({"epoch": epoch, **metrics, "confusion": self.confusion})
+            if self.tracker is not None:
+                self.tracker.epoch(epoch, metrics)
             patience = self._should_stop(state)
             if patience:
                 self.log(

@@ -42,11 +42,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout, sys.stderr = SurvivingStream(sys.stdout), SurvivingStream(sys.stderr)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
     env = JobEnvironment.from_env()
+    tracker = _tracker()
     try:
         settings, hp = parse_args(sys.argv[1:] if argv is None else argv)
-        run(env, settings, hp)
+        run(env, settings, hp, tracker)
     except KeyboardInterrupt:
         print("job interrupted; its last checkpoint is kept", flush=True)
+        if tracker is not None:
+            tracker.close("KILLED")
         return 130
     except Exception as error:
         reason = (
@@ -56,12 +59,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         print(reason, file=sys.stderr, flush=True)
         _write_failure(env, reason)
+        if tracker is not None:
+            tracker.close("FAILED")
         return 1
     return 0
 
 
-def run(env: JobEnvironment, settings: dict[str, Any], hp: Hyperparameters) -> dict[str, Any]:
-    """Train, evaluate and package; return the metrics written to ``metrics.json``."""
+def _tracker() -> Any:
+    """The job's MLflow run when it was told to track, else ``None``; never an error."""
+    from sm_imgclf.runtime.job.tracking import JobTracker
+
+    try:
+        return JobTracker.from_env(os.environ)
+    except ImportError:
+        print("tracking: MLFLOW_TRACKING_URI is set but mlflow is not installed", flush=True)
+        return None
+
+
+def run(
+    env: JobEnvironment, settings: dict[str, Any], hp: Hyperparameters, tracker: Any = None
+) -> dict[str, Any]:
+    """Train, evaluate and package; return the metrics written to ``metrics.json``.
+
+    With ``tracker`` (a :class:`~sm_imgclf.runtime.job.tracking.JobTracker`) the
+    parameters, every epoch and the package go to its MLflow run as well.
+    """
     import torch
 
     from sm_imgclf.runtime.job import feature_store
@@ -84,6 +106,11 @@ def run(env: JobEnvironment, settings: dict[str, Any], hp: Hyperparameters) -> d
         f"hyperparameters {json.dumps(hp.to_dict())}",
         flush=True,
     )
+    if tracker is not None:
+        from sm_imgclf._version import __version__
+        from sm_imgclf.runtime.job.tracking import job_params
+
+        tracker.params(job_params(settings, hp, channels), {"sm_imgclf.version": __version__})
     sharing = _sharing(settings, hp, channels, env, distributed is not None)
     with feature_store.claimed(sharing) as stored:
         splits: dict[str, Any] = stored or load_splits(
@@ -92,6 +119,7 @@ def run(env: JobEnvironment, settings: dict[str, Any], hp: Hyperparameters) -> d
         trainer, head, model = prepare(
             settings, hp, splits, device, env, distributed, features_ready=stored is not None
         )
+        trainer.tracker = tracker
         if sharing is not None and sharing.writable and stored is None and trainer.features:
             feature_store.write(sharing, splits)
     if settings["features_only"]:
@@ -122,8 +150,19 @@ def run(env: JobEnvironment, settings: dict[str, Any], hp: Hyperparameters) -> d
         _write_outputs(env, settings, hp, splits["train"], model, head, metrics)
         if not deadline.signalled:
             _release_checkpoints(env)
+    if tracker is not None:
+        _track_end(tracker, env, metrics, stopped=deadline.signalled or deadline.stop_asked)
     teardown()
     return metrics
+
+
+def _track_end(tracker: Any, env: JobEnvironment, metrics: dict[str, Any], stopped: bool) -> None:
+    """Log the test metrics and the package, then end the run (``KILLED`` when stopped)."""
+    if "test" in metrics:
+        tracker.epoch(metrics["best_epoch"], {f"test:{k}": v for k, v in metrics["test"].items()})
+    tracker.artifacts(env.model_dir, "model")
+    tracker.artifacts(env.output_dir, "output")
+    tracker.close("KILLED" if stopped else "FINISHED")
 
 
 def _release_checkpoints(env: JobEnvironment) -> None:
