@@ -534,7 +534,7 @@ def test_a_sharded_training_split_streams_under_the_toolkit(
     aws: dict[str, Any], tmp_path: Path
 ) -> None:
     data = smi.ImageFolderDataset(aws["images"]).split(valid=0.25, seed=0)
-    sharded = data.upload(aws["session"], "digits-shards", shards=True, shard_bytes=2**14)
+    sharded = data.upload(aws["session"], "digits-shards", shards=True, shard_bytes=2**16)
     est = smi.TransferLearningEstimator(
         "resnet18",
         session=aws["session"],

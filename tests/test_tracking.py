@@ -193,3 +193,37 @@ def test_a_tuning_run_is_a_parent_run_with_a_child_per_trial(
     assert sorted(c.info.run_name for c in children) == sorted(t.job_name for t in result.trials)
     assert {c.data.tags["sm_imgclf.trial_state"] for c in children} == {"completed"}
     assert all(c.info.status == "FINISHED" for c in children)
+
+
+def test_a_registered_version_deploys_by_name_and_serves(
+    server: Server, digits: smi.ImageFolderDataset, tmp_path: Path
+) -> None:
+    session = smi.LocalSession(tmp_path / "session", tracking_uri=server.url)
+    channels = digits.upload(session, "digits", progress=False)
+    job = estimator(session, epochs=1).fit(channels, logs=False)
+    first, second = job.register("digits"), job.register("digits")
+    assert (str(first), str(second)) == ("digits:1", "digits:2")
+    client = mlflow.MlflowClient(server.url)
+    version = client.get_model_version("digits", "2")
+    assert version.run_id == first.run_id and version.tags["sm_imgclf.job"] == job.name
+    image = next(iter(sorted(digits.files("test"))))
+    with smi.deploy_registered(session, "digits", "registered") as endpoint:
+        answer = endpoint.predict(image)
+    with job.deploy("direct") as endpoint:
+        direct = endpoint.predict(image)
+    assert answer.label == direct.label and answer.score == pytest.approx(direct.score)
+    with pytest.raises(smi.ConfigurationError, match="no version 7 of model 'digits'"):
+        smi.deploy_registered(session, "digits:7")
+
+
+def test_a_job_that_ran_untracked_cannot_be_registered(
+    server: Server, digits: smi.ImageFolderDataset, tmp_path: Path
+) -> None:
+    untracked = smi.LocalSession(tmp_path / "session")
+    channels = digits.upload(untracked, "digits", progress=False)
+    job = estimator(untracked, epochs=1).fit(channels, logs=False)
+    with pytest.raises(smi.ConfigurationError, match="tracking_uri"):
+        job.register("digits")
+    tracked = smi.LocalSession(tmp_path / "session", tracking_uri=server.url)
+    with pytest.raises(smi.BackendError, match="ran without tracking"):
+        smi.TrainingJob.attach(job.name, tracked).register("digits")

@@ -68,6 +68,8 @@ if TYPE_CHECKING:
     from sm_imgclf.session import LocalSession, SageMakerSession, Session
     from sm_imgclf.training.estimator import TransferLearningEstimator
     from sm_imgclf.training.job import TrainingJob
+    from sm_imgclf.training.registered import deploy_registered
+    from sm_imgclf.training.registry import RegisteredVersion
     from sm_imgclf.tuning.result import TuningResult
     from sm_imgclf.tuning.run import TuningRun
     from sm_imgclf.tuning.trial import Trial
@@ -106,6 +108,8 @@ _LAZY = {
     "JobState": "sm_imgclf.contracts.status",
     "TrialState": "sm_imgclf.contracts.status",
     "TrainingJob": "sm_imgclf.training.job",
+    "RegisteredVersion": "sm_imgclf.training.registry",
+    "deploy_registered": "sm_imgclf.training.registered",
     "TrainingSpec": "sm_imgclf.contracts.training",
     "Trial": "sm_imgclf.tuning.trial",
     "TuningResult": "sm_imgclf.tuning.result",
@@ -161,6 +165,7 @@ __all__ = [
     "ObjectNotFoundError",
     "Prediction",
     "Price",
+    "RegisteredVersion",
     "Resource",
     "RuleResult",
     "SageMakerSession",
@@ -190,6 +195,7 @@ __all__ = [
     "__version__",
     "backbone",
     "cifar10_to_folder",
+    "deploy_registered",
     "digits_to_folder",
     "list_models",
     "register_model",

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from sm_imgclf.contracts.deploy import DeployOptions, DeploySpec
     from sm_imgclf.serving.client import EndpointClient
     from sm_imgclf.session import Session
+    from sm_imgclf.training.registry import RegisteredVersion
 
 
 class TrainingJob:
@@ -125,6 +126,19 @@ class TrainingJob:
         if status.status is JobState.FAILED:
             raise TrainingJobFailedError(self.name, status.failure_reason)
         return status
+
+    def register(self, name: str) -> RegisteredVersion:
+        """Add this job's package to MLflow's model registry as a new version of ``name``.
+
+        The job must have run with tracking on (see :doc:`/tracking`); deploy the
+        version later with :func:`~sm_imgclf.deploy_registered`.
+
+        Returns:
+            The new version (``str()`` gives ``name:version``).
+        """
+        from sm_imgclf.training.registry import register
+
+        return register(self, name)
 
     def deploy(
         self,
