@@ -157,7 +157,11 @@ def test_an_epoch_gives_every_image_once_in_an_order_of_its_own(tmp_path: Path) 
         batches = list(train.epoch(plan, 8))
         assert len(batches) == plan.steps
         seen[epoch] = torch.cat([index for _, index, _ in batches]).tolist()
-        assert sorted(seen[epoch]) == list(range(90))
+        assert all(len(index) > 1 for _, index, _ in batches)  # batch norm needs two
+        # Every image once, but a worker's lone last one, which waits for the next epoch.
+        assert len(set(seen[epoch])) == len(seen[epoch]) >= 90 - len(plan.parts)
+    once = torch.cat([index for _, index, _ in train.once(8)]).tolist()
+    assert sorted(once) == list(range(90))  # the feature pass keeps every image
     assert seen[1] != seen[2]
     again = torch.cat([i for _, i, _ in train.epoch(train.plan(1, seed=0, batch_size=8), 8)])
     assert again.tolist() == seen[1]  # the seed and the epoch fix the order

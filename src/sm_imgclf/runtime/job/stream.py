@@ -87,7 +87,7 @@ class StreamedSplit:
             return [mine[w::n] for w in range(n)]
 
         def batches(parts: list[list[int]]) -> int:
-            return sum(-(-sum(counts[i] for i in part) // batch_size) for part in parts)
+            return sum(_batches(sum(counts[i] for i in part), batch_size, True) for part in parts)
 
         steps = min(batches(split_up(r)) for r in range(world))
         return Plan(split_up(rank), steps, seed * 7919 + epoch * 104_729 + rank * 15_485_863)
@@ -98,7 +98,7 @@ class StreamedSplit:
         numbers = list(range(len(self.shards)))
         parts = [numbers[w::n] for w in range(n)]
         counts = self.counts()
-        steps = sum(-(-sum(counts[i] for i in part) // batch_size) for part in parts)
+        steps = sum(_batches(sum(counts[i] for i in part), batch_size, False) for part in parts)
         return self.epoch(Plan(parts, steps, 0, shuffle=False), batch_size)
 
     def epoch(
@@ -155,7 +155,9 @@ class _Stream(IterableDataset[tuple[int, "torch.Tensor", "torch.Tensor"]]):
             if len(batch) == self.batch_size:
                 yield from self._emit(worker, number, batch)
                 batch, number = [], number + 1
-        if batch:
+        # A training batch of one image breaks batch norm: a worker's last lone image waits
+        # for the next epoch, which puts it elsewhere in the order.
+        if len(batch) > (1 if self.plan.shuffle else 0):
             yield from self._emit(worker, number, batch)
 
     def _emit(
@@ -183,6 +185,12 @@ class _Stream(IterableDataset[tuple[int, "torch.Tensor", "torch.Tensor"]]):
         for number in shards:
             path, start = self.split.shards[number]
             yield from shard_images(path, start)
+
+
+def _batches(images: int, size: int, training: bool) -> int:
+    """The batches a worker yields for ``images``: a lone last image is no training batch."""
+    full, left = divmod(images, size)
+    return full + (left > (1 if training else 0))
 
 
 def shard_images(path: Path, start: int) -> Iterator[tuple[int, bytes]]:
