@@ -31,13 +31,21 @@ def make_dataset(
     root: Path,
     classes: tuple[str, ...] = ("001.cat", "002.dog", "003.bird"),
     counts: dict[str, int] | None = None,
+    *,
+    fixed: bool = False,
 ) -> Path:
-    """A clean split dataset: train/valid/test with distinct images in every class."""
+    """A clean split dataset: train/valid/test with distinct images in every class.
+
+    With ``fixed`` the pixels depend on each file's path inside ``root`` only,
+    so every run writes the same images wherever ``root`` is.
+    """
     counts = counts or {"train": 4, "valid": 2, "test": 2}
     for split, n in counts.items():
         for class_id in classes:
             for i in range(n):
-                write_image(root / split / class_id / f"img_{i}.jpg")
+                path = root / split / class_id / f"img_{i}.jpg"
+                seed = zlib.crc32(str(path.relative_to(root)).encode()) if fixed else None
+                write_image(path, seed=seed)
     return root
 
 

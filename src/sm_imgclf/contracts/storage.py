@@ -62,6 +62,14 @@ class TransferSummary:
         """True when no file failed."""
         return not self.failed
 
+    def add(self, other: TransferSummary) -> None:
+        """Count ``other``'s transfers into this summary (several syncs as one)."""
+        self.uploaded += other.uploaded
+        self.skipped = sorted(self.skipped + other.skipped)
+        self.failed |= other.failed
+        self.bytes_uploaded += other.bytes_uploaded
+        self.seconds += other.seconds
+
     def __str__(self) -> str:
         text = (
             f"{len(self.uploaded)} uploaded ({self.bytes_uploaded:,} bytes), "

@@ -129,10 +129,7 @@ def _upload_sharded(
             progress=progress,
         )
         built[split] = manifest
-        summary.uploaded += sent.uploaded
-        summary.skipped += sent.skipped
-        summary.bytes_uploaded += sent.bytes_uploaded
-        summary.seconds += sent.seconds
+        summary.add(sent)
     logger.info("upload %s as shards: %s", prefix, summary)
     return _finish(store, prefix, report, built, existing, summary, skipped)
 

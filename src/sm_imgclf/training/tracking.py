@@ -72,13 +72,10 @@ class ParentRun:
     def __init__(self, uri: str, name: str, params: dict[str, str]) -> None:
         from mlflow.tracking import MlflowClient
 
+        from sm_imgclf.runtime.job.tracking import experiment_id_of
+
         self.client: Any = MlflowClient(uri)
-        found = self.client.get_experiment_by_name(experiment_name())
-        experiment = (
-            found.experiment_id
-            if found is not None
-            else self.client.create_experiment(experiment_name())
-        )
+        experiment = experiment_id_of(self.client, experiment_name())
         tags = {"sm_imgclf.kind": "tuning", "sm_imgclf.tuning_run": name}
         self.run_id: str = self.client.create_run(experiment, run_name=name, tags=tags).info.run_id
         for key, value in params.items():

@@ -50,7 +50,7 @@ def to_features(
     from sm_imgclf.runtime.job.loop import oom_guard
     from sm_imgclf.runtime.job.stream import StreamedSplit
 
-    before = list(splits.values())
+    streamed = any(isinstance(s, StreamedSplit) for s in splits.values())
     layer = head_module(model, head)
     set_submodule(model, head.path, nn.Identity())
     model.eval()
@@ -82,7 +82,6 @@ def to_features(
             )
             split.images = _gathered(found, len(split), world)
     set_submodule(model, head.path, layer)
-    streamed = any(isinstance(s, StreamedSplit) for s in before)
     if distributed is not None and streamed:
         print("features: each process streams the whole training split once", flush=True)
     shared = "" if distributed is None else f" ({distributed[1]} processes, a block each)"

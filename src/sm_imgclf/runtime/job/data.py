@@ -8,6 +8,7 @@ import math
 import os
 import tempfile
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -182,14 +183,14 @@ def _decode_shards(
         for path, start in shards:
             yield from shard_images(path, start)
 
-    started = last = time.monotonic()
+    report = progress_logger(name, total)
     with ThreadPoolExecutor(workers) as pool:
-        window: list[Future[None]] = []
+        window: deque[Future[None]] = deque()
         for done, (index, data) in enumerate(images(), 1):
             window.append(pool.submit(decode, index, data))
             if len(window) >= 4 * workers:  # the read runs ahead of decoding by this much
-                window.pop(0).result()
-            last = _progress(name, done, total, started, last)
+                window.popleft().result()
+            report(done)
         for future in window:
             future.result()
 
@@ -200,34 +201,28 @@ def progress_logger(name: str, total: int) -> Callable[[int], None]:
     last = [started]
 
     def report(done: int) -> None:
-        last[0] = _progress(name, done, total, started, last[0])
+        now = time.monotonic()
+        if now - last[0] < PROGRESS_SECONDS or done >= total:
+            return
+        last[0], rate = now, done / (now - started)
+        logger.info(
+            "%s: decoded %d of %d images, %.0f images/s, about %.0fs left",
+            name,
+            done,
+            total,
+            rate,
+            (total - done) / rate,
+        )
 
     return report
 
 
-def _progress(name: str, done: int, total: int, started: float, last: float) -> float:
-    """Log decoding progress when :data:`PROGRESS_SECONDS` passed since ``last``; the new last."""
-    now = time.monotonic()
-    if now - last < PROGRESS_SECONDS or done >= total:
-        return last
-    rate = done / (now - started)
-    logger.info(
-        "%s: decoded %d of %d images, %.0f images/s, about %.0fs left",
-        name,
-        done,
-        total,
-        rate,
-        (total - done) / rate,
-    )
-    return now
-
-
 def _decode_all(name: str, decode: Callable[[int], None], rows: range, workers: int) -> None:
     """Run ``decode`` over ``rows`` in threads, logging progress every :data:`PROGRESS_SECONDS`."""
-    started = last = time.monotonic()
+    report = progress_logger(name, len(rows))
     with ThreadPoolExecutor(workers) as pool:
         for done, _ in enumerate(pool.map(decode, rows), 1):  # re-raises the first error
-            last = _progress(name, done, len(rows), started, last)
+            report(done)
 
 
 @contextmanager

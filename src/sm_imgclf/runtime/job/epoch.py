@@ -54,6 +54,10 @@ class EpochBatches:
             list(partial["workers"]) if resumed and partial is not None else [0] * workers
         )
         self.resumed = resumed and self.number > 0
+        # The cut epoch's running loss, correct count and images seen, carried on.
+        self.totals: tuple[float, int, int] = (
+            tuple(partial["totals"]) if self.resumed and partial is not None else (0.0, 0, 0)
+        )
         self._last = 0
 
     @property

@@ -139,7 +139,7 @@ class Trainer:
         batches = self._epoch_batches(data, epoch, generator, partial)
         self._position = batches
         # Totals stay on the device: a GPU never waits for the host between steps.
-        loss0, right0, seen = partial["totals"] if batches.resumed and partial else (0.0, 0, 0)
+        loss0, right0, seen = batches.totals
         total_loss = torch.full((), loss0, dtype=torch.float64, device=self.device)
         correct = torch.full((), right0, dtype=torch.long, device=self.device)
         if batches.resumed:
@@ -177,30 +177,22 @@ class Trainer:
     ) -> EpochBatches:
         from sm_imgclf.runtime.job.stream import StreamedSplit
 
-        if partial is not None and partial.get("epoch") != epoch:
-            partial = None
         size = self.hp.batch_size
+        order, plan = None, None
         if isinstance(data, StreamedSplit):
             rank, world = self.distributed or (0, 1)
             plan = data.plan(epoch, self.hp.seed, size, rank, world)
-            return EpochBatches(
-                self._batches,
-                data,
-                order=None,
-                plan=plan,
-                batch_size=size,
-                generator=generator,
-                partial=partial,
-            )
-        order = self._order(len(data), generator)
+        else:
+            order = self._order(len(data), generator)
+        kept = partial if partial is not None and partial.get("epoch") == epoch else None
         return EpochBatches(
             self._batches,
             data,
             order=order,
-            plan=None,
+            plan=plan,
             batch_size=size,
             generator=generator,
-            partial=partial,
+            partial=kept,
         )
 
     def _step(

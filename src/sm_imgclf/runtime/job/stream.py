@@ -79,27 +79,27 @@ class StreamedSplit:
             )
         generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
         order = torch.randperm(len(self.shards), generator=generator).tolist()
-        counts = self.counts()
-
-        def split_up(r: int) -> list[list[int]]:
-            mine = order[r::world]
-            n = max(1, min(self.workers, len(mine)))
-            return [mine[w::n] for w in range(n)]
-
-        def batches(parts: list[list[int]]) -> int:
-            return sum(_batches(sum(counts[i] for i in part), batch_size, True) for part in parts)
-
-        steps = min(batches(split_up(r)) for r in range(world))
-        return Plan(split_up(rank), steps, seed * 7919 + epoch * 104_729 + rank * 15_485_863)
+        # Every rank computes every rank's count, from the manifest: no communication.
+        parts = [self._parts(order[r::world]) for r in range(world)]
+        steps = min(self._steps(mine, batch_size, True) for mine in parts)
+        seed_of_rank = seed * 7919 + epoch * 104_729 + rank * 15_485_863
+        return Plan(parts[rank], steps, seed_of_rank)
 
     def once(self, batch_size: int) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
         """Every image once, in batches, unshuffled (the backbone's feature pass)."""
-        n = max(1, min(self.workers, len(self.shards)))
-        numbers = list(range(len(self.shards)))
-        parts = [numbers[w::n] for w in range(n)]
-        counts = self.counts()
-        steps = sum(_batches(sum(counts[i] for i in part), batch_size, False) for part in parts)
+        parts = self._parts(list(range(len(self.shards))))
+        steps = self._steps(parts, batch_size, False)
         return self.epoch(Plan(parts, steps, 0, shuffle=False), batch_size)
+
+    def _parts(self, shards: list[int]) -> list[list[int]]:
+        """``shards`` dealt out to this process's workers (no more workers than shards)."""
+        n = max(1, min(self.workers, len(shards)))
+        return [shards[w::n] for w in range(n)]
+
+    def _steps(self, parts: list[list[int]], batch_size: int, training: bool) -> int:
+        """The batches the workers given ``parts`` yield between them."""
+        counts = self.counts()
+        return sum(_batches(sum(counts[i] for i in part), batch_size, training) for part in parts)
 
     def epoch(
         self, plan: Plan, batch_size: int, skip: list[int] | None = None

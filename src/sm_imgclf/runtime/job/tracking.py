@@ -136,15 +136,18 @@ class JobTracker:
                 )
 
     def _start(self, client: Any, experiment: str, name: str, parent: str | None) -> None:
-        found = client.get_experiment_by_name(experiment)
-        experiment_id = (
-            found.experiment_id if found is not None else client.create_experiment(experiment)
-        )
+        experiment_id = experiment_id_of(client, experiment)
         tags = {"sm_imgclf.kind": "training"}
         if parent:
             tags["mlflow.parentRunId"] = parent
         self.run_id = client.create_run(experiment_id, run_name=name, tags=tags).info.run_id
         self.log(f"tracking: MLflow run {self.run_id} at {self.uri}")
+
+
+def experiment_id_of(client: Any, name: str) -> str:
+    """The id of the experiment ``name``, created when it does not exist yet."""
+    found = client.get_experiment_by_name(name)
+    return str(found.experiment_id if found is not None else client.create_experiment(name))
 
 
 def job_params(
